@@ -1,0 +1,38 @@
+# Quick start: `make run` and `make test` each set themselves up on a fresh machine
+# (only Python 3.11 and pip needed): they create .venv and install Liquid into it first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-all lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/liquid up
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m ''
+
+lint: install
+	$(BIN)/ruff check liquid daemon dashboard tests benchmarks
+	$(BIN)/ruff format --check liquid daemon dashboard tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m benchmarks.core_io
+
+clean:
+	rm -rf $(VENV) .liquid .pytest_cache .mypy_cache .ruff_cache

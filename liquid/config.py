@@ -1,0 +1,191 @@
+"""Configuration: one settings class read from ``liquid.yaml`` and ``LIQUID_*`` environment variables.
+
+Precedence, highest first: keyword arguments, environment (``LIQUID_INLINE_THRESHOLD=8KiB``,
+nested with ``__``: ``LIQUID_HOT__TTL=10m``), the YAML file (``$LIQUID_CONFIG`` or
+``./liquid.yaml``), then the defaults below. Sizes take human units (``4KiB``, ``2GiB``),
+durations too (``90s``, ``12h``, ``30d``).
+
+A ``liquid.yaml`` pointing at real servers::
+
+    catalog_url: postgresql+psycopg://liquid:secret@db.internal:5432/liquid
+    stores:
+      hot: redis://cache.internal:6379/0
+      warm: catalog                      # bytes of warm objects live in the catalog database
+      cold: s3://liquid-cold/prod?region=eu-west-1&sse=AES256
+      archive: s3://liquid-archive/prod?storage_class=GLACIER_IR
+    inline_threshold: 4KiB
+    warm_max_object_size: 1MiB           # larger objects are born cold
+    compression: {docs: zstd, "kb-*": zstd}
+
+Leave ``catalog_url`` and a store URL unset and ``liquid`` starts (or reuses) the
+embedded servers under ``home`` (``.liquid/`` by default).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from liquid.errors import ConfigError
+from liquid.units import parse_duration, parse_size
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Tier = Literal["hot", "warm", "cold", "archive"]
+DURABLE_TIERS: tuple[Tier, ...] = ("warm", "cold", "archive")
+#: Store name meaning "the catalog's own PostgreSQL database".
+CATALOG_STORE = "catalog"
+
+
+class HotSettings(BaseModel):
+    """The Redis/Valkey read cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: Objects larger than this are never cached in Redis.
+    max_object_size: Size = 1024 * 1024
+    #: Cache entries expire after this long even if nothing evicts them.
+    ttl: Duration = 3600.0
+    populate_on_read: bool = True
+    populate_on_write: bool = False
+
+
+class TierCost(BaseModel):
+    """List prices for one tier (USD)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gb_month: float = Field(ge=0)
+    per_1k_reads: float = Field(default=0.0, ge=0)
+    per_1k_writes: float = Field(default=0.0, ge=0)
+    retrieval_per_gb: float = Field(default=0.0, ge=0)
+    min_storage_days: float = Field(default=0.0, ge=0)
+
+
+def _default_costs() -> dict[Tier, TierCost]:
+    # Public list prices, us-east-1, checked 2026-11: ElastiCache memory (~$0.0125/GB-hour ≈ $9/GB-month),
+    # RDS gp3 storage $0.115/GB-month, S3 Standard $0.023 + $0.0004/1k GET + $0.005/1k PUT,
+    # S3 Glacier Instant Retrieval $0.004 + $0.01/1k GET + $0.02/1k PUT + $0.03/GB retrieval, 90-day minimum.
+    return {
+        "hot": TierCost(gb_month=9.0),
+        "warm": TierCost(gb_month=0.115),
+        "cold": TierCost(gb_month=0.023, per_1k_reads=0.0004, per_1k_writes=0.005),
+        "archive": TierCost(
+            gb_month=0.004, per_1k_reads=0.01, per_1k_writes=0.02, retrieval_per_gb=0.03, min_storage_days=90
+        ),
+    }
+
+
+class TierMap(BaseModel):
+    """Which named store backs each tier; ``archive`` is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hot: str | None = "hot"
+    warm: str = "warm"
+    cold: str = "cold"
+    archive: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIQUID_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    #: Where embedded servers keep their data, and the default cold directory.
+    home: Path = Path(".liquid")
+    #: SQLAlchemy URL of the catalog; unset means the embedded PostgreSQL under ``home``.
+    catalog_url: str | None = None
+    #: Named stores, by URL (see :func:`liquid.stores.open_store`); ``catalog`` means the catalog database.
+    stores: dict[str, str] = Field(default_factory=dict)
+    tiers: TierMap = Field(default_factory=TierMap)
+    #: Values up to this size are returned inside the ref itself.
+    inline_threshold: Size = 4096
+    max_object_size: Size = 5 * 1024**3
+    #: New objects up to this size are born warm (PostgreSQL); larger ones are born cold.
+    warm_max_object_size: Size = 1024 * 1024
+    hot: HotSettings = Field(default_factory=HotSettings)
+    #: Namespace glob → codec, for warm and cold bytes; first match wins.
+    compression: dict[str, Literal["zstd", "none"]] = Field(default_factory=dict)
+    compression_level: int = Field(default=3, ge=1, le=22)
+    cost_model: dict[Tier, TierCost] = Field(default_factory=_default_costs)
+    #: This node's name, for shared-memory hints.
+    node_id: str = Field(default_factory=socket.gethostname)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.inline_threshold > self.max_object_size:
+            raise ValueError("inline_threshold must not exceed max_object_size")
+        for tier in ("hot", "warm", "cold", "archive"):
+            name = getattr(self.tiers, tier)
+            if name is not None and name != CATALOG_STORE and self.stores and name not in self.stores:
+                # A named store that is missing is only an error once stores are configured at all;
+                # with none configured the embedded defaults fill every slot.
+                raise ValueError(
+                    f"tiers.{tier} names store {name!r}, which is not in stores ({', '.join(self.stores)})"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("LIQUID_CONFIG", "liquid.yaml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(path).is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        elif "LIQUID_CONFIG" in os.environ:
+            raise ConfigError(f"LIQUID_CONFIG points at {path!r}, which is not a file", field="LIQUID_CONFIG")
+        return tuple(sources)
+
+    def compression_for(self, namespace: str) -> str:
+        """The codec for a namespace's warm and cold bytes (``zstd`` or ``none``)."""
+        for pattern, codec in self.compression.items():
+            if fnmatch.fnmatchcase(namespace, pattern):
+                return codec
+        return "none"
+
+    def store_for(self, tier: Tier) -> str | None:
+        """The store name configured for a tier."""
+        name: str | None = getattr(self.tiers, tier)
+        return name
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build :class:`Settings`, turning validation errors into one ConfigError listing ``key: reason``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        source = os.environ.get("LIQUID_CONFIG", "liquid.yaml")
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            shown = repr(err.get("input"))
+            lines.append(f"  {key}: {msg}" + ("" if shown in msg else f" (got {shown})"))
+        raise ConfigError(
+            f"invalid configuration (from {source}, LIQUID_* environment or arguments):\n" + "\n".join(lines),
+            field=str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else None,
+        ) from None
