@@ -1,0 +1,96 @@
+"""Wire a :class:`~liquid.service.LiquidService` from settings, starting embedded servers for what is unset.
+
+Every server is replaceable by a real deployment: set ``catalog_url`` and the store
+URLs (``LIQUID_CATALOG_URL``, ``LIQUID_STORES__HOT``, ``LIQUID_STORES__COLD``, ...)
+and nothing embedded starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from liquid.catalog import db
+from liquid.config import CATALOG_STORE, Settings
+from liquid.hotcache import HotCache
+from liquid.service import LiquidService, utcnow
+from liquid.stores import open_store
+
+
+@dataclass
+class Runtime:
+    """A wired service plus the embedded servers it started (stopped by :meth:`close`)."""
+
+    service: LiquidService
+    urls: dict[str, str]
+    embedded: Any = None
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self, *, stop_embedded: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.service.close()
+        if stop_embedded and self.embedded is not None:
+            self.embedded.stop()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resolve_urls(settings: Settings) -> tuple[dict[str, str], Any]:
+    """Catalog and store URLs, starting the embedded stack for anything not configured.
+
+    Returns the URL map (``catalog`` plus one entry per store name) and the embedded
+    stack, or None when every server is external.
+    """
+    stores = dict(settings.stores)
+    need_embedded = settings.catalog_url is None or any(
+        name is not None and name != CATALOG_STORE and name not in stores
+        for name in (settings.tiers.hot, settings.tiers.cold, settings.tiers.archive)
+    )
+    stack = None
+    embedded_urls: dict[str, str] = {}
+    if need_embedded:
+        from liquid.embedded import EmbeddedStack
+
+        stack = EmbeddedStack(settings.home)
+        embedded_urls = stack.start()
+    catalog_url = settings.catalog_url or embedded_urls["postgres"]
+    defaults = {"hot": embedded_urls.get("redis"), "warm": catalog_url, "cold": embedded_urls.get("cold")}
+    for tier in ("hot", "warm", "cold", "archive"):
+        name = getattr(settings.tiers, tier)
+        if name is None or name == CATALOG_STORE or name in stores:
+            continue
+        url = defaults.get(tier)
+        if url is None:
+            raise ValueError(f"no URL configured for store {name!r} (tier {tier})")
+        stores[name] = url
+    for name, url in list(stores.items()):
+        if url == CATALOG_STORE:
+            stores[name] = catalog_url
+    return {"catalog": catalog_url, **stores}, stack
+
+
+def open_runtime(
+    settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
+) -> Runtime:
+    """Open the catalog (migrating it unless told not to), the stores and the hot cache."""
+    urls, stack = resolve_urls(settings)
+    engine = db.make_engine(urls["catalog"])
+    if migrate:
+        db.upgrade(engine)
+    hot_name = settings.tiers.hot
+    hot = None
+    if hot_name is not None and settings.hot.enabled:
+        hot = HotCache.from_url(
+            urls[hot_name], ttl=settings.hot.ttl, max_object_size=settings.hot.max_object_size
+        )
+    durable = {name: open_store(url) for name, url in urls.items() if name not in ("catalog", hot_name)}
+    service = LiquidService(settings, engine=engine, stores=durable, hot=hot, clock=clock)
+    return Runtime(service=service, urls=urls, embedded=stack)

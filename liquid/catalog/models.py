@@ -1,0 +1,189 @@
+"""The catalog: PostgreSQL tables that are the source of truth for every object.
+
+``tenant_id`` leads every tenant-scoped index, so a tenant's queries never scan
+another tenant's rows. The event table is append-only: a trigger (see the first
+migration) refuses UPDATE and DELETE on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, datetime: DateTime(timezone=True)}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiKey(Base):
+    """An API key; only a SHA-256 of the secret is stored (keys are 256-bit random, so no KDF is needed)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    #: Public lookup part of the key (``lq_<prefix>_<secret>``).
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    #: NULL for operator (admin) keys.
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16), default="tenant")
+    name: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_api_keys_tenant", "tenant_id"),)
+
+
+class KeyHead(Base):
+    """The last version handed out per (tenant, namespace, key); the row lock serialises writers."""
+
+    __tablename__ = "key_heads"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_version: Mapped[int] = mapped_column(Integer)
+
+
+class Object(Base):
+    """One immutable object version and where its bytes live."""
+
+    __tablename__ = "objects"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    namespace: Mapped[str] = mapped_column(String(63))
+    key: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    #: Logical size (what readers get) and stored size (after compression).
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(Text, default="application/octet-stream")
+    compression: Mapped[str] = mapped_column(String(16), default="none")
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    classification: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(Text)
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+    execution_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime | None]
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Durable home: tier name, configured store name, and the locator inside that store.
+    #: Values at or under the inline threshold live in ``inline_data`` (home tier warm, store ``catalog``).
+    home_tier: Mapped[str] = mapped_column(String(16))
+    home_store: Mapped[str] = mapped_column(Text)
+    locator: Mapped[str | None] = mapped_column(Text)
+    inline_data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    home_since: Mapped[datetime] = mapped_column(server_default=func.now())
+    #: live → deleted | expired → purged
+    state: Mapped[str] = mapped_column(String(16), default="live")
+    deleted_at: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "namespace", "key", "version", name="uq_objects_ref"),
+        Index("ix_objects_tenant_trace", "tenant_id", "trace_id"),
+        Index("ix_objects_tenant_correlation", "tenant_id", "correlation_id"),
+        Index("ix_objects_tenant_execution", "tenant_id", "execution_id"),
+        Index("ix_objects_tenant_created", "tenant_id", "created_at"),
+        # Planner and retention scans are global, by state and tier.
+        Index("ix_objects_state_tier", "state", "home_tier"),
+        Index("ix_objects_expires", "expires_at", postgresql_where="expires_at IS NOT NULL"),
+    )
+
+
+class AccessStat(Base):
+    """Decayed access score per object, flushed in batches from the hot tier's counters."""
+
+    __tablename__ = "access_stats"
+
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_access_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (Index("ix_access_stats_tenant", "tenant_id", "last_access_at"),)
+
+
+class Event(Base):
+    """Append-only log of every state change (exported to ClickHouse later)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    tenant_id: Mapped[str | None] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[int | None] = mapped_column(BigInteger)
+    namespace: Mapped[str | None] = mapped_column(String(63))
+    key: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        Index("ix_events_tenant", "tenant_id", "id"),
+        Index("ix_events_object", "object_id"),
+    )
+
+
+class MoveJournal(Base):
+    """One planned move or purge, stepped through copy → verify → switch → delete-source."""
+
+    __tablename__ = "move_journal"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16), default="move")
+    from_tier: Mapped[str] = mapped_column(String(16))
+    from_store: Mapped[str] = mapped_column(Text)
+    from_locator: Mapped[str | None] = mapped_column(Text)
+    to_tier: Mapped[str | None] = mapped_column(String(16))
+    to_store: Mapped[str | None] = mapped_column(Text)
+    to_locator: Mapped[str | None] = mapped_column(Text)
+    #: planned → copied → verified → switched → done | failed
+    step: Mapped[str] = mapped_column(String(16), default="planned")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    claimed_until: Mapped[datetime | None]
+    delete_after: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_move_journal_step", "step", "claimed_until"),
+        Index("ix_move_journal_object", "object_id"),
+    )

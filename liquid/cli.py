@@ -1,0 +1,360 @@
+"""The ``liquid`` command line.
+
+Operator commands talk to the catalog directly with the configured (or embedded)
+servers; object commands take ``--tenant`` (or ``LIQUID_TENANT``) for writes and read
+the tenant from the ref for reads.
+
+    liquid up                              # embedded servers + demo data, until Ctrl-C
+    liquid tenant create acme
+    liquid key create --tenant acme
+    liquid put results run-7/out.json ./out.json --tenant acme
+    liquid get liquid://acme/results/run-7/out.json@1 -o copy.json
+    liquid ls results --tenant acme
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from liquid.bootstrap import Runtime, open_runtime
+from liquid.config import load_settings
+from liquid.errors import LiquidError
+from liquid.refs import ResultRef
+from liquid.units import format_size, parse_duration
+
+app = typer.Typer(
+    help="Liquid: tiered storage for workflow results, documents and artifacts.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Catalog schema.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+
+console = Console()
+err = Console(stderr=True)
+
+TenantOpt = Annotated[str, typer.Option("--tenant", "-t", envvar="LIQUID_TENANT", help="Tenant to act as.")]
+
+
+@contextmanager
+def _runtime(*, migrate: bool = True) -> Iterator[Runtime]:
+    rt = open_runtime(load_settings(), migrate=migrate)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _ref(text: str) -> ResultRef:
+    return ResultRef.parse(text)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Migrate the catalog schema (idempotent)."""
+    from liquid.catalog import db
+
+    with _runtime(migrate=False) as rt:
+        db.upgrade(rt.service.engine, revision)
+        console.print(f"catalog at revision [bold]{db.current_revision(rt.service.engine)}[/]")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the catalog's schema revision and the newest one this version knows."""
+    from liquid.catalog import db
+
+    with _runtime(migrate=False) as rt:
+        console.print(f"current {db.current_revision(rt.service.engine)}, head {db.head_revision()}")
+
+
+@tenant_app.command("create")
+def tenant_create(name: str, display_name: str = typer.Option("", help="Human-readable name.")) -> None:
+    """Create a tenant."""
+    with _runtime() as rt:
+        rt.service.tenancy.create_tenant(name, display_name=display_name, actor="cli")
+    console.print(f"tenant [bold]{name}[/] created")
+
+
+@tenant_app.command("ls")
+def tenant_ls() -> None:
+    """List tenants."""
+    with _runtime() as rt:
+        for name in rt.service.tenancy.list_tenants():
+            console.print(name)
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant the key acts for.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="An operator key (no tenant).")] = False,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    with _runtime() as rt:
+        key = rt.service.tenancy.create_api_key(tenant, admin=admin, name=name, actor="cli")
+    console.print(key, soft_wrap=True)
+    err.print("store this key now: it cannot be shown again")
+
+
+@key_app.command("revoke")
+def key_revoke(
+    prefix: str = typer.Argument(..., help="The part after 'lq_' and before the next '_'."),
+) -> None:
+    """Revoke an API key."""
+    with _runtime() as rt:
+        rt.service.tenancy.revoke_api_key(prefix, actor="cli")
+    console.print(f"key {prefix} revoked")
+
+
+@app.command()
+def put(
+    namespace: str,
+    key: str,
+    path: Annotated[str, typer.Argument(help="File to upload, or '-' for standard input.")],
+    tenant: TenantOpt,
+    content_type: Annotated[str, typer.Option(help="MIME type.")] = "application/octet-stream",
+    tag: Annotated[list[str] | None, typer.Option(help="k=v, repeatable.")] = None,
+    ttl: Annotated[str | None, typer.Option(help="Expire after, e.g. 90s, 12h, 30d.")] = None,
+    classification: Annotated[str | None, typer.Option()] = None,
+    execution_id: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Store a file (or stdin) as a new version of NAMESPACE/KEY; prints the ResultRef JSON."""
+    tags: dict[str, str] = {}
+    for item in tag or []:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise LiquidError(f"--tag {item!r} must look like key=value", field="tag")
+        tags[k] = v
+    seconds = parse_duration(ttl) if ttl else None
+    with _runtime() as rt:
+        if path == "-":
+            info = rt.service.put(
+                tenant,
+                namespace,
+                key,
+                sys.stdin.buffer,
+                content_type=content_type,
+                tags=tags,
+                ttl=timedelta(seconds=seconds) if seconds else None,
+                classification=classification,
+                execution_id=execution_id,
+                actor="cli",
+            )
+        else:
+            file = Path(path)
+            if not file.is_file():
+                raise typer.BadParameter(f"{path} is not a file", param_hint="PATH")
+            size = file.stat().st_size
+            with file.open("rb") as fh, _progress() as progress:
+                task = progress.add_task(f"put {key}", total=size)
+                info = rt.service.put(
+                    tenant,
+                    namespace,
+                    key,
+                    _tracked(fh, progress, task),
+                    content_type=content_type,
+                    size_hint=size,
+                    tags=tags,
+                    ttl=timedelta(seconds=seconds) if seconds else None,
+                    classification=classification,
+                    execution_id=execution_id,
+                    actor="cli",
+                )
+    console.print_json(json.dumps(info.to_json()))
+
+
+def _tracked(fh: BinaryIO, progress: Progress, task: Any) -> Iterator[bytes]:
+    while chunk := fh.read(1024 * 1024):
+        progress.update(task, advance=len(chunk))
+        yield chunk
+
+
+@app.command()
+def get(
+    ref: str,
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write, or '-' for stdout.")] = "-",
+) -> None:
+    """Fetch the bytes of REF (verified against its checksum)."""
+    r = _ref(ref)
+    with _runtime() as rt:
+        reader = rt.service.open(r.tenant, r)
+        if output == "-":
+            for chunk in reader:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        target = Path(output)
+        tmp = target.with_name(target.name + ".part")
+        with tmp.open("wb") as fh, _progress() as progress:
+            task = progress.add_task(f"get {r.key}", total=reader.length)
+            for chunk in reader:
+                fh.write(chunk)
+                progress.update(task, advance=len(chunk))
+        tmp.replace(target)  # only a verified, complete download gets the real name
+    err.print(f"{format_size(reader.length)} from {reader.source} → {output}")
+
+
+@app.command()
+def head(ref: str) -> None:
+    """Print REF's catalog entry as JSON."""
+    r = _ref(ref)
+    with _runtime() as rt:
+        console.print_json(json.dumps(rt.service.head(r.tenant, r).to_json()))
+
+
+@app.command()
+def rm(ref: str) -> None:
+    """Delete one version (tombstone, event, purge of its bytes)."""
+    r = _ref(ref)
+    with _runtime() as rt:
+        rt.service.delete(r.tenant, r, actor="cli")
+    console.print(f"deleted {r}")
+
+
+@app.command()
+def ls(
+    namespace: str,
+    tenant: TenantOpt,
+    prefix: Annotated[str, typer.Option(help="Key prefix.")] = "",
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Every live version.")] = False,
+    limit: Annotated[int, typer.Option(help="Rows per page.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List live objects of NAMESPACE."""
+    with _runtime() as rt:
+        page = rt.service.list(tenant, namespace, prefix=prefix, all_versions=all_versions, limit=limit)
+    if as_json:
+        for item in page.items:
+            print(json.dumps(item.to_json(), ensure_ascii=False))
+        return
+    table = Table("ref", "size", "tier", "created", "content type")
+    for item in page.items:
+        table.add_row(
+            str(item.ref),
+            format_size(item.size),
+            item.home_tier,
+            item.created_at.isoformat(timespec="seconds"),
+            item.content_type,
+        )
+    console.print(table)
+    if page.next_cursor:
+        err.print(f"more rows: next cursor {page.next_cursor}")
+
+
+@app.command()
+def up(
+    once: Annotated[
+        bool, typer.Option("--once", help="Do the demo and exit (servers keep running).")
+    ] = False,
+) -> None:
+    """Start embedded servers, load a demo, print where everything lives; Ctrl-C stops it all."""
+    settings = load_settings()
+    with console.status("starting embedded PostgreSQL, Valkey and the cold store…"):
+        rt = open_runtime(settings)
+    svc = rt.service
+    if not svc.tenancy.tenant_exists("demo"):
+        svc.tenancy.create_tenant("demo", display_name="Demo tenant", actor="liquid up")
+    small = svc.put(
+        "demo", "results", "hello.txt", b"hello from liquid\n", content_type="text/plain", actor="demo"
+    )
+    big = svc.put("demo", "artifacts", "model.bin", bytes(range(256)) * 8192, actor="demo")  # 2 MiB → cold
+    assert svc.get("demo", small.ref) == b"hello from liquid\n"
+    reader = svc.open("demo", big.ref)
+    got = reader.read()
+    table = Table("what", "where", title="Liquid is up")
+    for name, url in rt.urls.items():
+        table.add_row(name, _redact(url))
+    table.add_row("demo inline ref", small.uri)
+    table.add_row(
+        "demo cold ref", f"{big.uri}  ({format_size(len(got))}, home {svc.head('demo', big.ref).home_tier})"
+    )
+    console.print(table)
+    console.print(f"try: [bold]liquid get {small.uri}[/]")
+    if once:
+        rt.close()
+        return
+    console.print("running; Ctrl-C stops the embedded servers")
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rt.close(stop_embedded=True)
+        console.print("stopped")
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded servers under the configured home."""
+    from liquid.embedded import EmbeddedStack
+
+    EmbeddedStack(load_settings().home).stop()
+    console.print("embedded servers stopped")
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def main() -> None:
+    """Entry point: Liquid errors become one red line and exit code 1, never a traceback."""
+    try:
+        app()
+    except LiquidError as exc:
+        where = f" [{exc.field}]" if exc.field else ""
+        err.print(f"[red]error{escape(where)}:[/] {escape(exc.detail)}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,804 @@
+"""The core service: put, open/get, head, delete and list objects, tenant-scoped.
+
+Writes stream: the SHA-256 and size are computed as bytes pass, optional zstd
+compression happens on the way to the store, and memory stays bounded by one
+chunk (plus, without a size hint, up to ``warm_max_object_size`` to decide where
+the object is born). A write is acknowledged only after one catalog transaction
+records it; bytes written before a failed transaction are deleted (and any that
+survive a crash are unreferenced garbage for ``liquid gc``, never a half-visible
+object).
+
+Reads resolve inline → hot → durable home and never return bytes that do not match
+the recorded checksum: the hot copy is verified and dropped on mismatch; a whole-object
+read from the home holds back its last chunk until the digest is checked and raises
+:class:`~liquid.errors.IntegrityError` instead of finishing. Ranged reads of part of
+an object cannot be checked against the whole-object digest; they verify length only.
+
+Inline values (smaller than ``inline_threshold``) live in the catalog row itself:
+their durable home is the warm tier, store ``catalog``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+
+import zstandard
+from sqlalchemy import Engine, Row, Table, and_, select, text, update
+
+from liquid.catalog.models import Event, Object
+from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
+from liquid.errors import (
+    Forbidden,
+    IntegrityError,
+    InvalidInput,
+    ObjectGone,
+    ObjectNotFound,
+    TooLarge,
+)
+from liquid.hotcache import HotCache
+from liquid.refs import RefInfo, ResultRef, check_key, check_slug
+from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
+from liquid.tenancy import Tenancy
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+RefLike = ResultRef | RefInfo | str
+Body = bytes | bytearray | memoryview | Iterable[bytes] | IO[bytes]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """Catalog facts about one object version."""
+
+    ref: ResultRef
+    size: int
+    stored_size: int
+    sha256: str
+    content_type: str
+    compression: str
+    tags: dict[str, Any]
+    classification: str | None
+    trace_id: str | None
+    correlation_id: str | None
+    execution_id: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    legal_hold: bool
+    home_tier: str
+    home_store: str
+    state: str
+    inline: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uri": self.ref.uri,
+            "tenant": self.ref.tenant,
+            "namespace": self.ref.namespace,
+            "key": self.ref.key,
+            "version": self.ref.version,
+            "size": self.size,
+            "stored_size": self.stored_size,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+            "compression": self.compression,
+            "tags": self.tags,
+            "classification": self.classification,
+            "trace_id": self.trace_id,
+            "correlation_id": self.correlation_id,
+            "execution_id": self.execution_id,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "legal_hold": self.legal_hold,
+            "home_tier": self.home_tier,
+            "home_store": self.home_store,
+            "state": self.state,
+        }
+
+
+@dataclass(slots=True)
+class ObjectReader:
+    """A stream of verified bytes with what is known about them. Iterate it once."""
+
+    ref: ResultRef
+    size: int
+    sha256: str
+    content_type: str
+    #: Where the bytes come from: ``inline``, ``hot``, or the home tier's name.
+    source: str
+    start: int
+    end: int
+    chunks: Iterator[bytes] = field(repr=False)
+    info: ObjectInfo | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[ObjectInfo]
+    next_cursor: str | None
+
+
+def _as_chunks(body: Body) -> Iterator[bytes]:
+    if isinstance(body, bytes | bytearray | memoryview):
+        data = bytes(body)
+        for i in range(0, len(data), CHUNK_SIZE):
+            yield data[i : i + CHUNK_SIZE]
+        return
+    if hasattr(body, "read"):
+        reader: IO[bytes] = body  # type: ignore[assignment]
+        while chunk := reader.read(CHUNK_SIZE):
+            yield chunk
+        return
+    for chunk in body:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise InvalidInput(f"body chunks must be bytes, got {type(chunk).__name__}", field="body")
+        if chunk:
+            yield bytes(chunk)
+
+
+class _Meter:
+    """Counts and hashes bytes as they pass; refuses to pass more than ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise TooLarge(f"object exceeds the maximum size of {self.limit} bytes", field="body")
+        self.digest.update(chunk)
+        return chunk
+
+    def wrap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            yield self.feed(chunk)
+
+
+def _compress(chunks: Iterable[bytes], level: int) -> Iterator[bytes]:
+    compressor = zstandard.ZstdCompressor(level=level).compressobj()
+    for chunk in chunks:
+        out = compressor.compress(chunk)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+def _decompress(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        for chunk in chunks:
+            out = decompressor.decompress(chunk)
+            if out:
+                yield out
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"stored bytes are not valid zstd: {exc}") from None
+
+
+def _verified(chunks: Iterable[bytes], *, sha256: str, size: int, what: str) -> Iterator[bytes]:
+    """Yield the chunks, holding the last back until size and digest are checked."""
+    digest = hashlib.sha256()
+    n = 0
+    held: bytes | None = None
+    for chunk in chunks:
+        if held is not None:
+            yield held
+        digest.update(chunk)
+        n += len(chunk)
+        held = chunk
+    if n != size or digest.hexdigest() != sha256:
+        raise IntegrityError(
+            f"{what}: stored bytes do not match the catalog (size {n} vs {size}, "
+            f"sha256 {digest.hexdigest()[:16]}… vs {sha256[:16]}…); refusing to return them"
+        )
+    if held is not None:
+        yield held
+
+
+def _counted(chunks: Iterable[bytes], *, expect: int, what: str) -> Iterator[bytes]:
+    n = 0
+    for chunk in chunks:
+        n += len(chunk)
+        yield chunk
+    if n != expect:
+        raise IntegrityError(f"{what}: expected {expect} bytes in the range, the store gave {n}")
+
+
+_INSERT_OBJECT = text(
+    """
+    WITH head AS (
+        INSERT INTO key_heads (tenant_id, namespace, key, last_version)
+        VALUES (:tenant, :namespace, :key, 1)
+        ON CONFLICT (tenant_id, namespace, key)
+        DO UPDATE SET last_version = key_heads.last_version + 1
+        RETURNING last_version
+    ), obj AS (
+        INSERT INTO objects (
+            tenant_id, namespace, key, version, size, stored_size, sha256, content_type, compression,
+            tags, classification, trace_id, correlation_id, execution_id, created_at, expires_at,
+            legal_hold, home_tier, home_store, locator, inline_data, home_since, state
+        )
+        SELECT :tenant, :namespace, :key, head.last_version, :size, :stored_size, :sha256, :content_type,
+               :compression, CAST(:tags AS jsonb), :classification, :trace_id, :correlation_id, :execution_id,
+               :now, :expires_at, :legal_hold, :home_tier, :home_store, :locator, :inline_data, :now, 'live'
+        FROM head
+        RETURNING id, version
+    ), ev AS (
+        INSERT INTO events (at, tenant_id, kind, object_id, namespace, key, version, actor, data)
+        SELECT :now, :tenant, 'object.created', obj.id, :namespace, :key, obj.version, :actor,
+               CAST(:event_data AS jsonb)
+        FROM obj
+    )
+    SELECT id, version FROM obj
+    """
+)
+
+OBJECTS: Table = Object.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+
+
+class LiquidService:
+    """Tenant-scoped object storage over a catalog, named stores and a hot cache.
+
+    Args:
+        settings: the configuration (thresholds, tiers, compression).
+        engine: SQLAlchemy engine on the catalog database (migrated).
+        stores: named durable stores; the names are those ``settings.tiers`` uses.
+        hot: the Redis cache, or None to run without one.
+        clock: returns the current UTC time; tests inject a fake one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        stores: Mapping[str, Store],
+        hot: HotCache | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.stores = dict(stores)
+        self.hot = hot if settings.hot.enabled else None
+        self.clock = clock
+        self.tenancy = Tenancy(engine, clock=clock)
+        for tier in DURABLE_TIERS:
+            name = settings.store_for(tier)
+            if name is not None and name != CATALOG_STORE and name not in self.stores:
+                raise InvalidInput(f"tier {tier!r} uses store {name!r}, which was not opened", field="stores")
+
+    def __repr__(self) -> str:
+        return f"LiquidService(stores={sorted(self.stores)}, hot={self.hot!r})"
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        if self.hot is not None:
+            self.hot.close()
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+
+    def put(
+        self,
+        tenant: str,
+        namespace: str,
+        key: str,
+        body: Body,
+        *,
+        content_type: str = "application/octet-stream",
+        size_hint: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        classification: str | None = None,
+        trace_id: str | None = None,
+        correlation_id: str | None = None,
+        execution_id: str | None = None,
+        expires_at: datetime | None = None,
+        ttl: timedelta | float | None = None,
+        legal_hold: bool = False,
+        actor: str | None = None,
+    ) -> RefInfo:
+        """Store a new immutable version of ``namespace/key`` and return its ref.
+
+        Raises:
+            InvalidInput: a bad tenant, namespace, key or option (nothing is written).
+            TooLarge: the body exceeds ``max_object_size`` (nothing is kept).
+        """
+        check_slug(tenant, "tenant")
+        check_slug(namespace, "namespace")
+        check_key(key)
+        if not isinstance(content_type, str) or not content_type or len(content_type) > 255:
+            raise InvalidInput(
+                f"content_type must be 1-255 characters, got {content_type!r}", field="content_type"
+            )
+        tag_map = dict(tags or {})
+        for k, v in tag_map.items():
+            if (
+                not isinstance(k, str)
+                or not isinstance(v, str)
+                or not k
+                or len(k) > 128
+                or len(v) > 256
+                or "\x00" in k + v
+            ):
+                raise InvalidInput(f"tag {k!r}={v!r}: keys 1-128 and values 0-256 characters", field="tags")
+        for name, value in (
+            ("classification", classification),
+            ("trace_id", trace_id),
+            ("correlation_id", correlation_id),
+            ("execution_id", execution_id),
+        ):
+            _check_text(value, name)
+        if size_hint is not None and size_hint > self.settings.max_object_size:
+            raise TooLarge(
+                f"object of {size_hint} bytes exceeds the maximum size of {self.settings.max_object_size}",
+                field="body",
+            )
+        now = self.clock()
+        if ttl is not None:
+            seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+            if seconds <= 0:
+                raise InvalidInput(f"ttl must be positive, got {ttl!r}", field="ttl")
+            expires_at = now + timedelta(seconds=seconds)
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise InvalidInput("expires_at must be timezone-aware", field="expires_at")
+        if not self.tenancy.tenant_exists(tenant):
+            raise InvalidInput(
+                f"tenant {tenant!r} does not exist; create it with `liquid tenant create {tenant}`",
+                field="tenant",
+            )
+
+        meter = _Meter(self.settings.max_object_size)
+        source = meter.wrap(_as_chunks(body))
+        # Read just enough to know whether the value is inline, and (without a hint) where it is born.
+        inline_limit = self.settings.inline_threshold
+        warm_limit = self.settings.warm_max_object_size
+        probe_limit = (
+            inline_limit
+            if size_hint is not None and size_hint >= inline_limit
+            else max(inline_limit, warm_limit + 1)
+        )
+        head = bytearray()
+        exhausted = False
+        while len(head) < probe_limit:
+            try:
+                head += next(source)
+            except StopIteration:
+                exhausted = True
+                break
+
+        fields: dict[str, Any] = {
+            "tenant": tenant,
+            "namespace": namespace,
+            "key": key,
+            "content_type": content_type,
+            "tags": _json(tag_map),
+            "classification": classification,
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "execution_id": execution_id,
+            "now": now,
+            "expires_at": expires_at,
+            "legal_hold": legal_hold,
+            "actor": actor,
+        }
+        if exhausted and len(head) < inline_limit:
+            data = bytes(head)
+            sha = meter.digest.hexdigest()
+            fields.update(
+                size=len(data),
+                stored_size=len(data),
+                sha256=sha,
+                compression="none",
+                home_tier="warm",
+                home_store=CATALOG_STORE,
+                locator=None,
+                inline_data=data,
+            )
+            version = self._record(fields, tier="warm", store=CATALOG_STORE)
+            ref = ResultRef(tenant, namespace, key, version)
+            return RefInfo(ref=ref, size=len(data), sha256=sha, content_type=content_type, inline=data)
+
+        if size_hint is not None:
+            tier: Tier = "warm" if size_hint <= warm_limit else "cold"
+        else:
+            tier = "warm" if exhausted and len(head) <= warm_limit else "cold"
+        store_name = self.settings.store_for(tier)
+        assert store_name is not None
+        store = self.stores[store_name]
+        codec = self.settings.compression_for(namespace)
+        locator = f"{tenant}/{namespace}/{uuid.uuid4().hex}"
+
+        def stream() -> Iterator[bytes]:
+            yield bytes(head)
+            if not exhausted:
+                yield from source
+
+        payload: Iterable[bytes] = stream()
+        if codec == "zstd":
+            payload = _compress(payload, self.settings.compression_level)
+        stored_size = store.put(locator, payload, size_hint=None if codec == "zstd" else size_hint)
+        size, sha = meter.size, meter.digest.hexdigest()
+        if size_hint is not None and size != size_hint:
+            store.delete(locator)
+            raise InvalidInput(f"body was {size} bytes but its declared length is {size_hint}", field="body")
+        fields.update(
+            size=size,
+            stored_size=stored_size,
+            sha256=sha,
+            compression=codec,
+            home_tier=tier,
+            home_store=store_name,
+            locator=locator,
+            inline_data=None,
+        )
+        try:
+            version = self._record(fields, tier=tier, store=store_name)
+        except BaseException:
+            # Not acknowledged: do not leave the bytes behind (gc catches them if this fails too).
+            try:
+                store.delete(locator)
+            except Exception:
+                log.warning("could not remove unrecorded bytes %s in %s", locator, store_name)
+            raise
+        ref = ResultRef(tenant, namespace, key, version)
+        if self.hot is not None and self.settings.hot.populate_on_write and size <= self.hot.max_object_size:
+            data = b"".join(self._home_chunks(store, locator, codec))
+            self.hot.put(ref, data, sha256=sha, content_type=content_type)
+        return RefInfo(ref=ref, size=size, sha256=sha, content_type=content_type)
+
+    def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> int:
+        fields["event_data"] = _json(
+            {"size": fields["size"], "sha256": fields["sha256"], "tier": tier, "store": store}
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(_INSERT_OBJECT, fields).one()
+        return int(row.version)
+
+    def delete(self, tenant: str, ref: RefLike, *, actor: str | None = None) -> ObjectInfo:
+        """Tombstone one version, evict its cache copy and purge its bytes.
+
+        Deleting an already deleted version is a no-op that returns its info.
+
+        Raises:
+            ObjectNotFound: no such version for this tenant.
+            Forbidden: the object is under legal hold.
+        """
+        r = self._ref(tenant, ref)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(OBJECTS).where(*self._match(r)).with_for_update()).first()
+            if row is None:
+                raise ObjectNotFound(f"no object {r.uri}", field="ref")
+            if row.state != "live":
+                return _info(row)
+            if row.legal_hold:
+                raise Forbidden(f"{r.uri} is under legal hold and cannot be deleted", field="ref")
+            conn.execute(
+                update(OBJECTS)
+                .where(OBJECTS.c.id == row.id)
+                .values(state="deleted", deleted_at=now, inline_data=None)
+            )
+            conn.execute(
+                EVENTS.insert().values(
+                    at=now,
+                    tenant_id=r.tenant,
+                    kind="object.deleted",
+                    object_id=row.id,
+                    namespace=r.namespace,
+                    key=r.key,
+                    version=r.version,
+                    actor=actor,
+                    data={},
+                )
+            )
+            info = replace(_info(row), state="deleted")
+        if self.hot is not None:
+            self.hot.delete(r)
+        if row.locator is not None and row.home_store != CATALOG_STORE:
+            self._purge_bytes(row, reason="deleted", actor=actor)
+        return info
+
+    def _purge_bytes(self, row: Row[Any], *, reason: str, actor: str | None) -> bool:
+        """Delete a tombstoned object's home bytes and leave a receipt; False if the store failed."""
+        store = self.stores.get(row.home_store)
+        try:
+            if store is None:
+                raise KeyError(row.home_store)
+            store.delete(row.locator or "")
+        except Exception as exc:
+            log.warning("purge of %s from %s failed (gc will retry): %s", row.locator, row.home_store, exc)
+            return False
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(update(OBJECTS).where(OBJECTS.c.id == row.id).values(state="purged", purged_at=now))
+            conn.execute(
+                EVENTS.insert().values(
+                    at=now,
+                    tenant_id=row.tenant_id,
+                    kind="object.purged",
+                    object_id=row.id,
+                    namespace=row.namespace,
+                    key=row.key,
+                    version=row.version,
+                    actor=actor,
+                    data={
+                        "tier": row.home_tier,
+                        "store": row.home_store,
+                        "locator": row.locator,
+                        "reason": reason,
+                        "size": row.stored_size,
+                    },
+                )
+            )
+        return True
+
+    # ------------------------------------------------------------------- reads
+
+    def head(self, tenant: str, ref: RefLike) -> ObjectInfo:
+        """Catalog facts of one version. Raises ObjectNotFound, or ObjectGone once deleted."""
+        return _info(self._live_row(self._ref(tenant, ref)))
+
+    def open(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> ObjectReader:
+        """Stream the bytes of one version, ``[start, end)``, verified (see the module docstring).
+
+        Raises:
+            ObjectNotFound: no such version for this tenant (same answer as another tenant's ref).
+            ObjectGone: the version was deleted or expired.
+            IntegrityError: the stored bytes do not match the checksum.
+        """
+        r = self._ref(tenant, ref)
+        if start < 0 or (end is not None and end < start):
+            raise InvalidInput(f"invalid range start={start} end={end}", field="range")
+        if isinstance(ref, RefInfo) and ref.inline is not None:
+            data = ref.inline
+            if hashlib.sha256(data).hexdigest() == ref.sha256:
+                return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
+        if self.hot is not None:
+            expect = ref.sha256 if isinstance(ref, RefInfo) else None
+            entry = self.hot.get(r, expect_sha256=expect)
+            if entry is not None:
+                return self._reader_from_bytes(
+                    r, entry.data, entry.sha256, entry.content_type, "hot", start, end
+                )
+
+        row = self._live_row(r)
+        info = _info(row)
+        if row.inline_data is not None:
+            data = bytes(row.inline_data)
+            if hashlib.sha256(data).hexdigest() != row.sha256:
+                raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
+            return self._reader_from_bytes(
+                r, data, row.sha256, row.content_type, "warm", start, end, info=info
+            )
+
+        size = row.size
+        lo = min(start, size)
+        hi = size if end is None else min(end, size)
+        store = self.stores.get(row.home_store)
+        if store is None or row.locator is None:
+            raise IntegrityError(f"{r.uri}: its home store {row.home_store!r} is not configured here")
+        whole = lo == 0 and hi == size
+        what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
+        chunks: Iterator[bytes]
+        if row.compression == "zstd":
+            plain = _decompress(store.open(row.locator))
+            chunks = (
+                _verified(plain, sha256=row.sha256, size=size, what=what)
+                if whole
+                else _counted(slice_stream(plain, lo, hi), expect=hi - lo, what=what)
+            )
+        elif whole:
+            chunks = _verified(store.open(row.locator), sha256=row.sha256, size=size, what=what)
+        else:
+            chunks = _counted(store.open(row.locator, start=lo, end=hi), expect=hi - lo, what=what)
+        if (
+            whole
+            and self.hot is not None
+            and self.settings.hot.populate_on_read
+            and size <= self.hot.max_object_size
+        ):
+            chunks = self._populating(r, chunks, sha256=row.sha256, content_type=row.content_type)
+        return ObjectReader(
+            ref=r,
+            size=size,
+            sha256=row.sha256,
+            content_type=row.content_type,
+            source=row.home_tier,
+            start=lo,
+            end=hi,
+            chunks=chunks,
+            info=info,
+        )
+
+    def get(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> bytes:
+        """The bytes of one version in memory; see :meth:`open`."""
+        return self.open(tenant, ref, start=start, end=end).read()
+
+    def latest(self, tenant: str, namespace: str, key: str) -> ResultRef:
+        """The newest live version of a key. Raises ObjectNotFound if there is none."""
+        check_slug(namespace, "namespace")
+        check_key(key)
+        with self.engine.connect() as conn:
+            version = conn.scalar(
+                select(Object.version)
+                .where(
+                    Object.tenant_id == tenant,
+                    Object.namespace == namespace,
+                    Object.key == key,
+                    Object.state == "live",
+                )
+                .order_by(Object.version.desc())
+                .limit(1)
+            )
+        if version is None:
+            raise ObjectNotFound(f"no live version of {namespace}/{key}", field="key")
+        return ResultRef(tenant, namespace, key, version)
+
+    def list(
+        self,
+        tenant: str,
+        namespace: str,
+        *,
+        prefix: str = "",
+        after: str | None = None,
+        limit: int = 1000,
+        all_versions: bool = False,
+    ) -> Page:
+        """Live objects of a namespace by key order; the newest version of each key unless ``all_versions``.
+
+        ``after`` is the ``next_cursor`` of the previous page.
+        """
+        check_slug(namespace, "namespace")
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput(f"limit must be between 1 and 10000, got {limit}", field="limit")
+        conds = [Object.tenant_id == tenant, Object.namespace == namespace, Object.state == "live"]
+        if prefix:
+            conds.append(Object.key.startswith(prefix, autoescape=True))
+        if after:
+            key_after, _, ver = after.rpartition("@")
+            if not key_after or not ver.isdigit():
+                raise InvalidInput(f"cursor {after!r} is not one this API returned", field="after")
+            conds.append((Object.key > key_after) | and_(Object.key == key_after, Object.version < int(ver)))
+        query = select(OBJECTS).where(*conds).order_by(Object.key, Object.version.desc())
+        if not all_versions:
+            query = query.distinct(Object.key)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query.limit(limit + 1)).all())
+        items = [_info(row) for row in rows[:limit]]
+        cursor = None
+        if len(rows) > limit:
+            last = items[-1].ref
+            # For newest-only listings the next page starts after every version of the last key.
+            cursor = f"{last.key}@{last.version if all_versions else 0}"
+        return Page(items=items, next_cursor=cursor)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _ref(self, tenant: str, ref: RefLike) -> ResultRef:
+        if isinstance(ref, RefInfo):
+            r = ref.ref
+        elif isinstance(ref, ResultRef):
+            r = ref
+        else:
+            r = ResultRef.parse(ref)
+        if r.tenant != tenant:
+            # Indistinguishable from a missing object: no existence leak across tenants.
+            raise ObjectNotFound(f"no object {r.uri}", field="ref")
+        return r
+
+    @staticmethod
+    def _match(r: ResultRef) -> tuple[Any, ...]:
+        c = OBJECTS.c
+        return (c.tenant_id == r.tenant, c.namespace == r.namespace, c.key == r.key, c.version == r.version)
+
+    def _live_row(self, r: ResultRef) -> Row[Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(OBJECTS).where(*self._match(r))).first()
+        if row is None:
+            raise ObjectNotFound(f"no object {r.uri}", field="ref")
+        if row.state != "live":
+            when = row.deleted_at.isoformat() if row.deleted_at else "earlier"
+            raise ObjectGone(
+                f"{r.uri} was {row.state} at {when}; its bytes are no longer served", field="ref"
+            )
+        return row
+
+    def _home_chunks(self, store: Store, locator: str, codec: str) -> Iterator[bytes]:
+        raw = store.open(locator)
+        return _decompress(raw) if codec == "zstd" else raw
+
+    def _populating(
+        self, r: ResultRef, chunks: Iterator[bytes], *, sha256: str, content_type: str
+    ) -> Iterator[bytes]:
+        buf = io.BytesIO()
+        for chunk in chunks:
+            buf.write(chunk)
+            yield chunk
+        # Only reached once _verified has accepted the digest.
+        assert self.hot is not None
+        self.hot.put(r, buf.getvalue(), sha256=sha256, content_type=content_type)
+
+    @staticmethod
+    def _reader_from_bytes(
+        r: ResultRef,
+        data: bytes,
+        sha256: str,
+        content_type: str,
+        source: str,
+        start: int,
+        end: int | None,
+        *,
+        info: ObjectInfo | None = None,
+    ) -> ObjectReader:
+        lo = min(start, len(data))
+        hi = len(data) if end is None else min(end, len(data))
+        return ObjectReader(
+            ref=r,
+            size=len(data),
+            sha256=sha256,
+            content_type=content_type,
+            source=source,
+            start=lo,
+            end=hi,
+            chunks=iter([data[lo:hi]] if hi > lo else []),
+            info=info,
+        )
+
+
+def _check_text(value: str | None, name: str, limit: int = 256) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or len(value) > limit or any(ord(c) < 0x20 for c in value):
+        raise InvalidInput(f"{name} must be 1-{limit} printable characters, got {value!r}", field=name)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _info(obj: Row[Any]) -> ObjectInfo:
+    return ObjectInfo(
+        ref=ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version),
+        size=obj.size,
+        stored_size=obj.stored_size,
+        sha256=obj.sha256,
+        content_type=obj.content_type,
+        compression=obj.compression,
+        tags=dict(obj.tags or {}),
+        classification=obj.classification,
+        trace_id=obj.trace_id,
+        correlation_id=obj.correlation_id,
+        execution_id=obj.execution_id,
+        created_at=obj.created_at,
+        expires_at=obj.expires_at,
+        legal_hold=obj.legal_hold,
+        home_tier=obj.home_tier,
+        home_store=obj.home_store,
+        state=obj.state,
+        inline=obj.inline_data is not None or obj.home_store == CATALOG_STORE,
+    )
