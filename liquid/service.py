@@ -30,9 +30,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+import psycopg
 import zstandard
-from sqlalchemy import Engine, Row, Table, and_, select, text, update
+from sqlalchemy import Engine, Row, Table, and_, select, update
 
+from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Event, Object
 from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
 from liquid.errors import (
@@ -121,7 +123,6 @@ class ObjectReader:
     start: int
     end: int
     chunks: Iterator[bytes] = field(repr=False)
-    info: ObjectInfo | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
@@ -227,35 +228,6 @@ def _counted(chunks: Iterable[bytes], *, expect: int, what: str) -> Iterator[byt
         raise IntegrityError(f"{what}: expected {expect} bytes in the range, the store gave {n}")
 
 
-_INSERT_OBJECT = text(
-    """
-    WITH head AS (
-        INSERT INTO key_heads (tenant_id, namespace, key, last_version)
-        VALUES (:tenant, :namespace, :key, 1)
-        ON CONFLICT (tenant_id, namespace, key)
-        DO UPDATE SET last_version = key_heads.last_version + 1
-        RETURNING last_version
-    ), obj AS (
-        INSERT INTO objects (
-            tenant_id, namespace, key, version, size, stored_size, sha256, content_type, compression,
-            tags, classification, trace_id, correlation_id, execution_id, created_at, expires_at,
-            legal_hold, home_tier, home_store, locator, inline_data, home_since, state
-        )
-        SELECT :tenant, :namespace, :key, head.last_version, :size, :stored_size, :sha256, :content_type,
-               :compression, CAST(:tags AS jsonb), :classification, :trace_id, :correlation_id, :execution_id,
-               :now, :expires_at, :legal_hold, :home_tier, :home_store, :locator, :inline_data, :now, 'live'
-        FROM head
-        RETURNING id, version
-    ), ev AS (
-        INSERT INTO events (at, tenant_id, kind, object_id, namespace, key, version, actor, data)
-        SELECT :now, :tenant, 'object.created', obj.id, :namespace, :key, obj.version, :actor,
-               CAST(:event_data AS jsonb)
-        FROM obj
-    )
-    SELECT id, version FROM obj
-    """
-)
-
 OBJECTS: Table = Object.__table__  # type: ignore[assignment]
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
 
@@ -282,6 +254,7 @@ class LiquidService:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
         self.stores = dict(stores)
         self.hot = hot if settings.hot.enabled else None
         self.clock = clock
@@ -299,6 +272,7 @@ class LiquidService:
             store.close()
         if self.hot is not None:
             self.hot.close()
+        self.fast.close()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ writes
@@ -366,11 +340,6 @@ class LiquidService:
             expires_at = now + timedelta(seconds=seconds)
         if expires_at is not None and expires_at.tzinfo is None:
             raise InvalidInput("expires_at must be timezone-aware", field="expires_at")
-        if not self.tenancy.tenant_exists(tenant):
-            raise InvalidInput(
-                f"tenant {tenant!r} does not exist; create it with `liquid tenant create {tenant}`",
-                field="tenant",
-            )
 
         meter = _Meter(self.settings.max_object_size)
         source = meter.wrap(_as_chunks(body))
@@ -475,9 +444,17 @@ class LiquidService:
         fields["event_data"] = _json(
             {"size": fields["size"], "sha256": fields["sha256"], "tier": tier, "store": store}
         )
-        with self.engine.begin() as conn:
-            row = conn.execute(_INSERT_OBJECT, fields).one()
-        return int(row.version)
+        try:
+            return self.fast.insert(fields)
+        except psycopg.errors.ForeignKeyViolation as exc:
+            # The tenant is checked by its foreign key rather than by an extra query on every write.
+            if "objects_tenant_id_fkey" in str(exc) or "key_heads_tenant_id_fkey" in str(exc):
+                tenant = fields["tenant"]
+                raise InvalidInput(
+                    f"tenant {tenant!r} does not exist; create it with `liquid tenant create {tenant}`",
+                    field="tenant",
+                ) from None
+            raise
 
     def delete(self, tenant: str, ref: RefLike, *, actor: str | None = None) -> ObjectInfo:
         """Tombstone one version, evict its cache copy and purge its bytes.
@@ -561,7 +538,8 @@ class LiquidService:
 
     def head(self, tenant: str, ref: RefLike) -> ObjectInfo:
         """Catalog facts of one version. Raises ObjectNotFound, or ObjectGone once deleted."""
-        return _info(self._live_row(self._ref(tenant, ref)))
+        r = self._ref(tenant, ref)
+        return _info(self._live_row(r, full=True))
 
     def open(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> ObjectReader:
         """Stream the bytes of one version, ``[start, end)``, verified (see the module docstring).
@@ -587,14 +565,14 @@ class LiquidService:
                 )
 
         row = self._live_row(r)
-        info = _info(row)
         if row.inline_data is not None:
             data = bytes(row.inline_data)
             if hashlib.sha256(data).hexdigest() != row.sha256:
                 raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
-            return self._reader_from_bytes(
-                r, data, row.sha256, row.content_type, "warm", start, end, info=info
-            )
+            if self.hot is not None and self.settings.hot.populate_on_read:
+                # Even inline values are worth caching: the hot tier exists to take read load off the catalog.
+                self.hot.put(r, data, sha256=row.sha256, content_type=row.content_type)
+            return self._reader_from_bytes(r, data, row.sha256, row.content_type, "warm", start, end)
 
         size = row.size
         lo = min(start, size)
@@ -632,7 +610,6 @@ class LiquidService:
             start=lo,
             end=hi,
             chunks=chunks,
-            info=info,
         )
 
     def get(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> bytes:
@@ -716,9 +693,8 @@ class LiquidService:
         c = OBJECTS.c
         return (c.tenant_id == r.tenant, c.namespace == r.namespace, c.key == r.key, c.version == r.version)
 
-    def _live_row(self, r: ResultRef) -> Row[Any]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(OBJECTS).where(*self._match(r))).first()
+    def _live_row(self, r: ResultRef, *, full: bool = False) -> Any:
+        row = self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full)
         if row is None:
             raise ObjectNotFound(f"no object {r.uri}", field="ref")
         if row.state != "live":
@@ -752,8 +728,6 @@ class LiquidService:
         source: str,
         start: int,
         end: int | None,
-        *,
-        info: ObjectInfo | None = None,
     ) -> ObjectReader:
         lo = min(start, len(data))
         hi = len(data) if end is None else min(end, len(data))
@@ -766,7 +740,6 @@ class LiquidService:
             start=lo,
             end=hi,
             chunks=iter([data[lo:hi]] if hi > lo else []),
-            info=info,
         )
 
 

@@ -17,7 +17,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for the catalog URL (``postgresql://`` is read as psycopg 3)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout; recycled connections and the callers' own
+    # error handling cover a server restart.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -108,11 +108,23 @@ class Object(Base):
     deleted_at: Mapped[datetime | None]
     purged_at: Mapped[datetime | None]
 
+    # The id indexes are partial: most objects carry no trace/correlation/execution id, and an
+    # index entry per NULL would tax every write for lookups that never ask for NULL.
     __table_args__ = (
         UniqueConstraint("tenant_id", "namespace", "key", "version", name="uq_objects_ref"),
-        Index("ix_objects_tenant_trace", "tenant_id", "trace_id"),
-        Index("ix_objects_tenant_correlation", "tenant_id", "correlation_id"),
-        Index("ix_objects_tenant_execution", "tenant_id", "execution_id"),
+        Index("ix_objects_tenant_trace", "tenant_id", "trace_id", postgresql_where="trace_id IS NOT NULL"),
+        Index(
+            "ix_objects_tenant_correlation",
+            "tenant_id",
+            "correlation_id",
+            postgresql_where="correlation_id IS NOT NULL",
+        ),
+        Index(
+            "ix_objects_tenant_execution",
+            "tenant_id",
+            "execution_id",
+            postgresql_where="execution_id IS NOT NULL",
+        ),
         Index("ix_objects_tenant_created", "tenant_id", "created_at"),
         # Planner and retention scans are global, by state and tier.
         Index("ix_objects_state_tier", "state", "home_tier"),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from liquid.stores.postgres import SCHEMA_SQL as BLOB_SCHEMA_SQL
 from sqlalchemy.dialects import postgresql
+
+from liquid.stores.postgres import SCHEMA_SQL as BLOB_SCHEMA_SQL
 
 # The event log is append-only: history that can be edited proves nothing.
 APPEND_ONLY_SQL = """
@@ -122,10 +123,28 @@ def upgrade() -> None:
         postgresql_where="expires_at IS NOT NULL",
     )
     op.create_index("ix_objects_state_tier", "objects", ["state", "home_tier"], unique=False)
-    op.create_index("ix_objects_tenant_correlation", "objects", ["tenant_id", "correlation_id"], unique=False)
+    op.create_index(
+        "ix_objects_tenant_correlation",
+        "objects",
+        ["tenant_id", "correlation_id"],
+        unique=False,
+        postgresql_where="correlation_id IS NOT NULL",
+    )
     op.create_index("ix_objects_tenant_created", "objects", ["tenant_id", "created_at"], unique=False)
-    op.create_index("ix_objects_tenant_execution", "objects", ["tenant_id", "execution_id"], unique=False)
-    op.create_index("ix_objects_tenant_trace", "objects", ["tenant_id", "trace_id"], unique=False)
+    op.create_index(
+        "ix_objects_tenant_execution",
+        "objects",
+        ["tenant_id", "execution_id"],
+        unique=False,
+        postgresql_where="execution_id IS NOT NULL",
+    )
+    op.create_index(
+        "ix_objects_tenant_trace",
+        "objects",
+        ["tenant_id", "trace_id"],
+        unique=False,
+        postgresql_where="trace_id IS NOT NULL",
+    )
     op.create_table(
         "access_stats",
         sa.Column("object_id", sa.BigInteger(), nullable=False),
@@ -179,10 +198,14 @@ def downgrade() -> None:
     op.drop_table("move_journal")
     op.drop_index("ix_access_stats_tenant", table_name="access_stats")
     op.drop_table("access_stats")
-    op.drop_index("ix_objects_tenant_trace", table_name="objects")
-    op.drop_index("ix_objects_tenant_execution", table_name="objects")
+    op.drop_index("ix_objects_tenant_trace", table_name="objects", postgresql_where="trace_id IS NOT NULL")
+    op.drop_index(
+        "ix_objects_tenant_execution", table_name="objects", postgresql_where="execution_id IS NOT NULL"
+    )
     op.drop_index("ix_objects_tenant_created", table_name="objects")
-    op.drop_index("ix_objects_tenant_correlation", table_name="objects")
+    op.drop_index(
+        "ix_objects_tenant_correlation", table_name="objects", postgresql_where="correlation_id IS NOT NULL"
+    )
     op.drop_index("ix_objects_state_tier", table_name="objects")
     op.drop_index("ix_objects_expires", table_name="objects", postgresql_where="expires_at IS NOT NULL")
     op.drop_table("objects")
