@@ -1,0 +1,98 @@
+"""The ``liquid`` command against the session's real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from liquid.cli import app
+
+
+@pytest.fixture
+def cli_env(base_settings: dict[str, Any], runtime: object) -> dict[str, str]:
+    return {
+        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(base_settings["stores"]),
+        "LIQUID_TENANT": "",
+    }
+
+
+def run(env: dict[str, str], *args: str, input: bytes | None = None) -> Any:
+    result = CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_tenant_key_put_get_head_ls_rm(cli_env: dict[str, str], tmp_path: Path) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    run(cli_env, "tenant", "create", tenant)
+    key = run(cli_env, "key", "create", "--tenant", tenant).stdout.strip().splitlines()[0]
+    assert key.startswith("lq_")
+
+    src = tmp_path / "report.csv"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    out = run(
+        cli_env,
+        "put",
+        "reports",
+        "q3/report.csv",
+        str(src),
+        "--tenant",
+        tenant,
+        "--content-type",
+        "text/csv",
+        "--tag",
+        "team=ml",
+    )
+    ref = json.loads(out.stdout)
+    assert ref["uri"] == f"liquid://{tenant}/reports/q3/report.csv@1"
+    assert ref["size"] == src.stat().st_size
+
+    dst = tmp_path / "copy.csv"
+    run(cli_env, "get", ref["uri"], "-o", str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+    assert not (tmp_path / "copy.csv.part").exists()
+
+    head = json.loads(run(cli_env, "head", ref["uri"]).stdout)
+    assert (head["home_tier"], head["content_type"], head["tags"]) == ("cold", "text/csv", {"team": "ml"})
+
+    run(cli_env, "put", "reports", "small.txt", "-", "--tenant", tenant, input=b"from stdin")
+    listing = run(cli_env, "ls", "reports", "--tenant", tenant, "--json").stdout
+    assert [json.loads(line)["key"] for line in listing.strip().splitlines()] == [
+        "q3/report.csv",
+        "small.txt",
+    ]
+
+    run(cli_env, "rm", ref["uri"])
+    assert "q3/report.csv" not in run(cli_env, "ls", "reports", "--tenant", tenant).stdout
+
+
+def test_errors_are_one_clear_line_and_exit_1(cli_env: dict[str, str]) -> None:
+    env = {**os.environ, **cli_env}
+    bad = subprocess.run(
+        [sys.executable, "-m", "liquid.cli", "get", "liquid://acme/docs/no-version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1
+    assert "error [ref]: ref 'liquid://acme/docs/no-version' has no '@<version>' suffix" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "liquid.cli", "get", "liquid://acme/docs/nothing@1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert "no object liquid://acme/docs/nothing@1" in missing.stderr
