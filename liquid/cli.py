@@ -40,6 +40,7 @@ from rich.table import Table
 from liquid.bootstrap import Runtime, open_runtime
 from liquid.config import load_settings
 from liquid.errors import LiquidError
+from liquid.policy.cli import policy_app
 from liquid.refs import ResultRef
 from liquid.units import format_size, parse_duration
 
@@ -52,6 +53,7 @@ key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 err = Console(stderr=True)
