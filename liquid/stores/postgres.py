@@ -1,0 +1,300 @@
+"""PostgresStore: the warm tier's bytes as chunked ``bytea`` rows in PostgreSQL.
+
+URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4``
+(``postgresql+psycopg://`` is accepted, so the catalog's SQLAlchemy URL works as is;
+other query options, e.g. ``host=/socket/dir`` or ``sslmode``, go to libpq).
+
+Each object is one ``liquid_blobs`` row plus ``ceil(size / chunk_size)`` rows of
+``liquid_blob_chunks``, so neither a write nor a read ever holds more than a chunk
+of a large object in memory, and a range read selects only the chunks it needs.
+
+Atomicity: a put runs in one transaction that first upserts the blob row (taking its
+row lock, which serialises concurrent writers of one locator), then replaces the
+chunks; readers use a REPEATABLE READ snapshot, so they see the old version or the
+new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from urllib.parse import urlencode, urlunsplit
+
+import psycopg
+from psycopg import IsolationLevel, sql
+from psycopg.rows import TupleRow
+
+from liquid.errors import InvalidInput, ObjectNotFound, StoreError
+from liquid.stores._common import Options, public_url
+from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_range, rechunk
+
+#: Idempotent DDL for the two tables; the catalog's Alembic migration executes it too.
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS liquid_blobs (
+    locator    text PRIMARY KEY,
+    size       bigint NOT NULL,
+    chunk_size int NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS liquid_blob_chunks (
+    locator text NOT NULL,
+    seq     int NOT NULL,
+    data    bytea NOT NULL,
+    PRIMARY KEY (locator, seq)
+);
+-- Chunks are mostly compressed or binary data: skip TOAST compression, which only costs CPU.
+ALTER TABLE liquid_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+"""
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_LIST_BATCH = 1000
+
+
+class _Pool:
+    """A tiny LIFO connection pool: at most ``size`` connections, broken ones are dropped."""
+
+    def __init__(self, conninfo: str, size: int, schema: str | None) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
+        self._idle: list[psycopg.Connection[TupleRow]] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+        self._closed = False
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        conn = psycopg.connect(self.conninfo)
+        if self.schema:
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
+            conn.commit()
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        if self._closed:
+            raise StoreError("postgres store is closed")
+        self._slots.acquire()
+        conn = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._connect()
+            yield conn
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+        except BaseException:
+            if conn is not None:
+                conn.close()  # state unknown after an error: never reuse
+            raise
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PostgresStore:
+    """Chunked blobs in two PostgreSQL tables (see :data:`SCHEMA_SQL`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        chunk_size: int | None = None,
+        pool_size: int | None = None,
+        schema: str | None = None,
+    ) -> None:
+        """Args:
+        url: ``postgresql[+psycopg]://...``; options ``schema``, ``chunk_size``, ``pool_size``.
+        chunk_size: bytes per chunk row for new objects (existing ones keep theirs).
+        pool_size: most connections held at once.
+        schema: put the tables in this schema instead of the search_path's first.
+        """
+        opts = Options(url, "postgresql")
+        scheme = opts.parts.scheme
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+            raise InvalidInput(
+                f"postgres store URL must start with postgresql://, got {scheme}://", field="url"
+            )
+        self.schema = schema or opts.text("schema")
+        if self.schema is not None and not _IDENT.match(self.schema):
+            raise InvalidInput(
+                f"postgres store schema {self.schema!r} is not a plain identifier", field="url"
+            )
+        self.chunk_size = chunk_size or opts.size("chunk_size", CHUNK_SIZE)
+        if not 0 < self.chunk_size <= 256 * 1024 * 1024:
+            raise InvalidInput(
+                f"postgres store chunk_size {self.chunk_size} must be in 1..256MiB", field="url"
+            )
+        size = pool_size or opts.number("pool_size", 4) or 4
+        p = opts.parts
+        libpq = opts.rest()
+        libpq.setdefault("connect_timeout", "10")  # libpq waits forever by default
+        conninfo = urlunsplit(("postgresql", p.netloc, p.path, urlencode(libpq), ""))
+        host = p.hostname or ""
+        netloc = (f"{p.username}@" if p.username else "") + host + (f":{p.port}" if p.port else "")
+        self.url = public_url(
+            urlunsplit(("postgresql", netloc, p.path, "", "")), {"schema": self.schema or ""}
+        )
+        self._pool = _Pool(conninfo, size, self.schema)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    @contextmanager
+    def _conn(
+        self, what: str, isolation: IsolationLevel | None = None
+    ) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A pooled connection inside one transaction; psycopg errors become StoreError."""
+        try:
+            with self._pool.connection() as conn:
+                conn.isolation_level = isolation
+                with conn.transaction():
+                    yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"postgres store {self.url}: {what} failed: {exc}".rstrip()) from exc
+
+    def create_schema(self) -> None:
+        """Create the schema (when one is configured) and both tables, idempotently."""
+        with self._conn("create_schema") as conn:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide in pg_type; serialise it.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('liquid_blobs_schema'))")
+            if self.schema:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(SCHEMA_SQL.encode())
+
+    def drop_schema(self) -> None:
+        """Drop the configured schema with everything in it (tests and teardown)."""
+        if not self.schema:
+            raise InvalidInput("drop_schema needs a store opened with ?schema=NAME", field="url")
+        with self._conn("drop_schema") as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
+
+    def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
+        """Replace the object in one transaction, one INSERT per chunk."""
+        check_locator(locator)
+        written = 0
+        with self._conn(f"put {locator!r}") as conn:
+            # The upsert locks the blob row first, so a second writer of this locator waits here.
+            conn.execute(
+                "INSERT INTO liquid_blobs (locator, size, chunk_size, created_at) VALUES (%s, 0, %s, now())"
+                " ON CONFLICT (locator) DO UPDATE SET size = 0, chunk_size = EXCLUDED.chunk_size,"
+                " created_at = now()",
+                (locator, self.chunk_size),
+            )
+            conn.execute("DELETE FROM liquid_blob_chunks WHERE locator = %s", (locator,))
+            with conn.cursor() as cur:
+                for seq, chunk in enumerate(rechunk(chunks, self.chunk_size)):
+                    cur.execute(
+                        "INSERT INTO liquid_blob_chunks (locator, seq, data) VALUES (%s, %s, %b)",
+                        (locator, seq, chunk),
+                    )
+                    written += len(chunk)
+            conn.execute("UPDATE liquid_blobs SET size = %s WHERE locator = %s", (written, locator))
+        return written
+
+    def open(self, locator: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Look the blob up now (missing → ObjectNotFound), then stream only the needed chunks."""
+        check_locator(locator)
+        check_range(start, end)
+        with self._conn(f"open {locator!r}") as conn:
+            row = conn.execute("SELECT size FROM liquid_blobs WHERE locator = %s", (locator,)).fetchone()
+        if row is None:
+            raise ObjectNotFound(f"no object {locator!r} in {self.url}")
+        stop = int(row[0]) if end is None else min(end, int(row[0]))
+        if start >= stop:
+            return iter(())
+        return self._stream(locator, start, end)
+
+    def _stream(self, locator: str, start: int, end: int | None) -> Iterator[bytes]:
+        with self._conn(f"read {locator!r}", IsolationLevel.REPEATABLE_READ) as conn:
+            # One snapshot for the blob row and every chunk: never a mix with a concurrent put.
+            row = conn.execute(
+                "SELECT size, chunk_size FROM liquid_blobs WHERE locator = %s", (locator,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(
+                    f"postgres store {self.url}: object {locator!r} was deleted while being opened"
+                )
+            size, cs = int(row[0]), int(row[1])
+            stop = size if end is None else min(end, size)
+            if start >= stop:
+                return
+            first, last = start // cs, (stop - 1) // cs
+            with conn.cursor(name="liquid_read") as cur:
+                cur.itersize = 2  # rows are up to a chunk each: hold few at a time
+                cur.execute(
+                    "SELECT seq, data FROM liquid_blob_chunks WHERE locator = %s AND seq BETWEEN %s AND %s"
+                    " ORDER BY seq",
+                    (locator, first, last),
+                )
+                expected = first
+                for seq, data in cur:
+                    if seq != expected:
+                        raise StoreError(
+                            f"postgres store {self.url}: object {locator!r} misses chunk {expected}"
+                        )
+                    expected += 1
+                    base = seq * cs
+                    lo, hi = max(start - base, 0), min(stop - base, len(data))
+                    yield bytes(data) if (lo, hi) == (0, len(data)) else bytes(data[lo:hi])
+                if expected != last + 1:
+                    raise StoreError(f"postgres store {self.url}: object {locator!r} misses chunk {expected}")
+
+    def head(self, locator: str) -> ObjectStat:
+        """Size and write time from the blob row."""
+        check_locator(locator)
+        with self._conn(f"head {locator!r}") as conn:
+            row = conn.execute(
+                "SELECT size, created_at FROM liquid_blobs WHERE locator = %s", (locator,)
+            ).fetchone()
+        if row is None:
+            raise ObjectNotFound(f"no object {locator!r} in {self.url}")
+        return ObjectStat(locator, int(row[0]), row[1])
+
+    def delete(self, locator: str) -> bool:
+        """Delete the blob row and its chunks in one transaction."""
+        check_locator(locator)
+        with self._conn(f"delete {locator!r}") as conn:
+            cur = conn.execute("DELETE FROM liquid_blobs WHERE locator = %s", (locator,))
+            conn.execute("DELETE FROM liquid_blob_chunks WHERE locator = %s", (locator,))
+            return cur.rowcount > 0
+
+    def list(self, prefix: str = "") -> Iterator[ObjectStat]:
+        """Keyset-paginated scan in code-point order (COLLATE "C"), a batch per query."""
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[ObjectStat]:
+        after = ""
+        while True:
+            with self._conn(f"list {prefix!r}") as conn:
+                rows = conn.execute(
+                    "SELECT locator, size, created_at FROM liquid_blobs WHERE starts_with(locator, %s)"
+                    ' AND locator COLLATE "C" > %s ORDER BY locator COLLATE "C" LIMIT %s',
+                    (prefix, after, _LIST_BATCH),
+                ).fetchall()
+            for loc, size, created in rows:
+                yield ObjectStat(str(loc), int(size), created)
+            if len(rows) < _LIST_BATCH:
+                return
+            after = str(rows[-1][0])
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``."""
+        with self._conn("ping") as conn:
+            conn.execute("SELECT 1")
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._pool.close()

@@ -1,0 +1,81 @@
+"""The embedded servers behind ``liquid up``: start, reuse, stop, leave nothing running."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from liquid.embedded import MAX_WEED_PORT, EmbeddedStack, EmbeddedValkey, free_port
+from liquid.stores import open_store, read_bytes, write_bytes
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    # Outside pytest's basetemp on purpose: see EmbeddedPostgres' docstring.
+    path = Path(tempfile.mkdtemp(prefix="liquid-test-stack-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a container's init may never reap an orphaned server)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_free_port_is_low_enough_for_weed() -> None:
+    port = free_port()
+    assert 0 < port < MAX_WEED_PORT
+
+
+def test_stack_starts_serves_and_stops(root: Path) -> None:
+    with EmbeddedStack(root) as stack:
+        urls = stack.start()  # a second start reuses what runs
+        assert set(urls) == {"postgres", "redis", "cold"}
+        assert urls["postgres"].startswith("postgresql+psycopg://")
+        assert urls["redis"].startswith("redis://127.0.0.1:")
+        assert urls["cold"] == (root / "cold").as_uri()
+        for url in urls.values():
+            store = open_store(url)
+            store.ping()
+            if url.startswith("postgresql"):
+                store.create_schema()  # type: ignore[attr-defined]
+            write_bytes(store, "stack/probe", b"ok")
+            assert read_bytes(store, "stack/probe") == b"ok"
+            store.delete("stack/probe")
+            store.close()
+        valkey_pid = stack.valkey._process.proc.pid  # type: ignore[union-attr]
+        pg_pid = stack.postgres._server.get_pid()
+    assert not _alive(valkey_pid)
+    # pg_ctl stop returns once postmaster.pid is gone, a moment before the process exits.
+    deadline = time.monotonic() + 10
+    while _alive(pg_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pg_pid)
+
+
+def test_valkey_is_reused_across_processes(root: Path) -> None:
+    first = EmbeddedValkey(root / "valkey")
+    url = first.start()
+    try:
+        code = (
+            "from liquid.embedded import EmbeddedValkey; import sys; "
+            "v = EmbeddedValkey(sys.argv[1]); print(v.start()); v.stop()"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(root / "valkey")], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == url
+        open_store(url).ping()  # the other process's stop() left our server alone
+    finally:
+        first.stop()
