@@ -29,7 +29,15 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,6 +107,53 @@ class TierMap(BaseModel):
     archive: str | None = None
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API (``liquid.api``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8780, ge=0, le=65535)
+    #: HMAC secret for signed refs (``?sig=&exp=``); unset disables signed refs.
+    signing_secret: SecretStr | None = None
+    #: Longest lifetime a signed ref may be given.
+    signed_ref_max_ttl: Duration = 7 * 86400.0
+    #: How long a verified API key is remembered in-process (a revoked key works at most this long).
+    auth_cache_ttl: Duration = 5.0
+    #: Redirect GETs of large cold objects to a presigned URL when the store can presign.
+    presign_redirect: bool = False
+    presign_min_size: Size = 64 * 1024 * 1024
+    presign_ttl: Duration = 300.0
+    #: Most refs one ``POST /v1/refs:resolve`` may carry.
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    #: Batch resolve returns values up to this size inline (base64) when asked for them.
+    batch_inline_max: Size = 64 * 1024
+
+
+class ShmSettings(BaseModel):
+    """The same-node shared-memory tier (``liquid.shm``): Arrow IPC copies under ``dir``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: Unset means ``/dev/shm/liquid-<uid>``, or a temporary directory where ``/dev/shm`` is absent.
+    dir: Path | None = None
+    #: Total bytes of copies kept; the sweeper evicts the oldest beyond it.
+    max_bytes: Size = 1024**3
+    #: A copy (and its hint) lives this long.
+    ttl: Duration = 900.0
+    #: Smaller objects are not worth a copy (they are inline or hot).
+    min_size: Size = 64 * 1024
+    #: Content types that get a copy when written or read through the API.
+    content_types: list[str] = Field(
+        default_factory=lambda: ["application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file"]
+    )
+    sweep_interval: Duration = 30.0
+    #: ``once``: a file's SHA-256 is checked the first time a process maps it (and again if it changes);
+    #: ``always``: on every read.
+    verify: Literal["once", "always"] = "once"
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -121,6 +176,8 @@ class Settings(BaseSettings):
     max_object_size: Size = 5 * 1024**3
     #: New objects up to this size are born warm (PostgreSQL); larger ones are born cold.
     warm_max_object_size: Size = 1024 * 1024
+    #: Warm objects up to this size keep their bytes in their catalog row instead of the warm store.
+    warm_row_max_size: Size = 64 * 1024
     hot: HotSettings = Field(default_factory=HotSettings)
     #: Namespace glob → codec, for warm and cold bytes; first match wins.
     compression: dict[str, Literal["zstd", "none"]] = Field(default_factory=dict)
@@ -128,6 +185,8 @@ class Settings(BaseSettings):
     cost_model: dict[Tier, TierCost] = Field(default_factory=_default_costs)
     #: This node's name, for shared-memory hints.
     node_id: str = Field(default_factory=socket.gethostname)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    shm: ShmSettings = Field(default_factory=ShmSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

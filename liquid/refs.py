@@ -97,9 +97,14 @@ class IpcHint:
     node: str
     path: str
     expires_at: datetime
+    #: SHA-256 (hex) of the file's bytes; None for hints made before checksums were carried.
+    checksum: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"node": self.node, "path": self.path, "expires_at": self.expires_at.isoformat()}
+        out = {"node": self.node, "path": self.path, "expires_at": self.expires_at.isoformat()}
+        if self.checksum is not None:
+            out["checksum"] = self.checksum
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +217,13 @@ class RefInfo:
         raw_ipc = data.get("ipc")
         if raw_ipc is not None:
             try:
+                checksum = raw_ipc.get("checksum")
                 ipc = IpcHint(
                     node=str(raw_ipc["node"]),
                     path=str(raw_ipc["path"]),
                     expires_at=datetime.fromisoformat(str(raw_ipc["expires_at"])),
+                    checksum=None if checksum is None else str(checksum),
                 )
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, AttributeError):
                 raise InvalidRef("ipc must have node, path and an ISO expires_at", field="ipc") from None
         return cls(ref=ref, size=size, sha256=sha, content_type=ctype, inline=inline, ipc=ipc)

@@ -14,8 +14,10 @@ read from the home holds back its last chunk until the digest is checked and rai
 :class:`~liquid.errors.IntegrityError` instead of finishing. Ranged reads of part of
 an object cannot be checked against the whole-object digest; they verify length only.
 
-Inline values (smaller than ``inline_threshold``) live in the catalog row itself:
-their durable home is the warm tier, store ``catalog``.
+Small values live in their catalog row (home tier warm, store ``catalog``): those
+smaller than ``inline_threshold`` are also returned inside the ref, and warm values up
+to ``warm_row_max_size`` are kept there because one statement per write and per read
+beats a separate chunk store round trip (PostgreSQL TOASTs them out of line).
 """
 
 from __future__ import annotations
@@ -83,7 +85,6 @@ class ObjectInfo:
     home_tier: str
     home_store: str
     state: str
-    inline: bool
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -344,14 +345,14 @@ class LiquidService:
 
         meter = _Meter(self.settings.max_object_size)
         source = meter.wrap(_as_chunks(body))
-        # Read just enough to know whether the value is inline, and (without a hint) where it is born.
+        # Read just enough to know whether the value lives in its catalog row (inline or small warm),
+        # and, without a size hint, in which tier it is born.
         inline_limit = self.settings.inline_threshold
         warm_limit = self.settings.warm_max_object_size
-        probe_limit = (
-            inline_limit
-            if size_hint is not None and size_hint >= inline_limit
-            else max(inline_limit, warm_limit + 1)
-        )
+        row_limit = min(self.settings.warm_row_max_size, warm_limit)
+        probe_limit = max(inline_limit, row_limit + 1)
+        if size_hint is None:
+            probe_limit = max(probe_limit, warm_limit + 1)
         head = bytearray()
         exhausted = False
         while len(head) < probe_limit:
@@ -376,8 +377,13 @@ class LiquidService:
             "legal_hold": legal_hold,
             "actor": actor,
         }
-        if exhausted and len(head) < inline_limit:
+        if exhausted and (len(head) < inline_limit or len(head) <= row_limit):
+            # One statement writes the row and its bytes: no store round trip, one commit.
             data = bytes(head)
+            if size_hint is not None and len(data) != size_hint:
+                raise InvalidInput(
+                    f"body was {len(data)} bytes but its declared length is {size_hint}", field="body"
+                )
             sha = meter.digest.hexdigest()
             fields.update(
                 size=len(data),
@@ -391,7 +397,8 @@ class LiquidService:
             )
             version = self._record(fields, tier="warm", store=CATALOG_STORE)
             ref = ResultRef(tenant, namespace, key, version)
-            return RefInfo(ref=ref, size=len(data), sha256=sha, content_type=content_type, inline=data)
+            inline = data if len(data) < inline_limit else None
+            return RefInfo(ref=ref, size=len(data), sha256=sha, content_type=content_type, inline=inline)
 
         if size_hint is not None:
             tier: Tier = "warm" if size_hint <= warm_limit else "cold"
@@ -613,6 +620,23 @@ class LiquidService:
             chunks=chunks,
         )
 
+    def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
+        """A short-lived direct URL to the bytes of one version, when its home store can presign.
+
+        Only uncompressed objects in a store with ``presign_get`` (S3) qualify: the URL
+        hands out the stored bytes as they are, so a compressed or inline object gets None.
+
+        Raises:
+            ObjectNotFound / ObjectGone: as :meth:`head`.
+        """
+        r = self._ref(tenant, ref)
+        row = self._live_row(r, full=True)
+        store = self.stores.get(row.home_store)
+        presign = getattr(store, "presign_get", None)
+        if presign is None or row.locator is None or row.compression != "none" or row.inline_data is not None:
+            return None
+        return _info(row), str(presign(row.locator, expires))
+
     def get(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> bytes:
         """The bytes of one version in memory; see :meth:`open`."""
         return self.open(tenant, ref, start=start, end=end).read()
@@ -774,5 +798,4 @@ def _info(obj: Row[Any]) -> ObjectInfo:
         home_tier=obj.home_tier,
         home_store=obj.home_store,
         state=obj.state,
-        inline=obj.inline_data is not None or obj.home_store == CATALOG_STORE,
     )

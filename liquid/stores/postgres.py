@@ -64,10 +64,11 @@ class _Pool:
         self._closed = False
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
-        conn = psycopg.connect(self.conninfo)
+        # Autocommit: a lone statement is one round trip; multi-statement work opens
+        # conn.transaction() explicitly (see PostgresStore._conn).
+        conn = psycopg.connect(self.conninfo, autocommit=True)
         if self.schema:
             conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
-            conn.commit()
         return conn
 
     @contextmanager
@@ -165,6 +166,15 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreError(f"postgres store {self.url}: {what} failed: {exc}".rstrip()) from exc
 
+    @contextmanager
+    def _single(self, what: str) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A pooled connection for one statement (its own snapshot, no BEGIN/COMMIT round trips)."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(f"postgres store {self.url}: {what} failed: {exc}".rstrip()) from exc
+
     def create_schema(self) -> None:
         """Create the schema (when one is configured) and both tables, idempotently."""
         with self._conn("create_schema") as conn:
@@ -208,7 +218,10 @@ class PostgresStore:
         """Look the blob up now (missing → ObjectNotFound), then stream only the needed chunks."""
         check_locator(locator)
         check_range(start, end)
-        with self._conn(f"open {locator!r}") as conn:
+        fast = self._open_small(locator, start, end)
+        if fast is not None:
+            return fast
+        with self._single(f"open {locator!r}") as conn:
             row = conn.execute("SELECT size FROM liquid_blobs WHERE locator = %s", (locator,)).fetchone()
         if row is None:
             raise ObjectNotFound(f"no object {locator!r} in {self.url}")
@@ -216,6 +229,49 @@ class PostgresStore:
         if start >= stop:
             return iter(())
         return self._stream(locator, start, end)
+
+    #: Windows of at most this many chunks are read in one statement.
+    SMALL_READ_CHUNKS = 4
+
+    def _open_small(self, locator: str, start: int, end: int | None) -> Iterator[bytes] | None:
+        """Read a window of a few chunks in one statement (one snapshot, one round trip).
+
+        Returns None when the window turns out larger (or the blob uses another chunk size),
+        and the caller takes the streaming path.
+        """
+        cs = self.chunk_size
+        first = start // cs
+        last = first + self.SMALL_READ_CHUNKS - 1
+        if end is not None and end > start:
+            if (end - 1) // cs > last:
+                return None
+            last = (end - 1) // cs
+        with self._single(f"open {locator!r}") as conn:
+            rows = conn.execute(
+                "SELECT b.size, b.chunk_size, c.seq, c.data FROM liquid_blobs b"
+                " LEFT JOIN liquid_blob_chunks c ON c.locator = b.locator AND c.seq BETWEEN %s AND %s"
+                " WHERE b.locator = %s ORDER BY c.seq",
+                (first, last, locator),
+            ).fetchall()
+        if not rows:
+            raise ObjectNotFound(f"no object {locator!r} in {self.url}")
+        size, blob_cs = int(rows[0][0]), int(rows[0][1])
+        stop = size if end is None else min(end, size)
+        if start >= stop:
+            return iter(())
+        if blob_cs != cs or (stop - 1) // cs > last:
+            return None
+        need = range(first, (stop - 1) // cs + 1)
+        got = {int(seq): bytes(data) for _, _, seq, data in rows if seq is not None}
+        missing = [seq for seq in need if seq not in got]
+        if missing:
+            raise StoreError(f"postgres store {self.url}: object {locator!r} misses chunk {missing[0]}")
+        pieces = []
+        for seq in need:
+            data, base = got[seq], seq * cs
+            lo, hi = max(start - base, 0), min(stop - base, len(data))
+            pieces.append(data if (lo, hi) == (0, len(data)) else data[lo:hi])
+        return iter(pieces)
 
     def _stream(self, locator: str, start: int, end: int | None) -> Iterator[bytes]:
         with self._conn(f"read {locator!r}", IsolationLevel.REPEATABLE_READ) as conn:
@@ -255,7 +311,7 @@ class PostgresStore:
     def head(self, locator: str) -> ObjectStat:
         """Size and write time from the blob row."""
         check_locator(locator)
-        with self._conn(f"head {locator!r}") as conn:
+        with self._single(f"head {locator!r}") as conn:
             row = conn.execute(
                 "SELECT size, created_at FROM liquid_blobs WHERE locator = %s", (locator,)
             ).fetchone()
@@ -278,7 +334,7 @@ class PostgresStore:
     def _list(self, prefix: str) -> Iterator[ObjectStat]:
         after = ""
         while True:
-            with self._conn(f"list {prefix!r}") as conn:
+            with self._single(f"list {prefix!r}") as conn:
                 rows = conn.execute(
                     "SELECT locator, size, created_at FROM liquid_blobs WHERE starts_with(locator, %s)"
                     ' AND locator COLLATE "C" > %s ORDER BY locator COLLATE "C" LIMIT %s',
@@ -292,7 +348,7 @@ class PostgresStore:
 
     def ping(self) -> None:
         """Run ``SELECT 1``."""
-        with self._conn("ping") as conn:
+        with self._single("ping") as conn:
             conn.execute("SELECT 1")
 
     def close(self) -> None:

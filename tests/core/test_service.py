@@ -86,23 +86,26 @@ def test_values_under_the_inline_threshold_come_back_inline(
     assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert info.to_json()["size"] == size
     head = service.head(tenant, info.ref)
-    assert (head.home_tier, head.home_store, head.inline) == ("warm", "catalog", True)
+    assert (head.home_tier, head.home_store) == ("warm", "catalog")
     assert service.get(tenant, info.ref) == data
     # The ref JSON alone resolves the value without touching any store.
     assert service.open(tenant, RefInfo.from_json(info.to_json())).source == "inline"
 
 
-@pytest.mark.parametrize("size", [4096, 4097])
-def test_values_at_or_over_the_threshold_are_stored_warm(
-    service: LiquidService, tenant: str, size: int
+@pytest.mark.parametrize(
+    ("size", "store"), [(4096, "catalog"), (4097, "catalog"), (64 * 1024, "catalog"), (64 * 1024 + 1, "warm")]
+)
+def test_warm_values_not_inline_live_in_their_row_or_the_warm_store(
+    service: LiquidService, tenant: str, size: int, store: str
 ) -> None:
     data = os.urandom(size)
-    info = service.put(tenant, "results", f"warm-{size}", data)
-    assert info.inline is None
-    assert "inline" not in info.to_json()
-    head = service.head(tenant, info.ref)
-    assert (head.home_tier, head.home_store, head.inline) == ("warm", "warm", False)
-    assert service.get(tenant, info.ref) == data
+    for hint in (None, size):
+        info = service.put(tenant, "results", f"warm-{size}-{hint}", data, size_hint=hint)
+        assert info.inline is None
+        assert "inline" not in info.to_json()
+        head = service.head(tenant, info.ref)
+        assert (head.home_tier, head.home_store) == ("warm", store)
+        assert service.get(tenant, info.ref) == data
 
 
 def test_large_objects_are_born_cold_with_and_without_size_hint(service: LiquidService, tenant: str) -> None:
@@ -144,7 +147,7 @@ def test_file_objects_are_read_in_chunks(service: LiquidService, tenant: str, tm
 # ---------------------------------------------------------------- ranges
 
 
-@pytest.mark.parametrize("key,size", [("inline", 100), ("warm", 10_000), ("cold", 3 * MiB)])
+@pytest.mark.parametrize("key,size", [("inline", 100), ("row", 10_000), ("warm", 200_000), ("cold", 3 * MiB)])
 def test_ranges(service: LiquidService, tenant: str, key: str, size: int) -> None:
     data = os.urandom(size)
     info = service.put(tenant, "ranges", key, data)
@@ -343,7 +346,7 @@ def test_zstd_namespaces_store_compressed_and_read_plain(
 ) -> None:
     svc = make_service(compression={"docs": "zstd"})
     text_body = b"the quick brown fox jumps over the lazy dog\n" * 60_000  # ~2.6 MB: cold
-    warm_body = b"lorem ipsum " * 2000
+    warm_body = b"lorem ipsum " * 20_000  # 240 kB: warm store, not the row
     cold = svc.put(tenant, "docs", "big.txt", text_body, content_type="text/plain")
     warm = svc.put(tenant, "docs", "small.txt", warm_body)
     plain = svc.put(tenant, "other", "big.txt", text_body)
