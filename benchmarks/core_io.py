@@ -1,0 +1,298 @@
+"""Put/get latency and throughput per tier, Liquid's core service side by side with the raw clients.
+
+    python -m benchmarks.core_io [--quick]
+
+Starts embedded PostgreSQL, Valkey and SeaweedFS S3 on loopback (or uses
+``LIQUID_TEST_POSTGRES_URL`` / ``LIQUID_TEST_REDIS_URL`` / ``LIQUID_TEST_S3_ENDPOINT``),
+then for each tier and size runs the same number of operations through
+:class:`~liquid.service.LiquidService` and through the raw client on the same server:
+
+* hot:  Liquid ``get`` of a cached object  vs  redis-py ``GET``
+* warm: Liquid ``put``/``get`` (catalog row + PostgreSQL blob)  vs  psycopg ``INSERT``/``SELECT`` of a bytea
+* cold: Liquid ``put``/``get`` (S3 object + catalog row)  vs  boto3 ``put_object``/``get_object``
+
+Liquid and raw runs alternate in rounds so drift on the machine hits both alike.
+Writes ``benchmarks/results/core_io.json`` and ``benchmarks/results/core_io.md``;
+the ratio column is Liquid p50 / raw p50 (1.00 = no overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from liquid.bootstrap import open_runtime
+from liquid.config import Settings
+from liquid.refs import ResultRef
+
+RESULTS = Path(__file__).parent / "results"
+KiB, MiB = 1024, 1024 * 1024
+SIZES = {"1KiB": KiB, "64KiB": 64 * KiB, "4MiB": 4 * MiB}
+TARGETS = {("hot", "1KiB"): 1.3, ("warm", "1KiB"): 1.3, ("cold", "4MiB"): 1.1}
+console = Console(stderr=True)
+
+
+@dataclass
+class Cell:
+    tier: str
+    size: str
+    op: str
+    liquid: list[float]
+    raw: list[float]
+    nbytes: int
+
+    def summary(self) -> dict[str, Any]:
+        def stats(xs: list[float]) -> dict[str, float]:
+            xs = sorted(xs)
+            p50 = statistics.median(xs)
+            p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+            total = sum(xs)
+            return {
+                "p50_ms": p50 * 1e3,
+                "p99_ms": p99 * 1e3,
+                "ops_per_s": len(xs) / total,
+                "mb_per_s": len(xs) * self.nbytes / total / 1e6,
+            }
+
+        lq, rw = stats(self.liquid), stats(self.raw)
+        target = TARGETS.get((self.tier, self.size))
+        ratio = lq["p50_ms"] / rw["p50_ms"]
+        return {
+            "tier": self.tier,
+            "size": self.size,
+            "op": self.op,
+            "n": len(self.liquid),
+            "liquid": lq,
+            "raw": rw,
+            "ratio_p50": ratio,
+            "ratio_p99": lq["p99_ms"] / rw["p99_ms"],
+            "ratio_throughput": rw["ops_per_s"] / lq["ops_per_s"],
+            "target_ratio": target,
+            "target_met": None if target is None else ratio <= target,
+        }
+
+
+def timed(
+    fn: Callable[[int], object], n: int, rounds: int, out: list[float], progress: Progress, task: Any
+) -> None:
+    for i in range(n // rounds):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t0)
+        progress.advance(task)
+
+
+def alternate(
+    liquid: Callable[[int], object],
+    raw: Callable[[int], object],
+    n: int,
+    progress: Progress,
+    label: str,
+    rounds: int = 4,
+) -> tuple[list[float], list[float]]:
+    lq: list[float] = []
+    rw: list[float] = []
+    task = progress.add_task(label, total=2 * (n // rounds) * rounds)
+    for _ in range(rounds):
+        timed(raw, n, rounds, rw, progress, task)
+        timed(liquid, n, rounds, lq, progress, task)
+    progress.remove_task(task)
+    return lq, rw
+
+
+class RawPostgres:
+    """psycopg INSERT/SELECT of one bytea per row, autocommit (one fsync'd commit per insert, like Liquid)."""
+
+    def __init__(self, conn: Any, payload: bytes) -> None:
+        self.conn, self.payload, self.ids = conn, payload, []  # type: list[Any]
+
+    def put(self, i: int) -> None:
+        row = self.conn.execute(
+            "INSERT INTO bench_raw (data) VALUES (%s) RETURNING id", (self.payload,)
+        ).fetchone()
+        self.ids.append(row[0])
+
+    def get(self, i: int) -> None:
+        self.conn.execute(
+            "SELECT data FROM bench_raw WHERE id = %s", (self.ids[i % len(self.ids)],)
+        ).fetchone()
+
+
+class RawS3:
+    """boto3 put_object/get_object on the same bucket."""
+
+    def __init__(self, s3: Any, bucket: str, size_name: str, payload: bytes) -> None:
+        self.s3, self.bucket, self.size_name, self.payload, self.keys = s3, bucket, size_name, payload, []  # type: list[str]
+
+    def put(self, i: int) -> None:
+        key = f"raw/{self.size_name}/{len(self.keys)}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=self.payload)
+        self.keys.append(key)
+
+    def get(self, i: int) -> None:
+        self.s3.get_object(Bucket=self.bucket, Key=self.keys[i % len(self.keys)])["Body"].read()
+
+
+def durable_cells(
+    svc: Any, tenant: str, tier: str, size_name: str, payload: bytes, raw: Any, n: int, progress: Progress
+) -> list[Cell]:
+    """Put then get ``n`` objects of one size through Liquid and through the raw client."""
+    refs: list[ResultRef] = []
+
+    def lq_put(i: int) -> None:
+        refs.append(svc.put(tenant, tier, f"{size_name}/{len(refs)}", payload).ref)
+
+    def lq_get(i: int) -> None:
+        svc.get(tenant, refs[i % len(refs)])
+
+    cells = []
+    lq, rw = alternate(lq_put, raw.put, n, progress, f"{tier} put {size_name}")
+    cells.append(Cell(tier, size_name, "put", lq, rw, len(payload)))
+    assert svc.head(tenant, refs[0]).home_tier == tier, "object landed in the wrong tier"
+    lq, rw = alternate(lq_get, raw.get, n, progress, f"{tier} get {size_name}")
+    cells.append(Cell(tier, size_name, "get", lq, rw, len(payload)))
+    return cells
+
+
+def start_servers(workdir: Path) -> tuple[dict[str, Any], list[Any]]:
+    """Server URLs from the environment, or embedded servers under ``workdir``."""
+    from liquid import embedded
+
+    started: list[Any] = []
+    pg = os.environ.get("LIQUID_TEST_POSTGRES_URL")
+    if not pg:
+        srv = embedded.EmbeddedPostgres(workdir / "pg")
+        pg = srv.start()
+        started.append(srv)
+    redis_url = os.environ.get("LIQUID_TEST_REDIS_URL")
+    if not redis_url:
+        srv_r = embedded.EmbeddedValkey(workdir / "valkey")
+        redis_url = srv_r.start()
+        started.append(srv_r)
+    endpoint = os.environ.get("LIQUID_TEST_S3_ENDPOINT")
+    access = os.environ.get("LIQUID_TEST_S3_ACCESS_KEY", "bench")
+    secret = os.environ.get("LIQUID_TEST_S3_SECRET_KEY", "bench-secret")
+    if not endpoint:
+        srv_s = embedded.EmbeddedS3(workdir / "s3", access_key=access, secret_key=secret)
+        endpoint = srv_s.start()
+        started.append(srv_s)
+    return {"pg": pg, "redis": redis_url, "s3": endpoint, "access": access, "secret": secret}, started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the operations (smoke run)")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    counts = {"1KiB": int(2000 * scale), "64KiB": int(800 * scale), "4MiB": max(int(60 * scale), 8)}
+
+    import boto3
+    import psycopg
+    import redis
+
+    workdir = Path(tempfile.mkdtemp(prefix="liquid-bench-", dir="/tmp"))
+    urls, started = start_servers(workdir)
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = urls["access"], urls["secret"]
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=urls["s3"], region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    cold_url = f"s3://{bucket}/liquid?endpoint={urls['s3']}&region=us-east-1"
+    stores = {"hot": urls["redis"], "warm": urls["pg"], "cold": cold_url}
+
+    def service(**overrides: Any) -> Any:
+        return open_runtime(Settings(catalog_url=urls["pg"], stores=stores, **overrides))
+
+    # warm: default thresholds but nothing born cold; cold: nothing inline or warm; hot: cache on read.
+    warm_rt = service(warm_max_object_size=64 * MiB, hot={"enabled": False})
+    cold_rt = service(inline_threshold=0, warm_max_object_size=0, hot={"enabled": False})
+    hot_rt = service(warm_max_object_size=64 * MiB, hot={"max_object_size": 8 * MiB})
+    tenant = f"bench-{uuid.uuid4().hex[:6]}"
+    warm_rt.service.tenancy.create_tenant(tenant)
+
+    rclient = redis.Redis.from_url(urls["redis"])
+    pconn = psycopg.connect(urls["pg"].replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    pconn.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, data bytea NOT NULL)")
+
+    cells: list[Cell] = []
+    with Progress(console=console, transient=True) as progress:
+        for size_name, nbytes in SIZES.items():
+            n = counts[size_name]
+            payload = os.urandom(nbytes)
+
+            # ---- hot: reads of one cached object
+            ref = hot_rt.service.put(tenant, "hot", f"obj-{size_name}", payload).ref
+            assert hot_rt.service.get(tenant, ref) == payload
+            assert hot_rt.service.open(tenant, ref).source == "hot"
+            rclient.set(f"raw:{size_name}", payload)
+            lq, rw = alternate(
+                lambda i, r=ref: hot_rt.service.get(tenant, r),
+                lambda i, k=f"raw:{size_name}": rclient.get(k),
+                n,
+                progress,
+                f"hot get {size_name}",
+            )
+            cells.append(Cell("hot", size_name, "get", lq, rw, nbytes))
+
+            for tier, rt in (("warm", warm_rt), ("cold", cold_rt)):
+                raw = RawPostgres(pconn, payload) if tier == "warm" else RawS3(s3, bucket, size_name, payload)
+                cells += durable_cells(rt.service, tenant, tier, size_name, payload, raw, n, progress)
+
+    summaries = [c.summary() for c in cells]
+    meta = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "servers": "embedded PostgreSQL 18 (unix socket), Valkey 9 (TCP loopback), SeaweedFS S3 (loopback)",
+        "quick": args.quick,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "core_io.json").write_text(json.dumps({"meta": meta, "results": summaries}, indent=2) + "\n")
+    (RESULTS / "core_io.md").write_text(render(meta, summaries))
+    console.print(render(meta, summaries))
+
+    for rt in (warm_rt, cold_rt, hot_rt):
+        rt.close()
+    rclient.close()
+    pconn.close()
+    for srv in reversed(started):
+        srv.stop()
+
+
+def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Core I/O: Liquid vs raw client, same servers, same run",
+        "",
+        f"{meta['when']} · {meta['machine']} · {meta['servers']}",
+        "",
+        "| tier | size | op | n | Liquid p50 ms | raw p50 ms | p50 ratio | Liquid p99 ms | raw p99 ms | "
+        "Liquid MB/s | raw MB/s | target | met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = f"≤{r['target_ratio']:.1f}x" if r["target_ratio"] else ""
+        met = "" if r["target_met"] is None else ("yes" if r["target_met"] else "**no**")
+        lines.append(
+            f"| {r['tier']} | {r['size']} | {r['op']} | {r['n']} | {r['liquid']['p50_ms']:.3f} | "
+            f"{r['raw']['p50_ms']:.3f} | {r['ratio_p50']:.2f}x | {r['liquid']['p99_ms']:.3f} | "
+            f"{r['raw']['p99_ms']:.3f} | {r['liquid']['mb_per_s']:.1f} | {r['raw']['mb_per_s']:.1f} | "
+            f"{target} | {met} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
