@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import psycopg
 import zstandard
-from sqlalchemy import Engine, Row, Table, and_, select, update
+from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from liquid.catalog.fastpath import CatalogFastPath
@@ -56,6 +56,8 @@ from liquid.tenancy import Tenancy
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: Lifetime scopes of objects, as a workflow engine's results have them.
+SCOPES = ("step", "execution", "workflow", "permanent")
 RefLike = ResultRef | RefInfo | str
 Body = bytes | bytearray | memoryview | Iterable[bytes] | IO[bytes]
 
@@ -79,6 +81,7 @@ class ObjectInfo:
     trace_id: str | None
     correlation_id: str | None
     execution_id: str | None
+    scope: str | None
     created_at: datetime
     expires_at: datetime | None
     legal_hold: bool
@@ -103,6 +106,7 @@ class ObjectInfo:
             "trace_id": self.trace_id,
             "correlation_id": self.correlation_id,
             "execution_id": self.execution_id,
+            "scope": self.scope,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "legal_hold": self.legal_hold,
@@ -296,6 +300,7 @@ class LiquidService:
         expires_at: datetime | None = None,
         ttl: timedelta | float | None = None,
         legal_hold: bool = False,
+        scope: str | None = None,
         actor: str | None = None,
     ) -> RefInfo:
         """Store a new immutable version of ``namespace/key`` and return its ref.
@@ -322,6 +327,10 @@ class LiquidService:
                 or "\x00" in k + v
             ):
                 raise InvalidInput(f"tag {k!r}={v!r}: keys 1-128 and values 0-256 characters", field="tags")
+        if scope is not None and scope not in SCOPES:
+            raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}", field="scope")
+        if scope in ("step", "execution") and execution_id is None:
+            raise InvalidInput(f"scope {scope!r} needs an execution_id to start its clock", field="scope")
         for name, value in (
             ("classification", classification),
             ("trace_id", trace_id),
@@ -375,6 +384,7 @@ class LiquidService:
             "now": now,
             "expires_at": expires_at,
             "legal_hold": legal_hold,
+            "scope": scope,
             "actor": actor,
         }
         if exhausted and (len(head) < inline_limit or len(head) <= row_limit):
@@ -463,6 +473,44 @@ class LiquidService:
                     field="tenant",
                 ) from None
             raise
+
+    def finish_execution(
+        self, tenant: str, execution_id: str, *, at: datetime | None = None, actor: str | None = None
+    ) -> datetime:
+        """Record that an execution finished: the clock starts for its step/execution-scoped objects.
+
+        Idempotent: finishing again keeps the first time. Returns the recorded finish time.
+        """
+        check_slug(tenant, "tenant")
+        _check_text(execution_id, "execution_id")
+        when = at or self.clock()
+        if when.tzinfo is None:
+            raise InvalidInput("finish time must be timezone-aware", field="at")
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "INSERT INTO executions (tenant_id, execution_id, finished_at, actor)"
+                    " VALUES (:t, :e, :at, :actor) ON CONFLICT (tenant_id, execution_id) DO NOTHING"
+                    " RETURNING finished_at"
+                ),
+                {"t": tenant, "e": execution_id, "at": when, "actor": actor},
+            ).first()
+            if row is None:
+                existing = conn.execute(
+                    text("SELECT finished_at FROM executions WHERE tenant_id = :t AND execution_id = :e"),
+                    {"t": tenant, "e": execution_id},
+                ).scalar_one()
+                return existing  # type: ignore[no-any-return]
+            conn.execute(
+                EVENTS.insert().values(
+                    at=when,
+                    tenant_id=tenant,
+                    kind="execution.finished",
+                    actor=actor,
+                    data={"execution_id": execution_id},
+                )
+            )
+        return when
 
     def delete(self, tenant: str, ref: RefLike, *, actor: str | None = None) -> ObjectInfo:
         """Tombstone one version, evict its cache copy and purge its bytes.
@@ -792,6 +840,7 @@ def _info(obj: Row[Any]) -> ObjectInfo:
         trace_id=obj.trace_id,
         correlation_id=obj.correlation_id,
         execution_id=obj.execution_id,
+        scope=obj.scope,
         created_at=obj.created_at,
         expires_at=obj.expires_at,
         legal_hold=obj.legal_hold,

@@ -27,12 +27,12 @@ WITH head AS (
 ), obj AS (
     INSERT INTO objects (
         tenant_id, namespace, key, version, size, stored_size, sha256, content_type, compression,
-        tags, classification, trace_id, correlation_id, execution_id, created_at, expires_at,
+        tags, classification, trace_id, correlation_id, execution_id, scope, created_at, expires_at,
         legal_hold, home_tier, home_store, locator, inline_data, home_since, state
     )
     SELECT %(tenant)s, %(namespace)s, %(key)s, head.last_version, %(size)s, %(stored_size)s, %(sha256)s,
            %(content_type)s, %(compression)s, CAST(%(tags)s AS jsonb), %(classification)s, %(trace_id)s,
-           %(correlation_id)s, %(execution_id)s, %(now)s, %(expires_at)s, %(legal_hold)s, %(home_tier)s,
+           %(correlation_id)s, %(execution_id)s, %(scope)s, %(now)s, %(expires_at)s, %(legal_hold)s, %(home_tier)s,
            %(home_store)s, %(locator)s, %(inline_data)s, %(now)s, 'live'
     FROM head
     RETURNING id, version

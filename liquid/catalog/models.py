@@ -93,6 +93,8 @@ class Object(Base):
     trace_id: Mapped[str | None] = mapped_column(Text)
     correlation_id: Mapped[str | None] = mapped_column(Text)
     execution_id: Mapped[str | None] = mapped_column(Text)
+    #: Lifetime scope, as a workflow engine's results: step | execution | workflow | permanent.
+    scope: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     expires_at: Mapped[datetime | None]
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -199,3 +201,28 @@ class MoveJournal(Base):
         Index("ix_move_journal_step", "step", "claimed_until"),
         Index("ix_move_journal_object", "object_id"),
     )
+
+
+class Execution(Base):
+    """When a workflow execution finished: the clock start for its step/execution-scoped objects."""
+
+    __tablename__ = "executions"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    finished_at: Mapped[datetime]
+    actor: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyVersion(Base):
+    """Applied policy sets, newest wins; kept forever so an operator can see who changed what, when."""
+
+    __tablename__ = "policy_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    applied_by: Mapped[str | None] = mapped_column(Text)
+    #: The YAML as the operator wrote it (all files, concatenated with their names).
+    source: Mapped[str] = mapped_column(Text)
+    #: Normalised documents, as PolicySet.documents() returns them.
+    documents: Mapped[dict[str, Any]] = mapped_column()

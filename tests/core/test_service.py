@@ -514,3 +514,22 @@ def test_duplicate_tenant_conflicts(service: LiquidService, tenant: str) -> None
 def test_malformed_ref_strings_are_invalid_not_missing(service: LiquidService, tenant: str) -> None:
     with pytest.raises(InvalidRef):
         service.get(tenant, "liquid://nope")
+
+
+def test_scope_is_recorded_and_validated(service: LiquidService, tenant: str) -> None:
+    info = service.put(tenant, "wf", "step-out", b"x", scope="step", execution_id="ex-9")
+    assert service.head(tenant, info.ref).scope == "step"
+    with pytest.raises(InvalidInput, match="scope must be one of") as exc:
+        service.put(tenant, "wf", "k", b"x", scope="forever")
+    assert exc.value.field == "scope"
+    with pytest.raises(InvalidInput, match="needs an execution_id"):
+        service.put(tenant, "wf", "k", b"x", scope="execution")
+
+
+def test_finish_execution_is_idempotent_and_logged(make_service: ServiceFactory, tenant: str) -> None:
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    svc = make_service()
+    svc.clock = lambda: t0
+    assert svc.finish_execution(tenant, "ex-1", actor="worker") == t0
+    assert svc.finish_execution(tenant, "ex-1", at=t0 + timedelta(hours=1)) == t0
+    assert _events(svc, tenant).count("execution.finished") == 1
