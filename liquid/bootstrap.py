@@ -7,16 +7,22 @@ and nothing embedded starts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import redis
+
+from liquid.access import AccessTracker
 from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
 from liquid.service import LiquidService, utcnow
 from liquid.stores import open_store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,11 +92,17 @@ def open_runtime(
     if migrate:
         db.upgrade(engine)
     hot_name = settings.tiers.hot
-    hot = None
-    if hot_name is not None and settings.hot.enabled:
-        hot = HotCache.from_url(
-            urls[hot_name], ttl=settings.hot.ttl, max_object_size=settings.hot.max_object_size
-        )
+    hot = access = None
+    if hot_name is not None:
+        # One client for the cache and the tracker, so a hot read and its access record share a round trip.
+        client = redis.Redis.from_url(urls[hot_name], socket_timeout=2.0, socket_connect_timeout=2.0)
+        if settings.hot.enabled:
+            hot = HotCache(client, ttl=settings.hot.ttl, max_object_size=settings.hot.max_object_size)
+        if settings.access.enabled:
+            try:
+                access = AccessTracker(client, half_life=settings.access.half_life, clock=clock)
+            except redis.RedisError as exc:
+                log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
     durable = {name: open_store(url) for name, url in urls.items() if name not in ("catalog", hot_name)}
-    service = LiquidService(settings, engine=engine, stores=durable, hot=hot, clock=clock)
+    service = LiquidService(settings, engine=engine, stores=durable, hot=hot, access=access, clock=clock)
     return Runtime(service=service, urls=urls, embedded=stack)

@@ -70,6 +70,18 @@ class HotSettings(BaseModel):
     populate_on_write: bool = False
 
 
+class AccessSettings(BaseModel):
+    """Read tracking: decayed scores in Redis, flushed to the catalog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: Half-life of the decayed read count.
+    half_life: Duration = 3600.0
+    #: How often the daemon moves scores from Redis into the catalog (the most counts Redis loss can cost).
+    flush_interval: Duration = 30.0
+
+
 class TierCost(BaseModel):
     """List prices for one tier (USD)."""
 
@@ -179,6 +191,7 @@ class Settings(BaseSettings):
     #: Warm objects up to this size keep their bytes in their catalog row instead of the warm store.
     warm_row_max_size: Size = 64 * 1024
     hot: HotSettings = Field(default_factory=HotSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
     #: Namespace glob → codec, for warm and cold bytes; first match wins.
     compression: dict[str, Literal["zstd", "none"]] = Field(default_factory=dict)
     compression_level: int = Field(default=3, ge=1, le=22)

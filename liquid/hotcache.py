@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import redis
 
+from liquid.redis_keys import HOT_OBJECT
 from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
-#: Every Redis key Liquid writes starts with one of these prefixes.
-KEY_PREFIX_OBJECT = "liquid:obj:"
+KEY_PREFIX_OBJECT = HOT_OBJECT
 _MAGIC = b"LQH1"
 _HEADER = struct.Struct("!4s32sH")
 
@@ -85,17 +85,24 @@ class HotCache:
 
     def get(self, ref: ResultRef, *, expect_sha256: str | None = None) -> HotEntry | None:
         """A verified entry, or None (absent, corrupt, stale or Redis down)."""
-        key = hot_key(ref)
         try:
-            raw = self.client.get(key)
+            raw = self.client.get(hot_key(ref))
         except redis.RedisError as exc:
             self.errors += 1
             log.warning("hot cache unavailable, reading through: %s", exc)
             return None
+        return self.accept(ref, raw, expect_sha256=expect_sha256)
+
+    def accept(self, ref: ResultRef, raw: object, *, expect_sha256: str | None = None) -> HotEntry | None:
+        """Judge a value fetched for ``ref`` (by :meth:`get` or a caller's pipeline)."""
+        if isinstance(raw, Exception):
+            self.errors += 1
+            log.warning("hot cache read failed, reading through: %s", raw)
+            return None
         if raw is None:
             self.misses += 1
             return None
-        entry = decode(bytes(raw))  # type: ignore[arg-type]
+        entry = decode(raw) if isinstance(raw, bytes) else None
         if entry is None or (expect_sha256 is not None and entry.sha256 != expect_sha256):
             # Never serve it; drop it so the next read repopulates from the durable home.
             self.corrupt += 1

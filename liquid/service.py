@@ -37,6 +37,7 @@ import zstandard
 from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
+from liquid.access import AccessTracker
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Event, Object
 from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
@@ -48,7 +49,7 @@ from liquid.errors import (
     ObjectNotFound,
     TooLarge,
 )
-from liquid.hotcache import HotCache
+from liquid.hotcache import HotCache, HotEntry, hot_key
 from liquid.refs import RefInfo, ResultRef, check_key, check_slug
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
@@ -256,6 +257,7 @@ class LiquidService:
         engine: Engine,
         stores: Mapping[str, Store],
         hot: HotCache | None = None,
+        access: AccessTracker | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
@@ -263,6 +265,7 @@ class LiquidService:
         self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
         self.stores = dict(stores)
         self.hot = hot if settings.hot.enabled else None
+        self.access = access
         self.clock = clock
         self.tenancy = Tenancy(engine, clock=clock)
         for tier in DURABLE_TIERS:
@@ -614,13 +617,18 @@ class LiquidService:
                 return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
         if self.hot is not None:
             expect = ref.sha256 if isinstance(ref, RefInfo) else None
-            entry = self.hot.get(r, expect_sha256=expect)
+            entry = self._hot_get_tracked(r, expect)
             if entry is not None:
                 return self._reader_from_bytes(
                     r, entry.data, entry.sha256, entry.content_type, "hot", start, end
                 )
 
+        elif self.access is not None:
+            self.access.record(r)
+
         row = self._live_row(r)
+        if self.access is not None and row.home_tier in ("cold", "archive"):
+            self.access.request_restore(r)
         if row.inline_data is not None:
             data = bytes(row.inline_data)
             if hashlib.sha256(data).hexdigest() != row.sha256:
@@ -776,6 +784,20 @@ class LiquidService:
                 f"{r.uri} was {row.state} at {when}; its bytes are no longer served", field="ref"
             )
         return row
+
+    def _hot_get_tracked(self, r: ResultRef, expect: str | None) -> HotEntry | None:
+        """The hot copy, with the access record riding in the same round trip."""
+        assert self.hot is not None
+        if self.access is None:
+            return self.hot.get(r, expect_sha256=expect)
+        pipe = self.hot.client.pipeline(transaction=False)
+        pipe.get(hot_key(r))
+        self.access.queue(pipe, r)
+        results = self.access.execute(pipe)
+        if results is None:
+            self.hot.errors += 1
+            return None
+        return self.hot.accept(r, results[0], expect_sha256=expect)
 
     def _home_chunks(self, store: Store, locator: str, codec: str) -> Iterator[bytes]:
         raw = store.open(locator)

@@ -1,0 +1,151 @@
+"""Access tracking on real Valkey and PostgreSQL, with an injected clock."""
+
+from __future__ import annotations
+
+import math
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from liquid.access import AccessTracker, decay, rate_per_hour
+from liquid.service import LiquidService
+
+from .conftest import ServiceFactory
+
+T0 = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
+HALF_LIFE = 3600.0
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+def clocked(make_service: ServiceFactory) -> tuple[LiquidService, Clock]:
+    svc = make_service()
+    clock = Clock(T0)
+    svc.clock = clock
+    assert svc.access is not None
+    svc.access.clock = clock
+    svc.access.flush(svc.engine)  # start from an empty dirty set
+    return svc, clock
+
+
+def _stats(svc: LiquidService, tenant: str) -> dict[str, Any]:
+    with svc.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT o.key, a.score, a.hits, a.last_access_at FROM access_stats a"
+                " JOIN objects o ON o.id = a.object_id WHERE a.tenant_id = :t"
+            ),
+            {"t": tenant},
+        ).all()
+    return {r.key: r for r in rows}
+
+
+def test_decay_and_rate_helpers() -> None:
+    assert decay(8.0, 3 * HALF_LIFE, HALF_LIFE) == pytest.approx(1.0)
+    # A steady r reads/s settles at r·h/ln2; rate_per_hour inverts it.
+    assert rate_per_hour(10 * HALF_LIFE / math.log(2), HALF_LIFE) == pytest.approx(36000.0)
+
+
+def test_reads_are_scored_with_decay_and_flushed(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+    svc, clock = clocked
+    hot = svc.put(tenant, "ns", "hot", os.urandom(5000)).ref
+    cold = svc.put(tenant, "ns", "idle", os.urandom(5000)).ref
+    svc.get(tenant, hot)  # warm read (populates the cache)
+    clock.advance(seconds=HALF_LIFE)
+    svc.get(tenant, hot)  # hot read: the record rides in the GET's pipeline
+    svc.get(tenant, hot)
+    svc.get(tenant, cold)
+    report = svc.access.flush(svc.engine)  # type: ignore[union-attr]
+    assert (report.objects, report.hits) == (2, 4)
+    stats = _stats(svc, tenant)
+    # 1 read decayed by one half-life, plus 2 fresh reads.
+    assert stats["hot"].score == pytest.approx(0.5 + 2, rel=1e-6)
+    assert stats["hot"].hits == 3
+    assert stats["hot"].last_access_at == clock.now
+    assert stats["idle"].score == pytest.approx(1.0)
+
+
+def test_flushes_merge_by_decaying_the_catalog_score(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+    svc, clock = clocked
+    ref = svc.put(tenant, "ns", "k", b"v" * 100).ref
+    for _ in range(4):
+        svc.get(tenant, ref)
+    svc.access.flush(svc.engine)  # type: ignore[union-attr]
+    clock.advance(seconds=2 * HALF_LIFE)
+    svc.get(tenant, ref)
+    svc.access.flush(svc.engine)  # type: ignore[union-attr]
+    row = _stats(svc, tenant)["k"]
+    assert row.score == pytest.approx(4 * 0.25 + 1, rel=1e-6)
+    assert row.hits == 5
+
+
+def test_losing_redis_loses_at_most_the_unflushed_counts(
+    clocked: tuple[LiquidService, Clock], tenant: str
+) -> None:
+    svc, _ = clocked
+    ref = svc.put(tenant, "ns", "k", b"v").ref
+    for _ in range(3):
+        svc.get(tenant, ref)
+    svc.access.flush(svc.engine)  # type: ignore[union-attr]
+    svc.get(tenant, ref)
+    svc.get(tenant, ref)
+    tracker = svc.access
+    assert tracker is not None
+    for key in tracker.client.scan_iter("liquid:acc:*"):
+        tracker.client.delete(key)  # what a Redis restart does to unflushed deltas
+    tracker.client.script_flush()
+    assert svc.get(tenant, ref) == b"v"  # reads go on; this one finds the script gone and is not counted
+    svc.get(tenant, ref)
+    tracker.flush(svc.engine)
+    assert _stats(svc, tenant)["k"].hits == 4  # 3 flushed + 1 after the restart; 2 unflushed were lost
+
+
+def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+    svc, _ = clocked
+    assert svc.access is not None
+    svc.access.drain_restores()
+    big = svc.put(tenant, "ns", "big", os.urandom(2 * 1024 * 1024)).ref
+    small = svc.put(tenant, "ns", "small", b"x").ref
+    svc.get(tenant, big)
+    svc.get(tenant, small)
+    assert svc.access.drain_restores() == [big]
+    assert svc.access.drain_restores() == []
+
+
+def test_hourly_counts_per_namespace(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+    svc, clock = clocked
+    ref = svc.put(tenant, "metrics", "k", b"v").ref
+    svc.get(tenant, ref)
+    clock.advance(hours=1)
+    svc.get(tenant, ref)
+    svc.get(tenant, ref)
+    assert svc.access is not None
+    assert svc.access.hourly(tenant, "metrics") == {"2030030112": 1, "2030030113": 2}
+
+
+def test_reads_work_and_nothing_is_tracked_without_redis(
+    make_service: ServiceFactory, base_settings: dict[str, Any], tenant: str
+) -> None:
+    svc = make_service(stores={**base_settings["stores"], "hot": "redis://127.0.0.1:1/0"})
+    assert svc.access is None
+    ref = svc.put(tenant, "ns", "k", b"v").ref
+    assert svc.get(tenant, ref) == b"v"
+
+
+def test_tracker_rejects_a_nonsense_half_life(service: LiquidService) -> None:
+    assert service.hot is not None
+    with pytest.raises(ValueError, match="half_life must be positive"):
+        AccessTracker(service.hot.client, half_life=0, clock=lambda: T0)
