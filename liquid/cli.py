@@ -279,6 +279,100 @@ def ls(
         err.print(f"more rows: next cursor {page.next_cursor}")
 
 
+def _policies(rt: Runtime, files: list[Path] | None) -> tuple[Any, int | None]:
+    """The policy set to plan with: the given files, else the newest applied version."""
+    from liquid.policy.loader import load_policies
+    from liquid.policy.store import active_policies
+
+    if files:
+        return load_policies(files), None
+    applied = active_policies(rt.service.engine)
+    if applied is None:
+        raise LiquidError(
+            "no policies applied yet: pass policy files, or run `liquid policy apply FILE...` first",
+            field="policies",
+        )
+    return applied.policies, applied.version
+
+
+@policy_app.command("plan")
+def policy_plan(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Policy files; default: the applied policies.")
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    changes: Annotated[bool, typer.Option(help="List every changed object (json always does).")] = False,
+) -> None:
+    """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
+    from liquid.planner import Planner
+
+    if output not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--output")
+    with _runtime() as rt:
+        policies, version = _policies(rt, files)
+        plan = Planner(rt.service.engine, rt.service.settings, clock=rt.service.clock).plan(
+            policies, policy_version=version
+        )
+    if output == "json":
+        print(json.dumps(plan.to_json(), indent=2))
+        return
+    console.print(plan.render(), highlight=False, markup=False, soft_wrap=True)
+    if changes:
+        for c in plan.changes:
+            console.print(f"  {c.action:<10} {c.uri}  {c.from_tier} → {c.to_tier or '-'}  ({c.reason})")
+
+
+@policy_app.command("apply")
+def policy_apply(
+    files: Annotated[list[Path], typer.Argument(help="Policy files or directories.")],
+    actor: Annotated[str | None, typer.Option(help="Who applies (default: $USER).")] = None,
+) -> None:
+    """Validate and store policies as the next version; the daemon uses them on its next cycle."""
+    import getpass
+
+    from liquid.policy.store import apply_policies, read_sources
+
+    with _runtime() as rt:
+        applied = apply_policies(
+            rt.service.engine, read_sources(files), actor=actor or getpass.getuser(), clock=rt.service.clock
+        )
+    console.print(f"applied policy version [bold]{applied.version}[/] ({len(applied.sources)} files)")
+
+
+@policy_app.command("history")
+def policy_history(limit: Annotated[int, typer.Option(help="Versions to show.")] = 20) -> None:
+    """Applied policy versions, newest first."""
+    from liquid.policy.store import history
+
+    with _runtime() as rt:
+        rows = history(rt.service.engine, limit)
+    table = Table("version", "applied at", "by", "files")
+    for version, at, by, files in rows:
+        table.add_row(str(version), at.isoformat(timespec="seconds"), by or "", ", ".join(files))
+    console.print(table)
+
+
+@app.command()
+def explain(
+    ref: str,
+    files: Annotated[
+        list[Path] | None, typer.Option("--policies", help="Policy files; default: applied.")
+    ] = None,
+) -> None:
+    """Which policy and rule govern REF, its score, where it is and should be, and what happens next."""
+    from liquid.planner import Planner
+    from liquid.planner import explain as explain_row
+
+    r = _ref(ref)
+    with _runtime() as rt:
+        rt.service.head(r.tenant, r)  # not found / gone errors, tenant-checked
+        policies, _ = _policies(rt, files)
+        planner = Planner(rt.service.engine, rt.service.settings, clock=rt.service.clock)
+        row = planner.row(r)
+        assert row is not None  # head() above proved it live
+        print(json.dumps(explain_row(planner, policies, row), indent=2))
+
+
 @app.command()
 def up(
     once: Annotated[

@@ -28,7 +28,7 @@ Example::
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -116,6 +116,14 @@ def load_policy_text(text: str, filename: str = "<string>") -> PolicySet:
     """
     collector = _Collector()
     collector.add_text(text, filename)
+    return collector.finish()
+
+
+def load_policy_sources(sources: Mapping[str, str]) -> PolicySet:
+    """Load and validate several named YAML texts at once (file name → text), e.g. as stored by apply."""
+    collector = _Collector()
+    for filename, text in sources.items():
+        collector.add_text(text, filename)
     return collector.finish()
 
 

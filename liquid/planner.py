@@ -1,0 +1,584 @@
+"""The planner: where every object should live, within budgets, and why.
+
+One cycle:
+
+1. **Facts.** Stream the live catalog (objects + access stats + execution finish times
+   + the time a newer version superseded each object) into :class:`ObjectFacts`; the
+   decayed score is brought forward to ``now`` and turned into reads/hour.
+2. **Policy.** :func:`liquid.policy.evaluate` gives each object its tier, action and
+   reason. ``hot`` means "keep a cache copy", with the durable home warm.
+3. **Budgets.** For every Budget (per tenant first, then global) and every tier from the
+   hottest down, when the tier's bytes exceed ``maxBytes`` (or the bytes
+   ``maxMonthlyCost`` buys at the tier's price), objects leave it in order of *value
+   per byte* — expected reads/month * (request + retrieval price saved + latency
+   value saved) / size — lowest first, to the next colder tier. This is the greedy
+   answer to the fractional knapsack, optimal up to the last object. Objects already
+   resident get their value multiplied by ``hysteresis`` (default 1.25), so two
+   near-equal objects do not trade places every cycle; objects inside their
+   ``minResidency`` never move.
+4. **Result.** A :class:`Plan`: per object only what changes (moves, hot admissions and
+   evictions, expirations, holds), plus counts, bytes and monthly cost per tier before
+   and after, and every budget's use. Deterministic for a given catalog, policy set and
+   clock: ties are broken by object id.
+
+:func:`apply_plan` turns a plan into journal rows (moves, purges) and hot-cache fills;
+the mover executes the journal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from liquid.access import decay, rate_per_hour
+from liquid.config import Settings
+from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, select_policy
+from liquid.policy.models import TIERS, PolicySet, TierPrice
+from liquid.refs import ResultRef
+from liquid.units import format_size
+
+GiB = 1024**3
+HOURS_PER_MONTH = 730.0
+_COLDER = {"hot": "warm", "warm": "cold", "cold": "archive", "archive": None}
+_TEMP = {tier: i for i, tier in enumerate(TIERS)}
+
+#: Typical read latency per tier (seconds), valued at ``latency_value_per_s`` per read.
+DEFAULT_LATENCY = {"hot": 0.0002, "warm": 0.001, "cold": 0.02, "archive": 0.05}
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """One tier's prices, whichever source they came from (a CostModel or Settings.cost_model)."""
+
+    gb_month: float
+    per_read: float
+    retrieval_per_gb: float
+
+    @classmethod
+    def from_tier_price(cls, p: TierPrice) -> Prices:
+        return cls(p.storage_per_gb_month, p.reads_per_1k / 1000, p.retrieval_per_gb)
+
+
+@dataclass(slots=True)
+class Row:
+    """One live object as the planner sees it."""
+
+    object_id: int
+    version: int
+    facts: ObjectFacts
+    home_store: str
+    stored_size: int
+    decision: Decision | None = None
+    #: Durable tier the object should end in (never ``hot``) and whether it wants a hot copy.
+    target: str = ""
+    hot: bool = False
+    pinned: bool = False
+    rate: float = 0.0
+
+    @property
+    def uri(self) -> str:
+        f = self.facts
+        return ResultRef(f.tenant, f.namespace, f.key, self.version).uri
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing the plan does to one object."""
+
+    object_id: int
+    uri: str
+    size: int
+    action: str  # move | expire | hold | hot-admit | hot-evict
+    from_tier: str
+    to_tier: str | None
+    policy: str | None
+    rule: str | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object_id": self.object_id,
+            "uri": self.uri,
+            "size": self.size,
+            "action": self.action,
+            "from": self.from_tier,
+            "to": self.to_tier,
+            "policy": self.policy,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
+
+@dataclass(slots=True)
+class BudgetUse:
+    budget: str
+    tenant: str | None
+    tier: str | None
+    limit_bytes: int | None
+    limit_cost: float | None
+    bytes_before: int = 0
+    bytes_after: int = 0
+    cost_before: float = 0.0
+    cost_after: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (self.limit_bytes is None or self.bytes_after <= self.limit_bytes) and (
+            self.limit_cost is None or self.cost_after <= self.limit_cost + 1e-9
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "tenant": self.tenant,
+            "tier": self.tier,
+            "limit_bytes": self.limit_bytes,
+            "limit_monthly_cost": self.limit_cost,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "monthly_cost_before": round(self.cost_before, 6),
+            "monthly_cost_after": round(self.cost_after, 6),
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class Plan:
+    """What one planning cycle decided."""
+
+    at: datetime
+    policy_version: int | None
+    objects: int = 0
+    changes: list[Change] = field(default_factory=list)
+    bytes_before: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
+    bytes_after: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
+    cost_before: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIERS, 0.0))
+    cost_after: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIERS, 0.0))
+    budgets: list[BudgetUse] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"Plan(at={self.at.isoformat()}, objects={self.objects}, changes={len(self.changes)})"
+
+    def count(self, action: str) -> tuple[int, int]:
+        """(objects, bytes) of one action."""
+        hits = [c for c in self.changes if c.action == action]
+        return len(hits), sum(c.size for c in hits)
+
+    def moves(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(from, to) → (objects, bytes) of the durable moves."""
+        out: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for c in self.changes:
+            if c.action == "move" and c.to_tier is not None:
+                out[(c.from_tier, c.to_tier)][0] += 1
+                out[(c.from_tier, c.to_tier)][1] += c.size
+        return {
+            k: (v[0], v[1]) for k, v in sorted(out.items(), key=lambda kv: (_TEMP[kv[0][0]], _TEMP[kv[0][1]]))
+        }
+
+    def to_json(self, *, changes: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "at": self.at.isoformat(),
+            "policy_version": self.policy_version,
+            "objects": self.objects,
+            "moves": [
+                {"from": f, "to": t, "objects": n, "bytes": b} for (f, t), (n, b) in self.moves().items()
+            ],
+            "expirations": dict(zip(("objects", "bytes"), self.count("expire"), strict=True)),
+            "legal_holds": dict(zip(("objects", "bytes"), self.count("hold"), strict=True)),
+            "hot_admissions": dict(zip(("objects", "bytes"), self.count("hot-admit"), strict=True)),
+            "hot_evictions": dict(zip(("objects", "bytes"), self.count("hot-evict"), strict=True)),
+            "tiers": {
+                t: {
+                    "bytes_before": self.bytes_before[t],
+                    "bytes_after": self.bytes_after[t],
+                    "monthly_cost_before": round(self.cost_before[t], 6),
+                    "monthly_cost_after": round(self.cost_after[t], 6),
+                }
+                for t in TIERS
+            },
+            "budgets": [b.to_json() for b in self.budgets],
+            "duration_s": round(self.duration_s, 3),
+        }
+        if changes:
+            out["changes"] = [c.to_json() for c in self.changes]
+        return out
+
+    def render(self) -> str:
+        """A terraform-plan-like summary for people."""
+        lines = [f"Liquid plan at {self.at.isoformat(timespec='seconds')} over {self.objects} objects"]
+        lines.append(f"(policy version {self.policy_version if self.policy_version else 'from files'})")
+        lines.append("")
+        moves = self.moves()
+        if not moves and not self.changes:
+            lines.append("No changes. Every object is where its policy wants it.")
+        for (f, t), (n, b) in moves.items():
+            sign = "+" if _TEMP[t] < _TEMP[f] else "-"
+            lines.append(f"  {sign} move {f:>7} → {t:<7} {n:>9} objects  {format_size(b):>10}")
+        for action, label in (
+            ("hot-admit", "+ cache in hot"),
+            ("hot-evict", "- drop from hot"),
+            ("expire", "- expire"),
+            ("hold", "~ keep (legal hold)"),
+        ):
+            n, b = self.count(action)
+            if n:
+                lines.append(f"  {label:<26} {n:>9} objects  {format_size(b):>10}")
+        lines.append("")
+        lines.append(f"  {'tier':<8} {'bytes now':>12} {'after':>12} {'$/month now':>12} {'after':>12}")
+        for t in TIERS:
+            lines.append(
+                f"  {t:<8} {format_size(self.bytes_before[t]):>12} {format_size(self.bytes_after[t]):>12}"
+                f" {self.cost_before[t]:>12.4f} {self.cost_after[t]:>12.4f}"
+            )
+        if self.budgets:
+            lines.append("")
+            lines.append("  budgets:")
+            for u in self.budgets:
+                scope = f"{u.budget}{' (' + u.tenant + ')' if u.tenant else ''} {u.tier or 'all tiers'}"
+                limit = " and ".join(
+                    x
+                    for x in (
+                        f"≤ {format_size(u.limit_bytes)}" if u.limit_bytes is not None else "",
+                        f"≤ {u.limit_cost:.2f}/month" if u.limit_cost is not None else "",
+                    )
+                    if x
+                )
+                state = "ok" if u.ok else "OVER"
+                lines.append(
+                    f"    {scope:<40} {limit:<28} after: {format_size(u.bytes_after)}, "
+                    f"{u.cost_after:.2f}/month  [{state}]"
+                )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSettings:
+    """Knobs of the value model; defaults are documented in the module docstring."""
+
+    latency: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LATENCY))
+    latency_value_per_s: float = 1e-4
+    hysteresis: float = 1.25
+
+
+class Planner:
+    """Plans placements for a catalog. Everything it needs comes through the constructor.
+
+    Args:
+        engine: the catalog.
+        settings: for the tracker half-life and the fallback cost model.
+        clock: current UTC time.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        knobs: PlannerSettings | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.knobs = knobs or PlannerSettings()
+
+    def __repr__(self) -> str:
+        return f"Planner(half_life={self.settings.access.half_life}s)"
+
+    # ------------------------------------------------------------------ facts
+
+    def rows(self, *, batch: int = 5000, ref: ResultRef | None = None) -> Iterator[Row]:
+        """Every live object (or just ``ref``'s), streamed in id order."""
+        where = "o.state = 'live'"
+        params: dict[str, Any] = {}
+        if ref is not None:
+            where += " AND o.tenant_id = :t AND o.namespace = :n AND o.key = :k AND o.version = :v"
+            params = {"t": ref.tenant, "n": ref.namespace, "k": ref.key, "v": ref.version}
+        sql = text(
+            f"""
+            SELECT o.id, o.tenant_id, o.namespace, o.key, o.version, o.size, o.stored_size,
+                   o.content_type, o.tags, o.classification, o.created_at, o.home_tier, o.home_store,
+                   o.home_since, o.legal_hold, o.scope, e.finished_at, a.score, a.hits, a.last_access_at,
+                   n.created_at AS superseded_at
+            FROM objects o
+            LEFT JOIN access_stats a ON a.object_id = o.id
+            LEFT JOIN executions e ON e.tenant_id = o.tenant_id AND e.execution_id = o.execution_id
+            LEFT JOIN objects n ON n.tenant_id = o.tenant_id AND n.namespace = o.namespace
+                               AND n.key = o.key AND n.version = o.version + 1
+            WHERE {where}
+            ORDER BY o.id
+            """
+        )
+        now = self.clock()
+        h = self.settings.access.half_life
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(sql, params)
+            for r in result:
+                score = 0.0
+                if r.score is not None and r.last_access_at is not None:
+                    score = decay(float(r.score), (now - r.last_access_at).total_seconds(), h)
+                facts = ObjectFacts(
+                    tenant=r.tenant_id,
+                    namespace=r.namespace,
+                    key=r.key,
+                    size=int(r.size),
+                    created_at=r.created_at,
+                    home_tier=r.home_tier,
+                    content_type=r.content_type,
+                    tags=r.tags or {},
+                    classification=r.classification,
+                    last_access_at=r.last_access_at,
+                    access_score=rate_per_hour(score, h),
+                    hits=int(r.hits or 0),
+                    home_since=r.home_since,
+                    legal_hold=bool(r.legal_hold),
+                    scope=r.scope,
+                    execution_finished_at=r.finished_at,
+                    superseded_at=r.superseded_at,
+                )
+                yield Row(
+                    object_id=int(r.id),
+                    version=int(r.version),
+                    facts=facts,
+                    home_store=r.home_store,
+                    stored_size=int(r.stored_size),
+                )
+
+    def row(self, ref: ResultRef) -> Row | None:
+        """One live object's facts, or None."""
+        found = list(self.rows(ref=ref))
+        return found[0] if found else None
+
+    # ------------------------------------------------------------------- plan
+
+    def plan(
+        self, policies: PolicySet, *, policy_version: int | None = None, rows: Iterable[Row] | None = None
+    ) -> Plan:
+        """Plan one cycle (a dry run: nothing is changed)."""
+        started = datetime.now(UTC)
+        now = self.clock()
+        plan = Plan(at=now, policy_version=policy_version)
+        kept: list[Row] = []
+        for row in rows if rows is not None else self.rows():
+            plan.objects += 1
+            f = row.facts
+            d = evaluate(policies, f, now, with_next_change=False)
+            row.decision = d
+            row.rate = f.access_score
+            home = f.home_tier
+            plan.bytes_before[home] += f.size
+            if d.action == "expire":
+                plan.changes.append(self._change(row, "expire", None))
+                continue
+            if d.action == "hold":
+                plan.changes.append(self._change(row, "hold", home))
+            row.hot = d.tier == "hot"
+            row.target = "warm" if d.tier == "hot" else d.tier
+            # Hysteresis: an object inside its minResidency stays put, budgets or not.
+            row.pinned = self._resident_too_briefly(policies, f, now)
+            if d.action == "keep":
+                row.target = home
+            kept.append(row)
+        self._enforce_budgets(policies, kept, plan)
+        for row in kept:
+            f = row.facts
+            plan.bytes_after[row.target] += f.size
+            if row.hot:
+                plan.bytes_after["hot"] += f.size
+                plan.changes.append(self._change(row, "hot-admit", "hot"))
+            if row.target != f.home_tier:
+                plan.changes.append(self._change(row, "move", row.target))
+        self._costs(policies, plan, kept)
+        plan.changes.sort(key=lambda c: (c.action, c.object_id))
+        plan.duration_s = (datetime.now(UTC) - started).total_seconds()
+        return plan
+
+    @staticmethod
+    def _resident_too_briefly(policies: PolicySet, f: ObjectFacts, now: datetime) -> bool:
+        policy = select_policy(policies, f)
+        if policy is None:
+            return False
+        since = f.home_since or f.created_at
+        return (now - since).total_seconds() < policy.spec.min_residency
+
+    def _change(self, row: Row, action: str, to: str | None) -> Change:
+        d = row.decision
+        assert d is not None
+        wanted = "warm" if d.tier == "hot" else d.tier
+        overridden = (action == "move" and to != wanted) or (action == "hot-admit" and not row.hot)
+        return Change(
+            object_id=row.object_id,
+            uri=row.uri,
+            size=row.facts.size,
+            action=action,
+            from_tier=row.facts.home_tier,
+            to_tier=to,
+            policy=d.policy,
+            rule=d.rule,
+            reason=budget_reason(row) if overridden else d.reason,
+        )
+
+    # ---------------------------------------------------------------- budgets
+
+    def prices(self, policies: PolicySet, tenant: str | None) -> dict[str, Prices]:
+        """Prices per tier for a tenant: its CostModel, the default CostModel, else Settings.cost_model."""
+        model = policies.cost_model_for(tenant)
+        out: dict[str, Prices] = {}
+        for tier in TIERS:
+            price = getattr(model.spec.tiers, tier) if model is not None else None
+            if price is not None:
+                out[tier] = Prices.from_tier_price(price)
+            else:
+                c = self.settings.cost_model[tier]  # type: ignore[index]
+                out[tier] = Prices(c.gb_month, c.per_1k_reads / 1000, c.retrieval_per_gb)
+        return out
+
+    def value_density(self, row: Row, tier: str, prices: dict[str, Prices]) -> float:
+        """Monthly value per byte of keeping ``row`` in ``tier`` rather than the next colder tier."""
+        colder = _COLDER[tier]
+        size = max(row.facts.size, 1)
+        if colder is None:
+            return math.inf
+        reads = row.rate * HOURS_PER_MONTH
+        gb = size / GiB
+        p, q = prices[tier], prices[colder]
+        lat = self.knobs.latency
+        per_read_saving = (
+            (q.per_read - p.per_read)
+            + (q.retrieval_per_gb - p.retrieval_per_gb) * gb
+            + (lat[colder] - lat[tier]) * self.knobs.latency_value_per_s
+        )
+        storage_extra = (p.gb_month - q.gb_month) * gb if tier != "hot" else p.gb_month * gb
+        value = reads * per_read_saving - storage_extra
+        resident = row.facts.home_tier == tier or (tier == "hot" and row.hot)
+        if resident:
+            value = value * self.knobs.hysteresis if value > 0 else value / self.knobs.hysteresis
+        return value / size
+
+    def _limits(
+        self, policies: PolicySet, prices_of: Callable[[str | None], dict[str, Prices]]
+    ) -> list[BudgetUse]:
+        uses = []
+        # Tenant budgets first: they are the tighter, more specific promise.
+        for budget in sorted(policies.budgets, key=lambda b: (b.spec.tenant is None, b.name)):
+            tenant = budget.spec.tenant
+            prices = prices_of(tenant)
+            for tier, limit in budget.spec.tiers.items():
+                cap_bytes = limit.max_bytes
+                if limit.max_monthly_cost is not None and prices[tier].gb_month > 0:
+                    by_cost = int(limit.max_monthly_cost / prices[tier].gb_month * GiB)
+                    cap_bytes = by_cost if cap_bytes is None else min(cap_bytes, by_cost)
+                uses.append(BudgetUse(budget.name, tenant, tier, cap_bytes, limit.max_monthly_cost))
+            if budget.spec.max_bytes is not None or budget.spec.max_monthly_cost is not None:
+                uses.append(
+                    BudgetUse(budget.name, tenant, None, budget.spec.max_bytes, budget.spec.max_monthly_cost)
+                )
+        return uses
+
+    def _enforce_budgets(self, policies: PolicySet, rows: list[Row], plan: Plan) -> None:
+        cache: dict[str | None, dict[str, Prices]] = {}
+
+        def prices_of(tenant: str | None) -> dict[str, Prices]:
+            if tenant not in cache:
+                cache[tenant] = self.prices(policies, tenant)
+            return cache[tenant]
+
+        plan.budgets = self._limits(policies, prices_of)
+        for use in plan.budgets:
+            tier = use.tier
+            if tier is None or use.limit_bytes is None:
+                continue
+            members = [
+                r
+                for r in rows
+                if (use.tenant is None or r.facts.tenant == use.tenant)
+                and (r.hot if tier == "hot" else r.target == tier)
+            ]
+            total = sum(r.facts.size for r in members)
+            if total <= use.limit_bytes:
+                continue
+            colder = _COLDER[tier]
+            if colder is None and tier != "hot":
+                continue  # nothing colder than archive: reported as over budget
+            movable = [r for r in members if tier == "hot" or not r.pinned]
+            movable.sort(key=lambda r: (self.value_density(r, tier, prices_of(r.facts.tenant)), r.object_id))
+            for r in movable:
+                if total <= use.limit_bytes:
+                    break
+                total -= r.facts.size
+                if tier == "hot":
+                    r.hot = False
+                else:
+                    assert colder is not None
+                    r.target = colder
+                    r.hot = False
+
+    def _costs(self, policies: PolicySet, plan: Plan, rows: list[Row]) -> None:
+        cache: dict[str, dict[str, Prices]] = {}
+        for r in rows:
+            t = r.facts.tenant
+            if t not in cache:
+                cache[t] = self.prices(policies, t)
+            p = cache[t]
+            gb = r.facts.size / GiB
+            plan.cost_before[r.facts.home_tier] += p[r.facts.home_tier].gb_month * gb
+            plan.cost_after[r.target] += p[r.target].gb_month * gb
+            if r.hot:
+                plan.cost_after["hot"] += p["hot"].gb_month * gb
+        for use in plan.budgets:
+            members = [r for r in rows if use.tenant is None or r.facts.tenant == use.tenant]
+            for r in members:
+                p = cache[r.facts.tenant]
+                gb = r.facts.size / GiB
+                before_tiers = [r.facts.home_tier]
+                after_tiers = [r.target] + (["hot"] if r.hot else [])
+                if use.tier is None or use.tier in before_tiers:
+                    tier = use.tier or r.facts.home_tier
+                    use.bytes_before += r.facts.size
+                    use.cost_before += p[tier].gb_month * gb
+                if use.tier is None:
+                    use.bytes_after += r.facts.size
+                    use.cost_after += sum(p[t].gb_month * gb for t in after_tiers)
+                elif use.tier in after_tiers:
+                    use.bytes_after += r.facts.size
+                    use.cost_after += p[use.tier].gb_month * gb
+
+
+def budget_reason(row: Row) -> str:
+    """Why a budget overrode the policy's tier for this object."""
+    d = row.decision
+    want = "hot" if d is not None and d.tier == "hot" else (d.tier if d else "?")
+    return f"over budget: policy wants {want}, value per byte too low to stay (moved to {row.target})"
+
+
+def explain(
+    planner: Planner, policies: PolicySet, row: Row, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Which policy and rule govern one object, its score, where it is and should be, and what comes next."""
+    when = now or planner.clock()
+    f = row.facts
+    policy = select_policy(policies, f)
+    d = evaluate(policies, f, when)
+    return {
+        "uri": row.uri,
+        "policy": policy.name if policy else None,
+        "rule": d.rule,
+        "access_rate_per_hour": round(f.access_score, 6),
+        "hits": f.hits,
+        "last_access_at": f.last_access_at.isoformat() if f.last_access_at else None,
+        "home_tier": f.home_tier,
+        "home_since": (f.home_since or f.created_at).isoformat(),
+        "should_be": d.tier,
+        "action": d.action,
+        "reason": d.reason,
+        "next_change_at": d.next_change_at.isoformat() if d.next_change_at else None,
+        "legal_hold": f.legal_hold,
+        "evaluated_at": when.isoformat(),
+    }

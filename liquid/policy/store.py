@@ -1,0 +1,96 @@
+"""Applied policies in the catalog: versioned, with who and when; the daemon reads the newest.
+
+The YAML is kept as written (file name → text), so a stored policy set reports problems
+and explains decisions with the operator's own file names and line numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from liquid.policy.loader import _expand, load_policy_sources
+from liquid.policy.models import PolicySet
+
+_SELECT = "SELECT version, applied_at, applied_by, source FROM policy_versions ORDER BY version DESC"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedPolicies:
+    version: int
+    applied_at: datetime
+    applied_by: str | None
+    policies: PolicySet
+    sources: dict[str, str]
+
+    def __repr__(self) -> str:
+        return (
+            f"AppliedPolicies(version={self.version}, by={self.applied_by!r}, files={sorted(self.sources)})"
+        )
+
+
+def read_sources(paths: Iterable[str | Path]) -> dict[str, str]:
+    """File name → text for every policy file the paths name (directories expanded)."""
+    return {str(p): Path(p).read_text(encoding="utf-8") for p in _expand(paths)}
+
+
+def apply_policies(
+    engine: Engine, sources: dict[str, str], *, actor: str | None, clock: Callable[[], datetime]
+) -> AppliedPolicies:
+    """Validate, then store as the next version. Invalid policies raise and store nothing."""
+    policies = load_policy_sources(sources)
+    now = clock()
+    with engine.begin() as conn:
+        # Serialise appliers so versions are gapless and the newest is unambiguous.
+        conn.execute(text("LOCK TABLE policy_versions IN SHARE ROW EXCLUSIVE MODE"))
+        version = int(
+            conn.execute(text("SELECT COALESCE(max(version), 0) + 1 FROM policy_versions")).scalar_one()
+        )
+        conn.execute(
+            text(
+                "INSERT INTO policy_versions (version, applied_at, applied_by, source, documents)"
+                " VALUES (:v, :at, :by, :src, CAST(:docs AS jsonb))"
+            ),
+            {
+                "v": version,
+                "at": now,
+                "by": actor,
+                "src": json.dumps(sources),
+                "docs": json.dumps({"documents": policies.documents()}),
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO events (at, kind, actor, data)"
+                " VALUES (:at, 'policy.applied', :by, CAST(:d AS jsonb))"
+            ),
+            {"at": now, "by": actor, "d": json.dumps({"version": version, "files": sorted(sources)})},
+        )
+    return AppliedPolicies(version, now, actor, policies, sources)
+
+
+def active_policies(engine: Engine) -> AppliedPolicies | None:
+    """The newest applied policy set, or None if none was ever applied."""
+    with engine.connect() as conn:
+        row = conn.execute(text(f"{_SELECT} LIMIT 1")).first()
+    if row is None:
+        return None
+    sources = json.loads(row.source)
+    return AppliedPolicies(
+        int(row.version), row.applied_at, row.applied_by, load_policy_sources(sources), sources
+    )
+
+
+def history(engine: Engine, limit: int = 20) -> list[tuple[int, datetime, str | None, list[str]]]:
+    """(version, applied_at, applied_by, files), newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(f"{_SELECT} LIMIT :n"),
+            {"n": limit},
+        ).all()
+    return [(int(r.version), r.applied_at, r.applied_by, sorted(json.loads(r.source))) for r in rows]
