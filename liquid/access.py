@@ -7,8 +7,10 @@ catalog's ``access_stats`` row (``score_cat · 2^-(Δt/h) + delta``) and reset i
 Losing Redis therefore loses at most one flush interval of counts, never objects, and a
 read with Redis down just is not counted.
 
-The record is one Lua call (``EVALSHA``) that a caller can put in the same pipeline as its
-hot-cache GET, so tracking costs no extra round trip on the hot path.
+A read only touches memory (:meth:`AccessTracker.note`, about a microsecond): reads are
+folded per object into one decayed delta and pushed to Redis every 100 ms by a background
+thread, one Lua call (``EVALSHA``) per object per push. A crash loses at most that
+window of counts; a Redis outage keeps them in memory (bounded) until it is back.
 
 A decayed count converts to a rate: with half-life ``h`` seconds, a steady ``r`` reads/s
 settles at ``S = r · h / ln 2``; :func:`rate_per_hour` inverts that for the policy engine.
@@ -16,15 +18,16 @@ settles at ``S = r · h / ln 2``; :func:`rate_per_hour` inverts that for the pol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from redis.client import Pipeline
 from sqlalchemy import Engine, text
 
 from liquid.redis_keys import ACCESS_DIRTY, ACCESS_HOURLY, ACCESS_OBJECT, RESTORE_QUEUE
@@ -32,7 +35,8 @@ from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
-# KEYS: object hash, dirty set, hourly hash. ARGV: now, half-life, member, hour field, ttl.
+# KEYS: object hash, dirty set, hourly hash.
+# ARGV: time of the last read, half-life, member, hour field, ttl, delta score, reads.
 _RECORD = """
 local v = redis.call('HMGET', KEYS[1], 's', 't')
 local now = tonumber(ARGV[1])
@@ -40,12 +44,12 @@ local s = tonumber(v[1]) or 0
 local t = tonumber(v[2]) or now
 local dt = now - t
 if dt < 0 then dt = 0 end
-s = s * math.pow(0.5, dt / tonumber(ARGV[2])) + 1
+s = s * math.pow(0.5, dt / tonumber(ARGV[2])) + tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 's', tostring(s), 't', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HINCRBY', KEYS[1], 'n', tonumber(ARGV[7]))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[4], tonumber(ARGV[7]))
 redis.call('EXPIRE', KEYS[3], 691200)
 return 1
 """
@@ -133,54 +137,120 @@ class AccessTracker:
         self.key_ttl = key_ttl
         self._record_sha = client.script_load(_RECORD)
         self._drain_sha = client.script_load(_DRAIN)
-        self.recorded = 0
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[ResultRef, int], list[Any]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.max_pending = 1_000_000
+        self.noted = 0
+        self.pushed = 0
         self.errors = 0
 
     def __repr__(self) -> str:
-        return f"AccessTracker(half_life={self.half_life}s, recorded={self.recorded}, errors={self.errors})"
+        return (
+            f"AccessTracker(half_life={self.half_life}s, noted={self.noted}, pushed={self.pushed}, "
+            f"errors={self.errors})"
+        )
 
     @staticmethod
     def member(ref: ResultRef) -> str:
         return ref.uri.removeprefix("liquid://")
 
-    def queue(self, pipe: Pipeline, ref: ResultRef, *, now: datetime | None = None) -> None:
-        """Add the record command to a caller's pipeline (no round trip of its own)."""
-        when = now or self.clock()
-        m = self.member(ref)
-        pipe.execute_command(
-            "EVALSHA",
-            self._record_sha,
-            3,
-            ACCESS_OBJECT + m,
-            ACCESS_DIRTY,
-            f"{ACCESS_HOURLY}{ref.tenant}:{ref.namespace}",
-            repr(when.timestamp()),
-            repr(self.half_life),
-            m,
-            when.strftime("%Y%m%d%H"),
-            self.key_ttl,
-        )
+    def note(self, ref: ResultRef, *, now: datetime | None = None) -> None:
+        """Count one read in memory (microseconds, no I/O); :meth:`push` sends the batch to Redis."""
+        when = (now or self.clock()).timestamp()
+        # One entry per object and hour, so the hourly counts stay exact across an hour boundary;
+        # formatting waits for the push, off the read path.
+        m = (ref, int(when // 3600))
+        with self._lock:
+            entry = self._pending.get(m)
+            if entry is None:
+                self._pending[m] = [1.0, when, 1]
+            else:
+                # Reads batched between pushes fold into one decayed delta, exactly as if sent one by one.
+                entry[0] = entry[0] * 0.5 ** (max(when - entry[1], 0.0) / self.half_life) + 1.0
+                entry[1] = max(entry[1], when)
+                entry[2] += 1
+            self.noted += 1
 
     def record(self, ref: ResultRef, *, now: datetime | None = None) -> bool:
-        """Record one read in its own round trip; False (and a counted error) when Redis is down."""
-        pipe = self.client.pipeline(transaction=False)
-        self.queue(pipe, ref, now=now)
-        return self.execute(pipe) is not None
+        """Count one read and push at once; False when Redis is down."""
+        self.note(ref, now=now)
+        return self.push()
 
-    def execute(self, pipe: Pipeline) -> list[Any] | None:
-        """Run a pipeline holding queued records; reload the script once if Redis forgot it."""
+    def push(self) -> bool:
+        """Send every pending read to Redis in one pipeline; False (counts kept for retry) on failure."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return True
+        pipe = self.client.pipeline(transaction=False)
+        for (ref, hour), (score, when, n) in pending.items():
+            m = self.member(ref)
+            pipe.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA",
+                self._record_sha,
+                3,
+                ACCESS_OBJECT + m,
+                ACCESS_DIRTY,
+                f"{ACCESS_HOURLY}{ref.tenant}:{ref.namespace}",
+                repr(when),
+                repr(self.half_life),
+                m,
+                datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y%m%d%H"),
+                self.key_ttl,
+                repr(score),
+                n,
+            )
         try:
-            results: list[Any] = pipe.execute(raise_on_error=False)
+            results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             self.errors += 1
-            log.warning("access tracking unavailable, read not counted: %s", exc)
-            return None
+            self._requeue(pending)
+            log.warning(
+                "access tracking unavailable, %d objects' reads kept for retry: %s", len(pending), exc
+            )
+            return False
         if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-            # Redis restarted and lost its script cache: reload for the next call; this read is lost.
+            # Redis restarted and lost its script cache: reload and send this batch again.
             self._record_sha = self.client.script_load(_RECORD)
             self._drain_sha = self.client.script_load(_DRAIN)
-        self.recorded += 1
-        return results
+            self._requeue(pending)
+            return self.push()
+        self.pushed += len(pending)
+        return True
+
+    def _requeue(self, pending: dict[tuple[ResultRef, int], list[Any]]) -> None:
+        with self._lock:
+            if len(self._pending) + len(pending) > self.max_pending:
+                return  # Redis is away for long: drop rather than grow without bound
+            for m, entry in pending.items():
+                self._pending.setdefault(m, entry)
+
+    def start(self, interval: float = 0.1) -> None:
+        """Push pending reads every ``interval`` seconds from a background thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.push()
+                except Exception:
+                    log.exception("access push failed")
+
+        self._thread = threading.Thread(target=loop, name="liquid-access-push", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the pusher and send what is pending."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with contextlib.suppress(redis.RedisError):
+            self.push()
 
     def request_restore(self, ref: ResultRef) -> None:
         """Ask the daemon to consider promoting a cold object that was just read."""
@@ -192,20 +262,22 @@ class AccessTracker:
 
     def drain_restores(self, limit: int = 1000) -> list[ResultRef]:
         """Refs whose reads asked for a restore since the last call."""
-        members = self.client.spop(RESTORE_QUEUE, limit) or []
-        return [ResultRef.parse("liquid://" + _text(m)) for m in members]  # type: ignore[union-attr]
+        members: list[Any] = self.client.spop(RESTORE_QUEUE, limit) or []  # type: ignore[assignment]
+        return [ResultRef.parse("liquid://" + _text(m)) for m in members]
 
     def hourly(self, tenant: str, namespace: str) -> dict[str, int]:
         """Reads per hour (``YYYYMMDDHH`` → count) still held in Redis for one namespace."""
-        raw = self.client.hgetall(f"{ACCESS_HOURLY}{tenant}:{namespace}")
-        return {_text(k): int(v) for k, v in raw.items()}  # type: ignore[union-attr]
+        self.push()
+        raw: dict[Any, Any] = self.client.hgetall(f"{ACCESS_HOURLY}{tenant}:{namespace}")
+        return {_text(k): int(v) for k, v in raw.items()}
 
     def flush(self, engine: Engine, *, batch: int = 1000, max_batches: int = 1000) -> FlushReport:
         """Move accumulated scores into ``access_stats``, ``batch`` objects per statement."""
+        self.push()
         objects = hits = 0
         for _ in range(max_batches):
             raw = self.client.evalsha(self._drain_sha, 1, ACCESS_DIRTY, batch, ACCESS_OBJECT)
-            items = list(raw)  # type: ignore[arg-type]
+            items = list(raw)
             if not items:
                 break
             rows = [items[i : i + 4] for i in range(0, len(items), 4)]

@@ -101,6 +101,7 @@ def open_runtime(
         if settings.access.enabled:
             try:
                 access = AccessTracker(client, half_life=settings.access.half_life, clock=clock)
+                access.start()
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
     durable = {name: open_store(url) for name, url in urls.items() if name not in ("catalog", hot_name)}

@@ -78,7 +78,9 @@ def test_reads_are_scored_with_decay_and_flushed(clocked: tuple[LiquidService, C
     assert stats["idle"].score == pytest.approx(1.0)
 
 
-def test_flushes_merge_by_decaying_the_catalog_score(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+def test_flushes_merge_by_decaying_the_catalog_score(
+    clocked: tuple[LiquidService, Clock], tenant: str
+) -> None:
     svc, clock = clocked
     ref = svc.put(tenant, "ns", "k", b"v" * 100).ref
     for _ in range(4):
@@ -96,21 +98,39 @@ def test_losing_redis_loses_at_most_the_unflushed_counts(
     clocked: tuple[LiquidService, Clock], tenant: str
 ) -> None:
     svc, _ = clocked
+    tracker = svc.access
+    assert tracker is not None
     ref = svc.put(tenant, "ns", "k", b"v").ref
     for _ in range(3):
         svc.get(tenant, ref)
-    svc.access.flush(svc.engine)  # type: ignore[union-attr]
+    tracker.flush(svc.engine)
     svc.get(tenant, ref)
     svc.get(tenant, ref)
-    tracker = svc.access
-    assert tracker is not None
+    tracker.push()  # in Redis, not yet in the catalog
     for key in tracker.client.scan_iter("liquid:acc:*"):
         tracker.client.delete(key)  # what a Redis restart does to unflushed deltas
     tracker.client.script_flush()
-    assert svc.get(tenant, ref) == b"v"  # reads go on; this one finds the script gone and is not counted
+    assert svc.get(tenant, ref) == b"v"  # reads go on; the tracker reloads its script
     svc.get(tenant, ref)
     tracker.flush(svc.engine)
-    assert _stats(svc, tenant)["k"].hits == 4  # 3 flushed + 1 after the restart; 2 unflushed were lost
+    assert _stats(svc, tenant)["k"].hits == 5  # 3 flushed + 2 after the restart; the 2 in Redis were lost
+
+
+def test_reads_batch_in_memory_and_fold_into_one_decayed_delta(
+    clocked: tuple[LiquidService, Clock], tenant: str
+) -> None:
+    svc, clock = clocked
+    tracker = svc.access
+    assert tracker is not None
+    ref = svc.put(tenant, "ns", "k", b"v").ref
+    tracker.note(ref)
+    clock.advance(seconds=HALF_LIFE)
+    tracker.note(ref)
+    tracker.note(ref)
+    assert tracker.push()
+    tracker.flush(svc.engine)
+    row = _stats(svc, tenant)["k"]
+    assert (row.hits, row.score) == (3, pytest.approx(2.5))
 
 
 def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
