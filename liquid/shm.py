@@ -27,6 +27,7 @@ processes of the same OS user can map them; others fall back to the durable path
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -41,11 +42,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa  # type: ignore[import-untyped]
+
 from liquid.refs import IpcHint, ResultRef
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from liquid.config import ShmSettings
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,8 @@ class ShmWriter:
         self._unlink()
 
     def _unlink(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 class ShmCache:
@@ -331,8 +330,6 @@ class ShmReader:
 
     def open_buffer(self, hint: IpcHint, *, sha256: str, size: int) -> pa.Buffer | None:
         """A zero-copy buffer over the hinted file, or None (the reason is counted in ``fallbacks``)."""
-        import pyarrow as pa
-
         if hint.node != self.node_id:
             self._miss("foreign-node")
             return None
@@ -387,8 +384,6 @@ class ShmReader:
 
     def read_table(self, hint: IpcHint, *, sha256: str, size: int) -> pa.Table | None:
         """The Arrow table in the hinted file, zero-copy, or None."""
-        import pyarrow as pa
-
         buf = self.open_buffer(hint, sha256=sha256, size=size)
         if buf is None:
             return None
@@ -401,16 +396,12 @@ class ShmReader:
     def _drop(self, path: Path, reason: str) -> None:
         log.warning("shared-memory copy %s failed its check (%s); using the durable ref", path, reason)
         self._miss(reason)
-        try:
+        with contextlib.suppress(OSError):
             path.unlink()
-        except OSError:
-            pass
 
 
 def read_ipc(buf: pa.Buffer) -> pa.Table:
     """An Arrow table from IPC stream or file bytes (zero-copy over ``buf``)."""
-    import pyarrow as pa
-
     if buf.size >= 6 and buf.slice(0, 6).to_pybytes() == ARROW_FILE_MAGIC:
         return pa.ipc.open_file(buf).read_all()
     return pa.ipc.open_stream(buf).read_all()

@@ -1,0 +1,295 @@
+"""Resolve latency through the HTTP API and the in-process client, side by side with the raw backend clients.
+
+    python -m benchmarks.resolve [--quick]
+
+Starts embedded PostgreSQL, Valkey and SeaweedFS S3 on loopback (or uses the
+``LIQUID_TEST_*`` servers, as ``benchmarks.core_io`` does), serves the API with uvicorn
+on a loopback port, and in one run measures for hot / warm / cold objects of 1 KiB and
+1 MiB the time to resolve a ref to its bytes:
+
+* ``http``: :class:`liquid.client.Client` → HTTP → uvicorn → FastAPI → core → tier
+* ``in-process``: ``Client.embedded`` (the same app over an in-process ASGI transport)
+* ``raw``: redis-py ``GET`` (hot), psycopg ``SELECT`` of a bytea (warm), boto3 ``get_object`` (cold)
+
+and reading a 100 MB Arrow table three ways: through the ref's shared-memory hint
+(``Client.get_table``), through the durable path (the same call on a ref without a hint:
+HTTP from the cold store), and with ``pyarrow`` memory-mapping a local IPC file (the
+practical limit). Writes ``benchmarks/results/resolve.json`` and ``resolve.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from rich.console import Console
+
+from benchmarks.core_io import start_servers
+from liquid.api.server import ApiServer
+from liquid.bootstrap import open_runtime
+from liquid.client import Client
+from liquid.config import Settings
+
+RESULTS = Path(__file__).parent / "results"
+KiB, MiB = 1024, 1024 * 1024
+SIZES = {"1KiB": KiB, "1MiB": MiB}
+console = Console(stderr=True)
+SELECT_RAW = "SELECT data FROM bench_raw WHERE id = %s"
+
+
+def stats(xs: list[float], nbytes: int) -> dict[str, float]:
+    xs = sorted(xs)
+    total = sum(xs)
+    return {
+        "p50_ms": statistics.median(xs) * 1e3,
+        "p99_ms": xs[min(len(xs) - 1, int(len(xs) * 0.99))] * 1e3,
+        "ops_per_s": len(xs) / total,
+        "mb_per_s": len(xs) * nbytes / total / 1e6,
+    }
+
+
+def measure(fns: dict[str, Callable[[], object]], n: int, rounds: int = 4) -> dict[str, list[float]]:
+    """Time each function ``n`` times, alternating in rounds so machine drift hits all alike."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up: connections, caches, first-import costs
+        for _ in range(3):
+            fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(max(n // rounds, 1)):
+                t0 = time.perf_counter()
+                fn()
+                out[name].append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the operations (smoke run)")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    counts = {"1KiB": max(int(2000 * scale), 40), "1MiB": max(int(300 * scale), 20)}
+
+    import boto3
+    import psycopg
+    import redis
+
+    workdir = Path(tempfile.mkdtemp(prefix="liquid-bench-", dir="/tmp"))
+    urls, started = start_servers(workdir)
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = urls["access"], urls["secret"]
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=urls["s3"], region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    stores = {"hot": urls["redis"], "warm": urls["pg"], "cold": f"s3://{bucket}/liquid?endpoint={urls['s3']}"}
+    shm_dir = (
+        workdir / "shm"
+        if not Path("/dev/shm").is_dir()
+        else Path("/dev/shm") / f"liquid-bench-{uuid.uuid4().hex[:6]}"
+    )
+
+    def runtime(**overrides: Any) -> Any:
+        return open_runtime(
+            Settings(
+                catalog_url=urls["pg"],
+                stores=stores,
+                node_id="bench-node",
+                shm={"dir": shm_dir, "max_bytes": 1024 * MiB},
+                **overrides,
+            )
+        )
+
+    rts = {
+        "hot": runtime(warm_max_object_size=64 * MiB, hot={"max_object_size": 8 * MiB}),
+        "warm": runtime(warm_max_object_size=64 * MiB, hot={"enabled": False}),
+        "cold": runtime(inline_threshold=0, warm_max_object_size=0, hot={"enabled": False}),
+    }
+    tenant = f"bench-{uuid.uuid4().hex[:6]}"
+    rts["warm"].service.tenancy.create_tenant(tenant)
+    key = rts["warm"].service.tenancy.create_api_key(tenant)
+    servers = {tier: ApiServer(rt.service) for tier, rt in rts.items()}
+    base = {tier: srv.start() for tier, srv in servers.items()}
+    http = {tier: Client(base[tier], api_key=key, node_id="bench-node", shm_dirs=[shm_dir]) for tier in rts}
+    inproc = {tier: Client.embedded(rt.service, tenant, shm_dirs=[shm_dir]) for tier, rt in rts.items()}
+
+    rclient = redis.Redis.from_url(urls["redis"])
+    pconn = psycopg.connect(urls["pg"].replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    pconn.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, data bytea NOT NULL)")
+
+    rows: list[dict[str, Any]] = []
+    for size_name, nbytes in SIZES.items():
+        payload = os.urandom(nbytes)
+        n = counts[size_name]
+        for tier in ("hot", "warm", "cold"):
+            console.print(f"{tier} {size_name}: {n} resolves per path")
+            ref = http[tier].put(tier, f"obj-{size_name}", payload).ref
+            assert http[tier].get(ref) == payload and inproc[tier].get(ref) == payload
+            source = rts[tier].service.open(tenant, ref).source
+            assert source == tier, f"{tier} object served from {source}"
+            if tier == "hot":
+                rclient.set(f"raw:{size_name}", payload)
+                raw: Callable[[], object] = lambda k=f"raw:{size_name}": rclient.get(k)  # noqa: E731
+            elif tier == "warm":
+                row_id = pconn.execute(
+                    "INSERT INTO bench_raw (data) VALUES (%s) RETURNING id", (payload,)
+                ).fetchone()
+                assert row_id is not None
+                raw = lambda i=row_id[0]: pconn.execute(SELECT_RAW, (i,)).fetchone()  # noqa: E731
+            else:
+                s3.put_object(Bucket=bucket, Key=f"raw/{size_name}", Body=payload)
+                raw = lambda k=f"raw/{size_name}": s3.get_object(Bucket=bucket, Key=k)["Body"].read()  # noqa: E731
+            times = measure(
+                {
+                    "http": lambda c=http[tier], r=ref: c.get(r),
+                    "in-process": lambda c=inproc[tier], r=ref: c.get(r),
+                    "raw": raw,
+                },
+                n,
+            )
+            row = {"tier": tier, "size": size_name, "n": len(times["raw"])}
+            for path, xs in times.items():
+                row[path] = stats(xs, nbytes)
+            row["http_ratio_p50"] = row["http"]["p50_ms"] / row["raw"]["p50_ms"]
+            row["inproc_ratio_p50"] = row["in-process"]["p50_ms"] / row["raw"]["p50_ms"]
+            if (tier, size_name) == ("hot", "1KiB"):
+                row["target"] = "http p50 ≤ 3x raw redis GET"
+                row["target_met"] = row["http_ratio_p50"] <= 3.0
+            rows.append(row)
+
+    table_result = bench_table(http["cold"], workdir, scale)
+
+    meta = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "servers": "embedded PostgreSQL 18 (unix socket), Valkey 9 and SeaweedFS S3 (loopback); "
+        "uvicorn (h11, asyncio loop) on loopback",
+        "quick": args.quick,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "resolve.json").write_text(
+        json.dumps({"meta": meta, "resolve": rows, "arrow_100mb": table_result}, indent=2) + "\n"
+    )
+    md = render(meta, rows, table_result)
+    (RESULTS / "resolve.md").write_text(md)
+    print(md)
+
+    for c in (*http.values(), *inproc.values()):
+        c.close()
+    for srv in servers.values():
+        srv.stop()
+    for rt in rts.values():
+        rt.close()
+    rclient.close()
+    pconn.close()
+    for srv in reversed(started):
+        srv.stop()
+    for p in shm_dir.glob("*"):
+        p.unlink()
+    shm_dir.rmdir()
+
+
+def bench_table(client: Client, workdir: Path, scale: float) -> dict[str, Any]:
+    """A 100 MB Arrow table: shm hint vs durable path vs memory-mapping a local IPC file."""
+    rows = 100 * 1000 * 1000 // 16
+    table = pa.table({"id": pa.array(range(rows), pa.int64()), "value": pa.array(range(rows), pa.float64())})
+    ref = client.put_table("tables", "big", table)
+    assert ref.ipc is not None, "no shared-memory hint on the ref"
+    durable_ref = dataclasses.replace(ref, ipc=None)
+    local = workdir / "local.arrow"
+    with pa.OSFile(str(local), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+    def mmap_read() -> pa.Table:
+        return pa.ipc.open_file(pa.memory_map(str(local))).read_all()
+
+    t0 = time.perf_counter()
+    first = client.get_table(ref)  # verifies the SHA-256 of the mapped file once
+    first_ms = (time.perf_counter() - t0) * 1e3
+    assert first.equals(table) and client.stats.shm == 1
+    n_fast = max(int(200 * scale), 20)
+    n_slow = max(int(10 * scale), 3)
+    fast = measure({"shm": lambda: client.get_table(ref), "mmap": mmap_read}, n_fast)
+    slow = measure({"durable": lambda: client.get_table(durable_ref)}, n_slow, rounds=1)
+    assert client.get_table(durable_ref).equals(table)
+    nbytes = ref.size
+    out = {
+        "bytes": nbytes,
+        "shm": stats(fast["shm"], nbytes),
+        "mmap": stats(fast["mmap"], nbytes),
+        "durable": stats(slow["durable"], nbytes),
+        "shm_first_read_ms": first_ms,
+    }
+    out["shm_vs_mmap_p50"] = out["shm"]["p50_ms"] / out["mmap"]["p50_ms"]
+    out["durable_vs_shm_p50"] = out["durable"]["p50_ms"] / out["shm"]["p50_ms"]
+    out["targets"] = {
+        "shm within 1.5x of mmap": out["shm_vs_mmap_p50"] <= 1.5,
+        "shm at least 10x faster than durable": out["durable_vs_shm_p50"] >= 10,
+    }
+    return out
+
+
+def render(meta: dict[str, Any], rows: list[dict[str, Any]], t: dict[str, Any]) -> str:
+    lines = [
+        "# Resolve: HTTP API and in-process client vs raw backend clients, same servers, same run",
+        "",
+        f"{meta['when']} · {meta['machine']} · {meta['servers']}",
+        "",
+        "Resolve = `Client.get(ref)` of one object version (bytes, SHA-256 checked). "
+        "Ratios are p50 / raw p50.",
+        "",
+        "| tier | size | n | HTTP p50 ms | HTTP p99 ms | HTTP ops/s | in-proc p50 ms | in-proc p99 ms | "
+        "raw p50 ms | raw p99 ms | raw ops/s | HTTP / raw | in-proc / raw | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = ""
+        if "target" in r:
+            target = f"{r['target']}: " + ("met" if r["target_met"] else "**not met**")
+        h, i, w = r["http"], r["in-process"], r["raw"]
+        lines.append(
+            f"| {r['tier']} | {r['size']} | {r['n']} | {h['p50_ms']:.3f} | {h['p99_ms']:.3f} | "
+            f"{h['ops_per_s']:.0f} | {i['p50_ms']:.3f} | {i['p99_ms']:.3f} | {w['p50_ms']:.3f} | "
+            f"{w['p99_ms']:.3f} | {w['ops_per_s']:.0f} | {r['http_ratio_p50']:.2f}x | "
+            f"{r['inproc_ratio_p50']:.2f}x | {target} |"
+        )
+    mb = t["bytes"] / 1e6
+    shm, mm, du = t["shm"], t["mmap"], t["durable"]
+    lines += [
+        "",
+        f"## Reading a {mb:.0f} MB Arrow table",
+        "",
+        "| path | p50 ms | p99 ms | GB/s |",
+        "|---|---|---|---|",
+        f"| shm hint (`Client.get_table`, zero-copy map) | {shm['p50_ms']:.3f} | {shm['p99_ms']:.3f} | "
+        f"{shm['mb_per_s'] / 1e3:.1f} |",
+        f"| pyarrow memory-mapping a local IPC file | {mm['p50_ms']:.3f} | {mm['p99_ms']:.3f} | "
+        f"{mm['mb_per_s'] / 1e3:.1f} |",
+        f"| durable path (HTTP from the cold store) | {du['p50_ms']:.1f} | {du['p99_ms']:.1f} | "
+        f"{du['mb_per_s'] / 1e3:.2f} |",
+        "",
+        f"First shm read of a file in a process (verifies its SHA-256): {t['shm_first_read_ms']:.1f} ms.",
+        "",
+        f"- shm / mmap p50: {t['shm_vs_mmap_p50']:.2f}x (target ≤ 1.5x: "
+        + ("met" if t["targets"]["shm within 1.5x of mmap"] else "**not met**")
+        + ")",
+        f"- durable / shm p50: {t['durable_vs_shm_p50']:.0f}x (target ≥ 10x: "
+        + ("met" if t["targets"]["shm at least 10x faster than durable"] else "**not met**")
+        + ")",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

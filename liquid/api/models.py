@@ -1,0 +1,111 @@
+"""JSON bodies of the API (for validation and the published OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IpcHintModel(BaseModel):
+    node: str
+    path: str
+    expires_at: str
+    checksum: str | None = None
+
+
+class RefModel(BaseModel):
+    """A ResultRef's JSON form: what a reader needs to fetch and check the object."""
+
+    uri: str = Field(description="liquid://tenant/namespace/key@version")
+    size: int
+    sha256: str
+    content_type: str
+    inline: str | None = Field(default=None, description="The value itself, base64, when small.")
+    ipc: IpcHintModel | None = Field(default=None, description="Same-node shared-memory copy, if any.")
+
+
+class ObjectModel(BaseModel):
+    """Catalog facts about one object version."""
+
+    uri: str
+    tenant: str
+    namespace: str
+    key: str
+    version: int
+    size: int
+    stored_size: int
+    sha256: str
+    content_type: str
+    compression: str
+    tags: dict[str, Any]
+    classification: str | None
+    trace_id: str | None
+    correlation_id: str | None
+    execution_id: str | None
+    created_at: str
+    expires_at: str | None
+    legal_hold: bool
+    home_tier: str
+    home_store: str
+    state: str
+
+
+class PageModel(BaseModel):
+    items: list[ObjectModel]
+    next_cursor: str | None = Field(description="Pass as `after` for the next page; null on the last.")
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refs: list[Any] = Field(
+        description="Refs as `liquid://` URIs or their JSON form (only `uri` is used); "
+        "an entry that is neither gets its own error.",
+        max_length=100_000,
+    )
+    inline: bool = Field(default=True, description="Return values up to `api.batch_inline_max` inline.")
+
+
+class ProblemModel(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    instance: str | None = None
+
+
+class ResolveResult(BaseModel):
+    index: int
+    ok: bool
+    ref: RefModel | None = Field(default=None, description="The ref's JSON form when `ok`.")
+    object: ObjectModel | None = Field(default=None, description="Catalog facts when `ok`.")
+    error: ProblemModel | None = Field(default=None, description="Why not, when not `ok`.")
+
+
+class ResolveResponse(BaseModel):
+    results: list[ResolveResult]
+
+
+class SignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = Field(description="A ref of the caller's tenant.")
+    ttl: float = Field(default=3600.0, gt=0, description="Seconds the signature stays valid.")
+
+
+class SignResponse(BaseModel):
+    uri: str
+    sig: str
+    exp: int = Field(description="Expiry, Unix seconds.")
+    url: str = Field(description="Path (relative to the API base) that reads the ref without a key.")
+
+
+class HealthModel(BaseModel):
+    status: str
+
+
+class ReadyModel(BaseModel):
+    status: str
+    checks: dict[str, str]

@@ -1,0 +1,772 @@
+"""The ``/v1`` routes. Each handler is thin: parse, call the core in a worker thread, shape the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl, quote
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+
+from liquid.api.auth import TENANT_HEADER, Authenticator, Caller, RefSigner, acting_tenant
+from liquid.api.metrics import ApiMetrics
+from liquid.api.models import (
+    HealthModel,
+    ObjectModel,
+    PageModel,
+    ReadyModel,
+    RefModel,
+    ResolveRequest,
+    ResolveResponse,
+    SignRequest,
+    SignResponse,
+)
+from liquid.api.problems import TYPE_RANGE, error_body, problem
+from liquid.api.streaming import BodyBridge, etag_matches, parse_range
+from liquid.config import Settings
+from liquid.errors import Forbidden, InvalidInput, InvalidRef, LiquidError, TooLarge, Unauthorized
+from liquid.refs import IpcHint, RefInfo, ResultRef
+from liquid.service import LiquidService, ObjectInfo, ObjectReader
+from liquid.shm import ShmCache, ShmWriter
+from liquid.tenancy import Principal
+from liquid.units import parse_duration
+
+T = TypeVar("T")
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+#: Bodies up to this size from durable tiers are read whole in one thread hop instead of streamed.
+SMALL_BODY = 256 * 1024
+
+
+@dataclass
+class ApiContext:
+    """Everything the routes need; one per app (``app.state.liquid``)."""
+
+    service: LiquidService
+    settings: Settings
+    auth: Authenticator
+    signer: RefSigner | None
+    metrics: ApiMetrics
+    shm: ShmCache | None
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call the synchronous core in a worker thread."""
+    return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.liquid
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(context)]
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer lq_...`")
+
+
+async def optional_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The principal of the presented key; None without one. Overridden for in-process clients."""
+    if credentials is None:
+        if request.headers.get("authorization"):
+            raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
+        return None
+    return await context(request).auth.authenticate(credentials.credentials)
+
+
+TenantHeader = Annotated[
+    str | None,
+    Header(
+        alias=TENANT_HEADER,
+        description="Admin keys: the tenant to act on. Tenant keys may only name their own tenant.",
+    ),
+]
+
+
+async def caller(
+    principal: Annotated[Principal | None, Depends(optional_principal)], tenant: TenantHeader = None
+) -> Caller:
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    return Caller(principal, acting_tenant(principal, tenant))
+
+
+Who = Annotated[Caller, Depends(caller)]
+Namespace = Annotated[
+    str,
+    Path(description="Namespace: a slug (lowercase letters, digits, '-', '_', '.').", pattern=SLUG_PATTERN),
+]
+Key = Annotated[str, Path(description="Object key; may contain '/'.")]
+RefPath = Annotated[
+    str,
+    Path(
+        description="A ref, `liquid://tenant/namespace/key@version` percent-encoded, or without the scheme."
+    ),
+]
+
+
+def parse_ref_path(value: str) -> ResultRef:
+    if value.startswith("liquid:/") and not value.startswith("liquid://"):
+        value = "liquid://" + value[len("liquid:/") :]
+    elif not value.startswith("liquid://"):
+        value = "liquid://" + value
+    return ResultRef.parse(value)
+
+
+async def ref_reader(
+    request: Request,
+    ref: RefPath,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    tenant: TenantHeader = None,
+    sig: Annotated[str | None, Query(description="Signature of a signed ref (no key needed).")] = None,
+    exp: Annotated[int | None, Query(description="Expiry of a signed ref, Unix seconds.")] = None,
+) -> tuple[str, ResultRef]:
+    """(tenant, ref) for read routes on ``/v1/refs``: by key, or by signature."""
+    r = parse_ref_path(ref)
+    if sig is not None or exp is not None:
+        if sig is None or exp is None:
+            raise InvalidInput("a signed ref needs both sig and exp", field="sig" if sig is None else "exp")
+        signer = context(request).signer
+        if signer is None:
+            raise Unauthorized("signed refs are not enabled on this server (api.signing_secret)", field="sig")
+        signer.verify(r, sig, exp)
+        return r.tenant, r
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    return acting_tenant(principal, tenant, ref=r), r
+
+
+async def ref_writer(
+    ref: RefPath,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    tenant: TenantHeader = None,
+) -> tuple[str, ResultRef]:
+    r = parse_ref_path(ref)
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    return acting_tenant(principal, tenant, ref=r), r
+
+
+router = APIRouter()
+_ERRORS = {400, 401, 403, 404, 410, 502, 503}
+BINARY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The object's bytes, streamed; its Content-Type is stored with it.",
+    }
+}
+BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The bytes.",
+    },
+    206: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "A range."},
+    304: {"description": "Not modified (If-None-Match matched the ETag)."},
+    307: {"description": "Redirect to a short-lived presigned URL (large cold objects, when enabled)."},
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _etag(sha256: str) -> str:
+    return f'"{sha256}"'
+
+
+def _ref_location(uri: str) -> str:
+    return "/v1/refs/" + quote(uri, safe="")
+
+
+def _meta_headers(info: ObjectInfo) -> dict[str, str]:
+    headers = {
+        "ETag": _etag(info.sha256),
+        "Accept-Ranges": "bytes",
+        "Content-Type": info.content_type,
+        "Content-Length": str(info.size),
+        "Last-Modified": format_datetime(info.created_at.astimezone(UTC), usegmt=True),
+        "X-Liquid-Ref": info.ref.uri,
+        "X-Liquid-Version": str(info.ref.version),
+        "X-Liquid-Home-Tier": info.home_tier,
+        "X-Liquid-Created-At": info.created_at.isoformat(),
+    }
+    if info.expires_at is not None:
+        headers["X-Liquid-Expires-At"] = info.expires_at.isoformat()
+    return headers
+
+
+def _close(reader: ObjectReader) -> None:
+    close = getattr(reader.chunks, "close", None)
+    if close is not None:
+        close()
+
+
+def _not_modified(sha256: str) -> Response:
+    return Response(status_code=304, headers={"ETag": _etag(sha256)})
+
+
+async def _object_ref(c: ApiContext, tenant: str, namespace: str, key: str, version: int | None) -> ResultRef:
+    if version is None:
+        return await run(c.service.latest, tenant, namespace, key)
+    return ResultRef(tenant, namespace, key, version)
+
+
+async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -> Response:
+    """GET: 200 / 206 / 304 / 307 / 416 for one version."""
+    svc = c.service
+    api = c.settings.api
+    inm = request.headers.get("if-none-match")
+    rng = parse_range(request.headers.get("range"))
+    info: ObjectInfo | None = None
+    if (
+        inm is not None
+        or (rng is not None and rng.suffix is not None)
+        or (api.presign_redirect and rng is None)
+    ):
+        info = await run(svc.head, tenant, ref)
+        if inm is not None and etag_matches(inm, info.sha256):
+            return _not_modified(info.sha256)
+        if (
+            api.presign_redirect
+            and rng is None
+            and info.home_tier in ("cold", "archive")
+            and info.size >= api.presign_min_size
+        ):
+            signed = await run(svc.presign_get, tenant, ref, expires=int(api.presign_ttl))
+            if signed is not None:
+                c.metrics.tier_reads.labels("redirect").inc()
+                return RedirectResponse(
+                    signed[1],
+                    status_code=307,
+                    headers={"Cache-Control": "no-store", "ETag": _etag(info.sha256)},
+                )
+    start, end = 0, None
+    if rng is not None:
+        if rng.suffix is not None:
+            assert info is not None
+            span = rng.resolve(info.size)
+            if span is None:
+                return _unsatisfiable(request, info.size)
+            start, end = span
+        else:
+            assert rng.first is not None
+            start, end = rng.first, None if rng.last is None else rng.last + 1
+    reader = await run(svc.open, tenant, ref, start=start, end=end)
+    if rng is not None and rng.suffix is None and start >= reader.size:
+        _close(reader)
+        return _unsatisfiable(request, reader.size)
+    c.metrics.tier_reads.labels(reader.source).inc()
+    headers = {
+        "ETag": _etag(reader.sha256),
+        "Accept-Ranges": "bytes",
+        "Content-Type": reader.content_type,
+        "Content-Length": str(reader.length),
+        "X-Liquid-Ref": reader.ref.uri,
+        "X-Liquid-Source": reader.source,
+    }
+    status = 200
+    if rng is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {reader.start}-{reader.end - 1}/{reader.size}"
+    if reader.source in ("inline", "hot"):
+        return Response(reader.read(), status_code=status, headers=headers)
+    whole = rng is None
+    writer: ShmWriter | None = None
+    if (
+        whole
+        and c.shm is not None
+        and c.shm.wants(reader.content_type, reader.size)
+        and c.shm.hint(reader.ref, reader.sha256) is None
+    ):
+        writer = c.shm.writer()
+    if writer is None and reader.length <= SMALL_BODY:
+        return Response(await run(reader.read), status_code=status, headers=headers)
+    return StreamingResponse(
+        iterate_in_threadpool(_teed(reader, writer, c)), status_code=status, headers=headers
+    )
+
+
+def _teed(reader: ObjectReader, writer: ShmWriter | None, c: ApiContext) -> Iterator[bytes]:
+    """The reader's chunks, copied into shared memory on the way when ``writer`` is given."""
+    try:
+        for chunk in reader:
+            if writer is not None:
+                writer.write(chunk)
+            yield chunk
+        if writer is not None and writer.commit(reader.ref, reader.sha256) is not None:
+            c.metrics.shm_copies.inc()
+    finally:
+        if writer is not None and writer.active:
+            writer.abort()
+
+
+def _unsatisfiable(request: Request, size: int) -> Response:
+    return problem(
+        TYPE_RANGE,
+        416,
+        f"the requested range is not within the object's {size} bytes",
+        field="Range",
+        instance=request.url.path,
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+async def _head(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -> Response:
+    info = await run(c.service.head, tenant, ref)
+    inm = request.headers.get("if-none-match")
+    if inm is not None and etag_matches(inm, info.sha256):
+        return _not_modified(info.sha256)
+    return Response(status_code=200, headers=_meta_headers(info))
+
+
+async def _delete(c: ApiContext, who: Caller, tenant: str, ref: ResultRef) -> Response:
+    info = await run(c.service.delete, tenant, ref, actor=f"key:{who.principal.key_prefix}")
+    if c.shm is not None:
+        c.shm.delete(info.ref, info.sha256)
+    return JSONResponse(info.to_json())
+
+
+def _put_options(
+    tags: str | None, retention: str | None, expires_at: str | None, legal_hold: str | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if tags is not None:
+        try:
+            pairs = parse_qsl(tags, keep_blank_values=True, strict_parsing=bool(tags))
+        except ValueError:
+            raise InvalidInput(
+                f"X-Liquid-Tags must be URL-encoded pairs like 'a=1&b=two', got {tags!r}",
+                field="X-Liquid-Tags",
+            ) from None
+        out["tags"] = dict(pairs)
+    if retention is not None:
+        try:
+            out["ttl"] = parse_duration(retention)
+        except ValueError as exc:
+            raise InvalidInput(f"X-Liquid-Retention: {exc}", field="X-Liquid-Retention") from None
+        if out["ttl"] <= 0:
+            raise InvalidInput("X-Liquid-Retention must be positive", field="X-Liquid-Retention")
+    if expires_at is not None:
+        try:
+            when = datetime.fromisoformat(expires_at)
+        except ValueError:
+            raise InvalidInput(
+                f"X-Liquid-Expires-At must be an ISO 8601 time with offset, got {expires_at!r}",
+                field="X-Liquid-Expires-At",
+            ) from None
+        if when.tzinfo is None:
+            raise InvalidInput("X-Liquid-Expires-At needs a UTC offset", field="X-Liquid-Expires-At")
+        out["expires_at"] = when
+    if legal_hold is not None:
+        value = legal_hold.strip().lower()
+        if value not in ("true", "false", "1", "0"):
+            raise InvalidInput(
+                f"X-Liquid-Legal-Hold must be true or false, got {legal_hold!r}", field="X-Liquid-Legal-Hold"
+            )
+        out["legal_hold"] = value in ("true", "1")
+    return out
+
+
+def _trace_from(traceparent: str | None) -> str | None:
+    # W3C trace context: version-traceid-parentid-flags; only a well-formed one is used.
+    if traceparent is None:
+        return None
+    parts = traceparent.strip().split("-")
+    if len(parts) == 4 and len(parts[1]) == 32 and all(ch in "0123456789abcdef" for ch in parts[1]):
+        return parts[1]
+    return None
+
+
+# ------------------------------------------------------------------ objects
+
+OptHeader = Annotated[str | None, Header()]
+
+
+@router.put(
+    "/v1/objects/{namespace}/{key:path}",
+    status_code=201,
+    response_model=RefModel,
+    openapi_extra=BINARY_BODY,
+    summary="Store a new version (streamed)",
+    tags=["objects"],
+    responses={413: {"description": "Body larger than max_object_size."}},
+)
+async def put_object(
+    request: Request,
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    key: Key,
+    x_liquid_tags: Annotated[str | None, Header(description="Tags, URL-encoded: `a=1&b=two`.")] = None,
+    x_liquid_classification: OptHeader = None,
+    x_liquid_retention: Annotated[
+        str | None,
+        Header(
+            description="Expire after: `30d`, `12h`, `3600`.",
+            pattern=r"^(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h|d|w))+)$",
+        ),
+    ] = None,
+    x_liquid_expires_at: Annotated[
+        str | None, Header(description="Expire at (ISO 8601 with offset).")
+    ] = None,
+    x_liquid_legal_hold: Annotated[
+        str | None, Header(description="`true` to block deletion.", pattern="^(true|false|1|0)$")
+    ] = None,
+    x_liquid_trace_id: OptHeader = None,
+    x_liquid_correlation_id: OptHeader = None,
+    x_liquid_execution_id: OptHeader = None,
+    traceparent: Annotated[
+        str | None, Header(description="W3C trace context; its trace id is stored.")
+    ] = None,
+) -> Response:
+    ResultRef(who.tenant, namespace, key, 1)  # validate names before reading any body
+    options = _put_options(x_liquid_tags, x_liquid_retention, x_liquid_expires_at, x_liquid_legal_hold)
+    content_type = request.headers.get("content-type") or "application/octet-stream"
+    limit = c.settings.max_object_size
+    size_hint: int | None = None
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise InvalidInput(f"Content-Length must be a number, got {declared!r}", field="Content-Length")
+        size_hint = int(declared)
+        if size_hint > limit:
+            raise TooLarge(
+                f"body of {size_hint} bytes exceeds the maximum object size of {limit}", field="body"
+            )
+    bridge = BodyBridge(request.stream(), limit=limit)
+    shm = c.shm
+    writer = shm.writer() if shm is not None and shm.wants(content_type, size_hint) else None
+
+    def tee() -> Iterator[bytes]:
+        for chunk in bridge:
+            if writer is not None:
+                writer.write(chunk)
+            yield chunk
+
+    def work() -> RefInfo:
+        try:
+            info = c.service.put(
+                who.tenant,
+                namespace,
+                key,
+                tee(),
+                content_type=content_type,
+                size_hint=size_hint,
+                classification=x_liquid_classification,
+                trace_id=x_liquid_trace_id or _trace_from(traceparent),
+                correlation_id=x_liquid_correlation_id,
+                execution_id=x_liquid_execution_id,
+                actor=f"key:{who.principal.key_prefix}",
+                **options,
+            )
+            if writer is not None and shm is not None and writer.size >= shm.min_size:
+                hint = writer.commit(info.ref, info.sha256)
+                if hint is not None:
+                    c.metrics.shm_copies.inc()
+                    info = replace(info, ipc=hint)
+            return info
+        finally:
+            if writer is not None and writer.active:
+                writer.abort()
+
+    info = await anyio.to_thread.run_sync(work)
+    return JSONResponse(
+        info.to_json(),
+        status_code=201,
+        headers={"Location": _ref_location(info.uri), "ETag": _etag(info.sha256)},
+    )
+
+
+@router.get(
+    "/v1/objects/{namespace}/{key:path}",
+    summary="Read a version's bytes (the latest unless `version`)",
+    tags=["objects"],
+    responses={**BINARY_RESPONSE, 416: {"description": "Range not satisfiable."}},
+    response_class=Response,
+)
+async def get_object(
+    request: Request,
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    key: Key,
+    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    range: Annotated[str | None, Header(description="One `bytes=` range.")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    ref = await _object_ref(c, who.tenant, namespace, key, version)
+    return await _serve(request, c, who.tenant, ref)
+
+
+@router.head(
+    "/v1/objects/{namespace}/{key:path}",
+    summary="A version's metadata as headers",
+    tags=["objects"],
+    responses={200: {"description": "Metadata in headers."}, 304: {"description": "Not modified."}},
+    response_class=Response,
+)
+async def head_object(
+    request: Request,
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    key: Key,
+    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    ref = await _object_ref(c, who.tenant, namespace, key, version)
+    return await _head(request, c, who.tenant, ref)
+
+
+@router.delete(
+    "/v1/objects/{namespace}/{key:path}",
+    response_model=ObjectModel,
+    summary="Delete a version (the latest unless `version`)",
+    tags=["objects"],
+)
+async def delete_object(
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    key: Key,
+    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Response:
+    ref = await _object_ref(c, who.tenant, namespace, key, version)
+    return await _delete(c, who, who.tenant, ref)
+
+
+@router.get(
+    "/v1/objects/{namespace}",
+    response_model=PageModel,
+    summary="List live objects of a namespace (newest version of each key unless `all_versions`)",
+    tags=["objects"],
+)
+async def list_objects(
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    prefix: Annotated[str, Query(max_length=1024)] = "",
+    after: Annotated[
+        str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    all_versions: bool = False,
+) -> Response:
+    page = await run(
+        c.service.list,
+        who.tenant,
+        namespace,
+        prefix=prefix,
+        after=after,
+        limit=limit,
+        all_versions=all_versions,
+    )
+    return JSONResponse({"items": [i.to_json() for i in page.items], "next_cursor": page.next_cursor})
+
+
+@router.get(
+    "/v1/versions/{namespace}/{key:path}",
+    response_model=PageModel,
+    summary="Live versions of one key, newest first",
+    tags=["objects"],
+)
+async def list_versions(
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    key: Key,
+    after: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Response:
+    ResultRef(who.tenant, namespace, key, 1)
+
+    def versions() -> tuple[list[ObjectInfo], str | None]:
+        found: list[ObjectInfo] = []
+        cursor = after
+        if cursor is not None and cursor.rpartition("@")[0] != key:
+            raise InvalidInput(f"cursor {cursor!r} is not one this listing returned", field="after")
+        while len(found) < limit:
+            page = c.service.list(
+                who.tenant, namespace, prefix=key, after=cursor, limit=limit - len(found), all_versions=True
+            )
+            mine = [i for i in page.items if i.ref.key == key]
+            found += mine
+            if page.next_cursor is None or len(mine) < len(page.items):
+                return found, None
+            cursor = page.next_cursor
+        last = found[-1].ref
+        return found, f"{last.key}@{last.version}"
+
+    items, cursor = await run(versions)
+    return JSONResponse({"items": [i.to_json() for i in items], "next_cursor": cursor})
+
+
+# --------------------------------------------------------------------- refs
+
+
+@router.post(
+    "/v1/refs:resolve", response_model=ResolveResponse, summary="Resolve a batch of refs", tags=["refs"]
+)
+async def resolve_refs(c: Ctx, who: Who, body: ResolveRequest) -> Response:
+    if len(body.refs) > c.settings.api.max_batch:
+        raise InvalidInput(
+            f"a batch holds at most {c.settings.api.max_batch} refs, got {len(body.refs)}", field="refs"
+        )
+    inline_max = c.settings.api.batch_inline_max if body.inline else -1
+    results = await run(resolve_batch, c, who.tenant, body.refs, inline_max)
+    return JSONResponse({"results": results})
+
+
+def resolve_batch(c: ApiContext, tenant: str, refs: list[Any], inline_max: int) -> list[dict[str, Any]]:
+    """One result per ref, in order: its JSON form and catalog facts, or a problem."""
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(refs):
+        try:
+            uri = item.get("uri") if isinstance(item, dict) else item
+            if not isinstance(uri, str):
+                raise InvalidRef(
+                    f"refs[{i}] must be a liquid:// string or an object with 'uri'", field=f"refs.{i}"
+                )
+            ref = ResultRef.parse(uri)
+            info = c.service.head(tenant, ref)
+            inline: bytes | None = None
+            if 0 <= info.size <= inline_max:
+                inline = c.service.get(tenant, ref)
+            hint: IpcHint | None = None
+            if c.shm is not None and info.size >= c.shm.min_size:
+                hint = c.shm.hint(ref, info.sha256)
+            ref_json = RefInfo(
+                ref=ref,
+                size=info.size,
+                sha256=info.sha256,
+                content_type=info.content_type,
+                inline=inline,
+                ipc=hint,
+            ).to_json()
+            out.append({"index": i, "ok": True, "ref": ref_json, "object": info.to_json()})
+        except LiquidError as exc:
+            if exc.field == "ref":
+                exc.field = f"refs.{i}"
+            out.append({"index": i, "ok": False, "error": error_body(exc)})
+    return out
+
+
+@router.post(
+    "/v1/refs:sign",
+    response_model=SignResponse,
+    summary="Sign a ref for reading without a key",
+    tags=["refs"],
+)
+async def sign_ref(c: Ctx, who: Who, body: SignRequest) -> Response:
+    if c.signer is None:
+        raise Forbidden("signed refs are not enabled on this server (set api.signing_secret)", field="ref")
+    ref = ResultRef.parse(body.ref)
+    await run(c.service.head, who.tenant, ref)  # 404 for other tenants' and missing refs alike
+    sig, exp = c.signer.sign(ref, body.ttl)
+    url = f"{_ref_location(ref.uri)}?sig={sig}&exp={exp}"
+    return JSONResponse({"uri": ref.uri, "sig": sig, "exp": exp, "url": url})
+
+
+RefRead = Annotated[tuple[str, ResultRef], Depends(ref_reader)]
+
+
+@router.get(
+    "/v1/refs/{ref:path}",
+    summary="Read a ref's bytes (by key, or signed with `sig` and `exp`)",
+    tags=["refs"],
+    responses={**BINARY_RESPONSE, 416: {"description": "Range not satisfiable."}},
+    response_class=Response,
+)
+async def get_ref(
+    request: Request,
+    c: Ctx,
+    target: RefRead,
+    range: Annotated[str | None, Header(description="One `bytes=` range.")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    tenant, ref = target
+    return await _serve(request, c, tenant, ref)
+
+
+@router.head(
+    "/v1/refs/{ref:path}",
+    summary="A ref's metadata as headers",
+    tags=["refs"],
+    responses={200: {"description": "Metadata in headers."}, 304: {"description": "Not modified."}},
+    response_class=Response,
+)
+async def head_ref(
+    request: Request, c: Ctx, target: RefRead, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    tenant, ref = target
+    return await _head(request, c, tenant, ref)
+
+
+@router.delete(
+    "/v1/refs/{ref:path}", response_model=ObjectModel, summary="Delete a ref's version", tags=["refs"]
+)
+async def delete_ref(
+    c: Ctx,
+    target: Annotated[tuple[str, ResultRef], Depends(ref_writer)],
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Response:
+    tenant, ref = target
+    assert principal is not None
+    return await _delete(c, Caller(principal, tenant), tenant, ref)
+
+
+# ------------------------------------------------------------------- health
+
+
+@router.get("/healthz", response_model=HealthModel, summary="The process is up", tags=["health"])
+async def healthz() -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyModel,
+    summary="Every backend is reachable",
+    tags=["health"],
+    responses={503: {"model": ReadyModel, "description": "Some backend is unreachable."}},
+)
+async def readyz(c: Ctx) -> Response:
+    checks = await run(check_backends, c.service)
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
+
+
+def check_backends(svc: LiquidService) -> dict[str, str]:
+    """``ok`` or the error, for the catalog, the hot cache and each store."""
+    checks: dict[str, str] = {}
+
+    def probe(name: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+
+    def catalog() -> None:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    probe("catalog", catalog)
+    if svc.hot is not None:
+        probe("hot", svc.hot.ping)
+    for name, store in sorted(svc.stores.items()):
+        probe(f"store:{name}", store.ping)
+    return checks

@@ -1,0 +1,299 @@
+"""What the sync and async clients share: request shapes, response parsing, retry policy, shm reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from liquid.client import errors
+from liquid.errors import LiquidError
+from liquid.refs import RefInfo, ResultRef
+from liquid.shm import ShmReader, read_ipc
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+JSON = "application/json"
+#: Upload bodies are sent in pieces of this size.
+CHUNK = 1024 * 1024
+RETRY_STATUSES = frozenset({429, 503, 504})
+
+RefLike = ResultRef | RefInfo | str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRef:
+    """A ref plus a signature that lets anyone holding it read that version until ``exp``."""
+
+    uri: str
+    sig: str
+    exp: int
+    url: str
+
+
+Target = RefLike | SignedRef
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What ``HEAD`` tells about a version."""
+
+    ref: ResultRef
+    size: int
+    sha256: str
+    content_type: str
+    home_tier: str | None
+    created_at: datetime | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing: object facts as JSON dicts (see ``ObjectInfo.to_json``)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One result of :meth:`Client.resolve_many`: ``ref`` and ``object`` when ``ok``, else ``error``."""
+
+    index: int
+    ref: RefInfo | None = None
+    object: dict[str, Any] | None = None
+    error: errors.ApiError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ClientStats:
+    """Where reads were served from, client side."""
+
+    inline: int = 0
+    shm: int = 0
+    http: int = 0
+    fallbacks: dict[str, int] = field(default_factory=dict)
+
+
+def uri_of(ref: Target) -> str:
+    if isinstance(ref, SignedRef):
+        return ref.uri
+    if isinstance(ref, RefInfo | ResultRef):
+        return ref.uri
+    try:
+        return ResultRef.parse(ref).uri
+    except LiquidError as exc:
+        raise errors.from_core(exc) from None
+
+
+def ref_path(ref: Target) -> str:
+    return "/v1/refs/" + quote(uri_of(ref), safe="")
+
+
+def sig_params(ref: Target) -> dict[str, str]:
+    return {"sig": ref.sig, "exp": str(ref.exp)} if isinstance(ref, SignedRef) else {}
+
+
+def object_path(namespace: str, key: str) -> str:
+    return f"/v1/objects/{quote(namespace, safe='')}/{quote(key, safe='/')}"
+
+
+def versions_path(namespace: str, key: str) -> str:
+    return f"/v1/versions/{quote(namespace, safe='')}/{quote(key, safe='/')}"
+
+
+def put_headers(
+    *,
+    content_type: str,
+    size: int | None,
+    tags: Mapping[str, str] | None,
+    classification: str | None,
+    ttl: timedelta | float | None,
+    expires_at: datetime | None,
+    trace_id: str | None,
+    correlation_id: str | None,
+    execution_id: str | None,
+    legal_hold: bool,
+) -> dict[str, str]:
+    headers = {"Content-Type": content_type}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    if tags:
+        headers["X-Liquid-Tags"] = urlencode(dict(tags))
+    if ttl is not None:
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+        headers["X-Liquid-Retention"] = repr(seconds)
+    if expires_at is not None:
+        headers["X-Liquid-Expires-At"] = expires_at.isoformat()
+    for name, value in (
+        ("X-Liquid-Classification", classification),
+        ("X-Liquid-Trace-Id", trace_id),
+        ("X-Liquid-Correlation-Id", correlation_id),
+        ("X-Liquid-Execution-Id", execution_id),
+    ):
+        if value is not None:
+            headers[name] = value
+    if legal_hold:
+        headers["X-Liquid-Legal-Hold"] = "true"
+    return headers
+
+
+def body_parts(data: Any) -> tuple[Any, int | None]:
+    """(httpx content, size or None) for bytes, a pyarrow Buffer, a file, or an iterable of bytes."""
+    if isinstance(data, bytes | bytearray):
+        return bytes(data), len(data)
+    if isinstance(data, memoryview | pa.Buffer):
+        view = memoryview(data).cast("B")
+        return _slices(view), view.nbytes
+    if hasattr(data, "read"):
+        size: int | None = None
+        try:
+            size = os.fstat(data.fileno()).st_size - data.tell()
+        except (OSError, AttributeError, ValueError):
+            size = None
+        return _file_chunks(data), size
+    return (bytes(c) for c in data), None
+
+
+def _slices(view: memoryview) -> Iterator[bytes]:
+    for i in range(0, view.nbytes, CHUNK):
+        yield bytes(view[i : i + CHUNK])
+
+
+def _file_chunks(fh: Any) -> Iterator[bytes]:
+    while chunk := fh.read(CHUNK):
+        yield chunk
+
+
+def table_bytes(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def check_response(response: httpx.Response) -> None:
+    """Raise the typed error for an error response (whose body has been read)."""
+    if response.status_code < 400:
+        return
+    try:
+        body: Any = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = response.text
+    raise errors.from_problem(response.status_code, body)
+
+
+def is_transient(exc: BaseException, *, idempotent: bool) -> bool:
+    """Whether a failed call may be retried."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True  # the request never reached the server
+    if not idempotent:
+        return False
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, errors.ApiError) and exc.status in RETRY_STATUSES
+
+
+def range_header(start: int, end: int | None) -> dict[str, str]:
+    if start == 0 and end is None:
+        return {}
+    if end is not None and end <= start:
+        raise errors.BadRequest(f"empty range start={start} end={end}", field="range")
+    return {"Range": f"bytes={start}-" + ("" if end is None else str(end - 1))}
+
+
+def meta_from(response: httpx.Response) -> ObjectMeta:
+    h = response.headers
+
+    def when(name: str) -> datetime | None:
+        value = h.get(name)
+        return datetime.fromisoformat(value) if value else None
+
+    return ObjectMeta(
+        ref=ResultRef.parse(h["x-liquid-ref"]),
+        size=int(h.get("content-length", "0")),
+        sha256=h.get("etag", "").strip('"'),
+        content_type=h.get("content-type", "application/octet-stream"),
+        home_tier=h.get("x-liquid-home-tier"),
+        created_at=when("x-liquid-created-at"),
+        expires_at=when("x-liquid-expires-at"),
+    )
+
+
+def resolved_from(data: dict[str, Any]) -> list[Resolved]:
+    out = []
+    for item in data.get("results", []):
+        if item.get("ok"):
+            out.append(Resolved(item["index"], ref=RefInfo.from_json(item["ref"]), object=item.get("object")))
+        else:
+            problem = item.get("error") or {}
+            out.append(
+                Resolved(item["index"], error=errors.from_problem(int(problem.get("status", 400)), problem))
+            )
+    return out
+
+
+def ref_json(ref: RefLike) -> str:
+    return uri_of(ref)
+
+
+def verify(data: bytes, sha256: str, what: str) -> bytes:
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise errors.IntegrityError(f"{what}: received bytes do not match sha256 {sha256[:16]}…", status=502)
+    return data
+
+
+class LocalReads:
+    """Reads a ref can answer without the server: inline values and same-node shm copies."""
+
+    def __init__(self, *, node_id: str | None, shm_dirs: list[Path] | None, stats: ClientStats) -> None:
+        node = node_id or os.environ.get("LIQUID_NODE_ID") or socket.gethostname()
+        self.shm = ShmReader(node_id=node, dirs=shm_dirs or ())
+        self.stats = stats
+
+    def buffer(self, ref: Target) -> pa.Buffer | None:
+        if not isinstance(ref, RefInfo):
+            return None
+        if ref.inline is not None and hashlib.sha256(ref.inline).hexdigest() == ref.sha256:
+            self.stats.inline += 1
+            return pa.py_buffer(ref.inline)
+        if ref.ipc is not None:
+            buf = self.shm.open_buffer(ref.ipc, sha256=ref.sha256, size=ref.size)
+            if buf is not None:
+                self.stats.shm += 1
+                return buf
+            self.stats.fallbacks = dict(self.shm.fallbacks)
+        return None
+
+    def table(self, ref: Target) -> pa.Table | None:
+        buf = self.buffer(ref)
+        if buf is None:
+            return None
+        try:
+            return read_ipc(buf)
+        except pa.ArrowInvalid:
+            return None
+
+
+def table_from(data: bytes) -> pa.Table:
+    try:
+        return read_ipc(pa.py_buffer(data))
+    except pa.ArrowInvalid as exc:
+        raise errors.BadRequest(f"the object is not an Arrow IPC stream or file: {exc}") from None
