@@ -166,6 +166,45 @@ class ShmSettings(BaseModel):
     verify: Literal["once", "always"] = "once"
 
 
+class MoverSettings(BaseModel):
+    """The mover (``liquid.mover``), retention purge and reconciliation (``liquid.gc``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Journal rows worked on at once by one mover (threads).
+    concurrency: int = Field(default=4, ge=1, le=256)
+    #: Copy bandwidth cap shared by a mover's threads; 0 means unlimited.
+    bytes_per_second: Size = 0
+    #: Most journal rows one ``run_once`` claims.
+    max_moves_per_cycle: int = Field(default=1000, ge=1)
+    #: How long a source copy outlives the switch, so readers that looked the old home up still finish.
+    grace_period: Duration = 300.0
+    #: A claim expires this long after its last step unless renewed (a dead mover's rows come back).
+    lease: Duration = 300.0
+    #: After this many failed or interrupted attempts a row is marked ``failed`` and reported.
+    max_attempts: int = Field(default=5, ge=1)
+    #: Delay before a failed row is retried; doubles per attempt up to ``backoff_max``.
+    backoff: Duration = 30.0
+    backoff_max: Duration = 3600.0
+    #: Quick in-step retries of a transient store error before the attempt counts as failed.
+    step_retries: int = Field(default=3, ge=1, le=20)
+    #: ``liquid gc`` deletes unreferenced bytes only once they are older than this.
+    gc_grace: Duration = 86400.0
+
+
+class DaemonSettings(BaseModel):
+    """Job intervals of ``liquid daemon`` (the access flush interval is ``access.flush_interval``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan_interval: Duration = 30.0
+    move_interval: Duration = 5.0
+    restore_interval: Duration = 5.0
+    gc_interval: Duration = 3600.0
+    #: Serve Prometheus metrics on 127.0.0.1 at this port (0: off).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -192,6 +231,7 @@ class Settings(BaseSettings):
     warm_row_max_size: Size = 64 * 1024
     hot: HotSettings = Field(default_factory=HotSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     #: Namespace glob → codec, for warm and cold bytes; first match wins.
     compression: dict[str, Literal["zstd", "none"]] = Field(default_factory=dict)
     compression_level: int = Field(default=3, ge=1, le=22)
@@ -200,6 +240,7 @@ class Settings(BaseSettings):
     node_id: str = Field(default_factory=socket.gethostname)
     api: ApiSettings = Field(default_factory=ApiSettings)
     shm: ShmSettings = Field(default_factory=ShmSettings)
+    mover: MoverSettings = Field(default_factory=MoverSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

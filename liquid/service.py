@@ -49,7 +49,7 @@ from liquid.errors import (
     ObjectNotFound,
     TooLarge,
 )
-from liquid.hotcache import HotCache, HotEntry, hot_key
+from liquid.hotcache import HotCache
 from liquid.refs import RefInfo, ResultRef, check_key, check_slug
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
@@ -281,6 +281,8 @@ class LiquidService:
             store.close()
         if self.hot is not None:
             self.hot.close()
+        if self.access is not None:
+            self.access.close()
         self.fast.close()
         self.engine.dispose()
 
@@ -600,7 +602,9 @@ class LiquidService:
         r = self._ref(tenant, ref)
         return _info(self._live_row(r, full=True))
 
-    def open(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> ObjectReader:
+    def open(
+        self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None, track: bool = True
+    ) -> ObjectReader:
         """Stream the bytes of one version, ``[start, end)``, verified (see the module docstring).
 
         Raises:
@@ -617,17 +621,19 @@ class LiquidService:
                 return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
         if self.hot is not None:
             expect = ref.sha256 if isinstance(ref, RefInfo) else None
-            entry = self._hot_get_tracked(r, expect)
+            if self.access is not None and track:
+                self.access.note(r)
+            entry = self.hot.get(r, expect_sha256=expect)
             if entry is not None:
                 return self._reader_from_bytes(
                     r, entry.data, entry.sha256, entry.content_type, "hot", start, end
                 )
 
-        elif self.access is not None:
-            self.access.record(r)
+        elif self.access is not None and track:
+            self.access.note(r)
 
         row = self._live_row(r)
-        if self.access is not None and row.home_tier in ("cold", "archive"):
+        if self.access is not None and track and row.home_tier in ("cold", "archive"):
             self.access.request_restore(r)
         if row.inline_data is not None:
             data = bytes(row.inline_data)
@@ -645,19 +651,30 @@ class LiquidService:
         if store is None or row.locator is None:
             raise IntegrityError(f"{r.uri}: its home store {row.home_store!r} is not configured here")
         whole = lo == 0 and hi == size
+        partial = not whole and row.compression != "zstd"
+        try:
+            raw = store.open(row.locator, start=lo if partial else 0, end=hi if partial else None)
+        except ObjectNotFound:
+            moved = self._moved_row(r, row)
+            if moved is None:
+                raise
+            if moved.inline_data is not None:
+                return self.open(tenant, ref, start=start, end=end, track=False)
+            row, store = moved, self.stores[moved.home_store]
+            raw = store.open(row.locator, start=lo if partial else 0, end=hi if partial else None)
         what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
         chunks: Iterator[bytes]
         if row.compression == "zstd":
-            plain = _decompress(store.open(row.locator))
+            plain = _decompress(raw)
             chunks = (
                 _verified(plain, sha256=row.sha256, size=size, what=what)
                 if whole
                 else _counted(slice_stream(plain, lo, hi), expect=hi - lo, what=what)
             )
         elif whole:
-            chunks = _verified(store.open(row.locator), sha256=row.sha256, size=size, what=what)
+            chunks = _verified(raw, sha256=row.sha256, size=size, what=what)
         else:
-            chunks = _counted(store.open(row.locator, start=lo, end=hi), expect=hi - lo, what=what)
+            chunks = _counted(raw, expect=hi - lo, what=what)
         if (
             whole
             and self.hot is not None
@@ -696,6 +713,24 @@ class LiquidService:
     def get(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> bytes:
         """The bytes of one version in memory; see :meth:`open`."""
         return self.open(tenant, ref, start=start, end=end).read()
+
+    def prefetch(self, ref: ResultRef) -> bool:
+        """Put a verified copy of a live object in the hot cache, not counted as a read.
+
+        False when there is no hot cache, the object is too large for it, or it is gone.
+        """
+        if self.hot is None:
+            return False
+        try:
+            reader = self.open(ref.tenant, ref, track=False)
+            if reader.size > self.hot.max_object_size:
+                return False
+            data = reader.read()
+        except (ObjectNotFound, ObjectGone):
+            return False
+        return reader.source == "hot" or self.hot.put(
+            ref, data, sha256=reader.sha256, content_type=reader.content_type
+        )
 
     def latest(self, tenant: str, namespace: str, key: str) -> ResultRef:
         """The newest live version of a key. Raises ObjectNotFound if there is none."""
@@ -785,19 +820,18 @@ class LiquidService:
             )
         return row
 
-    def _hot_get_tracked(self, r: ResultRef, expect: str | None) -> HotEntry | None:
-        """The hot copy, with the access record riding in the same round trip."""
-        assert self.hot is not None
-        if self.access is None:
-            return self.hot.get(r, expect_sha256=expect)
-        pipe = self.hot.client.pipeline(transaction=False)
-        pipe.get(hot_key(r))
-        self.access.queue(pipe, r)
-        results = self.access.execute(pipe)
-        if results is None:
-            self.hot.errors += 1
+    def _moved_row(self, r: ResultRef, row: Any) -> Any | None:
+        """The object's row again if the mover switched its home since ``row`` was read, else None.
+
+        A reader that looked the old home up just before a switch normally finds the source
+        for the whole grace period (see liquid.mover); this covers one slower than that.
+        """
+        fresh = self._live_row(r)
+        if (fresh.home_store, fresh.locator) == (row.home_store, row.locator):
             return None
-        return self.hot.accept(r, results[0], expect_sha256=expect)
+        if fresh.inline_data is None and (fresh.locator is None or fresh.home_store not in self.stores):
+            return None
+        return fresh
 
     def _home_chunks(self, store: Store, locator: str, codec: str) -> Iterator[bytes]:
         raw = store.open(locator)

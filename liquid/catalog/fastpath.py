@@ -32,8 +32,8 @@ WITH head AS (
     )
     SELECT %(tenant)s, %(namespace)s, %(key)s, head.last_version, %(size)s, %(stored_size)s, %(sha256)s,
            %(content_type)s, %(compression)s, CAST(%(tags)s AS jsonb), %(classification)s, %(trace_id)s,
-           %(correlation_id)s, %(execution_id)s, %(scope)s, %(now)s, %(expires_at)s, %(legal_hold)s, %(home_tier)s,
-           %(home_store)s, %(locator)s, %(inline_data)s, %(now)s, 'live'
+           %(correlation_id)s, %(execution_id)s, %(scope)s, %(now)s, %(expires_at)s, %(legal_hold)s,
+           %(home_tier)s, %(home_store)s, %(locator)s, %(inline_data)s, %(now)s, 'live'
     FROM head
     RETURNING id, version
 ), ev AS (

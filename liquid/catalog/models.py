@@ -200,6 +200,13 @@ class MoveJournal(Base):
     __table_args__ = (
         Index("ix_move_journal_step", "step", "claimed_until"),
         Index("ix_move_journal_object", "object_id"),
+        # At most one open (not done/failed) journal row per object: see liquid.journal.
+        Index(
+            "uq_move_journal_open",
+            "object_id",
+            unique=True,
+            postgresql_where="step NOT IN ('done', 'failed')",
+        ),
     )
 
 

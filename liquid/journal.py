@@ -1,0 +1,279 @@
+"""The move journal: one row per planned move or purge, the only way bytes change home.
+
+A row is the mover's to-do item and its crash record. Its ``step`` says how far the
+work got, and every step is idempotent, so a mover that dies anywhere leaves a row a
+later mover resumes (see :mod:`liquid.mover`)::
+
+    move:   planned → copied → verified → switched → done      (or failed)
+    purge:                                  switched → done      (or failed)
+
+* ``planned``: written by :func:`enqueue_move` with ``from_*`` taken from the object row
+  and a fresh ``to_locator`` (``{tenant}/{namespace}/{uuid}``), so a repeated copy
+  overwrites its own earlier attempt and never anything else.
+* ``switched``: the object's home points at the destination (one catalog transaction);
+  the source is deleted once ``delete_after`` has passed.
+* A purge's object is tombstoned by :func:`enqueue_purge` itself, in the transaction
+  that writes the row (so the row starts ``switched``); the mover then deletes the bytes
+  and leaves the receipt.
+
+At most one row per object is open (not ``done``/``failed``): a partial unique index
+(``uq_move_journal_open``) enforces it, so two planners cannot queue clashing moves.
+Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claimed_by``,
+``claimed_until``): several movers share one journal and never work one row at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from liquid.config import CATALOG_STORE
+from liquid.errors import Forbidden, InvalidInput
+
+#: Steps after which a row is closed.
+TERMINAL_STEPS = ("done", "failed")
+#: Every step a row can be in, in protocol order.
+STEPS = ("planned", "copied", "verified", "switched", "done", "failed")
+KINDS = ("move", "purge")
+
+_OPEN = "step NOT IN ('done', 'failed')"
+#: Start of an INSERT into the append-only event log (the mover and gc write receipts with it).
+EVENT_COLUMNS = "INSERT INTO events (at, tenant_id, kind, object_id, namespace, key, version, actor, data)"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """A claimed journal row, as the mover sees it."""
+
+    id: int
+    object_id: int
+    tenant_id: str
+    kind: str
+    from_tier: str
+    from_store: str
+    from_locator: str | None
+    to_tier: str | None
+    to_store: str | None
+    to_locator: str | None
+    step: str
+    attempts: int
+    claimed_by: str | None
+    claimed_until: datetime | None
+    delete_after: datetime | None
+    reason: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> JournalEntry:
+        return cls(**{name: getattr(row, name) for name in cls.__slots__})
+
+    def __repr__(self) -> str:
+        dest = f"{self.to_tier}:{self.to_store}" if self.kind == "move" else "purge"
+        return (
+            f"JournalEntry(#{self.id} object={self.object_id} {self.from_tier}:{self.from_store}→{dest}"
+            f" step={self.step} attempts={self.attempts})"
+        )
+
+
+@contextmanager
+def _begin(conn_or_engine: Connection | Engine) -> Iterator[Connection]:
+    """The caller's connection (its transaction) as is, or a new transaction on an engine."""
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.begin() as conn:
+            yield conn
+    else:
+        yield conn_or_engine
+
+
+def new_locator(tenant: str, namespace: str) -> str:
+    """A fresh locator for an object's bytes (the layout ``LiquidService.put`` uses)."""
+    return f"{tenant}/{namespace}/{uuid.uuid4().hex}"
+
+
+def enqueue_move(
+    conn_or_engine: Connection | Engine,
+    object_id: int,
+    to_tier: str,
+    to_store: str,
+    *,
+    reason: str | None,
+) -> int | None:
+    """Queue a move of one live object's home to ``to_store`` (tier ``to_tier``).
+
+    Runs in the caller's transaction when given a Connection. ``from_*`` are read from
+    the object row in the same statement, so the mover's switch can tell whether the
+    object changed meanwhile.
+
+    Returns:
+        The journal id, or None when nothing was queued: the object is not live, is
+        already in ``to_store``, or already has an open journal row.
+
+    Raises:
+        InvalidInput: ``to_store`` is the catalog pseudo-store (moves go to real stores).
+    """
+    if to_store == CATALOG_STORE:
+        raise InvalidInput(
+            f"moves go to a real store, not the {CATALOG_STORE!r} pseudo-store", field="to_store"
+        )
+    if not to_tier or not to_store:
+        raise InvalidInput("to_tier and to_store must be non-empty", field="to_store")
+    with _begin(conn_or_engine) as conn:
+        journal_id = conn.execute(
+            text(
+                "INSERT INTO move_journal (object_id, tenant_id, kind, from_tier, from_store, from_locator,"
+                " to_tier, to_store, to_locator, step, attempts, reason, created_at, updated_at)"
+                " SELECT o.id, o.tenant_id, 'move', o.home_tier, o.home_store, o.locator,"
+                " :to_tier, :to_store, o.tenant_id || '/' || o.namespace || '/' || :suffix,"
+                " 'planned', 0, :reason, now(), now()"
+                " FROM objects o WHERE o.id = :oid AND o.state = 'live' AND o.home_store <> :to_store"
+                f" ON CONFLICT (object_id) WHERE {_OPEN} DO NOTHING RETURNING id"
+            ),
+            {
+                "oid": object_id,
+                "to_tier": to_tier,
+                "to_store": to_store,
+                "suffix": uuid.uuid4().hex,
+                "reason": reason,
+            },
+        ).scalar()
+    return int(journal_id) if journal_id is not None else None
+
+
+def enqueue_purge(
+    conn_or_engine: Connection | Engine,
+    object_id: int,
+    *,
+    reason: str | None,
+    now: datetime | None = None,
+    actor: str | None = None,
+) -> int | None:
+    """Tombstone one object (retention has decided) and queue the purge of its bytes.
+
+    The object stops being served at once: a live object becomes ``expired`` (with an
+    ``object.expired`` event naming ``reason``); a deleted or expired one keeps its state.
+    The mover then deletes its home bytes and hot copy, marks it ``purged`` and leaves an
+    ``object.purged`` receipt (what, where, when, which rule).
+
+    Args:
+        reason: the rule that decided, e.g. ``"retention: policy docs rule ttl-30d"``.
+        now: the tombstone time (the caller's clock); the database's ``now()`` if None.
+
+    Returns:
+        The journal id, or None when nothing was queued: no such object, already purged,
+        or another journal row is open for it (the tombstone still happens; the retention
+        job retries the purge in a later cycle, and ``liquid gc`` is the backstop).
+
+    Raises:
+        Forbidden: the object is under legal hold (nothing changes).
+    """
+    with _begin(conn_or_engine) as conn:
+        row = conn.execute(
+            text("SELECT id, state, legal_hold FROM objects WHERE id = :oid FOR UPDATE"), {"oid": object_id}
+        ).first()
+        if row is None or row.state == "purged":
+            return None
+        if row.legal_hold:
+            raise Forbidden(f"object {object_id} is under legal hold and cannot be purged", field="object_id")
+        params = {"oid": object_id, "reason": reason, "now": now, "actor": actor}
+        if row.state == "live":
+            conn.execute(
+                text(
+                    "UPDATE objects SET state = 'expired', deleted_at = coalesce(:now, now()),"
+                    " inline_data = NULL WHERE id = :oid"
+                ),
+                params,
+            )
+            conn.execute(
+                text(
+                    EVENT_COLUMNS
+                    + " SELECT coalesce(:now, now()), tenant_id, 'object.expired', id, namespace, key,"
+                    " version, :actor, jsonb_build_object('reason', CAST(:reason AS text))"
+                    " FROM objects WHERE id = :oid"
+                ),
+                params,
+            )
+        journal_id = conn.execute(
+            text(
+                "INSERT INTO move_journal (object_id, tenant_id, kind, from_tier, from_store, from_locator,"
+                " step, attempts, reason, created_at, updated_at)"
+                " SELECT o.id, o.tenant_id, 'purge', o.home_tier, o.home_store, o.locator,"
+                " 'switched', 0, :reason, coalesce(:now, now()), coalesce(:now, now())"
+                " FROM objects o WHERE o.id = :oid"
+                f" ON CONFLICT (object_id) WHERE {_OPEN} DO NOTHING RETURNING id"
+            ),
+            params,
+        ).scalar()
+    return int(journal_id) if journal_id is not None else None
+
+
+def claim(
+    engine: Engine, worker_id: str, limit: int, lease_seconds: float, now: datetime
+) -> list[JournalEntry]:
+    """Lease up to ``limit`` open rows to ``worker_id``, oldest first.
+
+    A row is claimable when its lease is free or expired and, once switched, when its
+    ``delete_after`` has passed. Rows locked by another claimer are skipped, not waited
+    for. A row taken over from an expired lease counts one (interrupted) attempt.
+    """
+    if limit <= 0:
+        return []
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "WITH c AS ("
+                f" SELECT id FROM move_journal WHERE {_OPEN}"
+                " AND (claimed_until IS NULL OR claimed_until < :now)"
+                " AND (step <> 'switched' OR delete_after IS NULL OR delete_after <= :now)"
+                " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)"
+                " UPDATE move_journal m SET claimed_by = :worker, claimed_until = :until, updated_at = :now,"
+                " attempts = m.attempts + CASE WHEN m.claimed_by IS NULL THEN 0 ELSE 1 END"
+                " FROM c WHERE m.id = c.id RETURNING m.*"
+            ),
+            {
+                "now": now,
+                "limit": limit,
+                "worker": worker_id,
+                "until": now + timedelta(seconds=lease_seconds),
+            },
+        ).all()
+    return sorted((JournalEntry.from_row(r) for r in rows), key=lambda e: e.id)
+
+
+def release_stale(engine: Engine, worker_id: str, now: datetime) -> int:
+    """Free rows held by ``worker_id`` (a restart: it holds nothing) or by an expired lease.
+
+    Each freed row counts one interrupted attempt. Returns how many were freed.
+    """
+    with engine.begin() as conn:
+        result = conn.execute(
+            text(
+                "UPDATE move_journal SET claimed_by = NULL, claimed_until = NULL, updated_at = :now,"
+                " attempts = attempts + 1,"
+                " error = 'interrupted: claim of ' || claimed_by || ' was abandoned'"
+                f" WHERE {_OPEN} AND claimed_by IS NOT NULL"
+                " AND (claimed_by = :worker OR claimed_until < :now)"
+            ),
+            {"now": now, "worker": worker_id},
+        )
+    return int(result.rowcount)
+
+
+def queue_depth(engine: Engine) -> int:
+    """How many journal rows are open (not done or failed)."""
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM move_journal WHERE {_OPEN}")).scalar_one())
+
+
+def queue_counts(engine: Engine) -> dict[str, int]:
+    """Open rows per ``kind:step`` (e.g. ``move:planned``), for metrics and ``liquid tier status``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT kind, step, count(*) AS n FROM move_journal WHERE {_OPEN} GROUP BY kind, step")
+        ).all()
+    return {f"{r.kind}:{r.step}": int(r.n) for r in rows}
