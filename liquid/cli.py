@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -37,6 +37,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from liquid.api.server import api_command
 from liquid.bootstrap import Runtime, open_runtime
 from liquid.config import load_settings
 from liquid.errors import LiquidError
@@ -373,52 +374,143 @@ def explain(
         print(json.dumps(explain_row(planner, policies, row), indent=2))
 
 
+tier_app = typer.Typer(help="Tiering by hand.", no_args_is_help=True)
+app.add_typer(tier_app, name="tier")
+
+
+@tier_app.command("run-once")
+def tier_run_once(
+    no_move: Annotated[
+        bool, typer.Option("--no-move", help="Plan and queue only; leave moving to daemons.")
+    ] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """One daemon cycle in the foreground: flush access counts, plan, queue, move until idle."""
+    from daemon.tiering import TieringDaemon
+
+    with _runtime() as rt:
+        d = TieringDaemon(rt)
+        with console.status("starting") as status:
+            summary = d.run_once(progress=lambda msg: status.update(msg), move=not no_move)
+        d.resign()
+    if output == "json":
+        print(json.dumps(summary.as_dict(), indent=2, default=str))
+        return
+    if summary.plan is None:
+        console.print("no policies applied: nothing planned (liquid policy apply FILE...)")
+    else:
+        console.print(summary.plan.render(), highlight=False, markup=False, soft_wrap=True)
+    console.print_json(json.dumps({k: v for k, v in summary.as_dict().items() if k != "plan"}, default=str))
+
+
+@app.command("daemon")
+def daemon_cmd() -> None:
+    """Run the tiering daemon until SIGTERM (plan, move, flush, restore, gc on their intervals)."""
+    import logging
+
+    from daemon.tiering import TieringDaemon
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with _runtime() as rt:
+        d = TieringDaemon(rt)
+        port = rt.service.settings.daemon.metrics_port
+        if port:
+            from prometheus_client import start_http_server
+
+            start_http_server(port, addr="127.0.0.1", registry=d.metrics.registry)
+            err.print(f"metrics on http://127.0.0.1:{port}/metrics")
+        err.print(f"daemon {d.worker_id} running; SIGTERM or Ctrl-C stops it")
+        d.run_forever()
+
+
+@app.command("gc")
+def gc_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; delete nothing.")] = False,
+    grace: Annotated[
+        str | None, typer.Option(help="Keep unreferenced bytes younger than this (e.g. 1h).")
+    ] = None,
+) -> None:
+    """Reconcile stores against the catalog: delete orphaned bytes, report missing ones loudly."""
+    from liquid.gc import reconcile
+
+    with _runtime() as rt:
+        report = reconcile(rt, grace=parse_duration(grace) if grace else None, dry_run=dry_run)
+    console.print_json(json.dumps(report.as_dict(), default=str))
+    if report.missing:
+        err.print(f"[red]{len(report.missing)} catalog objects have no bytes: see the report above[/]")
+        raise typer.Exit(2)
+
+
+app.command("api")(api_command)
+
+
 @app.command()
 def up(
     once: Annotated[
-        bool, typer.Option("--once", help="Do the demo and exit (servers keep running).")
+        bool, typer.Option("--once", help="Start, load the demo, print, then stop everything and exit.")
     ] = False,
+    port: Annotated[
+        int | None, typer.Option(help="API port (default: api.port, 8780; 0 picks a free one).")
+    ] = None,
 ) -> None:
-    """Start embedded servers, load a demo, print where everything lives; Ctrl-C stops it all."""
+    """Start embedded servers, the API and the tiering daemon with demo data; Ctrl-C stops it all."""
+    import logging
+
+    from daemon.tiering import TieringDaemon
+    from liquid.api.server import ApiServer, curl_example, demo_key
+    from liquid.demo import DEMO_POLICY, DEMO_TENANT, load_demo
+    from liquid.policy.store import apply_policies, read_sources
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
     with console.status("starting embedded PostgreSQL, Valkey and the cold store…"):
         rt = open_runtime(settings)
     svc = rt.service
-    if not svc.tenancy.tenant_exists("demo"):
-        svc.tenancy.create_tenant("demo", display_name="Demo tenant", actor="liquid up")
-    small = svc.put(
-        "demo", "results", "hello.txt", b"hello from liquid\n", content_type="text/plain", actor="demo"
-    )
-    big = svc.put("demo", "artifacts", "model.bin", bytes(range(256)) * 8192, actor="demo")  # 2 MiB → cold
-    assert svc.get("demo", small.ref) == b"hello from liquid\n"
-    reader = svc.open("demo", big.ref)
-    got = reader.read()
-    table = Table("what", "where", title="Liquid is up")
-    for name, url in rt.urls.items():
-        table.add_row(name, _redact(url))
-    table.add_row("demo inline ref", small.uri)
-    table.add_row(
-        "demo cold ref", f"{big.uri}  ({format_size(len(got))}, home {svc.head('demo', big.ref).home_tier})"
-    )
-    console.print(table)
-    console.print(f"try: [bold]liquid get {small.uri}[/]")
-    if once:
-        rt.close()
-        return
-    console.print("running; Ctrl-C stops the embedded servers")
-    stop = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
+    server = daemon = None
     try:
-        while not stop:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        with console.status("loading demo data and policies…"):
+            demo = load_demo(svc)
+            apply_policies(svc.engine, read_sources([DEMO_POLICY]), actor="liquid up", clock=svc.clock)
+        want = settings.api.port if port is None else port
+        server = ApiServer(svc, host=settings.api.host, port=want)
+        try:
+            base = server.start()
+        except (RuntimeError, OSError):
+            server = ApiServer(svc, host=settings.api.host, port=0)  # the configured port is taken
+            base = server.start()
+        daemon = TieringDaemon(rt)
+        daemon.start()
+        key = demo_key(svc, DEMO_TENANT)
+
+        table = Table("what", "where", title="Liquid is up")
+        table.add_row("API", f"{base}  (OpenAPI: {base}/docs)")
+        table.add_row("metrics", f"{base}/metrics")
+        table.add_row("dashboard", "not in this build yet (see the dashboard issue)")
+        for name, url in rt.urls.items():
+            table.add_row(name, _redact(url))
+        table.add_row("demo tenant key", key)
+        table.add_row(
+            "demo objects", f"{demo['objects']} (policies: {DEMO_POLICY.name}, daemon {daemon.worker_id})"
+        )
+        console.print(table)
+        console.print("try:")
+        print(f"  {curl_example(base, key, demo['inline_ref'])}")
+        print("  .venv/bin/liquid policy plan --output json | head -40")
+        if once:
+            return
+        console.print("running; Ctrl-C stops the API, the daemon and the embedded servers")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
     finally:
+        if daemon is not None:
+            daemon.stop()
+        if server is not None:
+            server.stop()
         rt.close(stop_embedded=True)
         console.print("stopped")
 

@@ -35,7 +35,7 @@ def test_example_validates_on_its_own_without_warnings(path: Path) -> None:
 def test_all_examples_validate_together() -> None:
     policies = load_policies([POLICIES])
     assert {p.name for p in policies.tiering} >= {"workflow-results", "knowledge-base", "audit-payloads"}
-    assert [b.name for b in policies.budgets] == ["acme"]
+    assert [b.name for b in policies.budgets] == ["acme", "demo"]
     default, acme, other = (policies.cost_model_for(t) for t in (None, "acme", "other"))
     assert default is not None and default.name == "defaults"
     assert acme is not None and acme.name == "acme-prices"
