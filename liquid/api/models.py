@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -109,3 +110,34 @@ class HealthModel(BaseModel):
 class ReadyModel(BaseModel):
     status: str
     checks: dict[str, str]
+
+
+class FinishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime | None = Field(default=None, description="Finish time (ISO 8601 with offset); default now.")
+
+
+class FinishResponse(BaseModel):
+    execution_id: str
+    finished_at: datetime
+
+
+class ExplainModel(BaseModel):
+    """Why an object is where it is (``liquid explain``)."""
+
+    uri: str
+    policy: str | None
+    policy_version: int | None
+    rule: str | None
+    access_rate_per_hour: float
+    hits: int
+    last_access_at: str | None
+    home_tier: str
+    home_since: str
+    should_be: str
+    action: str
+    reason: str
+    next_change_at: str | None
+    legal_hold: bool
+    evaluated_at: str

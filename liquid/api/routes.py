@@ -20,6 +20,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from liquid.api.auth import TENANT_HEADER, Authenticator, Caller, RefSigner, acting_tenant
 from liquid.api.metrics import ApiMetrics
 from liquid.api.models import (
+    ExplainModel,
+    FinishRequest,
+    FinishResponse,
     HealthModel,
     ObjectModel,
     PageModel,
@@ -33,7 +36,15 @@ from liquid.api.models import (
 from liquid.api.problems import TYPE_RANGE, error_body, problem
 from liquid.api.streaming import BodyBridge, etag_matches, parse_range
 from liquid.config import Settings
-from liquid.errors import Forbidden, InvalidInput, InvalidRef, LiquidError, TooLarge, Unauthorized
+from liquid.errors import (
+    Forbidden,
+    InvalidInput,
+    InvalidRef,
+    LiquidError,
+    ObjectNotFound,
+    TooLarge,
+    Unauthorized,
+)
 from liquid.refs import IpcHint, RefInfo, ResultRef
 from liquid.service import LiquidService, ObjectInfo, ObjectReader
 from liquid.shm import ShmCache, ShmWriter
@@ -426,6 +437,15 @@ async def put_object(
     x_liquid_trace_id: OptHeader = None,
     x_liquid_correlation_id: OptHeader = None,
     x_liquid_execution_id: OptHeader = None,
+    x_liquid_scope: Annotated[
+        str | None,
+        Header(
+            description="Lifetime scope: step | execution | workflow | permanent. Step and execution"
+            " scopes start their policy clock when the execution finishes"
+            " (`POST /v1/executions/{id}:finish`).",
+            pattern="^(step|execution|workflow|permanent)$",
+        ),
+    ] = None,
     traceparent: Annotated[
         str | None, Header(description="W3C trace context; its trace id is stored.")
     ] = None,
@@ -467,6 +487,7 @@ async def put_object(
                 trace_id=x_liquid_trace_id or _trace_from(traceparent),
                 correlation_id=x_liquid_correlation_id,
                 execution_id=x_liquid_execution_id,
+                scope=x_liquid_scope,
                 actor=f"key:{who.principal.key_prefix}",
                 **options,
             )
@@ -610,6 +631,63 @@ async def list_versions(
 
     items, cursor = await run(versions)
     return JSONResponse({"items": [i.to_json() for i in items], "next_cursor": cursor})
+
+
+# --------------------------------------------------------- workflow, policy
+
+
+@router.post(
+    "/v1/executions/{execution_id}:finish",
+    response_model=FinishResponse,
+    summary="Mark a workflow execution finished (starts the clock of its step/execution-scoped results)",
+    tags=["workflow"],
+)
+async def finish_execution(
+    c: Ctx,
+    who: Who,
+    execution_id: Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")],
+    body: FinishRequest | None = None,
+) -> Response:
+    at = body.at if body is not None else None
+    if at is not None and at.tzinfo is None:
+        raise InvalidInput("at needs a UTC offset", field="at")
+    when = await run(
+        c.service.finish_execution, who.tenant, execution_id, at=at, actor=f"key:{who.principal.key_prefix}"
+    )
+    return JSONResponse({"execution_id": execution_id, "finished_at": when.isoformat()})
+
+
+@router.get(
+    "/v1/explain/{namespace}/{key:path}",
+    response_model=ExplainModel,
+    summary="Which policy and rule govern an object, its score, where it is and should be, what comes next",
+    tags=["workflow"],
+)
+async def explain_object(
+    c: Ctx,
+    who: Who,
+    namespace: Namespace,
+    key: Key,
+    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Response:
+    ref = await _object_ref(c, who.tenant, namespace, key, version)
+
+    def work() -> dict[str, Any]:
+        from liquid.planner import Planner, explain
+        from liquid.policy.models import PolicySet
+        from liquid.policy.store import active_policies
+
+        c.service.head(who.tenant, ref)  # missing / gone / other tenant: the usual answers
+        applied = active_policies(c.service.engine)
+        planner = Planner(c.service.engine, c.service.settings, clock=c.service.clock)
+        row = planner.row(ref)
+        if row is None:
+            raise ObjectNotFound(f"no object {ref.uri}", field="ref")
+        out = explain(planner, applied.policies if applied else PolicySet(), row)
+        out["policy_version"] = applied.version if applied else None
+        return out
+
+    return JSONResponse(await run(work))
 
 
 # --------------------------------------------------------------------- refs

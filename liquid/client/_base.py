@@ -111,6 +111,14 @@ def object_path(namespace: str, key: str) -> str:
     return f"/v1/objects/{quote(namespace, safe='')}/{quote(key, safe='/')}"
 
 
+def explain_path(namespace: str, key: str) -> str:
+    return f"/v1/explain/{namespace}/{quote(key, safe='/')}"
+
+
+def finish_path(execution_id: str) -> str:
+    return f"/v1/executions/{quote(execution_id, safe='')}:finish"
+
+
 def versions_path(namespace: str, key: str) -> str:
     return f"/v1/versions/{quote(namespace, safe='')}/{quote(key, safe='/')}"
 
@@ -127,6 +135,7 @@ def put_headers(
     correlation_id: str | None,
     execution_id: str | None,
     legal_hold: bool,
+    scope: str | None = None,
 ) -> dict[str, str]:
     headers = {"Content-Type": content_type}
     if size is not None:
@@ -143,6 +152,7 @@ def put_headers(
         ("X-Liquid-Trace-Id", trace_id),
         ("X-Liquid-Correlation-Id", correlation_id),
         ("X-Liquid-Execution-Id", execution_id),
+        ("X-Liquid-Scope", scope),
     ):
         if value is not None:
             headers[name] = value

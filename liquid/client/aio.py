@@ -113,6 +113,7 @@ class AsyncClient:
         correlation_id: str | None = None,
         execution_id: str | None = None,
         legal_hold: bool = False,
+        scope: str | None = None,
     ) -> RefInfo:
         """Store a new version; ``data`` may also be an async iterable of bytes."""
         if hasattr(data, "__aiter__"):
@@ -133,6 +134,7 @@ class AsyncClient:
             correlation_id=correlation_id,
             execution_id=execution_id,
             legal_hold=legal_hold,
+            scope=scope,
         )
         response = await self._call(
             "PUT", b.object_path(namespace, key), content=content, headers=headers, idempotent=False
@@ -152,6 +154,19 @@ class AsyncClient:
     async def sign(self, ref: b.RefLike, *, ttl: float = 3600.0) -> b.SignedRef:
         data = (await self._call("POST", "/v1/refs:sign", json={"ref": b.uri_of(ref), "ttl": ttl})).json()
         return b.SignedRef(uri=data["uri"], sig=data["sig"], exp=data["exp"], url=data["url"])
+
+    async def finish_execution(self, execution_id: str, *, at: datetime | None = None) -> datetime:
+        """Mark a workflow execution finished: the clock starts for its step/execution-scoped results."""
+        body = {"at": at.isoformat()} if at is not None else {}
+        response = await self._call("POST", b.finish_path(execution_id), json=body)
+        return datetime.fromisoformat(response.json()["finished_at"])
+
+    async def explain(self, namespace: str, key: str, *, version: int | None = None) -> dict[str, Any]:
+        """Which policy and rule govern an object, its score, where it is and should be, what comes next."""
+        params = {"version": str(version)} if version is not None else {}
+        response = await self._call("GET", b.explain_path(namespace, key), params=params)
+        result: dict[str, Any] = response.json()
+        return result
 
     async def get(self, ref: b.Target, *, start: int = 0, end: int | None = None) -> bytes:
         buf = self.local.buffer(ref)

@@ -174,6 +174,7 @@ class Client:
         correlation_id: str | None = None,
         execution_id: str | None = None,
         legal_hold: bool = False,
+        scope: str | None = None,
     ) -> RefInfo:
         """Store a new version of ``namespace/key`` (streamed) and return its ref.
 
@@ -192,6 +193,7 @@ class Client:
             correlation_id=correlation_id,
             execution_id=execution_id,
             legal_hold=legal_hold,
+            scope=scope,
         )
         # Only bytes can be sent twice; a stream is retried only if it was never started.
         response = self._call(
@@ -215,6 +217,19 @@ class Client:
         """A signed ref anyone can read for ``ttl`` seconds without a key."""
         data = self._call("POST", "/v1/refs:sign", json={"ref": b.uri_of(ref), "ttl": ttl}).json()
         return b.SignedRef(uri=data["uri"], sig=data["sig"], exp=data["exp"], url=data["url"])
+
+    def finish_execution(self, execution_id: str, *, at: datetime | None = None) -> datetime:
+        """Mark a workflow execution finished: the clock starts for its step/execution-scoped results."""
+        body = {"at": at.isoformat()} if at is not None else {}
+        response = self._call("POST", b.finish_path(execution_id), json=body)
+        return datetime.fromisoformat(response.json()["finished_at"])
+
+    def explain(self, namespace: str, key: str, *, version: int | None = None) -> dict[str, Any]:
+        """Which policy and rule govern an object, its score, where it is and should be, what comes next."""
+        params = {"version": str(version)} if version is not None else {}
+        response = self._call("GET", b.explain_path(namespace, key), params=params)
+        result: dict[str, Any] = response.json()
+        return result
 
     # ----------------------------------------------------------------- reads
 
