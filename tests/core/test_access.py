@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from liquid.access import AccessTracker, decay, rate_per_hour
 from liquid.service import LiquidService
+from tests.fakes import FakeClock
 
 from .conftest import ServiceFactory
 
@@ -19,21 +20,10 @@ T0 = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
 HALF_LIFE = 3600.0
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
-
-
 @pytest.fixture
-def clocked(make_service: ServiceFactory) -> tuple[LiquidService, Clock]:
+def clocked(make_service: ServiceFactory) -> tuple[LiquidService, FakeClock]:
     svc = make_service()
-    clock = Clock(T0)
+    clock = FakeClock(T0)
     svc.clock = clock
     assert svc.access is not None
     svc.access.clock = clock
@@ -59,7 +49,9 @@ def test_decay_and_rate_helpers() -> None:
     assert rate_per_hour(10 * HALF_LIFE / math.log(2), HALF_LIFE) == pytest.approx(36000.0)
 
 
-def test_reads_are_scored_with_decay_and_flushed(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+def test_reads_are_scored_with_decay_and_flushed(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
     svc, clock = clocked
     hot = svc.put(tenant, "ns", "hot", os.urandom(5000)).ref
     cold = svc.put(tenant, "ns", "idle", os.urandom(5000)).ref
@@ -79,7 +71,7 @@ def test_reads_are_scored_with_decay_and_flushed(clocked: tuple[LiquidService, C
 
 
 def test_flushes_merge_by_decaying_the_catalog_score(
-    clocked: tuple[LiquidService, Clock], tenant: str
+    clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     svc, clock = clocked
     ref = svc.put(tenant, "ns", "k", b"v" * 100).ref
@@ -95,7 +87,7 @@ def test_flushes_merge_by_decaying_the_catalog_score(
 
 
 def test_losing_redis_loses_at_most_the_unflushed_counts(
-    clocked: tuple[LiquidService, Clock], tenant: str
+    clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     svc, _ = clocked
     tracker = svc.access
@@ -117,7 +109,7 @@ def test_losing_redis_loses_at_most_the_unflushed_counts(
 
 
 def test_reads_batch_in_memory_and_fold_into_one_decayed_delta(
-    clocked: tuple[LiquidService, Clock], tenant: str
+    clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     svc, clock = clocked
     tracker = svc.access
@@ -133,7 +125,7 @@ def test_reads_batch_in_memory_and_fold_into_one_decayed_delta(
     assert (row.hits, row.score) == (3, pytest.approx(2.5))
 
 
-def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, FakeClock], tenant: str) -> None:
     svc, _ = clocked
     assert svc.access is not None
     svc.access.drain_restores()
@@ -145,7 +137,7 @@ def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, Clock], tena
     assert svc.access.drain_restores() == []
 
 
-def test_hourly_counts_per_namespace(clocked: tuple[LiquidService, Clock], tenant: str) -> None:
+def test_hourly_counts_per_namespace(clocked: tuple[LiquidService, FakeClock], tenant: str) -> None:
     svc, clock = clocked
     ref = svc.put(tenant, "metrics", "k", b"v").ref
     svc.get(tenant, ref)

@@ -12,18 +12,11 @@ from daemon.tiering import TieringDaemon
 from liquid.bootstrap import Runtime
 from liquid.policy.store import apply_policies
 from liquid.service import LiquidService
+from tests.fakes import FakeClock
 
 from .conftest import ServiceFactory
 
 T0 = datetime(2032, 1, 1, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def policy(tenant: str) -> str:
@@ -44,9 +37,9 @@ spec:
 
 
 @pytest.fixture
-def clocked(make_service: ServiceFactory, tenant: str) -> tuple[LiquidService, Clock]:
+def clocked(make_service: ServiceFactory, tenant: str) -> tuple[LiquidService, FakeClock]:
     svc = make_service(mover={"grace_period": 0, "backoff": 0})
-    clock = Clock()
+    clock = FakeClock(T0)
     svc.clock = clock
     assert svc.access is not None
     svc.access.clock = clock
@@ -54,12 +47,12 @@ def clocked(make_service: ServiceFactory, tenant: str) -> tuple[LiquidService, C
     return svc, clock
 
 
-def daemon(svc: LiquidService, clock: Clock, name: str = "d1") -> TieringDaemon:
+def daemon(svc: LiquidService, clock: FakeClock, name: str = "d1") -> TieringDaemon:
     return TieringDaemon(Runtime(service=svc, urls={}), clock=clock, worker_id=name)
 
 
 def test_run_once_moves_idle_objects_cold_then_expires_them(
-    clocked: tuple[LiquidService, Clock], tenant: str
+    clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     svc, clock = clocked
     idle = svc.put(tenant, "ns", "idle", os.urandom(200_000))
@@ -85,7 +78,7 @@ def test_run_once_moves_idle_objects_cold_then_expires_them(
 
 
 def test_restore_on_access_promotes_a_cold_object_after_the_read(
-    clocked: tuple[LiquidService, Clock], tenant: str
+    clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     svc, clock = clocked
     info = svc.put(tenant, "ns", "doc", os.urandom(200_000))
@@ -103,7 +96,7 @@ def test_restore_on_access_promotes_a_cold_object_after_the_read(
     assert svc.head(tenant, info.ref).home_tier == "warm"
 
 
-def test_only_one_daemon_leads(clocked: tuple[LiquidService, Clock]) -> None:
+def test_only_one_daemon_leads(clocked: tuple[LiquidService, FakeClock]) -> None:
     svc, clock = clocked
     a, b = daemon(svc, clock, "a"), daemon(svc, clock, "b")
     try:
@@ -119,7 +112,7 @@ def test_only_one_daemon_leads(clocked: tuple[LiquidService, Clock]) -> None:
 
 
 def test_scheduled_daemon_runs_its_jobs_and_stops_on_request(
-    clocked: tuple[LiquidService, Clock], tenant: str
+    clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     svc, clock = clocked
     svc.settings.daemon.plan_interval = 0.2

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,20 +18,7 @@ from liquid.bootstrap import Runtime, open_runtime
 from liquid.config import MoverSettings, Settings
 from liquid.service import LiquidService
 from tests.conftest import S3Server
-
-
-@dataclass
-class FakeClock:
-    """A settable UTC clock; ``advance`` moves it forward."""
-
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
+from tests.fakes import FakeClock
 
 
 @pytest.fixture(scope="session")

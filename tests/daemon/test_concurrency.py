@@ -15,8 +15,8 @@ from liquid.config import MoverSettings
 from liquid.journal import JournalEntry, enqueue_move
 from liquid.mover import Mover
 from liquid.service import LiquidService
-from tests.daemon.conftest import FakeClock
 from tests.daemon.util import Obj, journal, make_objects, opposite, read_ok, row, stored
+from tests.fakes import FakeClock
 
 
 def _enqueue_opposite(service: LiquidService, objs: list[Obj]) -> int:

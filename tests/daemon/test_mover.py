@@ -13,8 +13,8 @@ from liquid.journal import enqueue_move, queue_counts, queue_depth
 from liquid.mover import Mover, TokenBucket
 from liquid.service import LiquidService
 from liquid.stores.base import Store
-from tests.daemon.conftest import FakeClock
 from tests.daemon.util import events, journal, make_objects, read_ok, row, stored
+from tests.fakes import FakeClock
 
 
 def test_move_steps_switch_then_delete_source_after_grace(

@@ -15,8 +15,8 @@ from liquid.journal import enqueue_move, enqueue_purge
 from liquid.mover import Mover
 from liquid.service import LiquidService
 from liquid.stores.base import write_bytes
-from tests.daemon.conftest import FakeClock
 from tests.daemon.util import events, journal, make_objects, read_ok, row, stored
+from tests.fakes import FakeClock
 
 
 def test_purge_tombstones_deletes_everywhere_and_leaves_a_receipt(
