@@ -102,6 +102,65 @@ def decay(score: float, seconds: float, half_life: float) -> float:
     return score * 0.5 ** (max(seconds, 0.0) / half_life) if half_life > 0 else score
 
 
+def fold(score: float, at: float, when: float, half_life: float, reads: float = 1.0) -> tuple[float, float]:
+    """Add ``reads`` at epoch second ``when`` to a decayed ``score`` last updated at ``at``.
+
+    Returns the new ``(score, at)``. A read older than ``at`` (out of order) counts at ``at``,
+    so folding is order-insensitive within a batch. This is the one formula the in-memory
+    batch, the Redis script (``_RECORD``), the catalog merge (``_UPSERT``) and the placement
+    replay (:class:`DecayedCounts`) all apply::
+
+        >>> fold(1.0, 0.0, 3600.0, 3600.0)
+        (1.5, 3600.0)
+    """
+    return decay(score, when - at, half_life) + reads, max(at, when)
+
+
+class DecayedCounts:
+    """Decayed read counts held in memory: the tracker's state without Redis or a catalog.
+
+    What :class:`AccessTracker` plus a flush leave in ``access_stats`` (score, hits, last read)
+    for each key, kept in one dict. The placement benchmark replays traces through it; it
+    uses the same :func:`fold` as the tracker, so scores match what production would have.
+    """
+
+    __slots__ = ("_stats", "half_life")
+
+    def __init__(self, *, half_life: float) -> None:
+        if half_life <= 0:
+            raise ValueError(f"half_life must be positive, got {half_life}")
+        self.half_life = half_life
+        # key -> [score, time of the score (epoch s), hits]
+        self._stats: dict[Any, list[float]] = {}
+
+    def __repr__(self) -> str:
+        return f"DecayedCounts(half_life={self.half_life}s, keys={len(self._stats)})"
+
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    def note(self, key: Any, when: float) -> None:
+        """Count one read of ``key`` at epoch second ``when``."""
+        entry = self._stats.get(key)
+        if entry is None:
+            self._stats[key] = [1.0, when, 1.0]
+        else:
+            entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life)
+            entry[2] += 1.0
+
+    def get(self, key: Any) -> tuple[float, float, int] | None:
+        """``(score, time of the last read, hits)``, the ``access_stats`` row, or None if never read."""
+        entry = self._stats.get(key)
+        return None if entry is None else (entry[0], entry[1], int(entry[2]))
+
+    def rate(self, key: Any, now: float) -> float:
+        """Reads per hour at ``now``, as the planner computes it from the catalog row."""
+        entry = self._stats.get(key)
+        if entry is None:
+            return 0.0
+        return rate_per_hour(decay(entry[0], now - entry[1], self.half_life), self.half_life)
+
+
 @dataclass(frozen=True, slots=True)
 class FlushReport:
     objects: int
@@ -168,8 +227,7 @@ class AccessTracker:
                 self._pending[m] = [1.0, when, 1]
             else:
                 # Reads batched between pushes fold into one decayed delta, exactly as if sent one by one.
-                entry[0] = entry[0] * 0.5 ** (max(when - entry[1], 0.0) / self.half_life) + 1.0
-                entry[1] = max(entry[1], when)
+                entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life)
                 entry[2] += 1
             self.noted += 1
 

@@ -6,7 +6,9 @@ One cycle:
    + the time a newer version superseded each object) into :class:`ObjectFacts`; the
    decayed score is brought forward to ``now`` and turned into reads/hour.
 2. **Policy.** :func:`liquid.policy.evaluate` gives each object its tier, action and
-   reason. ``hot`` means "keep a cache copy", with the durable home warm.
+   reason. ``hot`` means "keep a cache copy"; the durable home stays where it is (reads
+   come from the copy, so moving the home warm would buy storage and a write for nothing —
+   the placement benchmark showed hot spells costing more in moves than in memory).
 3. **Budgets.** For every Budget (per tenant first, then global) and every tier from the
    hottest down, when the tier's bytes exceed ``maxBytes`` (or the bytes
    ``maxMonthlyCost`` buys at the tier's price), objects leave it in order of *value
@@ -27,10 +29,11 @@ the mover executes the journal.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,8 +51,11 @@ HOURS_PER_MONTH = 730.0
 _COLDER = {"hot": "warm", "warm": "cold", "cold": "archive", "archive": None}
 _TEMP = {tier: i for i, tier in enumerate(TIERS)}
 
-#: Typical read latency per tier (seconds), valued at ``latency_value_per_s`` per read.
+#: Typical read latency per tier (seconds to the first byte), valued at ``latency_value_per_s`` per read.
 DEFAULT_LATENCY = {"hot": 0.0002, "warm": 0.001, "cold": 0.02, "archive": 0.05}
+#: Typical read throughput per tier (bytes/s) once the first byte arrives: a read of ``n`` bytes
+#: takes ``latency + n / throughput``. Redis over a LAN link, PostgreSQL bytea/TOAST, one S3 GET stream.
+DEFAULT_THROUGHPUT = {"hot": 1.0e9, "warm": 2.5e8, "cold": 1.0e8, "archive": 1.0e8}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +269,7 @@ class PlannerSettings:
     """Knobs of the value model; defaults are documented in the module docstring."""
 
     latency: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LATENCY))
+    throughput: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THROUGHPUT))
     latency_value_per_s: float = 1e-4
     hysteresis: float = 1.25
 
@@ -359,9 +366,25 @@ class Planner:
     # ------------------------------------------------------------------- plan
 
     def plan(
-        self, policies: PolicySet, *, policy_version: int | None = None, rows: Iterable[Row] | None = None
+        self,
+        policies: PolicySet,
+        *,
+        policy_version: int | None = None,
+        rows: Iterable[Row] | None = None,
+        state: PlacementState | None = None,
     ) -> Plan:
-        """Plan one cycle (a dry run: nothing is changed)."""
+        """Plan one cycle (a dry run: nothing is changed).
+
+        Args:
+            policies: the policy set.
+            policy_version: recorded in the plan.
+            rows: the objects to plan (default: the whole live catalog). With ``state``, only
+                the objects whose facts changed since the last cycle (read, written, moved).
+            state: plan incrementally (see :class:`PlacementState`): only ``rows`` and the
+                objects whose decision was due to change are evaluated.
+        """
+        if state is not None:
+            return self._plan_incremental(policies, state, rows or (), policy_version)
         started = datetime.now(UTC)
         now = self.clock()
         plan = Plan(at=now, policy_version=policy_version)
@@ -380,7 +403,8 @@ class Planner:
             if d.action == "hold":
                 plan.changes.append(self._change(row, "hold", home))
             row.hot = d.tier == "hot"
-            row.target = "warm" if d.tier == "hot" else d.tier
+            # A hot copy serves the reads: the durable home stays where it is.
+            row.target = f.home_tier if row.hot else d.tier
             # Hysteresis: an object inside its minResidency stays put, budgets or not.
             row.pinned = self._resident_too_briefly(policies, f, now)
             if d.action == "keep":
@@ -400,6 +424,111 @@ class Planner:
         plan.duration_s = (datetime.now(UTC) - started).total_seconds()
         return plan
 
+    def _plan_incremental(
+        self, policies: PolicySet, state: PlacementState, rows: Iterable[Row], policy_version: int | None
+    ) -> Plan:
+        started = datetime.now(UTC)
+        now = self.clock()
+        t = now.timestamp()
+        plan = Plan(at=now, policy_version=policy_version)
+        plan.bytes_before = dict(state.tier_bytes)
+        if state.policies is not policies:
+            # A new policy set can change any decision: evaluate everything once.
+            state.policies = policies
+            state.prices.clear()
+            if state.hot is None:
+                state.hot = HotTier(_hot_limit(policies), hysteresis=self.knobs.hysteresis)
+            state.hot.limit = _hot_limit(policies)
+            dirty = {oid: state.rows[oid] for oid in state.rows}
+        else:
+            dirty = {}
+        hot = state.hot
+        assert hot is not None
+        for row in rows:
+            dirty[row.object_id] = row
+            state.scored_at[row.object_id] = t
+        h = self.settings.access.half_life
+        while state.due and state.due[0][0] <= t:
+            when, oid = heapq.heappop(state.due)
+            if state.next_due.get(oid) != when or oid in dirty or oid not in state.rows:
+                continue  # superseded by a later schedule, or already being planned
+            old = state.rows[oid]
+            rate = decay(old.facts.access_score, t - state.scored_at.get(oid, t), h)
+            old.facts = replace(old.facts, access_score=rate)
+            state.scored_at[oid] = t
+            dirty[oid] = old
+        state.evaluated += len(dirty)
+        moved: list[Row] = []
+        for oid in sorted(dirty):
+            row = dirty[oid]
+            f = row.facts
+            # A member is judged as being in hot, so promoteAbove/demoteBelow act as hysteresis
+            # around the hot tier; one that leaves hot is judged again from its durable home.
+            member = oid in hot.members
+            d = evaluate(policies, replace(f, home_tier="hot") if member else f, now)
+            if member and d.tier != "hot":
+                d = evaluate(policies, f, now)
+            next_at = d.next_change_at
+            if d.tier == "hot" and not member:
+                next_at = evaluate(policies, replace(f, home_tier="hot"), now).next_change_at
+            row.decision = d
+            row.rate = f.access_score
+            previous = state.rows.get(oid)
+            if previous is not None:
+                state.tier_bytes[previous.facts.home_tier] -= previous.facts.size
+            if d.action == "expire":
+                plan.changes.append(self._change(row, "expire", None))
+                state.forget(oid)
+                if hot.withdraw(oid):
+                    plan.changes.append(self._change(row, "hot-evict", None))
+                continue
+            if d.action == "hold":
+                plan.changes.append(self._change(row, "hold", f.home_tier))
+            wants_hot = d.tier == "hot"
+            row.target = f.home_tier if d.action == "keep" or wants_hot else d.tier
+            state.rows[oid] = row
+            state.tier_bytes[f.home_tier] += f.size
+            if next_at is not None:
+                when = max(next_at.timestamp(), t + 1e-6)
+                state.next_due[oid] = when
+                heapq.heappush(state.due, (when, oid))
+            else:
+                state.next_due.pop(oid, None)
+            if wants_hot:
+                prices = state.prices.get(f.tenant)
+                if prices is None:
+                    prices = state.prices[f.tenant] = self.prices(policies, f.tenant)
+                hot.offer(oid, f.size, self.hot_priority(row, prices, now, resident=False))
+            elif hot.withdraw(oid):
+                row.hot = False
+                plan.changes.append(self._change(row, "hot-evict", None))
+            if row.target != f.home_tier:
+                plan.changes.append(self._change(row, "move", row.target))
+                moved.append(row)
+        admitted, evicted = hot.settle()
+        for oid in evicted:
+            row = state.rows[oid]
+            row.hot = False
+            plan.changes.append(self._change(row, "hot-evict", None))
+        for oid in admitted:
+            row = state.rows[oid]
+            row.hot = True
+            plan.changes.append(self._change(row, "hot-admit", "hot"))
+        for row in dirty.values():
+            row.hot = row.object_id in hot.members
+        # The state assumes its moves happen; a caller whose mover failed feeds the row back.
+        for row in moved:
+            f = row.facts
+            state.tier_bytes[f.home_tier] -= f.size
+            state.tier_bytes[row.target] += f.size
+            row.facts = replace(f, home_tier=row.target, home_since=now)
+        plan.objects = len(state.rows)
+        plan.bytes_after = dict(state.tier_bytes)
+        plan.bytes_after["hot"] = hot.bytes
+        plan.changes.sort(key=lambda c: (c.action, c.object_id))
+        plan.duration_s = (datetime.now(UTC) - started).total_seconds()
+        return plan
+
     @staticmethod
     def _resident_too_briefly(policies: PolicySet, f: ObjectFacts, now: datetime) -> bool:
         policy = select_policy(policies, f)
@@ -411,7 +540,7 @@ class Planner:
     def _change(self, row: Row, action: str, to: str | None) -> Change:
         d = row.decision
         assert d is not None
-        wanted = "warm" if d.tier == "hot" else d.tier
+        wanted = row.facts.home_tier if d.tier == "hot" else d.tier
         overridden = (action == "move" and to != wanted) or (action == "hot-admit" and not row.hot)
         return Change(
             object_id=row.object_id,
@@ -440,27 +569,69 @@ class Planner:
                 out[tier] = Prices(c.gb_month, c.per_1k_reads / 1000, c.retrieval_per_gb)
         return out
 
+    def read_saving(self, size: int, tier: str, prices: dict[str, Prices]) -> float:
+        """Dollars one read of ``size`` bytes saves when served from ``tier`` instead of the next colder.
+
+        Request and retrieval prices, plus the read time saved (first byte and transfer, see
+        :data:`DEFAULT_THROUGHPUT`) at ``latency_value_per_s``. The transfer term makes large
+        objects worth their bytes: without it value per byte falls as 1/size and a cache fills
+        with small objects, good for the object hit ratio but poor for the byte hit ratio.
+        """
+        colder = _COLDER[tier]
+        if colder is None:
+            return 0.0
+        gb = size / GiB
+        p, q = prices[tier], prices[colder]
+        k = self.knobs
+        seconds = (k.latency[colder] - k.latency[tier]) + size * (
+            1.0 / k.throughput[colder] - 1.0 / k.throughput[tier]
+        )
+        return (
+            (q.per_read - p.per_read)
+            + (q.retrieval_per_gb - p.retrieval_per_gb) * gb
+            + (seconds * k.latency_value_per_s)
+        )
+
     def value_density(self, row: Row, tier: str, prices: dict[str, Prices]) -> float:
-        """Monthly value per byte of keeping ``row`` in ``tier`` rather than the next colder tier."""
+        """Monthly value per byte of keeping ``row`` in ``tier`` rather than the next colder tier.
+
+        ``reads/month x saving per read`` (:meth:`read_saving`), times ``hysteresis`` for an
+        object already there, minus the extra storage; divided by the size.
+        """
         colder = _COLDER[tier]
         size = max(row.facts.size, 1)
         if colder is None:
             return math.inf
-        reads = row.rate * HOURS_PER_MONTH
         gb = size / GiB
         p, q = prices[tier], prices[colder]
-        lat = self.knobs.latency
-        per_read_saving = (
-            (q.per_read - p.per_read)
-            + (q.retrieval_per_gb - p.retrieval_per_gb) * gb
-            + (lat[colder] - lat[tier]) * self.knobs.latency_value_per_s
-        )
-        storage_extra = (p.gb_month - q.gb_month) * gb if tier != "hot" else p.gb_month * gb
-        value = reads * per_read_saving - storage_extra
+        saved = row.rate * HOURS_PER_MONTH * self.read_saving(size, tier, prices)
         resident = row.facts.home_tier == tier or (tier == "hot" and row.hot)
-        if resident:
-            value = value * self.knobs.hysteresis if value > 0 else value / self.knobs.hysteresis
-        return value / size
+        if resident and saved > 0:
+            # Hysteresis scales the savings, not the net value: every object's rate decays at
+            # the same speed, so the order of residents and newcomers does not drift with time
+            # and the hot tier can be kept incrementally (see HotTier).
+            saved *= self.knobs.hysteresis
+        storage_extra = (p.gb_month - q.gb_month) * gb if tier != "hot" else p.gb_month * gb
+        return (saved - storage_extra) / size
+
+    def hot_priority(self, row: Row, prices: dict[str, Prices], now: datetime, *, resident: bool) -> float:
+        """A time-invariant rank for the hot tier: log of the hot savings per byte, forward-decayed.
+
+        Orders objects exactly as :meth:`value_density` does for ``hot`` (the storage price per
+        byte is the same for every object of a tenant), but adds ``t / half_life * ln 2``, so a
+        rank computed at one cycle still compares correctly with one computed later: untouched
+        objects need not be re-ranked.
+        """
+        rank = self.hot_rank(row.facts.size, row.rate, now.timestamp(), prices)
+        return rank + math.log(self.knobs.hysteresis) if resident else rank
+
+    def hot_rank(self, size: int, rate: float, at: float, prices: dict[str, Prices]) -> float:
+        """:meth:`hot_priority` from its parts (reads/hour at epoch second ``at``), for the read path."""
+        size = max(size, 1)
+        saved = rate * self.read_saving(size, "hot", prices)
+        if saved <= 0:
+            return -math.inf
+        return math.log(saved / size) + at / self.settings.access.half_life * math.log(2)
 
     def _limits(
         self, policies: PolicySet, prices_of: Callable[[str | None], dict[str, Prices]]
@@ -551,6 +722,158 @@ class Planner:
                     use.cost_after += p[use.tier].gb_month * gb
 
 
+def _hot_limit(policies: PolicySet) -> int | None:
+    """The tightest global hot-tier byte cap (maxBytes, or what maxMonthlyCost buys is not known here)."""
+    caps = [
+        limit.max_bytes
+        for b in policies.budgets
+        if b.spec.tenant is None
+        for tier, limit in b.spec.tiers.items()
+        if tier == "hot" and limit.max_bytes is not None
+    ]
+    return min(caps) if caps else None
+
+
+class HotTier:
+    """The hot tier's members under one byte budget, kept from cycle to cycle.
+
+    An object that the policy wants hot is *offered* with a rank (:meth:`Planner.hot_priority`:
+    log value per byte, forward-decayed so ranks from different cycles compare). :meth:`settle`
+    admits the best waiting offers while they fit, and lets an offer displace members only when
+    it outranks each of them by the hysteresis margin (members rank ``+ ln(hysteresis)``): the
+    same greedy-by-value-per-byte order as a full plan, but a cycle costs ``O(changed · log n)``
+    instead of sorting every candidate.
+
+    Args:
+        limit: the byte budget; None admits every offer.
+        hysteresis: the members' bonus factor (PlannerSettings.hysteresis).
+    """
+
+    def __init__(self, limit: int | None, *, hysteresis: float = 1.25) -> None:
+        self.limit = limit
+        self.bonus = math.log(hysteresis)
+        self.members: dict[int, int] = {}  # object id -> size
+        self.bytes = 0
+        self._rank: dict[int, float] = {}  # object id -> rank (without the member bonus)
+        self._size: dict[int, int] = {}
+        self._members_heap: list[tuple[float, int]] = []  # lowest-ranked member first
+        self._waiting: list[tuple[float, int]] = []  # highest-ranked offer first (negated)
+
+    def __repr__(self) -> str:
+        return f"HotTier(limit={self.limit}, members={len(self.members)}, bytes={self.bytes})"
+
+    def offer(self, oid: int, size: int, rank: float) -> None:
+        """The policy wants ``oid`` hot with this rank."""
+        self._rank[oid] = rank
+        self._size[oid] = size
+        if oid in self.members:
+            heapq.heappush(self._members_heap, (rank + self.bonus, oid))
+        else:
+            heapq.heappush(self._waiting, (-rank, oid))
+
+    def admit_on_read(self, oid: int, size: int, rank: float) -> bool:
+        """Read-path admission: a missed object gets a copy now if it fits or outranks members.
+
+        The same rule as :meth:`settle`, applied at the read instead of at the next cycle, so
+        objects read a few times within minutes (workflow results) are cached while they are
+        read. The next plan confirms or withdraws the copy by policy. True if admitted.
+        """
+        if oid in self.members:
+            return True
+        self.offer(oid, size, rank)
+        self.settle()
+        return oid in self.members
+
+    def withdraw(self, oid: int) -> bool:
+        """The policy no longer wants ``oid`` hot; True if it was a member (now evicted)."""
+        self._rank.pop(oid, None)
+        self._size.pop(oid, None)
+        size = self.members.pop(oid, None)
+        if size is None:
+            return False
+        self.bytes -= size
+        return True
+
+    def settle(self) -> tuple[list[int], list[int]]:
+        """Admit the best offers that fit or outrank members; (admitted, evicted) object ids."""
+        admitted: list[int] = []
+        evicted: list[int] = []
+        while self._waiting:
+            neg, oid = self._waiting[0]
+            rank = -neg
+            if oid in self.members or self._rank.get(oid) != rank:
+                heapq.heappop(self._waiting)  # stale: re-ranked, withdrawn or admitted since
+                continue
+            size = self._size[oid]
+            if self.limit is not None and size > self.limit:
+                heapq.heappop(self._waiting)
+                continue
+            need = 0 if self.limit is None else self.bytes + size - self.limit
+            victims: list[tuple[float, int]] = []
+            chosen: set[int] = set()
+            freed = 0
+            while freed < need and self._members_heap:
+                key, m = self._members_heap[0]
+                rank_m = self._rank.get(m)
+                if m not in self.members or m in chosen or rank_m is None or rank_m + self.bonus != key:
+                    heapq.heappop(self._members_heap)  # stale or a duplicate entry
+                    continue
+                if key >= rank:
+                    break
+                victims.append(heapq.heappop(self._members_heap))
+                chosen.add(m)
+                freed += self.members[m]
+            if freed < need:
+                for v in victims:
+                    heapq.heappush(self._members_heap, v)
+                break  # the best offer cannot get in, so no lower-ranked one can displace either
+            heapq.heappop(self._waiting)
+            for _, m in victims:
+                self.bytes -= self.members.pop(m)
+                heapq.heappush(self._waiting, (-self._rank[m], m))
+                evicted.append(m)
+            self.members[oid] = size
+            self.bytes += size
+            heapq.heappush(self._members_heap, (rank + self.bonus, oid))
+            admitted.append(oid)
+        # An object evicted and re-admitted in one settle is neither.
+        both = set(admitted) & set(evicted)
+        return [o for o in admitted if o not in both], [o for o in evicted if o not in both]
+
+
+@dataclass
+class PlacementState:
+    """What an incremental planner remembers between cycles (pass it to :meth:`Planner.plan`).
+
+    The last row and decision of every object, when each decision next changes (from
+    :func:`evaluate`'s ``next_change_at``), the hot tier's members, and bytes per tier. A cycle
+    evaluates only the rows passed in (objects read, written or moved since the last cycle) and
+    the objects whose next change has come; scores of the others are decayed forward when they
+    come due. The state assumes the moves it plans happen; feed back a row whose move failed.
+    Incremental plans enforce the global hot-tier ``maxBytes``; durable-tier and per-tenant
+    budgets (and the cost projection) need a full plan (``state=None``).
+    """
+
+    rows: dict[int, Row] = field(default_factory=dict)
+    policies: PolicySet | None = None
+    hot: HotTier | None = None
+    due: list[tuple[float, int]] = field(default_factory=list)
+    next_due: dict[int, float] = field(default_factory=dict)
+    scored_at: dict[int, float] = field(default_factory=dict)
+    tier_bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
+    prices: dict[str, dict[str, Prices]] = field(default_factory=dict)
+    #: Rows evaluated so far, across cycles (what incremental planning saves shows here).
+    evaluated: int = 0
+
+    def __repr__(self) -> str:
+        return f"PlacementState(objects={len(self.rows)}, hot={self.hot!r}, evaluated={self.evaluated})"
+
+    def forget(self, oid: int) -> None:
+        self.rows.pop(oid, None)
+        self.next_due.pop(oid, None)
+        self.scored_at.pop(oid, None)
+
+
 def budget_reason(row: Row) -> str:
     """Why a budget overrode the policy's tier for this object."""
     d = row.decision
@@ -582,3 +905,81 @@ def explain(
         "legal_hold": f.legal_hold,
         "evaluated_at": when.isoformat(),
     }
+
+
+@dataclass
+class ApplyReport:
+    """What :func:`apply_plan` queued or did."""
+
+    moves_queued: int = 0
+    purges_queued: int = 0
+    hot_filled: int = 0
+    already_queued: int = 0
+    #: Changes that could not be applied, with why (e.g. no store configured for a tier).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "moves_queued": self.moves_queued,
+            "purges_queued": self.purges_queued,
+            "hot_filled": self.hot_filled,
+            "already_queued": self.already_queued,
+            "skipped": len(self.skipped),
+        }
+
+
+def apply_plan(plan: Plan, service: Any, *, actor: str = "planner", max_hot_fills: int = 1000) -> ApplyReport:
+    """Queue a plan's moves and purges in the journal and fill the hot copies it wants.
+
+    Moves and purges are executed by the mover; hot copies are filled here (a read of the
+    home without counting it as an access), at most ``max_hot_fills`` per call.
+    """
+    from liquid.journal import enqueue_move, enqueue_purge
+
+    report = ApplyReport()
+    settings = service.settings
+    hot_wanted: list[Change] = []
+    with service.engine.begin() as conn:
+        for c in plan.changes:
+            if c.action == "move" and c.to_tier is not None:
+                store = settings.store_for(c.to_tier)
+                if store is None:
+                    report.skipped.append((c.uri, f"no store is configured for tier {c.to_tier}"))
+                    continue
+                why = f"{c.policy or 'budget'}/{c.rule or '-'}: {c.reason}"
+                if enqueue_move(conn, c.object_id, c.to_tier, store, reason=why) is None:
+                    report.already_queued += 1
+                else:
+                    report.moves_queued += 1
+            elif c.action == "expire":
+                why = f"expired by {c.policy}/{c.rule or '-'}: {c.reason}"
+                if enqueue_purge(conn, c.object_id, reason=why, now=plan.at, actor=actor) is None:
+                    report.already_queued += 1
+                else:
+                    report.purges_queued += 1
+            elif c.action == "hot-admit":
+                hot_wanted.append(c)
+    report.hot_filled = _fill_hot(service, hot_wanted[:max_hot_fills])
+    return report
+
+
+def _fill_hot(service: Any, changes: list[Change]) -> int:
+    """Cache the objects that lack a hot copy; one EXISTS pipeline decides which."""
+    hot = service.hot
+    if hot is None or not changes:
+        return 0
+    from liquid.hotcache import hot_key
+
+    refs = [ResultRef.parse(c.uri) for c in changes]
+    pipe = hot.client.pipeline(transaction=False)
+    for r in refs:
+        pipe.exists(hot_key(r))
+    try:
+        present = pipe.execute()
+    except Exception:  # Redis down: the cache fills itself on reads later
+        return 0
+    filled = 0
+    for r, there in zip(refs, present, strict=True):
+        if not there and service.prefetch(r):
+            filled += 1
+    return filled

@@ -1,0 +1,229 @@
+"""Run the placement benchmark: hit ratios and cost per trace, written as JSON and markdown."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.placement import cost as costs
+from benchmarks.placement.peers import OFFLINE, ONLINE, oracle_file, run_peer
+from benchmarks.placement.replay import replay
+from benchmarks.placement.traces import Trace, load_csv, load_oracle_general, standard_traces
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+GOAL_CYCLE = 1000  # the goals are judged on the daemon cycling every 1k requests
+#: accessHalfLife per trace, as an operator would set it (the shipped workflow policy uses 30m).
+HALF_LIFE = {"workflow": "30m"}
+
+
+def _traces(args: argparse.Namespace) -> list[Trace]:
+    if args.trace_file:
+        path = Path(args.trace_file)
+        if path.suffix == ".csv":
+            cols = [int(c) for c in args.csv_cols.split(",")]
+            return [load_csv(path, time_col=cols[0], id_col=cols[1], size_col=cols[2], limit=args.requests)]
+        return [load_oracle_general(path, limit=args.requests)]
+    wanted = set(args.traces.split(",")) if args.traces else None
+    return [t for t in standard_traces(args.requests) if wanted is None or t.name in wanted]
+
+
+def _liquid_job(
+    job: tuple[Trace, float, int, int],
+) -> tuple[str, float, int, dict[str, Any], dict[str, float]]:
+    trace, fraction, hot_bytes, cycle = job
+    prices = costs.load_prices()
+    res = replay(trace, hot_bytes=hot_bytes, cycle=cycle, prices=prices, half_life=HALF_LIFE.get(trace.name))
+    assert res.ledger is not None
+    return trace.name, fraction, cycle, res.to_json(), res.ledger.breakdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.placement", description=__doc__)
+    ap.add_argument("--requests", type=int, default=1_000_000, help="requests per trace (default 1M)")
+    ap.add_argument("--traces", default="", help="comma-separated subset: zipf0.9,zipf1.1,scan,workflow")
+    ap.add_argument("--budgets", default="0.01,0.05,0.1", help="hot budgets, fractions of working-set bytes")
+    ap.add_argument("--cycles", default="1000,10000", help="requests between planning cycles")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel Liquid replays")
+    ap.add_argument("--trace-file", default="", help="replay a libCacheSim oracleGeneral (.bin) or CSV trace")
+    ap.add_argument("--csv-cols", default="0,1,2", help="CSV time,id,size columns (0-based)")
+    ap.add_argument("--out", default=str(RESULTS), help="results directory")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    budgets = [float(b) for b in args.budgets.split(",")]
+    cycles = [int(c) for c in args.cycles.split(",")]
+    prices = costs.load_prices()
+    traces = _traces(args)
+    out: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "settings": {"requests": args.requests, "budgets": budgets, "cycles": cycles},
+        "traces": {},
+    }
+    jobs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for trace in traces:
+            ws = trace.working_set_bytes()
+            entry: dict[str, Any] = {
+                "description": trace.description,
+                "requests": len(trace),
+                "objects": trace.objects(),
+                "working_set_bytes": ws,
+                "duration_days": round(trace.duration() / 86400, 2),
+                "hit_ratios": {},
+            }
+            path = oracle_file(trace, Path(tmp))
+            for fraction in budgets:
+                peers = {name: run_peer(name, path, int(ws * fraction)) for name in ONLINE + OFFLINE}
+                entry["hit_ratios"][str(fraction)] = peers
+                print(f"{trace.name} {fraction:.0%}: peers done", flush=True)
+            months = trace.duration() / costs.MONTH
+            entry["cost_per_month"] = {
+                "all-warm": costs.simple(trace, "warm", prices) / months,
+                "all-cold": costs.simple(trace, "cold", prices) / months,
+                "intelligent-tiering": costs.intelligent_tiering(trace) / months,
+                "offline-bound": costs.offline_bound(trace, prices) / months,
+            }
+            entry["hot_memory_per_month"] = {
+                str(f): costs.hot_cost(int(ws * f), costs.MONTH, prices) for f in budgets
+            }
+            out["traces"][trace.name] = entry
+            jobs += [(trace, f, int(ws * f), c) for f in budgets for c in cycles]
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for name, fraction, cycle, res, ledger in pool.map(_liquid_job, jobs):
+                entry = out["traces"][name]
+                entry["hit_ratios"][str(fraction)][f"Liquid@{cycle}"] = res
+                months = entry["duration_days"] * 86400 / costs.MONTH
+                entry.setdefault("liquid_cost", {})[f"{fraction}@{cycle}"] = {
+                    k: v / months for k, v in ledger.items()
+                }
+                print(
+                    f"{name} {fraction:.0%} cycle {cycle}: OHR {res['ohr']:.3f} BHR {res['bhr']:.3f} "
+                    f"({res['seconds']:.0f}s)",
+                    flush=True,
+                )
+    for entry in out["traces"].values():
+        _judge(entry, budgets, cycles)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    dest = Path(args.out)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "placement.json").write_text(json.dumps(out, indent=2) + "\n")
+    (dest / "placement.md").write_text(render(out))
+    print(render(out))
+
+
+def _judge(entry: dict[str, Any], budgets: list[float], cycles: list[int]) -> None:
+    """Liquid's cost (the first budget-cycle run; durable placement does not depend on the hot budget)
+    and the goals, judged at every budget."""
+    cycle = GOAL_CYCLE if GOAL_CYCLE in cycles else cycles[0]
+    key = f"{budgets[0]}@{cycle}"
+    liquid_cost = sum(entry["liquid_cost"][key].values())
+    entry["cost_per_month"]["liquid"] = liquid_cost
+    goals = []
+    for f in budgets:
+        hr = entry["hit_ratios"][str(f)]
+        best_name = max(ONLINE, key=lambda n: hr[n]["bhr"])
+        liquid = hr[f"Liquid@{cycle}"]["bhr"]
+        goals.append(
+            {
+                "budget": f,
+                "liquid_bhr": liquid,
+                "best_online": best_name,
+                "best_online_bhr": hr[best_name]["bhr"],
+                "belady_bhr": hr["Belady"]["bhr"],
+                "beats_online": liquid >= hr[best_name]["bhr"],
+                "vs_belady": liquid / hr["Belady"]["bhr"] if hr["Belady"]["bhr"] else None,
+            }
+        )
+    c = entry["cost_per_month"]
+    entry["goals"] = {
+        "bhr": goals,
+        "cost_vs_bound": liquid_cost / c["offline-bound"],
+        "cost_below_intelligent_tiering": liquid_cost < c["intelligent-tiering"],
+    }
+
+
+def render(out: dict[str, Any]) -> str:
+    """The markdown report."""
+    s = out["settings"]
+    lines = [
+        "# Placement quality and cost",
+        "",
+        f"`python -m benchmarks.placement` — {s['requests']:,} requests per trace, hot budgets "
+        f"{', '.join(f'{b:.0%}' for b in s['budgets'])} of working-set bytes, Liquid planning every "
+        f"{' and '.join(f'{c:,}' for c in s['cycles'])} requests; {out['seconds']:.0f} s on "
+        f"{out['machine']['cpus']} CPUs. Peers from libCacheSim (KiB units). "
+        "OHR/BHR = object/byte hit ratio.",
+        "",
+    ]
+    for name, e in out["traces"].items():
+        lines += [
+            f"## {name}",
+            "",
+            f"{e['description']}; {e['requests']:,} requests, {e['objects']:,} objects, "
+            f"{e['working_set_bytes'] / 2**30:.1f} GiB working set, {e['duration_days']} days.",
+            "",
+        ]
+        budgets = list(e["hit_ratios"])
+        head = "| policy | " + " | ".join(f"OHR {float(b):.0%} | BHR {float(b):.0%}" for b in budgets) + " |"
+        lines += [head, "|---" * (1 + 2 * len(budgets)) + "|"]
+        names = [n for n in e["hit_ratios"][budgets[0]] if n.startswith("Liquid")] + list(ONLINE + OFFLINE)
+        for n in names:
+            cells = []
+            for b in budgets:
+                r = e["hit_ratios"][b][n]
+                cells += [f"{r['ohr']:.3f}", f"{r['bhr']:.3f}"]
+            label = f"**{n}**" if n.startswith("Liquid") else n
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Cost ($ per month, durable tiers; shipped cost model)", ""]
+    strategies = ["liquid", "offline-bound", "intelligent-tiering", "all-cold", "all-warm"]
+    lines += [
+        "| trace | " + " | ".join(strategies) + " | liquid / bound | hot memory at each budget |",
+        "|---" * (len(strategies) + 3) + "|",
+    ]
+    for name, e in out["traces"].items():
+        c = e["cost_per_month"]
+        hot = ", ".join(f"{float(b):.0%}: {v:.2f}" for b, v in e["hot_memory_per_month"].items())
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{c[k]:.3f}" for k in strategies)
+            + f" | {e['goals']['cost_vs_bound']:.2f}x | {hot} |"
+        )
+    lines += [
+        "",
+        "## Goals",
+        "",
+        "| trace | budget | Liquid BHR | best online (BHR) | ≥ best online | Liquid / Belady BHR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, e in out["traces"].items():
+        for g in e["goals"]["bhr"]:
+            lines.append(
+                f"| {name} | {g['budget']:.0%} | {g['liquid_bhr']:.3f} | {g['best_online']} "
+                f"({g['best_online_bhr']:.3f}) | {'yes' if g['beats_online'] else 'no'} | "
+                f"{g['vs_belady']:.2f}x |"
+            )
+    lines += [
+        "",
+        "| trace | Liquid cost / offline bound (goal ≤ 1.10) | below Intelligent-Tiering |",
+        "|---|---|---|",
+    ]
+    for name, e in out["traces"].items():
+        g = e["goals"]
+        below = "yes" if g["cost_below_intelligent_tiering"] else "no"
+        lines.append(f"| {name} | {g['cost_vs_bound']:.2f}x | {below} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

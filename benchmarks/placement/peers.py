@@ -1,0 +1,55 @@
+"""The peers: published cache policies and offline optima from libCacheSim, on the same trace.
+
+Each trace is written once as an oracleGeneral file in KiB units (libCacheSim's W-TinyLFU
+misbehaves on byte capacities above 2^31, so every peer runs on KiB sizes and a KiB capacity),
+then replayed in C by ``process_trace``. ``Belady`` is the offline reference for the byte hit
+ratio, ``BeladySize`` for the object hit ratio (both read the next-access time the file carries).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.placement.traces import KiB, Trace, write_oracle_general
+
+ONLINE = ("LRU", "ARC", "S3-FIFO", "SIEVE", "W-TinyLFU", "GDSF")
+OFFLINE = ("Belady", "BeladySize")
+
+
+def _factories() -> dict[str, Callable[[int], Any]]:
+    try:
+        import libcachesim as lcs
+    except ImportError as exc:  # pragma: no cover - the benchmark's one optional dependency
+        raise ImportError("libcachesim is not installed: pip install 'libcachesim>=0.3.5'") from exc
+    return {
+        "LRU": lambda c: lcs.LRU(c),
+        "ARC": lambda c: lcs.ARC(c),
+        "S3-FIFO": lambda c: lcs.S3FIFO(c),
+        "SIEVE": lambda c: lcs.Sieve(c),
+        "W-TinyLFU": lambda c: lcs.WTinyLFU(c),
+        "GDSF": lambda c: lcs.GDSF(c),
+        "Belady": lambda c: lcs.Belady(c),
+        "BeladySize": lambda c: lcs.BeladySize(c),
+    }
+
+
+def oracle_file(trace: Trace, workdir: Path) -> Path:
+    """The trace as an oracleGeneral file in KiB units (written once per trace)."""
+    path = workdir / f"{trace.name}-{len(trace)}.oracleGeneral.bin"
+    if not path.exists():
+        write_oracle_general(trace, path, unit=KiB)
+    return path
+
+
+def run_peer(name: str, path: Path, capacity_bytes: int) -> dict[str, float]:
+    """One peer over one trace file at one capacity: OHR, BHR and seconds."""
+    import libcachesim as lcs
+
+    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+    cache = _factories()[name](max(1, capacity_bytes // KiB))
+    started = time.perf_counter()
+    obj_miss, byte_miss = cache.process_trace(reader)
+    return {"ohr": 1.0 - obj_miss, "bhr": 1.0 - byte_miss, "seconds": time.perf_counter() - started}

@@ -1,0 +1,282 @@
+"""Request traces: seeded generators, and loaders/writers for libCacheSim's formats.
+
+A :class:`Trace` is three aligned arrays (time in seconds from the start, object id, object
+size in bytes). Every request is a read; an object's first request is the one that creates it
+(its write). Sizes are kept in whole KiB (rounded up) so that Liquid, the libCacheSim peers
+(which run in KiB units, see :func:`write_oracle_general`) and the cost model count the same
+bytes.
+
+Generators (same seed → same trace, byte for byte):
+
+* :func:`zipf_drift` — Zipf popularity over 100k objects, lognormal sizes (median 64 KiB,
+  sigma 2, clipped to 1 KiB to 64 MiB), and the hot set re-drawn every 20% of the trace.
+* :func:`scan_mix` — the same Zipf mix, with a full sequential scan over a separate cold range
+  after every 80k Zipf requests (20% of requests are scans).
+* :func:`workflow` — executions write a few results each; a result is read a few times within
+  minutes, and with 10% probability once more days later; 30% of requests go to shared
+  knowledge-base documents (Zipf 0.9).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KiB = 1024
+MiB = 1024 * KiB
+DAY = 86400.0
+#: libCacheSim's oracleGeneral record: timestamp u32, object id u64, size u32, next access (vtime) i64.
+ORACLE_GENERAL = np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One request trace. ``t`` seconds from the start (sorted), ``oid`` ids, ``size`` bytes."""
+
+    name: str
+    description: str
+    t: np.ndarray
+    oid: np.ndarray
+    size: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"Trace({self.name!r}, requests={len(self)}, objects={self.objects()})"
+
+    def __len__(self) -> int:
+        return len(self.oid)
+
+    def objects(self) -> int:
+        return len(np.unique(self.oid))
+
+    def working_set_bytes(self) -> int:
+        """Bytes of the distinct objects requested (each counted once)."""
+        _, first = np.unique(self.oid, return_index=True)
+        return int(self.size[first].sum())
+
+    def duration(self) -> float:
+        return float(self.t[-1] - self.t[0]) if len(self) else 0.0
+
+    def head(self, n: int) -> Trace:
+        return Trace(self.name, self.description, self.t[:n], self.oid[:n], self.size[:n])
+
+
+def _sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+    raw = rng.lognormal(mean=np.log(64 * KiB), sigma=2.0, size=n)
+    kib = np.ceil(np.clip(raw, KiB, 64 * MiB) / KiB).astype(np.int64)
+    return kib * KiB
+
+
+def _zipf_ranks(rng: np.random.Generator, n_objects: int, n: int, alpha: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, n_objects + 1, dtype=np.float64) ** alpha
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    return np.minimum(np.searchsorted(cdf, rng.random(n)), n_objects - 1)
+
+
+def _times(rng: np.random.Generator, n: int, duration: float) -> np.ndarray:
+    return np.sort(rng.uniform(0.0, duration, n))
+
+
+def zipf_drift(
+    alpha: float,
+    *,
+    n_objects: int = 100_000,
+    n_requests: int = 1_000_000,
+    drift_every: float = 0.2,
+    duration: float = 120 * DAY,
+    seed: int = 1,
+) -> Trace:
+    """Zipf(``alpha``) reads; the popularity order is re-drawn every ``drift_every`` of the trace."""
+    rng = np.random.default_rng(seed)
+    sizes = _sizes(rng, n_objects)
+    ranks = _zipf_ranks(rng, n_objects, n_requests, alpha)
+    oid = np.empty(n_requests, dtype=np.int64)
+    phase = max(1, int(n_requests * drift_every))
+    for start in range(0, n_requests, phase):
+        perm = rng.permutation(n_objects)
+        oid[start : start + phase] = perm[ranks[start : start + phase]]
+    return Trace(
+        f"zipf{alpha}",
+        f"Zipf alpha={alpha}, {n_objects} objects, hot set re-drawn every {drift_every:.0%}",
+        _times(rng, n_requests, duration),
+        oid,
+        sizes[oid],
+    )
+
+
+def scan_mix(
+    *,
+    n_objects: int = 100_000,
+    scan_objects: int = 20_000,
+    n_requests: int = 1_000_000,
+    alpha: float = 0.9,
+    duration: float = 120 * DAY,
+    seed: int = 2,
+) -> Trace:
+    """Zipf reads with a full in-order scan of ``scan_objects`` cold objects after every 4 scan-lengths."""
+    rng = np.random.default_rng(seed)
+    sizes = _sizes(rng, n_objects + scan_objects)
+    perm = rng.permutation(n_objects)
+    zipf_block = 4 * scan_objects
+    scan = np.arange(n_objects, n_objects + scan_objects, dtype=np.int64)
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < n_requests:
+        block = perm[_zipf_ranks(rng, n_objects, zipf_block, alpha)]
+        parts += [block, scan]
+        total += zipf_block + scan_objects
+    oid = np.concatenate(parts)[:n_requests]
+    return Trace(
+        "scan",
+        f"Zipf {alpha} over {n_objects} objects + a full scan of {scan_objects} cold objects every "
+        f"{zipf_block} requests",
+        _times(rng, n_requests, duration),
+        oid,
+        sizes[oid],
+    )
+
+
+def workflow(
+    *,
+    n_requests: int = 1_000_000,
+    duration: float = 120 * DAY,
+    shared_docs: int = 10_000,
+    shared_share: float = 0.3,
+    seed: int = 3,
+) -> Trace:
+    """Executions write results read a few times within minutes, then rarely; plus shared documents."""
+    rng = np.random.default_rng(seed)
+    per_result = 1 + 3 + 0.1  # write, ~3 reads soon after, a late read 10% of the time
+    results = int(n_requests * (1 - shared_share) / per_result) + 1
+    execs = max(1, results // 5)
+    exec_t = np.sort(rng.uniform(0.0, duration, execs))
+    n_res = 1 + rng.poisson(4.0, execs)
+    write_t = np.repeat(exec_t, n_res) + rng.uniform(0, 60.0, int(n_res.sum()))  # steps within a minute
+    n = len(write_t)
+    rid = np.arange(n, dtype=np.int64) + shared_docs
+    reads = 1 + rng.poisson(2.0, n)
+    read_t = np.repeat(write_t, reads) + rng.exponential(120.0, int(reads.sum()))
+    read_id = np.repeat(rid, reads)
+    late = rng.random(n) < 0.1
+    late_t = write_t[late] + rng.exponential(3 * DAY, int(late.sum()))
+    n_shared = int(n_requests * shared_share)
+    shared_id = _zipf_ranks(rng, shared_docs, n_shared, 0.9)
+    shared_t = rng.uniform(0.0, duration, n_shared)
+    t = np.concatenate([write_t, read_t, late_t, shared_t])
+    oid = np.concatenate([rid, read_id, rid[late], shared_id])
+    order = np.argsort(t, kind="stable")
+    t, oid = t[order], oid[order]
+    keep = t < duration
+    t, oid = t[keep][:n_requests], oid[keep][:n_requests]
+    sizes = _sizes(rng, shared_docs + n)
+    return Trace(
+        "workflow",
+        "executions write ~5 results read ~3 times within minutes, 10% read again days later; "
+        f"{shared_share:.0%} of reads to {shared_docs} shared documents (Zipf 0.9)",
+        t,
+        oid,
+        sizes[oid],
+    )
+
+
+def standard_traces(n_requests: int) -> list[Trace]:
+    """The four traces the benchmark reports, each ``n_requests`` long."""
+    return [
+        zipf_drift(0.9, n_requests=n_requests, seed=1),
+        zipf_drift(1.1, n_requests=n_requests, seed=11),
+        scan_mix(n_requests=n_requests),
+        workflow(n_requests=n_requests),
+    ]
+
+
+# ------------------------------------------------------------------ libCacheSim formats
+
+
+def next_access(oid: np.ndarray) -> np.ndarray:
+    """For each request, the index of the next request to the same object, or -1."""
+    order = np.argsort(oid, kind="stable")
+    nxt = np.full(len(oid), -1, dtype=np.int64)
+    same = oid[order[1:]] == oid[order[:-1]]
+    nxt[order[:-1][same]] = order[1:][same]
+    return nxt
+
+
+def write_oracle_general(trace: Trace, path: Path, *, unit: int = KiB) -> Path:
+    """Write ``trace`` as oracleGeneral, sizes in ``unit`` bytes (rounded up; KiB by default).
+
+    Time is whole seconds; object ids are mapped to 1..n (libCacheSim treats 0 as unset).
+    """
+    rec = np.empty(len(trace), dtype=ORACLE_GENERAL)
+    rec["t"] = np.floor(trace.t - (trace.t[0] if len(trace) else 0)).astype(np.uint32)
+    rec["id"] = trace.oid.astype(np.uint64) + 1
+    rec["size"] = np.maximum(1, -(-trace.size // unit)).astype(np.uint32)
+    rec["next"] = next_access(trace.oid)
+    rec.tofile(path)
+    return path
+
+
+def load_oracle_general(path: Path, *, name: str | None = None, unit: int = 1, limit: int = -1) -> Trace:
+    """Read a libCacheSim oracleGeneral file (uncompressed); sizes are multiplied by ``unit``."""
+    rec = np.fromfile(path, dtype=ORACLE_GENERAL, count=limit)
+    return _normalised(
+        name or Path(path).stem,
+        f"oracleGeneral {Path(path).name}",
+        rec["t"],
+        rec["id"],
+        rec["size"].astype(np.int64) * unit,
+    )
+
+
+def load_csv(
+    path: Path,
+    *,
+    time_col: int = 0,
+    id_col: int = 1,
+    size_col: int = 2,
+    header: bool | None = None,
+    delimiter: str = ",",
+    name: str | None = None,
+    limit: int = -1,
+) -> Trace:
+    """Read a CSV trace like libCacheSim's csv reader (``-t "time-col=1,obj-id-col=2,obj-size-col=3"``).
+
+    Columns are 0-based here. Non-numeric object ids are hashed to integers. ``header=None``
+    detects a header row by whether the time column parses as a number.
+    """
+    ts: list[float] = []
+    ids: list[int] = []
+    sizes: list[int] = []
+    with open(path, newline="") as fh:
+        for i, rec in enumerate(csv.reader(fh, delimiter=delimiter)):
+            if not rec:
+                continue
+            if i == 0 and header is not False:
+                try:
+                    float(rec[time_col])
+                except ValueError:
+                    continue
+            raw_id = rec[id_col]
+            ids.append(int(raw_id) if raw_id.isdigit() else hash(raw_id) & 0x7FFF_FFFF_FFFF_FFFF)
+            ts.append(float(rec[time_col]))
+            sizes.append(int(float(rec[size_col])))
+            if 0 < limit <= len(ids):
+                break
+    return _normalised(
+        name or Path(path).stem,
+        f"csv {Path(path).name}",
+        np.array(ts),
+        np.array(ids),
+        np.array(sizes, dtype=np.int64),
+    )
+
+
+def _normalised(name: str, description: str, t: np.ndarray, ids: np.ndarray, size: np.ndarray) -> Trace:
+    """Dense ids, times from 0, sizes in whole KiB."""
+    _, dense = np.unique(ids, return_inverse=True)
+    t = t.astype(np.float64)
+    t = t - t.min() if len(t) else t
+    kib = np.maximum(1, -(-size // KiB)) * KiB
+    return Trace(name, description, t, dense.astype(np.int64), kib.astype(np.int64))
