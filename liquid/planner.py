@@ -41,6 +41,7 @@ from sqlalchemy import Engine, text
 
 from liquid.access import decay, rate_per_hour
 from liquid.config import Settings
+from liquid.policy.checks import CatalogSummary, TierUsage, budget_warnings
 from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, select_policy
 from liquid.policy.models import TIERS, PolicySet, TierPrice
 from liquid.refs import ResultRef
@@ -167,6 +168,8 @@ class Plan:
     cost_before: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIERS, 0.0))
     cost_after: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIERS, 0.0))
     budgets: list[BudgetUse] = field(default_factory=list)
+    #: Budgets the catalog can never meet (held or pinned bytes above a limit), with numbers.
+    warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
     def __repr__(self) -> str:
@@ -210,6 +213,7 @@ class Plan:
                 for t in TIERS
             },
             "budgets": [b.to_json() for b in self.budgets],
+            "warnings": list(self.warnings),
             "duration_s": round(self.duration_s, 3),
         }
         if changes:
@@ -261,6 +265,10 @@ class Plan:
                     f"    {scope:<40} {limit:<28} after: {format_size(u.bytes_after)}, "
                     f"{u.cost_after:.2f}/month  [{state}]"
                 )
+        if self.warnings:
+            lines.append("")
+            lines.append("  warnings:")
+            lines.extend(f"    {w}" for w in self.warnings)
         return "\n".join(lines)
 
 
@@ -410,6 +418,7 @@ class Planner:
             if d.action == "keep":
                 row.target = home
             kept.append(row)
+        plan.warnings = [str(p) for p in budget_warnings(policies, _summary(kept))]
         self._enforce_budgets(policies, kept, plan)
         for row in kept:
             f = row.facts
@@ -983,3 +992,20 @@ def _fill_hot(service: Any, changes: list[Change]) -> int:
         if not there and service.prefetch(r):
             filled += 1
     return filled
+
+
+def _summary(rows: Iterable[Row]) -> CatalogSummary:
+    """Bytes, held bytes and pinned bytes per tier (and per tenant) where the objects are now."""
+    tiers: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    tenants: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    for r in rows:
+        f = r.facts
+        for acc in (tiers[f.home_tier], tenants[f.tenant][f.home_tier]):
+            acc[0] += f.size
+            acc[1] += f.size if f.legal_hold else 0
+            acc[2] += f.size if r.pinned else 0
+
+    def usage(d: dict[str, list[int]]) -> dict[str, TierUsage]:
+        return {t: TierUsage(bytes=v[0], held_bytes=v[1], pinned_bytes=v[2]) for t, v in d.items()}
+
+    return CatalogSummary(tiers=usage(tiers), tenants={t: usage(d) for t, d in tenants.items()})

@@ -161,3 +161,22 @@ def test_render_reads_like_a_plan(planner: Planner) -> None:
     text = p.render()
     assert "- move    warm → cold" in text
     assert "budgets:" in text and "[ok]" in text
+
+
+def test_a_budget_held_data_can_never_fit_is_a_warning_with_numbers(planner: Planner) -> None:
+    capped = (
+        POLICY
+        + """
+---
+apiVersion: liquid/v1
+kind: Budget
+metadata: {name: tiny}
+spec:
+  tenant: acme
+  maxBytes: 150
+"""
+    )
+    out = plan(planner, capped, [row(1, hold=True), row(2, hold=True), row(3)])
+    assert len(out["warnings"]) == 1
+    assert "maxBytes 150B is below the 200B of tenant 'acme' under legal hold" in out["warnings"][0]
+    assert plan(planner, capped, [row(1, hold=True), row(3)])["warnings"] == []
