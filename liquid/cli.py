@@ -403,6 +403,17 @@ def tier_run_once(
     console.print_json(json.dumps({k: v for k, v in summary.as_dict().items() if k != "plan"}, default=str))
 
 
+def _serve_daemon_metrics(daemon: Any, port: int) -> str:
+    """Serve the daemon's Prometheus registry on 127.0.0.1 (a free port when ``port`` is 0)."""
+    from prometheus_client import start_http_server
+
+    from liquid.embedded import free_port
+
+    port = port or free_port()
+    start_http_server(port, addr="127.0.0.1", registry=daemon.metrics.registry)
+    return f"http://127.0.0.1:{port}/metrics"
+
+
 @app.command("daemon")
 def daemon_cmd() -> None:
     """Run the tiering daemon until SIGTERM (plan, move, flush, restore, gc on their intervals)."""
@@ -413,12 +424,8 @@ def daemon_cmd() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with _runtime() as rt:
         d = TieringDaemon(rt)
-        port = rt.service.settings.daemon.metrics_port
-        if port:
-            from prometheus_client import start_http_server
-
-            start_http_server(port, addr="127.0.0.1", registry=d.metrics.registry)
-            err.print(f"metrics on http://127.0.0.1:{port}/metrics")
+        if rt.service.settings.daemon.metrics_port:
+            err.print(f"metrics on {_serve_daemon_metrics(d, rt.service.settings.daemon.metrics_port)}")
         err.print(f"daemon {d.worker_id} running; SIGTERM or Ctrl-C stops it")
         d.run_forever()
 
@@ -480,11 +487,12 @@ def up(
             base = server.start()
         daemon = TieringDaemon(rt)
         daemon.start()
+        daemon_metrics = _serve_daemon_metrics(daemon, settings.daemon.metrics_port)
         key = demo_key(svc, DEMO_TENANT)
 
         table = Table("what", "where", title="Liquid is up")
         table.add_row("API", f"{base}  (OpenAPI: {base}/docs)")
-        table.add_row("metrics", f"{base}/metrics")
+        table.add_row("metrics", f"{base}/metrics (API), {daemon_metrics} (daemon: moves, queue, budgets)")
         table.add_row("dashboard", "not in this build yet (see the dashboard issue)")
         for name, url in rt.urls.items():
             table.add_row(name, _redact(url))
