@@ -26,6 +26,8 @@ import hashlib
 import io
 import json
 import logging
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -224,6 +226,50 @@ def _verified(chunks: Iterable[bytes], *, sha256: str, size: int, what: str) -> 
         )
     if held is not None:
         yield held
+
+
+#: Whole reads at least this large fetch the next chunk while the current one is hashed.
+_PREFETCH_MIN = 2 * CHUNK_SIZE
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """Read ahead on a thread: socket reads and SHA-256 both release the GIL, so they overlap.
+
+    At most ``depth`` chunks wait in memory. If the consumer stops early, the reader thread
+    finishes its current chunk and exits.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised in its thread
+            q.put(exc)
+
+    thread = threading.Thread(target=pump, name="liquid-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        close = getattr(chunks, "close", None)
+        thread.join(timeout=5)
+        if close is not None and not thread.is_alive():
+            close()
 
 
 def _counted(chunks: Iterable[bytes], *, expect: int, what: str) -> Iterator[bytes]:
@@ -672,6 +718,8 @@ class LiquidService:
                 else _counted(slice_stream(plain, lo, hi), expect=hi - lo, what=what)
             )
         elif whole:
+            if size >= _PREFETCH_MIN:
+                raw = _prefetched(raw)
             chunks = _verified(raw, sha256=row.sha256, size=size, what=what)
         else:
             chunks = _counted(raw, expect=hi - lo, what=what)

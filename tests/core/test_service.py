@@ -533,3 +533,33 @@ def test_finish_execution_is_idempotent_and_logged(make_service: ServiceFactory,
     assert svc.finish_execution(tenant, "ex-1", actor="worker") == t0
     assert svc.finish_execution(tenant, "ex-1", at=t0 + timedelta(hours=1)) == t0
     assert _events(svc, tenant).count("execution.finished") == 1
+
+
+def test_prefetch_keeps_order_propagates_errors_and_stops_early() -> None:
+    from liquid.service import _prefetched
+
+    assert list(_prefetched(iter([b"a", b"b", b"c"]))) == [b"a", b"b", b"c"]
+
+    def failing() -> Iterator[bytes]:
+        yield b"ok"
+        raise IntegrityError("store broke mid-read")
+
+    got = []
+    with pytest.raises(IntegrityError, match="mid-read"):
+        for chunk in _prefetched(failing()):
+            got.append(chunk)
+    assert got == [b"ok"]
+
+    closed = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 10
+        finally:
+            closed.set()
+
+    stream = _prefetched(endless())
+    assert next(stream) == b"x" * 10
+    stream.close()  # the consumer gives up: the reader thread stops and the source is closed
+    assert closed.wait(5)
