@@ -948,6 +948,7 @@ def apply_plan(plan: Plan, service: Any, *, actor: str = "planner", max_hot_fill
     report = ApplyReport()
     settings = service.settings
     hot_wanted: list[Change] = []
+    expired: list[str] = []
     with service.engine.begin() as conn:
         for c in plan.changes:
             if c.action == "move" and c.to_tier is not None:
@@ -962,12 +963,17 @@ def apply_plan(plan: Plan, service: Any, *, actor: str = "planner", max_hot_fill
                     report.moves_queued += 1
             elif c.action == "expire":
                 why = f"expired by {c.policy}/{c.rule or '-'}: {c.reason}"
+                expired.append(c.uri)
                 if enqueue_purge(conn, c.object_id, reason=why, now=plan.at, actor=actor) is None:
                     report.already_queued += 1
                 else:
                     report.purges_queued += 1
             elif c.action == "hot-admit":
                 hot_wanted.append(c)
+    if service.hot is not None:
+        # Tombstoned now: the hot copy must not outlive it (readers get 410, never the old bytes).
+        for uri in expired:
+            service.hot.delete(ResultRef.parse(uri))
     report.hot_filled = _fill_hot(service, hot_wanted[:max_hot_fills])
     return report
 
