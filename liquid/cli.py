@@ -493,7 +493,7 @@ def up(
         table = Table("what", "where", title="Liquid is up")
         table.add_row("API", f"{base}  (OpenAPI: {base}/docs)")
         table.add_row("metrics", f"{base}/metrics (API), {daemon_metrics} (daemon: moves, queue, budgets)")
-        table.add_row("dashboard", "not in this build yet (see the dashboard issue)")
+        table.add_row("dashboard", "not built yet: watch moves with `liquid policy plan` or daemon metrics")
         for name, url in rt.urls.items():
             table.add_row(name, _redact(url))
         table.add_row("demo tenant key", key)
