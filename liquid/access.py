@@ -73,6 +73,23 @@ end
 return out
 """
 
+# KEYS: one hourly hash. Returns its fields and counts, and deletes it: read-and-reset at once.
+_DRAIN_HOURLY = """
+local v = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return v
+"""
+
+_UPSERT_HOURLY = text(
+    """
+    INSERT INTO access_hourly (tenant_id, namespace, hour, reads)
+    SELECT v.t, v.n, v.h, v.r
+    FROM unnest(CAST(:tenants AS text[]), CAST(:namespaces AS text[]), CAST(:hours AS timestamptz[]),
+                CAST(:reads AS bigint[])) AS v(t, n, h, r)
+    ON CONFLICT (tenant_id, namespace, hour) DO UPDATE SET reads = access_hourly.reads + EXCLUDED.reads
+    """
+)
+
 _UPSERT = text(
     """
     INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, updated_at)
@@ -343,7 +360,26 @@ class AccessTracker:
             hits += self._upsert(engine, rows)
             if len(rows) < batch:
                 break
+        self._flush_hourly(engine)
         return FlushReport(objects=objects, hits=hits)
+
+    def _flush_hourly(self, engine: Engine) -> int:
+        """Move the per-namespace hourly counts into ``access_hourly``; returns how many hours."""
+        cols: dict[str, list[Any]] = {"tenants": [], "namespaces": [], "hours": [], "reads": []}
+        for key in self.client.scan_iter(match=ACCESS_HOURLY + "*", count=1000):
+            name = _text(key)
+            tenant, _, namespace = name.removeprefix(ACCESS_HOURLY).partition(":")
+            raw = list(self.client.eval(_DRAIN_HOURLY, 1, name))
+            for field_, count in zip(raw[0::2], raw[1::2], strict=True):
+                hour = datetime.strptime(_text(field_), "%Y%m%d%H").replace(tzinfo=UTC)
+                cols["tenants"].append(tenant)
+                cols["namespaces"].append(namespace)
+                cols["hours"].append(hour)
+                cols["reads"].append(int(count))
+        if cols["reads"]:
+            with engine.begin() as conn:
+                conn.execute(_UPSERT_HOURLY, cols)
+        return len(cols["reads"])
 
     def _upsert(self, engine: Engine, rows: Iterable[list[Any]]) -> int:
         cols: dict[str, list[Any]] = {k: [] for k in ("tenants", "namespaces", "keys", "versions")}
@@ -382,3 +418,15 @@ class AccessTracker:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def hourly_reads(engine: Engine, tenant: str, namespace: str) -> dict[datetime, int]:
+    """Flushed reads per hour of one namespace, oldest first (the dashboard's source)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT hour, reads FROM access_hourly WHERE tenant_id = :t AND namespace = :n ORDER BY hour"
+            ),
+            {"t": tenant, "n": namespace},
+        ).all()
+    return {r.hour: int(r.reads) for r in rows}

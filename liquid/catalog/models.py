@@ -233,3 +233,14 @@ class PolicyVersion(Base):
     source: Mapped[str] = mapped_column(Text)
     #: Normalised documents, as PolicySet.documents() returns them.
     documents: Mapped[dict[str, Any]] = mapped_column()
+
+
+class AccessHourly(Base):
+    """Reads per hour per namespace (for the dashboard), flushed from Redis with the scores."""
+
+    __tablename__ = "access_hourly"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    reads: Mapped[int] = mapped_column(BigInteger)

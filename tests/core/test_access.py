@@ -146,6 +146,15 @@ def test_hourly_counts_per_namespace(clocked: tuple[LiquidService, FakeClock], t
     svc.get(tenant, ref)
     assert svc.access is not None
     assert svc.access.hourly(tenant, "metrics") == {"2030030112": 1, "2030030113": 2}
+    svc.get(tenant, ref)
+    svc.access.flush(svc.engine)
+    assert svc.access.hourly(tenant, "metrics") == {}  # moved, not copied
+    from liquid.access import hourly_reads
+
+    assert hourly_reads(svc.engine, tenant, "metrics") == {
+        datetime(2030, 3, 1, 12, tzinfo=UTC): 1,
+        datetime(2030, 3, 1, 13, tzinfo=UTC): 3,
+    }
 
 
 def test_reads_work_and_nothing_is_tracked_without_redis(
