@@ -835,7 +835,10 @@ class HotTier:
             if freed < need:
                 for v in victims:
                     heapq.heappush(self._members_heap, v)
-                break  # the best offer cannot get in, so no lower-ranked one can displace either
+                # Too big to displace enough lower-ranked members: it waits for its next offer,
+                # and smaller offers behind it still get their turn (no head-of-line blocking).
+                heapq.heappop(self._waiting)
+                continue
             heapq.heappop(self._waiting)
             for _, m in victims:
                 self.bytes -= self.members.pop(m)

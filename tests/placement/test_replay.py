@@ -82,3 +82,13 @@ def test_the_replay_runs_the_production_tracker_and_planner(monkeypatch: pytest.
 
 def test_next_access_for_belady() -> None:
     assert next_access(np.array([1, 2, 1, 1, 3])).tolist() == [2, -1, 3, -1, -1]
+
+
+def test_an_offer_too_big_to_displace_members_does_not_block_smaller_ones() -> None:
+    hot = liquid.planner.HotTier(10, hysteresis=1.0)
+    hot.offer(1, 6, rank=10.0)
+    assert hot.settle() == ([1], [])
+    hot.offer(2, 10, rank=5.0)  # would have to evict member 1, which outranks it
+    hot.offer(3, 4, rank=1.0)  # fits in the room left
+    assert hot.settle() == ([3], [])
+    assert hot.members == {1: 6, 3: 4}
