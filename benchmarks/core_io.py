@@ -118,7 +118,9 @@ class RawPostgres:
     """psycopg INSERT/SELECT of one bytea per row, autocommit (one fsync'd commit per insert, like Liquid)."""
 
     def __init__(self, conn: Any, payload: bytes) -> None:
-        self.conn, self.payload, self.ids = conn, payload, []  # type: list[Any]
+        self.conn = conn
+        self.payload = payload
+        self.ids: list[Any] = []
 
     def put(self, i: int) -> None:
         row = self.conn.execute(
@@ -136,7 +138,11 @@ class RawS3:
     """boto3 put_object/get_object on the same bucket."""
 
     def __init__(self, s3: Any, bucket: str, size_name: str, payload: bytes) -> None:
-        self.s3, self.bucket, self.size_name, self.payload, self.keys = s3, bucket, size_name, payload, []  # type: list[str]
+        self.s3 = s3
+        self.bucket = bucket
+        self.size_name = size_name
+        self.payload = payload
+        self.keys: list[str] = []
 
     def put(self, i: int) -> None:
         key = f"raw/{self.size_name}/{len(self.keys)}"

@@ -25,7 +25,6 @@ from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX_OBJECT = HOT_OBJECT
 _MAGIC = b"LQH1"
 _HEADER = struct.Struct("!4s32sH")
 
@@ -39,7 +38,7 @@ class HotEntry:
 
 def hot_key(ref: ResultRef) -> str:
     """Redis key of one object version (the ref without its scheme)."""
-    return KEY_PREFIX_OBJECT + ref.uri.removeprefix("liquid://")
+    return HOT_OBJECT + ref.uri.removeprefix("liquid://")
 
 
 def encode(data: bytes, sha256_hex: str, content_type: str) -> bytes:
@@ -72,11 +71,6 @@ class HotCache:
         self.misses = 0
         self.corrupt = 0
         self.errors = 0
-
-    @classmethod
-    def from_url(cls, url: str, *, ttl: float, max_object_size: int) -> HotCache:
-        client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        return cls(client, ttl=ttl, max_object_size=max_object_size)
 
     def __repr__(self) -> str:
         return (

@@ -587,19 +587,7 @@ class LiquidService:
                 .where(OBJECTS.c.id == row.id)
                 .values(state="deleted", deleted_at=now, inline_data=None)
             )
-            conn.execute(
-                EVENTS.insert().values(
-                    at=now,
-                    tenant_id=r.tenant,
-                    kind="object.deleted",
-                    object_id=row.id,
-                    namespace=r.namespace,
-                    key=r.key,
-                    version=r.version,
-                    actor=actor,
-                    data={},
-                )
-            )
+            _object_event(conn, row, "object.deleted", at=now, actor=actor)
             info = replace(_info(row), state="deleted")
         if self.hot is not None:
             self.hot.delete(r)
@@ -620,24 +608,19 @@ class LiquidService:
         now = self.clock()
         with self.engine.begin() as conn:
             conn.execute(update(OBJECTS).where(OBJECTS.c.id == row.id).values(state="purged", purged_at=now))
-            conn.execute(
-                EVENTS.insert().values(
-                    at=now,
-                    tenant_id=row.tenant_id,
-                    kind="object.purged",
-                    object_id=row.id,
-                    namespace=row.namespace,
-                    key=row.key,
-                    version=row.version,
-                    actor=actor,
-                    data={
-                        "tier": row.home_tier,
-                        "store": row.home_store,
-                        "locator": row.locator,
-                        "reason": reason,
-                        "size": row.stored_size,
-                    },
-                )
+            _object_event(
+                conn,
+                row,
+                "object.purged",
+                at=now,
+                actor=actor,
+                data={
+                    "tier": row.home_tier,
+                    "store": row.home_store,
+                    "locator": row.locator,
+                    "reason": reason,
+                    "size": row.stored_size,
+                },
             )
         return True
 
@@ -929,6 +912,25 @@ def _check_text(value: str | None, name: str, limit: int = 256) -> None:
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _object_event(
+    conn: Any, row: Any, kind: str, *, at: datetime, actor: str | None, data: dict[str, Any] | None = None
+) -> None:
+    """Append one event about one object row to the log, in the caller's transaction."""
+    conn.execute(
+        EVENTS.insert().values(
+            at=at,
+            tenant_id=row.tenant_id,
+            kind=kind,
+            object_id=row.id,
+            namespace=row.namespace,
+            key=row.key,
+            version=row.version,
+            actor=actor,
+            data=data or {},
+        )
+    )
 
 
 def _info(obj: Row[Any]) -> ObjectInfo:
