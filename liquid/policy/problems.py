@@ -65,3 +65,7 @@ class PolicyValidationError(PolicyError):
         detail = f"invalid policy ({count}):\n" + "\n".join(str(p) for p in errors)
         first = errors[0] if errors else None
         super().__init__(detail, field=first.path if first else None)
+
+    def __reduce__(self) -> tuple[type[PolicyValidationError], tuple[list[Problem]]]:
+        # Rebuilt from its problems, so it crosses process boundaries (process pools) intact.
+        return (type(self), (self.problems,))
