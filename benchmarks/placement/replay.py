@@ -5,12 +5,15 @@ No bytes move and no server runs, but every decision comes from production code:
 * reads are counted by :class:`liquid.access.DecayedCounts`, which folds them with
   :func:`liquid.access.fold`, the formula :class:`~liquid.access.AccessTracker` uses;
 * every ``cycle`` requests the daemon's cycle runs: :meth:`liquid.planner.Planner.plan`
-  with a :class:`~liquid.planner.PlacementState` (incremental planning), under the policy in
-  ``policy.yaml`` plus a hot-tier Budget, at the trace's time (an injected clock). It is fed
+  with a :class:`~liquid.planner.PlacementState` (incremental planning), under the trace's
+  policy (``policy.yaml``; ``policy-workflow.yaml`` for the workflow trace, as an operator
+  would write one per workload) plus a hot-tier Budget, at the trace's time (an injected
+  clock). It is fed
   the rows of the objects read since the last cycle, built as :meth:`Planner.rows` builds them
   from the catalog (decayed score → reads/hour at ``now``);
 * a read that misses may be admitted at once by :meth:`HotTier.admit_on_read` (the same
-  value-per-byte rule as the cycle, ranked by :meth:`Planner.hot_rank`);
+  value-per-byte rule as the cycle, ranked by :meth:`Planner.hot_rank` at the same epoch
+  time the cycle ranks at, so the two compare);
 * reads between cycles are served from what the last plan placed: a hit when the object is in
   the planner's hot tier (:class:`~liquid.planner.HotTier`), else a read of its durable home,
   charged by the cost :class:`~benchmarks.placement.cost.Ledger` (a hot hit costs no home
@@ -22,6 +25,7 @@ cold, as the service does) and counts as a read and a miss, as it does for the p
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,20 +42,23 @@ from liquid.policy.loader import load_policy_text
 from liquid.policy.models import PolicySet
 
 POLICY = Path(__file__).with_name("policy.yaml")
+#: The policy an operator would write for each standard trace; others get ``POLICY``.
+POLICY_FOR = {"workflow": Path(__file__).with_name("policy-workflow.yaml")}
 #: Trace time 0; any fixed instant works, the planner only sees differences.
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 TENANT, NAMESPACE = "bench", "data"
 
 
-def policies_for(hot_bytes: int, text: str | None = None, *, half_life: str | None = None) -> PolicySet:
-    """The benchmark policy plus a global hot-tier budget of ``hot_bytes``.
+def policies_for(
+    hot_bytes: int, text: str | None = None, *, half_life: str | None = None, path: Path = POLICY
+) -> PolicySet:
+    """The policy in ``path`` (or ``text``) plus a global hot-tier budget of ``hot_bytes``.
 
-    ``half_life`` (e.g. ``30m``) replaces the policy's ``accessHalfLife``: an operator tunes it
-    to the workload, as the shipped workflow-results policy does.
+    ``half_life`` (e.g. ``30m``) replaces the policy's ``accessHalfLife``, for experiments.
     """
-    text = text if text is not None else POLICY.read_text()
+    text = text if text is not None else path.read_text()
     if half_life is not None:
-        text = text.replace("accessHalfLife: 3d", f"accessHalfLife: {half_life}")
+        text = re.sub(r"accessHalfLife: \S+", f"accessHalfLife: {half_life}", text)
     budget = f"""
 ---
 apiVersion: liquid/v1
@@ -61,7 +68,7 @@ spec:
   tiers:
     hot: {{maxBytes: {int(hot_bytes)}}}
 """
-    return load_policy_text(text + budget, filename=str(POLICY))
+    return load_policy_text(text + budget, filename=str(path))
 
 
 def settings_for(policies: PolicySet) -> Settings:
@@ -193,6 +200,7 @@ class Replay:
         admit = self.state.hot.admit_on_read if self.admit_on_read else None
         rank_of = self.planner.hot_rank
         prices = self.planner.prices(self.policies, TENANT)
+        epoch = EPOCH.timestamp()  # ranks are forward-decayed from the Unix epoch, as in the plan
         hits = hit_bytes = total_bytes = 0
         for i, (t, oid, size) in enumerate(zip(times, oids, sizes, strict=True)):
             total_bytes += size
@@ -212,7 +220,7 @@ class Replay:
             counts.note(oid, t)
             dirty.add(oid)
             if not hit and admit is not None:
-                rank = rank_of(size, counts.rate(oid, t), t, prices)
+                rank = rank_of(size, counts.rate(oid, t), epoch + t, prices)
                 admit(oid, size, rank)  # filled from the read that just missed: no extra home read
             if (i + 1) % cycle == 0:
                 self._cycle(t, dirty, res)
@@ -258,9 +266,14 @@ def replay(
     keep_outcomes: bool = False,
     admit_on_read: bool = True,
     half_life: str | None = None,
+    policy: Path | None = None,
 ) -> ReplayResult:
-    """Replay ``trace`` with a hot budget of ``hot_bytes``, planning every ``cycle`` requests."""
-    policies = policies_for(hot_bytes, policy_text, half_life=half_life)
+    """Replay ``trace`` with a hot budget of ``hot_bytes``, planning every ``cycle`` requests.
+
+    The policy is ``policy_text``, else the file ``policy``, else the trace's in ``POLICY_FOR``.
+    """
+    path = policy or POLICY_FOR.get(trace.name, POLICY)
+    policies = policies_for(hot_bytes, policy_text, half_life=half_life, path=path)
     settings = settings_for(policies)
     r = Replay(policies, settings, cycle=cycle, prices=prices, knobs=knobs, admit_on_read=admit_on_read)
     return r.run(trace, keep_outcomes=keep_outcomes)

@@ -50,8 +50,8 @@ def test_unbounded_hot_tier_hits_everything_read_before_the_last_cycle() -> None
 
 
 def test_a_5_kib_budget_keeps_the_best_value_per_byte() -> None:
-    # By reads per byte: A (2 reads / 1 KiB) and B (2 / 2 KiB) fit in 5 KiB; C (1 / 4 KiB) does not,
-    # and never outranks B; D (8 KiB) is larger than the budget.
+    # By reads/hour (the hot tier ranks by reads alone): A and B (2 reads each) fit in 5 KiB;
+    # C (1 read) does not, and never outranks B; D (8 KiB) is larger than the budget.
     res = run(5 * KiB)
     assert [i for i, hit in enumerate(res.outcomes) if hit] == [5, 6, 8, 11, 12, 14, 15, 18, 19]
     assert (res.hits, res.hit_bytes) == (9, 12 * KiB)
@@ -92,3 +92,15 @@ def test_an_offer_too_big_to_displace_members_does_not_block_smaller_ones() -> N
     hot.offer(3, 4, rank=1.0)  # fits in the room left
     assert hot.settle() == ([3], [])
     assert hot.members == {1: 6, 3: 4}
+
+
+def test_a_read_path_admission_competes_with_cycle_ranks_on_one_clock() -> None:
+    # One object fits. A is read 4 times and ranked by the cycle; 30 days (10 half-lives) later
+    # B's single read outranks A's decayed four, so the miss admits B at once and B's next two
+    # reads hit. (Ranks from the read path and from the cycle must share one time base.)
+    day = 86400.0
+    ids = np.array([0, 0, 0, 0, 1, 1, 1], dtype=np.int64)
+    t = np.array([0, 1, 2, 3, 30 * day, 30 * day + 1, 30 * day + 2]) + 1000.0
+    tr = Trace("two", "7 requests", t, ids, np.full(7, 1 * KiB, dtype=np.int64))
+    res = replay(tr, hot_bytes=1 * KiB, cycle=4, policy_text=POLICY, keep_outcomes=True)
+    assert res.outcomes == [False, True, True, True, False, True, True]
