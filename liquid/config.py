@@ -205,6 +205,23 @@ class DaemonSettings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
+class PlannerConfig(BaseModel):
+    """How the planner values a hot copy (``liquid.planner``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: What a hot hit is worth when ranking hot copies. ``bytes``: the bytes it keeps off the
+    #: home store, so the hot tier is ranked by reads per hour alone and maximises the byte hit
+    #: ratio; ``time``: the read time it saves, first-byte latency included, which favours
+    #: small objects (a higher object hit ratio, a lower byte hit ratio).
+    hot_objective: Literal["bytes", "time"] = "bytes"
+    #: A resident's savings are multiplied by this before it is compared with a newcomer.
+    hysteresis: float = Field(default=1.25, ge=1.0, le=10.0)
+    #: Keep hot copies the policy no longer asks for while the hot budget has room; they are
+    #: the first to go when room is needed. Off: they are evicted at the next cycle.
+    keep_while_room: bool = True
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -241,6 +258,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     shm: ShmSettings = Field(default_factory=ShmSettings)
     mover: MoverSettings = Field(default_factory=MoverSettings)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

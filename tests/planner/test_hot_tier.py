@@ -1,0 +1,114 @@
+"""The hot tier: keep-while-room, the hot objective, and the durable home of a hot object."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from liquid.config import Settings
+from liquid.planner import HotTier, PlacementState, Planner, PlannerSettings
+from liquid.policy.loader import load_policy_text
+from tests.planner.test_planner import NOW, row
+
+HOT_POLICY = """
+apiVersion: liquid/v1
+kind: TieringPolicy
+metadata: {name: docs}
+spec:
+  rules:
+    - {name: hot, tier: hot, promoteAbove: 1/h, demoteBelow: 0.5/h}
+    - {name: cold, tier: cold, demoteAfter: 30d}
+    - {name: archive, tier: archive}
+---
+apiVersion: liquid/v1
+kind: Budget
+metadata: {name: cap}
+spec:
+  tiers:
+    hot: {maxBytes: 1000}
+"""
+
+
+def test_a_released_member_stays_until_room_is_needed_and_goes_first() -> None:
+    hot = HotTier(1200, hysteresis=4.0)  # members rank + ln 4
+    hot.offer(1, 400, rank=5.0)
+    hot.offer(2, 400, rank=6.0)
+    assert hot.settle() == ([2, 1], [])
+    hot.release(2)  # the policy no longer wants 2: it keeps its copy while there is room
+    hot.offer(3, 200, rank=5.0)
+    assert hot.settle() == ([3], [])
+    assert set(hot.members) == {1, 2, 3}
+    # 4 needs 200 more bytes: released 2 (rank 6, no bonus) goes, though its own rank is the
+    # highest; members 1 and 3 rank 5 + ln 4 = 6.39 > 6.2.
+    hot.offer(4, 400, rank=6.2)
+    assert hot.settle() == ([4], [2])
+    assert set(hot.members) == {1, 3, 4}
+    # An evicted released member is forgotten, not left waiting: room later does not bring it back.
+    assert hot.withdraw(1)
+    assert hot.settle() == ([], [])
+    assert set(hot.members) == {3, 4}
+
+
+def test_a_released_member_offered_again_gets_its_bonus_back() -> None:
+    hot = HotTier(800, hysteresis=2.0)
+    hot.offer(1, 400, rank=5.0)
+    hot.offer(2, 400, rank=5.0)
+    hot.settle()
+    hot.release(1)
+    hot.offer(1, 400, rank=5.0)  # read again: the policy wants it hot once more
+    hot.offer(3, 400, rank=5.5)  # outranks neither 5 + ln 2
+    assert hot.settle() == ([], [])
+    assert set(hot.members) == {1, 2}
+
+
+@pytest.mark.parametrize(("keep", "evicted"), [(True, False), (False, True)])
+def test_keep_while_room_decides_whether_a_cooled_member_is_evicted(keep: bool, evicted: bool) -> None:
+    settings = Settings(planner={"keep_while_room": keep})
+    clock = [NOW]
+    planner = Planner(engine=None, settings=settings, clock=lambda: clock[0])  # type: ignore[arg-type]
+    policies = load_policy_text(HOT_POLICY)
+    state = PlacementState()
+    first = planner.plan(policies, rows=[row(1, home="cold", rate=5.0)], state=state)
+    assert [c.action for c in first.changes] == ["hot-admit"]
+    # Read rarely since: its rate fell below demoteBelow.
+    clock[0] = NOW + timedelta(hours=1)
+    later = planner.plan(policies, rows=[row(1, home="cold", rate=0.1)], state=state)
+    assert state.hot is not None
+    assert ([c.action for c in later.changes] == ["hot-evict"]) is evicted
+    assert (1 in state.hot.members) is not evicted
+
+
+def test_the_bytes_objective_ranks_by_reads_alone_and_time_favours_small_objects() -> None:
+    at = NOW.timestamp()
+    by_bytes = Planner(None, Settings(), clock=lambda: NOW)  # type: ignore[arg-type]
+    by_time = Planner(None, Settings(planner={"hot_objective": "time"}), clock=lambda: NOW)  # type: ignore[arg-type]
+    prices = by_bytes.prices(load_policy_text(HOT_POLICY), None)
+    small, large = 4096, 64 * 2**20
+    rank = by_bytes.hot_rank
+    assert rank(small, 2.0, at, prices) == pytest.approx(rank(large, 2.0, at, prices))
+    assert rank(small, 2.0, at, prices) - rank(small, 1.0, at, prices) == pytest.approx(math.log(2))
+    # Time saved per byte: a 4 KiB read saves mostly first-byte latency, so per byte it is worth far more.
+    assert by_time.hot_rank(small, 1.0, at, prices) > by_time.hot_rank(large, 1.0, at, prices) + 3
+
+
+def test_settings_reject_an_unknown_objective() -> None:
+    with pytest.raises(ValueError, match="hot_objective"):
+        Settings(planner={"hot_objective": "speed"})
+    assert PlannerSettings.from_settings(Settings()).hot_objective == "bytes"
+
+
+def test_an_archived_object_that_turns_hot_also_brings_its_home_back_to_cold() -> None:
+    planner = Planner(None, Settings(), clock=lambda: NOW)  # type: ignore[arg-type]
+    policies = load_policy_text(HOT_POLICY)
+    # Read since it was archived, and often enough for a hot copy: the copy serves the reads,
+    # and its home returns to cold (restoreOnAccess), so hot misses stop paying retrieval.
+    busy = row(1, home="archive", rate=5.0, size=100, home_for=timedelta(days=40), idle=timedelta(minutes=1))
+    # Archived and still idle: stays archived.
+    idle = row(2, home="archive", rate=0.0, size=100, home_for=timedelta(days=40), idle=timedelta(days=60))
+    full = planner.plan(policies, rows=[busy, idle])
+    incremental = planner.plan(policies, rows=[busy, idle], state=PlacementState())
+    for plan in (full, incremental):
+        got = sorted((c.object_id, c.action, c.to_tier) for c in plan.changes)
+        assert got == [(1, "hot-admit", "hot"), (1, "move", "cold")]
