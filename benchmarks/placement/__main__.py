@@ -14,13 +14,11 @@ from typing import Any
 
 from benchmarks.placement import cost as costs
 from benchmarks.placement.peers import OFFLINE, ONLINE, oracle_file, run_peer
-from benchmarks.placement.replay import replay
+from benchmarks.placement.replay import POLICY, POLICY_FOR, replay
 from benchmarks.placement.traces import Trace, load_csv, load_oracle_general, standard_traces
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 GOAL_CYCLE = 1000  # the goals are judged on the daemon cycling every 1k requests
-#: accessHalfLife per trace, as an operator would set it (the shipped workflow policy uses 30m).
-HALF_LIFE = {"workflow": "30m"}
 
 
 def _traces(args: argparse.Namespace) -> list[Trace]:
@@ -39,7 +37,7 @@ def _liquid_job(
 ) -> tuple[str, float, int, dict[str, Any], dict[str, float]]:
     trace, fraction, hot_bytes, cycle = job
     prices = costs.load_prices()
-    res = replay(trace, hot_bytes=hot_bytes, cycle=cycle, prices=prices, half_life=HALF_LIFE.get(trace.name))
+    res = replay(trace, hot_bytes=hot_bytes, cycle=cycle, prices=prices)
     assert res.ledger is not None
     return trace.name, fraction, cycle, res.to_json(), res.ledger.breakdown()
 
@@ -79,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                 "objects": trace.objects(),
                 "working_set_bytes": ws,
                 "duration_days": round(trace.duration() / 86400, 2),
+                "policy": POLICY_FOR.get(trace.name, POLICY).name,
                 "hit_ratios": {},
             }
             path = oracle_file(trace, Path(tmp))
@@ -170,7 +169,8 @@ def render(out: dict[str, Any]) -> str:
             f"## {name}",
             "",
             f"{e['description']}; {e['requests']:,} requests, {e['objects']:,} objects, "
-            f"{e['working_set_bytes'] / 2**30:.1f} GiB working set, {e['duration_days']} days.",
+            f"{e['working_set_bytes'] / 2**30:.1f} GiB working set, {e['duration_days']} days. "
+            f"Liquid's policy: `benchmarks/placement/{e.get('policy', 'policy.yaml')}`.",
             "",
         ]
         budgets = list(e["hit_ratios"])
