@@ -17,7 +17,13 @@ One cycle:
    answer to the fractional knapsack, optimal up to the last object. Objects already
    resident get their value multiplied by ``hysteresis`` (default 1.25), so two
    near-equal objects do not trade places every cycle; objects inside their
-   ``minResidency`` never move.
+   ``minResidency`` never move. For the hot tier, ``settings.planner.hot_objective``
+   decides what a hit is worth: ``bytes`` (default) counts only the transfer it saves,
+   so hot copies rank by reads/hour whatever their size; ``time`` adds first-byte
+   latency, which favours small objects. Incremental plans (:class:`PlacementState`)
+   keep a copy the policy no longer asks for until its room is needed
+   (``keep_while_room``), and an archived object that earns a hot copy also moves its
+   home back up where the policy's non-hot rules allow.
 4. **Result.** A :class:`Plan`: per object only what changes (moves, hot admissions and
    evictions, expirations, holds), plus counts, bytes and monthly cost per tier before
    and after, and every budget's use. Deterministic for a given catalog, policy set and
