@@ -983,6 +983,8 @@ def explain(
         "home_tier": f.home_tier,
         "home_since": (f.home_since or f.created_at).isoformat(),
         "should_be": d.tier,
+        # With a hot copy the durable home stays, or comes back up from archive (_durable_home).
+        "home_should_be": planner._durable_home(policies, f, when) if d.tier == "hot" else d.tier,
         "action": d.action,
         "reason": d.reason,
         "next_change_at": d.next_change_at.isoformat() if d.next_change_at else None,

@@ -136,6 +136,8 @@ class ExplainModel(BaseModel):
     home_tier: str
     home_since: str
     should_be: str
+    #: Where the durable home should be: ``should_be``, unless that is ``hot`` (a cache copy).
+    home_should_be: str
     action: str
     reason: str
     next_change_at: str | None

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from liquid.config import Settings
-from liquid.planner import HotTier, PlacementState, Planner, PlannerSettings
+from liquid.planner import HotTier, PlacementState, Planner, PlannerSettings, explain
 from liquid.policy.loader import load_policy_text
 from tests.planner.test_planner import NOW, row
 
@@ -112,3 +112,8 @@ def test_an_archived_object_that_turns_hot_also_brings_its_home_back_to_cold() -
     for plan in (full, incremental):
         got = sorted((c.object_id, c.action, c.to_tier) for c in plan.changes)
         assert got == [(1, "hot-admit", "hot"), (1, "move", "cold")]
+    # (The incremental plan assumed its move happened and updated ``busy``: explain a fresh row.)
+    busy = row(1, home="archive", rate=5.0, size=100, home_for=timedelta(days=40), idle=timedelta(minutes=1))
+    out = explain(planner, policies, busy)
+    assert (out["should_be"], out["home_should_be"], out["home_tier"]) == ("hot", "cold", "archive")
+    assert explain(planner, policies, idle)["home_should_be"] == "archive"
