@@ -36,16 +36,33 @@ from liquid.refs import ResultRef
 log = logging.getLogger(__name__)
 
 # KEYS: object hash, dirty set, hourly hash.
-# ARGV: time of the last read, half-life, member, hour field, ttl, delta score, reads.
+# ARGV: time of the batch's last read, half-life, member, hour field, ttl, batch score, reads,
+# the batch's first and last counted reads, correlation window (see fold_burst).
+# The hash holds what accumulated since the last flush: s (score at t), t (last read), n (reads),
+# f (first counted read) and c (last counted read).
 _RECORD = """
-local v = redis.call('HMGET', KEYS[1], 's', 't')
+local v = redis.call('HMGET', KEYS[1], 's', 't', 'c')
 local now = tonumber(ARGV[1])
+local hl = tonumber(ARGV[2])
+local bf = tonumber(ARGV[8])
+local bc = tonumber(ARGV[9])
+local w = tonumber(ARGV[10])
 local s = tonumber(v[1]) or 0
 local t = tonumber(v[2]) or now
+local c = tonumber(v[3])
 local dt = now - t
 if dt < 0 then dt = 0 end
-s = s * math.pow(0.5, dt / tonumber(ARGV[2])) + tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], 's', tostring(s), 't', ARGV[1])
+s = s * math.pow(0.5, dt / hl) + tonumber(ARGV[6])
+if w > 0 and c and bf - c < w then
+  local d = now - bf
+  if d < 0 then d = 0 end
+  s = s - math.pow(0.5, d / hl)
+  if bc == bf then bc = c end
+end
+if c and c > bc then bc = c end
+if t < now then t = now end
+redis.call('HSET', KEYS[1], 's', tostring(s), 't', tostring(t), 'c', tostring(bc))
+if not v[1] then redis.call('HSET', KEYS[1], 'f', ARGV[8]) end
 redis.call('HINCRBY', KEYS[1], 'n', tonumber(ARGV[7]))
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[3])
@@ -55,19 +72,21 @@ return 1
 """
 
 # KEYS: dirty set. ARGV: batch size, object-hash prefix. Pops members and returns
-# [member, s, t, n, ...] after deleting each hash: read-and-reset in one atomic step.
+# [member, s, t, n, f, c, ...] after deleting each hash: read-and-reset in one atomic step.
 _DRAIN = """
 local members = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
 local out = {}
 for _, m in ipairs(members) do
   local k = ARGV[2] .. m
-  local v = redis.call('HMGET', k, 's', 't', 'n')
+  local v = redis.call('HMGET', k, 's', 't', 'n', 'f', 'c')
   redis.call('DEL', k)
   if v[1] then
     table.insert(out, m)
     table.insert(out, v[1])
     table.insert(out, v[2])
     table.insert(out, v[3] or '0')
+    table.insert(out, v[4] or v[2])
+    table.insert(out, v[5] or v[2])
   end
 end
 return out
@@ -90,20 +109,46 @@ _UPSERT_HOURLY = text(
     """
 )
 
+# Merge drained batches into access_stats by fold_burst: an update of the rows that exist (it
+# needs each batch's first counted read, which an INSERT's EXCLUDED row cannot carry), then an
+# insert of the rest; a row inserted concurrently in between is merged without the correlation.
 _UPSERT = text(
     """
-    INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, updated_at)
-    SELECT o.id, o.tenant_id, v.s, v.n, v.t, :now
-    FROM unnest(CAST(:tenants AS text[]), CAST(:namespaces AS text[]), CAST(:keys AS text[]),
-                CAST(:versions AS int[]), CAST(:scores AS float8[]), CAST(:hits AS bigint[]),
-                CAST(:times AS timestamptz[])) AS v(tenant_id, namespace, key, version, s, n, t)
-    JOIN objects o ON o.tenant_id = v.tenant_id AND o.namespace = v.namespace AND o.key = v.key
-                  AND o.version = v.version
+    WITH v AS (
+        SELECT o.id, o.tenant_id, v.s, v.n, v.t, v.f, v.c
+        FROM unnest(CAST(:tenants AS text[]), CAST(:namespaces AS text[]), CAST(:keys AS text[]),
+                    CAST(:versions AS int[]), CAST(:scores AS float8[]), CAST(:hits AS bigint[]),
+                    CAST(:times AS timestamptz[]), CAST(:firsts AS timestamptz[]),
+                    CAST(:counteds AS timestamptz[])) AS v(tenant_id, namespace, key, version, s, n, t, f, c)
+        JOIN objects o ON o.tenant_id = v.tenant_id AND o.namespace = v.namespace AND o.key = v.key
+                      AND o.version = v.version
+    ), upd AS (
+        UPDATE access_stats a SET
+            score = a.score * power(0.5, GREATEST(0, extract(epoch FROM v.t - a.last_access_at)) / :half_life)
+                    + v.s
+                    - CASE WHEN :correlation > 0 AND a.counted_at IS NOT NULL
+                                AND extract(epoch FROM v.f - a.counted_at) < :correlation
+                           THEN power(0.5, GREATEST(0, extract(epoch FROM v.t - v.f)) / :half_life)
+                           ELSE 0 END,
+            counted_at = CASE WHEN :correlation > 0 AND a.counted_at IS NOT NULL
+                                   AND extract(epoch FROM v.f - a.counted_at) < :correlation AND v.c = v.f
+                              THEN a.counted_at
+                              ELSE GREATEST(a.counted_at, v.c) END,
+            hits = a.hits + v.n,
+            last_access_at = GREATEST(a.last_access_at, v.t),
+            updated_at = :now
+        FROM v WHERE a.object_id = v.id
+        RETURNING a.object_id
+    )
+    INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, counted_at, updated_at)
+    SELECT v.id, v.tenant_id, v.s, v.n, v.t, v.c, :now FROM v
+    WHERE v.id NOT IN (SELECT object_id FROM upd)
     ON CONFLICT (object_id) DO UPDATE SET
         score = access_stats.score * power(0.5, GREATEST(0, extract(epoch FROM
                     EXCLUDED.last_access_at - access_stats.last_access_at)) / :half_life) + EXCLUDED.score,
         hits = access_stats.hits + EXCLUDED.hits,
         last_access_at = GREATEST(access_stats.last_access_at, EXCLUDED.last_access_at),
+        counted_at = GREATEST(access_stats.counted_at, EXCLUDED.counted_at),
         updated_at = EXCLUDED.updated_at
     """
 )
@@ -133,6 +178,38 @@ def fold(score: float, at: float, when: float, half_life: float, reads: float = 
     return decay(score, when - at, half_life) + reads, max(at, when)
 
 
+def fold_burst(
+    summary: tuple[float, float, float | None],
+    burst: tuple[float, float, float, float],
+    half_life: float,
+    correlation: float,
+) -> tuple[float, float, float | None]:
+    """Merge a newer batch of reads into an older summary, honouring the correlated-reference period.
+
+    ``summary`` is ``(score, time of the score = last read, last counted read or None)``;
+    ``burst`` is the newer batch's ``(score, last read, first counted read, last counted read)``.
+    With ``correlation`` > 0 a read less than ``correlation`` seconds after the object's last
+    *counted* read adds nothing to its score (a burst of reads counts once, as in LRU-K's
+    correlated reference period); it still moves the last-read time. So the batch's first
+    counted read is taken back out when it falls within the period of the summary's last
+    counted read. The in-memory batch, the Redis script (``_RECORD``), the catalog merge
+    (``_UPSERT``) and :class:`DecayedCounts` all apply this rule; with ``correlation`` 0 it
+    is plain :func:`fold`. It is exact while the period is longer than a push and a flush
+    interval, so that a batch holds at most one counted read (the daemon default: 30 s).
+
+        >>> fold_burst((1.0, 0.0, 0.0), (1.0, 3600.0, 3600.0, 3600.0), 3600.0, 7200.0)
+        (0.5, 3600.0, 0.0)
+    """
+    score, at, counted = summary
+    b_score, b_at, b_first, b_counted = burst
+    merged = decay(score, b_at - at, half_life) + b_score
+    if correlation > 0 and counted is not None and b_first - counted < correlation:
+        merged -= decay(1.0, b_at - b_first, half_life)
+        if b_counted == b_first:
+            b_counted = counted
+    return merged, max(at, b_at), b_counted
+
+
 class DecayedCounts:
     """Decayed read counts held in memory: the tracker's state without Redis or a catalog.
 
@@ -141,13 +218,14 @@ class DecayedCounts:
     uses the same :func:`fold` as the tracker, so scores match what production would have.
     """
 
-    __slots__ = ("_stats", "half_life")
+    __slots__ = ("_stats", "correlation", "half_life")
 
-    def __init__(self, *, half_life: float) -> None:
+    def __init__(self, *, half_life: float, correlation: float = 0.0) -> None:
         if half_life <= 0:
             raise ValueError(f"half_life must be positive, got {half_life}")
         self.half_life = half_life
-        # key -> [score, time of the score (epoch s), hits]
+        self.correlation = correlation
+        # key -> [score, time of the score (epoch s), hits, last counted read]
         self._stats: dict[Any, list[float]] = {}
 
     def __repr__(self) -> str:
@@ -160,10 +238,14 @@ class DecayedCounts:
         """Count one read of ``key`` at epoch second ``when``."""
         entry = self._stats.get(key)
         if entry is None:
-            self._stats[key] = [1.0, when, 1.0]
+            self._stats[key] = [1.0, when, 1.0, when]
+        elif when - entry[3] < self.correlation:  # within the correlated-reference period
+            entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life, reads=0.0)
+            entry[2] += 1.0
         else:
             entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life)
             entry[2] += 1.0
+            entry[3] = max(entry[3], when)
 
     def get(self, key: Any) -> tuple[float, float, int] | None:
         """``(score, time of the last read, hits)``, the ``access_stats`` row, or None if never read."""
@@ -195,6 +277,7 @@ class AccessTracker:
         half_life: decay half-life in seconds.
         clock: current UTC time; tests inject a fake one.
         key_ttl: seconds an untouched per-object hash survives in Redis (a backstop if flushes stop).
+        correlation: the correlated-reference period in seconds (0: off; see :func:`fold_burst`).
     """
 
     def __init__(
@@ -204,11 +287,13 @@ class AccessTracker:
         half_life: float,
         clock: Callable[[], datetime],
         key_ttl: int = 7 * 86400,
+        correlation: float = 0.0,
     ) -> None:
         if half_life <= 0:
             raise ValueError(f"half_life must be positive, got {half_life}")
         self.client = client
         self.half_life = half_life
+        self.correlation = correlation
         self.clock = clock
         self.key_ttl = key_ttl
         self._record_sha = client.script_load(_RECORD)
@@ -241,11 +326,15 @@ class AccessTracker:
         with self._lock:
             entry = self._pending.get(m)
             if entry is None:
-                self._pending[m] = [1.0, when, 1]
+                self._pending[m] = [1.0, when, 1, when, when]  # score, last read, reads, first/last counted
+            elif when - entry[4] < self.correlation:  # a correlated read: a hit, not a count
+                entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life, reads=0.0)
+                entry[2] += 1
             else:
                 # Reads batched between pushes fold into one decayed delta, exactly as if sent one by one.
                 entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life)
                 entry[2] += 1
+                entry[4] = max(entry[4], when)
             self.noted += 1
 
     def record(self, ref: ResultRef, *, now: datetime | None = None) -> bool:
@@ -260,7 +349,7 @@ class AccessTracker:
         if not pending:
             return True
         pipe = self.client.pipeline(transaction=False)
-        for (ref, hour), (score, when, n) in pending.items():
+        for (ref, hour), (score, when, n, first, counted) in pending.items():
             m = self.member(ref)
             pipe.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA",
@@ -276,6 +365,9 @@ class AccessTracker:
                 self.key_ttl,
                 repr(score),
                 n,
+                repr(first),
+                repr(counted),
+                repr(self.correlation),
             )
         try:
             results = pipe.execute(raise_on_error=False)
@@ -355,7 +447,7 @@ class AccessTracker:
             items = list(raw)
             if not items:
                 break
-            rows = [items[i : i + 4] for i in range(0, len(items), 4)]
+            rows = [items[i : i + 6] for i in range(0, len(items), 6)]
             objects += len(rows)
             hits += self._upsert(engine, rows)
             if len(rows) < batch:
@@ -386,7 +478,9 @@ class AccessTracker:
         scores: list[float] = []
         counts: list[int] = []
         times: list[datetime] = []
-        for member, s, t, n in rows:
+        firsts: list[datetime] = []
+        counteds: list[datetime] = []
+        for member, s, t, n, f, c in rows:
             try:
                 ref = ResultRef.parse("liquid://" + _text(member))
             except ValueError:
@@ -399,6 +493,8 @@ class AccessTracker:
             scores.append(float(s))
             counts.append(int(n))
             times.append(datetime.fromtimestamp(float(t), UTC))
+            firsts.append(datetime.fromtimestamp(float(f), UTC))
+            counteds.append(datetime.fromtimestamp(float(c), UTC))
         if not scores:
             return 0
         with engine.begin() as conn:
@@ -409,8 +505,11 @@ class AccessTracker:
                     "scores": scores,
                     "hits": counts,
                     "times": times,
+                    "firsts": firsts,
+                    "counteds": counteds,
                     "now": self.clock(),
                     "half_life": self.half_life,
+                    "correlation": self.correlation,
                 },
             )
         return sum(counts)

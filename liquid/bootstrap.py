@@ -100,7 +100,12 @@ def open_runtime(
             hot = HotCache(client, ttl=settings.hot.ttl, max_object_size=settings.hot.max_object_size)
         if settings.access.enabled:
             try:
-                access = AccessTracker(client, half_life=settings.access.half_life, clock=clock)
+                access = AccessTracker(
+                    client,
+                    half_life=settings.access.half_life,
+                    clock=clock,
+                    correlation=settings.access.correlation_window,
+                )
                 access.start()
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)

@@ -80,6 +80,11 @@ class AccessSettings(BaseModel):
     half_life: Duration = 3600.0
     #: How often the daemon moves scores from Redis into the catalog (the most counts Redis loss can cost).
     flush_interval: Duration = 30.0
+    #: Correlated-reference period: a read this soon after the object's last counted read adds
+    #: nothing to its score (a burst of reads right after a write counts once), though it still
+    #: counts as a hit and a last access. 0 turns it off. It caps a counted rate at one read per
+    #: period, so keep promoteAbove thresholds below ``3600 / correlation_window`` per hour.
+    correlation_window: Duration = 0.0
 
 
 class TierCost(BaseModel):
@@ -220,6 +225,11 @@ class PlannerConfig(BaseModel):
     #: Keep hot copies the policy no longer asks for while the hot budget has room; they are
     #: the first to go when room is needed. Off: they are evicted at the next cycle.
     keep_while_room: bool = True
+    #: Share of the hot budget kept as a window for read-path admissions: a missed read gets a
+    #: copy there at once whatever its rank, and meets the ranked tier only when it leaves, so a
+    #: burst of reads right after a write is served even when the ranked tier is full of
+    #: objects read more often. 0 turns it off. Incremental plans only.
+    hot_window: float = Field(default=0.0, ge=0.0, le=0.5)
 
 
 class Settings(BaseSettings):

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -292,12 +292,19 @@ class PlannerSettings:
     #: ``bytes``: a hot hit is worth the bytes it keeps off the home (no first-byte latency term,
     #: so the hot tier ranks by reads/hour); ``time``: the read time it saves (see read_saving).
     hot_objective: Literal["bytes", "time"] = "bytes"
+    #: Share of the hot budget for the read-path window (see :meth:`HotTier.admit_on_read`).
+    hot_window: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerSettings:
         """The knobs ``settings.planner`` sets; latency and throughput keep their defaults."""
         c = settings.planner
-        return cls(hysteresis=c.hysteresis, keep_while_room=c.keep_while_room, hot_objective=c.hot_objective)
+        return cls(
+            hysteresis=c.hysteresis,
+            keep_while_room=c.keep_while_room,
+            hot_objective=c.hot_objective,
+            hot_window=c.hot_window,
+        )
 
 
 class Planner:
@@ -466,7 +473,9 @@ class Planner:
             state.policies = policies
             state.prices.clear()
             if state.hot is None:
-                state.hot = HotTier(_hot_limit(policies), hysteresis=self.knobs.hysteresis)
+                state.hot = HotTier(
+                    _hot_limit(policies), hysteresis=self.knobs.hysteresis, window=self.knobs.hot_window
+                )
             state.hot.limit = _hot_limit(policies)
             dirty = {oid: state.rows[oid] for oid in state.rows}
         else:
@@ -805,11 +814,14 @@ class HotTier:
         hysteresis: the members' bonus factor (PlannerSettings.hysteresis).
     """
 
-    def __init__(self, limit: int | None, *, hysteresis: float = 1.25) -> None:
+    def __init__(self, limit: int | None, *, hysteresis: float = 1.25, window: float = 0.0) -> None:
         self.limit = limit
         self.bonus = math.log(hysteresis)
-        self.members: dict[int, int] = {}  # object id -> size
+        self.window_fraction = window
+        self.members: dict[int, int] = {}  # object id -> size (the window's included)
         self.bytes = 0
+        self.window: OrderedDict[int, int] = OrderedDict()  # read-path admissions, oldest first
+        self.window_bytes = 0
         self._rank: dict[int, float] = {}  # object id -> rank (without the member bonus)
         self._size: dict[int, int] = {}
         self._released: set[int] = set()  # members the policy no longer wants: no bonus
@@ -824,6 +836,8 @@ class HotTier:
         self._rank[oid] = rank
         self._size[oid] = size
         self._released.discard(oid)
+        if oid in self.window:
+            return  # ranked again; it meets the main tier when it leaves the window
         if oid in self.members:
             heapq.heappush(self._members_heap, (rank + self.bonus, oid))
         else:
@@ -838,9 +852,38 @@ class HotTier:
         """
         if oid in self.members:
             return True
-        self.offer(oid, size, rank)
+        room = self.window_limit
+        if size > room:
+            self.offer(oid, size, rank)
+            self.settle()
+            return oid in self.members
+        # The window: every missed read gets a copy at once, whatever its rank; the oldest
+        # leave in order and are offered to the main tier, where rank decides.
+        self._rank[oid], self._size[oid] = rank, size
+        self._released.discard(oid)
+        self.window[oid] = self.members[oid] = size
+        self.window_bytes += size
+        self.bytes += size
+        while self.window_bytes > room:
+            old, old_size = self.window.popitem(last=False)
+            self.window_bytes -= old_size
+            self.bytes -= self.members.pop(old)
+            if old in self._released:
+                self._forget(old)
+            else:
+                heapq.heappush(self._waiting, (-self._rank[old], old))
         self.settle()
-        return oid in self.members
+        return True
+
+    @property
+    def window_limit(self) -> int:
+        """Bytes of the budget kept for the window (``window`` x ``limit``)."""
+        return 0 if self.limit is None else int(self.limit * self.window_fraction)
+
+    def _forget(self, oid: int) -> None:
+        self._released.discard(oid)
+        self._rank.pop(oid, None)
+        self._size.pop(oid, None)
 
     def release(self, oid: int) -> None:
         """The policy no longer wants ``oid`` hot, but a member keeps its copy until room is needed.
@@ -853,7 +896,9 @@ class HotTier:
             self._rank.pop(oid, None)
             self._size.pop(oid, None)
             return
-        if oid not in self._released:
+        if oid in self.window:
+            self._released.add(oid)  # dropped when it leaves the window
+        elif oid not in self._released:
             self._released.add(oid)
             heapq.heappush(self._members_heap, (self._rank[oid], oid))
 
@@ -866,6 +911,8 @@ class HotTier:
         if size is None:
             return False
         self.bytes -= size
+        if self.window.pop(oid, None) is not None:
+            self.window_bytes -= size
         return True
 
     def settle(self) -> tuple[list[int], list[int]]:
@@ -879,10 +926,11 @@ class HotTier:
                 heapq.heappop(self._waiting)  # stale: re-ranked, withdrawn or admitted since
                 continue
             size = self._size[oid]
-            if self.limit is not None and size > self.limit:
+            main_limit = None if self.limit is None else self.limit - self.window_limit
+            if main_limit is not None and size > main_limit:
                 heapq.heappop(self._waiting)
                 continue
-            need = 0 if self.limit is None else self.bytes + size - self.limit
+            need = 0 if main_limit is None else self.bytes - self.window_bytes + size - main_limit
             victims: list[tuple[float, int]] = []
             chosen: set[int] = set()
             freed = 0
@@ -891,7 +939,8 @@ class HotTier:
                 rank_m = self._rank.get(m)
                 if rank_m is not None and m not in self._released:
                     rank_m += self.bonus
-                if m not in self.members or m in chosen or rank_m is None or rank_m != key:
+                stale = m not in self.members or m in self.window or rank_m is None or rank_m != key
+                if stale or m in chosen:
                     heapq.heappop(self._members_heap)  # stale or a duplicate entry
                     continue
                 if key >= rank:
@@ -910,9 +959,7 @@ class HotTier:
             for _, m in victims:
                 self.bytes -= self.members.pop(m)
                 if m in self._released:  # the policy no longer wants it: it does not wait
-                    self._released.discard(m)
-                    self._rank.pop(m, None)
-                    self._size.pop(m, None)
+                    self._forget(m)
                 else:
                     heapq.heappush(self._waiting, (-self._rank[m], m))
                 evicted.append(m)

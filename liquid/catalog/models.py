@@ -144,6 +144,8 @@ class AccessStat(Base):
     score: Mapped[float] = mapped_column(Float, default=0.0)
     hits: Mapped[int] = mapped_column(BigInteger, default=0)
     last_access_at: Mapped[datetime | None]
+    #: The last read that added to ``score`` (see ``access.correlation_window``).
+    counted_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (Index("ix_access_stats_tenant", "tenant_id", "last_access_at"),)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from liquid.access import AccessTracker, decay, rate_per_hour
+from liquid.access import AccessTracker, DecayedCounts, decay, fold_burst, rate_per_hour
 from liquid.service import LiquidService
 from tests.fakes import FakeClock
 
@@ -123,6 +123,66 @@ def test_reads_batch_in_memory_and_fold_into_one_decayed_delta(
     tracker.flush(svc.engine)
     row = _stats(svc, tenant)["k"]
     assert (row.hits, row.score) == (3, pytest.approx(2.5))
+
+
+def test_a_burst_of_reads_counts_once_across_batches_pushes_and_flushes(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    # Correlated-reference period 600 s: a read within 600 s of the last *counted* read is a hit
+    # but adds nothing to the score. The burst is split across every layer that folds reads
+    # (the in-memory batch, the Redis script, the catalog merge), which must all agree with
+    # DecayedCounts, the replay's counter.
+    svc, clock = clocked
+    tracker = svc.access
+    assert tracker is not None
+    tracker.correlation = 600.0
+    ref = svc.put(tenant, "ns", "k", b"v").ref
+    counts = DecayedCounts(half_life=HALF_LIFE, correlation=600.0)
+    start = T0.timestamp()
+
+    def read(at: float) -> None:
+        clock.now = datetime.fromtimestamp(start + at, UTC)
+        tracker.note(ref)
+        counts.note("k", start + at)
+
+    read(0)
+    tracker.push()  # Redis: s=1, counted at 0
+    read(60)
+    tracker.push()  # Redis script: within the period of 0, no count
+    tracker.flush(svc.engine)
+    read(120)
+    tracker.push()
+    tracker.flush(svc.engine)  # catalog merge: within the period of 0, no count
+    read(700)  # counts (700 s after 0)
+    read(760)  # the in-memory batch: within the period of 700
+    tracker.push()
+    tracker.flush(svc.engine)
+    read(1000)  # within the period of 700 again, across a flush
+    tracker.push()
+    tracker.flush(svc.engine)
+    row = _stats(svc, tenant)["k"]
+    expected = decay(1.0, 1000, HALF_LIFE) + decay(1.0, 300, HALF_LIFE)  # two counted reads: 0 and 700
+    assert row.hits == 6
+    assert row.score == pytest.approx(expected, rel=1e-9)
+    assert counts.get("k") == (pytest.approx(expected, rel=1e-9), start + 1000, 6)
+    assert row.last_access_at == datetime.fromtimestamp(start + 1000, UTC)
+    with svc.engine.connect() as conn:
+        sql = text("SELECT counted_at FROM access_stats WHERE tenant_id = :t")
+        assert conn.execute(sql, {"t": tenant}).scalar_one() == datetime.fromtimestamp(start + 700, UTC)
+
+
+def test_fold_burst_without_a_period_is_a_plain_decayed_sum() -> None:
+    assert fold_burst((2.0, 0.0, 0.0), (1.0, HALF_LIFE, HALF_LIFE, HALF_LIFE), HALF_LIFE, 0.0) == (
+        2.0,
+        HALF_LIFE,
+        HALF_LIFE,
+    )
+    # Within the period the newer batch's first counted read is taken out and 0 stays the last counted.
+    assert fold_burst((2.0, 0.0, 0.0), (1.0, 60.0, 60.0, 60.0), HALF_LIFE, 600.0) == (
+        pytest.approx(2.0 * decay(1.0, 60.0, HALF_LIFE)),
+        60.0,
+        0.0,
+    )
 
 
 def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, FakeClock], tenant: str) -> None:

@@ -117,3 +117,29 @@ def test_an_archived_object_that_turns_hot_also_brings_its_home_back_to_cold() -
     out = explain(planner, policies, busy)
     assert (out["should_be"], out["home_should_be"], out["home_tier"]) == ("hot", "cold", "archive")
     assert explain(planner, policies, idle)["home_should_be"] == "archive"
+
+
+def test_the_window_takes_every_missed_read_and_ranks_it_only_when_it_leaves() -> None:
+    hot = HotTier(1000, hysteresis=1.0, window=0.2)  # 200 bytes of window, 800 ranked
+    assert hot.window_limit == 200
+    hot.offer(1, 800, rank=10.0)
+    assert hot.settle() == ([1], [])
+    # The ranked tier is full of a better object, yet misses get a copy in the window at once.
+    assert hot.admit_on_read(2, 100, rank=1.0)
+    assert hot.admit_on_read(3, 100, rank=20.0)
+    assert set(hot.members) == {1, 2, 3} and hot.window_bytes == 200
+    # 4 pushes out 2, the oldest: rank 1 cannot displace 1 (rank 10), so 2 is gone.
+    assert hot.admit_on_read(4, 100, rank=0.5)
+    assert set(hot.members) == {1, 3, 4}
+    # 5 pushes out 3: rank 20 displaces 1 and 3 moves into the ranked tier.
+    assert hot.admit_on_read(5, 100, rank=0.1)
+    assert set(hot.members) == {3, 4, 5}
+    assert list(hot.window) == [4, 5] and hot.bytes == 300
+    # A window member the policy no longer wants is dropped when it leaves, not ranked.
+    hot.release(4)
+    assert hot.admit_on_read(6, 100, rank=0.1)
+    assert set(hot.members) == {3, 5, 6}
+    # Bigger than the window: straight to the ranked tier by rank, as without a window.
+    assert not hot.admit_on_read(7, 750, rank=0.0)  # would have to displace 3 (rank 20)
+    assert hot.admit_on_read(8, 750, rank=30.0)
+    assert set(hot.members) == {5, 6, 8} and 8 not in hot.window
