@@ -49,7 +49,7 @@ from liquid.access import decay, rate_per_hour
 from liquid.config import Settings
 from liquid.policy.checks import CatalogSummary, TierUsage, budget_warnings
 from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, evaluate_policy, select_policy
-from liquid.policy.models import TIERS, PolicySet, TieringPolicy, TierPrice
+from liquid.policy.models import TIERS, PolicySet, TieringPolicy, TierPrice, format_duration, format_rate
 from liquid.refs import ResultRef
 from liquid.units import format_size
 
@@ -446,6 +446,7 @@ class Planner:
                 row.target = home
             kept.append(row)
         plan.warnings = [str(p) for p in budget_warnings(policies, _summary(kept))]
+        plan.warnings += unreachable_rates(policies, self.settings.access.correlation_window)
         self._enforce_budgets(policies, kept, plan)
         for row in kept:
             f = row.facts
@@ -785,6 +786,28 @@ class Planner:
                 elif use.tier in after_tiers:
                     use.bytes_after += r.facts.size
                     use.cost_after += p[use.tier].gb_month * gb
+
+
+def unreachable_rates(policies: PolicySet, correlation: float) -> list[str]:
+    """Rate thresholds a correlated-reference period makes unreachable, as plan warnings.
+
+    With ``access.correlation_window`` of ``w`` seconds at most one read per ``w`` counts, so a
+    steady counted rate never exceeds ``3600 / w`` reads/hour.
+    """
+    if correlation <= 0:
+        return []
+    most = 3600.0 / correlation
+    out = []
+    for policy in policies.tiering:
+        for i, rule in enumerate(policy.spec.rules):
+            for name, value in (("promoteAbove", rule.promote_above), ("demoteBelow", rule.demote_below)):
+                if value is not None and value > most:
+                    out.append(
+                        f"policy {policy.name} {rule.label(i)}: {name} {format_rate(value)} can never be "
+                        f"reached: access.correlation_window {format_duration(correlation)} counts at most "
+                        f"{format_rate(round(most, 3))}"
+                    )
+    return out
 
 
 def _hot_limit(policies: PolicySet) -> int | None:

@@ -143,3 +143,12 @@ def test_the_window_takes_every_missed_read_and_ranks_it_only_when_it_leaves() -
     assert not hot.admit_on_read(7, 750, rank=0.0)  # would have to displace 3 (rank 20)
     assert hot.admit_on_read(8, 750, rank=30.0)
     assert set(hot.members) == {5, 6, 8} and 8 not in hot.window
+
+
+def test_a_plan_warns_of_rate_thresholds_the_correlation_window_puts_out_of_reach() -> None:
+    policies = load_policy_text(HOT_POLICY)  # promoteAbove 1/h, demoteBelow 0.5/h
+    quiet = Planner(None, Settings(access={"correlation_window": 600}), clock=lambda: NOW)  # type: ignore[arg-type]
+    assert quiet.plan(policies, rows=[]).warnings == []  # at most 6/h counts: 1/h is reachable
+    strict = Planner(None, Settings(access={"correlation_window": 7200}), clock=lambda: NOW)  # type: ignore[arg-type]
+    (warning,) = strict.plan(policies, rows=[]).warnings
+    assert "promoteAbove 1/h can never be reached" in warning and "docs" in warning and "hot" in warning
