@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks.placement import cost as costs
 from benchmarks.placement.peers import OFFLINE, ONLINE, oracle_file, run_peer
-from benchmarks.placement.replay import POLICY, POLICY_FOR, replay
+from benchmarks.placement.replay import POLICY, POLICY_FOR, SETTINGS_FOR, replay
 from benchmarks.placement.traces import Trace, load_csv, load_oracle_general, standard_traces
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                 "working_set_bytes": ws,
                 "duration_days": round(trace.duration() / 86400, 2),
                 "policy": POLICY_FOR.get(trace.name, POLICY).name,
+                "settings": SETTINGS_FOR.get(trace.name, {}),
                 "hit_ratios": {},
             }
             path = oracle_file(trace, Path(tmp))
@@ -170,7 +171,8 @@ def render(out: dict[str, Any]) -> str:
             "",
             f"{e['description']}; {e['requests']:,} requests, {e['objects']:,} objects, "
             f"{e['working_set_bytes'] / 2**30:.1f} GiB working set, {e['duration_days']} days. "
-            f"Liquid's policy: `benchmarks/placement/{e.get('policy', 'policy.yaml')}`.",
+            f"Liquid's policy: `benchmarks/placement/{e.get('policy', 'policy.yaml')}`"
+            + (f"; settings: `{json.dumps(e['settings'])}`." if e.get("settings") else "."),
             "",
         ]
         budgets = list(e["hit_ratios"])
