@@ -178,6 +178,18 @@ def fold(score: float, at: float, when: float, half_life: float, reads: float = 
     return decay(score, when - at, half_life) + reads, max(at, when)
 
 
+def count_read(
+    score: float, at: float, counted: float, when: float, half_life: float, correlation: float
+) -> tuple[float, float, float]:
+    """One read at ``when`` into ``(score, last read, last counted read)``: :func:`fold_burst` for a
+    single read. Within ``correlation`` seconds of the last counted read it adds no score."""
+    if when - counted < correlation:
+        score, at = fold(score, at, when, half_life, reads=0.0)
+        return score, at, counted
+    score, at = fold(score, at, when, half_life)
+    return score, at, max(counted, when)
+
+
 def fold_burst(
     summary: tuple[float, float, float | None],
     burst: tuple[float, float, float, float],
@@ -192,10 +204,11 @@ def fold_burst(
     *counted* read adds nothing to its score (a burst of reads counts once, as in LRU-K's
     correlated reference period); it still moves the last-read time. So the batch's first
     counted read is taken back out when it falls within the period of the summary's last
-    counted read. The in-memory batch, the Redis script (``_RECORD``), the catalog merge
-    (``_UPSERT``) and :class:`DecayedCounts` all apply this rule; with ``correlation`` 0 it
-    is plain :func:`fold`. It is exact while the period is longer than a push and a flush
-    interval, so that a batch holds at most one counted read (the daemon default: 30 s).
+    counted read. The Redis script (``_RECORD``) and the catalog merge (``_UPSERT``) implement
+    this rule; the in-memory batch and :class:`DecayedCounts` apply its one-read case,
+    :func:`count_read`. With ``correlation`` 0 it is plain :func:`fold`. It is exact while the
+    period is longer than a push and a flush interval, so that a batch holds at most one
+    counted read (the daemon default: 30 s).
 
         >>> fold_burst((1.0, 0.0, 0.0), (1.0, 3600.0, 3600.0, 3600.0), 3600.0, 7200.0)
         (0.5, 3600.0, 0.0)
@@ -239,13 +252,11 @@ class DecayedCounts:
         entry = self._stats.get(key)
         if entry is None:
             self._stats[key] = [1.0, when, 1.0, when]
-        elif when - entry[3] < self.correlation:  # within the correlated-reference period
-            entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life, reads=0.0)
-            entry[2] += 1.0
         else:
-            entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life)
+            entry[0], entry[1], entry[3] = count_read(
+                entry[0], entry[1], entry[3], when, self.half_life, self.correlation
+            )
             entry[2] += 1.0
-            entry[3] = max(entry[3], when)
 
     def get(self, key: Any) -> tuple[float, float, int] | None:
         """``(score, time of the last read, hits)``, the ``access_stats`` row, or None if never read."""
@@ -327,14 +338,12 @@ class AccessTracker:
             entry = self._pending.get(m)
             if entry is None:
                 self._pending[m] = [1.0, when, 1, when, when]  # score, last read, reads, first/last counted
-            elif when - entry[4] < self.correlation:  # a correlated read: a hit, not a count
-                entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life, reads=0.0)
-                entry[2] += 1
             else:
                 # Reads batched between pushes fold into one decayed delta, exactly as if sent one by one.
-                entry[0], entry[1] = fold(entry[0], entry[1], when, self.half_life)
+                entry[0], entry[1], entry[4] = count_read(
+                    entry[0], entry[1], entry[4], when, self.half_life, self.correlation
+                )
                 entry[2] += 1
-                entry[4] = max(entry[4], when)
             self.noted += 1
 
     def record(self, ref: ResultRef, *, now: datetime | None = None) -> bool:

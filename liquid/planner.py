@@ -438,8 +438,8 @@ class Planner:
                 plan.changes.append(self._change(row, "hold", home))
             row.hot = d.tier == "hot"
             # A hot copy serves the reads: the durable home stays where it is, unless it is
-            # colder than the policy allows an object this active (see _durable_home).
-            row.target = self._durable_home(policies, f, now) if row.hot else d.tier
+            # colder than the policy allows an object this active (see durable_home).
+            row.target = self.durable_home(policies, f, now) if row.hot else d.tier
             # Hysteresis: an object inside its minResidency stays put, budgets or not.
             row.pinned = self._resident_too_briefly(policies, f, now)
             if d.action == "keep":
@@ -525,7 +525,7 @@ class Planner:
                 plan.changes.append(self._change(row, "hold", f.home_tier))
             wants_hot = d.tier == "hot"
             if wants_hot:
-                row.target = self._durable_home(policies, f, now)
+                row.target = self.durable_home(policies, f, now)
             else:
                 row.target = f.home_tier if d.action == "keep" else d.tier
             state.rows[oid] = row
@@ -573,7 +573,7 @@ class Planner:
         plan.duration_s = (datetime.now(UTC) - started).total_seconds()
         return plan
 
-    def _durable_home(self, policies: PolicySet, f: ObjectFacts, now: datetime) -> str:
+    def durable_home(self, policies: PolicySet, f: ObjectFacts, now: datetime) -> str:
         """Where an object with a hot copy keeps its home: where it is, or warmer if the policy
         without its hot rules would bring it up (an archived object read again goes back to cold
         by ``restoreOnAccess`` or ``promoteAbove``, so its hot misses stop paying retrieval).
@@ -916,8 +916,7 @@ class HotTier:
         valuable first. A waiting offer is dropped.
         """
         if oid not in self.members:
-            self._rank.pop(oid, None)
-            self._size.pop(oid, None)
+            self._forget(oid)
             return
         if oid in self.window:
             self._released.add(oid)  # dropped when it leaves the window
@@ -927,9 +926,7 @@ class HotTier:
 
     def withdraw(self, oid: int) -> bool:
         """The policy no longer wants ``oid`` hot; True if it was a member (now evicted)."""
-        self._rank.pop(oid, None)
-        self._size.pop(oid, None)
-        self._released.discard(oid)
+        self._forget(oid)
         size = self.members.pop(oid, None)
         if size is None:
             return False
@@ -1053,8 +1050,8 @@ def explain(
         "home_tier": f.home_tier,
         "home_since": (f.home_since or f.created_at).isoformat(),
         "should_be": d.tier,
-        # With a hot copy the durable home stays, or comes back up from archive (_durable_home).
-        "home_should_be": planner._durable_home(policies, f, when) if d.tier == "hot" else d.tier,
+        # With a hot copy the durable home stays, or comes back up from archive (durable_home).
+        "home_should_be": planner.durable_home(policies, f, when) if d.tier == "hot" else d.tier,
         "action": d.action,
         "reason": d.reason,
         "next_change_at": d.next_change_at.isoformat() if d.next_change_at else None,
