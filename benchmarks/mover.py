@@ -11,7 +11,7 @@ For each object size, N objects are written warm, then in alternating rounds:
 
 * **raw**: :func:`liquid.stores.base.copy` of each object's stored bytes to a fresh
   locator in the other store (read + write, nothing else) — the practical limit;
-* **mover**: :meth:`liquid.mover.Mover.run_until_idle` over N queued moves with a zero
+* **mover**: :meth:`liquid.tiering.mover.Mover.run_until_idle` over N queued moves with a zero
   grace period, i.e. the whole protocol: copy, read-back verification (SHA-256), the
   catalog switch transaction with its event, and the source delete.
 
@@ -40,9 +40,9 @@ from sqlalchemy import text
 from benchmarks.core_io import start_servers
 from liquid.bootstrap import open_runtime
 from liquid.config import MoverSettings, Settings
-from liquid.journal import enqueue_move
-from liquid.mover import Mover
 from liquid.stores.base import copy
+from liquid.tiering.journal import enqueue_move
+from liquid.tiering.mover import Mover
 
 RESULTS = Path(__file__).parent / "results"
 KiB, MiB = 1024, 1024 * 1024

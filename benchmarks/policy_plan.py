@@ -33,8 +33,8 @@ from rich.console import Console
 from liquid.bootstrap import open_runtime
 from liquid.config import Settings
 from liquid.embedded import EmbeddedPostgres, EmbeddedValkey
-from liquid.planner import Planner
 from liquid.policy.loader import load_policies
+from liquid.tiering.planner import Planner
 
 RESULTS = Path(__file__).parent / "results"
 POLICIES = Path(__file__).parent.parent / "policies"

@@ -44,10 +44,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from liquid.bootstrap import Runtime
 from liquid.catalog.fastpath import conninfo
-from liquid.mover import Mover
-from liquid.planner import ApplyReport, Plan, Planner, apply_plan
 from liquid.policy.evaluate import select_policy
 from liquid.policy.store import active_policies
+from liquid.tiering.mover import Mover
+from liquid.tiering.planner import ApplyReport, Plan, Planner, apply_plan
 
 log = logging.getLogger("liquid.daemon")
 
@@ -206,7 +206,7 @@ class TieringDaemon:
         for (_kind, frm, to, result), n in report.counts.items():
             self.metrics.moves.labels(frm, to, result).inc(n)
         self.metrics.bytes_moved.inc(report.bytes_moved)
-        from liquid.journal import queue_depth
+        from liquid.tiering.journal import queue_depth
 
         self.metrics.queue_depth.set(queue_depth(self.service.engine))
         return report.as_dict()
@@ -232,7 +232,7 @@ class TieringDaemon:
         applied = active_policies(self.service.engine)
         if applied is None:
             return 0
-        from liquid.journal import enqueue_move
+        from liquid.tiering.journal import enqueue_move
 
         queued = 0
         for ref in refs:
@@ -254,7 +254,7 @@ class TieringDaemon:
         """Leader: reconcile stores against the catalog."""
         if not self.try_lead():
             return {}
-        from liquid.gc import reconcile
+        from liquid.tiering.gc import reconcile
 
         return reconcile(self.runtime, clock=self.clock).as_dict()
 

@@ -112,6 +112,7 @@ _UPSERT_HOURLY = text(
 # Merge drained batches into access_stats by fold_burst: an update of the rows that exist (it
 # needs each batch's first counted read, which an INSERT's EXCLUDED row cannot carry), then an
 # insert of the rest; a row inserted concurrently in between is merged without the correlation.
+# The objects go into the tiering change feed (liquid.catalog.changes) in the same statement.
 _UPSERT = text(
     """
     WITH v AS (
@@ -139,6 +140,8 @@ _UPSERT = text(
             updated_at = :now
         FROM v WHERE a.object_id = v.id
         RETURNING a.object_id
+    ), changed AS (
+        INSERT INTO tiering_changes (object_id) SELECT id FROM v ON CONFLICT DO NOTHING
     )
     INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, counted_at, updated_at)
     SELECT v.id, v.tenant_id, v.s, v.n, v.t, v.c, :now FROM v

@@ -305,7 +305,7 @@ def policy_plan(
     changes: Annotated[bool, typer.Option(help="List every changed object (json always does).")] = False,
 ) -> None:
     """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
-    from liquid.planner import Planner
+    from liquid.tiering.planner import Planner
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
@@ -361,8 +361,8 @@ def explain(
     ] = None,
 ) -> None:
     """Which policy and rule govern REF, its score, where it is and should be, and what happens next."""
-    from liquid.planner import Planner
-    from liquid.planner import explain as explain_row
+    from liquid.tiering.planner import Planner
+    from liquid.tiering.planner import explain as explain_row
 
     r = _ref(ref)
     with _runtime() as rt:
@@ -438,7 +438,7 @@ def gc_cmd(
     ] = None,
 ) -> None:
     """Reconcile stores against the catalog: delete orphaned bytes, report missing ones loudly."""
-    from liquid.gc import reconcile
+    from liquid.tiering.gc import reconcile
 
     with _runtime() as rt:
         report = reconcile(rt, grace=parse_duration(grace) if grace else None, dry_run=dry_run)

@@ -172,7 +172,7 @@ class ShmSettings(BaseModel):
 
 
 class MoverSettings(BaseModel):
-    """The mover (``liquid.mover``), retention purge and reconciliation (``liquid.gc``)."""
+    """The mover (``liquid.tiering.mover``), retention purge and reconciliation (``liquid.tiering.gc``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -211,7 +211,7 @@ class DaemonSettings(BaseModel):
 
 
 class PlannerConfig(BaseModel):
-    """How the planner values a hot copy (``liquid.planner``)."""
+    """How the planner values a hot copy (``liquid.tiering.planner``)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -40,6 +40,7 @@ from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from liquid.access import AccessTracker
+from liquid.catalog.changes import MARK, mark_changed
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Event, Object
 from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
@@ -552,6 +553,15 @@ class LiquidService:
                     {"t": tenant, "e": execution_id},
                 ).scalar_one()
                 return existing  # type: ignore[no-any-return]
+            # Its objects' lifecycle clocks start now: the planner looks at them again.
+            conn.execute(
+                text(
+                    MARK.format(
+                        "SELECT id FROM objects WHERE tenant_id = :t AND execution_id = :e AND state = 'live'"
+                    )
+                ),
+                {"t": tenant, "e": execution_id},
+            )
             conn.execute(
                 EVENTS.insert().values(
                     at=when,
@@ -588,6 +598,7 @@ class LiquidService:
                 .values(state="deleted", deleted_at=now, inline_data=None)
             )
             _object_event(conn, row, "object.deleted", at=now, actor=actor)
+            mark_changed(conn, [row.id])
             info = replace(_info(row), state="deleted")
         if self.hot is not None:
             self.hot.delete(r)
@@ -855,7 +866,7 @@ class LiquidService:
         """The object's row again if the mover switched its home since ``row`` was read, else None.
 
         A reader that looked the old home up just before a switch normally finds the source
-        for the whole grace period (see liquid.mover); this covers one slower than that.
+        for the whole grace period (see liquid.tiering.mover); this covers one slower than that.
         """
         fresh = self._live_row(r)
         if (fresh.home_store, fresh.locator) == (row.home_store, row.locator):

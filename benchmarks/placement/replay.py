@@ -4,8 +4,8 @@ No bytes move and no server runs, but every decision comes from production code:
 
 * reads are counted by :class:`liquid.access.DecayedCounts`, which folds them with
   :func:`liquid.access.fold`, the formula :class:`~liquid.access.AccessTracker` uses;
-* every ``cycle`` requests the daemon's cycle runs: :meth:`liquid.planner.Planner.plan`
-  with a :class:`~liquid.planner.PlacementState` (incremental planning), under the trace's
+* every ``cycle`` requests the daemon's cycle runs: :meth:`liquid.tiering.planner.Planner.plan`
+  with a :class:`~liquid.tiering.planner.PlacementState` (incremental planning), under the trace's
   policy (``policy.yaml``; ``policy-workflow.yaml`` for the workflow trace, as an operator
   would write one per workload) plus a hot-tier Budget, with the trace's settings
   (``SETTINGS_FOR``), at the trace's time (an injected clock). It is fed
@@ -15,7 +15,7 @@ No bytes move and no server runs, but every decision comes from production code:
   value-per-byte rule as the cycle, ranked by :meth:`Planner.hot_rank` at the same epoch
   time the cycle ranks at, so the two compare);
 * reads between cycles are served from what the last plan placed: a hit when the object is in
-  the planner's hot tier (:class:`~liquid.planner.HotTier`), else a read of its durable home,
+  the planner's hot tier (:class:`~liquid.tiering.planner.HotTier`), else a read of its durable home,
   charged by the cost :class:`~benchmarks.placement.cost.Ledger` (a hot hit costs no home
   read; each hot fill costs one); the plan's moves are applied at once (a perfect mover).
 
@@ -36,10 +36,10 @@ from benchmarks.placement.cost import Ledger, Price
 from benchmarks.placement.traces import Trace
 from liquid.access import DecayedCounts
 from liquid.config import Settings
-from liquid.planner import PlacementState, Planner, PlannerSettings, Row
 from liquid.policy.evaluate import ObjectFacts
 from liquid.policy.loader import load_policy_text
 from liquid.policy.models import PolicySet
+from liquid.tiering.planner import PlacementState, Planner, PlannerSettings, Row
 
 POLICY = Path(__file__).with_name("policy.yaml")
 #: The policy an operator would write for each standard trace; others get ``POLICY``.

@@ -673,9 +673,9 @@ async def explain_object(
     ref = await _object_ref(c, who.tenant, namespace, key, version)
 
     def work() -> dict[str, Any]:
-        from liquid.planner import Planner, explain
         from liquid.policy.models import PolicySet
         from liquid.policy.store import active_policies
+        from liquid.tiering.planner import Planner, explain
 
         c.service.head(who.tenant, ref)  # missing / gone / other tenant: the usual answers
         applied = active_policies(c.service.engine)

@@ -15,8 +15,9 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
 
-# One statement allocates the version under the key_heads row lock, inserts the object
-# and appends its event: atomic without BEGIN/COMMIT round trips.
+# One statement allocates the version under the key_heads row lock, inserts the object,
+# appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
+# round trips.
 INSERT_OBJECT = """
 WITH head AS (
     INSERT INTO key_heads (tenant_id, namespace, key, last_version)
@@ -41,6 +42,8 @@ WITH head AS (
     SELECT %(now)s, %(tenant)s, 'object.created', obj.id, %(namespace)s, %(key)s, obj.version, %(actor)s,
            CAST(%(event_data)s AS jsonb)
     FROM obj
+), changed AS (
+    INSERT INTO tiering_changes (object_id) SELECT id FROM obj ON CONFLICT DO NOTHING
 )
 SELECT id, version FROM obj
 """

@@ -202,7 +202,7 @@ class MoveJournal(Base):
     __table_args__ = (
         Index("ix_move_journal_step", "step", "claimed_until"),
         Index("ix_move_journal_object", "object_id"),
-        # At most one open (not done/failed) journal row per object: see liquid.journal.
+        # At most one open (not done/failed) journal row per object: see liquid.tiering.journal.
         Index(
             "uq_move_journal_open",
             "object_id",
@@ -246,3 +246,12 @@ class AccessHourly(Base):
     namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
     hour: Mapped[datetime] = mapped_column(primary_key=True)
     reads: Mapped[int] = mapped_column(BigInteger)
+
+
+class TieringChange(Base):
+    """An object whose placement facts changed since the planner last looked (see liquid.catalog.changes)."""
+
+    __tablename__ = "tiering_changes"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    object_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

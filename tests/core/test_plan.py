@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from liquid.cli import app
 from liquid.errors import PolicyError
-from liquid.planner import Planner, explain
 from liquid.policy.loader import load_policy_text
 from liquid.policy.store import active_policies, apply_policies, history
 from liquid.service import LiquidService
+from liquid.tiering.planner import Planner, explain
 
 from .conftest import ServiceFactory
 

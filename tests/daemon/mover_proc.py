@@ -12,7 +12,7 @@ import sys
 
 from liquid.bootstrap import open_runtime
 from liquid.config import Settings
-from liquid.mover import Mover
+from liquid.tiering.mover import Mover
 
 
 def main() -> None:

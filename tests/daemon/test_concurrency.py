@@ -12,9 +12,9 @@ from typing import Any
 
 from liquid.bootstrap import Runtime
 from liquid.config import MoverSettings
-from liquid.journal import JournalEntry, enqueue_move
-from liquid.mover import Mover
 from liquid.service import LiquidService
+from liquid.tiering.journal import JournalEntry, enqueue_move
+from liquid.tiering.mover import Mover
 from tests.daemon.util import Obj, journal, make_objects, opposite, read_ok, row, stored
 from tests.fakes import FakeClock
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from liquid.bootstrap import Runtime
-from liquid.gc import reconcile
-from liquid.journal import enqueue_move
-from liquid.mover import CRASH_ENV, CRASH_POINTS, Mover
 from liquid.service import LiquidService
+from liquid.tiering.gc import reconcile
+from liquid.tiering.journal import enqueue_move
+from liquid.tiering.mover import CRASH_ENV, CRASH_POINTS, Mover
 from tests.daemon.util import Obj, journal, live_locators, make_objects, opposite, read_ok, row, stored
 
 ROOT = Path(__file__).resolve().parents[2]

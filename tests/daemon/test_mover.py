@@ -9,10 +9,10 @@ import pytest
 
 from liquid.config import MoverSettings
 from liquid.errors import InvalidInput, StoreError
-from liquid.journal import enqueue_move, queue_counts, queue_depth
-from liquid.mover import Mover, TokenBucket
 from liquid.service import LiquidService
 from liquid.stores.base import Store
+from liquid.tiering.journal import enqueue_move, queue_counts, queue_depth
+from liquid.tiering.mover import Mover, TokenBucket
 from tests.daemon.util import events, journal, make_objects, read_ok, row, stored
 from tests.fakes import FakeClock
 
@@ -144,7 +144,7 @@ def test_stop_and_recover(
     for o in objs:
         enqueue_move(service.engine, o.id, "cold", "cold", reason="test")
     dead = Mover(service, worker_id="dead", clock=clock, settings=mover_settings)
-    from liquid.journal import claim
+    from liquid.tiering.journal import claim
 
     assert len(claim(service.engine, "dead", 10, 30, clock())) >= 3  # claimed, then the worker "dies"
     other = Mover(service, worker_id="other", clock=clock, settings=mover_settings)
@@ -196,8 +196,8 @@ class _Wrapped:
 def test_mover_that_lost_its_lease_never_touches_the_new_home(
     service: LiquidService, tenant: str, clock: FakeClock, mover_settings: MoverSettings
 ) -> None:
-    from liquid.journal import claim
-    from liquid.mover import MoveReport
+    from liquid.tiering.journal import claim
+    from liquid.tiering.mover import MoveReport
 
     (obj,) = make_objects(service, tenant, 1, kinds=("warm",))
     enqueue_move(service.engine, obj.id, "cold", "cold", reason="test")

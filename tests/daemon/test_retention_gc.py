@@ -10,11 +10,11 @@ from sqlalchemy import text
 
 from liquid.config import MoverSettings
 from liquid.errors import Forbidden, ObjectGone
-from liquid.gc import reconcile
-from liquid.journal import enqueue_move, enqueue_purge
-from liquid.mover import Mover
 from liquid.service import LiquidService
 from liquid.stores.base import write_bytes
+from liquid.tiering.gc import reconcile
+from liquid.tiering.journal import enqueue_move, enqueue_purge
+from liquid.tiering.mover import Mover
 from tests.daemon.util import events, journal, make_objects, read_ok, row, stored
 from tests.fakes import FakeClock
 
@@ -95,7 +95,7 @@ def test_gc_deletes_old_orphans_and_reports_missing_bytes(
         )
     warm_loc = row(service, warm_obj.id).locator
 
-    with caplog.at_level(logging.ERROR, logger="liquid.gc"):
+    with caplog.at_level(logging.ERROR, logger="liquid.tiering.gc"):
         young = reconcile(service, grace=3600, clock=clock, tenants=[tenant])
     assert young.young == 2 and young.deleted == []
     assert [m[0] for m in young.missing] == [cold_obj.id]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import liquid.access
-import liquid.planner
+import liquid.tiering.planner
 from benchmarks.placement import replay as replay_module
 from benchmarks.placement.replay import replay
 from benchmarks.placement.traces import KiB, Trace, next_access
@@ -58,11 +58,15 @@ def test_a_5_kib_budget_keeps_the_best_value_per_byte() -> None:
 
 
 def test_the_replay_runs_the_production_tracker_and_planner(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert replay_module.Planner is liquid.planner.Planner
-    assert replay_module.PlacementState is liquid.planner.PlacementState
+    assert replay_module.Planner is liquid.tiering.planner.Planner
+    assert replay_module.PlacementState is liquid.tiering.planner.PlacementState
     assert replay_module.DecayedCounts is liquid.access.DecayedCounts
     calls = {"plan": 0, "fold": 0, "settle": 0}
-    plan, fold, settle = liquid.planner.Planner.plan, liquid.access.fold, liquid.planner.HotTier.settle
+    plan, fold, settle = (
+        liquid.tiering.planner.Planner.plan,
+        liquid.access.fold,
+        liquid.tiering.planner.HotTier.settle,
+    )
 
     def counted(name, real):  # type: ignore[no-untyped-def]
         def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -71,8 +75,8 @@ def test_the_replay_runs_the_production_tracker_and_planner(monkeypatch: pytest.
 
         return wrapper
 
-    monkeypatch.setattr(liquid.planner.Planner, "plan", counted("plan", plan))
-    monkeypatch.setattr(liquid.planner.HotTier, "settle", counted("settle", settle))
+    monkeypatch.setattr(liquid.tiering.planner.Planner, "plan", counted("plan", plan))
+    monkeypatch.setattr(liquid.tiering.planner.HotTier, "settle", counted("settle", settle))
     monkeypatch.setattr(liquid.access, "fold", counted("fold", fold))
     res = run(10**9)
     assert calls["plan"] == 1 + res.cycles  # one empty plan creates the state, then every 5 requests
@@ -85,7 +89,7 @@ def test_next_access_for_belady() -> None:
 
 
 def test_an_offer_too_big_to_displace_members_does_not_block_smaller_ones() -> None:
-    hot = liquid.planner.HotTier(10, hysteresis=1.0)
+    hot = liquid.tiering.planner.HotTier(10, hysteresis=1.0)
     hot.offer(1, 6, rank=10.0)
     assert hot.settle() == ([1], [])
     hot.offer(2, 10, rank=5.0)  # would have to evict member 1, which outranks it

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from liquid.config import Settings
-from liquid.planner import HotTier, PlacementState, Planner, PlannerSettings, explain
 from liquid.policy.loader import load_policy_text
+from liquid.tiering.planner import HotTier, PlacementState, Planner, PlannerSettings, explain
 from tests.planner.test_planner import NOW, row
 
 HOT_POLICY = """

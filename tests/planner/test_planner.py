@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from liquid.config import Settings
-from liquid.planner import Planner, Row
 from liquid.policy.evaluate import ObjectFacts
 from liquid.policy.loader import load_policy_text
+from liquid.tiering.planner import Planner, Row
 
 NOW = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -1087,7 +1087,7 @@ def apply_plan(plan: Plan, service: Any, *, actor: str = "planner", max_hot_fill
     Moves and purges are executed by the mover; hot copies are filled here (a read of the
     home without counting it as an access), at most ``max_hot_fills`` per call.
     """
-    from liquid.journal import enqueue_move, enqueue_purge
+    from liquid.tiering.journal import enqueue_move, enqueue_purge
 
     report = ApplyReport()
     settings = service.settings

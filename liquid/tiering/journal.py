@@ -2,7 +2,7 @@
 
 A row is the mover's to-do item and its crash record. Its ``step`` says how far the
 work got, and every step is idempotent, so a mover that dies anywhere leaves a row a
-later mover resumes (see :mod:`liquid.mover`)::
+later mover resumes (see :mod:`liquid.tiering.mover`)::
 
     move:   planned → copied → verified → switched → done      (or failed)
     purge:                                  switched → done      (or failed)
@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from liquid.catalog.changes import mark_changed
 from liquid.config import CATALOG_STORE
 from liquid.errors import Forbidden, InvalidInput
 
@@ -198,6 +199,7 @@ def enqueue_purge(
                 ),
                 params,
             )
+        mark_changed(conn, [object_id])
         journal_id = conn.execute(
             text(
                 "INSERT INTO move_journal (object_id, tenant_id, kind, from_tier, from_store, from_locator,"

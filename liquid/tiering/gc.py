@@ -30,11 +30,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from liquid.catalog.changes import mark_changed
 from liquid.errors import ObjectNotFound
-from liquid.journal import EVENT_COLUMNS
-from liquid.mover import Clock, record_purge
 from liquid.service import LiquidService
 from liquid.stores.base import ObjectStat, Store
+from liquid.tiering.journal import EVENT_COLUMNS
+from liquid.tiering.mover import Clock, record_purge
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +290,7 @@ def _purge_tombstoned(
             record_purge(
                 conn, obj, now=now, reason=f"gc: {obj.state} object not purged", rule=None, actor="gc"
             )
+            mark_changed(conn, [object_id])
     report.purged.append((name, locator, stat.size))
 
 

@@ -3,7 +3,7 @@
 One :meth:`Mover.run_once` is poll → claim (lease) → run (bounded threads) → finish:
 
 1. **claim** up to ``max_moves_per_cycle`` open journal rows with ``FOR UPDATE SKIP
-   LOCKED`` and a lease (:func:`liquid.journal.claim`); another mover skips them.
+   LOCKED`` and a lease (:func:`liquid.tiering.journal.claim`); another mover skips them.
 2. **step** each row through the protocol of DESIGN.md, invariant 2, one journal
    update per step, each a compare-and-set on ``claimed_by`` (a mover that lost its
    lease stops instead of racing the new owner):
@@ -21,7 +21,7 @@ One :meth:`Mover.run_once` is poll → claim (lease) → run (bounded threads) �
    * ``switched → done`` (once ``delete_after`` passed): delete the source bytes. A
      reader that looked the old home up just before the switch still finds it for the
      whole grace period.
-   * purge rows (tombstoned by :func:`liquid.journal.enqueue_purge`): delete the hot copy
+   * purge rows (tombstoned by :func:`liquid.tiering.journal.enqueue_purge`): delete the hot copy
      and home bytes, mark the object ``purged``, append an ``object.purged`` receipt.
 
 3. **finish**: transient store errors are retried in the step (tenacity, exponential
@@ -61,13 +61,14 @@ import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, text
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from liquid.catalog.changes import mark_changed
 from liquid.config import CATALOG_STORE, MoverSettings
 from liquid.errors import IntegrityError, StoreError
 from liquid.hotcache import HotCache
-from liquid.journal import EVENT_COLUMNS, JournalEntry, claim, release_stale
 from liquid.refs import ResultRef
 from liquid.service import LiquidService, _decompress
 from liquid.stores.base import Store
+from liquid.tiering.journal import EVENT_COLUMNS, JournalEntry, claim, release_stale
 
 log = logging.getLogger(__name__)
 
@@ -462,6 +463,7 @@ class Mover:
                 },
             ).first()
             if obj is not None:
+                mark_changed(conn, [entry.object_id])
                 updated = self._advance(
                     entry,
                     "verified",
@@ -661,6 +663,8 @@ class Mover:
                 {"attempts": attempts, "error": message, "now": now, "id": entry.id, "me": self.worker_id},
             ).first()
             if row is not None:
+                # The planner assumed the move happened: it looks at the object again.
+                mark_changed(conn, [entry.object_id])
                 conn.execute(
                     text(
                         EVENT_COLUMNS
