@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 from liquid.policy.models import (
     EXECUTION_SCOPES,
@@ -54,6 +55,7 @@ Action = Literal["keep", "move", "expire", "hold"]
 _TEMP = {tier: i for i, tier in enumerate(TIERS)}  # bigger is colder
 # A datetime past year 9999 cannot be built; such a change is "never" for practical purposes.
 _MAX_TIMESTAMP = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+_MIN_PRINTABLE = datetime(1, 1, 2, tzinfo=UTC).timestamp()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,7 +87,6 @@ class ObjectFacts:
     superseded_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """Where an object should be, what to do about it, and why.
 
@@ -94,14 +95,94 @@ class Decision:
     should live). ``next_change_at`` is when the decision changes if nothing else
     happens (no reads, no new policy): ``now`` for a pending move or expiry, ``None``
     when nothing is scheduled.
+
+    An immutable value like a frozen dataclass (equality, hash, repr, pickle), except
+    that ``reason`` may be given as a function that builds it: callers read the reason
+    of the few objects that change, so evaluation does not format it for every object.
     """
+
+    __slots__ = ("_reason", "action", "next_change_at", "policy", "rule", "tier")
+    __match_args__ = ("tier", "action", "policy", "rule", "reason", "next_change_at")
 
     tier: str
     action: Action
     policy: str | None
     rule: str | None
-    reason: str
+    _reason: str | Callable[[], str]
     next_change_at: datetime | None
+
+    def __init__(
+        self,
+        tier: str,
+        action: Action,
+        policy: str | None,
+        rule: str | None,
+        reason: str | Callable[[], str],
+        next_change_at: datetime | None,
+    ) -> None:
+        _init_decision(self, tier, action, policy, rule, reason, next_change_at)
+
+    @property
+    def reason(self) -> str:
+        """Why, in words (built on first read when evaluation deferred it)."""
+        reason = self._reason
+        if not isinstance(reason, str):
+            reason = reason()
+            _SET_REASON(self, reason)
+        return reason
+
+    def _values(self) -> tuple[str, Action, str | None, str | None, str, datetime | None]:
+        return self.tier, self.action, self.policy, self.rule, self.reason, self.next_change_at
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self.__match_args__, self._values(), strict=True)
+        )
+        return f"{self.__class__.__qualname__}({fields})"
+
+    def __reduce__(self) -> tuple[type[Decision], tuple[Any, ...]]:
+        # Pickled with the reason built: the builder holds the policy and facts, and a
+        # string is what the other process needs.
+        return self.__class__, self._values()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+# A frozen dataclass sets its fields with object.__setattr__; the slots' own setters are
+# twice as fast, and a Decision is built for every object evaluated.
+_SETTERS = tuple(vars(Decision)[name].__set__ for name in ("tier", "action", "policy", "rule", "_reason"))
+_SET_NEXT_CHANGE = vars(Decision)["next_change_at"].__set__
+_SET_REASON = _SETTERS[4]
+
+
+def _init_decision(
+    d: Decision,
+    tier: str,
+    action: Action,
+    policy: str | None,
+    rule: str | None,
+    reason: str | Callable[[], str],
+    next_change_at: datetime | None,
+) -> None:
+    set_tier, set_action, set_policy, set_rule, set_reason = _SETTERS
+    set_tier(d, tier)
+    set_action(d, action)
+    set_policy(d, policy)
+    set_rule(d, rule)
+    set_reason(d, reason)
+    _SET_NEXT_CHANGE(d, next_change_at)
 
 
 def _ts(value: datetime, name: str) -> float:
@@ -187,14 +268,20 @@ def evaluate_policy(
     if facts.home_tier not in _TEMP:
         raise ValueError(f"home_tier must be one of {', '.join(TIERS)}, got {facts.home_tier!r}")
     t = _ts(now, "now")
-    times = _Times.of(policy, facts)
-    tier, action, rule, reason = _place(policy.spec, facts, times, t, facts.access_score)
+    spec = policy.spec
+    times = _Times.of(spec, facts)
+    tier, action, rule, _ = _place(spec, facts, times, t, facts.access_score, explain=False)
     next_at: datetime | None = None
     if action in ("move", "expire"):
         next_at = now
     elif with_next_change and times.start is not None:
-        next_at = _next_change(policy.spec, facts, times, t, (tier, action))
-    return Decision(tier, action, policy.name, rule, reason, next_at)
+        next_at = _next_change(spec, facts, times, t, (tier, action))
+    return Decision(tier, action, policy.name, rule, partial(_reason, spec, facts, now), next_at)
+
+
+def _reason(spec: TieringSpec, facts: ObjectFacts, now: datetime) -> str:
+    """The reason for a decision, by placing the object again with the words switched on."""
+    return _place(spec, facts, _Times.of(spec, facts), now.timestamp(), facts.access_score, explain=True)[3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +295,10 @@ class _Times:
     home_since: float
 
     @classmethod
-    def of(cls, policy: TieringPolicy, facts: ObjectFacts) -> _Times:
+    def of(cls, spec: TieringSpec, facts: ObjectFacts) -> _Times:
         created = _ts(facts.created_at, "created_at")
         start: float | None
-        if policy.spec.selector.versions == "noncurrent" and facts.superseded_at is not None:
+        if spec.selector.versions == "noncurrent" and facts.superseded_at is not None:
             start, since = _ts(facts.superseded_at, "superseded_at"), "a newer version was written"
         elif facts.scope in EXECUTION_SCOPES:
             finished = facts.execution_finished_at
@@ -225,51 +312,77 @@ class _Times:
         return cls(start, since, last_ref, last_access, home_since)
 
 
-def _demote_cause(rule: TierRule, age: float, idle: float, score: float, t: float) -> str | None:
+# Reasons are only built for decisions someone reads (``explain=True``); without them,
+# placing an object is a few comparisons, which is what the next-change search repeats.
+# The one part of a reason that can fail, printing an instant past year 9999, is checked
+# either way, so a decision fails where it always did rather than when its reason is read.
+
+
+def _printable(ts: float) -> None:
+    if not _MIN_PRINTABLE < ts < _MAX_TIMESTAMP:
+        _iso(ts)
+
+
+def _demote_cause(
+    rule: TierRule, age: float, idle: float, score: float, t: float, explain: bool
+) -> str | None:
+    """Why ``rule`` lets an object fall to the next one ("" unless explaining), or None."""
     if rule.max_age is not None and age >= rule.max_age:
-        return f"age {_approx(age)} ≥ maxAge {format_duration(rule.max_age)}"
+        return f"age {_approx(age)} ≥ maxAge {format_duration(rule.max_age)}" if explain else ""
     if rule.demote_at is not None and t >= rule.demote_at.timestamp():
-        return f"demoteAt {_iso(rule.demote_at.timestamp())} has passed"
+        _printable(rule.demote_at.timestamp())
+        return f"demoteAt {_iso(rule.demote_at.timestamp())} has passed" if explain else ""
     if rule.demote_after is not None and idle >= rule.demote_after:
-        return f"idle {_approx(idle)} ≥ demoteAfter {format_duration(rule.demote_after)}"
+        return f"idle {_approx(idle)} ≥ demoteAfter {format_duration(rule.demote_after)}" if explain else ""
     if rule.demote_below is not None and score < rule.demote_below:
+        if not explain:
+            return ""
         return f"access rate {format_rate(round(score, 3))} < demoteBelow {format_rate(rule.demote_below)}"
     return None
 
 
 def _ladder(
-    spec: TieringSpec, facts: ObjectFacts, times: _Times, t: float, score: float
+    spec: TieringSpec, facts: ObjectFacts, times: _Times, t: float, score: float, explain: bool
 ) -> tuple[str, str | None, str]:
     """(tier, rule, reason) from the ladder, archive and promotion; before hysteresis."""
     assert times.start is not None and times.last_ref is not None
     age, idle = t - times.start, t - times.last_ref
     home = facts.home_tier
     if spec.archive_after is not None and age >= spec.archive_after:
+        if not explain:
+            return "archive", "archiveAfter", ""
         return (
             "archive",
             "archiveAfter",
             (f"{_approx(age)} since {times.since} ≥ archiveAfter {format_duration(spec.archive_after)}"),
         )
     if spec.archive_at is not None and t >= spec.archive_at.timestamp():
+        _printable(spec.archive_at.timestamp())
+        if not explain:
+            return "archive", "archiveAt", ""
         return "archive", "archiveAt", f"archiveAt {_iso(spec.archive_at.timestamp())} has passed"
     rules = spec.rules
     if not rules:
-        return home, None, f"no tiering rules: stays in {home}"
+        return home, None, f"no tiering rules: stays in {home}" if explain else ""
     # Fall down the ladder while the current rule's thresholds are crossed. Promotion
     # below never goes above this rule, so age limits (maxAge, demoteAt) are never undone.
     d, why = 0, ""
     while d < len(rules) - 1:
-        cause = _demote_cause(rules[d], age, idle, score, t)
+        cause = _demote_cause(rules[d], age, idle, score, t, explain)
         if cause is None:
             break
-        why = f"{rules[d].label(d)} ({rules[d].tier}): {cause}"
+        if explain:
+            why = f"{rules[d].label(d)} ({rules[d].tier}): {cause}"
         d += 1
     target = rules[d]
     if _TEMP[target.tier] > _TEMP[home]:
         if d == 0:
-            return target.tier, target.label(0), f"{target.label(0)} places objects in {target.tier}"
-        return target.tier, rules[d - 1].label(d - 1), f"demoted by {why}"
+            label = target.label(0)
+            return target.tier, label, f"{label} places objects in {target.tier}" if explain else ""
+        return target.tier, rules[d - 1].label(d - 1), f"demoted by {why}" if explain else ""
     if _TEMP[target.tier] == _TEMP[home]:
+        if not explain:
+            return home, target.label(d), ""
         return (
             home,
             target.label(d),
@@ -283,38 +396,49 @@ def _ladder(
             break
         if rule.promote_above is not None:
             if score >= rule.promote_above:
+                if not explain:
+                    return rule.tier, rule.label(j), ""
                 return (
                     rule.tier,
                     rule.label(j),
                     f"access rate {format_rate(round(score, 3))} ≥ promoteAbove "
                     f"{format_rate(rule.promote_above)}",
                 )
-            refusals.append(
-                f"access rate {format_rate(round(score, 3))} < promoteAbove "
-                f"{format_rate(rule.promote_above)} "
-                f"of {rule.label(j)}"
-            )
+            if explain:
+                refusals.append(
+                    f"access rate {format_rate(round(score, 3))} < promoteAbove "
+                    f"{format_rate(rule.promote_above)} "
+                    f"of {rule.label(j)}"
+                )
         elif (
             spec.restore_on_access and times.last_access is not None and times.last_access > times.home_since
         ):
+            _printable(times.last_access)
+            if not explain:
+                return rule.tier, rule.label(j), ""
             return (
                 rule.tier,
                 rule.label(j),
                 f"read at {_iso(times.last_access)} while in {home} (restoreOnAccess)",
             )
-        elif spec.restore_on_access:
-            refusals.append(f"not read since it moved to {home}")
-        else:
-            refusals.append("restoreOnAccess is off")
+        elif explain:
+            refusals.append(
+                f"not read since it moved to {home}" if spec.restore_on_access else "restoreOnAccess is off"
+            )
     at_home = next((rule.label(i) for i, rule in enumerate(rules) if rule.tier == home), None)
+    if not explain:
+        return home, at_home, ""
     return home, at_home, f"stays in {home}: " + ("; ".join(refusals) or "no rule brings it back")
 
 
 def _place(
-    spec: TieringSpec, facts: ObjectFacts, times: _Times, t: float, score: float
+    spec: TieringSpec, facts: ObjectFacts, times: _Times, t: float, score: float, explain: bool
 ) -> tuple[str, Action, str | None, str]:
+    """(tier, action, rule, reason); the reason is "" unless ``explain``."""
     home = facts.home_tier
     if times.start is None:
+        if not explain:
+            return home, "keep", None, ""
         return (
             home,
             "keep",
@@ -327,13 +451,16 @@ def _place(
     if spec.expire_after is not None and age >= spec.expire_after:
         expiry = (
             "expireAfter",
-            (f"{_approx(age)} since {times.since} ≥ expireAfter {format_duration(spec.expire_after)}"),
+            (f"{_approx(age)} since {times.since} ≥ expireAfter {format_duration(spec.expire_after)}")
+            if explain
+            else "",
         )
     elif spec.expire_at is not None and t >= spec.expire_at.timestamp():
-        expiry = "expireAt", f"expireAt {_iso(spec.expire_at.timestamp())} has passed"
+        _printable(spec.expire_at.timestamp())
+        expiry = "expireAt", f"expireAt {_iso(spec.expire_at.timestamp())} has passed" if explain else ""
     if expiry is not None and not held:
         return home, "expire", expiry[0], expiry[1]
-    tier, rule, reason = _ladder(spec, facts, times, t, score)
+    tier, rule, reason = _ladder(spec, facts, times, t, score, explain)
     if tier != home:
         residency = next(
             (r.min_residency for r in spec.rules if r.tier == home and r.min_residency is not None), None
@@ -341,12 +468,16 @@ def _place(
         residency = spec.min_residency if residency is None else residency
         until = times.home_since + residency
         if t < until:
-            reason = (
-                f"would move to {tier} ({reason}), but minResidency {format_duration(residency)} keeps it in "
-                f"{home} until {_iso(until)}"
-            )
+            _printable(until)
+            if explain:
+                reason = (
+                    f"would move to {tier} ({reason}), but minResidency {format_duration(residency)} keeps "
+                    f"it in {home} until {_iso(until)}"
+                )
             tier, rule = home, "minResidency"
     if expiry is not None:
+        if not explain:
+            return tier, "hold", "legalHold", ""
         whose = "the object's legal hold" if facts.legal_hold else "the policy's legalHold"
         return tier, "hold", "legalHold", f"{whose} blocks expiry ({expiry[1]}); {reason}"
     return tier, ("keep" if tier == home else "move"), rule, reason
@@ -382,7 +513,7 @@ def _next_change(
         # Thresholds are inclusive and float arithmetic is not exact: look just past each one.
         probe = when + 1e-3
         score = _decayed(facts.access_score, probe - now, spec.access_half_life)
-        tier, action, _, _ = _place(spec, facts, times, probe, score)
+        tier, action, _, _ = _place(spec, facts, times, probe, score, explain=False)
         if (tier, action) != current:
             return datetime.fromtimestamp(when, UTC)
     return None
