@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from liquid.policy.models import (
     EXECUTION_SCOPES,
@@ -52,6 +54,8 @@ from liquid.policy.models import (
 )
 
 Action = Literal["keep", "move", "expire", "hold"]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 _TEMP = {tier: i for i, tier in enumerate(TIERS)}  # bigger is colder
 # A datetime past year 9999 cannot be built; such a change is "never" for practical purposes.
 _MAX_TIMESTAMP = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
@@ -101,15 +105,13 @@ class Decision:
     of the few objects that change, so evaluation does not format it for every object.
     """
 
-    __slots__ = ("_reason", "action", "next_change_at", "policy", "rule", "tier")
+    # One tuple and the reason rather than six slots: a Decision is built for every
+    # object evaluated, and two stores are cheaper than six.
+    __slots__ = ("_fields", "_reason")
     __match_args__ = ("tier", "action", "policy", "rule", "reason", "next_change_at")
 
-    tier: str
-    action: Action
-    policy: str | None
-    rule: str | None
+    _fields: tuple[str, Action, str | None, str | None, datetime | None]
     _reason: str | Callable[[], str]
-    next_change_at: datetime | None
 
     def __init__(
         self,
@@ -120,7 +122,24 @@ class Decision:
         reason: str | Callable[[], str],
         next_change_at: datetime | None,
     ) -> None:
-        _init_decision(self, tier, action, policy, rule, reason, next_change_at)
+        _SET_FIELDS(self, (tier, action, policy, rule, next_change_at))
+        _SET_REASON(self, reason)
+
+    @property
+    def tier(self) -> str:
+        return self._fields[0]
+
+    @property
+    def action(self) -> Action:
+        return self._fields[1]
+
+    @property
+    def policy(self) -> str | None:
+        return self._fields[2]
+
+    @property
+    def rule(self) -> str | None:
+        return self._fields[3]
 
     @property
     def reason(self) -> str:
@@ -131,8 +150,13 @@ class Decision:
             _SET_REASON(self, reason)
         return reason
 
+    @property
+    def next_change_at(self) -> datetime | None:
+        return self._fields[4]
+
     def _values(self) -> tuple[str, Action, str | None, str | None, str, datetime | None]:
-        return self.tier, self.action, self.policy, self.rule, self.reason, self.next_change_at
+        tier, action, policy, rule, next_change_at = self._fields
+        return tier, action, policy, rule, self.reason, next_change_at
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision) or other.__class__ is not self.__class__:
@@ -160,29 +184,9 @@ class Decision:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
-# A frozen dataclass sets its fields with object.__setattr__; the slots' own setters are
-# twice as fast, and a Decision is built for every object evaluated.
-_SETTERS = tuple(vars(Decision)[name].__set__ for name in ("tier", "action", "policy", "rule", "_reason"))
-_SET_NEXT_CHANGE = vars(Decision)["next_change_at"].__set__
-_SET_REASON = _SETTERS[4]
-
-
-def _init_decision(
-    d: Decision,
-    tier: str,
-    action: Action,
-    policy: str | None,
-    rule: str | None,
-    reason: str | Callable[[], str],
-    next_change_at: datetime | None,
-) -> None:
-    set_tier, set_action, set_policy, set_rule, set_reason = _SETTERS
-    set_tier(d, tier)
-    set_action(d, action)
-    set_policy(d, policy)
-    set_rule(d, rule)
-    set_reason(d, reason)
-    _SET_NEXT_CHANGE(d, next_change_at)
+# The slots' own setters, which the frozen __setattr__ does not stand in front of.
+_SET_FIELDS = vars(Decision)["_fields"].__set__
+_SET_REASON = vars(Decision)["_reason"].__set__
 
 
 def _ts(value: datetime, name: str) -> float:
@@ -205,38 +209,96 @@ def _approx(seconds: float) -> str:
 
 def matches(selector: Selector, facts: ObjectFacts) -> bool:
     """True if every condition of ``selector`` holds for the object."""
-    if selector.tenants and facts.tenant not in selector.tenants:
-        return False
-    if selector.namespaces and not any(fnmatch.fnmatchcase(facts.namespace, g) for g in selector.namespaces):
-        return False
-    if selector.key_prefix and not facts.key.startswith(selector.key_prefix):
-        return False
-    for k, v in selector.tags.items():
-        if k not in facts.tags or str(facts.tags[k]) != v:
-            return False
-    if selector.min_size is not None and facts.size < selector.min_size:
-        return False
-    if selector.max_size is not None and facts.size > selector.max_size:
-        return False
-    if selector.content_types and not any(
-        fnmatch.fnmatchcase(facts.content_type, g) for g in selector.content_types
-    ):
-        return False
-    if selector.classifications and facts.classification not in selector.classifications:
-        return False
-    if selector.scopes and facts.scope not in selector.scopes:
-        return False
-    if selector.versions == "current" and facts.superseded_at is not None:
-        return False
-    return not (selector.versions == "noncurrent" and facts.superseded_at is None)
+    return _SELECTOR_TESTS.get(selector)(facts)
 
 
 def select_policy(policies: PolicySet, facts: ObjectFacts) -> TieringPolicy | None:
     """The highest-priority TieringPolicy whose selector matches (ties broken by name)."""
-    for policy in policies.tiering:
-        if matches(policy.spec.selector, facts):
+    for test, policy in _POLICY_TESTS.get(policies):
+        if test(facts):
             return policy
     return None
+
+
+def _selector_test(selector: Selector) -> Callable[[ObjectFacts], bool]:
+    """``matches`` for one selector, with its globs compiled and its fields read once.
+
+    The test must not refer to ``selector``: it is cached by the selector's identity.
+    """
+    tenants, key_prefix, classifications, scopes = (
+        selector.tenants,
+        selector.key_prefix,
+        selector.classifications,
+        selector.scopes,
+    )
+    namespace_match, content_type_match = (
+        _glob_match(selector.namespaces),
+        _glob_match(selector.content_types),
+    )
+    tags = tuple(selector.tags.items())
+    min_size, max_size, versions = selector.min_size, selector.max_size, selector.versions
+
+    def test(facts: ObjectFacts) -> bool:
+        if tenants and facts.tenant not in tenants:
+            return False
+        if namespace_match is not None and namespace_match(facts.namespace) is None:
+            return False
+        if key_prefix and not facts.key.startswith(key_prefix):
+            return False
+        for k, v in tags:
+            if k not in facts.tags or str(facts.tags[k]) != v:
+                return False
+        if min_size is not None and facts.size < min_size:
+            return False
+        if max_size is not None and facts.size > max_size:
+            return False
+        if content_type_match is not None and content_type_match(facts.content_type) is None:
+            return False
+        if classifications and facts.classification not in classifications:
+            return False
+        if scopes and facts.scope not in scopes:
+            return False
+        if versions == "current" and facts.superseded_at is not None:
+            return False
+        return not (versions == "noncurrent" and facts.superseded_at is None)
+
+    return test
+
+
+def _glob_match(globs: tuple[str, ...]) -> Callable[[str], re.Match[str] | None] | None:
+    """One regex for "any of these globs matches" (``fnmatch.fnmatchcase``'s own translation)."""
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
+
+
+def _policy_tests(policies: PolicySet) -> tuple[tuple[Callable[[ObjectFacts], bool], TieringPolicy], ...]:
+    return tuple((_SELECTOR_TESTS.get(p.spec.selector), p) for p in policies.tiering)
+
+
+class _ByIdentity(Generic[_K, _V]):
+    """Values computed once per live object and dropped when it is collected.
+
+    Keyed by identity because policy models hold dicts and cannot be hashed; the entry
+    goes when its key object does, so a reloaded policy set neither stays in memory nor
+    lends its compiled form to a new object that happens to get the same id. Values must
+    not refer to their key object, or it would never be collected.
+    """
+
+    def __init__(self, build: Callable[[_K], _V]) -> None:
+        self._build = build
+        self._values: dict[int, _V] = {}
+
+    def get(self, key: _K) -> _V:
+        value = self._values.get(id(key))
+        if value is None:
+            value = self._values[id(key)] = self._build(key)
+            weakref.finalize(key, self._values.pop, id(key), None)
+        return value
+
+
+_SELECTOR_TESTS: _ByIdentity[Selector, Callable[[ObjectFacts], bool]] = _ByIdentity(_selector_test)
+_POLICY_TESTS = _ByIdentity(_policy_tests)
 
 
 def evaluate(

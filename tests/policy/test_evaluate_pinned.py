@@ -12,11 +12,14 @@ Regenerate only for an intended change of behaviour, and review the diff:
 
 from __future__ import annotations
 
+import fnmatch
 import functools
+import gc
 import json
 import pickle
 import random
 import sys
+import weakref
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, fields
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from liquid.policy import (
     TIERS,
@@ -467,3 +472,33 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--record"]:
         sys.exit("usage: python -m tests.policy.test_evaluate_pinned --record")
     _record()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    globs=st.lists(st.text(alphabet="ab-*?[]!^\\.", max_size=6), min_size=1, max_size=3),
+    name=st.text(alphabet="ab-[]!^\\.\n", max_size=6),
+)
+def test_compiled_globs_match_as_fnmatch_does(globs: list[str], name: str) -> None:
+    """Selectors compile their globs into one regex; it must agree with fnmatchcase, odd globs included."""
+    selector = Selector.model_validate({"namespaces": globs, "contentTypes": globs[::-1]})
+    facts = ObjectFacts(
+        tenant="t", namespace=name, key="k", size=1, created_at=T, home_tier="hot", content_type=name
+    )
+    assert matches(selector, facts) == any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+def test_compiled_policies_do_not_outlive_their_policy_set() -> None:
+    """Evaluation compiles each policy set once; a reloaded set must still be freed."""
+    policies = load_policy_text(EDGES, "edges.yaml")
+    selector = policies.tiering[0].spec.selector
+    facts = ObjectFacts(tenant="solo", namespace="x", key="k", size=1, created_at=T, home_tier="hot")
+    assert evaluate(policies, facts, T).policy == "single"
+    assert not matches(selector, facts)
+    refs: list[weakref.ref[Any]] = [weakref.ref(policies), weakref.ref(selector)]
+    del policies, selector
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
+T = datetime(2031, 6, 1, tzinfo=UTC)
