@@ -10,13 +10,25 @@ import importlib
 from typing import cast
 
 from liquid.errors import InvalidInput
-from liquid.stores.base import ObjectStat, Store, check_locator, copy, delete_prefix, read_bytes, write_bytes
+from liquid.stores.base import (
+    BulkDeleteStore,
+    ObjectStat,
+    Store,
+    check_locator,
+    copy,
+    delete_many,
+    delete_prefix,
+    read_bytes,
+    write_bytes,
+)
 
 __all__ = [
+    "BulkDeleteStore",
     "ObjectStat",
     "Store",
     "check_locator",
     "copy",
+    "delete_many",
     "delete_prefix",
     "open_store",
     "read_bytes",
@@ -45,9 +57,9 @@ def open_store(url: str) -> Store:
     Schemes and classes (each class's module docstring lists all its options):
 
     - ``redis``, ``rediss``, ``unix`` → :class:`~liquid.stores.redis.RedisStore`:
-      ``redis://127.0.0.1:6379/0?prefix=liquid:hot:&ttl=3600&chunk_size=1MiB``
+      ``redis://127.0.0.1:6379/0?prefix=liquid:hot:&ttl=3600&chunk_size=1MiB&timeout=30``
     - ``postgresql``, ``postgresql+psycopg``, ``postgres`` → :class:`~liquid.stores.postgres.PostgresStore`:
-      ``postgresql://user:pw@host:5432/db?schema=liquid&chunk_size=1MiB&pool_size=4``
+      ``postgresql://user:pw@host:5432/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60``
     - ``file`` → :class:`~liquid.stores.files.FileStore`: ``file:///var/lib/liquid/cold``
     - ``s3`` → :class:`~liquid.stores.s3.S3Store`:
       ``s3://bucket/prefix?endpoint=http://127.0.0.1:8333&region=us-east-1&sse=AES256``
@@ -56,6 +68,10 @@ def open_store(url: str) -> Store:
       ``minio://bucket/prefix?endpoint=127.0.0.1:9000&secure=false&region=us-east-1``
     - ``gs``, ``gcs`` → :class:`~liquid.stores.gcs.GCSStore`:
       ``gs://bucket/prefix?project=p&endpoint=http://127.0.0.1:9023``
+
+    Every network backend takes ``timeout`` (seconds): no single request waits longer
+    (S3, MinIO: 30; GCS, PostgreSQL: 60; Redis: 30). The mover also abandons a store call
+    that makes no progress for ``mover.store_timeout``.
 
     Secrets in the URL (passwords, ``access_key``/``secret_key``) never reach the store's
     ``url`` attribute.

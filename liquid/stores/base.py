@@ -3,7 +3,9 @@
 A store maps *locators* (relative, ``/``-separated names chosen by Liquid, never by
 users) to immutable byte strings. Backends provide five primitives — ``put``,
 ``open``, ``head``, ``delete``, ``list`` — plus ``ping`` and ``close``; copy, whole
-reads and prefix deletion are written once here.
+reads, bulk and prefix deletion are written once here. A backend that can delete many
+locators in one request also offers ``delete_many`` (:class:`BulkDeleteStore`), which
+:func:`delete_many` uses when present.
 
 Contract every backend keeps (``tests/contracts/store_contract.py`` proves it):
 
@@ -23,7 +25,7 @@ Contract every backend keeps (``tests/contracts/store_contract.py`` proves it):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -78,6 +80,15 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class BulkDeleteStore(Protocol):
+    """The optional capability of deleting many locators in one request (S3, PostgreSQL)."""
+
+    def delete_many(self, locators: Sequence[str]) -> None:
+        """Remove every locator that is present; absent ones are not an error."""
         ...
 
 
@@ -180,6 +191,18 @@ def copy(src: Store, dst: Store, locator: str, *, dst_locator: str | None = None
     size_hint = src.head(locator).size
     n = dst.put(dst_locator or locator, tee(), size_hint=size_hint)
     return n, digest.hexdigest()
+
+
+def delete_many(store: Store, locators: Iterable[str]) -> None:
+    """Delete every locator, idempotently: in bulk where the backend can, else one by one."""
+    batch = list(locators)
+    if not batch:
+        return
+    if isinstance(store, BulkDeleteStore):
+        store.delete_many(batch)
+        return
+    for locator in batch:
+        store.delete(locator)
 
 
 def delete_prefix(store: Store, prefix: str) -> int:

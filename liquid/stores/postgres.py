@@ -1,8 +1,11 @@
 """PostgresStore: the warm tier's bytes as chunked ``bytea`` rows in PostgreSQL.
 
-URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4``
+URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60``
 (``postgresql+psycopg://`` is accepted, so the catalog's SQLAlchemy URL works as is;
 other query options, e.g. ``host=/socket/dir`` or ``sslmode``, go to libpq).
+``timeout`` (seconds, default 60, 0 for none) bounds every statement on the server
+(``statement_timeout``) and unacknowledged TCP sends (``tcp_user_timeout``), so a call
+never waits forever on a stuck server or a lock.
 
 Each object is one ``liquid_blobs`` row plus ``ceil(size / chunk_size)`` rows of
 ``liquid_blob_chunks``, so neither a write nor a read ever holds more than a chunk
@@ -18,9 +21,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import urlencode, urlunsplit
+from urllib.parse import quote, urlencode, urlunsplit
 
 import psycopg
 from psycopg import IsolationLevel, sql
@@ -50,6 +53,8 @@ ALTER TABLE liquid_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _LIST_BATCH = 1000
+#: Default ``timeout`` option, in seconds.
+DEFAULT_TIMEOUT = 60
 
 
 class _Pool:
@@ -117,7 +122,8 @@ class PostgresStore:
         schema: str | None = None,
     ) -> None:
         """Args:
-        url: ``postgresql[+psycopg]://...``; options ``schema``, ``chunk_size``, ``pool_size``.
+        url: ``postgresql[+psycopg]://...``; options ``schema``, ``chunk_size``, ``pool_size``,
+            ``timeout``.
         chunk_size: bytes per chunk row for new objects (existing ones keep theirs).
         pool_size: most connections held at once.
         schema: put the tables in this schema instead of the search_path's first.
@@ -139,10 +145,16 @@ class PostgresStore:
                 f"postgres store chunk_size {self.chunk_size} must be in 1..256MiB", field="url"
             )
         size = pool_size or opts.number("pool_size", 4) or 4
+        self.timeout = opts.number("timeout", DEFAULT_TIMEOUT) or 0
         p = opts.parts
         libpq = opts.rest()
         libpq.setdefault("connect_timeout", "10")  # libpq waits forever by default
-        conninfo = urlunsplit(("postgresql", p.netloc, p.path, urlencode(libpq), ""))
+        if self.timeout:
+            ms = str(self.timeout * 1000)
+            libpq["options"] = f"{libpq.get('options', '')} -c statement_timeout={ms}".strip()
+            libpq.setdefault("tcp_user_timeout", ms)
+        # quote, not quote_plus: libpq does not read "+" as a space in the options value.
+        conninfo = urlunsplit(("postgresql", p.netloc, p.path, urlencode(libpq, quote_via=quote), ""))
         host = p.hostname or ""
         netloc = (f"{p.username}@" if p.username else "") + host + (f":{p.port}" if p.port else "")
         self.url = public_url(
@@ -326,6 +338,15 @@ class PostgresStore:
             cur = conn.execute("DELETE FROM liquid_blobs WHERE locator = %s", (locator,))
             conn.execute("DELETE FROM liquid_blob_chunks WHERE locator = %s", (locator,))
             return cur.rowcount > 0
+
+    def delete_many(self, locators: Sequence[str]) -> None:
+        """Delete many blobs and their chunks in one transaction (two statements)."""
+        batch = [check_locator(locator) for locator in locators]
+        if not batch:
+            return
+        with self._conn(f"delete {len(batch)} objects") as conn:
+            conn.execute("DELETE FROM liquid_blobs WHERE locator = ANY(%s)", (batch,))
+            conn.execute("DELETE FROM liquid_blob_chunks WHERE locator = ANY(%s)", (batch,))
 
     def list(self, prefix: str = "") -> Iterator[ObjectStat]:
         """Keyset-paginated scan in code-point order (COLLATE "C"), a batch per query."""

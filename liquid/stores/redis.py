@@ -1,7 +1,8 @@
 """RedisStore: the hot tier's byte store on Redis or Valkey.
 
-URL: ``redis://host:port/db?prefix=liquid:hot:&ttl=3600&chunk_size=1MiB``
+URL: ``redis://host:port/db?prefix=liquid:hot:&ttl=3600&chunk_size=1MiB&timeout=30``
 (``rediss://`` and ``unix://`` work too; other query options go to redis-py).
+``timeout`` (seconds, default 30, 0 for none) bounds every socket read and write.
 
 Layout: one Redis hash per object, so one key holds the whole version and a single
 ``RENAME`` publishes it atomically::
@@ -33,6 +34,8 @@ from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_rang
 
 #: Default key prefix; every key this store writes starts with it.
 DEFAULT_PREFIX = "liquid:hot:"
+#: Default ``timeout`` option, in seconds.
+DEFAULT_TIMEOUT = 30
 #: A temp hash left by a crashed writer disappears after this many seconds.
 TEMP_TTL_SECONDS = 3600
 _GLOB_SPECIALS = "\\*?[]"
@@ -56,7 +59,7 @@ class RedisStore:
         chunk_size: int | None = None,
     ) -> None:
         """Args:
-        url: ``redis://host:port/db?prefix=...&ttl=...&chunk_size=...``.
+        url: ``redis://host:port/db?prefix=...&ttl=...&chunk_size=...&timeout=...``.
         prefix, ttl, chunk_size: override the URL's options.
         """
         opts = Options(url, _scheme(url))
@@ -68,7 +71,11 @@ class RedisStore:
             raise InvalidInput(f"redis store chunk_size must be positive, got {self.chunk_size}", field="url")
         if self.ttl is not None and self.ttl <= 0:
             raise InvalidInput(f"redis store ttl must be positive seconds, got {self.ttl}", field="url")
+        timeout = opts.number("timeout", DEFAULT_TIMEOUT) or 0
         rest = opts.rest()
+        if timeout:  # redis-py waits forever on a silent server by default
+            rest.setdefault("socket_timeout", str(timeout))
+            rest.setdefault("socket_connect_timeout", str(min(timeout, 10)))
         p = opts.parts
         client_url = urlunsplit((p.scheme, p.netloc, p.path, urlencode(rest), ""))
         host = p.hostname or ""

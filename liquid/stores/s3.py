@@ -19,7 +19,7 @@ only when the PUT or CompleteMultipartUpload succeeds, which makes puts atomic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+#: Most keys one DeleteObjects request may name (S3's limit).
+_DELETE_BATCH = 1000
 
 
 class S3Store:
@@ -222,6 +224,28 @@ class S3Store:
         with self._errors(f"delete {locator!r}"):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(locator))
         return True
+
+    def delete_many(self, locators: Sequence[str]) -> None:
+        """DeleteObjects, up to 1000 keys a request; absent keys are not an error.
+
+        Raises:
+            StoreError: the request failed, or the service refused some keys (the first is named).
+        """
+        keys = [self._key(locator) for locator in locators]
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            with self._errors(f"delete {len(batch)} objects"):
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            errors = resp.get("Errors", [])
+            if errors:
+                first = errors[0]
+                name = first.get("Key", "?")[len(self.prefix) :]
+                raise StoreError(
+                    f"S3 store {self.url}: could not delete {len(errors)} of {len(batch)} objects; first"
+                    f" {name!r}: {first.get('Code')} {first.get('Message')}"
+                )
 
     def list(self, prefix: str = "") -> Iterator[ObjectStat]:
         """Stats under ``prefix`` in ascending order.
