@@ -1,23 +1,25 @@
-"""The tiering daemon: APScheduler jobs that call the planner, mover, access flush, restore and gc.
+"""The tiering daemon: APScheduler jobs around one :class:`~liquid.tiering.engine.TieringEngine`.
 
 Several daemons may run against one catalog. Exactly one is the **leader** at a time —
 the holder of a PostgreSQL session advisory lock on a connection of its own — and only
-the leader plans, queues restores and runs gc. **Every** daemon executes moves: the
+the leader plans, admits hot copies and runs gc. **Every** daemon executes moves: the
 mover claims journal rows with ``FOR UPDATE SKIP LOCKED`` and a lease, so two daemons
 never work on one object at once, and a dead daemon's rows come back when its lease
 expires. If the leader dies, its lock dies with its connection and another daemon
-takes over on its next cycle.
+takes over on its next cycle; a daemon that becomes leader rebuilds its state first.
 
 Jobs (intervals from ``Settings.daemon``):
 
-* ``cycle`` (leader): plan with the newest applied policies, queue moves and purges,
-  fill hot copies.
-* ``move`` (all): one mover pass over the journal.
-* ``flush`` (all): access counts from Redis into the catalog (the drain is atomic, so
-  two daemons flushing at once never count a read twice).
-* ``restore`` (leader): objects read from cold/archive whose policy says
-  ``restoreOnAccess`` are queued for promotion; the read itself was already served.
-* ``gc`` (leader): reconcile stores against the catalog.
+* ``cycle`` (leader, ``plan_interval``): :meth:`TieringEngine.cycle` — the objects in the
+  change feed and those whose deadline came, planned and applied (moves and purges queued,
+  hot copies evicted then filled). A rebuild at start and after a policy apply.
+* ``admit`` (leader, ``admit_interval``): flush access counts, then
+  :meth:`TieringEngine.admit` — hot copies for objects just read from their home, within the
+  hot tier's budget.
+* ``move`` (all, ``move_interval``): one mover pass over the journal.
+* ``flush`` (all, ``access.flush_interval``): access counts from Redis into the catalog (the
+  drain is atomic, so two daemons flushing at once never count a read twice).
+* ``gc`` (leader, ``gc_interval``): reconcile stores against the catalog.
 
 SIGTERM or SIGINT stops the scheduler; the mover finishes (or safely abandons: every
 step is journaled) the row it is on, and the process exits.
@@ -30,7 +32,6 @@ import logging
 import os
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,11 +44,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from liquid.bootstrap import Runtime
+from liquid.catalog import changes
 from liquid.catalog.fastpath import conninfo
-from liquid.policy.evaluate import select_policy
-from liquid.policy.store import active_policies
+from liquid.tiering.apply import ApplyReport
+from liquid.tiering.engine import catalog_engine
+from liquid.tiering.journal import queue_depth
 from liquid.tiering.mover import Mover
-from liquid.tiering.planner import ApplyReport, Plan, Planner, apply_plan
+from liquid.tiering.plan import Plan
 
 log = logging.getLogger("liquid.daemon")
 
@@ -68,8 +71,40 @@ class Metrics:
             registry=r,
         )
         self.bytes_moved = Counter("liquid_bytes_moved", "Bytes copied by moves", registry=r)
-        self.plan_seconds = Histogram("liquid_plan_duration_seconds", "Planning cycle duration", registry=r)
+        self.plan_seconds = Histogram(
+            "liquid_plan_duration_seconds", "Planning pass duration, by kind", ["kind"], registry=r
+        )
+        self.evaluated = Counter(
+            "liquid_plan_evaluated_objects",
+            "Objects evaluated by planning passes, by kind",
+            ["kind"],
+            registry=r,
+        )
         self.queue_depth = Gauge("liquid_move_queue_depth", "Open journal rows", registry=r)
+        self.feed_backlog = Gauge(
+            "liquid_change_feed_backlog", "Objects waiting in the change feed after a cycle", registry=r
+        )
+        self.objects = Gauge("liquid_planned_objects", "Live objects in the planner's state", registry=r)
+        self.state_bytes = Gauge(
+            "liquid_planner_state_bytes", "Memory of the planner's per-object columns", registry=r
+        )
+        self.tier_bytes = Gauge(
+            "liquid_tier_bytes",
+            "Bytes per tier after the last pass (hot: copies in Redis)",
+            ["tier"],
+            registry=r,
+        )
+        self.tier_cost = Gauge(
+            "liquid_tier_monthly_cost",
+            "Monthly storage cost per tier after the last pass",
+            ["tier"],
+            registry=r,
+        )
+        self.hot_ledger_bytes = Gauge(
+            "liquid_hot_ledger_bytes",
+            "Bytes of the copies Redis holds for Liquid (the hot ledger)",
+            registry=r,
+        )
         self.budget_bytes = Gauge(
             "liquid_budget_bytes",
             "Bytes per budget and tier after the last plan",
@@ -79,8 +114,29 @@ class Metrics:
         self.budget_limit = Gauge(
             "liquid_budget_limit_bytes", "Byte limit per budget and tier", ["budget", "tier"], registry=r
         )
+        self.skipped = Counter(
+            "liquid_moves_skipped",
+            "Planned moves that could not be queued (no store for the tier)",
+            registry=r,
+        )
         self.redis_memory = Gauge("liquid_redis_used_memory_bytes", "Redis used_memory", registry=r)
         self.leader = Gauge("liquid_daemon_leader", "1 while this daemon is the leader", registry=r)
+
+    def observe(self, plan: Plan, report: ApplyReport | None) -> None:
+        """Export one pass's plan: its duration, per-tier bytes and cost, budgets, skips."""
+        self.plan_seconds.labels(plan.kind).observe(plan.duration_s)
+        self.evaluated.labels(plan.kind).inc(plan.evaluated)
+        self.objects.set(plan.objects)
+        for tier, n in plan.bytes_after.items():
+            self.tier_bytes.labels(tier).set(n)
+            self.tier_cost.labels(tier).set(plan.cost_after[tier])
+        for use in plan.budgets:
+            tier = use.tier or "all"
+            self.budget_bytes.labels(use.budget, tier).set(use.bytes_after)
+            if use.limit_bytes is not None:
+                self.budget_limit.labels(use.budget, tier).set(use.limit_bytes)
+        if report is not None and report.skipped:
+            self.skipped.inc(len(report.skipped))
 
 
 @dataclass
@@ -90,7 +146,7 @@ class CycleSummary:
     flushed: int = 0
     plan: Plan | None = None
     applied: ApplyReport | None = None
-    restores: int = 0
+    admitted: Plan | None = None
     moves: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,7 +155,7 @@ class CycleSummary:
             "planned_objects": self.plan.objects if self.plan else 0,
             "plan": self.plan.to_json(changes=False) if self.plan else None,
             "applied": self.applied.as_dict() if self.applied else None,
-            "restores_queued": self.restores,
+            "hot_admitted": self.admitted.count("hot-admit")[0] if self.admitted else 0,
             "moves": self.moves,
         }
 
@@ -121,21 +177,29 @@ class TieringDaemon:
         self.settings = self.service.settings
         self.clock = clock or self.service.clock
         self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.planner = Planner(self.service.engine, self.settings, clock=self.clock)
-        self.mover = Mover(self.service, worker_id=self.worker_id, clock=self.clock)
+        self.engine = catalog_engine(self.service, clock=self.clock, actor=f"daemon {self.worker_id}")
+        self.mover = Mover.from_service(self.service, worker_id=self.worker_id, clock=self.clock)
         self.metrics = Metrics()
         self._leader_conn: psycopg.Connection[Any] | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._stopped = threading.Event()
+        # One planning pass at a time: cycle and admit share the engine's state.
+        self._planning = threading.Lock()
         self.cycles = 0
-        self.last_plan: Plan | None = None
-        self.last_apply: ApplyReport | None = None
 
     def __repr__(self) -> str:
         return (
             f"TieringDaemon(worker={self.worker_id!r}, leader={self.is_leader}, cycles={self.cycles}, "
-            f"mover={self.mover!r})"
+            f"engine={self.engine!r}, mover={self.mover!r})"
         )
+
+    @property
+    def last_plan(self) -> Plan | None:
+        return self.engine.last_plan
+
+    @property
+    def last_apply(self) -> ApplyReport | None:
+        return self.engine.last_report
 
     # ------------------------------------------------------------- leadership
 
@@ -144,7 +208,11 @@ class TieringDaemon:
         return self._leader_conn is not None and not self._leader_conn.closed
 
     def try_lead(self) -> bool:
-        """Hold the leader lock if nobody does; keep it while our connection lives."""
+        """Hold the leader lock if nobody does; keep it while our connection lives.
+
+        A daemon that (re)gains the lock drops its planner state: the next cycle rebuilds,
+        since another leader may have planned (and the change feed been drained) meanwhile.
+        """
         if self.is_leader:
             try:
                 assert self._leader_conn is not None
@@ -157,6 +225,7 @@ class TieringDaemon:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
         if got and got[0]:
             self._leader_conn = conn
+            self.engine.invalidate()
             log.info("%s is now the leader", self.worker_id)
         else:
             conn.close()
@@ -172,32 +241,49 @@ class TieringDaemon:
     # -------------------------------------------------------------------- jobs
 
     def job_cycle(self) -> Plan | None:
-        """Leader: plan with the applied policies and queue what the plan says."""
+        """Leader: plan what changed (or rebuild) with the applied policies, and apply it."""
         if not self.try_lead():
             return None
-        applied = active_policies(self.service.engine)
-        if applied is None:
+        with self._planning:
+            plan = self.engine.cycle()
+        if plan is None:
             log.info("no policies applied yet; nothing to plan (liquid policy apply FILE...)")
             return None
-        started = time.perf_counter()
-        plan = self.planner.plan(applied.policies, policy_version=applied.version)
-        self.metrics.plan_seconds.observe(time.perf_counter() - started)
-        report = apply_plan(plan, self.service, actor=f"daemon {self.worker_id}")
-        self.last_apply = report
-        for use in plan.budgets:
-            tier = use.tier or "all"
-            self.metrics.budget_bytes.labels(use.budget, tier).set(use.bytes_after)
-            if use.limit_bytes is not None:
-                self.metrics.budget_limit.labels(use.budget, tier).set(use.limit_bytes)
+        self.metrics.observe(plan, self.engine.last_report)
+        with contextlib.suppress(Exception):  # a metric must never stop the cycle
+            self.metrics.feed_backlog.set(changes.pending(self.service.engine))
+            if self.engine.state is not None:
+                self.metrics.state_bytes.set(self.engine.state.memory_bytes)
+            if self.service.hot is not None:
+                self.metrics.hot_ledger_bytes.set(self.service.hot.used_bytes())
         self.cycles += 1
-        self.last_plan = plan
+        report = self.engine.last_report
         log.info(
-            "plan v%s: %d objects, %d changes; %s",
-            applied.version,
+            "%s v%s: %d objects, %d evaluated, %d changes in %.3fs; %s",
+            plan.kind,
+            plan.policy_version,
             plan.objects,
+            plan.evaluated,
             len(plan.changes),
-            report.as_dict(),
+            plan.duration_s,
+            report.as_dict() if report else {},
         )
+        if report is not None:
+            for oid, uri, why in report.skipped[:10]:
+                log.warning("move of %s (object %d) skipped: %s", uri, oid, why)
+        return plan
+
+    def job_admit(self) -> Plan | None:
+        """Leader: flush access counts, then hot copies for objects just read from their home."""
+        if not self.try_lead():
+            return None
+        self.job_flush()  # ranks from fresh counts
+        with self._planning:
+            if self.engine.state is None:
+                return None  # the next cycle rebuilds first
+            plan = self.engine.admit()
+        if plan is not None:
+            self.metrics.observe(plan, self.engine.last_report)
         return plan
 
     def job_move(self) -> dict[str, Any]:
@@ -206,13 +292,11 @@ class TieringDaemon:
         for (_kind, frm, to, result), n in report.counts.items():
             self.metrics.moves.labels(frm, to, result).inc(n)
         self.metrics.bytes_moved.inc(report.bytes_moved)
-        from liquid.tiering.journal import queue_depth
-
         self.metrics.queue_depth.set(queue_depth(self.service.engine))
         return report.as_dict()
 
     def job_flush(self) -> int:
-        """All daemons: access counts into the catalog."""
+        """All daemons: access counts into the catalog (and the change feed)."""
         access = self.service.access
         if access is None:
             return 0
@@ -220,35 +304,6 @@ class TieringDaemon:
         with contextlib.suppress(Exception):  # a metric must never stop the flush
             self.metrics.redis_memory.set(float(access.client.info("memory")["used_memory"]))
         return report.objects
-
-    def job_restore(self) -> int:
-        """Leader: queue promotions for cold reads whose policy restores on access."""
-        access = self.service.access
-        if access is None or not self.try_lead():
-            return 0
-        refs = access.drain_restores()
-        if not refs:
-            return 0
-        applied = active_policies(self.service.engine)
-        if applied is None:
-            return 0
-        from liquid.tiering.journal import enqueue_move
-
-        queued = 0
-        for ref in refs:
-            row = self.planner.row(ref)
-            if row is None or row.facts.home_tier not in ("cold", "archive"):
-                continue
-            policy = select_policy(applied.policies, row.facts)
-            if policy is None or not policy.spec.restore_on_access:
-                continue
-            store = self.settings.store_for("warm")
-            if store is None:
-                continue
-            reason = f"{policy.name}: read while {row.facts.home_tier}, restoreOnAccess"
-            if enqueue_move(self.service.engine, row.object_id, "warm", store, reason=reason) is not None:
-                queued += 1
-        return queued
 
     def job_gc(self) -> dict[str, Any]:
         """Leader: reconcile stores against the catalog."""
@@ -261,7 +316,7 @@ class TieringDaemon:
     # ------------------------------------------------------------- foreground
 
     def run_once(self, *, progress: Callable[[str], None] | None = None, move: bool = True) -> CycleSummary:
-        """One full cycle in the foreground: flush, recover, plan, apply, restore, move until idle."""
+        """One full cycle in the foreground: flush, recover, plan, apply, admit, move until idle."""
         say = progress or (lambda _msg: None)
         summary = CycleSummary()
         say("flushing access counts")
@@ -271,7 +326,7 @@ class TieringDaemon:
         say("planning")
         summary.plan = self.job_cycle()
         summary.applied = self.last_apply if summary.plan is not None else None
-        summary.restores = self.job_restore()
+        summary.admitted = self.job_admit()
         if move:
             say("moving")
             summary.moves = self.mover.run_until_idle().as_dict()
@@ -292,8 +347,8 @@ class TieringDaemon:
             self._guard(self.job_flush), "interval", seconds=self.settings.access.flush_interval, id="flush"
         )
         scheduler.add_job(self._guard(self.job_cycle), "interval", seconds=d.plan_interval, id="cycle")
+        scheduler.add_job(self._guard(self.job_admit), "interval", seconds=d.admit_interval, id="admit")
         scheduler.add_job(self._guard(self.job_move), "interval", seconds=d.move_interval, id="move")
-        scheduler.add_job(self._guard(self.job_restore), "interval", seconds=d.restore_interval, id="restore")
         scheduler.add_job(self._guard(self.job_gc), "interval", seconds=d.gc_interval, id="gc")
         scheduler.start()
         self._scheduler = scheduler

@@ -9,7 +9,9 @@ read with Redis down just is not counted.
 
 A read only touches memory (:meth:`AccessTracker.note`, about a microsecond): reads are
 folded per object into one decayed delta and pushed to Redis every 100 ms by a background
-thread, one Lua call (``EVALSHA``) per object per push. A crash loses at most that
+thread, one Lua call (``EVALSHA``) per object per push. Reads served from the durable home
+are also noted (:meth:`AccessTracker.note_miss`) and pushed as a set of object ids, which the
+daemon drains to decide which of them earn a hot copy. A crash loses at most that
 window of counts; a Redis outage keeps them in memory (bounded) until it is back.
 
 A decayed count converts to a rate: with half-life ``h`` seconds, a steady ``r`` reads/s
@@ -30,7 +32,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
-from liquid.redis_keys import ACCESS_DIRTY, ACCESS_HOURLY, ACCESS_OBJECT, RESTORE_QUEUE
+from liquid.redis_keys import ACCESS_DIRTY, ACCESS_HOURLY, ACCESS_OBJECT, HOT_MISSED
 from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
@@ -314,6 +316,7 @@ class AccessTracker:
         self._drain_sha = client.script_load(_DRAIN)
         self._lock = threading.Lock()
         self._pending: dict[tuple[ResultRef, int], list[Any]] = {}
+        self._missed: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.max_pending = 1_000_000
@@ -358,9 +361,12 @@ class AccessTracker:
         """Send every pending read to Redis in one pipeline; False (counts kept for retry) on failure."""
         with self._lock:
             pending, self._pending = self._pending, {}
-        if not pending:
+            missed, self._missed = self._missed, set()
+        if not pending and not missed:
             return True
         pipe = self.client.pipeline(transaction=False)
+        if missed:
+            pipe.sadd(HOT_MISSED, *missed)
         for (ref, hour), (score, when, n, first, counted) in pending.items():
             m = self.member(ref)
             pipe.execute_command(  # type: ignore[no-untyped-call]
@@ -385,7 +391,7 @@ class AccessTracker:
             results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             self.errors += 1
-            self._requeue(pending)
+            self._requeue(pending, missed)
             log.warning(
                 "access tracking unavailable, %d objects' reads kept for retry: %s", len(pending), exc
             )
@@ -394,17 +400,18 @@ class AccessTracker:
             # Redis restarted and lost its script cache: reload and send this batch again.
             self._record_sha = self.client.script_load(_RECORD)
             self._drain_sha = self.client.script_load(_DRAIN)
-            self._requeue(pending)
+            self._requeue(pending, set())  # the misses were added (SADD is not a script)
             return self.push()
         self.pushed += len(pending)
         return True
 
-    def _requeue(self, pending: dict[tuple[ResultRef, int], list[Any]]) -> None:
+    def _requeue(self, pending: dict[tuple[ResultRef, int], list[Any]], missed: set[int]) -> None:
         with self._lock:
-            if len(self._pending) + len(pending) > self.max_pending:
+            if len(self._pending) + len(pending) + len(self._missed) > self.max_pending:
                 return  # Redis is away for long: drop rather than grow without bound
             for m, entry in pending.items():
                 self._pending.setdefault(m, entry)
+            self._missed |= missed
 
     def start(self, interval: float = 0.1) -> None:
         """Push pending reads every ``interval`` seconds from a background thread."""
@@ -431,18 +438,16 @@ class AccessTracker:
         with contextlib.suppress(redis.RedisError):
             self.push()
 
-    def request_restore(self, ref: ResultRef) -> None:
-        """Ask the daemon to consider promoting a cold object that was just read."""
-        try:
-            self.client.sadd(RESTORE_QUEUE, self.member(ref))
-        except redis.RedisError as exc:
-            self.errors += 1
-            log.warning("restore request for %s not queued: %s", ref, exc)
+    def note_miss(self, object_id: int) -> None:
+        """A read of this object came from its home: the daemon considers it for a hot copy."""
+        with self._lock:
+            self._missed.add(object_id)
 
-    def drain_restores(self, limit: int = 1000) -> list[ResultRef]:
-        """Refs whose reads asked for a restore since the last call."""
-        members: list[Any] = self.client.spop(RESTORE_QUEUE, limit) or []  # type: ignore[assignment]
-        return [ResultRef.parse("liquid://" + _text(m)) for m in members]
+    def drain_missed(self, limit: int = 10_000) -> list[int]:
+        """Object ids whose reads missed the hot tier since the last call (at most ``limit``)."""
+        self.push()
+        raw: list[Any] = self.client.spop(HOT_MISSED, limit) or []  # type: ignore[assignment]
+        return sorted(int(m) for m in raw)
 
     def hourly(self, tenant: str, namespace: str) -> dict[str, int]:
         """Reads per hour (``YYYYMMDDHH`` → count) still held in Redis for one namespace."""

@@ -20,6 +20,7 @@ from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
 from liquid.service import LiquidService, utcnow
+from liquid.shm import ShmCache
 from liquid.stores import open_store
 
 log = logging.getLogger(__name__)
@@ -110,5 +111,8 @@ def open_runtime(
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
     durable = {name: open_store(url) for name, url in urls.items() if name not in ("catalog", hot_name)}
-    service = LiquidService(settings, engine=engine, stores=durable, hot=hot, access=access, clock=clock)
+    shm = ShmCache.from_settings(settings.shm, node_id=settings.node_id) if settings.shm.enabled else None
+    service = LiquidService(
+        settings, engine=engine, stores=durable, hot=hot, access=access, shm=shm, clock=clock
+    )
     return Runtime(service=service, urls=urls, embedded=stack)

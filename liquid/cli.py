@@ -305,14 +305,15 @@ def policy_plan(
     changes: Annotated[bool, typer.Option(help="List every changed object (json always does).")] = False,
 ) -> None:
     """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
-    from liquid.tiering.planner import Planner
+    from liquid.tiering.engine import FixedPolicies, catalog_engine
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
     with _runtime() as rt:
         policies, version = _policies(rt, files)
-        plan = Planner(rt.service.engine, rt.service.settings, clock=rt.service.clock).plan(
-            policies, policy_version=version
+        # The daemon's own rebuild, applying nothing: the same numbers it would act on.
+        plan = catalog_engine(rt.service, policies=FixedPolicies(policies, version)).dry_run(
+            policies, version
         )
     if output == "json":
         print(json.dumps(plan.to_json(), indent=2))
@@ -361,17 +362,19 @@ def explain(
     ] = None,
 ) -> None:
     """Which policy and rule govern REF, its score, where it is and should be, and what happens next."""
+    from liquid.tiering.explain import explain as explain_row
     from liquid.tiering.planner import Planner
-    from liquid.tiering.planner import explain as explain_row
+    from liquid.tiering.rows import CatalogRows
 
     r = _ref(ref)
     with _runtime() as rt:
-        rt.service.head(r.tenant, r)  # not found / gone errors, tenant-checked
+        svc = rt.service
+        svc.head(r.tenant, r)  # not found / gone errors, tenant-checked
         policies, _ = _policies(rt, files)
-        planner = Planner(rt.service.engine, rt.service.settings, clock=rt.service.clock)
-        row = planner.row(r)
+        now = svc.clock()
+        row = CatalogRows(svc.engine, half_life=svc.settings.access.half_life).row(r, now)
         assert row is not None  # head() above proved it live
-        print(json.dumps(explain_row(planner, policies, row), indent=2))
+        print(json.dumps(explain_row(Planner(svc.settings), policies, row, now, hot=svc.hot), indent=2))
 
 
 tier_app = typer.Typer(help="Tiering by hand.", no_args_is_help=True)
@@ -438,10 +441,11 @@ def gc_cmd(
     ] = None,
 ) -> None:
     """Reconcile stores against the catalog: delete orphaned bytes, report missing ones loudly."""
-    from liquid.tiering.gc import reconcile
+    from liquid.tiering.gc import reconcile_service
 
     with _runtime() as rt:
-        report = reconcile(rt, grace=parse_duration(grace) if grace else None, dry_run=dry_run)
+        grace_s = parse_duration(grace) if grace else None
+        report = reconcile_service(rt.service, grace=grace_s, dry_run=dry_run)
     console.print_json(json.dumps(report.as_dict(), default=str))
     if report.missing:
         err.print(f"[red]{len(report.missing)} catalog objects have no bytes: see the report above[/]")

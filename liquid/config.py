@@ -64,10 +64,10 @@ class HotSettings(BaseModel):
     enabled: bool = True
     #: Objects larger than this are never cached in Redis.
     max_object_size: Size = 1024 * 1024
-    #: Cache entries expire after this long even if nothing evicts them.
-    ttl: Duration = 3600.0
-    populate_on_read: bool = True
-    populate_on_write: bool = False
+    #: A safety net only: a copy expires after this long even if the planner never evicts it
+    #: (it is refilled on its next miss while the planner still wants it). What the hot tier
+    #: holds is decided by the tiering daemon, within the hot tier's Budget.
+    ttl: Duration = 86400.0
 
 
 class AccessSettings(BaseModel):
@@ -184,7 +184,8 @@ class MoverSettings(BaseModel):
     max_moves_per_cycle: int = Field(default=1000, ge=1)
     #: How long a source copy outlives the switch, so readers that looked the old home up still finish.
     grace_period: Duration = 300.0
-    #: A claim expires this long after its last step unless renewed (a dead mover's rows come back).
+    #: A claim expires this long after it was last renewed (a dead mover's rows come back). A
+    #: working mover renews the leases of the rows it holds every ``lease / 3`` seconds.
     lease: Duration = 300.0
     #: After this many failed or interrupted attempts a row is marked ``failed`` and reported.
     max_attempts: int = Field(default=5, ge=1)
@@ -193,6 +194,18 @@ class MoverSettings(BaseModel):
     backoff_max: Duration = 3600.0
     #: Quick in-step retries of a transient store error before the attempt counts as failed.
     step_retries: int = Field(default=3, ge=1, le=20)
+    #: Moves of objects whose stored size is at most this go in batches: their rows are copied and
+    #: verified concurrently, then switched together in one catalog transaction, and their sources
+    #: deleted with one bulk call per store. They record no ``copied``/``verified`` journal steps
+    #: (after a crash, copying a small object again is cheaper than journaling it). 0: every move
+    #: takes the per-row path, which journals each step.
+    small_move_size: Size = 1024 * 1024
+    #: Most small moves switched in one catalog transaction; also bounds the copies a crash can waste.
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    #: Longest a store call may go without progress (a chunk read or written) before the mover
+    #: gives up on the row's attempt (counted and retried with backoff like any failure), stops
+    #: renewing its lease and returns; the stuck call is abandoned on its thread.
+    store_timeout: Duration = Field(default=60.0, gt=0)
     #: ``liquid gc`` deletes unreferenced bytes only once they are older than this.
     gc_grace: Duration = 86400.0
 
@@ -202,9 +215,11 @@ class DaemonSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: How often the leader plans what changed (a rebuild at start and after a policy apply).
     plan_interval: Duration = 30.0
+    #: How often the leader turns reads that missed the hot tier into hot copies (if they earn one).
+    admit_interval: Duration = 1.0
     move_interval: Duration = 5.0
-    restore_interval: Duration = 5.0
     gc_interval: Duration = 3600.0
     #: Serve Prometheus metrics on 127.0.0.1 at this port (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
@@ -228,7 +243,7 @@ class PlannerConfig(BaseModel):
     #: Share of the hot budget kept as a window for read-path admissions: a missed read gets a
     #: copy there at once whatever its rank, and meets the ranked tier only when it leaves, so a
     #: burst of reads right after a write is served even when the ranked tier is full of
-    #: objects read more often. 0 turns it off. Incremental plans only.
+    #: objects read more often. 0 turns it off.
     hot_window: float = Field(default=0.0, ge=0.0, le=0.5)
 
 

@@ -1,10 +1,25 @@
-"""The hot tier: checksummed copies of small objects in Redis/Valkey.
+"""The hot tier: checksummed copies of small objects in Redis/Valkey, and their ledger.
 
 The hot tier is only ever a cache: every entry carries the object's SHA-256, and a
 reader recomputes it before trusting the bytes, so a corrupted, truncated or foreign
 entry is dropped and the read falls through to the durable home. Losing Redis loses
-no data. Entries expire after ``ttl`` even if nothing evicts them, which bounds how
-long a cache copy can outlive a delete whose eviction failed.
+no data.
+
+**Only the tiering engine fills it.** A read that misses serves the bytes from the home
+and leaves it at that (the access tracker tells the daemon, which decides by rank and
+budget whether the object earns a copy). Every copy is written by :meth:`HotCache.fill`
+and removed by :meth:`HotCache.evict` or :meth:`HotCache.kill`, each one Lua script that
+updates the copy and its **ledger** entry together (``liquid:hot:ledger``, member →
+object id and bytes, plus their sum). So what Redis holds for Liquid is exactly what the
+planner admitted, and the ledger is the number a hot-tier budget is checked against.
+Entries also expire after ``ttl``, a safety net only (a copy whose key expired is
+refilled on its next miss; its ledger entry keeps counting it until then).
+
+**Deleted means gone.** A delete, expiry or purge calls :meth:`HotCache.kill`, which
+leaves a short-lived tombstone (``liquid:hot:tomb:<member>``) before it deletes the copy;
+:meth:`HotCache.fill` refuses to write a tombstoned version, so a fill that read the bytes
+just before the delete cannot bring the copy back. (The fill's caller re-checks the catalog
+after writing, which covers a fill slower than the tombstone's life.)
 
 Entry layout (one Redis string, one round trip per read)::
 
@@ -16,17 +31,44 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
 
-from liquid.redis_keys import HOT_OBJECT
+from liquid.redis_keys import HOT_BYTES, HOT_LEDGER, HOT_OBJECT, HOT_TOMB
 from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
 _MAGIC = b"LQH1"
 _HEADER = struct.Struct("!4s32sH")
+#: How long a tombstone refuses fills of a version (seconds): longer than any fill takes.
+TOMBSTONE_TTL = 600.0
+
+# KEYS: copy, ledger, ledger sum, tombstone. ARGV: member, object id, value, ttl (ms).
+_FILL = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+local n = string.len(ARGV[3])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+local was = 0
+if old then was = tonumber(string.match(old, ' (%d+)$')) or 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. n)
+redis.call('INCRBY', KEYS[3], n - was)
+return 1
+"""
+
+# KEYS: copy, ledger, ledger sum[, tombstone]. ARGV: member[, tombstone ttl (ms)].
+_EVICT = """
+if KEYS[4] then redis.call('SET', KEYS[4], '1', 'PX', ARGV[2]) end
+redis.call('DEL', KEYS[1])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if not old then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DECRBY', KEYS[3], tonumber(string.match(old, ' (%d+)$')) or 0)
+return 1
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +78,19 @@ class HotEntry:
     content_type: str
 
 
+def member(ref: ResultRef) -> str:
+    """The ref without its scheme: the ledger's and tombstone's name for a version."""
+    return ref.uri.removeprefix("liquid://")
+
+
 def hot_key(ref: ResultRef) -> str:
-    """Redis key of one object version (the ref without its scheme)."""
-    return HOT_OBJECT + ref.uri.removeprefix("liquid://")
+    """Redis key of one object version's copy."""
+    return HOT_OBJECT + member(ref)
+
+
+def entry_size(size: int, content_type: str) -> int:
+    """Bytes a copy of an object of ``size`` bytes occupies in Redis (what the ledger counts)."""
+    return _HEADER.size + len(content_type.encode("utf-8")) + size
 
 
 def encode(data: bytes, sha256_hex: str, content_type: str) -> bytes:
@@ -67,6 +119,8 @@ class HotCache:
         self.client = client
         self.ttl = ttl
         self.max_object_size = max_object_size
+        self._fill = client.register_script(_FILL)
+        self._evict = client.register_script(_EVICT)
         self.hits = 0
         self.misses = 0
         self.corrupt = 0
@@ -76,6 +130,8 @@ class HotCache:
         return (
             f"HotCache(hits={self.hits}, misses={self.misses}, corrupt={self.corrupt}, errors={self.errors})"
         )
+
+    # ------------------------------------------------------------------ reads
 
     def get(self, ref: ResultRef, *, expect_sha256: str | None = None) -> HotEntry | None:
         """A verified entry, or None (absent, corrupt, stale or Redis down)."""
@@ -98,36 +154,100 @@ class HotCache:
             return None
         entry = decode(raw) if isinstance(raw, bytes) else None
         if entry is None or (expect_sha256 is not None and entry.sha256 != expect_sha256):
-            # Never serve it; drop it so the next read repopulates from the durable home.
+            # Never serve it. Its ledger entry stays (still admitted): the next miss refills it.
             self.corrupt += 1
             log.warning("hot cache entry for %s failed its checksum; dropped", ref)
-            self.delete(ref)
+            try:
+                self.client.delete(hot_key(ref))
+            except redis.RedisError:
+                self.errors += 1
             return None
         self.hits += 1
         return entry
 
-    def put(self, ref: ResultRef, data: bytes, *, sha256: str, content_type: str) -> bool:
-        """Cache a verified copy; False when too large or Redis is down."""
+    def exists(self, refs: Sequence[ResultRef]) -> list[bool] | None:
+        """Whether each version has a copy now (one pipeline); None when Redis is down."""
+        if not refs:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for r in refs:
+            pipe.exists(hot_key(r))
+        try:
+            return [bool(x) for x in pipe.execute()]
+        except redis.RedisError as exc:
+            self.errors += 1
+            log.warning("hot cache unavailable: %s", exc)
+            return None
+
+    # ----------------------------------------------------------------- writes
+
+    def fill(self, ref: ResultRef, object_id: int, data: bytes, *, sha256: str, content_type: str) -> bool:
+        """Write an admitted copy and its ledger entry; False when too large, tombstoned or Redis is down."""
         if len(data) > self.max_object_size:
             return False
+        m = member(ref)
         try:
-            self.client.set(hot_key(ref), encode(data, sha256, content_type), px=max(int(self.ttl * 1000), 1))
+            done = self._fill(
+                keys=[HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES, HOT_TOMB + m],
+                args=[m, object_id, encode(data, sha256, content_type), max(int(self.ttl * 1000), 1)],
+            )
         except redis.RedisError as exc:
             self.errors += 1
-            log.warning("hot cache write failed for %s: %s", ref, exc)
+            log.warning("hot cache fill failed for %s: %s", ref, exc)
             return False
-        return True
+        return bool(done)
 
-    def delete(self, ref: ResultRef) -> bool:
+    def evict(self, refs: Iterable[ResultRef]) -> int:
+        """Remove copies the planner no longer wants (and their ledger entries); how many were listed."""
+        return self._remove(refs, tombstone=False)
+
+    def kill(self, refs: Iterable[ResultRef]) -> int:
+        """Remove the copies of deleted, expired or purged versions and refuse fills of them for a while."""
+        return self._remove(refs, tombstone=True)
+
+    def _remove(self, refs: Iterable[ResultRef], *, tombstone: bool) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for r in refs:
+            m = member(r)
+            keys = [HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES]
+            args: list[str | int] = [m]
+            if tombstone:
+                keys.append(HOT_TOMB + m)
+                args.append(int(TOMBSTONE_TTL * 1000))
+            self._evict(keys=keys, args=args, client=pipe)
+            n += 1
+        if not n:
+            return 0
         try:
-            return bool(self.client.delete(hot_key(ref)))
+            return sum(int(x) for x in pipe.execute())
         except redis.RedisError as exc:
             self.errors += 1
-            log.warning("hot cache delete failed for %s (entry expires by TTL): %s", ref, exc)
-            return False
+            what = "kill" if tombstone else "evict"
+            log.warning("hot cache %s of %d copies failed (they expire by TTL): %s", what, n, exc)
+            return 0
+
+    # ----------------------------------------------------------------- ledger
+
+    def ledger(self) -> dict[str, tuple[int, int]]:
+        """Every admitted copy: member → (object id, bytes). Raises redis errors."""
+        out: dict[str, tuple[int, int]] = {}
+        for m, value in self.client.hscan_iter(HOT_LEDGER, count=1000):
+            oid, _, n = _text(value).partition(" ")
+            out[_text(m)] = (int(oid), int(n))
+        return out
+
+    def used_bytes(self) -> int:
+        """The ledger's sum: bytes of the copies the planner admitted. Raises redis errors."""
+        raw = self.client.get(HOT_BYTES)
+        return int(raw) if raw is not None else 0
 
     def ping(self) -> None:
         self.client.ping()
 
     def close(self) -> None:
         self.client.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

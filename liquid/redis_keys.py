@@ -4,11 +4,20 @@ from __future__ import annotations
 
 #: Hot-tier object copies: ``liquid:obj:<tenant>/<namespace>/<key>@<version>``.
 HOT_OBJECT = "liquid:obj:"
+#: What the hot tier holds: hash ``<tenant>/<namespace>/<key>@<version>`` → ``"<object id> <bytes>"``.
+#: Every copy is written and removed together with its entry (one script), so the sum of
+#: the entries is what the copies occupy, and the planner's budget is checked against it.
+HOT_LEDGER = "liquid:hot:ledger"
+#: Sum of the ledger's bytes (kept by the same scripts).
+HOT_BYTES = "liquid:hot:bytes"
+#: A deleted, expired or purged version: ``liquid:hot:tomb:<tenant>/<namespace>/<key>@<version>``;
+#: a fill of that version is refused while it exists.
+HOT_TOMB = "liquid:hot:tomb:"
+#: Set of object ids read from their home since the daemon last looked (candidates for a copy).
+HOT_MISSED = "liquid:hot:missed"
 #: Per-object access deltas since the last flush (hash: s, t, n).
 ACCESS_OBJECT = "liquid:acc:o:"
 #: Set of objects with unflushed access deltas.
 ACCESS_DIRTY = "liquid:acc:dirty"
 #: Reads per hour per namespace: ``liquid:acc:h:<tenant>:<namespace>`` (hash: YYYYMMDDHH → count).
 ACCESS_HOURLY = "liquid:acc:h:"
-#: Objects read from cold or archive that may deserve a restore.
-RESTORE_QUEUE = "liquid:restore"

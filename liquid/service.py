@@ -23,7 +23,6 @@ beats a separate chunk store round trip (PostgreSQL TOASTs them out of line).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import queue
@@ -54,6 +53,7 @@ from liquid.errors import (
 )
 from liquid.hotcache import HotCache
 from liquid.refs import RefInfo, ResultRef, check_key, check_slug
+from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
 
@@ -294,6 +294,9 @@ class LiquidService:
         engine: SQLAlchemy engine on the catalog database (migrated).
         stores: named durable stores; the names are those ``settings.tiers`` uses.
         hot: the Redis cache, or None to run without one.
+        access: the read tracker, or None to count nothing.
+        shm: this node's shared-memory copies (their owner is the API; the service removes them
+            when a version is deleted or expires).
         clock: returns the current UTC time; tests inject a fake one.
     """
 
@@ -305,6 +308,7 @@ class LiquidService:
         stores: Mapping[str, Store],
         hot: HotCache | None = None,
         access: AccessTracker | None = None,
+        shm: ShmCache | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
@@ -313,6 +317,7 @@ class LiquidService:
         self.stores = dict(stores)
         self.hot = hot if settings.hot.enabled else None
         self.access = access
+        self.shm = shm
         self.clock = clock
         self.tenancy = Tenancy(engine, clock=clock)
         for tier in DURABLE_TIERS:
@@ -505,9 +510,6 @@ class LiquidService:
                 log.warning("could not remove unrecorded bytes %s in %s", locator, store_name)
             raise
         ref = ResultRef(tenant, namespace, key, version)
-        if self.hot is not None and self.settings.hot.populate_on_write and size <= self.hot.max_object_size:
-            data = b"".join(self._home_chunks(store, locator, codec))
-            self.hot.put(ref, data, sha256=sha, content_type=content_type)
         return RefInfo(ref=ref, size=size, sha256=sha, content_type=content_type)
 
     def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> int:
@@ -600,8 +602,7 @@ class LiquidService:
             _object_event(conn, row, "object.deleted", at=now, actor=actor)
             mark_changed(conn, [row.id])
             info = replace(_info(row), state="deleted")
-        if self.hot is not None:
-            self.hot.delete(r)
+        self.kill_copies([(r, row.sha256)])
         if row.locator is not None and row.home_store != CATALOG_STORE:
             self._purge_bytes(row, reason="deleted", actor=actor)
         return info
@@ -643,9 +644,18 @@ class LiquidService:
         return _info(self._live_row(r, full=True))
 
     def open(
-        self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None, track: bool = True
+        self,
+        tenant: str,
+        ref: RefLike,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        track: bool = True,
+        cached: bool = True,
     ) -> ObjectReader:
         """Stream the bytes of one version, ``[start, end)``, verified (see the module docstring).
+
+        ``track=False`` reads without counting an access; ``cached=False`` skips the hot copy.
 
         Raises:
             ObjectNotFound: no such version for this tenant (same answer as another tenant's ref).
@@ -659,29 +669,30 @@ class LiquidService:
             data = ref.inline
             if hashlib.sha256(data).hexdigest() == ref.sha256:
                 return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
-        if self.hot is not None:
+        if self.access is not None and track:
+            self.access.note(r)
+        if self.hot is not None and cached:
             expect = ref.sha256 if isinstance(ref, RefInfo) else None
-            if self.access is not None and track:
-                self.access.note(r)
             entry = self.hot.get(r, expect_sha256=expect)
             if entry is not None:
                 return self._reader_from_bytes(
                     r, entry.data, entry.sha256, entry.content_type, "hot", start, end
                 )
 
-        elif self.access is not None and track:
-            self.access.note(r)
-
         row = self._live_row(r)
-        if self.access is not None and track and row.home_tier in ("cold", "archive"):
-            self.access.request_restore(r)
+        if (
+            self.hot is not None
+            and self.access is not None
+            and track
+            and row.size <= self.hot.max_object_size
+        ):
+            # Served from the home: the daemon decides (by rank, within the hot budget) whether it
+            # earns a copy. The read path never writes Redis itself, so the budget holds.
+            self.access.note_miss(row.id)
         if row.inline_data is not None:
             data = bytes(row.inline_data)
             if hashlib.sha256(data).hexdigest() != row.sha256:
                 raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
-            if self.hot is not None and self.settings.hot.populate_on_read:
-                # Even inline values are worth caching: the hot tier exists to take read load off the catalog.
-                self.hot.put(r, data, sha256=row.sha256, content_type=row.content_type)
             return self._reader_from_bytes(r, data, row.sha256, row.content_type, "warm", start, end)
 
         size = row.size
@@ -717,13 +728,6 @@ class LiquidService:
             chunks = _verified(raw, sha256=row.sha256, size=size, what=what)
         else:
             chunks = _counted(raw, expect=hi - lo, what=what)
-        if (
-            whole
-            and self.hot is not None
-            and self.settings.hot.populate_on_read
-            and size <= self.hot.max_object_size
-        ):
-            chunks = self._populating(r, chunks, sha256=row.sha256, content_type=row.content_type)
         return ObjectReader(
             ref=r,
             size=size,
@@ -756,23 +760,46 @@ class LiquidService:
         """The bytes of one version in memory; see :meth:`open`."""
         return self.open(tenant, ref, start=start, end=end).read()
 
-    def prefetch(self, ref: ResultRef) -> bool:
-        """Put a verified copy of a live object in the hot cache, not counted as a read.
+    def fill_hot(self, ref: ResultRef, object_id: int) -> bool:
+        """Write a verified copy of a live object into the hot tier (the tiering engine's fill).
 
-        False when there is no hot cache, the object is too large for it, or it is gone.
+        Reads the home (not counted as an access), writes through :meth:`HotCache.fill` (which
+        refuses a tombstoned version), then checks the catalog again: a version deleted while
+        the bytes were in flight is killed at once, so a delete is never followed by a hit.
+        False when there is no hot cache, the object is too large or gone, or Redis refused.
         """
         if self.hot is None:
             return False
         try:
-            reader = self.open(ref.tenant, ref, track=False)
+            reader = self.open(ref.tenant, ref, track=False, cached=False)
             if reader.size > self.hot.max_object_size:
                 return False
             data = reader.read()
         except (ObjectNotFound, ObjectGone):
             return False
-        return reader.source == "hot" or self.hot.put(
-            ref, data, sha256=reader.sha256, content_type=reader.content_type
-        )
+        if not self.hot.fill(ref, object_id, data, sha256=reader.sha256, content_type=reader.content_type):
+            return False
+        if not self.is_live(ref):
+            self.hot.kill([ref])
+            return False
+        return True
+
+    def is_live(self, ref: ResultRef) -> bool:
+        """Whether the version exists and is live right now (one indexed lookup)."""
+        row = self.fast.find(ref.tenant, ref.namespace, ref.key, ref.version)
+        return row is not None and row.state == "live"
+
+    def kill_copies(self, refs: Iterable[tuple[ResultRef, str]]) -> None:
+        """Remove every cache copy of versions that were deleted, expired or purged: hot, and same-node shm.
+
+        ``refs`` pairs each version with its SHA-256 (the shm copy's name needs it).
+        """
+        pairs = list(refs)
+        if self.hot is not None:
+            self.hot.kill(r for r, _ in pairs)
+        if self.shm is not None:
+            for r, sha in pairs:
+                self.shm.delete(r, sha)
 
     def latest(self, tenant: str, namespace: str, key: str) -> ResultRef:
         """The newest live version of a key. Raises ObjectNotFound if there is none."""
@@ -874,21 +901,6 @@ class LiquidService:
         if fresh.inline_data is None and (fresh.locator is None or fresh.home_store not in self.stores):
             return None
         return fresh
-
-    def _home_chunks(self, store: Store, locator: str, codec: str) -> Iterator[bytes]:
-        raw = store.open(locator)
-        return _decompress(raw) if codec == "zstd" else raw
-
-    def _populating(
-        self, r: ResultRef, chunks: Iterator[bytes], *, sha256: str, content_type: str
-    ) -> Iterator[bytes]:
-        buf = io.BytesIO()
-        for chunk in chunks:
-            buf.write(chunk)
-            yield chunk
-        # Only reached once _verified has accepted the digest.
-        assert self.hot is not None
-        self.hot.put(r, buf.getvalue(), sha256=sha256, content_type=content_type)
 
     @staticmethod
     def _reader_from_bytes(

@@ -56,7 +56,9 @@ def create_app(service: LiquidService, settings: Settings | None = None) -> Fast
     """
     settings = settings or service.settings
     metrics = ApiMetrics()
-    shm = ShmCache.from_settings(settings.shm, node_id=settings.node_id) if settings.shm.enabled else None
+    # The service owns this node's shm copies (its deletes and expiries remove them); the API
+    # writes them and runs the sweeper.
+    shm = service.shm if settings.shm.enabled else None
     secret = settings.api.signing_secret
     signer = (
         RefSigner(secret.get_secret_value().encode(), max_ttl=settings.api.signed_ref_max_ttl)

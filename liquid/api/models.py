@@ -143,3 +143,6 @@ class ExplainModel(BaseModel):
     next_change_at: str | None
     legal_hold: bool
     evaluated_at: str
+    #: The hot tier: whether this object has a copy, whether the policy wants one, what it
+    #: would take, its value per GB-month there, what the tier holds, and its caps.
+    hot: dict[str, Any]

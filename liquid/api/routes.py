@@ -317,6 +317,10 @@ def _teed(reader: ObjectReader, writer: ShmWriter | None, c: ApiContext) -> Iter
             yield chunk
         if writer is not None and writer.commit(reader.ref, reader.sha256) is not None:
             c.metrics.shm_copies.inc()
+            # Published after the bytes were read: a delete that landed meanwhile already ran its
+            # unlink, so look again and take the copy back rather than serve a deleted version.
+            if not c.service.is_live(reader.ref) and c.shm is not None:
+                c.shm.delete(reader.ref, reader.sha256)
     finally:
         if writer is not None and writer.active:
             writer.abort()
@@ -343,8 +347,6 @@ async def _head(request: Request, c: ApiContext, tenant: str, ref: ResultRef) ->
 
 async def _delete(c: ApiContext, who: Caller, tenant: str, ref: ResultRef) -> Response:
     info = await run(c.service.delete, tenant, ref, actor=f"key:{who.principal.key_prefix}")
-    if c.shm is not None:
-        c.shm.delete(info.ref, info.sha256)
     return JSONResponse(info.to_json())
 
 
@@ -675,15 +677,19 @@ async def explain_object(
     def work() -> dict[str, Any]:
         from liquid.policy.models import PolicySet
         from liquid.policy.store import active_policies
-        from liquid.tiering.planner import Planner, explain
+        from liquid.tiering.explain import explain
+        from liquid.tiering.planner import Planner
+        from liquid.tiering.rows import CatalogRows
 
-        c.service.head(who.tenant, ref)  # missing / gone / other tenant: the usual answers
-        applied = active_policies(c.service.engine)
-        planner = Planner(c.service.engine, c.service.settings, clock=c.service.clock)
-        row = planner.row(ref)
+        svc = c.service
+        svc.head(who.tenant, ref)  # missing / gone / other tenant: the usual answers
+        applied = active_policies(svc.engine)
+        now = svc.clock()
+        row = CatalogRows(svc.engine, half_life=svc.settings.access.half_life).row(ref, now)
         if row is None:
             raise ObjectNotFound(f"no object {ref.uri}", field="ref")
-        out = explain(planner, applied.policies if applied else PolicySet(), row)
+        policies = applied.policies if applied else PolicySet()
+        out = explain(Planner(svc.settings), policies, row, now, hot=svc.hot)
         out["policy_version"] = applied.version if applied else None
         return out
 

@@ -185,16 +185,38 @@ def test_fold_burst_without_a_period_is_a_plain_decayed_sum() -> None:
     )
 
 
-def test_cold_reads_ask_for_a_restore(clocked: tuple[LiquidService, FakeClock], tenant: str) -> None:
+def test_reads_from_the_home_are_signalled_as_misses_and_never_write_redis(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    from liquid.catalog import changes
+    from liquid.redis_keys import HOT_LEDGER, HOT_OBJECT
+
     svc, _ = clocked
-    assert svc.access is not None
-    svc.access.drain_restores()
-    big = svc.put(tenant, "ns", "big", os.urandom(2 * 1024 * 1024)).ref
-    small = svc.put(tenant, "ns", "small", b"x").ref
-    svc.get(tenant, big)
+    assert svc.access is not None and svc.hot is not None
+    svc.access.drain_missed()
+    big = svc.put(tenant, "ns", "big", os.urandom(2 * 1024 * 1024)).ref  # above hot.max_object_size
+    small = svc.put(tenant, "ns", "small", os.urandom(20_000)).ref
+    ids = {
+        name: svc.fast.find(r.tenant, r.namespace, r.key, r.version).id
+        for name, r in (("big", big), ("small", small))
+    }
+    for _ in range(3):
+        svc.get(tenant, big)
+        svc.get(tenant, small)
+    assert svc.access.drain_missed() == [ids["small"]]  # once, however often; never the large one
+    assert svc.access.drain_missed() == []
+    client = svc.hot.client
+    assert not client.exists(HOT_OBJECT + f"{tenant}/ns/small@1") and not client.hexists(
+        HOT_LEDGER, f"{tenant}/ns/small@1"
+    )
+    # A hit is not a miss.
+    assert svc.fill_hot(small, ids["small"])
     svc.get(tenant, small)
-    assert svc.access.drain_restores() == [big]
-    assert svc.access.drain_restores() == []
+    assert svc.access.drain_missed() == []
+    # The flush puts every read object into the tiering change feed.
+    changes.drain(svc.engine)
+    svc.access.flush(svc.engine)
+    assert set(ids.values()) <= set(changes.drain(svc.engine))
 
 
 def test_hourly_counts_per_namespace(clocked: tuple[LiquidService, FakeClock], tenant: str) -> None:

@@ -16,7 +16,11 @@ from liquid.errors import PolicyError
 from liquid.policy.loader import load_policy_text
 from liquid.policy.store import active_policies, apply_policies, history
 from liquid.service import LiquidService
-from liquid.tiering.planner import Planner, explain
+from liquid.tiering.engine import FixedPolicies, catalog_engine
+from liquid.tiering.explain import explain
+from liquid.tiering.plan import Plan
+from liquid.tiering.planner import Planner
+from liquid.tiering.rows import CatalogRows
 
 from .conftest import ServiceFactory
 
@@ -77,8 +81,13 @@ def seeded(make_service: ServiceFactory, tenant: str) -> tuple[LiquidService, li
 
 def test_plan_on_a_seeded_catalog(seeded: tuple[LiquidService, list[str]], tenant: str) -> None:
     svc, refs = seeded
-    planner = Planner(svc.engine, svc.settings, clock=lambda: T0 + timedelta(hours=1, minutes=10))
-    plan = planner.plan(load_policy_text(policy(tenant)))
+    policies = load_policy_text(policy(tenant))
+
+    def dry_run(at: datetime) -> Plan:
+        engine = catalog_engine(svc, clock=lambda: at, policies=FixedPolicies(policies))
+        return engine.dry_run(policies)
+
+    plan = dry_run(T0 + timedelta(hours=1, minutes=10))
     mine = [c for c in plan.changes if c.uri.startswith(f"liquid://{tenant}/")]
     # r0, r1 were read 20 min ago: they stay warm; r2, r3 idle 70 min > 30m: cold. The audit
     # object is past expireAfter but held. The tenant's warm budget (200 KiB) then has r0, r1,
@@ -97,9 +106,7 @@ def test_plan_on_a_seeded_catalog(seeded: tuple[LiquidService, list[str]], tenan
     assert (cap.bytes_before, cap.bytes_after, cap.ok) == (370 * KiB, 200 * KiB, True)
     assert plan.bytes_after["cold"] - plan.bytes_before["cold"] >= 170 * KiB
 
-    later = Planner(svc.engine, svc.settings, clock=lambda: T0 + timedelta(days=2)).plan(
-        load_policy_text(policy(tenant))
-    )
+    later = dry_run(T0 + timedelta(days=2))
     expired = sorted(
         c.uri for c in later.changes if c.action == "expire" and c.uri.startswith(f"liquid://{tenant}/")
     )
@@ -111,17 +118,17 @@ def test_explain_names_policy_rule_score_and_next_change(
 ) -> None:
     svc, refs = seeded
     now = T0 + timedelta(hours=1)
-    planner = Planner(svc.engine, svc.settings, clock=lambda: now)
     from liquid.refs import ResultRef
 
-    row = planner.row(ResultRef.parse(refs[0]))
+    row = CatalogRows(svc.engine, half_life=svc.settings.access.half_life).row(ResultRef.parse(refs[0]), now)
     assert row is not None
-    out = explain(planner, load_policy_text(policy(tenant)), row)
+    out = explain(Planner(svc.settings), load_policy_text(policy(tenant)), row, now, hot=svc.hot)
     assert out["policy"] == f"results-{tenant}"
     assert out["home_tier"] == out["should_be"] == "warm"
     assert out["hits"] == 1 and out["access_rate_per_hour"] > 0
     # Read at T0+50m, demoteAfter 30m: it goes cold at T0+80m if nothing changes.
     assert out["next_change_at"] == (T0 + timedelta(minutes=80)).isoformat()
+    assert out["hot"]["has_copy"] is False and out["hot"]["wanted"] is False
 
 
 def test_apply_versions_policies_and_refuses_invalid_ones(service: LiquidService) -> None:

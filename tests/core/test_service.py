@@ -314,18 +314,24 @@ def test_corrupted_inline_row_raises_integrity_error(service: LiquidService, ten
 def test_corrupted_hot_copy_is_bypassed_and_dropped(service: LiquidService, tenant: str) -> None:
     data = os.urandom(50_000)
     info = service.put(tenant, "ns", "cached", data)
-    assert service.open(tenant, info.ref).source == "warm"
-    assert service.get(tenant, info.ref) == data  # populates the hot copy
-    assert service.open(tenant, info.ref).source == "hot"
+    r = info.ref
+    oid = service.fast.find(r.tenant, r.namespace, r.key, r.version).id
+    assert service.open(tenant, r).source == "warm"
+    assert service.get(tenant, r) == data
+    assert service.open(tenant, r).source == "warm"  # reads never fill the hot tier themselves
+    assert service.fill_hot(r, oid)  # the tiering engine's fill
+    assert service.open(tenant, r).source == "hot"
     hot = service.hot
     assert hot is not None
-    raw = bytearray(hot.client.get(hot_key(info.ref)))  # type: ignore[arg-type]
+    raw = bytearray(hot.client.get(hot_key(r)))  # type: ignore[arg-type]
     raw[-1] ^= 0x01
-    hot.client.set(hot_key(info.ref), bytes(raw))
-    reader = service.open(tenant, info.ref)
+    hot.client.set(hot_key(r), bytes(raw))
+    reader = service.open(tenant, r)
     assert reader.source == "warm"
     assert reader.read() == data
-    assert service.open(tenant, info.ref).source == "hot"  # repopulated with good bytes
+    assert hot.client.get(hot_key(r)) is None  # dropped, never served
+    assert service.fill_hot(r, oid)
+    assert service.open(tenant, r).source == "hot"  # refilled with good bytes
 
 
 def test_reads_work_without_redis(make_service: ServiceFactory, base_settings: dict, tenant: str) -> None:

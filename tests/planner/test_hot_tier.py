@@ -9,8 +9,11 @@ import pytest
 
 from liquid.config import Settings
 from liquid.policy.loader import load_policy_text
-from liquid.tiering.planner import HotTier, PlacementState, Planner, PlannerSettings, explain
-from tests.planner.test_planner import NOW, row
+from liquid.tiering.explain import explain
+from liquid.tiering.planner import Planner
+from liquid.tiering.ranked import Cap, RankedTier
+from liquid.tiering.values import PlannerSettings, ValueModel
+from tests.planner.test_planner import NOW, full, row
 
 HOT_POLICY = """
 apiVersion: liquid/v1
@@ -32,7 +35,7 @@ spec:
 
 
 def test_a_released_member_stays_until_room_is_needed_and_goes_first() -> None:
-    hot = HotTier(1200, hysteresis=4.0)  # members rank + ln 4
+    hot = RankedTier([Cap("cap", 1200)], hysteresis=4.0)  # members rank + ln 4
     hot.offer(1, 400, rank=5.0)
     hot.offer(2, 400, rank=6.0)
     assert hot.settle() == ([2, 1], [])
@@ -52,7 +55,7 @@ def test_a_released_member_stays_until_room_is_needed_and_goes_first() -> None:
 
 
 def test_a_released_member_offered_again_gets_its_bonus_back() -> None:
-    hot = HotTier(800, hysteresis=2.0)
+    hot = RankedTier([Cap("cap", 800)], hysteresis=2.0)
     hot.offer(1, 400, rank=5.0)
     hot.offer(2, 400, rank=5.0)
     hot.settle()
@@ -65,32 +68,27 @@ def test_a_released_member_offered_again_gets_its_bonus_back() -> None:
 
 @pytest.mark.parametrize(("keep", "evicted"), [(True, False), (False, True)])
 def test_keep_while_room_decides_whether_a_cooled_member_is_evicted(keep: bool, evicted: bool) -> None:
-    settings = Settings(planner={"keep_while_room": keep})
-    clock = [NOW]
-    planner = Planner(engine=None, settings=settings, clock=lambda: clock[0])  # type: ignore[arg-type]
+    planner = Planner(Settings(planner={"keep_while_room": keep}))
     policies = load_policy_text(HOT_POLICY)
-    state = PlacementState()
-    first = planner.plan(policies, rows=[row(1, home="cold", rate=5.0)], state=state)
+    state, first = planner.rebuild(policies, [[row(1, home="cold", rate=5.0)]], NOW)
     assert [c.action for c in first.changes] == ["hot-admit"]
     # Read rarely since: its rate fell below demoteBelow.
-    clock[0] = NOW + timedelta(hours=1)
-    later = planner.plan(policies, rows=[row(1, home="cold", rate=0.1)], state=state)
-    assert state.hot is not None
+    later = planner.cycle(state, [row(1, home="cold", rate=0.1)], [], NOW + timedelta(hours=1))
     assert ([c.action for c in later.changes] == ["hot-evict"]) is evicted
     assert (1 in state.hot.members) is not evicted
 
 
 def test_the_bytes_objective_ranks_by_reads_alone_and_time_favours_small_objects() -> None:
     at = NOW.timestamp()
-    by_bytes = Planner(None, Settings(), clock=lambda: NOW)  # type: ignore[arg-type]
-    by_time = Planner(None, Settings(planner={"hot_objective": "time"}), clock=lambda: NOW)  # type: ignore[arg-type]
+    by_bytes = ValueModel(Settings())
+    by_time = ValueModel(Settings(planner={"hot_objective": "time"}))
     prices = by_bytes.prices(load_policy_text(HOT_POLICY), None)
     small, large = 4096, 64 * 2**20
-    rank = by_bytes.hot_rank
+    rank = by_bytes.rank
     assert rank(small, 2.0, at, prices) == pytest.approx(rank(large, 2.0, at, prices))
     assert rank(small, 2.0, at, prices) - rank(small, 1.0, at, prices) == pytest.approx(math.log(2))
     # Time saved per byte: a 4 KiB read saves mostly first-byte latency, so per byte it is worth far more.
-    assert by_time.hot_rank(small, 1.0, at, prices) > by_time.hot_rank(large, 1.0, at, prices) + 3
+    assert by_time.rank(small, 1.0, at, prices) > by_time.rank(large, 1.0, at, prices) + 3
 
 
 def test_settings_reject_an_unknown_objective() -> None:
@@ -100,27 +98,33 @@ def test_settings_reject_an_unknown_objective() -> None:
 
 
 def test_an_archived_object_that_turns_hot_also_brings_its_home_back_to_cold() -> None:
-    planner = Planner(None, Settings(), clock=lambda: NOW)  # type: ignore[arg-type]
+    planner = Planner(Settings())
     policies = load_policy_text(HOT_POLICY)
-    # Read since it was archived, and often enough for a hot copy: the copy serves the reads,
-    # and its home returns to cold (restoreOnAccess), so hot misses stop paying retrieval.
-    busy = row(1, home="archive", rate=5.0, size=100, home_for=timedelta(days=40), idle=timedelta(minutes=1))
-    # Archived and still idle: stays archived.
-    idle = row(2, home="archive", rate=0.0, size=100, home_for=timedelta(days=40), idle=timedelta(days=60))
-    full = planner.plan(policies, rows=[busy, idle])
-    incremental = planner.plan(policies, rows=[busy, idle], state=PlacementState())
-    for plan in (full, incremental):
-        got = sorted((c.object_id, c.action, c.to_tier) for c in plan.changes)
-        assert got == [(1, "hot-admit", "hot"), (1, "move", "cold")]
-    # (The incremental plan assumed its move happened and updated ``busy``: explain a fresh row.)
-    busy = row(1, home="archive", rate=5.0, size=100, home_for=timedelta(days=40), idle=timedelta(minutes=1))
-    out = explain(planner, policies, busy)
+
+    def rows() -> list:
+        # Read since it was archived, and often enough for a copy: the copy serves the reads, and
+        # its home returns to cold (restoreOnAccess), so hot misses stop paying retrieval.
+        busy = row(
+            1, home="archive", rate=5.0, size=100, home_for=timedelta(days=40), idle=timedelta(minutes=1)
+        )
+        # Archived and still idle: stays archived.
+        idle = row(
+            2, home="archive", rate=0.0, size=100, home_for=timedelta(days=40), idle=timedelta(days=60)
+        )
+        return [busy, idle]
+
+    plan = full(planner, HOT_POLICY, rows())
+    got = sorted((c.object_id, c.action, c.to_tier) for c in plan.changes)
+    assert got == [(1, "hot-admit", "hot"), (1, "move", "cold")]
+    busy, idle = rows()
+    out = explain(planner, policies, busy, NOW)
     assert (out["should_be"], out["home_should_be"], out["home_tier"]) == ("hot", "cold", "archive")
-    assert explain(planner, policies, idle)["home_should_be"] == "archive"
+    assert out["hot"]["wanted"] is True and out["hot"]["has_copy"] is None  # no Redis given: unknown
+    assert explain(planner, policies, idle, NOW)["home_should_be"] == "archive"
 
 
 def test_the_window_takes_every_missed_read_and_ranks_it_only_when_it_leaves() -> None:
-    hot = HotTier(1000, hysteresis=1.0, window=0.2)  # 200 bytes of window, 800 ranked
+    hot = RankedTier([Cap("cap", 1000)], hysteresis=1.0, window=0.2)  # 200 bytes of window, 800 ranked
     assert hot.window_limit == 200
     hot.offer(1, 800, rank=10.0)
     assert hot.settle() == ([1], [])
@@ -147,8 +151,8 @@ def test_the_window_takes_every_missed_read_and_ranks_it_only_when_it_leaves() -
 
 def test_a_plan_warns_of_rate_thresholds_the_correlation_window_puts_out_of_reach() -> None:
     policies = load_policy_text(HOT_POLICY)  # promoteAbove 1/h, demoteBelow 0.5/h
-    quiet = Planner(None, Settings(access={"correlation_window": 600}), clock=lambda: NOW)  # type: ignore[arg-type]
-    assert quiet.plan(policies, rows=[]).warnings == []  # at most 6/h counts: 1/h is reachable
-    strict = Planner(None, Settings(access={"correlation_window": 7200}), clock=lambda: NOW)  # type: ignore[arg-type]
-    (warning,) = strict.plan(policies, rows=[]).warnings
+    quiet = Planner(Settings(access={"correlation_window": 600}))
+    assert quiet.rebuild(policies, [], NOW)[1].warnings == []  # at most 6/h counts: 1/h is reachable
+    strict = Planner(Settings(access={"correlation_window": 7200}))
+    (warning,) = strict.rebuild(policies, [], NOW)[1].warnings
     assert "promoteAbove 1/h can never be reached" in warning and "docs" in warning and "hot" in warning

@@ -1,4 +1,4 @@
-"""The planner on hand-checked small catalogs, with an injected clock (no sleeps, no servers)."""
+"""The planner's rebuild (a full plan) on hand-checked small catalogs, at a fixed time (no servers)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from liquid.config import Settings
 from liquid.policy.evaluate import ObjectFacts
 from liquid.policy.loader import load_policy_text
-from liquid.tiering.planner import Planner, Row
+from liquid.tiering.plan import Plan
+from liquid.tiering.planner import Planner
+from liquid.tiering.rows import Row
 
 NOW = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -68,11 +70,16 @@ def row(
 
 @pytest.fixture
 def planner() -> Planner:
-    return Planner(engine=None, settings=Settings(), clock=lambda: NOW)  # type: ignore[arg-type]
+    return Planner(Settings())
+
+
+def full(planner: Planner, text: str, rows: list[Row], now: datetime = NOW) -> Plan:
+    """A rebuild: every row planned into a fresh state, as at start or by ``liquid policy plan``."""
+    return planner.rebuild(load_policy_text(text), [rows], now)[1]
 
 
 def plan(planner: Planner, text: str, rows: list[Row]) -> dict:
-    return planner.plan(load_policy_text(text), rows=rows).to_json()
+    return full(planner, text, rows).to_json()
 
 
 def test_policy_alone_moves_idle_objects_cold_and_keeps_active_ones(planner: Planner) -> None:
@@ -157,7 +164,7 @@ def test_costs_before_and_after(planner: Planner) -> None:
 
 
 def test_render_reads_like_a_plan(planner: Planner) -> None:
-    p = planner.plan(load_policy_text(POLICY + budget("100")), rows=[row(1), row(2, idle=timedelta(hours=3))])
+    p = full(planner, POLICY + budget("100"), [row(1), row(2, idle=timedelta(hours=3))])
     text = p.render()
     assert "- move    warm → cold" in text
     assert "budgets:" in text and "[ok]" in text

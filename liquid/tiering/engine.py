@@ -1,0 +1,320 @@
+"""The tiering engine: the one entry point that plans and applies, for the daemon and the benchmark alike.
+
+:class:`TieringEngine` owns a :class:`~liquid.tiering.state.PlacementState` and runs three
+kinds of pass, each ``read → plan → apply``:
+
+* :meth:`~TieringEngine.rebuild` — every live object (a catalog scan) into a fresh state; at
+  start, after a policy apply (a new policy version), after leadership changes hands, and
+  after any pass that failed half way. The hot tier starts from what Redis holds (the
+  ledger), so a restart evicts only what the plan no longer wants.
+* :meth:`~TieringEngine.cycle` — only the objects in the change feed (written, read,
+  moved, deleted, expired, a finished execution) and those whose deadline came; a cycle
+  costs what changed.
+* :meth:`~TieringEngine.admit` — hot copies for objects just read from their home.
+
+:meth:`~TieringEngine.dry_run` is a rebuild that applies nothing and leaves the state alone
+(``liquid policy plan``).
+
+Everything comes in through the constructor: where rows come from, the change feed, the
+read misses, the hot ledger, the policies, the applier and the clock. Production wires the
+catalog and Redis (:func:`catalog_engine`); the placement benchmark wires a replayed
+trace to the same class and calls the same methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Engine, text
+
+from liquid.catalog import changes
+from liquid.hotcache import HotCache
+from liquid.policy.models import PolicySet
+from liquid.policy.store import active_policies
+from liquid.service import LiquidService
+from liquid.tiering.apply import Applier, ApplyReport, CatalogApplier
+from liquid.tiering.plan import Plan
+from liquid.tiering.planner import Planner
+from liquid.tiering.rows import CatalogRows, RowSource
+from liquid.tiering.state import PlacementState
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class ChangeFeed(Protocol):
+    def changed(self) -> list[int]:
+        """Ids of objects whose facts changed since the last call (each call takes them)."""
+        ...
+
+
+class MissFeed(Protocol):
+    def missed(self) -> list[int]:
+        """Ids of objects read from their home since the last call."""
+        ...
+
+
+class HotLedger(Protocol):
+    def residents(self) -> dict[int, tuple[str, int]]:
+        """Copies in the hot tier now: object id → (ref without ``liquid://``, bytes)."""
+        ...
+
+
+class PolicySource(Protocol):
+    def version(self) -> int | None:
+        """The current policy version (cheap; None when none is applied)."""
+        ...
+
+    def current(self) -> tuple[PolicySet, int | None] | None:
+        """The current policy set and its version, or None when none is applied."""
+        ...
+
+
+class TieringEngine:
+    """Plans and applies placements (see the module docstring).
+
+    Args:
+        planner: decisions and budgets.
+        rows: where objects' facts are read.
+        applier: what carries plans out.
+        policies: the applied policies.
+        feed: the change feed.
+        misses: objects read from their home (None: no read-path admission).
+        hot: the hot tier's ledger (None: start from an empty hot tier).
+        clock: current UTC time.
+    """
+
+    def __init__(
+        self,
+        planner: Planner,
+        rows: RowSource,
+        applier: Applier,
+        *,
+        policies: PolicySource,
+        feed: ChangeFeed,
+        misses: MissFeed | None = None,
+        hot: HotLedger | None = None,
+        clock: Clock,
+    ) -> None:
+        self.planner = planner
+        self.rows = rows
+        self.applier = applier
+        self.policies = policies
+        self.feed = feed
+        self.misses = misses
+        self.hot = hot
+        self.clock = clock
+        self.state: PlacementState | None = None
+        self.last_plan: Plan | None = None
+        self.last_report: ApplyReport | None = None
+        self.passes: dict[str, int] = {"rebuild": 0, "cycle": 0, "admit": 0}
+
+    def __repr__(self) -> str:
+        return f"TieringEngine({self.state!r}, passes={self.passes})"
+
+    def invalidate(self) -> None:
+        """Drop the state: the next :meth:`cycle` rebuilds (leadership changed, a pass failed)."""
+        self.state = None
+
+    # ------------------------------------------------------------------ passes
+
+    def rebuild(self) -> Plan | None:
+        """Plan every live object into a fresh state and apply it; None when no policy is applied."""
+        current = self.policies.current()
+        if current is None:
+            self.state = None
+            return None
+        policies, version = current
+        # Whatever is in the feed now is read by the scan; what arrives during it, next cycle.
+        self.feed.changed()
+        now = self.clock()
+        residents = self._residents()
+        try:
+            state, plan = self.planner.rebuild(
+                policies, self.rows.scan(now), now, policy_version=version, hot_residents=residents
+            )
+            self.state = state
+            self._apply(plan)
+        except BaseException:
+            self.state = None
+            raise
+        self.passes["rebuild"] += 1
+        return plan
+
+    def cycle(self) -> Plan | None:
+        """Plan what changed or came due (rebuilding first when needed) and apply it."""
+        state = self.state
+        if state is None or self.policies.version() != state.policy_version:
+            return self.rebuild()
+        now = self.clock()
+        try:
+            ids = set(self.feed.changed())
+            ids.update(int(i) for i in state.columns.take_due(now.timestamp()))
+            wanted = sorted(ids)
+            rows = self.rows.rows(wanted, now)
+            live = {r.object_id for r in rows}
+            gone = [i for i in wanted if i not in live]
+            # A new version supersedes its predecessor: that one's facts changed too.
+            known = state.columns.find_many(sorted(live))
+            new = [r for r in rows if r.version > 1 and r.object_id not in known]
+            rows += [r for r in self.rows.predecessors(new, now) if r.object_id not in live]
+            plan = self.planner.cycle(state, rows, gone, now)
+            self._apply(plan)
+        except BaseException:
+            self.state = None  # the feed was taken: only a rebuild is sure to see everything again
+            raise
+        self.passes["cycle"] += 1
+        return plan
+
+    def admit(self) -> Plan | None:
+        """Consider hot copies for objects read from their home since the last call."""
+        if self.misses is None or self.state is None:
+            return None
+        ids = self.misses.missed()
+        if not ids:
+            return None
+        try:
+            now = self.clock()
+            plan = self.planner.admit(self.state, self.rows.rows(ids, now), now)
+            self._apply(plan)
+        except BaseException:
+            self.state = None
+            raise
+        self.passes["admit"] += 1
+        return plan
+
+    def dry_run(self, policies: PolicySet, version: int | None = None) -> Plan:
+        """A rebuild under ``policies`` that applies nothing and keeps the engine's state."""
+        now = self.clock()
+        _, plan = self.planner.rebuild(
+            policies, self.rows.scan(now), now, policy_version=version, hot_residents=self._residents()
+        )
+        return plan
+
+    def next_due(self) -> float:
+        """Epoch second of the earliest deadline in the state (inf when none or not built)."""
+        return self.state.columns.next_due() if self.state is not None else math.inf
+
+    # --------------------------------------------------------------- helpers
+
+    def _residents(self) -> dict[int, tuple[str, int]]:
+        if self.hot is None:
+            return {}
+        try:
+            return self.hot.residents()
+        except Exception as exc:  # Redis down: plan as if empty; fills fail until it is back
+            log.warning("hot ledger unavailable, planning the hot tier from empty: %s", exc)
+            return {}
+
+    def _apply(self, plan: Plan) -> None:
+        report = self.applier.apply(plan)
+        if report.skipped and self.state is not None:
+            self.planner.undo_moves(self.state, [oid for oid, _, _ in report.skipped], plan)
+        self.last_plan = plan
+        self.last_report = report
+
+
+# ---------------------------------------------------------------- production
+
+
+class CatalogFeed:
+    """The change feed in the catalog (:mod:`liquid.catalog.changes`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def changed(self) -> list[int]:
+        return changes.drain(self.engine)
+
+
+class TrackerMisses:
+    """Read misses the access tracker pushed to Redis."""
+
+    def __init__(self, drain: Callable[[], list[int]]) -> None:
+        self._drain = drain
+
+    def missed(self) -> list[int]:
+        return self._drain()
+
+
+class RedisLedger:
+    """The hot cache's ledger in Redis."""
+
+    def __init__(self, hot: HotCache) -> None:
+        self.hot = hot
+
+    def residents(self) -> dict[int, tuple[str, int]]:
+        return {oid: (member, n) for member, (oid, n) in self.hot.ledger().items()}
+
+
+class AppliedPolicies:
+    """The newest applied policy version in the catalog (``liquid policy apply``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def version(self) -> int | None:
+        with self.engine.connect() as conn:
+            v = conn.execute(text("SELECT max(version) FROM policy_versions")).scalar()
+        return int(v) if v is not None else None
+
+    def current(self) -> tuple[PolicySet, int | None] | None:
+        applied = active_policies(self.engine)
+        return None if applied is None else (applied.policies, applied.version)
+
+
+class FixedPolicies:
+    """One policy set that never changes (dry runs of files, the benchmark)."""
+
+    def __init__(self, policies: PolicySet, version: int | None = None) -> None:
+        self.policies = policies
+        self._version = version
+
+    def version(self) -> int | None:
+        return self._version
+
+    def current(self) -> tuple[PolicySet, int | None] | None:
+        return self.policies, self._version
+
+
+def catalog_engine(
+    service: LiquidService,
+    *,
+    clock: Clock | None = None,
+    actor: str = "planner",
+    policies: PolicySource | None = None,
+    planner: Planner | None = None,
+) -> TieringEngine:
+    """The engine production runs: the catalog's rows and feed, Redis's misses and ledger, the journal."""
+    settings = service.settings
+    access = service.access
+    return TieringEngine(
+        planner or Planner(settings),
+        CatalogRows(service.engine, half_life=settings.access.half_life),
+        CatalogApplier(service, settings, actor=actor),
+        policies=policies or AppliedPolicies(service.engine),
+        feed=CatalogFeed(service.engine),
+        misses=TrackerMisses(access.drain_missed) if access is not None and service.hot is not None else None,
+        hot=RedisLedger(service.hot) if service.hot is not None else None,
+        clock=clock or service.clock,
+    )
+
+
+__all__ = [
+    "AppliedPolicies",
+    "CatalogFeed",
+    "ChangeFeed",
+    "FixedPolicies",
+    "HotLedger",
+    "MissFeed",
+    "PolicySource",
+    "RedisLedger",
+    "TieringEngine",
+    "TrackerMisses",
+    "catalog_engine",
+]

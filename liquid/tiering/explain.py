@@ -1,0 +1,71 @@
+"""``liquid explain``: which policy and rule govern one object, where it is and should be, and why.
+
+The decision is the planner's own (:meth:`Planner.decide`, judged from ``hot`` when the object
+has a copy), and the hot section says what the hot tier holds now: whether this object has a
+copy in Redis, what it would take, what the tier holds in all, and the caps that bound it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from liquid.hotcache import HotCache, entry_size, member
+from liquid.policy.evaluate import select_policy
+from liquid.policy.models import PolicySet
+from liquid.redis_keys import HOT_LEDGER
+from liquid.tiering.budgets import tier_caps
+from liquid.tiering.planner import Planner
+from liquid.tiering.rows import Row
+from liquid.tiering.values import GiB
+
+
+def explain(
+    planner: Planner, policies: PolicySet, row: Row, now: datetime, *, hot: HotCache | None = None
+) -> dict[str, Any]:
+    """The explanation of one live object at ``now`` (see the module docstring)."""
+    f = row.facts
+    has_copy: bool | None = None
+    tier_bytes: int | None = None
+    if hot is not None:
+        try:
+            has_copy = bool(hot.client.hexists(HOT_LEDGER, member(row.ref)))
+            tier_bytes = hot.used_bytes()
+        except Exception:
+            has_copy = None  # Redis down: unknown
+    policy = select_policy(policies, f)
+    d, _ = planner.decide(policies, row, now, member=bool(has_copy))
+    prices = planner.prices(policies, f.tenant)
+    caps = [
+        {"name": c.name, "limit": c.limit, "unit": c.unit, "tenant": c.tenant}
+        for c in tier_caps(policies, "hot", lambda t: planner.prices(policies, t))
+        if c.applies(f.tenant)
+    ]
+    return {
+        "uri": row.uri,
+        "policy": policy.name if policy else None,
+        "rule": d.rule,
+        "access_rate_per_hour": round(f.access_score, 6),
+        "hits": f.hits,
+        "last_access_at": f.last_access_at.isoformat() if f.last_access_at else None,
+        "home_tier": f.home_tier,
+        "home_since": (f.home_since or f.created_at).isoformat(),
+        "should_be": d.tier,
+        # With a hot copy the durable home stays, or comes back up from archive (durable_home).
+        "home_should_be": planner.durable_home(policies, f, now) if d.tier == "hot" else d.tier,
+        "action": d.action,
+        "reason": d.reason,
+        "next_change_at": d.next_change_at.isoformat() if d.next_change_at else None,
+        "legal_hold": f.legal_hold,
+        "evaluated_at": now.isoformat(),
+        "hot": {
+            "has_copy": has_copy,
+            "wanted": d.tier == "hot",
+            "copy_bytes": entry_size(f.size, f.content_type),
+            "value_per_gb_month": round(
+                planner.values.value_density(f.size, f.access_score, "hot", prices) * GiB, 6
+            ),
+            "tier_bytes": tier_bytes,
+            "caps": caps,
+        },
+    }

@@ -1,0 +1,446 @@
+"""A budgeted tier's members, kept from cycle to cycle: who is in, ranked by value per byte.
+
+One :class:`RankedTier` per budgeted tier: the hot tier always (its members are exactly
+the copies in Redis), and every durable tier that some Budget caps. An object the policy
+wants in the tier is *offered* with a rank (:meth:`ValueModel.rank`: the log of what it
+saves per byte, forward-decayed, so ranks computed at different cycles compare without
+re-ranking untouched objects). :meth:`RankedTier.settle` admits the best waiting offers
+while they fit, and lets an offer displace members only when it outranks each of them by
+the hysteresis margin (members rank ``+ ln(hysteresis)``): the greedy-by-value-per-byte
+answer to the knapsack, kept incrementally, so a cycle costs ``O(changed · log n)``.
+
+**Caps.** A tier can have several: a global one and one per tenant, each in bytes or in
+money (a cost cap weighs each byte by its tenant's price). An offer is admitted only when
+every cap that applies to it holds afterwards; victims for a tenant's cap come from that
+tenant's members, victims for a global cap from anyone's.
+
+**The window** (hot tier only): a share of the global byte cap where every missed read gets
+a copy at once, whatever its rank; the oldest leave in order and meet the ranked part,
+where rank decides (:meth:`RankedTier.admit_on_read`).
+
+**Released** members (the policy no longer wants them, ``keep_while_room``) keep their place
+while there is room, without the bonus, and are the first to go.
+
+Heaps use lazy deletion (an entry is valid while it matches the member's current rank) and
+are rebuilt when stale entries outnumber valid ones, so memory does not grow with cycles.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+#: Rank of a member that must not move (inside its minResidency): never displaced.
+PINNED = math.inf
+
+
+@dataclass(slots=True)
+class Cap:
+    """One limit on a tier: ``limit`` units for one tenant's objects (or everyone's, ``tenant=None``).
+
+    Units are bytes times ``factor`` (1 for a byte cap; a tenant's price per byte for a cost
+    cap, from ``factors`` by tenant, ``default_factor`` for the rest).
+    """
+
+    name: str
+    limit: float
+    tenant: str | None = None
+    factors: dict[str, float] = field(default_factory=dict)
+    default_factor: float = 1.0
+    #: ``bytes`` or ``cost`` (what ``limit`` is in).
+    unit: str = "bytes"
+    #: Units used by members, kept as they come and go.
+    used: float = 0.0
+
+    def applies(self, tenant: str) -> bool:
+        return self.tenant is None or self.tenant == tenant
+
+    def factor(self, tenant: str) -> float:
+        return self.factors.get(tenant, self.default_factor)
+
+    @property
+    def is_bytes(self) -> bool:
+        return self.unit == "bytes"
+
+
+class RankedTier:
+    """Members of one budgeted tier under its caps. See the module docstring.
+
+    Args:
+        caps: the limits (none: every offer is admitted).
+        hysteresis: the members' bonus factor (``planner.hysteresis``).
+        window: share of the global byte cap kept for read-path admissions (hot tier only).
+    """
+
+    def __init__(
+        self, caps: list[Cap] | None = None, *, hysteresis: float = 1.25, window: float = 0.0
+    ) -> None:
+        self.caps = list(caps or [])
+        self.bonus = math.log(hysteresis)
+        self.window_fraction = window
+        self.members: dict[int, int] = {}  # object id -> bytes (the window's included)
+        self.bytes = 0
+        self.window: OrderedDict[int, int] = OrderedDict()  # read-path admissions, oldest first
+        self.window_bytes = 0
+        self._tenant: dict[int, str] = {}
+        self._label: dict[int, str] = {}  # what to call an object in a plan (its ref)
+        #: Membership before the first change since the last :meth:`drain` (see there).
+        self._touched: dict[int, bool] = {}
+        self._left: list[int] = []
+        #: Members' bytes per tenant (for budget reports).
+        self.tenant_bytes: dict[str, int] = {}
+        self._rank: dict[int, float] = {}  # object id -> rank (without the member bonus)
+        self._size: dict[int, int] = {}
+        self._released: set[int] = set()  # members the policy no longer wants: no bonus
+        self._heaps: dict[str | None, list[tuple[float, int]]] = {None: []}  # lowest member first
+        self._waiting: list[tuple[float, int]] = []  # highest-ranked offer first (negated)
+
+    def __repr__(self) -> str:
+        caps = ", ".join(f"{c.name}={c.used:.0f}/{c.limit:.0f}" for c in self.caps)
+        return f"RankedTier(members={len(self.members)}, bytes={self.bytes}, caps=[{caps}])"
+
+    # ------------------------------------------------------------------ caps
+
+    def set_caps(self, caps: list[Cap]) -> None:
+        """Replace the caps (a new policy set), recounting what members use; call :meth:`trim` after."""
+        self.caps = list(caps)
+        for cap in self.caps:
+            cap.used = sum(
+                size * cap.factor(self._tenant[oid])
+                for oid, size in self.members.items()
+                if cap.applies(self._tenant[oid])
+            )
+
+    @property
+    def limit(self) -> int | None:
+        """The tightest global byte cap (None when there is none)."""
+        limits = [c.limit for c in self.caps if c.tenant is None and c.is_bytes]
+        return int(min(limits)) if limits else None
+
+    @property
+    def window_limit(self) -> int:
+        """Bytes of the global byte cap kept for the window (``window`` x the cap)."""
+        limit = self.limit
+        return 0 if limit is None else int(limit * self.window_fraction)
+
+    def _main_limit(self, cap: Cap) -> float:
+        # The window's share comes out of the global byte cap; its members are not ranked there.
+        if cap.tenant is None and cap.is_bytes:
+            return cap.limit - self.window_limit
+        return cap.limit
+
+    def _main_used(self, cap: Cap) -> float:
+        if cap.tenant is None and cap.is_bytes:
+            return cap.used - self.window_bytes
+        return cap.used
+
+    # ---------------------------------------------------------------- offers
+
+    def offer(self, oid: int, size: int, rank: float, *, tenant: str = "", label: str = "") -> None:
+        """The policy wants ``oid`` here with this rank."""
+        self._rank[oid] = rank
+        self._size[oid] = size
+        self._tenant[oid] = tenant
+        if label:
+            self._label[oid] = label
+        self._released.discard(oid)
+        if oid in self.window:
+            return  # ranked again; it meets the ranked part when it leaves the window
+        if oid in self.members:
+            if size != self.members[oid]:
+                self._resize(oid, size)
+            self._push_member(oid, rank + self.bonus)
+        else:
+            heapq.heappush(self._waiting, (-rank, oid))
+            self._maybe_compact()
+
+    def seat(self, oid: int, size: int, rank: float, *, tenant: str = "", label: str = "") -> None:
+        """``oid`` is already here (its home is this tier): a member with its rank, caps unchecked.
+
+        Call :meth:`trim` once every resident is seated; it evicts the lowest until caps hold.
+        """
+        if oid in self.members:
+            self.offer(oid, size, rank, tenant=tenant, label=label)
+            return
+        self._rank[oid], self._size[oid], self._tenant[oid] = rank, size, tenant
+        if label:
+            self._label[oid] = label
+        self._released.discard(oid)
+        self._add(oid, size)
+        self._push_member(oid, rank if rank == PINNED else rank + self.bonus)
+
+    def adopt(self, oid: int, size: int, *, tenant: str = "", label: str = "") -> None:
+        """Take ``oid`` as a member without a rank yet (a copy found in Redis at start).
+
+        It is displaced first unless an offer ranks it before the next :meth:`settle`.
+        """
+        if oid in self.members:
+            return
+        self._tenant[oid] = tenant
+        self._size[oid] = size
+        if label:
+            self._label[oid] = label
+        self._rank[oid] = -math.inf
+        self._add(oid, size)
+        self._push_member(oid, -math.inf)
+
+    def admit_on_read(self, oid: int, size: int, rank: float, *, tenant: str = "", label: str = "") -> bool:
+        """Read-path admission: a missed object gets a copy now if it fits or outranks members.
+
+        The same rule as :meth:`settle`, applied between cycles, so objects read a few times
+        within minutes (workflow results) are cached while they are read. True if admitted.
+        """
+        if oid in self.members:
+            return True
+        room = self.window_limit
+        tenant_capped = any(c.tenant == tenant and c.tenant is not None for c in self.caps)
+        if size > room or tenant_capped:
+            self.offer(oid, size, rank, tenant=tenant, label=label)
+            self.settle()
+            return oid in self.members
+        # The window: every missed read gets a copy at once, whatever its rank; the oldest
+        # leave in order and are offered to the ranked part, where rank decides.
+        self._rank[oid], self._size[oid], self._tenant[oid] = rank, size, tenant
+        if label:
+            self._label[oid] = label
+        self._released.discard(oid)
+        self.window[oid] = size
+        self.window_bytes += size
+        self._add(oid, size)
+        while self.window_bytes > room:
+            old, old_size = self.window.popitem(last=False)
+            self.window_bytes -= old_size
+            self._remove(old)
+            if old in self._released:
+                self._forget(old)
+            else:
+                heapq.heappush(self._waiting, (-self._rank[old], old))
+        self.settle()
+        return True
+
+    def release(self, oid: int) -> None:
+        """The policy no longer wants ``oid``, but a member keeps its place until room is needed.
+
+        It loses the member bonus and keeps its last rank, which is forward-decayed and so
+        already below every object read since: released members are displaced first, least
+        valuable first. A waiting offer is dropped.
+        """
+        if oid not in self.members:
+            self._forget(oid)
+            return
+        if oid in self.window:
+            self._released.add(oid)  # dropped when it leaves the window
+        elif oid not in self._released:
+            self._released.add(oid)
+            self._push_member(oid, self._rank[oid])
+
+    def withdraw(self, oid: int) -> bool:
+        """``oid`` leaves (or may not enter) the tier; True if it was a member."""
+        self._forget(oid)
+        was = oid in self.members
+        if was:
+            self._remove(oid)
+            in_window = self.window.pop(oid, None)
+            if in_window is not None:
+                self.window_bytes -= in_window
+        if oid not in self._touched:
+            self._tenant.pop(oid, None)
+            self._size.pop(oid, None)
+            self._label.pop(oid, None)
+        return was
+
+    def label(self, oid: int) -> str:
+        """What the plan calls ``oid`` (its ref), as given with its last offer."""
+        return self._label.get(oid, f"object {oid}")
+
+    def drain(self) -> tuple[list[int], list[int]]:
+        """(joined, left): objects whose membership differs from what it was at the last drain."""
+        # Objects that left at the previous drain were kept so that plan could name them.
+        for o in self._left:
+            if o not in self.members and o not in self._rank and o not in self._touched:
+                self._size.pop(o, None)
+                self._tenant.pop(o, None)
+                self._label.pop(o, None)
+        joined = sorted(o for o, was in self._touched.items() if not was and o in self.members)
+        left = sorted(o for o, was in self._touched.items() if was and o not in self.members)
+        self._left = [o for o in self._touched if o not in self.members]
+        self._touched = {}
+        return joined, left
+
+    def size(self, oid: int) -> int:
+        """The bytes ``oid`` was offered (or seated) with."""
+        return self._size.get(oid, 0)
+
+    def tenant(self, oid: int) -> str:
+        return self._tenant.get(oid, "")
+
+    def waiting(self, oid: int) -> bool:
+        """Whether ``oid`` is offered but not a member."""
+        return oid in self._rank and oid not in self.members
+
+    def rank(self, oid: int) -> float | None:
+        """The object's last rank, without the member bonus (None if neither offered nor a member)."""
+        return self._rank.get(oid)
+
+    # ---------------------------------------------------------------- settle
+
+    def settle(self) -> tuple[list[int], list[int]]:
+        """Admit the best offers that fit or outrank members; (admitted, evicted) object ids."""
+        admitted: list[int] = []
+        evicted: list[int] = []
+        while self._waiting:
+            neg, oid = self._waiting[0]
+            rank = -neg
+            if oid in self.members or self._rank.get(oid) != rank:
+                heapq.heappop(self._waiting)  # stale: re-ranked, withdrawn or admitted since
+                continue
+            heapq.heappop(self._waiting)
+            victims = self._victims(oid, rank)
+            if victims is None:
+                # Cannot fit: it waits for its next offer, and smaller offers behind it still
+                # get their turn (no head-of-line blocking).
+                continue
+            for m in victims:
+                self._remove(m)
+                if m in self._released:  # the policy no longer wants it: it does not wait
+                    self._forget(m)
+                else:
+                    heapq.heappush(self._waiting, (-self._rank[m], m))
+                evicted.append(m)
+            self._add(oid, self._size[oid])
+            self._push_member(oid, rank + self.bonus)
+            admitted.append(oid)
+        # An object evicted and re-admitted in one settle is neither.
+        both = set(admitted) & set(evicted)
+        return [o for o in admitted if o not in both], [o for o in evicted if o not in both]
+
+    def trim(self) -> list[int]:
+        """Evict the lowest-ranked members until every cap holds (after new caps or adoptions)."""
+        evicted: list[int] = []
+        for cap in self.caps:
+            heap = self._heaps.get(cap.tenant, [])
+            while self._main_used(cap) > self._main_limit(cap) + 1e-9 and heap:
+                key, m = heapq.heappop(heap)
+                if not self._valid(m, key) or m in self.window:
+                    continue
+                if key == PINNED:
+                    heapq.heappush(heap, (key, m))
+                    break  # only objects that may not move are left: over budget, reported
+                self._remove(m)
+                if m in self._released:
+                    self._forget(m)
+                else:
+                    heapq.heappush(self._waiting, (-self._rank[m], m))
+                evicted.append(m)
+        return evicted
+
+    def over(self) -> list[Cap]:
+        """Caps that do not hold (only members that may not move are left to displace)."""
+        return [c for c in self.caps if c.used > c.limit + 1e-9]
+
+    # -------------------------------------------------------------- internals
+
+    def _victims(self, oid: int, rank: float) -> list[int] | None:
+        """Members to displace so that ``oid`` fits under every cap, or None if it cannot."""
+        tenant = self._tenant.get(oid, "")
+        size = self._size[oid]
+        caps = [c for c in self.caps if c.applies(tenant)]
+        for cap in caps:
+            if size * cap.factor(tenant) > self._main_limit(cap) + 1e-9:
+                return None
+        freed = dict.fromkeys(range(len(caps)), 0.0)
+        need = {
+            i: self._main_used(c) + size * c.factor(tenant) - self._main_limit(c) for i, c in enumerate(caps)
+        }
+        chosen: dict[int, tuple[str | None, tuple[float, int]]] = {}
+        # A tenant's own caps first (only its members help), then the global ones.
+        order = sorted(range(len(caps)), key=lambda i: caps[i].tenant is None)
+        for i in order:
+            heap = self._heaps.get(caps[i].tenant, [])
+            while freed[i] < need[i] - 1e-9 and heap:
+                key, m = heap[0]
+                if not self._valid(m, key) or m in chosen or m in self.window:
+                    heapq.heappop(heap)  # stale, a duplicate, or in the window (not ranked here)
+                    continue
+                if key >= rank:
+                    break
+                entry = heapq.heappop(heap)
+                chosen[m] = (caps[i].tenant, entry)
+                mt = self._tenant[m]
+                for j, c in enumerate(caps):
+                    if c.applies(mt):
+                        freed[j] += self.members[m] * c.factor(mt)
+            if freed[i] < need[i] - 1e-9:
+                for scope, entry in chosen.values():
+                    heapq.heappush(self._heaps.setdefault(scope, []), entry)
+                return None
+        # Entries popped from one heap stay valid in the other; they become stale on removal.
+        return list(chosen)
+
+    def _valid(self, m: int, key: float) -> bool:
+        if m not in self.members:
+            return False
+        rank = self._rank.get(m)
+        if rank is None:
+            return False
+        if rank != PINNED and m not in self._released:
+            rank += self.bonus
+        return rank == key
+
+    def _push_member(self, oid: int, key: float) -> None:
+        heapq.heappush(self._heaps[None], (key, oid))
+        tenant = self._tenant.get(oid, "")
+        if any(c.tenant == tenant for c in self.caps if c.tenant is not None):
+            heapq.heappush(self._heaps.setdefault(tenant, []), (key, oid))
+        self._maybe_compact()
+
+    def _add(self, oid: int, size: int) -> None:
+        self._touched.setdefault(oid, False)
+        self.members[oid] = size
+        self.bytes += size
+        tenant = self._tenant.get(oid, "")
+        self.tenant_bytes[tenant] = self.tenant_bytes.get(tenant, 0) + size
+        for cap in self.caps:
+            if cap.applies(tenant):
+                cap.used += size * cap.factor(tenant)
+
+    def _remove(self, oid: int) -> None:
+        self._touched.setdefault(oid, True)
+        size = self.members.pop(oid)
+        self.bytes -= size
+        tenant = self._tenant.get(oid, "")
+        self.tenant_bytes[tenant] -= size
+        for cap in self.caps:
+            if cap.applies(tenant):
+                cap.used -= size * cap.factor(tenant)
+
+    def _resize(self, oid: int, size: int) -> None:
+        window = oid in self.window
+        self._remove(oid)
+        self._add(oid, size)
+        if window:
+            self.window_bytes += size - self.window[oid]
+            self.window[oid] = size
+
+    def _forget(self, oid: int) -> None:
+        self._released.discard(oid)
+        self._rank.pop(oid, None)
+        if oid not in self.members and oid not in self._touched:
+            self._size.pop(oid, None)
+            self._tenant.pop(oid, None)
+            self._label.pop(oid, None)
+
+    def _maybe_compact(self) -> None:
+        """Drop stale heap entries once they outnumber the valid ones (bounded memory)."""
+        for scope, heap in self._heaps.items():
+            if len(heap) > 2 * len(self.members) + 1024:
+                self._heaps[scope] = [e for e in heap if self._valid(e[1], e[0])]
+                heapq.heapify(self._heaps[scope])
+        offered = len(self._rank) - len(self.members)
+        if len(self._waiting) > 2 * offered + 1024:
+            self._waiting = [
+                e for e in self._waiting if e[1] not in self.members and self._rank.get(e[1]) == -e[0]
+            ]
+            heapq.heapify(self._waiting)

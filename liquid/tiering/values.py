@@ -1,0 +1,151 @@
+"""What keeping an object in a tier is worth: prices, read savings and the rank the budgets sort by.
+
+An object in tier ``T`` rather than the next colder tier saves, per read, the request and
+retrieval price difference plus the read time it saves (first byte and transfer, valued
+at ``latency_value_per_s``). Its monthly value per byte is ``reads/month x saving / size``
+minus the extra storage price per byte, which is the same for every object of a tenant in
+a tier, so budgets keep objects in order of ``log(rate x saving / size)``: the **rank**.
+Ranks are forward-decayed — ``+ t / half_life x ln 2`` — because every rate decays at the
+same speed, so a rank computed at one cycle still compares with one computed later and
+untouched objects never need re-ranking.
+
+For the hot tier ``planner.hot_objective`` decides what a hit is worth: ``bytes`` (the
+default) counts only the transfer it saves, so hot copies rank by reads/hour whatever
+their size (the best byte hit ratio); ``time`` adds first-byte latency, which favours
+small objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from liquid.config import Settings
+from liquid.policy.models import TIERS, PolicySet, TierPrice
+
+GiB = 1024**3
+HOURS_PER_MONTH = 730.0
+COLDER: dict[str, str | None] = {"hot": "warm", "warm": "cold", "cold": "archive", "archive": None}
+TEMP = {tier: i for i, tier in enumerate(TIERS)}
+
+#: Typical read latency per tier (seconds to the first byte), valued at ``latency_value_per_s`` per read.
+DEFAULT_LATENCY = {"hot": 0.0002, "warm": 0.001, "cold": 0.02, "archive": 0.05}
+#: Typical read throughput per tier (bytes/s) once the first byte arrives: a read of ``n`` bytes
+#: takes ``latency + n / throughput``. Redis over a LAN link, PostgreSQL bytea/TOAST, one S3 GET stream.
+DEFAULT_THROUGHPUT = {"hot": 1.0e9, "warm": 2.5e8, "cold": 1.0e8, "archive": 1.0e8}
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """One tier's prices, whichever source they came from (a CostModel or Settings.cost_model)."""
+
+    gb_month: float
+    per_read: float
+    retrieval_per_gb: float
+
+    @classmethod
+    def from_tier_price(cls, p: TierPrice) -> Prices:
+        return cls(p.storage_per_gb_month, p.reads_per_1k / 1000, p.retrieval_per_gb)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSettings:
+    """Knobs of the value model and the hot tier (``settings.planner``; latency and throughput are fixed)."""
+
+    latency: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LATENCY))
+    throughput: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THROUGHPUT))
+    latency_value_per_s: float = 1e-4
+    hysteresis: float = 1.25
+    #: A copy the policy no longer wants stays while the tier has room, first in line to go.
+    keep_while_room: bool = True
+    hot_objective: Literal["bytes", "time"] = "bytes"
+    #: Share of the global hot byte cap for read-path admissions (see RankedTier.admit_on_read).
+    hot_window: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlannerSettings:
+        c = settings.planner
+        return cls(
+            hysteresis=c.hysteresis,
+            keep_while_room=c.keep_while_room,
+            hot_objective=c.hot_objective,
+            hot_window=c.hot_window,
+        )
+
+
+class ValueModel:
+    """Prices per tenant and the rank of an object in a tier.
+
+    Args:
+        settings: the fallback cost model (``settings.cost_model``) and the tracker's half-life.
+        knobs: the planner's knobs (default: from ``settings.planner``).
+    """
+
+    def __init__(self, settings: Settings, knobs: PlannerSettings | None = None) -> None:
+        self.settings = settings
+        self.knobs = knobs or PlannerSettings.from_settings(settings)
+        self.half_life = settings.access.half_life
+        self._ln2_per_s = math.log(2) / self.half_life
+
+    def __repr__(self) -> str:
+        return f"ValueModel(objective={self.knobs.hot_objective}, half_life={self.half_life}s)"
+
+    def prices(self, policies: PolicySet, tenant: str | None) -> dict[str, Prices]:
+        """Prices per tier for a tenant: its CostModel, the default CostModel, else Settings.cost_model."""
+        model = policies.cost_model_for(tenant)
+        out: dict[str, Prices] = {}
+        for tier in TIERS:
+            price = getattr(model.spec.tiers, tier) if model is not None else None
+            if price is not None:
+                out[tier] = Prices.from_tier_price(price)
+            else:
+                c = self.settings.cost_model[tier]  # type: ignore[index]
+                out[tier] = Prices(c.gb_month, c.per_1k_reads / 1000, c.retrieval_per_gb)
+        return out
+
+    def read_saving(self, size: int, tier: str, prices: dict[str, Prices]) -> float:
+        """Dollars one read of ``size`` bytes saves when served from ``tier`` instead of the next colder.
+
+        Request and retrieval prices, plus the read time saved (first byte and transfer, see
+        :data:`DEFAULT_THROUGHPUT`) at ``latency_value_per_s``. The transfer term makes large
+        objects worth their bytes: without it value per byte falls as 1/size and a tier fills
+        with small objects, good for the object hit ratio but poor for the byte hit ratio.
+        """
+        colder = COLDER[tier]
+        if colder is None:
+            return 0.0
+        gb = size / GiB
+        p, q = prices[tier], prices[colder]
+        k = self.knobs
+        bytes_only = tier == "hot" and k.hot_objective == "bytes"
+        first_byte = 0.0 if bytes_only else k.latency[colder] - k.latency[tier]
+        seconds = first_byte + size * (1.0 / k.throughput[colder] - 1.0 / k.throughput[tier])
+        return (
+            (q.per_read - p.per_read)
+            + (q.retrieval_per_gb - p.retrieval_per_gb) * gb
+            + (seconds * k.latency_value_per_s)
+        )
+
+    def value_density(self, size: int, rate: float, tier: str, prices: dict[str, Prices]) -> float:
+        """Monthly value per byte of keeping an object in ``tier`` rather than the next colder tier."""
+        colder = COLDER[tier]
+        if colder is None:
+            return math.inf
+        size = max(size, 1)
+        p, q = prices[tier], prices[colder]
+        saved = rate * HOURS_PER_MONTH * self.read_saving(size, tier, prices)
+        storage_extra = (p.gb_month - q.gb_month if tier != "hot" else p.gb_month) * size / GiB
+        return (saved - storage_extra) / size
+
+    def rank(self, size: int, rate: float, at: float, prices: dict[str, Prices], tier: str = "hot") -> float:
+        """The forward-decayed log value per byte of ``size`` bytes read ``rate`` times/hour, at epoch ``at``.
+
+        Orders objects as :meth:`value_density` does within one tenant and tier; ``-inf`` for
+        an object that saves nothing there.
+        """
+        size = max(size, 1)
+        saved = rate * self.read_saving(size, tier, prices)
+        if saved <= 0:
+            return -math.inf
+        return math.log(saved / size) + at * self._ln2_per_s
