@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from liquid.policy.models import (
     EXECUTION_SCOPES,
@@ -214,7 +214,7 @@ def matches(selector: Selector, facts: ObjectFacts) -> bool:
 
 def select_policy(policies: PolicySet, facts: ObjectFacts) -> TieringPolicy | None:
     """The highest-priority TieringPolicy whose selector matches (ties broken by name)."""
-    for test, policy in _POLICY_TESTS.get(policies):
+    for test, policy, _ in _COMPILED.get(policies):
         if test(facts):
             return policy
     return None
@@ -272,10 +272,6 @@ def _glob_match(globs: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
 
 
-def _policy_tests(policies: PolicySet) -> tuple[tuple[Callable[[ObjectFacts], bool], TieringPolicy], ...]:
-    return tuple((_SELECTOR_TESTS.get(p.spec.selector), p) for p in policies.tiering)
-
-
 class _ByIdentity(Generic[_K, _V]):
     """Values computed once per live object and dropped when it is collected.
 
@@ -298,7 +294,6 @@ class _ByIdentity(Generic[_K, _V]):
 
 
 _SELECTOR_TESTS: _ByIdentity[Selector, Callable[[ObjectFacts], bool]] = _ByIdentity(_selector_test)
-_POLICY_TESTS = _ByIdentity(_policy_tests)
 
 
 def evaluate(
@@ -316,38 +311,137 @@ def evaluate(
     Raises:
         ValueError: a naive datetime, or a ``home_tier`` that is not a tier.
     """
-    policy = select_policy(policies, facts)
-    if policy is None:
-        _ts(now, "now")
-        return Decision(facts.home_tier, "keep", None, None, "no TieringPolicy selects this object", None)
-    return evaluate_policy(policy, facts, now, with_next_change=with_next_change)
+    for test, policy, ladder in _COMPILED.get(policies):
+        if test(facts):
+            return _decide(policy.name, ladder, facts, now, with_next_change)
+    _ts(now, "now")
+    return Decision(facts.home_tier, "keep", None, None, "no TieringPolicy selects this object", None)
 
 
 def evaluate_policy(
     policy: TieringPolicy, facts: ObjectFacts, now: datetime, *, with_next_change: bool = True
 ) -> Decision:
     """Like :func:`evaluate`, for a policy already selected (explain, tests)."""
+    return _decide(policy.name, _LADDERS.get(policy.spec), facts, now, with_next_change)
+
+
+def _decide(
+    name: str, ladder: _Ladder, facts: ObjectFacts, now: datetime, with_next_change: bool
+) -> Decision:
     if facts.home_tier not in _TEMP:
         raise ValueError(f"home_tier must be one of {', '.join(TIERS)}, got {facts.home_tier!r}")
     t = _ts(now, "now")
-    spec = policy.spec
-    times = _Times.of(spec, facts)
-    tier, action, rule, _ = _place(spec, facts, times, t, facts.access_score, explain=False)
+    times = _Times.of(ladder, facts)
+    tier, action, rule, _ = _place(ladder, facts, times, t, facts.access_score, explain=False)
     next_at: datetime | None = None
-    if action in ("move", "expire"):
+    if action == "move" or action == "expire":
         next_at = now
     elif with_next_change and times.start is not None:
-        next_at = _next_change(spec, facts, times, t, (tier, action))
-    return Decision(tier, action, policy.name, rule, partial(_reason, spec, facts, now), next_at)
+        next_at = _next_change(ladder, facts, times, t, tier, action)
+    return Decision(tier, action, name, rule, partial(_reason, ladder, facts, now), next_at)
 
 
-def _reason(spec: TieringSpec, facts: ObjectFacts, now: datetime) -> str:
+def _reason(ladder: _Ladder, facts: ObjectFacts, now: datetime) -> str:
     """The reason for a decision, by placing the object again with the words switched on."""
-    return _place(spec, facts, _Times.of(spec, facts), now.timestamp(), facts.access_score, explain=True)[3]
+    times = _Times.of(ladder, facts)
+    return _place(ladder, facts, times, now.timestamp(), facts.access_score, explain=True)[3]
 
 
 @dataclass(frozen=True, slots=True)
-class _Times:
+class _Ladder:
+    """A TieringSpec with what evaluation derives from it worked out once.
+
+    The timestamps of its dates, each rule's label and temperature, the residency and
+    the resting rule for each home tier, and the thresholds the next-change search adds
+    to the object's times. Cached by the spec's identity, so it keeps only the spec's
+    parts, never the spec itself.
+    """
+
+    rules: tuple[TierRule, ...]
+    labels: tuple[str, ...]
+    temps: tuple[int, ...]
+    demote_at: tuple[float | None, ...]
+    noncurrent: bool
+    legal_hold: bool
+    restore_on_access: bool
+    half_life: float
+    archive_after: float | None
+    archive_at: float | None
+    expire_after: float | None
+    expire_at: float | None
+    #: Per home tier: the minResidency that holds it there, and the label of its rule.
+    residency: Mapping[str, float]
+    at_home: Mapping[str, str | None]
+    #: Next-change thresholds by what they count from: the clock start, the last read
+    #: (or start), the last move; then fixed instants, and the demoteBelow rates.
+    after_start: tuple[float, ...]
+    after_last_ref: tuple[float, ...]
+    after_move: tuple[float, ...]
+    instants: tuple[float, ...]
+    demote_below: tuple[float, ...]
+
+    @classmethod
+    def of(cls, spec: TieringSpec) -> _Ladder:
+        rules = spec.rules
+        demote_at = tuple(None if r.demote_at is None else r.demote_at.timestamp() for r in rules)
+        archive_at = None if spec.archive_at is None else spec.archive_at.timestamp()
+        expire_at = None if spec.expire_at is None else spec.expire_at.timestamp()
+        residency = {}
+        for home in TIERS:
+            own = next(
+                (r.min_residency for r in rules if r.tier == home and r.min_residency is not None), None
+            )
+            residency[home] = spec.min_residency if own is None else own
+        return cls(
+            rules=rules,
+            labels=tuple(r.label(i) for i, r in enumerate(rules)),
+            temps=tuple(_TEMP[r.tier] for r in rules),
+            demote_at=demote_at,
+            noncurrent=spec.selector.versions == "noncurrent",
+            legal_hold=spec.legal_hold,
+            restore_on_access=spec.restore_on_access,
+            half_life=spec.access_half_life,
+            archive_after=spec.archive_after,
+            archive_at=archive_at,
+            expire_after=spec.expire_after,
+            expire_at=expire_at,
+            residency=residency,
+            at_home={
+                home: next((r.label(i) for i, r in enumerate(rules) if r.tier == home), None)
+                for home in TIERS
+            },
+            after_start=_present(*(r.max_age for r in rules), spec.archive_after, spec.expire_after),
+            after_last_ref=_present(*(r.demote_after for r in rules)),
+            after_move=_present(*(r.min_residency for r in rules), spec.min_residency),
+            instants=_present(*demote_at, archive_at, expire_at),
+            demote_below=(
+                _present(
+                    *(r.demote_below for r in rules if r.demote_below is not None and r.demote_below > 0)
+                )
+                if spec.access_half_life > 0
+                else ()
+            ),
+        )
+
+
+def _present(*values: float | None) -> tuple[float, ...]:
+    return tuple(v for v in values if v is not None)
+
+
+_LADDERS = _ByIdentity(_Ladder.of)
+
+
+def _compile(
+    policies: PolicySet,
+) -> tuple[tuple[Callable[[ObjectFacts], bool], TieringPolicy, _Ladder], ...]:
+    """Each policy of a set with its selector's test and its ladder, highest priority first."""
+    return tuple((_SELECTOR_TESTS.get(p.spec.selector), p, _LADDERS.get(p.spec)) for p in policies.tiering)
+
+
+_COMPILED = _ByIdentity(_compile)
+
+
+class _Times(NamedTuple):
     """The object's times as epoch seconds; ``start`` is None while its clock has not started."""
 
     start: float | None
@@ -357,10 +451,10 @@ class _Times:
     home_since: float
 
     @classmethod
-    def of(cls, spec: TieringSpec, facts: ObjectFacts) -> _Times:
+    def of(cls, ladder: _Ladder, facts: ObjectFacts) -> _Times:
         created = _ts(facts.created_at, "created_at")
         start: float | None
-        if spec.selector.versions == "noncurrent" and facts.superseded_at is not None:
+        if ladder.noncurrent and facts.superseded_at is not None:
             start, since = _ts(facts.superseded_at, "superseded_at"), "a newer version was written"
         elif facts.scope in EXECUTION_SCOPES:
             finished = facts.execution_finished_at
@@ -386,14 +480,16 @@ def _printable(ts: float) -> None:
 
 
 def _demote_cause(
-    rule: TierRule, age: float, idle: float, score: float, t: float, explain: bool
+    ladder: _Ladder, d: int, age: float, idle: float, score: float, t: float, explain: bool
 ) -> str | None:
-    """Why ``rule`` lets an object fall to the next one ("" unless explaining), or None."""
+    """Why rule ``d`` lets an object fall to the next one ("" unless explaining), or None."""
+    rule = ladder.rules[d]
     if rule.max_age is not None and age >= rule.max_age:
         return f"age {_approx(age)} ≥ maxAge {format_duration(rule.max_age)}" if explain else ""
-    if rule.demote_at is not None and t >= rule.demote_at.timestamp():
-        _printable(rule.demote_at.timestamp())
-        return f"demoteAt {_iso(rule.demote_at.timestamp())} has passed" if explain else ""
+    demote_at = ladder.demote_at[d]
+    if demote_at is not None and t >= demote_at:
+        _printable(demote_at)
+        return f"demoteAt {_iso(demote_at)} has passed" if explain else ""
     if rule.demote_after is not None and idle >= rule.demote_after:
         return f"idle {_approx(idle)} ≥ demoteAfter {format_duration(rule.demote_after)}" if explain else ""
     if rule.demote_below is not None and score < rule.demote_below:
@@ -404,65 +500,58 @@ def _demote_cause(
 
 
 def _ladder(
-    spec: TieringSpec, facts: ObjectFacts, times: _Times, t: float, score: float, explain: bool
+    ladder: _Ladder, facts: ObjectFacts, times: _Times, t: float, score: float, explain: bool
 ) -> tuple[str, str | None, str]:
     """(tier, rule, reason) from the ladder, archive and promotion; before hysteresis."""
     assert times.start is not None and times.last_ref is not None
     age, idle = t - times.start, t - times.last_ref
     home = facts.home_tier
-    if spec.archive_after is not None and age >= spec.archive_after:
+    if ladder.archive_after is not None and age >= ladder.archive_after:
         if not explain:
             return "archive", "archiveAfter", ""
         return (
             "archive",
             "archiveAfter",
-            (f"{_approx(age)} since {times.since} ≥ archiveAfter {format_duration(spec.archive_after)}"),
+            (f"{_approx(age)} since {times.since} ≥ archiveAfter {format_duration(ladder.archive_after)}"),
         )
-    if spec.archive_at is not None and t >= spec.archive_at.timestamp():
-        _printable(spec.archive_at.timestamp())
-        if not explain:
-            return "archive", "archiveAt", ""
-        return "archive", "archiveAt", f"archiveAt {_iso(spec.archive_at.timestamp())} has passed"
-    rules = spec.rules
+    if ladder.archive_at is not None and t >= ladder.archive_at:
+        _printable(ladder.archive_at)
+        return "archive", "archiveAt", f"archiveAt {_iso(ladder.archive_at)} has passed" if explain else ""
+    rules, labels, temps = ladder.rules, ladder.labels, ladder.temps
     if not rules:
         return home, None, f"no tiering rules: stays in {home}" if explain else ""
     # Fall down the ladder while the current rule's thresholds are crossed. Promotion
     # below never goes above this rule, so age limits (maxAge, demoteAt) are never undone.
     d, why = 0, ""
     while d < len(rules) - 1:
-        cause = _demote_cause(rules[d], age, idle, score, t, explain)
+        cause = _demote_cause(ladder, d, age, idle, score, t, explain)
         if cause is None:
             break
         if explain:
-            why = f"{rules[d].label(d)} ({rules[d].tier}): {cause}"
+            why = f"{labels[d]} ({rules[d].tier}): {cause}"
         d += 1
-    target = rules[d]
-    if _TEMP[target.tier] > _TEMP[home]:
+    target, home_temp = rules[d], _TEMP[home]
+    if temps[d] > home_temp:
         if d == 0:
-            label = target.label(0)
-            return target.tier, label, f"{label} places objects in {target.tier}" if explain else ""
-        return target.tier, rules[d - 1].label(d - 1), f"demoted by {why}" if explain else ""
-    if _TEMP[target.tier] == _TEMP[home]:
+            return target.tier, labels[0], f"{labels[0]} places objects in {target.tier}" if explain else ""
+        return target.tier, labels[d - 1], f"demoted by {why}" if explain else ""
+    if temps[d] == home_temp:
         if not explain:
-            return home, target.label(d), ""
-        return (
-            home,
-            target.label(d),
-            f"{target.label(d)} keeps it in {home}" + (f" (after {why})" if why else ""),
-        )
+            return home, labels[d], ""
+        return home, labels[d], f"{labels[d]} keeps it in {home}" + (f" (after {why})" if why else "")
     # The object is colder than its activity allows: promote only on evidence of use.
     refusals = []
     for j in range(d, len(rules)):
-        rule = rules[j]
-        if _TEMP[rule.tier] >= _TEMP[home]:
+        if temps[j] >= home_temp:
             break
+        rule = rules[j]
         if rule.promote_above is not None:
             if score >= rule.promote_above:
                 if not explain:
-                    return rule.tier, rule.label(j), ""
+                    return rule.tier, labels[j], ""
                 return (
                     rule.tier,
-                    rule.label(j),
+                    labels[j],
                     f"access rate {format_rate(round(score, 3))} ≥ promoteAbove "
                     f"{format_rate(rule.promote_above)}",
                 )
@@ -470,31 +559,33 @@ def _ladder(
                 refusals.append(
                     f"access rate {format_rate(round(score, 3))} < promoteAbove "
                     f"{format_rate(rule.promote_above)} "
-                    f"of {rule.label(j)}"
+                    f"of {labels[j]}"
                 )
         elif (
-            spec.restore_on_access and times.last_access is not None and times.last_access > times.home_since
+            ladder.restore_on_access
+            and times.last_access is not None
+            and times.last_access > times.home_since
         ):
             _printable(times.last_access)
             if not explain:
-                return rule.tier, rule.label(j), ""
+                return rule.tier, labels[j], ""
             return (
                 rule.tier,
-                rule.label(j),
+                labels[j],
                 f"read at {_iso(times.last_access)} while in {home} (restoreOnAccess)",
             )
         elif explain:
             refusals.append(
-                f"not read since it moved to {home}" if spec.restore_on_access else "restoreOnAccess is off"
+                f"not read since it moved to {home}" if ladder.restore_on_access else "restoreOnAccess is off"
             )
-    at_home = next((rule.label(i) for i, rule in enumerate(rules) if rule.tier == home), None)
+    at_home = ladder.at_home[home]
     if not explain:
         return home, at_home, ""
     return home, at_home, f"stays in {home}: " + ("; ".join(refusals) or "no rule brings it back")
 
 
 def _place(
-    spec: TieringSpec, facts: ObjectFacts, times: _Times, t: float, score: float, explain: bool
+    ladder: _Ladder, facts: ObjectFacts, times: _Times, t: float, score: float, explain: bool
 ) -> tuple[str, Action, str | None, str]:
     """(tier, action, rule, reason); the reason is "" unless ``explain``."""
     home = facts.home_tier
@@ -508,26 +599,23 @@ def _place(
             f"scope {facts.scope}: the lifecycle clock starts when the execution finishes",
         )
     age = t - times.start
-    held = facts.legal_hold or spec.legal_hold
+    held = facts.legal_hold or ladder.legal_hold
     expiry: tuple[str, str] | None = None
-    if spec.expire_after is not None and age >= spec.expire_after:
+    if ladder.expire_after is not None and age >= ladder.expire_after:
         expiry = (
             "expireAfter",
-            (f"{_approx(age)} since {times.since} ≥ expireAfter {format_duration(spec.expire_after)}")
+            (f"{_approx(age)} since {times.since} ≥ expireAfter {format_duration(ladder.expire_after)}")
             if explain
             else "",
         )
-    elif spec.expire_at is not None and t >= spec.expire_at.timestamp():
-        _printable(spec.expire_at.timestamp())
-        expiry = "expireAt", f"expireAt {_iso(spec.expire_at.timestamp())} has passed" if explain else ""
+    elif ladder.expire_at is not None and t >= ladder.expire_at:
+        _printable(ladder.expire_at)
+        expiry = "expireAt", f"expireAt {_iso(ladder.expire_at)} has passed" if explain else ""
     if expiry is not None and not held:
         return home, "expire", expiry[0], expiry[1]
-    tier, rule, reason = _ladder(spec, facts, times, t, score, explain)
+    tier, rule, reason = _ladder(ladder, facts, times, t, score, explain)
     if tier != home:
-        residency = next(
-            (r.min_residency for r in spec.rules if r.tier == home and r.min_residency is not None), None
-        )
-        residency = spec.min_residency if residency is None else residency
+        residency = ladder.residency[home]
         until = times.home_since + residency
         if t < until:
             _printable(until)
@@ -546,37 +634,25 @@ def _place(
 
 
 def _next_change(
-    spec: TieringSpec, facts: ObjectFacts, times: _Times, now: float, current: tuple[str, Action]
+    ladder: _Ladder, facts: ObjectFacts, times: _Times, now: float, tier: str, action: Action
 ) -> datetime | None:
     """The first future threshold at which the decision differs, assuming no reads and no moves."""
     assert times.start is not None and times.last_ref is not None
-    start, last_ref = times.start, times.last_ref
-    candidates: set[float] = set()
-    for rule in spec.rules:
-        if rule.max_age is not None:
-            candidates.add(start + rule.max_age)
-        if rule.demote_after is not None:
-            candidates.add(last_ref + rule.demote_after)
-        if rule.demote_at is not None:
-            candidates.add(rule.demote_at.timestamp())
-        if rule.min_residency is not None:
-            candidates.add(times.home_since + rule.min_residency)
-        below, score = rule.demote_below, facts.access_score
-        if below is not None and below > 0 and score >= below and spec.access_half_life > 0:
-            candidates.add(now + spec.access_half_life * math.log2(score / below))
-    for after in (spec.archive_after, spec.expire_after):
-        if after is not None:
-            candidates.add(start + after)
-    for at in (spec.archive_at, spec.expire_at):
-        if at is not None:
-            candidates.add(at.timestamp())
-    candidates.add(times.home_since + spec.min_residency)
+    start, last_ref, home_since = times.start, times.last_ref, times.home_since
+    candidates = {start + after for after in ladder.after_start}
+    candidates.update([last_ref + after for after in ladder.after_last_ref])
+    candidates.update([home_since + after for after in ladder.after_move])
+    candidates.update(ladder.instants)
+    score = facts.access_score
+    for below in ladder.demote_below:
+        if score >= below:
+            candidates.add(now + ladder.half_life * math.log2(score / below))
     for when in sorted(c for c in candidates if now < c < _MAX_TIMESTAMP):
         # Thresholds are inclusive and float arithmetic is not exact: look just past each one.
         probe = when + 1e-3
-        score = _decayed(facts.access_score, probe - now, spec.access_half_life)
-        tier, action, _, _ = _place(spec, facts, times, probe, score, explain=False)
-        if (tier, action) != current:
+        decayed = _decayed(score, probe - now, ladder.half_life)
+        later_tier, later_action, _, _ = _place(ladder, facts, times, probe, decayed, explain=False)
+        if later_tier != tier or later_action != action:
             return datetime.fromtimestamp(when, UTC)
     return None
 
