@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from liquid.catalog.changes import mark_changed
+from liquid.config import MoverSettings
 from liquid.errors import ObjectNotFound
 from liquid.service import LiquidService
 from liquid.stores.base import ObjectStat, Store
@@ -89,48 +90,73 @@ class GcReport:
 
 
 def reconcile(
-    runtime: Any,
+    engine: Engine,
     *,
+    stores: Mapping[str, Store],
+    settings: MoverSettings,
+    clock: Clock,
     grace: float | timedelta | None = None,
-    clock: Clock | None = None,
     tenants: Iterable[str] | None = None,
-    stores: Iterable[str] | None = None,
+    only: Iterable[str] | None = None,
     dry_run: bool = False,
 ) -> GcReport:
     """Walk every durable store against the catalog both ways (see the module docstring).
 
     Args:
-        runtime: a :class:`~liquid.bootstrap.Runtime` or :class:`~liquid.service.LiquidService`.
-        grace: unreferenced bytes younger than this are kept; default ``settings.mover.gc_grace``.
+        engine: the catalog.
+        stores: the durable stores by name.
+        settings: mover settings; ``gc_grace`` is the default ``grace``.
         clock: current UTC time (compared with the stores' modification times).
+        grace: unreferenced bytes younger than this are kept.
         tenants: only these tenants' locators and rows (default: everything).
-        stores: only these store names (default: every durable store of the service).
+        only: only these store names (default: every store in ``stores``).
         dry_run: report what would be done, change nothing (``object.missing`` is still logged).
 
     Returns:
         A :class:`GcReport`.
     """
-    service: LiquidService = getattr(runtime, "service", runtime)
     if grace is None:
-        grace = service.settings.mover.gc_grace
+        grace = settings.gc_grace
     grace_td = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
-    now = (clock or service.clock)()
+    now = clock()
     tenant_list = sorted(set(tenants)) if tenants is not None else None
-    names = sorted(service.stores) if stores is None else sorted(stores)
+    names = sorted(stores) if only is None else sorted(only)
     report = GcReport(dry_run=dry_run)
     for name in names:
-        store = service.stores.get(name)
+        store = stores.get(name)
         if store is None:
             report.errors.append(f"store {name!r} is not configured")
             continue
         try:
-            _reconcile_store(service.engine, name, store, now, grace_td, tenant_list, dry_run, report)
+            _reconcile_store(engine, name, store, now, grace_td, tenant_list, dry_run, report)
         except Exception as exc:
             log.exception("gc of store %s failed", name)
             report.errors.append(f"store {name!r}: {type(exc).__name__}: {exc}")
     if report.missing:
         log.error("gc: %d catalog rows have no bytes in their home store", len(report.missing))
     return report
+
+
+def reconcile_service(
+    service: LiquidService,
+    *,
+    clock: Clock | None = None,
+    grace: float | timedelta | None = None,
+    tenants: Iterable[str] | None = None,
+    only: Iterable[str] | None = None,
+    dry_run: bool = False,
+) -> GcReport:
+    """:func:`reconcile` on a service's catalog, durable stores, mover settings and clock."""
+    return reconcile(
+        service.engine,
+        stores=service.stores,
+        settings=service.settings.mover,
+        clock=clock or service.clock,
+        grace=grace,
+        tenants=tenants,
+        only=only,
+        dry_run=dry_run,
+    )
 
 
 def _reconcile_store(

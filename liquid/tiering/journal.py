@@ -5,11 +5,14 @@ work got, and every step is idempotent, so a mover that dies anywhere leaves a r
 later mover resumes (see :mod:`liquid.tiering.mover`)::
 
     move:   planned → copied → verified → switched → done      (or failed)
+            planned ─────────────────────→ switched           (small moves, batched)
     purge:                                  switched → done      (or failed)
 
 * ``planned``: written by :func:`enqueue_move` with ``from_*`` taken from the object row
   and a fresh ``to_locator`` (``{tenant}/{namespace}/{uuid}``), so a repeated copy
-  overwrites its own earlier attempt and never anything else.
+  overwrites its own earlier attempt and never anything else. That is also why a small
+  move may skip recording ``copied`` and ``verified``: after a crash its copy is simply
+  made and verified again.
 * ``switched``: the object's home points at the destination (one catalog transaction);
   the source is deleted once ``delete_after`` has passed.
 * A purge's object is tombstoned by :func:`enqueue_purge` itself, in the transaction
@@ -19,13 +22,15 @@ later mover resumes (see :mod:`liquid.tiering.mover`)::
 At most one row per object is open (not ``done``/``failed``): a partial unique index
 (``uq_move_journal_open``) enforces it, so two planners cannot queue clashing moves.
 Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claimed_by``,
-``claimed_until``): several movers share one journal and never work one row at once.
+``claimed_until``): several movers share one journal and never work one row at once. A
+working mover renews its leases (:func:`renew`); every write a mover makes to a row it
+claimed is a compare-and-set on ``claimed_by``, so a mover that lost a row stops.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -245,6 +250,82 @@ def claim(
             },
         ).all()
     return sorted((JournalEntry.from_row(r) for r in rows), key=lambda e: e.id)
+
+
+def renew(
+    engine: Engine, worker_id: str, ids: Sequence[int], lease_seconds: float, now: datetime
+) -> set[int]:
+    """Extend the lease of those open rows of ``ids`` that ``worker_id`` still holds (a heartbeat).
+
+    Rows another worker holds now, released rows and closed rows are left alone. Rows locked by
+    a transaction in progress (this worker switching them) are skipped, never waited for: the
+    heartbeat cannot deadlock with the mover's own writes. Returns the ids renewed.
+    """
+    if not ids:
+        return set()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "UPDATE move_journal SET claimed_until = :until WHERE id IN ("
+                " SELECT id FROM move_journal WHERE id = ANY(CAST(:ids AS bigint[])) AND claimed_by = :worker"
+                f" AND {_OPEN} FOR UPDATE SKIP LOCKED) RETURNING id"
+            ),
+            {"ids": list(ids), "worker": worker_id, "until": now + timedelta(seconds=lease_seconds)},
+        ).scalars()
+        return {int(i) for i in rows}
+
+
+def release(
+    conn_or_engine: Connection | Engine,
+    worker_id: str,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    not_before: datetime | None = None,
+) -> set[int]:
+    """Give back those of ``ids`` that ``worker_id`` holds; claimable again from ``not_before``.
+
+    Returns the ids released.
+    """
+    if not ids:
+        return set()
+    with _begin(conn_or_engine) as conn:
+        rows = conn.execute(
+            text(
+                "UPDATE move_journal SET claimed_by = NULL, claimed_until = :until, updated_at = :now"
+                " WHERE id = ANY(CAST(:ids AS bigint[])) AND claimed_by = :worker RETURNING id"
+            ),
+            {"ids": list(ids), "worker": worker_id, "until": not_before, "now": now},
+        ).scalars()
+        return {int(i) for i in rows}
+
+
+def close(
+    conn_or_engine: Connection | Engine,
+    worker_id: str,
+    ids: Sequence[int],
+    *,
+    steps: Sequence[str],
+    now: datetime,
+    error: str | None = None,
+) -> set[int]:
+    """Mark ``done`` those of ``ids`` that ``worker_id`` holds and that are at one of ``steps``.
+
+    ``error`` (if given) says why a row closed without its move. Returns the ids closed.
+    """
+    if not ids:
+        return set()
+    with _begin(conn_or_engine) as conn:
+        rows = conn.execute(
+            text(
+                "UPDATE move_journal SET step = 'done', claimed_by = NULL, claimed_until = NULL,"
+                " updated_at = :now, error = coalesce(CAST(:error AS text), error)"
+                " WHERE id = ANY(CAST(:ids AS bigint[])) AND claimed_by = :worker"
+                " AND step = ANY(CAST(:steps AS text[])) RETURNING id"
+            ),
+            {"ids": list(ids), "worker": worker_id, "steps": list(steps), "now": now, "error": error},
+        ).scalars()
+        return {int(i) for i in rows}
 
 
 def release_stale(engine: Engine, worker_id: str, now: datetime) -> int:

@@ -1,34 +1,64 @@
 """The mover: executes journaled moves and purges, crash-safe, several movers per catalog.
 
-One :meth:`Mover.run_once` is poll → claim (lease) → run (bounded threads) → finish:
+One :meth:`Mover.run_once` is poll → claim (lease) → run (bounded threads, store calls
+under a watchdog) → finish:
 
 1. **claim** up to ``max_moves_per_cycle`` open journal rows with ``FOR UPDATE SKIP
    LOCKED`` and a lease (:func:`liquid.tiering.journal.claim`); another mover skips them.
-2. **step** each row through the protocol of DESIGN.md, invariant 2, one journal
-   update per step, each a compare-and-set on ``claimed_by`` (a mover that lost its
-   lease stops instead of racing the new owner):
+   While the cycle runs, a heartbeat thread renews the lease of every row it still holds
+   every ``lease / 3`` seconds (:func:`liquid.tiering.journal.renew`, a compare-and-set on
+   ``claimed_by``), so a long copy is never claimed twice.
+2. **run** the protocol of DESIGN.md, invariant 2 — copy, verify, switch home in one
+   catalog transaction, delete the source after the grace period — on one of two paths.
+   Every write to a claimed row is a compare-and-set on ``claimed_by``: a mover that
+   lost its lease stops instead of racing the new owner. Writes from worker threads also
+   compare ``attempts``, so a thread the watchdog gave up on (its attempt was counted as
+   failed) can record nothing afterwards, even once this worker holds the row again.
 
-   * ``planned → copied``: stream the *stored* bytes (zstd stays zstd) from the source
-     (the ``catalog`` pseudo-store means ``objects.inline_data``) to the destination
-     under the pre-assigned ``to_locator``; a repeat overwrites its own earlier attempt.
-   * ``copied → verified``: read the destination back, decompress if the object is
-     zstd, and compare size and SHA-256 with the catalog. A mismatch sends the row back
-     to ``planned``.
-   * ``verified → switched``: one transaction sets the object's home with a
-     compare-and-set on its state and old home; the row gets ``delete_after = now +
-     grace_period`` and an ``object.moved`` event. If the object was deleted or changed
-     meanwhile, the destination bytes are deleted and the row is done.
-   * ``switched → done`` (once ``delete_after`` passed): delete the source bytes. A
-     reader that looked the old home up just before the switch still finds it for the
-     whole grace period.
-   * purge rows (tombstoned by :func:`liquid.tiering.journal.enqueue_purge`): delete the hot copy
-     and home bytes, mark the object ``purged``, append an ``object.purged`` receipt.
+   **Small moves** (stored size ≤ ``small_move_size``) go in batches of ``batch_size``,
+   because their cost is round trips, not bytes:
+
+   * one query loads every claimed row's object;
+   * on up to ``concurrency`` threads, each row's *stored* bytes (zstd stays zstd) are
+     streamed from the source (the ``catalog`` pseudo-store means ``objects.inline_data``)
+     to the pre-assigned ``to_locator``, then read back, decompressed if the object is
+     zstd, and compared with the catalog's size and SHA-256. No journal step is recorded:
+     a crash leaves the row ``planned``, and the retry overwrites its own copy;
+   * **one** catalog transaction locks the batch's rows (still ours), switches every
+     verified object's home with a compare-and-set on its state and old home, advances
+     the rows to ``switched`` (``delete_after = now + grace_period``), appends one
+     ``object.moved`` event per object and marks them changed for the planner. A row
+     whose object was deleted or changed meanwhile is closed in the same transaction and
+     its copy dropped afterwards (never a home);
+   * sources whose grace period is over are deleted with one bulk call per store
+     (:func:`liquid.stores.base.delete_many`) and the rows closed with one statement.
+
+   **Large moves** and purges take the per-row path, one journal update per step:
+
+   * ``planned → copied``: stream the stored bytes to ``to_locator``.
+   * ``copied → verified``: read the destination back and compare; a mismatch sends the
+     row back to ``planned``.
+   * ``verified → switched``: the same compare-and-set switch, for one object.
+   * ``switched → done`` (once ``delete_after`` passed): delete the source bytes. A reader
+     that looked the old home up just before the switch still finds it for the whole
+     grace period. (Claimed ``switched`` rows, large or small, finish in bulk as above.)
+   * purge rows (tombstoned by :func:`liquid.tiering.journal.enqueue_purge`): delete the hot
+     copy and home bytes, mark the object ``purged``, append an ``object.purged`` receipt.
 
 3. **finish**: transient store errors are retried in the step (tenacity, exponential
    backoff); a step that still fails releases the row with ``claimed_until = now +
    backoff·2^attempts`` as a not-before time; after ``max_attempts`` the row is
-   ``failed``, its destination bytes are removed, and an ``object.move_failed`` event
-   and an ERROR log report it. The object stays readable where it was.
+   ``failed``, its destination bytes are removed (by the worker thread; a failure the
+   cycle's own thread notices leaves them to ``liquid gc``: it never calls a store), and
+   an ``object.move_failed`` event and an ERROR log report it. The object stays readable
+   where it was.
+
+   A store call that makes no progress (no chunk read or written) for ``store_timeout``
+   seconds fails its row's attempt the same way: the row leaves the heartbeat, is
+   released with backoff, and ``run_once`` returns without waiting for the call, which is
+   abandoned on its (daemon) thread; the stores' own socket timeouts end it eventually.
+   A copy such a thread still writes lands under the row's ``to_locator``: the retry
+   overwrites it, or ``liquid gc`` collects it once the row is closed.
 
 Every step is idempotent, so a mover killed anywhere loses nothing: the next mover (or
 this one restarted, via :meth:`Mover.recover`) resumes the row at its recorded step.
@@ -36,50 +66,109 @@ Bytes copied by a mover that died before its journal update are overwritten by t
 retry; bytes of rows that end ``failed`` are collected by ``liquid gc``.
 
 For fault-injection tests, ``LIQUID_MOVER_CRASH_AT=<point>[:<n>]`` SIGKILLs the process
-the ``n``-th time (default 1st) it reaches a point in :data:`CRASH_POINTS`.
+the ``n``-th time (default 1st) it reaches a point in :data:`CRASH_POINTS`; both paths
+reach every point.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, and_, case, select, text
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from liquid.catalog.changes import mark_changed
+from liquid.catalog.models import Object
 from liquid.config import CATALOG_STORE, MoverSettings
 from liquid.errors import IntegrityError, StoreError
 from liquid.hotcache import HotCache
 from liquid.refs import ResultRef
-from liquid.service import LiquidService, _decompress
-from liquid.stores.base import Store
-from liquid.tiering.journal import EVENT_COLUMNS, JournalEntry, claim, release_stale
+from liquid.service import LiquidService, _decompress, utcnow
+from liquid.stores.base import Store, delete_many
+from liquid.tiering.journal import EVENT_COLUMNS, JournalEntry, claim, close, release, release_stale, renew
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 #: Where ``LIQUID_MOVER_CRASH_AT`` can kill the process, in protocol order.
 CRASH_POINTS = ("after_journal", "mid_copy", "after_copy", "after_verify", "after_switch", "mid_delete")
 CRASH_ENV = "LIQUID_MOVER_CRASH_AT"
+#: Steps of a move row before its switch: its copy may still have to be made.
+COPY_STEPS = ("planned", "copied", "verified")
+#: Object columns the mover reads.
+_OBJECT_COLUMNS = (
+    Object.id,
+    Object.tenant_id,
+    Object.namespace,
+    Object.key,
+    Object.version,
+    Object.state,
+    Object.size,
+    Object.stored_size,
+    Object.sha256,
+    Object.compression,
+    Object.legal_hold,
+    Object.home_tier,
+    Object.home_store,
+    Object.locator,
+    Object.deleted_at,
+)
+_DISCARDED = "the object was deleted or changed during the move"
+#: Switch a batch: objects (compare-and-set on state and old home, rows locked and ours),
+#: their journal rows and their ``object.moved`` events, in one statement.
+_SWITCH_BATCH = text(
+    "WITH moved AS ("
+    " UPDATE objects o SET home_tier = j.to_tier, home_store = j.to_store, locator = j.to_locator,"
+    " home_since = :now, inline_data = NULL"
+    " FROM move_journal j"
+    " WHERE j.id = ANY(CAST(:ids AS bigint[])) AND j.claimed_by = :me AND o.id = j.object_id"
+    " AND o.state = 'live' AND o.home_store = j.from_store AND o.locator IS NOT DISTINCT FROM j.from_locator"
+    " RETURNING o.id AS object_id, o.tenant_id, o.namespace, o.key, o.version, o.size, o.stored_size,"
+    " j.id AS journal_id, j.from_tier, j.from_store, j.from_locator, j.to_tier, j.to_store, j.to_locator,"
+    " j.reason),"
+    " switched AS ("
+    " UPDATE move_journal j SET step = 'switched', updated_at = :now, claimed_until = :until,"
+    " delete_after = :delete_after FROM moved WHERE j.id = moved.journal_id RETURNING j.*),"
+    " logged AS ("
+    + EVENT_COLUMNS
+    + " SELECT :now, tenant_id, 'object.moved', object_id, namespace, key, version, :actor,"
+    " jsonb_build_object('journal_id', journal_id, 'from_tier', from_tier, 'from_store', from_store,"
+    " 'from_locator', from_locator, 'to_tier', to_tier, 'to_store', to_store, 'to_locator', to_locator,"
+    " 'size', size, 'stored_size', stored_size, 'reason', reason)"
+    " FROM moved ORDER BY journal_id)"
+    " SELECT * FROM switched ORDER BY id"
+)
 
 
 class _LostClaim(Exception):
     """The row is no longer ours (lease expired and someone else took it, or it closed)."""
+
+
+def _at_source(entry: JournalEntry, obj: Any) -> bool:
+    """Whether the move's object is still live at the home the row was queued from."""
+    return (
+        obj is not None
+        and obj.state == "live"
+        and (obj.home_store, obj.locator) == (entry.from_store, entry.from_locator)
+    )
 
 
 def _transient(exc: BaseException) -> bool:
@@ -197,22 +286,185 @@ class MoveReport:
         return f"MoveReport(claimed={self.claimed}, {shown or 'idle'}, bytes={self.bytes_moved})"
 
 
+class _Task:
+    """Store work for some journal rows, run on a thread of its own under the watchdog."""
+
+    def __init__(self, entries: Sequence[JournalEntry], fn: Callable[[], Any]) -> None:
+        self.entries = list(entries)
+        self.fn = fn
+        #: ``monotonic()`` of the last progress: start, a store call, a chunk.
+        self.touched = 0.0
+        self.value: Any = None
+        self.error: Exception | None = None
+        self.timed_out = False
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def settle(self, *, timed_out: bool) -> bool:
+        """Record the outcome once: finished, or abandoned by the watchdog, whichever is first."""
+        with self._lock:
+            if self._settled:
+                return False
+            self._settled = True
+            self.timed_out = timed_out
+            return True
+
+    def __repr__(self) -> str:
+        ids = ",".join(str(e.id) for e in self.entries)
+        return f"_Task(rows={ids}, timed_out={self.timed_out})"
+
+
+class _Watched:
+    """A store whose every call and every chunk marks progress for the mover's watchdog."""
+
+    def __init__(self, inner: Store, touch: Callable[[], None]) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self._touch = touch
+
+    def __repr__(self) -> str:
+        return f"_Watched({self.inner!r})"
+
+    def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
+        self._touch()
+        n = self.inner.put(locator, self._progress(chunks), size_hint=size_hint)
+        self._touch()
+        return n
+
+    def open(self, locator: str) -> Iterator[bytes]:
+        self._touch()
+        return self._progress(self.inner.open(locator))
+
+    def delete(self, locator: str) -> bool:
+        self._touch()
+        return self.inner.delete(locator)
+
+    def delete_many(self, locators: Sequence[str]) -> None:
+        self._touch()
+        delete_many(self.inner, locators)
+
+    def _progress(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        it = iter(chunks)
+        try:
+            for chunk in it:
+                self._touch()
+                yield chunk
+        finally:
+            closing = getattr(it, "close", None)
+            if closing is not None:
+                closing()  # an abandoned read releases its connection now, not at garbage collection
+
+
+class _Heartbeat:
+    """Renews the lease of every row one cycle still holds, every ``lease / 3`` seconds.
+
+    A row leaves when it is finished or released, and when its store call is stuck (so
+    its lease can run out). Renewal is a compare-and-set on ``claimed_by``: a row another
+    worker holds now is never touched.
+    """
+
+    def __init__(
+        self, engine: Engine, worker_id: str, ids: Iterable[int], *, lease: float, clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.lease = lease
+        self.clock = clock
+        self.beats = 0
+        self._ids = set(ids)
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="liquid-mover-heartbeat", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"_Heartbeat({self.worker_id!r}, rows={len(self._ids)}, beats={self.beats})"
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def drop(self, ids: Iterable[int]) -> None:
+        """Stop renewing these rows."""
+        with self._lock:
+            self._ids.difference_update(ids)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.lease / 3):
+            with self._lock:
+                ids = sorted(self._ids)
+            if not ids:
+                continue
+            try:
+                renew(self.engine, self.worker_id, ids, self.lease, self.clock())
+            except Exception as exc:
+                # The next beat tries again; a lease that runs out only costs a repeated step.
+                log.warning("mover %s could not renew %d leases: %s", self.worker_id, len(ids), exc)
+            self.beats += 1
+
+
+@dataclass
+class _Cycle:
+    """What one ``run_once`` shares between its steps: the report and the heartbeat."""
+
+    report: MoveReport
+    heartbeat: _Heartbeat
+
+    def finish(self, entry: JournalEntry, result: str, nbytes: int = 0) -> None:
+        """Count a row's result; this cycle is done with it."""
+        self.report.add(entry, result, nbytes)
+        self.heartbeat.drop([entry.id])
+
+
 class Mover:
     """Executes journal rows for one worker. See the module docstring for the protocol.
 
     Args:
-        service: the core service (or a :class:`~liquid.bootstrap.Runtime`): its engine,
-            stores, hot cache and settings are used.
+        engine: the catalog.
+        stores: the durable stores by name (tests wrap them to inject faults).
+        settings: mover settings (``Settings.mover``).
+        clock: current UTC time; tests inject a fake one.
+        hot: the hot cache, whose copy a purge removes (None: no hot tier).
         worker_id: this mover's claim name; unique per process (default host:pid:random).
-        clock: current UTC time; tests inject a fake one. Defaults to the service's clock.
-        settings: mover settings; default ``service.settings.mover``.
-        stores: override the durable stores by name (tests wrap them to inject faults).
-        sleep / monotonic: used by backoff and the bandwidth limit (real time).
+        sleep / monotonic: real time, for backoff, the bandwidth limit and the store-call watchdog.
     """
 
     def __init__(
         self,
-        service: Any,
+        engine: Engine,
+        *,
+        stores: Mapping[str, Store],
+        settings: MoverSettings,
+        clock: Clock = utcnow,
+        hot: HotCache | None = None,
+        worker_id: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.stores: dict[str, Store] = dict(stores)
+        self.hot = hot
+        self.clock = clock
+        self.settings = settings
+        self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self.bucket = TokenBucket(self.settings.bytes_per_second, monotonic=monotonic, sleep=self._idle)
+        self._watched = {name: _Watched(store, self._touch) for name, store in self.stores.items()}
+        self._local = threading.local()
+        self._stop = threading.Event()
+        self._crash = _CrashHook(os.environ.get(CRASH_ENV))
+        #: Totals over this mover's life, for metrics.
+        self.totals: Counter[str] = Counter()
+        self.cycles = 0
+
+    @classmethod
+    def from_service(
+        cls,
+        service: LiquidService,
         *,
         worker_id: str | None = None,
         clock: Clock | None = None,
@@ -220,22 +472,21 @@ class Mover:
         stores: Mapping[str, Store] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        svc: LiquidService = getattr(service, "service", service)
-        self.service = svc
-        self.engine: Engine = svc.engine
-        self.stores: dict[str, Store] = dict(svc.stores if stores is None else stores)
-        self.hot: HotCache | None = svc.hot
-        self.clock: Clock = clock or svc.clock
-        self.settings = settings or svc.settings.mover
-        self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._sleep = sleep
-        self.bucket = TokenBucket(self.settings.bytes_per_second, monotonic=monotonic, sleep=sleep)
-        self._stop = threading.Event()
-        self._crash = _CrashHook(os.environ.get(CRASH_ENV))
-        #: Totals over this mover's life, for metrics.
-        self.totals: Counter[str] = Counter()
-        self.cycles = 0
+    ) -> Mover:
+        """A mover on a service's catalog, stores, hot cache, mover settings and clock.
+
+        Any keyword given replaces what the service would supply.
+        """
+        return cls(
+            service.engine,
+            stores=service.stores if stores is None else stores,
+            settings=settings or service.settings.mover,
+            clock=clock or service.clock,
+            hot=service.hot,
+            worker_id=worker_id,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
 
     def __repr__(self) -> str:
         totals = ", ".join(f"{k}={v}" for k, v in sorted(self.totals.items()))
@@ -274,15 +525,16 @@ class Mover:
         )
         entries = claim(self.engine, self.worker_id, cap, self.settings.lease, self.clock())
         report.claimed = len(entries)
-        if len(entries) == 1 or self.settings.concurrency == 1:
-            for entry in entries:
-                self._work(entry, report)
-        elif entries:
-            with ThreadPoolExecutor(
-                max_workers=min(self.settings.concurrency, len(entries)), thread_name_prefix="liquid-mover"
-            ) as pool:
-                for fut in [pool.submit(self._work, entry, report) for entry in entries]:
-                    fut.result()
+        if entries:
+            heartbeat = _Heartbeat(
+                self.engine,
+                self.worker_id,
+                (e.id for e in entries),
+                lease=self.settings.lease,
+                clock=self.clock,
+            )
+            with heartbeat:
+                self._cycle(entries, _Cycle(report, heartbeat))
         report.seconds = time.perf_counter() - started
         self.cycles += 1
         for key, n in report.counts.items():
@@ -302,50 +554,347 @@ class Mover:
                 break
         return total
 
+    # ------------------------------------------------------------------ a cycle
+
+    def _cycle(self, entries: list[JournalEntry], cycle: _Cycle) -> None:
+        """Small moves in batches, then due source deletes in bulk, then the per-row work."""
+        objects = self._load_objects(entries)
+        small: list[JournalEntry] = []
+        switched: list[JournalEntry] = []
+        single: list[JournalEntry] = []
+        for entry in entries:
+            if entry.kind == "move" and entry.step == "switched":
+                switched.append(entry)
+            elif entry.kind == "move" and entry.step in COPY_STEPS and self._small(objects, entry):
+                small.append(entry)
+            else:
+                single.append(entry)
+        size = self.settings.batch_size
+        for start in range(0, len(small), size):
+            if self.stopping:
+                self._abandon(small[start:], cycle)
+                break
+            self._run_batch(small[start : start + size], objects, cycle)
+        if switched:
+            self._finish_switched([(e, 0) for e in switched], cycle)
+        if single:
+            tasks = [_Task([e], partial(self._work, e)) for e in single]
+            self._gather(tasks, cycle)
+            for task in tasks:
+                if task.timed_out:
+                    continue
+                (entry,) = task.entries
+                result, nbytes = task.value if task.error is None else (self._failed(entry, task.error), 0)
+                cycle.finish(entry, result, nbytes)
+
+    def _small(self, objects: Mapping[int, Any], entry: JournalEntry) -> bool:
+        limit = self.settings.small_move_size
+        if limit <= 0:
+            return False
+        obj = objects.get(entry.object_id)
+        # A vanished object row is "small": the batch's compare-and-set closes its row cheaply.
+        return obj is None or int(obj.stored_size) <= limit
+
+    def _load_objects(self, entries: Sequence[JournalEntry]) -> dict[int, Any]:
+        """The objects of the claimed moves not yet switched, in one query (row bytes of small ones)."""
+        ids = sorted({e.object_id for e in entries if e.kind == "move" and e.step in COPY_STEPS})
+        if not ids or self.settings.small_move_size <= 0:
+            return {}
+        inline = case(
+            (
+                and_(
+                    Object.home_store == CATALOG_STORE,
+                    Object.stored_size <= self.settings.small_move_size,
+                ),
+                Object.inline_data,
+            ),
+        ).label("inline_data")
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*_OBJECT_COLUMNS, inline).where(Object.id.in_(ids))).all()
+        return {int(r.id): r for r in rows}
+
+    def _abandon(self, entries: Sequence[JournalEntry], cycle: _Cycle) -> None:
+        """Give rows back untouched (stop requested)."""
+        release(self.engine, self.worker_id, [e.id for e in entries], now=self.clock())
+        for entry in entries:
+            cycle.finish(entry, "abandoned")
+
+    # --------------------------------------------------------- small moves
+
+    def _run_batch(self, batch: list[JournalEntry], objects: Mapping[int, Any], cycle: _Cycle) -> None:
+        """Copy and verify concurrently, switch in one transaction, then delete sources in bulk."""
+        tasks = [_Task([e], partial(self._copy_small, e, objects.get(e.object_id))) for e in batch]
+        self._gather(tasks, cycle)
+        verified: list[JournalEntry] = []
+        changed: list[JournalEntry] = []
+        copied: dict[int, int] = {}
+        for task in tasks:
+            if task.timed_out:
+                continue
+            (entry,) = task.entries
+            outcome, nbytes = task.value if task.error is None else (self._failed(entry, task.error), 0)
+            if outcome == "verified":
+                verified.append(entry)
+                copied[entry.id] = nbytes
+            elif outcome == "changed":
+                changed.append(entry)
+            else:
+                cycle.finish(entry, outcome)
+        if not verified and not changed:
+            return
+        try:
+            switched, discarded = self._retrying(self._switch_batch, verified, changed)
+        except Exception as exc:
+            for entry in verified + changed:
+                cycle.finish(entry, self._failed(entry, exc))
+            return
+        done = {e.id for e in switched} | {e.id for e in discarded}
+        for entry in verified + changed:
+            if entry.id not in done:
+                log.warning("mover %s lost its claim on journal row %d", self.worker_id, entry.id)
+                cycle.finish(entry, "abandoned")
+        for _ in switched:
+            self._crash("after_switch")
+        for entry in discarded:
+            log.info("journal row %d: %s; destination discarded", entry.id, _DISCARDED)
+            cycle.finish(entry, "skipped")
+        if discarded:
+            drops = [_Task([e], partial(self._drop_copy, e)) for e in discarded]
+            self._gather(drops, cycle, closed=True)
+            for task in drops:
+                if task.error is not None:
+                    log.warning(
+                        "could not remove the copy of discarded move %d (gc will): %s",
+                        task.entries[0].id,
+                        task.error,
+                    )
+        self._finish_switched([(e, copied[e.id]) for e in switched], cycle)
+
+    def _copy_small(self, entry: JournalEntry, obj: Any) -> tuple[str, int]:
+        """On a worker thread: copy and verify one small move.
+
+        Returns ``("verified", bytes)``, ``("changed", 0)`` when the object left the source
+        (nothing copied), or the failed attempt's result.
+        """
+        self._crash("after_journal")
+        if not _at_source(entry, obj):
+            return "changed", 0
+        try:
+            return "verified", self._retrying(self._copy_verified, entry, obj)
+        except Exception as exc:
+            return self._fail_attempt(entry, exc), 0
+
+    def _copy_verified(self, entry: JournalEntry, obj: Any) -> int:
+        n = self._put_copy(entry, obj)
+        self._crash("after_copy")
+        self._check_copy(entry, obj)
+        self._crash("after_verify")
+        return n
+
+    def _switch_batch(
+        self, verified: Sequence[JournalEntry], changed: Sequence[JournalEntry]
+    ) -> tuple[list[JournalEntry], list[JournalEntry]]:
+        """One transaction: switch the verified rows' objects, close the rows whose object moved on.
+
+        Returns (switched rows, discarded rows); rows that are no longer ours are in neither.
+        """
+        now = self.clock()
+        with self.engine.begin() as conn:
+            # Lock our rows first: the switch then cannot race a mover that took one over.
+            held = set(
+                conn.execute(
+                    text(
+                        "SELECT id FROM move_journal WHERE id = ANY(CAST(:ids AS bigint[]))"
+                        " AND claimed_by = :me AND step = ANY(CAST(:steps AS text[])) FOR UPDATE"
+                    ),
+                    {
+                        "ids": [e.id for e in (*verified, *changed)],
+                        "me": self.worker_id,
+                        "steps": list(COPY_STEPS),
+                    },
+                ).scalars()
+            )
+            moving = [e.id for e in verified if e.id in held]
+            rows = (
+                conn.execute(
+                    _SWITCH_BATCH,
+                    {
+                        "ids": moving,
+                        "me": self.worker_id,
+                        "now": now,
+                        "until": now + timedelta(seconds=self.settings.lease),
+                        "delete_after": now + timedelta(seconds=self.settings.grace_period),
+                        "actor": f"mover:{self.worker_id}",
+                    },
+                ).all()
+                if moving
+                else []
+            )
+            switched = [JournalEntry.from_row(r) for r in rows]
+            mark_changed(conn, [e.object_id for e in switched])
+            gone = held - {e.id for e in switched}
+            close(conn, self.worker_id, sorted(gone), steps=COPY_STEPS, now=now, error=_DISCARDED)
+        discarded = [e for e in (*verified, *changed) if e.id in gone]
+        return switched, discarded
+
+    def _finish_switched(self, items: Sequence[tuple[JournalEntry, int]], cycle: _Cycle) -> None:
+        """Release the rows still in their grace period; delete the others' sources in bulk and close them."""
+        now = self.clock()
+        due: list[tuple[JournalEntry, int]] = []
+        waiting: list[tuple[JournalEntry, int]] = []
+        for entry, nbytes in items:
+            grace = entry.delete_after is not None and entry.delete_after > now
+            (waiting if grace else due).append((entry, nbytes))
+        if waiting:
+            release(self.engine, self.worker_id, [e.id for e, _ in waiting], now=now)
+            for entry, nbytes in waiting:
+                cycle.finish(entry, "waiting", nbytes)
+        by_store: dict[str, list[JournalEntry]] = {}
+        # A catalog-row source lost its bytes in the switch transaction: nothing to delete.
+        finished = [e for e, _ in due if e.from_store == CATALOG_STORE or e.from_locator is None]
+        for entry, _ in due:
+            if entry.from_store != CATALOG_STORE and entry.from_locator is not None:
+                by_store.setdefault(entry.from_store, []).append(entry)
+        tasks = [_Task(group, partial(self._delete_sources, name, group)) for name, group in by_store.items()]
+        self._gather(tasks, cycle)
+        for task in tasks:
+            if task.timed_out:
+                continue
+            if task.error is None:
+                finished.extend(task.entries)
+            else:
+                for entry in task.entries:
+                    cycle.finish(entry, self._failed(entry, task.error))
+        closed = close(self.engine, self.worker_id, [e.id for e in finished], steps=("switched",), now=now)
+        copied = {e.id: n for e, n in due}
+        for entry in finished:
+            cycle.finish(entry, "moved" if entry.id in closed else "abandoned", copied[entry.id])
+
+    def _delete_sources(self, store: str, entries: Sequence[JournalEntry]) -> None:
+        locators = [e.from_locator for e in entries if e.from_locator is not None]
+        self._retrying(self._store(store).delete_many, locators)
+        for _ in entries:
+            self._crash("mid_delete")
+
+    # ------------------------------------------------- threads and the watchdog
+
+    def _gather(self, tasks: Sequence[_Task], cycle: _Cycle, *, closed: bool = False) -> None:
+        """Run ``tasks`` on at most ``concurrency`` threads until each finished or was given up.
+
+        A task whose store call makes no progress for ``store_timeout`` is given up: its rows
+        fail their attempt (``closed``: they are already closed, nothing to record) and its
+        thread is abandoned. That is why this is not a ThreadPoolExecutor, which joins its
+        threads on shutdown and at exit: each task gets a daemon thread of its own (starting
+        one costs far less than any store call), and a stuck one does not hold its slot.
+        """
+        finished: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        waiting = deque(tasks)
+        running: set[_Task] = set()
+        timeout = self.settings.store_timeout
+        tick = min(max(timeout / 4, 0.01), 1.0)
+        while waiting or running:
+            while waiting and len(running) < self.settings.concurrency:
+                task = waiting.popleft()
+                task.touched = self._monotonic()
+                running.add(task)
+                threading.Thread(
+                    target=self._run_task, args=(task, finished), name="liquid-mover", daemon=True
+                ).start()
+            with contextlib.suppress(queue.Empty):
+                running.discard(finished.get(timeout=tick))
+            now = self._monotonic()
+            for task in [t for t in running if now - t.touched > timeout]:
+                if task.settle(timed_out=True):
+                    running.discard(task)
+                    self._give_up(task, cycle, closed=closed)
+
+    def _run_task(self, task: _Task, finished: queue.SimpleQueue[_Task]) -> None:
+        self._local.task = task
+        try:
+            task.value = task.fn()
+        except Exception as exc:
+            task.error = exc
+        finally:
+            self._local.task = None
+        if task.settle(timed_out=False):
+            finished.put(task)
+
+    def _give_up(self, task: _Task, cycle: _Cycle, *, closed: bool) -> None:
+        timeout = self.settings.store_timeout
+        rows = ", ".join(str(e.id) for e in task.entries)
+        log.warning(
+            "mover %s: a store call for journal rows %s made no progress for %.0fs; giving up on it",
+            self.worker_id,
+            rows,
+            timeout,
+        )
+        if closed:
+            return
+        error = TimeoutError(f"a store call made no progress for {timeout:g}s (store_timeout); abandoned")
+        for entry in task.entries:
+            cycle.finish(entry, self._failed(entry, error))
+
+    def _failed(self, entry: JournalEntry, exc: Exception) -> str:
+        """A failed attempt noticed by the cycle's own thread, which makes no store calls (they
+        could hang it): a copy left by a row given up on is collected by ``liquid gc``."""
+        return self._fail_attempt(entry, exc, drop_copy=False)
+
+    def _touch(self, ahead: float = 0.0) -> None:
+        """Mark progress of the task this thread works on (no-op outside tasks).
+
+        ``ahead``: a pause about to start, which the watchdog must not count as no progress.
+        """
+        task: _Task | None = getattr(self._local, "task", None)
+        if task is not None:
+            task.touched = self._monotonic() + ahead
+
+    def _idle(self, seconds: float) -> None:
+        """Sleep (retry backoff, the bandwidth limit): a pause, not a stuck store call."""
+        self._touch(ahead=seconds)
+        self._sleep(seconds)
+        self._touch()
+
     # -------------------------------------------------------------------- steps
 
-    def _work(self, entry: JournalEntry, report: MoveReport) -> None:
-        """Step one claimed row until it is closed, waits for its grace period, or fails."""
+    def _work(self, entry: JournalEntry) -> tuple[str, int]:
+        """Step one claimed row until it is closed, waits for its grace period, or fails.
+
+        Returns the result and the bytes copied.
+        """
         self._crash("after_journal")
         moved = 0
         while True:
+            self._touch()
             if self.stopping:
                 self._release(entry)
-                report.add(entry, "abandoned")
-                return
+                return "abandoned", 0
             if (
                 entry.step == "switched"
                 and entry.delete_after is not None
                 and entry.delete_after > self.clock()
             ):
                 self._release(entry)
-                report.add(entry, "waiting", moved)
-                return
+                return "waiting", moved
             try:
                 entry, result, nbytes = self._retrying(self._step, entry)
             except _LostClaim:
                 log.warning("mover %s lost its claim on journal row %d", self.worker_id, entry.id)
-                report.add(entry, "abandoned")
-                return
+                return "abandoned", 0
             except Exception as exc:
-                report.add(entry, self._fail_attempt(entry, exc))
-                return
+                return self._fail_attempt(entry, exc), 0
             moved += nbytes
             if result is not None:
-                report.add(entry, result, moved)
-                return
+                return result, moved
 
-    def _retrying(
-        self, fn: Callable[[JournalEntry], tuple[JournalEntry, str | None, int]], entry: JournalEntry
-    ) -> tuple[JournalEntry, str | None, int]:
+    def _retrying(self, fn: Callable[..., T], *args: Any) -> T:
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.step_retries),
             wait=wait_exponential(multiplier=0.05, max=2.0),
             retry=retry_if_exception(_transient),
-            sleep=self._sleep,
+            sleep=self._idle,
             reraise=True,
         )
-        return retrying(fn, entry)
+        return retrying(fn, *args)
 
     def _step(self, entry: JournalEntry) -> tuple[JournalEntry, str | None, int]:
         """Do the next step; return the updated row, a final result (or None) and bytes copied."""
@@ -362,16 +911,11 @@ class Mover:
         raise ValueError(f"journal row {entry.id} has unknown step {entry.step!r}")
 
     def _object(self, conn: Connection, object_id: int, *, inline: bool = False) -> Any:
-        cols = (
-            "id, tenant_id, namespace, key, version, state, size, stored_size, sha256, compression,"
-            " legal_hold, home_tier, home_store, locator, deleted_at"
-        )
-        if inline:
-            cols += ", inline_data"
-        return conn.execute(text(f"SELECT {cols} FROM objects WHERE id = :id"), {"id": object_id}).first()
+        cols = (*_OBJECT_COLUMNS, Object.inline_data) if inline else _OBJECT_COLUMNS
+        return conn.execute(select(*cols).where(Object.id == object_id)).first()
 
-    def _store(self, name: str | None) -> Store:
-        store = self.stores.get(name or "")
+    def _store(self, name: str | None) -> _Watched:
+        store = self._watched.get(name or "")
         if store is None:
             raise StoreError(
                 f"store {name!r} is not configured in this mover (have {', '.join(self.stores)})"
@@ -381,16 +925,14 @@ class Mover:
     def _copy(self, entry: JournalEntry) -> tuple[JournalEntry, str | None, int]:
         with self.engine.connect() as conn:
             obj = self._object(conn, entry.object_id, inline=entry.from_store == CATALOG_STORE)
-        if (
-            obj is None
-            or obj.state != "live"
-            or (obj.home_store, obj.locator)
-            != (
-                entry.from_store,
-                entry.from_locator,
-            )
-        ):
+        if not _at_source(entry, obj):
             return self._discard(entry, "the object was deleted or changed before the copy")
+        n = self._put_copy(entry, obj)
+        self._crash("after_copy")
+        return self._advance(entry, "planned", "copied"), None, n
+
+    def _put_copy(self, entry: JournalEntry, obj: Any) -> int:
+        """Stream the object's stored bytes to the move's ``to_locator``; return the bytes written."""
         dst = self._store(entry.to_store)
         assert entry.to_locator is not None
         source: Iterable[bytes]
@@ -407,8 +949,7 @@ class Mover:
                 f"copy of object {obj.id} to {entry.to_store}:{entry.to_locator} wrote {n} bytes,"
                 f" the catalog says {obj.stored_size}"
             )
-        self._crash("after_copy")
-        return self._advance(entry, "planned", "copied"), None, n
+        return n
 
     def _metered(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
@@ -420,6 +961,17 @@ class Mover:
     def _verify(self, entry: JournalEntry) -> JournalEntry:
         with self.engine.connect() as conn:
             obj = self._object(conn, entry.object_id)
+        try:
+            self._check_copy(entry, obj)
+        except IntegrityError:
+            # Copy again next attempt rather than verifying the same bad bytes until giving up.
+            self._advance(entry, "copied", "planned")
+            raise
+        self._crash("after_verify")
+        return self._advance(entry, "copied", "verified")
+
+    def _check_copy(self, entry: JournalEntry, obj: Any) -> None:
+        """Read the destination back; IntegrityError unless size and SHA-256 match the catalog."""
         assert entry.to_locator is not None
         raw = self._store(entry.to_store).open(entry.to_locator)
         plain = _decompress(raw) if obj.compression == "zstd" else raw
@@ -432,14 +984,10 @@ class Mover:
         except IntegrityError:
             size = -1
         if size != obj.size or digest.hexdigest() != obj.sha256:
-            # Copy again next attempt rather than verifying the same bad bytes until giving up.
-            self._advance(entry, "copied", "planned")
             raise IntegrityError(
                 f"object {obj.id}: copy at {entry.to_store}:{entry.to_locator} does not match the catalog"
                 f" (size {size} vs {obj.size}, sha256 {digest.hexdigest()[:16]}… vs {obj.sha256[:16]}…)"
             )
-        self._crash("after_verify")
-        return self._advance(entry, "copied", "verified")
 
     def _switch(self, entry: JournalEntry) -> tuple[JournalEntry, str | None, int]:
         now = self.clock()
@@ -546,7 +1094,7 @@ class Mover:
             raise PermissionError(f"object {obj.id} is under legal hold; its purge is blocked")
         ref = ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version)
         if self.hot is not None:
-            self.hot.delete(ref)
+            self.hot.kill([ref])
         if obj.home_store != CATALOG_STORE and obj.locator is not None:
             self._store(obj.home_store).delete(obj.locator)
         with self.engine.begin() as conn:
@@ -581,11 +1129,16 @@ class Mover:
         delete_after: datetime | None = None,
         error: str | None = None,
     ) -> JournalEntry:
-        """Compare-and-set the row's step (ours, still at ``old``) and renew the lease."""
+        """Compare-and-set the row's step (ours, this attempt's, still at ``old``) and renew the lease.
+
+        The ``attempts`` check fences a thread the watchdog gave up on: the failed attempt
+        counted, so whatever the abandoned thread tries to record afterwards is refused.
+        """
         now = self.clock()
         params = {
             "id": entry.id,
             "me": self.worker_id,
+            "attempts": entry.attempts,
             "old": old,
             "new": new,
             "now": now,
@@ -600,7 +1153,7 @@ class Mover:
             " claimed_by = CASE WHEN :closing THEN NULL ELSE claimed_by END,"
             " delete_after = coalesce(CAST(:delete_after AS timestamptz), delete_after),"
             " error = coalesce(CAST(:error AS text), error)"
-            " WHERE id = :id AND claimed_by = :me AND step = :old RETURNING *"
+            " WHERE id = :id AND claimed_by = :me AND attempts = :attempts AND step = :old RETURNING *"
         )
         if conn is not None:
             row = conn.execute(stmt, params).first()
@@ -611,38 +1164,39 @@ class Mover:
             raise _LostClaim(entry.id)
         return JournalEntry.from_row(row)
 
-    def _release(self, entry: JournalEntry, *, not_before: datetime | None = None) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE move_journal SET claimed_by = NULL, claimed_until = :until, updated_at = :now"
-                    " WHERE id = :id AND claimed_by = :me"
-                ),
-                {"id": entry.id, "me": self.worker_id, "until": not_before, "now": self.clock()},
-            )
+    def _release(self, entry: JournalEntry) -> None:
+        release(self.engine, self.worker_id, [entry.id], now=self.clock())
 
-    def _fail_attempt(self, entry: JournalEntry, exc: Exception) -> str:
-        """Record a failed attempt; give up (``failed``) after ``max_attempts``. Returns the result."""
+    def _fail_attempt(self, entry: JournalEntry, exc: Exception, *, drop_copy: bool = True) -> str:
+        """Record a failed attempt; give up (``failed``) after ``max_attempts``. Returns the result.
+
+        ``drop_copy``: when giving up on a move that never switched, delete its destination
+        bytes now (else ``liquid gc`` collects them).
+        """
         now = self.clock()
         attempts = entry.attempts + 1
         message = f"{type(exc).__name__}: {exc}"[:2000]
         if attempts < self.settings.max_attempts:
             delay = min(self.settings.backoff * 2 ** (attempts - 1), self.settings.backoff_max)
             with self.engine.begin() as conn:
-                conn.execute(
+                kept = conn.execute(
                     text(
                         "UPDATE move_journal SET attempts = :attempts, error = :error, claimed_by = NULL,"
-                        " claimed_until = :until, updated_at = :now WHERE id = :id AND claimed_by = :me"
+                        " claimed_until = :until, updated_at = :now"
+                        " WHERE id = :id AND claimed_by = :me AND attempts = :seen"
                     ),
                     {
                         "attempts": attempts,
+                        "seen": entry.attempts,
                         "error": message,
                         "until": now + timedelta(seconds=delay),
                         "now": now,
                         "id": entry.id,
                         "me": self.worker_id,
                     },
-                )
+                ).rowcount
+            if not kept:
+                return "abandoned"
             log.warning(
                 "journal row %d (%s) attempt %d failed, retrying in %.0fs: %s",
                 entry.id,
@@ -658,9 +1212,16 @@ class Mover:
                 text(
                     "UPDATE move_journal SET step = 'failed', attempts = :attempts, error = :error,"
                     " claimed_by = NULL, claimed_until = NULL, updated_at = :now"
-                    " WHERE id = :id AND claimed_by = :me RETURNING id"
+                    " WHERE id = :id AND claimed_by = :me AND attempts = :seen RETURNING id"
                 ),
-                {"attempts": attempts, "error": message, "now": now, "id": entry.id, "me": self.worker_id},
+                {
+                    "attempts": attempts,
+                    "seen": entry.attempts,
+                    "error": message,
+                    "now": now,
+                    "id": entry.id,
+                    "me": self.worker_id,
+                },
             ).first()
             if row is not None:
                 # The planner assumed the move happened: it looks at the object again.
@@ -693,7 +1254,7 @@ class Mover:
                 )
         if row is None:
             return "abandoned"
-        if entry.kind == "move" and entry.step in ("planned", "copied", "verified"):
+        if drop_copy and entry.kind == "move" and entry.step in COPY_STEPS:
             try:
                 self._drop_copy(entry)
             except Exception as cleanup:

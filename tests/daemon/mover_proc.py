@@ -18,7 +18,7 @@ from liquid.tiering.mover import Mover
 def main() -> None:
     settings = Settings(**json.loads(os.environ["LIQUID_TEST_SETTINGS"]))
     with open_runtime(settings, migrate=False) as runtime:
-        mover = Mover(runtime, worker_id=sys.argv[1])
+        mover = Mover.from_service(runtime.service, worker_id=sys.argv[1])
         mover.recover()
         report = mover.run_until_idle()
         print(json.dumps(report.as_dict()))

@@ -56,7 +56,7 @@ def test_readers_during_moves_always_get_the_right_bytes(
             with lock:
                 results[key] += 1
 
-    mover = Mover(service, worker_id="mover", clock=clock, settings=mover_settings)
+    mover = Mover.from_service(service, worker_id="mover", clock=clock, settings=mover_settings)
     rounds = 0
 
     def move_loop() -> None:
@@ -95,19 +95,24 @@ def test_two_movers_never_work_one_object_at_once(
     lock = threading.Lock()
 
     def recording(mover: Mover) -> None:
-        step = mover._step
+        # Per-object work: a step of the per-row path, a copy and verification of the batched path.
+        def wrap(work: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(entry: JournalEntry, *args: Any) -> Any:
+                t0 = time.monotonic()
+                try:
+                    return work(entry, *args)
+                finally:
+                    with lock:
+                        spans.append((entry.object_id, mover.worker_id, t0, time.monotonic()))
 
-        def wrapped(entry: JournalEntry) -> Any:
-            t0 = time.monotonic()
-            try:
-                return step(entry)
-            finally:
-                with lock:
-                    spans.append((entry.object_id, mover.worker_id, t0, time.monotonic()))
+            return wrapped
 
-        mover._step = wrapped  # type: ignore[method-assign]
+        mover._step = wrap(mover._step)  # type: ignore[method-assign]
+        mover._copy_small = wrap(mover._copy_small)  # type: ignore[method-assign]
 
-    movers = [Mover(service, worker_id=f"m{i}", clock=clock, settings=settings) for i in range(2)]
+    movers = [
+        Mover.from_service(service, worker_id=f"m{i}", clock=clock, settings=settings) for i in range(2)
+    ]
     for m in movers:
         recording(m)
 

@@ -6,6 +6,11 @@ kill all objects must read back with the right checksum (through a service witho
 hot cache, so reads reach the durable homes); at the end, after recovery and gc, every
 object is where the catalog says, every journal row is done, and no store holds a byte
 that no object owns.
+
+The test runs twice: with every move on the per-row path (each step journaled), and with
+the default ``small_move_size``, where the catalog-row, warm and zstd cold objects move in
+batches (no ``copied``/``verified`` steps recorded) and the plain cold ones per row. The
+batches run first, so they take the kills.
 """
 
 from __future__ import annotations
@@ -20,9 +25,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from liquid.bootstrap import Runtime
+from liquid.config import MoverSettings
 from liquid.service import LiquidService
-from liquid.tiering.gc import reconcile
+from liquid.tiering.gc import reconcile_service
 from liquid.tiering.journal import enqueue_move
 from liquid.tiering.mover import CRASH_ENV, CRASH_POINTS, Mover
 from tests.daemon.util import Obj, journal, live_locators, make_objects, opposite, read_ok, row, stored
@@ -38,19 +46,22 @@ def _requeue(service: LiquidService, tenant: str, objs: list[Obj]) -> None:
         enqueue_move(service.engine, o.id, tier, store, reason="fault test")
 
 
+@pytest.mark.parametrize("small_move_size", ["0", "1MiB"], ids=["per-row", "batched"])
 def test_sigkill_at_every_step_loses_nothing(
     service: LiquidService,
     tenant: str,
     daemon_settings: dict[str, Any],
     make_runtime: Callable[..., Runtime],
+    small_move_size: str,
 ) -> None:
     objs = make_objects(service, tenant, 30)  # 10 catalog rows, 10 warm, 10 cold; half zstd
     assert {row(service, o.id).home_store for o in objs} == {"catalog", "warm", "cold"}
     readers = make_runtime(hot={"enabled": False}).service
+    mover = {"grace_period": 0, "concurrency": 2, "max_attempts": 50, "backoff": 0, "lease": 600}
     settings = {
         **daemon_settings,
         "hot": {"enabled": False},
-        "mover": {"grace_period": 0, "concurrency": 2, "max_attempts": 50, "backoff": 0, "lease": 600},
+        "mover": {**mover, "small_move_size": small_move_size},
     }
     env = {**os.environ, "LIQUID_TEST_SETTINGS": json.dumps(settings), "PYTHONPATH": str(ROOT)}
     kills = []
@@ -69,14 +80,12 @@ def test_sigkill_at_every_step_loses_nothing(
                 kills.append(f"{point}:{nth}")
             bad = [o.ref.ref for o in objs if not read_ok(readers, tenant, o)]
             assert bad == [], f"after a kill at {point}:{nth}"
-    assert len(kills) >= 10, kills
+    assert len(kills) >= 10 and {k.split(":")[0] for k in kills} == set(CRASH_POINTS), kills
 
     # Restart: recover the dead worker's rows and finish the queue.
-    mover = Mover(
-        service, worker_id="crashy", settings=service.settings.mover.model_copy(update={"grace_period": 0})
-    )
-    mover.recover()
-    mover.run_until_idle()
+    restarted = Mover.from_service(service, worker_id="crashy", settings=MoverSettings(**settings["mover"]))
+    restarted.recover()
+    restarted.run_until_idle()
     rows = journal(service, tenant)
     assert rows and all(j.step == "done" for j in rows), [
         (j.id, j.step, j.error) for j in rows if j.step != "done"
@@ -84,7 +93,7 @@ def test_sigkill_at_every_step_loses_nothing(
     assert {j.from_store for j in rows} >= {"catalog", "warm", "cold"}
     assert any(j.attempts > 0 for j in rows)  # interrupted attempts were recorded, then resumed
 
-    report = reconcile(service, grace=timedelta(0), tenants=[tenant])
+    report = reconcile_service(service, grace=timedelta(0), tenants=[tenant])
     assert report.missing == [] and report.errors == []
     for o in objs:
         assert row(service, o.id).state == "live"

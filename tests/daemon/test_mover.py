@@ -29,7 +29,7 @@ def test_move_steps_switch_then_delete_source_after_grace(
         assert enqueue_move(service.engine, o.id, to, to, reason="test") is not None
     assert queue_depth(service.engine) >= 6
 
-    mover = Mover(service, worker_id="w1", clock=clock, settings=mover_settings)
+    mover = Mover.from_service(service, worker_id="w1", clock=clock, settings=mover_settings)
     report = mover.run_once()
     assert report.total("waiting") == 6 and report.bytes_moved > 0
     for o in objs:
@@ -85,7 +85,7 @@ def test_object_deleted_mid_move_discards_the_copy(
     stores["cold"] = DeletingStore(service.stores["cold"])
     for o in objs:
         enqueue_move(service.engine, o.id, "cold", "cold", reason="test")
-    mover = Mover(
+    mover = Mover.from_service(
         service, clock=clock, settings=mover_settings.model_copy(update={"concurrency": 1}), stores=stores
     )
     report = mover.run_once()
@@ -118,7 +118,9 @@ def test_failed_move_leaves_object_readable_and_is_reported(
         stores = {**service.stores, "cold": wrapped}
         before = row(service, obj.id)
         jid = enqueue_move(service.engine, obj.id, "cold", "cold", reason=f"test {mode}")
-        mover = Mover(service, clock=clock, settings=mover_settings, stores=stores, sleep=lambda s: None)
+        mover = Mover.from_service(
+            service, clock=clock, settings=mover_settings, stores=stores, sleep=lambda s: None
+        )
         results = []
         for _ in range(mover_settings.max_attempts):
             results.append(mover.run_once())
@@ -143,17 +145,17 @@ def test_stop_and_recover(
     objs = make_objects(service, tenant, 3, kinds=("warm",))
     for o in objs:
         enqueue_move(service.engine, o.id, "cold", "cold", reason="test")
-    dead = Mover(service, worker_id="dead", clock=clock, settings=mover_settings)
+    dead = Mover.from_service(service, worker_id="dead", clock=clock, settings=mover_settings)
     from liquid.tiering.journal import claim
 
     assert len(claim(service.engine, "dead", 10, 30, clock())) >= 3  # claimed, then the worker "dies"
-    other = Mover(service, worker_id="other", clock=clock, settings=mover_settings)
+    other = Mover.from_service(service, worker_id="other", clock=clock, settings=mover_settings)
     assert other.run_once().claimed == 0  # leases are live
     assert dead.recover() >= 3  # same worker id restarting frees its rows at once
     assert {j.attempts for j in journal(service, tenant)} == {1}
     other.stop()
     assert other.run_once().claimed == 0
-    report = Mover(service, worker_id="other", clock=clock, settings=mover_settings).run_once()
+    report = Mover.from_service(service, worker_id="other", clock=clock, settings=mover_settings).run_once()
     assert report.total("waiting") == 3
     assert all(read_ok(service, tenant, o) for o in objs)
 
@@ -197,18 +199,16 @@ def test_mover_that_lost_its_lease_never_touches_the_new_home(
     service: LiquidService, tenant: str, clock: FakeClock, mover_settings: MoverSettings
 ) -> None:
     from liquid.tiering.journal import claim
-    from liquid.tiering.mover import MoveReport
 
     (obj,) = make_objects(service, tenant, 1, kinds=("warm",))
     enqueue_move(service.engine, obj.id, "cold", "cold", reason="test")
-    slow = Mover(service, worker_id="slow", clock=clock, settings=mover_settings)
+    slow = Mover.from_service(service, worker_id="slow", clock=clock, settings=mover_settings)
     (stale,) = claim(service.engine, "slow", 10, mover_settings.lease, clock())
     clock.advance(mover_settings.lease + 1)  # "slow" stalls past its lease
-    fast = Mover(service, worker_id="fast", clock=clock, settings=mover_settings)
+    fast = Mover.from_service(service, worker_id="fast", clock=clock, settings=mover_settings)
     assert fast.run_once().total("waiting") == 1  # took over, copied, verified, switched
-    report = MoveReport()
-    slow._work(stale, report)  # wakes up at "planned": the object is no longer at the source
-    assert report.total("abandoned") == 1
+    # Wakes up at "planned": the object is no longer at the source, and the row is no longer its.
+    assert slow._work(stale) == ("abandoned", 0)
     r = row(service, obj.id)
     assert r.home_store == "cold" and r.locator in stored(service, "cold", tenant)
     assert read_ok(service, tenant, obj)

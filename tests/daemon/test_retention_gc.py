@@ -12,7 +12,7 @@ from liquid.config import MoverSettings
 from liquid.errors import Forbidden, ObjectGone
 from liquid.service import LiquidService
 from liquid.stores.base import write_bytes
-from liquid.tiering.gc import reconcile
+from liquid.tiering.gc import reconcile_service
 from liquid.tiering.journal import enqueue_move, enqueue_purge
 from liquid.tiering.mover import Mover
 from tests.daemon.util import events, journal, make_objects, read_ok, row, stored
@@ -35,7 +35,7 @@ def test_purge_tombstones_deletes_everywhere_and_leaves_a_receipt(
     assert [e.data["reason"] for e in events(service, tenant, "object.expired")] == [rule] * 3
     homes = {o.id: (row(service, o.id).home_store, row(service, o.id).locator) for o in objs}
 
-    report = Mover(service, clock=clock, settings=mover_settings).run_once()
+    report = Mover.from_service(service, clock=clock, settings=mover_settings).run_once()
     assert report.total("purged") == 3
     for o in objs:
         r = row(service, o.id)
@@ -69,7 +69,7 @@ def test_purge_waits_for_an_open_move(
     assert enqueue_move(service.engine, obj.id, "cold", "cold", reason="demote") is not None
     assert enqueue_purge(service.engine, obj.id, reason="retention", now=clock()) is None
     assert row(service, obj.id).state == "expired"  # tombstoned anyway: no longer served
-    mover = Mover(service, clock=clock, settings=mover_settings)
+    mover = Mover.from_service(service, clock=clock, settings=mover_settings)
     assert mover.run_once().total("skipped") == 1  # the move notices and drops its copy
     assert enqueue_purge(service.engine, obj.id, reason="retention", now=clock()) is not None
     assert mover.run_once().total("purged") == 1
@@ -96,7 +96,7 @@ def test_gc_deletes_old_orphans_and_reports_missing_bytes(
     warm_loc = row(service, warm_obj.id).locator
 
     with caplog.at_level(logging.ERROR, logger="liquid.tiering.gc"):
-        young = reconcile(service, grace=3600, clock=clock, tenants=[tenant])
+        young = reconcile_service(service, grace=3600, clock=clock, tenants=[tenant])
     assert young.young == 2 and young.deleted == []
     assert [m[0] for m in young.missing] == [cold_obj.id]
     assert any(lost.locator in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
@@ -105,7 +105,7 @@ def test_gc_deletes_old_orphans_and_reports_missing_bytes(
     assert [e.data["locator"] for e in events(service, tenant, "object.purged")] == [warm_loc]
 
     clock.advance(7200)
-    old = reconcile(service, grace=timedelta(hours=1), clock=clock, tenants=[tenant])
+    old = reconcile_service(service, grace=timedelta(hours=1), clock=clock, tenants=[tenant])
     assert sorted(old.deleted) == [
         ("cold", f"{tenant}/data/orphan-cold", 5000),
         ("warm", f"{tenant}/data/orphan-warm", 5000),
@@ -130,11 +130,12 @@ def test_gc_spares_bytes_of_moves_in_flight(
     (obj,) = make_objects(service, tenant, 1, kinds=("warm",))
     src = row(service, obj.id).locator
     enqueue_move(service.engine, obj.id, "cold", "cold", reason="demote")
-    Mover(service, clock=clock, settings=mover_settings).run_once()  # switched; source kept for grace
+    mover = Mover.from_service(service, clock=clock, settings=mover_settings)
+    mover.run_once()  # switched; the source is kept for the grace period
     clock.advance(10 * 86400)
-    report = reconcile(service, grace=60, clock=clock, tenants=[tenant], dry_run=True)
+    report = reconcile_service(service, grace=60, clock=clock, tenants=[tenant], dry_run=True)
     assert report.deleted == [] and report.missing == []
     assert src in stored(service, "warm", tenant)
-    assert Mover(service, clock=clock, settings=mover_settings).run_once().total("moved") == 1
+    assert mover.run_once().total("moved") == 1
     assert stored(service, "warm", tenant) == set()
     assert read_ok(service, tenant, obj)
