@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from liquid.policy.models import (
     EXECUTION_SCOPES,
@@ -47,7 +47,6 @@ from liquid.policy.models import (
     PolicySet,
     Selector,
     TieringPolicy,
-    TieringSpec,
     TierRule,
     format_duration,
     format_rate,
@@ -225,18 +224,12 @@ def _selector_test(selector: Selector) -> Callable[[ObjectFacts], bool]:
 
     The test must not refer to ``selector``: it is cached by the selector's identity.
     """
-    tenants, key_prefix, classifications, scopes = (
-        selector.tenants,
-        selector.key_prefix,
-        selector.classifications,
-        selector.scopes,
-    )
-    namespace_match, content_type_match = (
-        _glob_match(selector.namespaces),
-        _glob_match(selector.content_types),
-    )
-    tags = tuple(selector.tags.items())
-    min_size, max_size, versions = selector.min_size, selector.max_size, selector.versions
+    tenants, key_prefix, tags = selector.tenants, selector.key_prefix, tuple(selector.tags.items())
+    min_size, max_size = selector.min_size, selector.max_size
+    classifications, scopes = selector.classifications, selector.scopes
+    namespace_match = _glob_match(selector.namespaces)
+    content_type_match = _glob_match(selector.content_types)
+    current, noncurrent = selector.versions == "current", selector.versions == "noncurrent"
 
     def test(facts: ObjectFacts) -> bool:
         if tenants and facts.tenant not in tenants:
@@ -245,9 +238,10 @@ def _selector_test(selector: Selector) -> Callable[[ObjectFacts], bool]:
             return False
         if key_prefix and not facts.key.startswith(key_prefix):
             return False
-        for k, v in tags:
-            if k not in facts.tags or str(facts.tags[k]) != v:
-                return False
+        if tags:
+            for k, v in tags:
+                if k not in facts.tags or str(facts.tags[k]) != v:
+                    return False
         if min_size is not None and facts.size < min_size:
             return False
         if max_size is not None and facts.size > max_size:
@@ -258,9 +252,9 @@ def _selector_test(selector: Selector) -> Callable[[ObjectFacts], bool]:
             return False
         if scopes and facts.scope not in scopes:
             return False
-        if versions == "current" and facts.superseded_at is not None:
+        if current and facts.superseded_at is not None:
             return False
-        return not (versions == "noncurrent" and facts.superseded_at is None)
+        return not (noncurrent and facts.superseded_at is None)
 
     return test
 
@@ -278,7 +272,8 @@ class _ByIdentity(Generic[_K, _V]):
     Keyed by identity because policy models hold dicts and cannot be hashed; the entry
     goes when its key object does, so a reloaded policy set neither stays in memory nor
     lends its compiled form to a new object that happens to get the same id. Values must
-    not refer to their key object, or it would never be collected.
+    not refer to their key object, or it would never be collected. Two threads that miss
+    at once both build the value; either result is the same, and the spare is dropped.
     """
 
     def __init__(self, build: Callable[[_K], _V]) -> None:
@@ -311,9 +306,9 @@ def evaluate(
     Raises:
         ValueError: a naive datetime, or a ``home_tier`` that is not a tier.
     """
-    for test, policy, ladder in _COMPILED.get(policies):
+    for test, _, ladder in _COMPILED.get(policies):
         if test(facts):
-            return _decide(policy.name, ladder, facts, now, with_next_change)
+            return _decide(ladder, facts, now, with_next_change)
     _ts(now, "now")
     return Decision(facts.home_tier, "keep", None, None, "no TieringPolicy selects this object", None)
 
@@ -322,12 +317,10 @@ def evaluate_policy(
     policy: TieringPolicy, facts: ObjectFacts, now: datetime, *, with_next_change: bool = True
 ) -> Decision:
     """Like :func:`evaluate`, for a policy already selected (explain, tests)."""
-    return _decide(policy.name, _LADDERS.get(policy.spec), facts, now, with_next_change)
+    return _decide(_LADDERS.get(policy), facts, now, with_next_change)
 
 
-def _decide(
-    name: str, ladder: _Ladder, facts: ObjectFacts, now: datetime, with_next_change: bool
-) -> Decision:
+def _decide(ladder: _Ladder, facts: ObjectFacts, now: datetime, with_next_change: bool) -> Decision:
     if facts.home_tier not in _TEMP:
         raise ValueError(f"home_tier must be one of {', '.join(TIERS)}, got {facts.home_tier!r}")
     t = _ts(now, "now")
@@ -338,7 +331,7 @@ def _decide(
         next_at = now
     elif with_next_change and times.start is not None:
         next_at = _next_change(ladder, facts, times, t, tier, action)
-    return Decision(tier, action, name, rule, partial(_reason, ladder, facts, now), next_at)
+    return Decision(tier, action, ladder.name, rule, partial(_reason, ladder, facts, now), next_at)
 
 
 def _reason(ladder: _Ladder, facts: ObjectFacts, now: datetime) -> str:
@@ -349,14 +342,15 @@ def _reason(ladder: _Ladder, facts: ObjectFacts, now: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Ladder:
-    """A TieringSpec with what evaluation derives from it worked out once.
+    """A TieringPolicy with what evaluation derives from it worked out once.
 
     The timestamps of its dates, each rule's label and temperature, the residency and
     the resting rule for each home tier, and the thresholds the next-change search adds
-    to the object's times. Cached by the spec's identity, so it keeps only the spec's
-    parts, never the spec itself.
+    to the object's times. Cached by the policy's identity, so it keeps only the policy's
+    parts, never the policy itself.
     """
 
+    name: str
     rules: tuple[TierRule, ...]
     labels: tuple[str, ...]
     temps: tuple[int, ...]
@@ -372,29 +366,40 @@ class _Ladder:
     #: Per home tier: the minResidency that holds it there, and the label of its rule.
     residency: Mapping[str, float]
     at_home: Mapping[str, str | None]
-    #: Next-change thresholds by what they count from: the clock start, the last read
-    #: (or start), the last move; then fixed instants, and the demoteBelow rates.
-    after_start: tuple[float, ...]
-    after_last_ref: tuple[float, ...]
-    after_move: tuple[float, ...]
+    #: Next-change thresholds: durations after one of the object's times (0: the clock
+    #: start, 1: the last read or the start, 2: the last move), fixed instants, and the
+    #: demoteBelow rates the decaying access rate will cross.
+    thresholds: tuple[tuple[int, float], ...]
     instants: tuple[float, ...]
     demote_below: tuple[float, ...]
 
     @classmethod
-    def of(cls, spec: TieringSpec) -> _Ladder:
+    def of(cls, policy: TieringPolicy) -> _Ladder:
+        spec = policy.spec
         rules = spec.rules
+        labels = tuple(r.label(i) for i, r in enumerate(rules))
         demote_at = tuple(None if r.demote_at is None else r.demote_at.timestamp() for r in rules)
         archive_at = None if spec.archive_at is None else spec.archive_at.timestamp()
         expire_at = None if spec.expire_at is None else spec.expire_at.timestamp()
-        residency = {}
+        residency, at_home = {}, {}
         for home in TIERS:
-            own = next(
-                (r.min_residency for r in rules if r.tier == home and r.min_residency is not None), None
-            )
-            residency[home] = spec.min_residency if own is None else own
+            own = [r.min_residency for r in rules if r.tier == home and r.min_residency is not None]
+            residency[home] = own[0] if own else spec.min_residency
+            at_home[home] = next((labels[i] for i, r in enumerate(rules) if r.tier == home), None)
+        after_start = [*(r.max_age for r in rules), spec.archive_after, spec.expire_after]
+        after_last_ref = [r.demote_after for r in rules]
+        after_move = [*(r.min_residency for r in rules), spec.min_residency]
+        thresholds = [
+            (base, after)
+            for base, afters in enumerate((after_start, after_last_ref, after_move))
+            for after in afters
+            if after is not None
+        ]
+        demote_below = [r.demote_below for r in rules if r.demote_below is not None and r.demote_below > 0]
         return cls(
+            name=policy.name,
             rules=rules,
-            labels=tuple(r.label(i) for i, r in enumerate(rules)),
+            labels=labels,
             temps=tuple(_TEMP[r.tier] for r in rules),
             demote_at=demote_at,
             noncurrent=spec.selector.versions == "noncurrent",
@@ -406,26 +411,12 @@ class _Ladder:
             expire_after=spec.expire_after,
             expire_at=expire_at,
             residency=residency,
-            at_home={
-                home: next((r.label(i) for i, r in enumerate(rules) if r.tier == home), None)
-                for home in TIERS
-            },
-            after_start=_present(*(r.max_age for r in rules), spec.archive_after, spec.expire_after),
-            after_last_ref=_present(*(r.demote_after for r in rules)),
-            after_move=_present(*(r.min_residency for r in rules), spec.min_residency),
-            instants=_present(*demote_at, archive_at, expire_at),
-            demote_below=(
-                _present(
-                    *(r.demote_below for r in rules if r.demote_below is not None and r.demote_below > 0)
-                )
-                if spec.access_half_life > 0
-                else ()
-            ),
+            at_home=at_home,
+            thresholds=tuple(thresholds),
+            instants=tuple(at for at in (*demote_at, archive_at, expire_at) if at is not None),
+            # A rate that does not decay never crosses a demoteBelow.
+            demote_below=tuple(demote_below) if spec.access_half_life > 0 else (),
         )
-
-
-def _present(*values: float | None) -> tuple[float, ...]:
-    return tuple(v for v in values if v is not None)
 
 
 _LADDERS = _ByIdentity(_Ladder.of)
@@ -435,13 +426,16 @@ def _compile(
     policies: PolicySet,
 ) -> tuple[tuple[Callable[[ObjectFacts], bool], TieringPolicy, _Ladder], ...]:
     """Each policy of a set with its selector's test and its ladder, highest priority first."""
-    return tuple((_SELECTOR_TESTS.get(p.spec.selector), p, _LADDERS.get(p.spec)) for p in policies.tiering)
+    return tuple((_SELECTOR_TESTS.get(p.spec.selector), p, _LADDERS.get(p)) for p in policies.tiering)
 
 
 _COMPILED = _ByIdentity(_compile)
 
 
-class _Times(NamedTuple):
+# Not frozen: built for every object evaluated, and a frozen dataclass's __init__ costs
+# four times a plain one. Nothing assigns to it after construction.
+@dataclass(slots=True)
+class _Times:
     """The object's times as epoch seconds; ``start`` is None while its clock has not started."""
 
     start: float | None
@@ -462,9 +456,10 @@ class _Times(NamedTuple):
             since = "the execution finished"
         else:
             start, since = created, "created"
-        last_access = _ts(facts.last_access_at, "last_access_at") if facts.last_access_at else None
+        last_access_at, home_since_at = facts.last_access_at, facts.home_since
+        last_access = _ts(last_access_at, "last_access_at") if last_access_at else None
         last_ref = None if start is None else max(last_access or start, start)
-        home_since = _ts(facts.home_since, "home_since") if facts.home_since else created
+        home_since = _ts(home_since_at, "home_since") if home_since_at else created
         return cls(start, since, last_ref, last_access, home_since)
 
 
@@ -638,16 +633,24 @@ def _next_change(
 ) -> datetime | None:
     """The first future threshold at which the decision differs, assuming no reads and no moves."""
     assert times.start is not None and times.last_ref is not None
-    start, last_ref, home_since = times.start, times.last_ref, times.home_since
-    candidates = {start + after for after in ladder.after_start}
-    candidates.update([last_ref + after for after in ladder.after_last_ref])
-    candidates.update([home_since + after for after in ladder.after_move])
-    candidates.update(ladder.instants)
+    # A list, not a set: a threshold twice is probed twice, to the same result.
+    bases = (times.start, times.last_ref, times.home_since)
+    future = []
+    for base, after in ladder.thresholds:
+        when = bases[base] + after
+        if now < when < _MAX_TIMESTAMP:
+            future.append(when)
+    for when in ladder.instants:
+        if now < when < _MAX_TIMESTAMP:
+            future.append(when)
     score = facts.access_score
     for below in ladder.demote_below:
         if score >= below:
-            candidates.add(now + ladder.half_life * math.log2(score / below))
-    for when in sorted(c for c in candidates if now < c < _MAX_TIMESTAMP):
+            when = now + ladder.half_life * math.log2(score / below)
+            if now < when < _MAX_TIMESTAMP:
+                future.append(when)
+    future.sort()
+    for when in future:
         # Thresholds are inclusive and float arithmetic is not exact: look just past each one.
         probe = when + 1e-3
         decayed = _decayed(score, probe - now, ladder.half_life)
