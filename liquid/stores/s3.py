@@ -19,8 +19,10 @@ only when the PUT or CompleteMultipartUpload succeeds, which makes puts atomic.
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
@@ -29,6 +31,8 @@ from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_rang
 
 try:
     import boto3
+    import botocore.session
+    import botocore.utils
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -97,8 +101,17 @@ class S3Store:
                 response_checksum_validation="when_required",
             )
             with self._errors("connect"):
+                core = botocore.session.get_session()
+                # botocore reads every Last-Modified with dateutil, about 0.2 ms a response: a
+                # tenth of a small GET's client time. The stdlib parses S3's two formats 15x faster.
+                core.get_component("response_parser_factory").set_parser_defaults(
+                    timestamp_parser=_parse_timestamp
+                )
                 session = boto3.session.Session(
-                    aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=self.region
+                    aws_access_key_id=access_key,
+                    aws_secret_access_key=secret_key,
+                    region_name=self.region,
+                    botocore_session=core,
                 )
                 client = session.client("s3", endpoint_url=self.endpoint, config=config)
         self.client = client
@@ -284,6 +297,16 @@ class S3Store:
     def close(self) -> None:
         """Close the client's connection pool."""
         self.client.close()
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """S3's timestamps: RFC 7231 in headers (``Tue, 01 Dec 2026 19:24:35 GMT``), ISO 8601 in XML."""
+    try:
+        if value[:1].isalpha():
+            return email.utils.parsedate_to_datetime(value)
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return botocore.utils.parse_timestamp(value)  # whatever else an S3-compatible service sends
 
 
 def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
