@@ -287,11 +287,18 @@ class MoveReport:
 
 
 class _Task:
-    """Store work for some journal rows, run on a thread of its own under the watchdog."""
+    """Store work for some journal rows, run on a thread of its own under the watchdog.
 
-    def __init__(self, entries: Sequence[JournalEntry], fn: Callable[[], Any]) -> None:
+    ``closed``: the rows are closed already (dropping a discarded copy), so giving up on
+    the task records nothing.
+    """
+
+    def __init__(
+        self, entries: Sequence[JournalEntry], fn: Callable[[], Any], *, closed: bool = False
+    ) -> None:
         self.entries = list(entries)
         self.fn = fn
+        self.closed = closed
         #: ``monotonic()`` of the last progress: start, a store call, a chunk.
         self.touched = 0.0
         self.value: Any = None
@@ -299,6 +306,10 @@ class _Task:
         self.timed_out = False
         self._settled = False
         self._lock = threading.Lock()
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
 
     def settle(self, *, timed_out: bool) -> bool:
         """Record the outcome once: finished, or abandoned by the watchdog, whichever is first."""
@@ -312,6 +323,89 @@ class _Task:
     def __repr__(self) -> str:
         ids = ",".join(str(e.id) for e in self.entries)
         return f"_Task(rows={ids}, timed_out={self.timed_out})"
+
+
+class _Runner:
+    """Runs one cycle's tasks on at most ``size`` threads; gives up on a task that stalls.
+
+    A task whose store call makes no progress for ``timeout`` seconds goes to ``give_up``
+    and its thread is abandoned. That is why this is not a ThreadPoolExecutor, which joins
+    its threads on shutdown and at exit: each task gets a daemon thread of its own
+    (starting one costs far less than any store call), and a stalled one frees its slot.
+    Queued tasks start as slots free up, also while the caller does other work, so the
+    next batch copies while this one switches; stalls are noticed in :meth:`wait`.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        timeout: float,
+        *,
+        monotonic: Callable[[], float],
+        local: threading.local,
+        give_up: Callable[[_Task], None],
+    ) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._monotonic = monotonic
+        self._local = local
+        self._give_up = give_up
+        self._tick = min(max(timeout / 4, 0.01), 1.0)
+        self._queued: deque[_Task] = deque()
+        self._running: set[_Task] = set()
+        self._finished: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+
+    def __repr__(self) -> str:
+        return f"_Runner(size={self.size}, running={len(self._running)}, queued={len(self._queued)})"
+
+    def submit(self, tasks: Iterable[_Task], *, first: bool = False) -> list[_Task]:
+        """Queue tasks (``first``: ahead of those already queued) and start what fits."""
+        batch = list(tasks)
+        if first:
+            self._queued.extendleft(reversed(batch))
+        else:
+            self._queued.extend(batch)
+        self._start()
+        return batch
+
+    def wait(self, tasks: Sequence[_Task]) -> None:
+        """Return once each of ``tasks`` finished or was given up; other tasks keep running."""
+        while not all(t.settled for t in tasks):
+            self._start()
+            with contextlib.suppress(queue.Empty):
+                self._running.discard(self._finished.get(timeout=self._tick))
+            now = self._monotonic()
+            for task in [t for t in self._running if now - t.touched > self.timeout]:
+                if task.settle(timed_out=True):
+                    self._running.discard(task)
+                    self._give_up(task)
+
+    def run(self, tasks: Iterable[_Task], *, first: bool = False) -> list[_Task]:
+        """Submit and wait."""
+        batch = self.submit(tasks, first=first)
+        self.wait(batch)
+        return batch
+
+    def _start(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._running.discard(self._finished.get_nowait())
+        while self._queued and len(self._running) < self.size:
+            task = self._queued.popleft()
+            task.touched = self._monotonic()
+            self._running.add(task)
+            threading.Thread(target=self._run, args=(task,), name="liquid-mover", daemon=True).start()
+
+    def _run(self, task: _Task) -> None:
+        self._local.task = task
+        try:
+            task.value = task.fn()
+        except Exception as exc:
+            task.error = exc
+        finally:
+            self._local.task = None
+        if task.settle(timed_out=False):
+            self._finished.put(task)
 
 
 class _Watched:
@@ -408,10 +502,11 @@ class _Heartbeat:
 
 @dataclass
 class _Cycle:
-    """What one ``run_once`` shares between its steps: the report and the heartbeat."""
+    """What one ``run_once`` shares between its steps: the report, the heartbeat, the threads."""
 
     report: MoveReport
     heartbeat: _Heartbeat
+    runner: _Runner = field(init=False)
 
     def finish(self, entry: JournalEntry, result: str, nbytes: int = 0) -> None:
         """Count a row's result; this cycle is done with it."""
@@ -534,7 +629,15 @@ class Mover:
                 clock=self.clock,
             )
             with heartbeat:
-                self._cycle(entries, _Cycle(report, heartbeat))
+                cycle = _Cycle(report, heartbeat)
+                cycle.runner = _Runner(
+                    self.settings.concurrency,
+                    self.settings.store_timeout,
+                    monotonic=self._monotonic,
+                    local=self._local,
+                    give_up=partial(self._give_up, cycle=cycle),
+                )
+                self._cycle(entries, cycle)
         report.seconds = time.perf_counter() - started
         self.cycles += 1
         for key, n in report.counts.items():
@@ -570,16 +673,23 @@ class Mover:
             else:
                 single.append(entry)
         size = self.settings.batch_size
-        for start in range(0, len(small), size):
-            if self.stopping:
-                self._abandon(small[start:], cycle)
+        batches = [small[i : i + size] for i in range(0, len(small), size)]
+        copying = self._start_copies(batches[0], objects, cycle) if batches else []
+        for k in range(len(batches)):
+            cycle.runner.wait(copying)
+            done, copying = copying, []
+            rest = batches[k + 1 :]
+            if rest and self.stopping:
+                self._abandon([e for batch in rest for e in batch], cycle)
+            elif rest:
+                copying = self._start_copies(rest[0], objects, cycle)  # they copy while this batch switches
+            self._settle_batch(done, cycle)
+            if not copying:
                 break
-            self._run_batch(small[start : start + size], objects, cycle)
         if switched:
             self._finish_switched([(e, 0) for e in switched], cycle)
         if single:
-            tasks = [_Task([e], partial(self._work, e)) for e in single]
-            self._gather(tasks, cycle)
+            tasks = cycle.runner.run(_Task([e], partial(self._work, e)) for e in single)
             for task in tasks:
                 if task.timed_out:
                     continue
@@ -621,10 +731,16 @@ class Mover:
 
     # --------------------------------------------------------- small moves
 
-    def _run_batch(self, batch: list[JournalEntry], objects: Mapping[int, Any], cycle: _Cycle) -> None:
-        """Copy and verify concurrently, switch in one transaction, then delete sources in bulk."""
-        tasks = [_Task([e], partial(self._copy_small, e, objects.get(e.object_id))) for e in batch]
-        self._gather(tasks, cycle)
+    def _start_copies(
+        self, batch: Sequence[JournalEntry], objects: Mapping[int, Any], cycle: _Cycle
+    ) -> list[_Task]:
+        """Queue a batch's copies and verifications, one task a row."""
+        return cycle.runner.submit(
+            _Task([e], partial(self._copy_small, e, objects.get(e.object_id))) for e in batch
+        )
+
+    def _settle_batch(self, tasks: Sequence[_Task], cycle: _Cycle) -> None:
+        """After a batch's copies: switch in one transaction, drop discarded copies, delete sources."""
         verified: list[JournalEntry] = []
         changed: list[JournalEntry] = []
         copied: dict[int, int] = {}
@@ -659,8 +775,9 @@ class Mover:
             log.info("journal row %d: %s; destination discarded", entry.id, _DISCARDED)
             cycle.finish(entry, "skipped")
         if discarded:
-            drops = [_Task([e], partial(self._drop_copy, e)) for e in discarded]
-            self._gather(drops, cycle, closed=True)
+            drops = cycle.runner.run(
+                (_Task([e], partial(self._drop_copy, e), closed=True) for e in discarded), first=True
+            )
             for task in drops:
                 if task.error is not None:
                     log.warning(
@@ -755,8 +872,10 @@ class Mover:
         for entry, _ in due:
             if entry.from_store != CATALOG_STORE and entry.from_locator is not None:
                 by_store.setdefault(entry.from_store, []).append(entry)
-        tasks = [_Task(group, partial(self._delete_sources, name, group)) for name, group in by_store.items()]
-        self._gather(tasks, cycle)
+        tasks = cycle.runner.run(
+            (_Task(group, partial(self._delete_sources, name, group)) for name, group in by_store.items()),
+            first=True,
+        )
         for task in tasks:
             if task.timed_out:
                 continue
@@ -776,50 +895,10 @@ class Mover:
         for _ in entries:
             self._crash("mid_delete")
 
-    # ------------------------------------------------- threads and the watchdog
+    # ---------------------------------------------------------- the watchdog
 
-    def _gather(self, tasks: Sequence[_Task], cycle: _Cycle, *, closed: bool = False) -> None:
-        """Run ``tasks`` on at most ``concurrency`` threads until each finished or was given up.
-
-        A task whose store call makes no progress for ``store_timeout`` is given up: its rows
-        fail their attempt (``closed``: they are already closed, nothing to record) and its
-        thread is abandoned. That is why this is not a ThreadPoolExecutor, which joins its
-        threads on shutdown and at exit: each task gets a daemon thread of its own (starting
-        one costs far less than any store call), and a stuck one does not hold its slot.
-        """
-        finished: queue.SimpleQueue[_Task] = queue.SimpleQueue()
-        waiting = deque(tasks)
-        running: set[_Task] = set()
-        timeout = self.settings.store_timeout
-        tick = min(max(timeout / 4, 0.01), 1.0)
-        while waiting or running:
-            while waiting and len(running) < self.settings.concurrency:
-                task = waiting.popleft()
-                task.touched = self._monotonic()
-                running.add(task)
-                threading.Thread(
-                    target=self._run_task, args=(task, finished), name="liquid-mover", daemon=True
-                ).start()
-            with contextlib.suppress(queue.Empty):
-                running.discard(finished.get(timeout=tick))
-            now = self._monotonic()
-            for task in [t for t in running if now - t.touched > timeout]:
-                if task.settle(timed_out=True):
-                    running.discard(task)
-                    self._give_up(task, cycle, closed=closed)
-
-    def _run_task(self, task: _Task, finished: queue.SimpleQueue[_Task]) -> None:
-        self._local.task = task
-        try:
-            task.value = task.fn()
-        except Exception as exc:
-            task.error = exc
-        finally:
-            self._local.task = None
-        if task.settle(timed_out=False):
-            finished.put(task)
-
-    def _give_up(self, task: _Task, cycle: _Cycle, *, closed: bool) -> None:
+    def _give_up(self, task: _Task, *, cycle: _Cycle) -> None:
+        """The runner abandoned a stalled task: its rows fail their attempt."""
         timeout = self.settings.store_timeout
         rows = ", ".join(str(e.id) for e in task.entries)
         log.warning(
@@ -828,7 +907,7 @@ class Mover:
             rows,
             timeout,
         )
-        if closed:
+        if task.closed:
             return
         error = TimeoutError(f"a store call made no progress for {timeout:g}s (store_timeout); abandoned")
         for entry in task.entries:
