@@ -33,6 +33,9 @@ under a watchdog) → finish:
    * sources whose grace period is over are deleted with one bulk call per store
      (:func:`liquid.stores.base.delete_many`) and the rows closed with one statement.
 
+   The next batch's copies start before this batch switches, so no thread waits on the
+   catalog.
+
    **Large moves** and purges take the per-row path, one journal update per step:
 
    * ``planned → copied``: stream the stored bytes to ``to_locator``.
