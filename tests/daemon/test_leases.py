@@ -72,7 +72,7 @@ def test_heartbeat_keeps_a_long_step_from_being_claimed_twice(
     (obj,) = make_objects(service, tenant, 1, kinds=("warm",))
     enqueue_move(service.engine, obj.id, "cold", "cold", reason="test")
     # A lease far shorter than the copy: only the heartbeat keeps the row this mover's.
-    settings = mover_settings.model_copy(update={"lease": 0.6, "small_move_size": small_move_size})
+    settings = mover_settings.model_copy(update={"lease": 1.5, "small_move_size": small_move_size})
     cold = _Blocking(service.stores["cold"], tenant, "put")
     slow = Mover.from_service(
         service, worker_id="slow", clock=utcnow, settings=settings, stores={**service.stores, "cold": cold}
@@ -84,8 +84,8 @@ def test_heartbeat_keeps_a_long_step_from_being_claimed_twice(
     try:
         assert cold.entered.wait(PATIENCE)
         (first,) = journal(service, tenant)
-        deadline = time.monotonic() + 5 * settings.lease
-        while time.monotonic() < deadline:  # five leases long, the other mover finds nothing to claim
+        deadline = time.monotonic() + 3 * settings.lease
+        while time.monotonic() < deadline:  # three leases long, the other mover finds nothing to claim
             assert other.run_once().claimed == 0
             time.sleep(0.05)
         (during,) = journal(service, tenant)
@@ -133,7 +133,7 @@ def test_hung_store_call_fails_the_attempt_and_run_once_returns(
 ) -> None:
     (obj,) = make_objects(service, tenant, 1, kinds=("warm",))
     enqueue_move(service.engine, obj.id, "cold", "cold", reason="test")
-    settings = mover_settings.model_copy(update={"store_timeout": 1.0, "small_move_size": small_move_size})
+    settings = mover_settings.model_copy(update={"store_timeout": 2.0, "small_move_size": small_move_size})
     cold = _Blocking(service.stores["cold"], tenant, "open")  # the read-back hangs
     mover = Mover.from_service(
         service, clock=clock, settings=settings, stores={**service.stores, "cold": cold}
