@@ -331,10 +331,11 @@ class LiquidService:
     def close(self) -> None:
         for store in self.stores.values():
             store.close()
-        if self.hot is not None:
-            self.hot.close()
+        # The tracker first: its last push uses the Redis client the hot cache shares and closes.
         if self.access is not None:
             self.access.close()
+        if self.hot is not None:
+            self.hot.close()
         self.fast.close()
         self.engine.dispose()
 

@@ -204,6 +204,8 @@ class Planner:
                 hot.admit_on_read(row.object_id, size, rank, tenant=f.tenant, label=row.uri)
         p.plan.evaluated = len(p.rows)
         self._hot_changes(state, p)
+        # A member displaced by this pass's admissions is evicted, not refilled.
+        p.plan.changes = [c for c in p.plan.changes if c.action != "hot-refill" or c.object_id in hot.members]
         self._finish(state, p, before, started)
         return p.plan
 
@@ -297,7 +299,9 @@ class Planner:
                 self._leave_capped(state, oid)
                 if want != home:
                     p.plan.changes.append(self._change(row, "move", want))
-                    tier = want
+                    # Planned from the catalog again when the mover's switch (or failure) puts
+                    # it in the change feed, not every cycle until then.
+                    tier, due = want, math.inf
             p.updates[oid] = (TIER_INDEX[tier], f.size, tenant, f.legal_hold, due)
             # Hot copy.
             if d.tier == "hot" and self.hot_enabled and f.size <= self.hot_max:
@@ -418,7 +422,7 @@ class Planner:
             if held:
                 state.account_held([tenant], [tier_i], [size], -1)
             upd = (tier_i, size, tenant, held, due)
-        p.updates[oid] = (TIER_INDEX[target], *upd[1:])
+        p.updates[oid] = (TIER_INDEX[target], upd[1], upd[2], upd[3], math.inf)  # see _place
         d = a.decision
         policy, rule = (d.policy, d.rule) if d is not None else (None, None)
         if d is not None and target == a.want:

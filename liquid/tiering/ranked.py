@@ -18,6 +18,10 @@ tenant's members, victims for a global cap from anyone's.
 a copy at once, whatever its rank; the oldest leave in order and meet the ranked part,
 where rank decides (:meth:`RankedTier.admit_on_read`).
 
+An offer that neither fits nor outranks enough members is **parked**: when a member later
+leaves without a replacement, the best parked offers that fit take the room (so an object a
+budget pushed out comes back when there is room again, as a full plan would decide).
+
 **Released** members (the policy no longer wants them, ``keep_while_room``) keep their place
 while there is room, without the bonus, and are the first to go.
 
@@ -96,6 +100,10 @@ class RankedTier:
         self._released: set[int] = set()  # members the policy no longer wants: no bonus
         self._heaps: dict[str | None, list[tuple[float, int]]] = {None: []}  # lowest member first
         self._waiting: list[tuple[float, int]] = []  # highest-ranked offer first (negated)
+        # Offers that neither fit nor could displace anyone: tried again, best first, once a
+        # member leaves without a replacement (so an object pushed out comes back when room frees).
+        self._parked: list[tuple[float, int]] = []
+        self._freed = False
 
     def __repr__(self) -> str:
         caps = ", ".join(f"{c.name}={c.used:.0f}/{c.limit:.0f}" for c in self.caps)
@@ -106,6 +114,7 @@ class RankedTier:
     def set_caps(self, caps: list[Cap]) -> None:
         """Replace the caps (a new policy set), recounting what members use; call :meth:`trim` after."""
         self.caps = list(caps)
+        self._freed = True
         for cap in self.caps:
             cap.used = sum(
                 size * cap.factor(self._tenant[oid])
@@ -299,8 +308,9 @@ class RankedTier:
             heapq.heappop(self._waiting)
             victims = self._victims(oid, rank)
             if victims is None:
-                # Cannot fit: it waits for its next offer, and smaller offers behind it still
-                # get their turn (no head-of-line blocking).
+                # Cannot fit: it is parked until room frees or it is offered again, and smaller
+                # offers behind it still get their turn (no head-of-line blocking).
+                heapq.heappush(self._parked, (neg, oid))
                 continue
             for m in victims:
                 self._remove(m)
@@ -312,9 +322,45 @@ class RankedTier:
             self._add(oid, self._size[oid])
             self._push_member(oid, rank + self.bonus)
             admitted.append(oid)
+        if self._freed:
+            admitted += self._unpark()
         # An object evicted and re-admitted in one settle is neither.
         both = set(admitted) & set(evicted)
         return [o for o in admitted if o not in both], [o for o in evicted if o not in both]
+
+    def _unpark(self, patience: int = 32) -> list[int]:
+        """Admit parked offers, best first, that fit in the room members left (no displacement).
+
+        Stops after ``patience`` parked offers in a row that do not fit, so the work per settle
+        stays bounded however many wait.
+        """
+        self._freed = False
+        admitted: list[int] = []
+        kept: list[tuple[float, int]] = []
+        misses = 0
+        while self._parked and misses < patience:
+            neg, oid = heapq.heappop(self._parked)
+            if oid in self.members or self._rank.get(oid) != -neg:
+                continue  # stale
+            if self._fits(oid):
+                self._add(oid, self._size[oid])
+                self._push_member(oid, -neg + self.bonus)
+                admitted.append(oid)
+            else:
+                kept.append((neg, oid))
+                misses += 1
+        for entry in kept:
+            heapq.heappush(self._parked, entry)
+        return admitted
+
+    def _fits(self, oid: int) -> bool:
+        tenant = self._tenant.get(oid, "")
+        size = self._size[oid]
+        return all(
+            self._main_used(c) + size * c.factor(tenant) <= self._main_limit(c) + 1e-9
+            for c in self.caps
+            if c.applies(tenant)
+        )
 
     def trim(self) -> list[int]:
         """Evict the lowest-ranked members until every cap holds (after new caps or adoptions)."""
@@ -407,6 +453,7 @@ class RankedTier:
                 cap.used += size * cap.factor(tenant)
 
     def _remove(self, oid: int) -> None:
+        self._freed = True
         self._touched.setdefault(oid, True)
         size = self.members.pop(oid)
         self.bytes -= size
@@ -439,8 +486,9 @@ class RankedTier:
                 self._heaps[scope] = [e for e in heap if self._valid(e[1], e[0])]
                 heapq.heapify(self._heaps[scope])
         offered = len(self._rank) - len(self.members)
-        if len(self._waiting) > 2 * offered + 1024:
-            self._waiting = [
-                e for e in self._waiting if e[1] not in self.members and self._rank.get(e[1]) == -e[0]
-            ]
-            heapq.heapify(self._waiting)
+        for name in ("_waiting", "_parked"):
+            offers: list[tuple[float, int]] = getattr(self, name)
+            if len(offers) > 2 * offered + 1024:
+                offers = [e for e in offers if e[1] not in self.members and self._rank.get(e[1]) == -e[0]]
+                heapq.heapify(offers)
+                setattr(self, name, offers)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,3 +138,60 @@ def test_scheduled_daemon_runs_its_jobs_and_stops_on_request(
         d.stop()
     assert done.is_set(), f"daemon did not cycle: {d!r}"
     assert not d.is_leader
+
+
+def test_the_daemon_and_the_placement_benchmark_drive_the_same_engine(
+    clocked: tuple[LiquidService, FakeClock], tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay cannot diverge from production: both run TieringEngine's passes, which run the Planner's."""
+    import numpy as np
+
+    from benchmarks.placement import replay as replay_module
+    from benchmarks.placement.traces import Trace
+    from liquid.tiering.engine import TieringEngine
+    from liquid.tiering.planner import Planner
+
+    calls: Counter[str] = Counter()
+    for cls, name in [(c, n) for c in (TieringEngine, Planner) for n in ("rebuild", "cycle", "admit")]:
+        real = getattr(cls, name)
+
+        def counted(
+            self: object, *args: Any, _real: Any = real, _key: str = f"{cls.__name__}.{name}", **kw: Any
+        ) -> Any:
+            calls[_key] += 1
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(cls, name, counted)
+
+    svc, clock = clocked
+    ref = svc.put(tenant, "ns", "x", os.urandom(10_000)).ref
+    d = daemon(svc, clock)
+    try:
+        d.job_cycle()  # the first cycle rebuilds
+        svc.get(tenant, ref)  # a miss for the admission pass
+        d.job_admit()
+        d.job_cycle()
+    finally:
+        d.resign()
+    assert type(d.engine) is TieringEngine and type(d.engine.planner) is Planner
+    in_daemon, calls = dict(calls), Counter()
+
+    trace = Trace("t", "6 requests", np.arange(6.0) + 1000.0, np.array([0, 1, 0, 1, 0, 1]), np.full(6, 4096))
+    r = replay_module.Replay(
+        replay_module.policies_for(1 << 20),
+        replay_module.settings_for(replay_module.policies_for(1 << 20)),
+        cycle=2,
+    )
+    r.run(trace)
+    assert type(r.engine) is TieringEngine and type(r.engine.planner) is Planner
+    in_replay = dict(calls)
+    for key in (
+        "TieringEngine.rebuild",
+        "TieringEngine.cycle",
+        "TieringEngine.admit",
+        "Planner.rebuild",
+        "Planner.cycle",
+        "Planner.admit",
+    ):
+        assert in_daemon.get(key, 0) >= 1, (key, in_daemon)
+        assert in_replay.get(key, 0) >= 1, (key, in_replay)

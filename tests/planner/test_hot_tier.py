@@ -132,19 +132,20 @@ def test_the_window_takes_every_missed_read_and_ranks_it_only_when_it_leaves() -
     assert hot.admit_on_read(2, 100, rank=1.0)
     assert hot.admit_on_read(3, 100, rank=20.0)
     assert set(hot.members) == {1, 2, 3} and hot.window_bytes == 200
-    # 4 pushes out 2, the oldest: rank 1 cannot displace 1 (rank 10), so 2 is gone.
+    # 4 pushes out 2, the oldest: rank 1 cannot displace 1 (rank 10), so 2 is parked.
     assert hot.admit_on_read(4, 100, rank=0.5)
     assert set(hot.members) == {1, 3, 4}
-    # 5 pushes out 3: rank 20 displaces 1 and 3 moves into the ranked tier.
+    # 5 pushes out 3: rank 20 displaces 1 and 3 moves into the ranked tier; the room 1 left
+    # takes 2, the best parked offer that fits.
     assert hot.admit_on_read(5, 100, rank=0.1)
-    assert set(hot.members) == {3, 4, 5}
-    assert list(hot.window) == [4, 5] and hot.bytes == 300
+    assert set(hot.members) == {2, 3, 4, 5}
+    assert list(hot.window) == [4, 5] and hot.bytes == 400
     # A window member the policy no longer wants is dropped when it leaves, not ranked.
     hot.release(4)
     assert hot.admit_on_read(6, 100, rank=0.1)
-    assert set(hot.members) == {3, 5, 6}
+    assert set(hot.members) == {2, 3, 5, 6}
     # Bigger than the window: straight to the ranked tier by rank, as without a window.
-    assert not hot.admit_on_read(7, 750, rank=0.0)  # would have to displace 3 (rank 20)
+    assert not hot.admit_on_read(7, 750, rank=0.0)  # would have to displace 2 (rank 1) and 3 (rank 20)
     assert hot.admit_on_read(8, 750, rank=30.0)
     assert set(hot.members) == {5, 6, 8} and 8 not in hot.window
 

@@ -1,0 +1,148 @@
+"""Deleted, expired or purged means gone from every copy: the fill/delete race, the ledger, shm."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from daemon.tiering import TieringDaemon
+from liquid.bootstrap import Runtime
+from liquid.errors import ObjectGone
+from liquid.hotcache import HotCache, entry_size, hot_key, member
+from liquid.policy.store import apply_policies
+from liquid.redis_keys import HOT_TOMB
+from liquid.refs import ResultRef
+from liquid.service import LiquidService
+from tests.fakes import FakeClock
+
+from .conftest import ServiceFactory
+
+
+def oid(svc: LiquidService, r: ResultRef) -> int:
+    return int(svc.fast.find(r.tenant, r.namespace, r.key, r.version).id)
+
+
+def copy_exists(hot: HotCache, r: ResultRef) -> bool:
+    return bool(hot.client.exists(hot_key(r)))
+
+
+def test_fill_writes_the_copy_and_its_ledger_entry_together(service: LiquidService, tenant: str) -> None:
+    hot = service.hot
+    assert hot is not None
+    r = service.put(tenant, "ns", "k", os.urandom(10_000), content_type="application/x-test").ref
+    before = hot.used_bytes()
+    assert service.fill_hot(r, oid(service, r))
+    n = entry_size(10_000, "application/x-test")
+    assert hot.client.strlen(hot_key(r)) == n
+    assert hot.ledger()[member(r)] == (oid(service, r), n)
+    assert hot.used_bytes() == before + n
+    assert service.fill_hot(r, oid(service, r))  # filling again does not count twice
+    assert hot.used_bytes() == before + n
+    assert hot.evict([r]) == 1
+    assert not copy_exists(hot, r) and member(r) not in hot.ledger()
+    assert hot.used_bytes() == before
+
+
+def test_a_fill_that_read_the_bytes_before_a_delete_is_refused(service: LiquidService, tenant: str) -> None:
+    hot = service.hot
+    assert hot is not None
+    r = service.put(tenant, "ns", "k", os.urandom(20_000)).ref
+    reader = service.open(tenant, r, track=False, cached=False)
+    data = reader.read()  # the fill has the bytes in hand...
+    service.delete(tenant, r)  # ...when the delete lands and kills every copy
+    assert not hot.fill(r, oid(service, r), data, sha256=reader.sha256, content_type=reader.content_type)
+    assert not copy_exists(hot, r)
+    with pytest.raises(ObjectGone):
+        service.get(tenant, r)
+
+
+def test_a_fill_slower_than_the_tombstone_takes_its_copy_back(
+    service: LiquidService, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hot = service.hot
+    assert hot is not None
+    r = service.put(tenant, "ns", "k", os.urandom(20_000)).ref
+    real_fill = hot.fill
+
+    def late_fill(*args: object, **kwargs: object) -> bool:
+        # The delete lands while the fill is in flight, and the fill takes longer than the
+        # tombstone lives: only the fill's own check of the catalog afterwards can catch it.
+        service.delete(tenant, r)
+        hot.client.delete(HOT_TOMB + member(r))
+        return real_fill(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hot, "fill", late_fill)
+    assert not service.fill_hot(r, oid(service, r))
+    assert not copy_exists(hot, r) and member(r) not in hot.ledger()
+
+
+def test_racing_deletes_and_fills_never_leave_a_copy(service: LiquidService, tenant: str) -> None:
+    hot = service.hot
+    assert hot is not None
+    refs = [service.put(tenant, "race", f"k{i}", os.urandom(30_000)).ref for i in range(40)]
+    ids = [oid(service, r) for r in refs]
+    for r, i in zip(refs, ids, strict=True):
+        start = threading.Barrier(2)
+
+        def fill(r: ResultRef = r, i: int = i, start: threading.Barrier = start) -> None:
+            start.wait()
+            service.fill_hot(r, i)
+
+        def delete(r: ResultRef = r, start: threading.Barrier = start) -> None:
+            start.wait()
+            service.delete(tenant, r)
+
+        threads = [threading.Thread(target=fill), threading.Thread(target=delete)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not copy_exists(hot, r), f"{r} was deleted but a copy is still in Redis"
+        assert hot.get(r) is None
+
+
+def test_expiry_by_the_daemon_kills_the_hot_and_shm_copies(
+    make_service: ServiceFactory, tenant: str, tmp_path: Path
+) -> None:
+    svc = make_service(shm={"dir": str(tmp_path / "shm"), "min_size": 1})
+    clock = FakeClock(datetime(2034, 1, 1, tzinfo=UTC))
+    svc.clock = clock
+    assert svc.access is not None and svc.hot is not None and svc.shm is not None
+    svc.access.clock = clock
+    apply_policies(
+        svc.engine,
+        {
+            "p.yaml": f"""
+apiVersion: liquid/v1
+kind: TieringPolicy
+metadata: {{name: short-{tenant}}}
+spec:
+  priority: 1000
+  selector: {{tenants: [{tenant}]}}
+  rules: [{{tier: hot, promoteAbove: 1/h}}, {{tier: warm}}]
+  expireAfter: 1h
+"""
+        },
+        actor="test",
+        clock=clock,
+    )
+    info = svc.put(tenant, "ns", "k", os.urandom(50_000))
+    r = info.ref
+    assert svc.fill_hot(r, oid(svc, r))
+    svc.shm.put(r, [svc.get(tenant, r)], sha256=info.sha256)
+    assert svc.shm.hint(r, info.sha256) is not None
+    d = TieringDaemon(Runtime(service=svc, urls={}), clock=clock, worker_id="expiry")
+    clock.advance(hours=2)
+    try:
+        d.run_once(move=False)  # tombstoned by the plan; the mover has not purged the bytes yet
+    finally:
+        d.resign()
+    assert not copy_exists(svc.hot, r) and member(r) not in svc.hot.ledger()
+    assert svc.shm.hint(r, info.sha256) is None
+    with pytest.raises(ObjectGone):
+        svc.get(tenant, r)
+    assert svc.hot.client.exists(HOT_TOMB + member(r))  # a late fill would be refused

@@ -1,0 +1,90 @@
+"""Ranked tiers under several caps (global and per tenant, bytes and money), and bounded memory."""
+
+from __future__ import annotations
+
+import math
+
+from liquid.tiering.ranked import PINNED, Cap, RankedTier
+
+
+def test_a_tenant_cap_holds_while_the_global_cap_has_room() -> None:
+    hot = RankedTier([Cap("acme", 500, tenant="acme"), Cap("all", 10_000)], hysteresis=1.0)
+    hot.offer(1, 300, rank=5.0, tenant="acme")
+    hot.offer(2, 300, rank=4.0, tenant="acme")  # acme would be at 600 > 500
+    hot.offer(3, 300, rank=1.0, tenant="beta")  # beta has no cap of its own
+    assert sorted(hot.settle()[0]) == [1, 3]
+    assert hot.tenant_bytes == {"acme": 300, "beta": 300}
+    # A better acme object displaces acme's own member, never beta's.
+    hot.offer(4, 300, rank=9.0, tenant="acme")
+    assert hot.settle() == ([4], [1])
+    assert set(hot.members) == {3, 4}
+
+
+def test_victims_for_a_global_cap_come_from_any_tenant() -> None:
+    hot = RankedTier([Cap("acme", 1000, tenant="acme"), Cap("all", 600)], hysteresis=1.0)
+    hot.offer(1, 300, rank=1.0, tenant="beta")
+    hot.offer(2, 300, rank=2.0, tenant="acme")
+    hot.settle()
+    hot.offer(3, 300, rank=3.0, tenant="acme")
+    assert hot.settle() == ([3], [1])  # beta's lowest-ranked member goes for the global cap
+
+
+def test_a_cost_cap_weighs_each_byte_by_its_tenants_price() -> None:
+    # $1 of hot memory; acme pays 2x the default price per byte, so it fits half as many bytes.
+    gib = 1024**3
+    cost = Cap("cost", 1.0, factors={"acme": 2.0 / gib}, default_factor=1.0 / gib, unit="cost")
+    hot = RankedTier([cost], hysteresis=1.0)
+    hot.offer(1, gib // 2, rank=5.0, tenant="acme")  # $1.00: full
+    hot.offer(2, gib // 4, rank=1.0, tenant="beta")  # $0.25: does not fit and cannot displace
+    assert hot.settle() == ([1], [])
+    assert math.isclose(cost.used, 1.0)
+    hot.offer(3, gib // 2, rank=9.0, tenant="beta")  # $0.50: displaces acme's $1.00...
+    assert hot.settle() == ([3, 2], [1])  # ...and parked 2 ($0.25) takes the room left
+    assert math.isclose(cost.used, 0.75)
+    assert hot.over() == []
+
+
+def test_trim_evicts_the_lowest_until_new_caps_hold_but_never_pinned_members() -> None:
+    warm = RankedTier([Cap("cap", 10_000)], hysteresis=1.25)
+    for oid, rank in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        warm.seat(oid, 100, rank)
+    warm.seat(4, 100, PINNED)
+    warm.set_caps([Cap("cap", 250)])
+    assert warm.trim() == [1, 2]
+    assert set(warm.members) == {3, 4}
+    warm.set_caps([Cap("cap", 50)])
+    assert warm.trim() == [3]
+    assert set(warm.members) == {4} and [c.name for c in warm.over()] == ["cap"]  # reported, not moved
+
+
+def test_drain_reports_membership_changes_since_the_last_drain() -> None:
+    hot = RankedTier([Cap("cap", 200)], hysteresis=1.0)
+    hot.offer(1, 100, rank=1.0, label="liquid://t/n/a@1")
+    hot.settle()
+    assert hot.drain() == ([1], [])
+    hot.offer(2, 150, rank=2.0)
+    hot.settle()
+    assert hot.drain() == ([2], [1])
+    assert hot.label(1) == "liquid://t/n/a@1"  # still named for the plan that evicted it
+    hot.offer(3, 10, rank=0.5)
+    hot.settle()
+    hot.withdraw(3)  # in and out between drains: neither
+    assert hot.drain() == ([], [])
+
+
+def test_memory_stays_bounded_when_members_are_re_ranked_every_cycle() -> None:
+    hot = RankedTier([Cap("cap", 100 * 50)], hysteresis=1.25)
+    for cycle in range(400):
+        for oid in range(200):
+            hot.offer(oid, 50, rank=cycle + oid / 1000)
+        hot.settle()
+        hot.drain()
+    assert len(hot.members) == 100
+    assert all(len(h) <= 2 * len(hot.members) + 1024 for h in hot._heaps.values())
+    assert len(hot._waiting) <= 2 * 200 + 1024
+    # Objects that stop being offered are forgotten entirely.
+    for oid in range(200):
+        hot.withdraw(oid)
+    hot.drain()
+    hot.drain()
+    assert not hot._rank and not hot._size and not hot._tenant and not hot._label
