@@ -39,6 +39,10 @@ spec:
 """
 
 
+def budget(tier: str, limit: int) -> str:
+    return f"\n---\napiVersion: liquid/v1\nkind: Budget\nmetadata: {{name: cap}}\nspec:\n  tiers:\n    {tier}: {{maxBytes: {limit}}}\n"
+
+
 class Catalog:
     """Rows by id, a change feed, read misses, and an applier that moves objects at once."""
 
@@ -175,7 +179,7 @@ def test_a_member_displaced_by_an_admission_is_evicted_not_refilled() -> None:
         POLICY
         + "\n---\napiVersion: liquid/v1\nkind: Budget\nmetadata: {name: cap}\nspec:\n  tiers:\n    hot: {maxBytes: 500}\n"
     )
-    engine, cat, clock = make(capped)
+    engine, cat, _ = make(capped)
     cat.add(row(1, rate=20.0, size=300))
     engine.cycle()
     assert engine.state is not None and 1 in engine.state.hot.members
@@ -204,7 +208,7 @@ def test_a_rebuild_keeps_wanted_copies_already_in_redis_and_evicts_the_rest() ->
 
 
 def test_a_move_with_no_store_for_its_tier_is_not_assumed_and_not_retried_every_cycle() -> None:
-    engine, cat, clock = make()
+    engine, cat, _ = make()
     cat.skip_tier = "cold"
     cat.add(row(1, rate=0.0, idle=timedelta(hours=3)))
     plan = engine.cycle()
