@@ -40,7 +40,15 @@ spec:
 
 
 def budget(tier: str, limit: int) -> str:
-    return f"\n---\napiVersion: liquid/v1\nkind: Budget\nmetadata: {{name: cap}}\nspec:\n  tiers:\n    {tier}: {{maxBytes: {limit}}}\n"
+    return f"""
+---
+apiVersion: liquid/v1
+kind: Budget
+metadata: {{name: cap}}
+spec:
+  tiers:
+    {tier}: {{maxBytes: {limit}}}
+"""
 
 
 class Catalog:
@@ -151,10 +159,7 @@ def test_objects_that_leave_the_catalog_are_forgotten_and_a_new_policy_rebuilds(
 
 
 def test_a_warm_budget_pushes_the_least_valuable_cold_and_brings_it_back_when_room_appears() -> None:
-    capped = (
-        POLICY
-        + "\n---\napiVersion: liquid/v1\nkind: Budget\nmetadata: {name: cap}\nspec:\n  tiers:\n    warm: {maxBytes: 300}\n"
-    )
+    capped = POLICY + budget("warm", 300)
     engine, cat, _ = make(capped)
     for i, rate in ((1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)):
         cat.add(row(i, rate=rate, size=100))
@@ -175,10 +180,7 @@ def test_a_warm_budget_pushes_the_least_valuable_cold_and_brings_it_back_when_ro
 
 
 def test_a_member_displaced_by_an_admission_is_evicted_not_refilled() -> None:
-    capped = (
-        POLICY
-        + "\n---\napiVersion: liquid/v1\nkind: Budget\nmetadata: {name: cap}\nspec:\n  tiers:\n    hot: {maxBytes: 500}\n"
-    )
+    capped = POLICY + budget("hot", 500)
     engine, cat, _ = make(capped)
     cat.add(row(1, rate=20.0, size=300))
     engine.cycle()
