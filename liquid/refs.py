@@ -90,6 +90,11 @@ def check_version(version: object) -> int:
     return version
 
 
+def format_uri(tenant: str, namespace: str, key: str, version: int) -> str:
+    """The URI form of already-valid parts, without checking them again (see :class:`ResultRef`)."""
+    return f"{SCHEME}{tenant}/{namespace}/{quote(key, safe='/')}@{version}"
+
+
 @dataclass(frozen=True, slots=True)
 class IpcHint:
     """Where a same-node shared-memory copy may be found; advisory only."""
@@ -124,7 +129,7 @@ class ResultRef:
 
     @property
     def uri(self) -> str:
-        return f"{SCHEME}{self.tenant}/{self.namespace}/{quote(self.key, safe='/')}@{self.version}"
+        return format_uri(self.tenant, self.namespace, self.key, self.version)
 
     def __str__(self) -> str:
         return self.uri

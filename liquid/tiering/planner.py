@@ -82,6 +82,8 @@ class _Pass:
     rows: dict[int, Row] = field(default_factory=dict)
     #: Capped durable tier → objects arriving there this pass.
     arrivals: dict[str, list[_Arrival]] = field(default_factory=dict)
+    #: Objects not in this pass's rows that a budget moves: (id, tier index).
+    relocated: list[tuple[int, int]] = field(default_factory=list)
 
 
 class Planner:
@@ -100,6 +102,7 @@ class Planner:
         self.hot_max = settings.hot.max_object_size
         # Caches that belong to one policy set (dropped when it changes: bounded memory).
         self._policies: PolicySet | None = None
+        self._by_name: dict[str, TieringPolicy] = {}
         self._prices: dict[str | None, dict[str, Prices]] = {}
         self._durable: dict[str, TieringPolicy] = {}
         self._may_be_hot: dict[str, bool] = {}
@@ -248,6 +251,8 @@ class Planner:
             state.account_held(cols.tenant[held], cols.tier[held], cols.size[held], -1)
         p.plan.evaluated += len(rows)
         state.evaluated += len(rows)
+        capped = state.capped
+        budgeted = bool(policies.budgets)
         for i in np.argsort(ids, kind="stable"):
             row = rows[int(i)]
             oid = row.object_id
@@ -266,37 +271,37 @@ class Planner:
                 p.plan.changes.append(self._change(row, "expire", None))
                 p.dropped.append(oid)
                 hot.withdraw(oid)
-                self._leave_capped(state, oid)
+                if capped:
+                    self._leave_capped(state, oid)
                 continue
             if d.action == "hold":
                 p.plan.changes.append(self._change(row, "hold", home))
+            policy = self._by_name.get(d.policy) if d.policy is not None else None
             if d.tier == "hot":
-                want = self.durable_home(policies, f, now)
+                want = self._durable_home(policy, f, now)
             else:
                 want = home if d.action == "keep" else d.tier
             row.target = want
-            pinned = self._pinned_until(policies, f)
-            if summary is not None:
-                summary.add(
-                    f.tenant, home, f.size, f.size if f.legal_hold else 0, f.size if pinned > t else 0
-                )
+            # minResidency matters only to budgets: skip it where there are none.
+            pinned = self._pinned_until(policy, f) if budgeted else -math.inf
+            if summary is not None and budgeted:
+                on_hold = f.size if f.legal_hold else 0
+                summary.add(f.tenant, home, f.size, on_hold, f.size if pinned > t else 0)
             tier = home
-            if want in state.capped:
+            if want in capped:
                 # A capped tier decides at settle, ranked against everyone else who wants it.
                 self._leave_capped(state, oid, keep=want)
-                resident_pinned = want == home and pinned > t
-                rank = (
-                    PINNED
-                    if resident_pinned
-                    else self.values.rank(f.size, f.access_score, t, self._prices_of(f.tenant), want)
-                )
+                if want == home and pinned > t:
+                    rank = PINNED
+                    due = min(due, pinned)  # it may be displaced once its residency ends
+                else:
+                    rank = self.values.rank(f.size, f.access_score, t, self._prices_of(f.tenant), want)
                 p.arrivals.setdefault(want, []).append(
                     _Arrival(oid, f.size, rank, f.tenant, row.uri, home, d, want)
                 )
-                if want == home and pinned > t:
-                    due = min(due, pinned)  # it may be displaced once its residency ends
             else:
-                self._leave_capped(state, oid)
+                if capped:
+                    self._leave_capped(state, oid)
                 if want != home:
                     p.plan.changes.append(self._change(row, "move", want))
                     # Planned from the catalog again when the mover's switch (or failure) puts
@@ -307,10 +312,11 @@ class Planner:
             if d.tier == "hot" and self.hot_enabled and f.size <= self.hot_max:
                 rank = self.values.rank(f.size, f.access_score, t, self._prices_of(f.tenant), "hot")
                 hot.offer(oid, entry_size(f.size, f.content_type), rank, tenant=f.tenant, label=row.uri)
-            elif self.knobs.keep_while_room and hot.caps:
-                hot.release(oid)
-            else:
-                hot.withdraw(oid)
+            elif hot.knows(oid):
+                if self.knobs.keep_while_room and hot.caps:
+                    hot.release(oid)
+                else:
+                    hot.withdraw(oid)
 
     def _forget(self, state: PlacementState, p: _Pass, oid: int) -> None:
         """An object that is no longer live: out of every tier and sum."""
@@ -349,19 +355,20 @@ class Planner:
                     ranked.offer(a.oid, a.size, a.rank, tenant=a.tenant, label=a.label)
             ranked.trim()
             ranked.settle()
-            joined, left = ranked.drain()
+            joined, left = ranked.drain(withdrawn=False)
             for oid in joined:  # it now fits here: out of any colder tier it waited in
                 for colder_tier, other in state.capped.items():
                     if TEMP[colder_tier] > TEMP[tier]:
                         other.withdraw(oid)
             out = [a for a in here if a.oid not in ranked.members]
-            out += [self._victim(state, p, ranked, oid) for oid in left if oid not in ids]
+            # A member that leaves was placed here; one that joins from waiting was placed colder.
+            out += [self._victim(ranked, oid, home=tier) for oid in left if oid not in ids]
             for a in here:
                 if a.oid in ranked.members:
                     final[a.oid] = (tier, a)
             for oid in joined:
                 if oid not in ids:  # waited here and fits now (room was freed)
-                    final[oid] = (tier, self._victim(state, p, ranked, oid))
+                    final[oid] = (tier, self._victim(ranked, oid, home=state.placed.get(oid, "?")))
             colder = COLDER[tier]
             for a in out:
                 if colder is None:
@@ -373,9 +380,10 @@ class Planner:
         for oid, (tier, a) in sorted(final.items()):
             state.placed[oid] = tier
             self._move(state, p, a, tier)
+        self._relocate(state, p)
         self._hot_changes(state, p)
 
-    def _victim(self, state: PlacementState, p: _Pass, ranked: RankedTier, oid: int) -> _Arrival:
+    def _victim(self, ranked: RankedTier, oid: int, *, home: str) -> _Arrival:
         """An object a capped tier displaced (or re-admitted) that is not among this pass's rows."""
         rank = ranked.rank(oid)
         return _Arrival(
@@ -384,7 +392,7 @@ class Planner:
             rank if rank is not None else -math.inf,
             ranked.tenant(oid),
             ranked.label(oid),
-            self._home(state, p, oid),
+            home,
         )
 
     def _convert(self, a: _Arrival, warmer: str, colder: str) -> _Arrival:
@@ -408,21 +416,11 @@ class Planner:
         if target == a.home or a.home == "?":
             return
         oid = a.oid
-        cols = state.columns
         upd = p.updates.get(oid)
-        if upd is None:
-            slot = int(cols.find(np.array([oid], dtype=np.int64))[0])
-            if slot < 0:
-                return
-            tier_i, size, tenant = int(cols.tier[slot]), int(cols.size[slot]), int(cols.tenant[slot])
-            held, due = bool(cols.held[slot]), float(cols.due[slot])
-            # Not in this pass's rows: its bytes leave their tier in the sums here, and join the
-            # new one when the columns are written.
-            state.account([tenant], [tier_i], [size], -1)
-            if held:
-                state.account_held([tenant], [tier_i], [size], -1)
-            upd = (tier_i, size, tenant, held, due)
-        p.updates[oid] = (TIER_INDEX[target], upd[1], upd[2], upd[3], math.inf)  # see _place
+        if upd is not None:
+            p.updates[oid] = (TIER_INDEX[target], upd[1], upd[2], upd[3], math.inf)  # see _place
+        else:
+            p.relocated.append((oid, TIER_INDEX[target]))  # in the columns already: moved in bulk
         d = a.decision
         policy, rule = (d.policy, d.rule) if d is not None else (None, None)
         if d is not None and target == a.want:
@@ -434,6 +432,25 @@ class Planner:
         else:
             reason = f"room in {target} again: back to the tier its policy wants"
         p.plan.changes.append(Change(oid, a.label, a.size, "move", a.home, target, policy, rule, reason))
+
+    def _relocate(self, state: PlacementState, p: _Pass) -> None:
+        """Move objects that are in the columns (not in this pass's rows) to their new tiers, in bulk."""
+        if not p.relocated:
+            return
+        cols = state.columns
+        ids = np.array([oid for oid, _ in p.relocated], dtype=np.int64)
+        to = np.array([t for _, t in p.relocated], dtype=np.int8)
+        p.relocated = []
+        slots = cols.find(ids)
+        ok = slots >= 0
+        slots, to = slots[ok], to[ok]
+        tenant, size, held = cols.tenant[slots], cols.size[slots], cols.held[slots]
+        state.account(tenant, cols.tier[slots], size, -1)
+        state.account(tenant, to, size, +1)
+        state.account_held(tenant[held], cols.tier[slots][held], size[held], -1)
+        state.account_held(tenant[held], to[held], size[held], +1)
+        cols.tier[slots] = to
+        cols.due[slots] = math.inf  # see _place: planned again once the mover switches it
 
     def _hot_changes(self, state: PlacementState, p: _Pass) -> None:
         hot = state.hot
@@ -546,6 +563,7 @@ class Planner:
     def _use(self, policies: PolicySet) -> None:
         if policies is not self._policies:
             self._policies = policies
+            self._by_name = {p.name: p for p in policies.tiering}
             self._prices = {}
             self._durable = {}
             self._may_be_hot = {}
@@ -590,7 +608,9 @@ class Planner:
         by ``restoreOnAccess`` or ``promoteAbove``, so its hot misses stop paying retrieval).
         """
         self._use(policies)
-        policy = select_policy(policies, f)
+        return self._durable_home(select_policy(policies, f), f, now)
+
+    def _durable_home(self, policy: TieringPolicy | None, f: ObjectFacts, now: datetime) -> str:
         if policy is None or all(r.tier != "hot" for r in policy.spec.rules):
             return f.home_tier
         durable = self._durable.get(policy.name)
@@ -604,9 +624,8 @@ class Planner:
         return f.home_tier
 
     @staticmethod
-    def _pinned_until(policies: PolicySet, f: ObjectFacts) -> float:
+    def _pinned_until(policy: TieringPolicy | None, f: ObjectFacts) -> float:
         """Epoch second until which the object may not leave its home (``minResidency``)."""
-        policy = select_policy(policies, f)
         if policy is None:
             return -math.inf
         since = f.home_since or f.created_at

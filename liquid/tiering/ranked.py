@@ -93,6 +93,7 @@ class RankedTier:
         #: Membership before the first change since the last :meth:`drain` (see there).
         self._touched: dict[int, bool] = {}
         self._left: list[int] = []
+        self._withdrawn: set[int] = set()  # members withdrawn since the last drain
         #: Members' bytes per tenant (for budget reports).
         self.tenant_bytes: dict[str, int] = {}
         self._rank: dict[int, float] = {}  # object id -> rank (without the member bonus)
@@ -251,6 +252,7 @@ class RankedTier:
         was = oid in self.members
         if was:
             self._remove(oid)
+            self._withdrawn.add(oid)
             in_window = self.window.pop(oid, None)
             if in_window is not None:
                 self.window_bytes -= in_window
@@ -260,12 +262,20 @@ class RankedTier:
             self._label.pop(oid, None)
         return was
 
+    def knows(self, oid: int) -> bool:
+        """Whether ``oid`` is a member or an offer (something to release or withdraw)."""
+        return oid in self._rank or oid in self.members
+
     def label(self, oid: int) -> str:
         """What the plan calls ``oid`` (its ref), as given with its last offer."""
         return self._label.get(oid, f"object {oid}")
 
-    def drain(self) -> tuple[list[int], list[int]]:
-        """(joined, left): objects whose membership differs from what it was at the last drain."""
+    def drain(self, *, withdrawn: bool = True) -> tuple[list[int], list[int]]:
+        """(joined, left): objects whose membership differs from what it was at the last drain.
+
+        ``withdrawn=False`` leaves out of ``left`` the members that were withdrawn (gone, or
+        wanted elsewhere now), keeping only those displaced by caps.
+        """
         # Objects that left at the previous drain were kept so that plan could name them.
         for o in self._left:
             if o not in self.members and o not in self._rank and o not in self._touched:
@@ -273,9 +283,14 @@ class RankedTier:
                 self._tenant.pop(o, None)
                 self._label.pop(o, None)
         joined = sorted(o for o, was in self._touched.items() if not was and o in self.members)
-        left = sorted(o for o, was in self._touched.items() if was and o not in self.members)
+        left = sorted(
+            o
+            for o, was in self._touched.items()
+            if was and o not in self.members and (withdrawn or o not in self._withdrawn)
+        )
         self._left = [o for o in self._touched if o not in self.members]
         self._touched = {}
+        self._withdrawn = set()
         return joined, left
 
     def size(self, oid: int) -> int:
