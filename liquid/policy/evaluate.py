@@ -47,7 +47,6 @@ from liquid.policy.models import (
     PolicySet,
     Selector,
     TieringPolicy,
-    TierRule,
     format_duration,
     format_rate,
 )
@@ -344,17 +343,21 @@ def _reason(ladder: _Ladder, facts: ObjectFacts, now: datetime) -> str:
 class _Ladder:
     """A TieringPolicy with what evaluation derives from it worked out once.
 
-    The timestamps of its dates, each rule's label and temperature, the residency and
-    the resting rule for each home tier, and the thresholds the next-change search adds
-    to the object's times. Cached by the policy's identity, so it keeps only the policy's
+    Its rules as plain tuples (reading a pydantic model's fields goes through its
+    ``__getattr__`` hook), the timestamps of its dates, the residency and the resting
+    rule for each home tier, and the thresholds the next-change search adds to the
+    object's times. Cached by the policy's identity, so it keeps only the policy's
     parts, never the policy itself.
     """
 
     name: str
-    rules: tuple[TierRule, ...]
+    #: Per rule: its tier, label, temperature (bigger is colder), promoteAbove, and
+    #: (maxAge, demoteAt as a timestamp, demoteAfter, demoteBelow).
+    tiers: tuple[str, ...]
     labels: tuple[str, ...]
     temps: tuple[int, ...]
-    demote_at: tuple[float | None, ...]
+    promote_above: tuple[float | None, ...]
+    demotions: tuple[tuple[float | None, float | None, float | None, float | None], ...]
     noncurrent: bool
     legal_hold: bool
     restore_on_access: bool
@@ -371,12 +374,13 @@ class _Ladder:
     #: demoteBelow rates the decaying access rate will cross.
     thresholds: tuple[tuple[int, float], ...]
     instants: tuple[float, ...]
-    demote_below: tuple[float, ...]
+    rates: tuple[float, ...]
 
     @classmethod
     def of(cls, policy: TieringPolicy) -> _Ladder:
         spec = policy.spec
         rules = spec.rules
+        tiers = tuple(r.tier for r in rules)
         labels = tuple(r.label(i) for i, r in enumerate(rules))
         demote_at = tuple(None if r.demote_at is None else r.demote_at.timestamp() for r in rules)
         archive_at = None if spec.archive_at is None else spec.archive_at.timestamp()
@@ -385,7 +389,7 @@ class _Ladder:
         for home in TIERS:
             own = [r.min_residency for r in rules if r.tier == home and r.min_residency is not None]
             residency[home] = own[0] if own else spec.min_residency
-            at_home[home] = next((labels[i] for i, r in enumerate(rules) if r.tier == home), None)
+            at_home[home] = labels[tiers.index(home)] if home in tiers else None
         after_start = [*(r.max_age for r in rules), spec.archive_after, spec.expire_after]
         after_last_ref = [r.demote_after for r in rules]
         after_move = [*(r.min_residency for r in rules), spec.min_residency]
@@ -395,13 +399,17 @@ class _Ladder:
             for after in afters
             if after is not None
         ]
-        demote_below = [r.demote_below for r in rules if r.demote_below is not None and r.demote_below > 0]
+        rates = [r.demote_below for r in rules if r.demote_below is not None and r.demote_below > 0]
         return cls(
             name=policy.name,
-            rules=rules,
+            tiers=tiers,
             labels=labels,
-            temps=tuple(_TEMP[r.tier] for r in rules),
-            demote_at=demote_at,
+            temps=tuple(_TEMP[tier] for tier in tiers),
+            promote_above=tuple(r.promote_above for r in rules),
+            demotions=tuple(
+                (r.max_age, at, r.demote_after, r.demote_below)
+                for r, at in zip(rules, demote_at, strict=True)
+            ),
             noncurrent=spec.selector.versions == "noncurrent",
             legal_hold=spec.legal_hold,
             restore_on_access=spec.restore_on_access,
@@ -415,7 +423,7 @@ class _Ladder:
             thresholds=tuple(thresholds),
             instants=tuple(at for at in (*demote_at, archive_at, expire_at) if at is not None),
             # A rate that does not decay never crosses a demoteBelow.
-            demote_below=tuple(demote_below) if spec.access_half_life > 0 else (),
+            rates=tuple(rates) if spec.access_half_life > 0 else (),
         )
 
 
@@ -478,19 +486,18 @@ def _demote_cause(
     ladder: _Ladder, d: int, age: float, idle: float, score: float, t: float, explain: bool
 ) -> str | None:
     """Why rule ``d`` lets an object fall to the next one ("" unless explaining), or None."""
-    rule = ladder.rules[d]
-    if rule.max_age is not None and age >= rule.max_age:
-        return f"age {_approx(age)} ≥ maxAge {format_duration(rule.max_age)}" if explain else ""
-    demote_at = ladder.demote_at[d]
+    max_age, demote_at, demote_after, demote_below = ladder.demotions[d]
+    if max_age is not None and age >= max_age:
+        return f"age {_approx(age)} ≥ maxAge {format_duration(max_age)}" if explain else ""
     if demote_at is not None and t >= demote_at:
         _printable(demote_at)
         return f"demoteAt {_iso(demote_at)} has passed" if explain else ""
-    if rule.demote_after is not None and idle >= rule.demote_after:
-        return f"idle {_approx(idle)} ≥ demoteAfter {format_duration(rule.demote_after)}" if explain else ""
-    if rule.demote_below is not None and score < rule.demote_below:
+    if demote_after is not None and idle >= demote_after:
+        return f"idle {_approx(idle)} ≥ demoteAfter {format_duration(demote_after)}" if explain else ""
+    if demote_below is not None and score < demote_below:
         if not explain:
             return ""
-        return f"access rate {format_rate(round(score, 3))} < demoteBelow {format_rate(rule.demote_below)}"
+        return f"access rate {format_rate(round(score, 3))} < demoteBelow {format_rate(demote_below)}"
     return None
 
 
@@ -512,48 +519,46 @@ def _ladder(
     if ladder.archive_at is not None and t >= ladder.archive_at:
         _printable(ladder.archive_at)
         return "archive", "archiveAt", f"archiveAt {_iso(ladder.archive_at)} has passed" if explain else ""
-    rules, labels, temps = ladder.rules, ladder.labels, ladder.temps
-    if not rules:
+    tiers, labels, temps = ladder.tiers, ladder.labels, ladder.temps
+    if not tiers:
         return home, None, f"no tiering rules: stays in {home}" if explain else ""
     # Fall down the ladder while the current rule's thresholds are crossed. Promotion
     # below never goes above this rule, so age limits (maxAge, demoteAt) are never undone.
     d, why = 0, ""
-    while d < len(rules) - 1:
+    while d < len(tiers) - 1:
         cause = _demote_cause(ladder, d, age, idle, score, t, explain)
         if cause is None:
             break
         if explain:
-            why = f"{labels[d]} ({rules[d].tier}): {cause}"
+            why = f"{labels[d]} ({tiers[d]}): {cause}"
         d += 1
-    target, home_temp = rules[d], _TEMP[home]
+    target, home_temp = tiers[d], _TEMP[home]
     if temps[d] > home_temp:
         if d == 0:
-            return target.tier, labels[0], f"{labels[0]} places objects in {target.tier}" if explain else ""
-        return target.tier, labels[d - 1], f"demoted by {why}" if explain else ""
+            return target, labels[0], f"{labels[0]} places objects in {target}" if explain else ""
+        return target, labels[d - 1], f"demoted by {why}" if explain else ""
     if temps[d] == home_temp:
         if not explain:
             return home, labels[d], ""
         return home, labels[d], f"{labels[d]} keeps it in {home}" + (f" (after {why})" if why else "")
     # The object is colder than its activity allows: promote only on evidence of use.
     refusals = []
-    for j in range(d, len(rules)):
+    for j in range(d, len(tiers)):
         if temps[j] >= home_temp:
             break
-        rule = rules[j]
-        if rule.promote_above is not None:
-            if score >= rule.promote_above:
+        promote_above = ladder.promote_above[j]
+        if promote_above is not None:
+            if score >= promote_above:
                 if not explain:
-                    return rule.tier, labels[j], ""
+                    return tiers[j], labels[j], ""
                 return (
-                    rule.tier,
+                    tiers[j],
                     labels[j],
-                    f"access rate {format_rate(round(score, 3))} ≥ promoteAbove "
-                    f"{format_rate(rule.promote_above)}",
+                    f"access rate {format_rate(round(score, 3))} ≥ promoteAbove {format_rate(promote_above)}",
                 )
             if explain:
                 refusals.append(
-                    f"access rate {format_rate(round(score, 3))} < promoteAbove "
-                    f"{format_rate(rule.promote_above)} "
+                    f"access rate {format_rate(round(score, 3))} < promoteAbove {format_rate(promote_above)} "
                     f"of {labels[j]}"
                 )
         elif (
@@ -563,12 +568,8 @@ def _ladder(
         ):
             _printable(times.last_access)
             if not explain:
-                return rule.tier, labels[j], ""
-            return (
-                rule.tier,
-                labels[j],
-                f"read at {_iso(times.last_access)} while in {home} (restoreOnAccess)",
-            )
+                return tiers[j], labels[j], ""
+            return tiers[j], labels[j], f"read at {_iso(times.last_access)} while in {home} (restoreOnAccess)"
         elif explain:
             refusals.append(
                 f"not read since it moved to {home}" if ladder.restore_on_access else "restoreOnAccess is off"
@@ -644,7 +645,7 @@ def _next_change(
         if now < when < _MAX_TIMESTAMP:
             future.append(when)
     score = facts.access_score
-    for below in ladder.demote_below:
+    for below in ladder.rates:
         if score >= below:
             when = now + ladder.half_life * math.log2(score / below)
             if now < when < _MAX_TIMESTAMP:
