@@ -264,6 +264,7 @@ class PostgresStore:
                 " LEFT JOIN liquid_blob_chunks c ON c.locator = b.locator AND c.seq BETWEEN %s AND %s"
                 " WHERE b.locator = %s ORDER BY c.seq",
                 (first, last, locator),
+                binary=True,  # bytea as is: in text form it travels and is decoded as hex, twice the bytes
             ).fetchall()
         if not rows:
             raise ObjectNotFound(f"no object {locator!r} in {self.url}")
@@ -300,7 +301,7 @@ class PostgresStore:
             if start >= stop:
                 return
             first, last = start // cs, (stop - 1) // cs
-            with conn.cursor(name="liquid_read") as cur:
+            with conn.cursor(name="liquid_read", binary=True) as cur:
                 cur.itersize = 2  # rows are up to a chunk each: hold few at a time
                 cur.execute(
                     "SELECT seq, data FROM liquid_blob_chunks WHERE locator = %s AND seq BETWEEN %s AND %s"
