@@ -222,7 +222,7 @@ def main() -> None:
     def service(**overrides: Any) -> Any:
         return open_runtime(Settings(catalog_url=urls["pg"], stores=stores, **overrides))
 
-    # warm: default thresholds but nothing born cold; cold: nothing inline or warm; hot: cache on read.
+    # warm: default thresholds but nothing born cold; cold: nothing inline or warm; hot: a filled copy.
     warm_rt = service(warm_max_object_size=64 * MiB, hot={"enabled": False})
     cold_rt = service(inline_threshold=0, warm_max_object_size=0, hot={"enabled": False})
     hot_rt = service(warm_max_object_size=64 * MiB, hot={"max_object_size": 8 * MiB})
@@ -240,9 +240,12 @@ def main() -> None:
             payload = os.urandom(nbytes)
 
             # ---- hot: reads of one cached object
-            ref = hot_rt.service.put(tenant, "hot", f"obj-{size_name}", payload).ref
-            assert hot_rt.service.get(tenant, ref) == payload
-            assert hot_rt.service.open(tenant, ref).source == "hot"
+            hsvc = hot_rt.service
+            ref = hsvc.put(tenant, "hot", f"obj-{size_name}", payload).ref
+            assert hsvc.get(tenant, ref) == payload
+            # The daemon's fill: reads never write the hot tier themselves.
+            assert hsvc.fill_hot(ref, hsvc.fast.find(ref.tenant, ref.namespace, ref.key, ref.version).id)
+            assert hsvc.open(tenant, ref).source == "hot"
             rclient.set(f"raw:{size_name}", payload)
             lq, rw = alternate(
                 lambda i, r=ref: hot_rt.service.get(tenant, r),

@@ -152,7 +152,10 @@ def main() -> None:
             console.print(f"{tier} {size_name}: {n} resolves per path")
             ref = http[tier].put(tier, f"obj-{size_name}", payload).ref
             assert http[tier].get(ref) == payload and inproc[tier].get(ref) == payload
-            source = rts[tier].service.open(tenant, ref).source
+            svc = rts[tier].service
+            if tier == "hot":  # the daemon's fill: reads never write the hot tier themselves
+                assert svc.fill_hot(ref, svc.fast.find(ref.tenant, ref.namespace, ref.key, ref.version).id)
+            source = svc.open(tenant, ref).source
             assert source == tier, f"{tier} object served from {source}"
             if tier == "hot":
                 rclient.set(f"raw:{size_name}", payload)

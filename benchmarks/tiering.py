@@ -3,7 +3,7 @@
     python -m benchmarks.tiering [--quick] [--sizes 1000000,10000000]
 
 For each size a catalog is generated straight into an embedded PostgreSQL (``generate_series``:
-objects of two tenants in four namespaces, sizes 1 KB–10 MB, ages up to three months, read
+objects of two tenants in four namespaces, sizes 1 KB to 10 MB, ages up to three months, read
 counts in ``access_stats``), planned under the shipped example policies (``policies/``), by the
 engine ``liquid daemon`` runs (:func:`liquid.tiering.engine.catalog_engine`), in a process of
 its own so its peak memory is its own:

@@ -419,7 +419,7 @@ def _serve_daemon_metrics(daemon: Any, port: int) -> str:
 
 @app.command("daemon")
 def daemon_cmd() -> None:
-    """Run the tiering daemon until SIGTERM (plan, move, flush, restore, gc on their intervals)."""
+    """Run the tiering daemon until SIGTERM (plan, admit hot copies, move, flush, gc on their intervals)."""
     import logging
 
     from daemon.tiering import TieringDaemon
