@@ -57,6 +57,7 @@ _V = TypeVar("_V")
 _TEMP = {tier: i for i, tier in enumerate(TIERS)}  # bigger is colder
 # A datetime past year 9999 cannot be built; such a change is "never" for practical purposes.
 _MAX_TIMESTAMP = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+# Instants a reason prints safely lie between these (see _printable).
 _MIN_PRINTABLE = datetime(1, 1, 2, tzinfo=UTC).timestamp()
 
 
@@ -105,10 +106,10 @@ class Decision:
 
     # One tuple and the reason rather than six slots: a Decision is built for every
     # object evaluated, and two stores are cheaper than six.
-    __slots__ = ("_fields", "_reason")
+    __slots__ = ("_decided", "_reason")
     __match_args__ = ("tier", "action", "policy", "rule", "reason", "next_change_at")
 
-    _fields: tuple[str, Action, str | None, str | None, datetime | None]
+    _decided: tuple[str, Action, str | None, str | None, datetime | None]
     _reason: str | Callable[[], str]
 
     def __init__(
@@ -120,24 +121,24 @@ class Decision:
         reason: str | Callable[[], str],
         next_change_at: datetime | None,
     ) -> None:
-        _SET_FIELDS(self, (tier, action, policy, rule, next_change_at))
+        _SET_DECIDED(self, (tier, action, policy, rule, next_change_at))
         _SET_REASON(self, reason)
 
     @property
     def tier(self) -> str:
-        return self._fields[0]
+        return self._decided[0]
 
     @property
     def action(self) -> Action:
-        return self._fields[1]
+        return self._decided[1]
 
     @property
     def policy(self) -> str | None:
-        return self._fields[2]
+        return self._decided[2]
 
     @property
     def rule(self) -> str | None:
-        return self._fields[3]
+        return self._decided[3]
 
     @property
     def reason(self) -> str:
@@ -150,30 +151,30 @@ class Decision:
 
     @property
     def next_change_at(self) -> datetime | None:
-        return self._fields[4]
+        return self._decided[4]
 
-    def _values(self) -> tuple[str, Action, str | None, str | None, str, datetime | None]:
-        tier, action, policy, rule, next_change_at = self._fields
+    def _astuple(self) -> tuple[str, Action, str | None, str | None, str, datetime | None]:
+        tier, action, policy, rule, next_change_at = self._decided
         return tier, action, policy, rule, self.reason, next_change_at
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Decision) or other.__class__ is not self.__class__:
             return NotImplemented
-        return self._values() == other._values()
+        return self._astuple() == other._astuple()
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash(self._astuple())
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self.__match_args__, self._values(), strict=True)
+            f"{name}={value!r}" for name, value in zip(self.__match_args__, self._astuple(), strict=True)
         )
         return f"{self.__class__.__qualname__}({fields})"
 
     def __reduce__(self) -> tuple[type[Decision], tuple[Any, ...]]:
         # Pickled with the reason built: the builder holds the policy and facts, and a
         # string is what the other process needs.
-        return self.__class__, self._values()
+        return self.__class__, self._astuple()
 
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -183,7 +184,7 @@ class Decision:
 
 
 # The slots' own setters, which the frozen __setattr__ does not stand in front of.
-_SET_FIELDS = vars(Decision)["_fields"].__set__
+_SET_DECIDED = vars(Decision)["_decided"].__set__
 _SET_REASON = vars(Decision)["_reason"].__set__
 
 
