@@ -75,12 +75,10 @@ reach every point.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import queue
 import signal
 import threading
 import time
@@ -290,7 +288,7 @@ class MoveReport:
 
 
 class _Task:
-    """Store work for some journal rows, run on a thread of its own under the watchdog.
+    """Store work for some journal rows, run by a :class:`_Runner` thread under the watchdog.
 
     ``closed``: the rows are closed already (dropping a discarded copy), so giving up on
     the task records nothing.
@@ -306,37 +304,24 @@ class _Task:
         self.touched = 0.0
         self.value: Any = None
         self.error: Exception | None = None
+        #: Finished, or given up on (``timed_out``); set under the runner's lock.
+        self.settled = False
         self.timed_out = False
-        self._settled = False
-        self._lock = threading.Lock()
-
-    @property
-    def settled(self) -> bool:
-        return self._settled
-
-    def settle(self, *, timed_out: bool) -> bool:
-        """Record the outcome once: finished, or abandoned by the watchdog, whichever is first."""
-        with self._lock:
-            if self._settled:
-                return False
-            self._settled = True
-            self.timed_out = timed_out
-            return True
 
     def __repr__(self) -> str:
         ids = ",".join(str(e.id) for e in self.entries)
-        return f"_Task(rows={ids}, timed_out={self.timed_out})"
+        return f"_Task(rows={ids}, settled={self.settled}, timed_out={self.timed_out})"
 
 
 class _Runner:
     """Runs one cycle's tasks on at most ``size`` threads; gives up on a task that stalls.
 
-    A task whose store call makes no progress for ``timeout`` seconds goes to ``give_up``
-    and its thread is abandoned. That is why this is not a ThreadPoolExecutor, which joins
-    its threads on shutdown and at exit: each task gets a daemon thread of its own
-    (starting one costs far less than any store call), and a stalled one frees its slot.
-    Queued tasks start as slots free up, also while the caller does other work, so the
-    next batch copies while this one switches; stalls are noticed in :meth:`wait`.
+    Each thread takes queued tasks until none is left. A task whose store call makes no
+    progress for ``timeout`` seconds goes to ``give_up``; its thread is abandoned and its
+    slot handed to a new one. That is why this is not a ThreadPoolExecutor, which joins
+    its threads on shutdown and at exit: these are daemon threads, and a stalled one never
+    takes more work. Queued tasks run while the caller does other work, so the next batch
+    copies while this one switches; stalls are noticed in :meth:`wait`.
     """
 
     def __init__(
@@ -354,34 +339,44 @@ class _Runner:
         self._local = local
         self._give_up = give_up
         self._tick = min(max(timeout / 4, 0.01), 1.0)
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
         self._queued: deque[_Task] = deque()
         self._running: set[_Task] = set()
-        self._finished: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._threads = 0
 
     def __repr__(self) -> str:
         return f"_Runner(size={self.size}, running={len(self._running)}, queued={len(self._queued)})"
 
     def submit(self, tasks: Iterable[_Task], *, first: bool = False) -> list[_Task]:
-        """Queue tasks (``first``: ahead of those already queued) and start what fits."""
+        """Queue tasks (``first``: ahead of those already queued); they start at once if a thread is free."""
         batch = list(tasks)
-        if first:
-            self._queued.extendleft(reversed(batch))
-        else:
-            self._queued.extend(batch)
-        self._start()
+        with self._lock:
+            if first:
+                self._queued.extendleft(reversed(batch))
+            else:
+                self._queued.extend(batch)
+            spawn = self._slots()
+        self._spawn(spawn)
         return batch
 
     def wait(self, tasks: Sequence[_Task]) -> None:
         """Return once each of ``tasks`` finished or was given up; other tasks keep running."""
-        while not all(t.settled for t in tasks):
-            self._start()
-            with contextlib.suppress(queue.Empty):
-                self._running.discard(self._finished.get(timeout=self._tick))
-            now = self._monotonic()
-            for task in [t for t in self._running if now - t.touched > self.timeout]:
-                if task.settle(timed_out=True):
+        while True:
+            with self._lock:
+                if all(t.settled for t in tasks):
+                    return
+                self._settled.wait(self._tick)
+                now = self._monotonic()
+                stalled = [t for t in self._running if now - t.touched > self.timeout]
+                for task in stalled:
+                    task.settled = task.timed_out = True
                     self._running.discard(task)
-                    self._give_up(task)
+                    self._threads -= 1  # that thread is abandoned: its slot goes to a new one
+                spawn = self._slots()
+            for task in stalled:
+                self._give_up(task)
+            self._spawn(spawn)
 
     def run(self, tasks: Iterable[_Task], *, first: bool = False) -> list[_Task]:
         """Submit and wait."""
@@ -389,26 +384,38 @@ class _Runner:
         self.wait(batch)
         return batch
 
-    def _start(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._running.discard(self._finished.get_nowait())
-        while self._queued and len(self._running) < self.size:
-            task = self._queued.popleft()
-            task.touched = self._monotonic()
-            self._running.add(task)
-            threading.Thread(target=self._run, args=(task,), name="liquid-mover", daemon=True).start()
+    def _slots(self) -> int:
+        """Threads to start for the queue (call with the lock held)."""
+        n = max(0, min(len(self._queued), self.size - self._threads))
+        self._threads += n
+        return n
 
-    def _run(self, task: _Task) -> None:
-        self._local.task = task
-        try:
-            task.value = task.fn()
-        except Exception as exc:
-            task.error = exc
-        finally:
-            self._local.task = None
-        if task.settle(timed_out=False):
-            self._finished.put(task)
+    def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            threading.Thread(target=self._work, name="liquid-mover", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queued:
+                    self._threads -= 1
+                    return
+                task = self._queued.popleft()
+                task.touched = self._monotonic()
+                self._running.add(task)
+            self._local.task = task
+            try:
+                task.value = task.fn()
+            except Exception as exc:
+                task.error = exc
+            finally:
+                self._local.task = None
+            with self._lock:
+                if task.timed_out:
+                    return  # given up on: another thread has this one's slot
+                task.settled = True
+                self._running.discard(task)
+                self._settled.notify_all()
 
 
 class _Watched:

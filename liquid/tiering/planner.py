@@ -335,8 +335,6 @@ class Planner:
         for tier, ranked in state.capped.items():
             if tier != keep:
                 ranked.withdraw(oid)
-        if keep is None:
-            state.placed.pop(oid, None)
 
     # ------------------------------------------------------------------ settle
 
@@ -368,7 +366,7 @@ class Planner:
                     final[a.oid] = (tier, a)
             for oid in joined:
                 if oid not in ids:  # waited here and fits now (room was freed)
-                    final[oid] = (tier, self._victim(ranked, oid, home=state.placed.get(oid, "?")))
+                    final[oid] = (tier, self._victim(ranked, oid, home=self._home(state, p, oid)))
             colder = COLDER[tier]
             for a in out:
                 if colder is None:
@@ -377,8 +375,7 @@ class Planner:
                     queue.setdefault(colder, []).append(self._convert(a, tier, colder))
                 else:
                     final[a.oid] = (colder, a)
-        for oid, (tier, a) in sorted(final.items()):
-            state.placed[oid] = tier
+        for _, (tier, a) in sorted(final.items()):
             self._move(state, p, a, tier)
         self._relocate(state, p)
         self._hot_changes(state, p)
@@ -555,7 +552,6 @@ class Planner:
                 state.account_held([tenant], [TIER_INDEX[c.to_tier or c.from_tier]], [size], -1)
                 state.account_held([tenant], [TIER_INDEX[c.from_tier]], [size], +1)
             cols.tier[slot] = TIER_INDEX[c.from_tier]
-            state.placed.pop(c.object_id, None)
         plan.bytes_after = _by_tier(self._totals(state))
 
     # ------------------------------------------------------------ policy bits

@@ -78,6 +78,9 @@ class RankedTier:
         window: share of the global byte cap kept for read-path admissions (hot tier only).
     """
 
+    #: Parked offers kept at most (the best ones); see :meth:`_trim_parked`.
+    max_parked = 100_000
+
     def __init__(
         self, caps: list[Cap] | None = None, *, hysteresis: float = 1.25, window: float = 0.0
     ) -> None:
@@ -494,12 +497,28 @@ class RankedTier:
             self._tenant.pop(oid, None)
             self._label.pop(oid, None)
 
+    def _trim_parked(self) -> None:
+        """Keep the ``max_parked`` best parked offers; the rest wait for their next offer instead.
+
+        Bounds memory when a budget leaves millions of objects outside their tier (each is
+        offered again when it changes or its deadline comes).
+        """
+        valid = [e for e in self._parked if e[1] not in self.members and self._rank.get(e[1]) == -e[0]]
+        valid.sort()
+        keep, drop = valid[: self.max_parked], valid[self.max_parked :]
+        self._parked = keep  # sorted ascending by -rank: already a heap
+        for _, oid in drop:
+            if oid not in self.members:
+                self._forget(oid)
+
     def _maybe_compact(self) -> None:
         """Drop stale heap entries once they outnumber the valid ones (bounded memory)."""
         for scope, heap in self._heaps.items():
             if len(heap) > 2 * len(self.members) + 1024:
                 self._heaps[scope] = [e for e in heap if self._valid(e[1], e[0])]
                 heapq.heapify(self._heaps[scope])
+        if len(self._parked) > 2 * self.max_parked:
+            self._trim_parked()
         offered = len(self._rank) - len(self.members)
         for name in ("_waiting", "_parked"):
             offers: list[tuple[float, int]] = getattr(self, name)

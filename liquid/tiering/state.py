@@ -218,8 +218,6 @@ class PlacementState:
     hot: RankedTier = field(default_factory=RankedTier)
     #: One per durable tier some Budget caps.
     capped: dict[str, RankedTier] = field(default_factory=dict)
-    #: Durable tier of each object in a capped tier's flow (its policy tier, or colder when over budget).
-    placed: dict[int, str] = field(default_factory=dict)
     #: Tenant names by column index.
     tenants: list[str] = field(default_factory=list)
     tenant_index: dict[str, int] = field(default_factory=dict)

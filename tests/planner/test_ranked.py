@@ -88,3 +88,17 @@ def test_memory_stays_bounded_when_members_are_re_ranked_every_cycle() -> None:
     hot.drain()
     hot.drain()
     assert not hot._rank and not hot._size and not hot._tenant and not hot._label
+
+
+def test_parked_offers_are_bounded_and_the_best_are_kept() -> None:
+    warm = RankedTier([Cap("cap", 100)], hysteresis=1.0)
+    warm.max_parked = 50
+    warm.offer(0, 100, rank=1000.0)
+    warm.settle()
+    for oid in range(1, 1001):  # none fits, none outranks the member
+        warm.offer(oid, 100, rank=float(oid))
+        warm.settle()
+    assert len(warm._parked) <= 2 * warm.max_parked
+    assert len(warm._rank) <= 2 * warm.max_parked + 1  # the dropped ones are forgotten
+    warm.withdraw(0)  # room for one: the best parked offer takes it
+    assert warm.settle()[0] == [1000]
