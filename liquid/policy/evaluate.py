@@ -27,6 +27,11 @@ selector matches decides):
 
 ``hot`` is a cache over a durable home (see DESIGN.md): a decision for ``hot`` asks
 the planner for a hot copy; pass ``home_tier="hot"`` when a current hot copy exists.
+
+The planner evaluates every object of the catalog, so the policy side is worked out
+once: each selector becomes a test function and each policy a ``_Ladder`` of plain
+values, both cached by identity and freed with the policy set; and a Decision puts
+its reason into words only when someone reads it.
 """
 
 from __future__ import annotations
