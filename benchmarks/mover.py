@@ -11,13 +11,16 @@ For each object size, N objects are written warm, then in alternating rounds:
 
 * **raw**: :func:`liquid.stores.base.copy` of each object's stored bytes to a fresh
   locator in the other store (read + write, nothing else) — the practical limit;
-* **mover**: :meth:`liquid.tiering.mover.Mover.run_until_idle` over N queued moves with a zero
-  grace period, i.e. the whole protocol: copy, read-back verification (SHA-256), the
-  catalog switch transaction with its event, and the source delete.
+* **mover**: the daemon's mover (:meth:`liquid.tiering.mover.Mover.from_service`, the service's
+  mover settings but for ``concurrency`` and a zero grace period) and
+  :meth:`~liquid.tiering.mover.Mover.run_until_idle` over N queued moves, i.e. the whole
+  protocol: copy, read-back verification (SHA-256), the catalog switch transaction with its
+  events, and the source delete. 64 KiB objects take the batched path (``small_move_size``),
+  16 MiB ones the per-row path.
 
 Both run with 1 thread and with 4 (mover ``concurrency``, raw through a thread pool),
 warm→cold then cold→warm. Writes ``benchmarks/results/mover.json`` and ``mover.md``;
-ratio = mover MB/s / raw MB/s at the same thread count (target ≥ 0.7x for 16 MiB).
+ratio = mover MB/s / raw MB/s at the same thread count (target ≥ 0.7x for both sizes).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from sqlalchemy import text
 
 from benchmarks.core_io import start_servers
 from liquid.bootstrap import open_runtime
-from liquid.config import MoverSettings, Settings
+from liquid.config import Settings
 from liquid.stores.base import copy
 from liquid.tiering.journal import enqueue_move
 from liquid.tiering.mover import Mover
@@ -47,7 +50,7 @@ from liquid.tiering.mover import Mover
 RESULTS = Path(__file__).parent / "results"
 KiB, MiB = 1024, 1024 * 1024
 SIZES = {"64KiB": 64 * KiB, "16MiB": 16 * MiB}
-TARGET = {"16MiB": 0.7}
+TARGET = {"64KiB": 0.7, "16MiB": 0.7}
 console = Console(stderr=True)
 
 
@@ -86,8 +89,9 @@ def mover_round(service: Any, ids: list[int], dst_name: str, threads: int) -> tu
     """Queue moves of every object to ``dst_name`` and time the mover until they are all done."""
     for oid in ids:
         assert enqueue_move(service.engine, oid, dst_name, dst_name, reason="benchmark") is not None
-    settings = MoverSettings(concurrency=threads, grace_period=0, max_moves_per_cycle=len(ids))
-    mover = Mover(service, worker_id=f"bench-{threads}", settings=settings)
+    # The daemon's mover with the service's settings, but for the thread count and no grace period.
+    settings = service.settings.mover.model_copy(update={"concurrency": threads, "grace_period": 0})
+    mover = Mover.from_service(service, worker_id=f"bench-{threads}", settings=settings)
     t0 = time.perf_counter()
     report = mover.run_until_idle()
     seconds = time.perf_counter() - t0
@@ -183,8 +187,14 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "",
         f"{meta['when']} · {meta['machine']} · {meta['servers']}",
         "",
-        "Mover = copy + read-back SHA-256 verification + catalog switch + source delete (grace 0);"
-        " raw = `liquid.stores.base.copy` only.",
+        "Mover = `Mover.run_until_idle` as the daemon runs it: copy + read-back SHA-256 verification"
+        " + catalog switch + source delete (grace 0); 64 KiB objects go in batches, 16 MiB ones per row."
+        " Raw = `liquid.stores.base.copy` only.",
+        "",
+        "The mover does one store call per object more than a raw copy: the read-back. Into the S3"
+        " store that GET costs about half a PUT (botocore's client time plus the server's), which bounds"
+        " small warm→cold moves near 0.7x; into PostgreSQL the read-back is cheap, and the raw copy's"
+        " HEAD of an S3 source costs more than the mover's catalog work, so cold→warm passes 1x.",
         "",
         "| size | direction | threads | n | mover obj/s | raw obj/s | mover MB/s | raw MB/s | ratio "
         "| target | met |",
