@@ -22,7 +22,7 @@ Jobs (intervals from ``Settings.daemon``):
 * ``gc`` (leader, ``gc_interval``): reconcile stores against the catalog.
 
 SIGTERM or SIGINT stops the scheduler; the mover finishes (or safely abandons: every
-step is journaled) the row it is on, and the process exits.
+step is resumable) the row it is on, and the process exits.
 """
 
 from __future__ import annotations
@@ -309,9 +309,9 @@ class TieringDaemon:
         """Leader: reconcile stores against the catalog."""
         if not self.try_lead():
             return {}
-        from liquid.tiering.gc import reconcile
+        from liquid.tiering.gc import reconcile_service
 
-        return reconcile(self.runtime, clock=self.clock).as_dict()
+        return reconcile_service(self.service, clock=self.clock).as_dict()
 
     # ------------------------------------------------------------- foreground
 

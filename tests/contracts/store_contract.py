@@ -20,7 +20,7 @@ import pytest
 
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
 from liquid.stores import ObjectStat, Store, copy, read_bytes, write_bytes
-from liquid.stores.base import CHUNK_SIZE
+from liquid.stores.base import CHUNK_SIZE, delete_many
 
 StoreFactory = Callable[[], Store]
 MiB = 1024 * 1024
@@ -238,6 +238,16 @@ class StoreContract:
         with pytest.raises(ObjectNotFound):
             store.head("d/1")
         assert names(store.list()) == []
+
+    def test_delete_many_removes_what_is_there_and_ignores_the_rest(self, store: Store) -> None:
+        keys = [f"dm/{i}" for i in range(5)]
+        for key in keys:
+            write_bytes(store, key, key.encode())
+        delete_many(store, [*keys[:3], "dm/absent"])  # in bulk where the backend can
+        delete_many(store, [])
+        assert names(store.list("dm/")) == keys[3:]
+        delete_many(store, keys)
+        assert names(store.list("dm/")) == []
 
     def test_open_of_missing_raises_before_iteration(self, store: Store) -> None:
         with pytest.raises(ObjectNotFound):

@@ -109,6 +109,8 @@ def test_only_one_daemon_leads(clocked: tuple[LiquidService, FakeClock]) -> None
         assert a.try_lead() is True
         assert b.try_lead() is False
         assert b.job_cycle() is None  # followers do not plan
+        assert b.job_gc() == {}  # nor collect
+        assert "scanned" in a.job_gc()
         a.resign()
         assert b.try_lead() is True
         assert a.try_lead() is False

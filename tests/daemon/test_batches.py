@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,7 @@ from sqlalchemy import event, text
 
 from liquid.config import MoverSettings
 from liquid.service import LiquidService
-from liquid.stores import open_store
-from liquid.stores.base import Store, delete_many, write_bytes
+from liquid.stores.base import Store
 from liquid.tiering.journal import enqueue_move
 from liquid.tiering.mover import Mover
 from tests.daemon.util import events, journal, live_locators, make_objects, opposite, read_ok, row, stored
@@ -183,19 +181,6 @@ def test_batched_copy_that_fails_verification_is_retried_alone(
     clock.advance(mover_settings.backoff + 1)
     assert mover.run_once().total("waiting") == 1
     assert row(service, bad.id).home_store == "cold" and read_ok(service, tenant, bad)
-
-
-def test_delete_many_in_bulk_and_one_by_one(service: LiquidService, tenant: str, tmp_path: Path) -> None:
-    files = open_store(f"file://{tmp_path}")  # no bulk call: one delete each
-    for store in (service.stores["warm"], service.stores["cold"], files):
-        names = [f"{tenant}/bulk/{i}" for i in range(5)]
-        for name in names:
-            write_bytes(store, name, name.encode())
-        delete_many(store, [*names[:3], f"{tenant}/bulk/absent"])
-        delete_many(store, [])
-        assert {s.locator for s in store.list(f"{tenant}/bulk/")} == set(names[3:]), store
-        delete_many(store, names)
-        assert list(store.list(f"{tenant}/bulk/")) == []
 
 
 @pytest.mark.parametrize("small_move_size", [0, 1024 * 1024], ids=["per-row", "batched"])
