@@ -46,7 +46,7 @@ from liquid.tiering.apply import ApplyReport
 from liquid.tiering.engine import FixedPolicies, TieringEngine
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
-from liquid.tiering.rows import Row
+from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.values import PlannerSettings
 
 POLICY = Path(__file__).with_name("policy.yaml")
@@ -161,10 +161,13 @@ class _World:
         self.t = 0.0
 
     # RowSource
-    def scan(self, now: datetime) -> Iterator[list[Row]]:
+    def scan_columns(self, now: datetime, policies: object = None) -> Iterator[ColumnBatch]:
         ids = sorted(self.born)
         for i in range(0, len(ids), 10_000):
-            yield self.rows(ids[i : i + 10_000], now)
+            yield ColumnBatch.of_rows(self.rows(ids[i : i + 10_000], now))
+
+    def columns(self, ids: Sequence[int], now: datetime, policies: object = None) -> ColumnBatch:
+        return ColumnBatch.of_rows(self.rows(ids, now))
 
     def rows(self, ids: Sequence[int], now: datetime) -> list[Row]:
         t = (now - EPOCH).total_seconds()

@@ -41,7 +41,7 @@ import math
 import re
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import FrozenInstanceError, dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, Literal, TypeVar
@@ -93,6 +93,32 @@ class ObjectFacts:
     scope: str | None = None
     execution_finished_at: datetime | None = None
     superseded_at: datetime | None = None
+
+    @classmethod
+    def of(cls, *values: Any) -> ObjectFacts:
+        """Every field, positionally in declaration order: a third cheaper than keywords.
+
+        The planner builds one per object per rebuild. (A frozen dataclass's ``__init__`` sets
+        each field through ``object.__setattr__``; the slot descriptors are quicker.)
+        """
+        if len(values) != len(_FIELDS):
+            raise TypeError(f"ObjectFacts.of takes {len(_FIELDS)} values, got {len(values)}")
+        facts: ObjectFacts = object.__new__(cls)
+        for setter, value in zip(_SETTERS, values, strict=True):
+            setter(facts, value)
+        return facts
+
+    def with_home(self, home_tier: str) -> ObjectFacts:
+        """The same facts with another home tier (``dataclasses.replace`` at a fraction of its cost)."""
+        facts: ObjectFacts = object.__new__(ObjectFacts)
+        for name, setter in zip(_FIELDS, _SETTERS, strict=True):
+            setter(facts, home_tier if name == "home_tier" else getattr(self, name))
+        return facts
+
+
+_FIELDS = tuple(f.name for f in fields(ObjectFacts))
+# Slot descriptors set a field directly, bypassing the frozen __setattr__.
+_SETTERS = tuple(getattr(ObjectFacts, name).__set__ for name in _FIELDS)
 
 
 class Decision:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
 from sqlalchemy import Engine, text
 
 from liquid.catalog import changes
@@ -39,7 +40,7 @@ from liquid.service import LiquidService
 from liquid.tiering.apply import Applier, ApplyReport, CatalogApplier
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
-from liquid.tiering.rows import CatalogRows, RowSource
+from liquid.tiering.rows import CatalogRows, ColumnBatch, RowSource
 from liquid.tiering.state import PlacementState
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,11 @@ class TieringEngine:
         residents = self._residents()
         try:
             state, plan = self.planner.rebuild(
-                policies, self.rows.scan(now), now, policy_version=version, hot_residents=residents
+                policies,
+                self.rows.scan_columns(now, policies),
+                now,
+                policy_version=version,
+                hot_residents=residents,
             )
             self.state = state
             self._apply(plan)
@@ -156,14 +161,19 @@ class TieringEngine:
             ids = set(self.feed.changed())
             ids.update(int(i) for i in state.columns.take_due(now.timestamp()))
             wanted = sorted(ids)
-            rows = self.rows.rows(wanted, now)
-            live = {r.object_id for r in rows}
+            batch = self.rows.columns(wanted, now, state.policies)
+            live = {int(i) for i in batch.ids}
             gone = [i for i in wanted if i not in live]
             # A new version supersedes its predecessor: that one's facts changed too.
             known = state.columns.find_many(sorted(live))
-            new = [r for r in rows if r.version > 1 and r.object_id not in known]
-            rows += [r for r in self.rows.predecessors(new, now) if r.object_id not in live]
-            plan = self.planner.cycle(state, rows, gone, now)
+            newer = [
+                int(i) for i, v in zip(batch.ids, batch.version, strict=True) if v > 1 and i not in known
+            ]
+            if newer:
+                new_rows = batch.rows(np.nonzero(np.isin(batch.ids, newer))[0])
+                older = [r for r in self.rows.predecessors(new_rows, now) if r.object_id not in live]
+                batch = ColumnBatch.concat([batch, ColumnBatch.of_rows(older)])
+            plan = self.planner.cycle(state, batch, gone, now)
             self._apply(plan)
         except BaseException:
             self.state = None  # the feed was taken: only a rebuild is sure to see everything again
@@ -192,7 +202,11 @@ class TieringEngine:
         """A rebuild under ``policies`` that applies nothing and keeps the engine's state."""
         now = self.clock()
         _, plan = self.planner.rebuild(
-            policies, self.rows.scan(now), now, policy_version=version, hot_residents=self._residents()
+            policies,
+            self.rows.scan_columns(now, policies),
+            now,
+            policy_version=version,
+            hot_residents=self._residents(),
         )
         return plan
 

@@ -32,20 +32,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from liquid.config import Settings
 from liquid.hotcache import entry_size
 from liquid.policy.checks import CatalogSummary, TierUsage, budget_warnings
+from liquid.policy.columns import KEEP, evaluate_columns
 from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, evaluate_policy, select_policy
 from liquid.policy.models import TIERS, PolicySet, TieringPolicy
+from liquid.refs import format_uri
 from liquid.tiering.budgets import budget_uses, capped_tiers, tier_caps, tier_costs, unreachable_rates
 from liquid.tiering.plan import Change, Plan
 from liquid.tiering.ranked import PINNED, RankedTier
-from liquid.tiering.rows import Row
+from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.state import TIER_INDEX, PlacementState
 from liquid.tiering.values import COLDER, TEMP, PlannerSettings, Prices, ValueModel
 
@@ -84,6 +88,8 @@ class _Pass:
     arrivals: dict[str, list[_Arrival]] = field(default_factory=dict)
     #: Objects not in this pass's rows that a budget moves: (id, tier index).
     relocated: list[tuple[int, int]] = field(default_factory=list)
+    #: Column updates of a rebuild's bulk objects: (ids, tier, size, tenant, held, due) arrays.
+    bulk: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 class Planner:
@@ -115,7 +121,7 @@ class Planner:
     def rebuild(
         self,
         policies: PolicySet,
-        batches: Iterable[Sequence[Row]],
+        batches: Iterable[ColumnBatch],
         now: datetime,
         *,
         policy_version: int | None = None,
@@ -146,9 +152,14 @@ class Planner:
         plan = Plan(at=now, policy_version=policy_version, kind="rebuild")
         p = _Pass(plan, now, now.timestamp(), keep_rows=False)
         summary = _Summary()
+        totals = _Totals()
         for batch in batches:
-            self._place(state, p, batch, before=before, summary=summary)
-            self._commit_columns(state, p)
+            self._place_columns(state, p, batch, totals=totals, summary=summary)
+        self._commit_columns(state, p)  # once, in id order (a scan's batches come in any order)
+        for tenant, tiers in totals.by_tenant(state.tenants).items():
+            by = before.setdefault(tenant, {})
+            for tier, n in tiers.items():
+                by[tier] = by.get(tier, 0) + n
         # Copies of objects that are gone (not in the scan): evicted.
         for oid in [o for o in state.hot.members if state.hot.rank(o) == -math.inf]:
             state.hot.withdraw(oid)
@@ -158,8 +169,10 @@ class Planner:
         self._finish(state, p, before, started)
         return state, plan
 
-    def cycle(self, state: PlacementState, rows: Sequence[Row], gone: Sequence[int], now: datetime) -> Plan:
-        """Plan the objects that changed (``rows``, fresh from the catalog) and forget ``gone`` ones.
+    def cycle(
+        self, state: PlacementState, batch: ColumnBatch | Sequence[Row], gone: Sequence[int], now: datetime
+    ) -> Plan:
+        """Plan the objects that changed (``batch``, fresh from the catalog) and forget ``gone`` ones.
 
         The caller passes the objects from the change feed and those whose deadline came
         (:meth:`Columns.take_due`), read again at ``now``.
@@ -171,7 +184,10 @@ class Planner:
         before = self._totals(state)
         for oid in gone:
             self._forget(state, p, oid)
-        self._place(state, p, rows, before=None, summary=None)
+        if not isinstance(batch, ColumnBatch):
+            batch = ColumnBatch.of_rows(batch)
+        if len(batch):
+            self._place_columns(state, p, batch)
         self._commit_columns(state, p)
         self._settle(state, p)
         self._finish(state, p, before, started)
@@ -217,13 +233,13 @@ class Planner:
     def decide(self, policies: PolicySet, row: Row, now: datetime, *, member: bool) -> tuple[Decision, float]:
         """The object's decision (judged in ``hot`` when it has a copy) and when it next changes (epoch s)."""
         f = row.facts
-        d = evaluate(policies, replace(f, home_tier="hot") if member else f, now)
+        d = evaluate(policies, f.with_home("hot") if member else f, now)
         if member and d.tier != "hot":
             d = evaluate(policies, f, now)
         next_at = d.next_change_at
         if d.tier == "hot" and not member:
             # Once it has a copy it is judged from hot: that is when it would lose it.
-            next_at = evaluate(policies, replace(f, home_tier="hot"), now).next_change_at
+            next_at = evaluate(policies, f.with_home("hot"), now).next_change_at
         return d, (next_at.timestamp() if next_at is not None else math.inf)
 
     def _place(
@@ -291,6 +307,11 @@ class Planner:
             if want in capped:
                 # A capped tier decides at settle, ranked against everyone else who wants it.
                 self._leave_capped(state, oid, keep=want)
+                if want != home:
+                    # Waiting for room there is not a deadline: plan it again when it changes,
+                    # or when it would leave that tier anyway (not every cycle until it fits).
+                    there = evaluate(policies, f.with_home(want), now).next_change_at
+                    due = there.timestamp() if there is not None else math.inf
                 if want == home and pinned > t:
                     rank = PINNED
                     due = min(due, pinned)  # it may be displaced once its residency ends
@@ -317,6 +338,95 @@ class Planner:
                     hot.release(oid)
                 else:
                     hot.withdraw(oid)
+
+    def _place_columns(
+        self,
+        state: PlacementState,
+        p: _Pass,
+        batch: ColumnBatch,
+        *,
+        totals: _Totals | None = None,
+        summary: _Summary | None = None,
+    ) -> None:
+        """Objects in bulk, and the few with something to do one by one (a rebuild's or a cycle's).
+
+        :func:`~liquid.policy.columns.evaluate_columns` decides every object at once. An
+        object that stays where it is, wants no hot copy, is unknown to the hot and capped
+        tiers and lives in a tier no Budget caps needs nothing more than its columns; one in a
+        capped tier also becomes an arrival there. Everything else (moves, expirations, holds,
+        hot copies, objects a ranked tier knows) goes through :meth:`_place`, which reports each
+        change with its reason: the same decisions, as a test holds the two evaluations equal.
+        """
+        policies = state.policies
+        assert policies is not None
+        f = batch.facts
+        n = len(batch)
+        t = p.t
+        dec = evaluate_columns(policies, f, p.now)
+        cache: dict[str, int] = {}
+        tenant = np.fromiter(
+            (cache[x] if x in cache else cache.setdefault(x, state.tenant_id(x)) for x in f.tenant),
+            dtype=np.int32,
+            count=n,
+        )
+        home = f.home.astype(np.int64)
+        cols = state.columns
+        prev = cols.find(batch.ids)
+        old = prev[prev >= 0]
+        if len(old):  # known objects: their bytes leave the sums; they come back where they land
+            state.account(cols.tenant[old], cols.tier[old], cols.size[old], -1)
+            held_old = old[cols.held[old]]
+            state.account_held(cols.tenant[held_old], cols.tier[held_old], cols.size[held_old], -1)
+        if totals is not None:
+            totals.add(tenant, home, f.size)
+        if policies.budgets:  # minResidency matters to budgets only
+            residency = np.array([x.spec.min_residency for x in policies.tiering] + [-math.inf])
+            since = np.where(np.isnan(f.home_since), f.created, f.home_since)
+            pinned_until = since + residency[dec.policy]  # policy -1: the -inf at the end
+            if summary is not None:
+                summary.add_columns(state.tenants, tenant, home, f.size, f.legal_hold, pinned_until > t)
+        else:
+            pinned_until = np.full(n, -math.inf)
+        known_ids: set[int] = set()
+        for r in (state.hot, *state.capped.values()):
+            known_ids |= r.known()
+        known = np.isin(batch.ids, np.fromiter(known_ids, dtype=np.int64, count=len(known_ids)))
+        plain = (dec.action == KEEP) & (dec.tier != TIER_INDEX["hot"]) & ~known
+        capped = np.isin(home, [TIER_INDEX[x] for x in state.capped])
+        simple = plain & ~capped
+        arriving = np.nonzero(plain & capped)[0]
+        p.plan.evaluated += int(simple.sum()) + len(arriving)
+        state.evaluated += int(simple.sum()) + len(arriving)
+        due = dec.next_change.copy()
+        for tier_name in state.capped:
+            here = arriving[home[arriving] == TIER_INDEX[tier_name]]
+            for name in np.unique(f.tenant[here]) if len(here) else ():
+                mine = here[f.tenant[here] == name]
+                ranks = self.values.rank_columns(
+                    f.size[mine], f.score[mine], t, self._prices_of(name), tier_name
+                )
+                pinned = pinned_until[mine] > t
+                ranks[pinned] = PINNED
+                due[mine[pinned]] = np.minimum(due[mine[pinned]], pinned_until[mine[pinned]])
+                for i, rank in zip(mine, ranks, strict=True):
+                    label = format_uri(name, f.namespace[i], f.key[i], int(batch.version[i]))
+                    oid = int(batch.ids[i])
+                    p.arrivals.setdefault(tier_name, []).append(
+                        _Arrival(oid, int(f.size[i]), float(rank), name, label, tier_name, None, tier_name)
+                    )
+        bulk = plain  # their columns, in bulk (written once, in id order, after the scan)
+        p.bulk.append(
+            (batch.ids[bulk], f.home[bulk], f.size[bulk], tenant[bulk], f.legal_hold[bulk], due[bulk])
+        )
+        rest = np.nonzero(~plain)[0]
+        if len(rest):
+            rows = batch.rows(rest)
+            # _place takes known rows' bytes out of the sums itself: put them back first.
+            slots = prev[rest][prev[rest] >= 0]
+            state.account(cols.tenant[slots], cols.tier[slots], cols.size[slots], +1)
+            held_back = slots[cols.held[slots]]
+            state.account_held(cols.tenant[held_back], cols.tier[held_back], cols.size[held_back], +1)
+            self._place(state, p, rows, before=None, summary=None)
 
     def _forget(self, state: PlacementState, p: _Pass, oid: int) -> None:
         """An object that is no longer live: out of every tier and sum."""
@@ -487,19 +597,29 @@ class Planner:
             for oid in p.dropped:
                 p.updates.pop(oid, None)
             p.dropped = []
-        if not p.updates:
+        parts = list(p.bulk)
+        p.bulk = []
+        if p.updates:
+            vals = list(p.updates.values())
+            parts.append(
+                (
+                    np.fromiter(p.updates, dtype=np.int64, count=len(p.updates)),
+                    np.array([v[0] for v in vals], dtype=np.int8),
+                    np.array([v[1] for v in vals], dtype=np.int64),
+                    np.array([v[2] for v in vals], dtype=np.int32),
+                    np.array([v[3] for v in vals], dtype=np.bool_),
+                    np.array([v[4] for v in vals], dtype=np.float64),
+                )
+            )
+            p.updates = {}
+        if not parts:
             return
-        ids = np.array(sorted(p.updates), dtype=np.int64)
-        vals = [p.updates[int(i)] for i in ids]
-        tier = np.array([v[0] for v in vals], dtype=np.int8)
-        size = np.array([v[1] for v in vals], dtype=np.int64)
-        tenant = np.array([v[2] for v in vals], dtype=np.int32)
-        held = np.array([v[3] for v in vals], dtype=np.bool_)
-        due = np.array([v[4] for v in vals], dtype=np.float64)
+        ids, tier, size, tenant, held, due = (np.concatenate(col) for col in zip(*parts, strict=True))
+        order = np.argsort(ids, kind="stable")  # the columns want ids in order; scans come in any
+        ids, tier, size, tenant, held, due = (a[order] for a in (ids, tier, size, tenant, held, due))
         cols.put(ids, tier, size, tenant, held, due)
         state.account(tenant, tier, size, +1)
         state.account_held(tenant[held], tier[held], size[held], +1)
-        p.updates = {}
 
     def _finish(
         self, state: PlacementState, p: _Pass, before: Mapping[str, Mapping[str, int]], started: float
@@ -643,6 +763,29 @@ class Planner:
         )
 
 
+class _Totals:
+    """Bytes per tenant index and tier index, added in bulk (a rebuild's "before")."""
+
+    def __init__(self) -> None:
+        self.bytes = np.zeros((0, len(TIERS)), dtype=np.int64)
+
+    def add(
+        self, tenant: npt.NDArray[np.int32], tier: npt.NDArray[np.int64], size: npt.NDArray[np.int64]
+    ) -> None:
+        if len(tenant) and tenant.max() >= len(self.bytes):
+            grown = np.zeros((int(tenant.max()) + 1, len(TIERS)), dtype=np.int64)
+            grown[: len(self.bytes)] = self.bytes
+            self.bytes = grown
+        np.add.at(self.bytes, (tenant, tier), size)
+
+    def by_tenant(self, names: Sequence[str]) -> dict[str, dict[str, int]]:
+        return {
+            names[i]: {TIERS[j]: int(v) for j, v in enumerate(row) if v}
+            for i, row in enumerate(self.bytes)
+            if row.any()
+        }
+
+
 class _Summary:
     """Bytes, legal-hold bytes and pinned bytes per tier and tenant, gathered during a rebuild."""
 
@@ -650,6 +793,24 @@ class _Summary:
         self.tiers: dict[str, list[int]] = {}
         self.tenants: dict[str, dict[str, list[int]]] = {}
         self.pinned: dict[str, dict[str, int]] = {}
+
+    def add_columns(
+        self,
+        names: Sequence[str],
+        tenant: npt.NDArray[np.int32],
+        tier: npt.NDArray[np.int64],
+        size: npt.NDArray[np.int64],
+        held: npt.NDArray[np.bool_],
+        pinned: npt.NDArray[np.bool_],
+    ) -> None:
+        shape = (int(tenant.max()) + 1 if len(tenant) else 0, len(TIERS))
+        sums = []
+        for mask in (np.ones(len(tenant), dtype=np.bool_), held, pinned):
+            acc = np.zeros(shape, dtype=np.int64)
+            np.add.at(acc, (tenant[mask], tier[mask]), size[mask])
+            sums.append(acc)
+        for i, j in zip(*np.nonzero(sums[0] | sums[1] | sums[2]), strict=True):
+            self.add(names[i], TIERS[j], int(sums[0][i, j]), int(sums[1][i, j]), int(sums[2][i, j]))
 
     def add(self, tenant: str, tier: str, size: int, held: int, pinned: int) -> None:
         for acc in (

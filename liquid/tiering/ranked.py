@@ -265,6 +265,10 @@ class RankedTier:
             self._label.pop(oid, None)
         return was
 
+    def known(self) -> set[int]:
+        """Every member and offer (what :meth:`knows` answers for one)."""
+        return self._rank.keys() | self.members.keys()
+
     def knows(self, oid: int) -> bool:
         """Whether ``oid`` is a member or an offer (something to release or withdraw)."""
         return oid in self._rank or oid in self.members

@@ -5,8 +5,8 @@ A :class:`Row` is one live object version as policy evaluation sees it
 decayed read rate, clock start, superseding) plus where its bytes are. :class:`CatalogRows`
 reads them three ways, each on an index:
 
-* :meth:`CatalogRows.scan` — every live object in id order, streamed through a
-  server-side cursor (a rebuild);
+* :meth:`CatalogRows.scan_columns` — every live object, as column batches (a rebuild,
+  which evaluates them in bulk: :mod:`liquid.policy.columns`);
 * :meth:`CatalogRows.rows` — the objects with given ids (the change feed and due
   deadlines: a cycle reads only these);
 * :meth:`CatalogRows.row` — one object by ref (``explain``).
@@ -17,16 +17,24 @@ reads/hour (:func:`liquid.access.rate_per_hour`).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Engine
 
+from liquid.catalog.fastpath import conninfo
+from liquid.errors import MissingDependency
+from liquid.policy.columns import FactColumns
 from liquid.policy.evaluate import Decision, ObjectFacts
+from liquid.policy.models import TIERS, PolicySet
 from liquid.refs import ResultRef, format_uri
 
 
@@ -57,11 +65,105 @@ class Row:
         return ResultRef(f.tenant, f.namespace, f.key, self.version)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _when(seconds: float) -> datetime | None:
+    """A column's epoch seconds back as the datetime the catalog holds (None for NaN)."""
+    if seconds != seconds:  # NaN
+        return None
+    return _EPOCH + timedelta(microseconds=round(seconds * 1e6))
+
+
+@dataclass
+class ColumnBatch:
+    """Many live objects as columns: what a rebuild evaluates in bulk (see liquid.policy.columns)."""
+
+    ids: npt.NDArray[np.int64]
+    version: npt.NDArray[np.int64]
+    facts: FactColumns
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, index: Sequence[int] | npt.NDArray[np.intp]) -> list[Row]:
+        """The objects at ``index`` as rows (for the few a rebuild plans one by one)."""
+        f = self.facts
+        out = []
+        for i in index:
+            facts = ObjectFacts.of(
+                f.tenant[i], f.namespace[i], f.key[i], int(f.size[i]), _when(f.created[i]),
+                TIERS[f.home[i]], f.content_type[i], f.tags[i] or _NO_TAGS, f.classification[i],
+                _when(f.last_access[i]), float(f.score[i]), 0, _when(f.home_since[i]),
+                bool(f.legal_hold[i]), f.scope[i], _when(f.finished[i]), _when(f.superseded[i]),
+            )  # fmt: skip
+            tier = TIERS[f.home[i]]
+            out.append(Row(int(self.ids[i]), int(self.version[i]), facts, tier, int(f.size[i])))
+        return out
+
+    @classmethod
+    def concat(cls, batches: Sequence[ColumnBatch]) -> ColumnBatch:
+        """One batch of several (an empty one for none)."""
+        if not batches:
+            return cls.of_rows([])
+        if len(batches) == 1:
+            return batches[0]
+        joined = {
+            name: np.concatenate([getattr(b.facts, name) for b in batches])
+            for name in (x.name for x in dataclasses.fields(FactColumns))
+        }
+        return cls(
+            ids=np.concatenate([b.ids for b in batches]),
+            version=np.concatenate([b.version for b in batches]),
+            facts=FactColumns(**joined),
+        )
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Row]) -> ColumnBatch:
+        """Rows as columns (for sources that read row by row)."""
+
+        def obj(values: list[Any]) -> npt.NDArray[np.object_]:
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+
+        def ts(value: datetime | None) -> float:
+            return math.nan if value is None else value.timestamp()
+
+        fs = [r.facts for r in rows]
+        return cls(
+            ids=np.array([r.object_id for r in rows], dtype=np.int64),
+            version=np.array([r.version for r in rows], dtype=np.int64),
+            facts=FactColumns(
+                tenant=obj([f.tenant for f in fs]),
+                namespace=obj([f.namespace for f in fs]),
+                key=obj([f.key for f in fs]),
+                size=np.array([f.size for f in fs], dtype=np.int64),
+                content_type=obj([f.content_type for f in fs]),
+                tags=obj([dict(f.tags) or None for f in fs]),
+                classification=obj([f.classification for f in fs]),
+                created=np.array([ts(f.created_at) for f in fs]),
+                home=np.array([TIERS.index(f.home_tier) for f in fs], dtype=np.int8),
+                last_access=np.array([ts(f.last_access_at) for f in fs]),
+                score=np.array([f.access_score for f in fs], dtype=np.float64),
+                home_since=np.array([ts(f.home_since) for f in fs]),
+                legal_hold=np.array([f.legal_hold for f in fs], dtype=np.bool_),
+                scope=obj([f.scope for f in fs]),
+                finished=np.array([ts(f.execution_finished_at) for f in fs]),
+                superseded=np.array([ts(f.superseded_at) for f in fs]),
+            ),
+        )
+
+
 class RowSource(Protocol):
     """Where the engine reads objects from (the catalog in production; a trace in the replay)."""
 
-    def scan(self, now: datetime) -> Iterator[list[Row]]:
-        """Every live object, in batches, in id order."""
+    def scan_columns(self, now: datetime, policies: PolicySet | None = None) -> Iterator[ColumnBatch]:
+        """Every live object, in batches of columns (a rebuild); ``policies`` may spare unused columns."""
+        ...
+
+    def columns(self, ids: Sequence[int], now: datetime, policies: PolicySet | None = None) -> ColumnBatch:
+        """The live objects among ``ids`` as columns (the others are gone): a cycle's objects."""
         ...
 
     def rows(self, ids: Sequence[int], now: datetime) -> list[Row]:
@@ -82,13 +184,20 @@ _LEAN = """
     FROM objects o
     LEFT JOIN access_stats a ON a.object_id = o.id
     LEFT JOIN executions e ON e.tenant_id = o.tenant_id AND e.execution_id = o.execution_id
-    LEFT JOIN objects n ON n.tenant_id = o.tenant_id AND n.namespace = o.namespace
+{superseded}"""
+_SUPERSEDED_JOIN = """    LEFT JOIN objects n ON n.tenant_id = o.tenant_id AND n.namespace = o.namespace
                        AND n.key = o.key AND n.version = o.version + 1
 """
+_LEAN = _LEAN.replace("{superseded}", _SUPERSEDED_JOIN)
 #: ``explain`` shows a few more.
 _FULL = _LEAN.replace("{extra}", ", o.home_store, o.stored_size, o.sha256, a.hits")
 _COLUMNS = _LEAN.replace("{extra}", "")
-_SCAN = _COLUMNS + " WHERE o.state = 'live' ORDER BY o.id"
+_SCAN_COLUMNS = (
+    _COLUMNS.replace("{tags} AS tags", "{tags}::text AS tags").replace(
+        "o.home_tier,", "o.home_tier::text AS home_tier,"
+    )
+    + " WHERE o.state = 'live'"
+)
 _BY_IDS = _COLUMNS + " WHERE o.id = ANY(%(ids)s) AND o.state = 'live' ORDER BY o.id"
 _BY_REF = (
     _FULL + " WHERE o.tenant_id = %(t)s AND o.namespace = %(n)s AND o.key = %(k)s AND o.version = %(v)s"
@@ -121,26 +230,111 @@ class CatalogRows:
     def __repr__(self) -> str:
         return f"CatalogRows(batch={self.batch}, tags={self.tags})"
 
-    def _sql(self, template: str) -> str:
+    def _tags_sql(self) -> str:
         # Most objects have no tags: send NULL for those rather than '{}' to decode per row.
-        tags = "CASE WHEN o.tags = '{}'::jsonb THEN NULL ELSE o.tags END" if self.tags else "NULL::jsonb"
-        return template.replace("{tags}", tags)
+        return "CASE WHEN o.tags = '{}'::jsonb THEN NULL ELSE o.tags END" if self.tags else "NULL::jsonb"
 
-    def scan(self, now: datetime) -> Iterator[list[Row]]:
-        conn = self.engine.raw_connection()
-        try:
-            pg: Any = conn.driver_connection
-            # A server-side cursor: the catalog streams in batches, memory stays one batch.
-            with pg.transaction(), pg.cursor(name="liquid_scan", binary=True) as cur:
-                cur.itersize = self.batch
-                cur.execute(self._sql(_SCAN))
-                while True:
-                    got = cur.fetchmany(self.batch)
-                    if not got:
-                        return
-                    yield self._convert(got, now)
-        finally:
-            conn.close()
+    def _sql(self, template: str) -> str:
+        return template.replace("{tags}", self._tags_sql())
+
+    def scan_columns(self, now: datetime, policies: PolicySet | None = None) -> Iterator[ColumnBatch]:
+        """Every live object as column batches, read with the ADBC PostgreSQL driver.
+
+        The driver decodes rows into Arrow columns in C, about ten times faster than Python
+        row objects; memory stays one batch. No ``ORDER BY``: a rebuild needs no order, and
+        sorting millions of rows costs the server more than the rest of the query. When
+        ``policies`` select nothing by tags or by version, those columns are not read (finding
+        each object's newer version is a join of the catalog with itself).
+        """
+        adbc = _adbc()
+        url = conninfo(self.engine.url.render_as_string(hide_password=False))
+        with adbc.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(self._lean(_SCAN_COLUMNS, policies))
+            for batch in cur.fetch_record_batch():
+                if batch.num_rows:
+                    yield self._columns(batch, now)
+
+    def columns(self, ids: Sequence[int], now: datetime, policies: PolicySet | None = None) -> ColumnBatch:
+        if len(ids) < 2000:  # a connection of the driver's own costs more than a few rows
+            return ColumnBatch.of_rows(self.rows(ids, now))
+        adbc = _adbc()
+        url = conninfo(self.engine.url.render_as_string(hide_password=False))
+        # The ids are integers: inlined as an array literal (the driver binds no arrays).
+        literal = "{" + ",".join(str(int(i)) for i in ids) + "}"
+        sql = self._lean(_SCAN_COLUMNS, policies) + f" AND o.id = ANY('{literal}'::bigint[])"
+        batches = []
+        with adbc.connect(url) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            for batch in cur.fetch_record_batch():
+                if batch.num_rows:
+                    batches.append(self._columns(batch, now))
+        return ColumnBatch.concat(batches)
+
+    def _lean(self, template: str, policies: PolicySet | None) -> str:
+        """The query without the columns no policy reads (tags; the newer version's time)."""
+        sql = self._sql(template)
+        if policies is not None:
+            selectors = [p.spec.selector for p in policies.tiering]
+            if not any(sel.tags for sel in selectors):
+                sql = sql.replace(self._tags_sql(), "NULL::jsonb")
+            if all(sel.versions == "any" for sel in selectors):
+                sql = sql.replace("n.created_at AS superseded_at", "NULL::timestamptz AS superseded_at")
+                sql = sql.replace(_SUPERSEDED_JOIN, "")
+        return sql
+
+    def _columns(self, batch: Any, now: datetime) -> ColumnBatch:
+        def seconds(name: str) -> npt.NDArray[np.float64]:
+            col = batch.column(name).cast("int64")  # microseconds since the epoch
+            return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64) / 1e6
+
+        def nullable_seconds(name: str) -> npt.NDArray[np.float64]:
+            col = batch.column(name)
+            values = seconds(name)
+            if col.null_count:
+                values[np.asarray(col.is_null().to_numpy(zero_copy_only=False))] = math.nan
+            return values
+
+        def strings(name: str) -> npt.NDArray[np.object_]:
+            return np.asarray(batch.column(name).to_numpy(zero_copy_only=False), dtype=object)
+
+        tags = strings("tags")
+        parsed = np.empty(len(tags), dtype=object)
+        for i, raw in enumerate(tags):
+            if raw is not None:  # NULL for the many objects without tags
+                parsed[i] = json.loads(raw)
+        last = nullable_seconds("last_access_at")
+        score = batch.column("score").to_numpy(zero_copy_only=False)
+        score = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=0.0)
+        h = self.half_life
+        # decay() and rate_per_hour() over the column: the score brought forward to now.
+        with np.errstate(invalid="ignore"):
+            age = np.maximum(now.timestamp() - last, 0.0)
+            rate = np.where(np.isnan(last), 0.0, score * 0.5 ** (age / h) * (math.log(2) / h * 3600.0))
+        home = np.array([TIERS.index(t) for t in strings("home_tier")], dtype=np.int8)
+        return ColumnBatch(
+            ids=np.asarray(batch.column("id").to_numpy(), dtype=np.int64),
+            version=np.asarray(batch.column("version").to_numpy(), dtype=np.int64),
+            facts=FactColumns(
+                tenant=strings("tenant_id"),
+                namespace=strings("namespace"),
+                key=strings("key"),
+                size=np.asarray(batch.column("size").to_numpy(), dtype=np.int64),
+                content_type=strings("content_type"),
+                tags=parsed,
+                classification=strings("classification"),
+                created=seconds("created_at"),
+                home=home,
+                last_access=last,
+                score=rate,
+                home_since=nullable_seconds("home_since"),
+                legal_hold=np.asarray(
+                    batch.column("legal_hold").to_numpy(zero_copy_only=False), dtype=np.bool_
+                ),
+                scope=strings("scope"),
+                finished=nullable_seconds("finished_at"),
+                superseded=nullable_seconds("superseded_at"),
+            ),
+        )
 
     def rows(self, ids: Sequence[int], now: datetime) -> list[Row]:
         out: list[Row] = []
@@ -193,25 +387,10 @@ class CatalogRows:
             if score is not None and last is not None:
                 # decay() and rate_per_hour() inline: this runs once per object per rebuild.
                 rate = score * 0.5 ** (max(now_ts - last.timestamp(), 0.0) / h) * factor
-            facts = ObjectFacts(
-                tenant=tenant,
-                namespace=ns,
-                key=key,
-                size=size,
-                created_at=created,
-                home_tier=tier,
-                content_type=ct,
-                tags=tags or _NO_TAGS,
-                classification=cls,
-                last_access_at=last,
-                access_score=rate,
-                hits=int(r[21] or 0) if full else 0,
-                home_since=since,
-                legal_hold=held,
-                scope=scope,
-                execution_finished_at=finished,
-                superseded_at=superseded,
-            )
+            facts = ObjectFacts.of(
+                tenant, ns, key, size, created, tier, ct, tags or _NO_TAGS, cls, last, rate,
+                int(r[21] or 0) if full else 0, since, held, scope, finished, superseded,
+            )  # fmt: skip
             if full:
                 store, stored, sha = r[18], int(r[19]), r[20]
             else:
@@ -221,3 +400,13 @@ class CatalogRows:
 
 
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+def _adbc() -> Any:
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+    except ImportError as exc:  # a core dependency; say what to install if it is missing
+        raise MissingDependency(
+            "adbc-driver-postgresql is not installed: pip install adbc-driver-postgresql"
+        ) from exc
+    return adbc

@@ -21,6 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from liquid.config import Settings
 from liquid.policy.models import TIERS, PolicySet, TierPrice
 
@@ -149,3 +152,18 @@ class ValueModel:
         if saved <= 0:
             return -math.inf
         return math.log(saved / size) + at * self._ln2_per_s
+
+    def rank_columns(
+        self,
+        size: npt.NDArray[np.int64],
+        rate: npt.NDArray[np.float64],
+        at: float,
+        prices: dict[str, Prices],
+        tier: str,
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`rank` of many objects of one tenant at once."""
+        size_f = np.maximum(size, 1).astype(np.float64)
+        saved = rate * self.read_saving(size_f, tier, prices)  # type: ignore[arg-type]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ranks = np.log(saved / size_f) + at * self._ln2_per_s
+        return np.where(saved > 0, ranks, -math.inf)

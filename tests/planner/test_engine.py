@@ -21,7 +21,7 @@ from liquid.tiering.apply import ApplyReport
 from liquid.tiering.engine import TieringEngine
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
-from liquid.tiering.rows import Row
+from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.state import BLOCK, Columns
 from tests.fakes import FakeClock
 from tests.planner.test_planner import NOW, row
@@ -69,9 +69,12 @@ class Catalog:
         self.feed.add(r.object_id)
 
     # RowSource
-    def scan(self, now: datetime) -> Iterator[list[Row]]:
+    def scan_columns(self, now: datetime, policies: object = None) -> Iterator[ColumnBatch]:
         ids = sorted(self.objects)
-        yield [self._fresh(i) for i in ids]
+        yield ColumnBatch.of_rows([self._fresh(i) for i in ids])
+
+    def columns(self, ids: Sequence[int], now: datetime, policies: object = None) -> ColumnBatch:
+        return ColumnBatch.of_rows(self.rows(ids, now))
 
     def rows(self, ids: Sequence[int], now: datetime) -> list[Row]:
         return [self._fresh(i) for i in ids if i in self.objects]

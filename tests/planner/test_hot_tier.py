@@ -12,6 +12,7 @@ from liquid.policy.loader import load_policy_text
 from liquid.tiering.explain import explain
 from liquid.tiering.planner import Planner
 from liquid.tiering.ranked import Cap, RankedTier
+from liquid.tiering.rows import ColumnBatch
 from liquid.tiering.values import PlannerSettings, ValueModel
 from tests.planner.test_planner import NOW, full, row
 
@@ -70,7 +71,7 @@ def test_a_released_member_offered_again_gets_its_bonus_back() -> None:
 def test_keep_while_room_decides_whether_a_cooled_member_is_evicted(keep: bool, evicted: bool) -> None:
     planner = Planner(Settings(planner={"keep_while_room": keep}))
     policies = load_policy_text(HOT_POLICY)
-    state, first = planner.rebuild(policies, [[row(1, home="cold", rate=5.0)]], NOW)
+    state, first = planner.rebuild(policies, [ColumnBatch.of_rows([row(1, home="cold", rate=5.0)])], NOW)
     assert [c.action for c in first.changes] == ["hot-admit"]
     # Read rarely since: its rate fell below demoteBelow.
     later = planner.cycle(state, [row(1, home="cold", rate=0.1)], [], NOW + timedelta(hours=1))

@@ -11,7 +11,7 @@ from liquid.policy.evaluate import ObjectFacts
 from liquid.policy.loader import load_policy_text
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
-from liquid.tiering.rows import Row
+from liquid.tiering.rows import ColumnBatch, Row
 
 NOW = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -75,7 +75,7 @@ def planner() -> Planner:
 
 def full(planner: Planner, text: str, rows: list[Row], now: datetime = NOW) -> Plan:
     """A rebuild: every row planned into a fresh state, as at start or by ``liquid policy plan``."""
-    return planner.rebuild(load_policy_text(text), [rows], now)[1]
+    return planner.rebuild(load_policy_text(text), [ColumnBatch.of_rows(rows)], now)[1]
 
 
 def plan(planner: Planner, text: str, rows: list[Row]) -> dict:

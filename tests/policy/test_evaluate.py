@@ -586,3 +586,24 @@ def test_decision_is_a_readable_value() -> None:
 
 def test_empty_policy_set_keeps_everything() -> None:
     assert evaluate(PolicySet(), facts(), T0).action == "keep"
+
+
+def test_fast_construction_equals_the_dataclass_constructor() -> None:
+    import dataclasses
+
+    from liquid.policy.evaluate import ObjectFacts
+
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    full = ObjectFacts(
+        tenant="t", namespace="n", key="k", size=5, created_at=now, home_tier="cold", content_type="x/y",
+        tags={"a": "1"}, classification="pii", last_access_at=now, access_score=2.5, hits=3, home_since=now,
+        legal_hold=True, scope="step", execution_finished_at=now, superseded_at=now,
+    )  # fmt: skip
+    values = [getattr(full, f.name) for f in dataclasses.fields(ObjectFacts)]
+    assert ObjectFacts.of(*values) == full
+    assert full.with_home("hot") == dataclasses.replace(full, home_tier="hot")
+    assert full.home_tier == "cold"  # unchanged
+    with pytest.raises(TypeError, match="takes 17 values"):
+        ObjectFacts.of(*values[:-1])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ObjectFacts.of(*values).size = 6  # type: ignore[misc]

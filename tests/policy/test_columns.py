@@ -1,0 +1,91 @@
+"""evaluate_columns gives evaluate's answers: on every pinned object, one at a time and in batches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from liquid.policy import ObjectFacts, PolicySet, evaluate, select_policy
+from liquid.policy.columns import ACTIONS, FactColumns, evaluate_columns, select_columns
+from liquid.policy.models import TIERS
+from tests.policy.test_evaluate_pinned import _cases, _decode_facts, policy_sets
+
+
+def ts(value: datetime | None) -> float:
+    return math.nan if value is None else value.timestamp()
+
+
+def columns(facts: Sequence[ObjectFacts]) -> FactColumns:
+    def obj(values: list[object]) -> np.ndarray:  # type: ignore[type-arg]
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+
+    return FactColumns(
+        tenant=obj([f.tenant for f in facts]),
+        namespace=obj([f.namespace for f in facts]),
+        key=obj([f.key for f in facts]),
+        size=np.array([f.size for f in facts], dtype=np.int64),
+        content_type=obj([f.content_type for f in facts]),
+        tags=obj([dict(f.tags) or None for f in facts]),
+        classification=obj([f.classification for f in facts]),
+        created=np.array([ts(f.created_at) for f in facts]),
+        home=np.array([TIERS.index(f.home_tier) for f in facts], dtype=np.int8),
+        last_access=np.array([ts(f.last_access_at) for f in facts]),
+        score=np.array([f.access_score for f in facts]),
+        home_since=np.array([ts(f.home_since) for f in facts]),
+        legal_hold=np.array([f.legal_hold for f in facts], dtype=np.bool_),
+        scope=obj([f.scope for f in facts]),
+        finished=np.array([ts(f.execution_finished_at) for f in facts]),
+        superseded=np.array([ts(f.superseded_at) for f in facts]),
+    )
+
+
+def check(policies: PolicySet, facts: list[ObjectFacts], now: datetime) -> int:
+    """Compare every object; return how many were compared (those evaluate does not refuse)."""
+    good = []
+    for f in facts:
+        times = (f.created_at, f.last_access_at, f.home_since, f.execution_finished_at, f.superseded_at)
+        if f.home_tier not in TIERS or any(x is not None and x.tzinfo is None for x in times):
+            continue  # invalid inputs (naive times, unknown tiers) have no column form
+        try:
+            evaluate(policies, f, now)
+        except ValueError:
+            continue
+        good.append(f)
+    if not good:
+        return 0
+    got = evaluate_columns(policies, columns(good), now)
+    chosen = select_columns(policies, columns(good))
+    names = [p.name for p in policies.tiering]
+    for i, f in enumerate(good):
+        d = evaluate(policies, f, now)
+        policy = select_policy(policies, f)
+        assert (names[got.policy[i]] if got.policy[i] >= 0 else None) == (policy.name if policy else None), f
+        assert chosen[i] == got.policy[i]
+        assert (TIERS[got.tier[i]], ACTIONS[got.action[i]]) == (d.tier, d.action), (f, now, d)
+        expected = d.next_change_at.timestamp() if d.next_change_at is not None else math.inf
+        assert got.next_change[i] == pytest.approx(expected, abs=1e-5), (f, now, d)
+    return len(good)
+
+
+@pytest.mark.parametrize("name", list(policy_sets()))
+def test_each_pinned_object_alone(name: str) -> None:
+    policies = policy_sets()[name]
+    compared = 0
+    for case in (c for c in _cases() if c["set"] == name):
+        compared += check(policies, [_decode_facts(case["facts"])], datetime.fromisoformat(case["now"]))
+    assert compared > 100
+
+
+@pytest.mark.parametrize("name", list(policy_sets()))
+def test_every_pinned_object_of_a_set_in_one_batch_at_several_times(name: str) -> None:
+    policies = policy_sets()[name]
+    cases = [c for c in _cases() if c["set"] == name]
+    facts = [_decode_facts(c["facts"]) for c in cases]
+    for case in cases[::30]:  # each object at other objects' evaluation times too
+        assert check(policies, facts, datetime.fromisoformat(case["now"])) > 100
