@@ -15,6 +15,7 @@ are indices into :data:`ACTIONS`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from liquid.policy.evaluate import _COMPILED, _MAX_TIMESTAMP, _glob_match, _Ladder, _ts
+from liquid.policy.evaluate import _COMPILED, _MAX_TIMESTAMP, ObjectFacts, _glob_match, _Ladder, _ts
 from liquid.policy.models import EXECUTION_SCOPES, TIERS, PolicySet, Selector
 
 ACTIONS = ("keep", "move", "expire", "hold")
@@ -64,6 +65,37 @@ class FactColumns:
     def take(self, index: Any) -> FactColumns:
         """The rows at ``index`` (a mask or indices)."""
         return FactColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @classmethod
+    def of_facts(cls, facts: Sequence[ObjectFacts]) -> FactColumns:
+        """Facts object by object, as columns (for callers that read row by row)."""
+
+        def obj(values: list[Any]) -> npt.NDArray[np.object_]:
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+
+        def ts(value: datetime | None) -> float:
+            return math.nan if value is None else value.timestamp()
+
+        return cls(
+            tenant=obj([f.tenant for f in facts]),
+            namespace=obj([f.namespace for f in facts]),
+            key=obj([f.key for f in facts]),
+            size=np.array([f.size for f in facts], dtype=np.int64),
+            content_type=obj([f.content_type for f in facts]),
+            tags=obj([dict(f.tags) or None for f in facts]),
+            classification=obj([f.classification for f in facts]),
+            created=np.array([ts(f.created_at) for f in facts], dtype=np.float64),
+            home=np.array([TIERS.index(f.home_tier) for f in facts], dtype=np.int8),
+            last_access=np.array([ts(f.last_access_at) for f in facts], dtype=np.float64),
+            score=np.array([f.access_score for f in facts], dtype=np.float64),
+            home_since=np.array([ts(f.home_since) for f in facts], dtype=np.float64),
+            legal_hold=np.array([f.legal_hold for f in facts], dtype=np.bool_),
+            scope=obj([f.scope for f in facts]),
+            finished=np.array([ts(f.execution_finished_at) for f in facts], dtype=np.float64),
+            superseded=np.array([ts(f.superseded_at) for f in facts], dtype=np.float64),
+        )
 
 
 @dataclass
@@ -163,30 +195,40 @@ def _per_value(column: npt.NDArray[np.object_], test: Any) -> Bools:
     )
 
 
+@dataclass
+class _Objects:
+    """Objects under one ladder, as ``evaluate._Times`` and ``_place`` see them (epoch seconds)."""
+
+    home: npt.NDArray[np.int8]
+    start: F64  # NaN while the clock has not started
+    last_ref: F64
+    last_access: F64  # NaN when never read
+    home_since: F64
+    held: Bools
+
+    def take(self, index: Any) -> _Objects:
+        return _Objects(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
 def decide_columns(
     ladder: _Ladder, f: FactColumns, t: float
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8], F64]:
     """(tier, action, next change) of objects under one policy's ladder, at ``t``."""
-    start, last_ref, last_access, home_since = _times(ladder, f)
+    o = _times(ladder, f)
     n = len(f)
-    now = np.full(n, t)
-    held = f.legal_hold | ladder.legal_hold
-    tier, action = _place(ladder, f.home, start, last_ref, last_access, home_since, held, now, f.score)
+    tier, action = _place(ladder, o, np.full(n, t), f.score)
     next_change = np.full(n, math.inf)
     pending = (action == MOVE) | (action == EXPIRE)
     next_change[pending] = t
-    open_ = ~pending & ~np.isnan(start)
+    open_ = ~pending & ~np.isnan(o.start)
     if open_.any():
         i = np.nonzero(open_)[0]
-        next_change[i] = _next_change(
-            ladder, f.home[i], start[i], last_ref[i], last_access[i], home_since[i], held[i], t,
-            f.score[i], tier[i], action[i],
-        )  # fmt: skip
+        next_change[i] = _next_change(ladder, o.take(i), t, f.score[i], tier[i], action[i])
     return tier, action, next_change
 
 
-def _times(ladder: _Ladder, f: FactColumns) -> tuple[F64, F64, F64, F64]:
-    """(clock start, last reference, last access, home since) as ``evaluate._Times`` has them."""
+def _times(ladder: _Ladder, f: FactColumns) -> _Objects:
+    """The objects' times as ``evaluate._Times`` has them."""
     start = f.created.copy()
     if ladder.noncurrent:
         sup = ~np.isnan(f.superseded)
@@ -199,43 +241,36 @@ def _times(ladder: _Ladder, f: FactColumns) -> tuple[F64, F64, F64, F64]:
     # ``max(last_access or start, start)``: a missing (or zero) last access means the start.
     no_access = np.isnan(last_access) | (last_access == 0)
     last_ref = np.where(no_access, start, np.maximum(np.where(no_access, 0.0, last_access), start))
-    last_access_known = np.where(no_access, np.nan, last_access)
     home_since = np.where(np.isnan(f.home_since), f.created, f.home_since)
-    return start, last_ref, last_access_known, home_since
+    held = f.legal_hold | ladder.legal_hold
+    return _Objects(f.home, start, last_ref, last_access, home_since, held)
 
 
 def _place(
-    ladder: _Ladder,
-    home: npt.NDArray[np.int8],
-    start: F64,
-    last_ref: F64,
-    last_access: F64,
-    home_since: F64,
-    held: Bools,
-    t: F64,
-    score: F64,
+    ladder: _Ladder, o: _Objects, t: F64, score: F64
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
     """``evaluate._place`` without reasons: (tier, action) per object, ``t`` per object."""
+    home = o.home
     n = len(home)
     tier = home.copy()
     action = np.full(n, KEEP, dtype=np.int8)
-    started = ~np.isnan(start)
+    started = ~np.isnan(o.start)
     with np.errstate(invalid="ignore"):
-        age = t - start
+        age = t - o.start
         expiry = np.zeros(n, dtype=np.bool_)
         if ladder.expire_after is not None:
             expiry |= age >= ladder.expire_after
         if ladder.expire_at is not None:
             expiry |= t >= ladder.expire_at
         expiry &= started
-        expire = expiry & ~held
+        expire = expiry & ~o.held
         action[expire] = EXPIRE
         live = started & ~expire
-        lt = _ladder(ladder, home, age, t - last_ref, last_access, home_since, t, score, live)
+        lt = _ladder(ladder, home, age, t - o.last_ref, o.last_access, o.home_since, t, score, live)
         tier[live] = lt[live]
         # minResidency: no move before the home tier's residency has passed since the last move.
         residency = np.array([ladder.residency[name] for name in TIERS])[home.astype(np.int64)]
-        stay = live & (tier != home) & (t < home_since + residency)
+        stay = live & (tier != home) & (t < o.home_since + residency)
         tier[stay] = home[stay]
     action[live & expiry] = HOLD
     action[live & ~expiry & (tier != home)] = MOVE
@@ -311,20 +346,15 @@ def _ladder(
 
 def _next_change(
     ladder: _Ladder,
-    home: npt.NDArray[np.int8],
-    start: F64,
-    last_ref: F64,
-    last_access: F64,
-    home_since: F64,
-    held: Bools,
+    o: _Objects,
     t: float,
     score: F64,
     tier: npt.NDArray[np.int8],
     action: npt.NDArray[np.int8],
 ) -> F64:
     """``evaluate._next_change``: the earliest future threshold at which (tier, action) differs."""
-    n = len(home)
-    bases = (start, last_ref, home_since)
+    n = len(o.home)
+    bases = (o.start, o.last_ref, o.home_since)
     candidates: list[F64] = [bases[base] + after for base, after in ladder.thresholds]
     candidates += [np.full(n, when) for when in ladder.instants]
     for below in ladder.rates:
@@ -342,9 +372,7 @@ def _next_change(
             decayed = np.zeros(len(i))
         else:
             decayed = score[i] * 0.5 ** ((probe - t) / ladder.half_life)
-        later_tier, later_action = _place(
-            ladder, home[i], start[i], last_ref[i], last_access[i], home_since[i], held[i], probe, decayed
-        )
+        later_tier, later_action = _place(ladder, o.take(i), probe, decayed)
         differs = (later_tier != tier[i]) | (later_action != action[i])
         best[i] = np.where(differs, np.minimum(best[i], when[i]), best[i])
     return best

@@ -121,37 +121,10 @@ class ColumnBatch:
     @classmethod
     def of_rows(cls, rows: Sequence[Row]) -> ColumnBatch:
         """Rows as columns (for sources that read row by row)."""
-
-        def obj(values: list[Any]) -> npt.NDArray[np.object_]:
-            out = np.empty(len(values), dtype=object)
-            out[:] = values
-            return out
-
-        def ts(value: datetime | None) -> float:
-            return math.nan if value is None else value.timestamp()
-
-        fs = [r.facts for r in rows]
         return cls(
             ids=np.array([r.object_id for r in rows], dtype=np.int64),
             version=np.array([r.version for r in rows], dtype=np.int64),
-            facts=FactColumns(
-                tenant=obj([f.tenant for f in fs]),
-                namespace=obj([f.namespace for f in fs]),
-                key=obj([f.key for f in fs]),
-                size=np.array([f.size for f in fs], dtype=np.int64),
-                content_type=obj([f.content_type for f in fs]),
-                tags=obj([dict(f.tags) or None for f in fs]),
-                classification=obj([f.classification for f in fs]),
-                created=np.array([ts(f.created_at) for f in fs]),
-                home=np.array([TIERS.index(f.home_tier) for f in fs], dtype=np.int8),
-                last_access=np.array([ts(f.last_access_at) for f in fs]),
-                score=np.array([f.access_score for f in fs], dtype=np.float64),
-                home_since=np.array([ts(f.home_since) for f in fs]),
-                legal_hold=np.array([f.legal_hold for f in fs], dtype=np.bool_),
-                scope=obj([f.scope for f in fs]),
-                finished=np.array([ts(f.execution_finished_at) for f in fs]),
-                superseded=np.array([ts(f.superseded_at) for f in fs]),
-            ),
+            facts=FactColumns.of_facts([r.facts for r in rows]),
         )
 
 

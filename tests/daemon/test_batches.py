@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -11,10 +11,19 @@ from sqlalchemy import event, text
 
 from liquid.config import MoverSettings
 from liquid.service import LiquidService
-from liquid.stores.base import Store
 from liquid.tiering.journal import enqueue_move
 from liquid.tiering.mover import Mover
-from tests.daemon.util import events, journal, live_locators, make_objects, opposite, read_ok, row, stored
+from tests.daemon.util import (
+    ForwardingStore,
+    events,
+    journal,
+    live_locators,
+    make_objects,
+    opposite,
+    read_ok,
+    row,
+    stored,
+)
 from tests.fakes import FakeClock
 
 
@@ -95,23 +104,6 @@ def test_small_moves_switch_together_with_their_events(
     assert all(read_ok(service, tenant, o) for o in objs)
 
 
-class _Forwarding:
-    """A store that forwards everything to ``inner``; tests override one method."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.url = inner.url
-
-    def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
-        return self.inner.put(locator, chunks, size_hint=size_hint)
-
-    def open(self, locator: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        return self.inner.open(locator, start=start, end=end)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 def test_object_deleted_mid_batch_discards_only_its_row(
     service: LiquidService, tenant: str, clock: FakeClock, mover_settings: MoverSettings
 ) -> None:
@@ -119,7 +111,7 @@ def test_object_deleted_mid_batch_discards_only_its_row(
     victim = objs[2]
     victim_to: list[str] = []
 
-    class DeletingStore(_Forwarding):
+    class DeletingStore(ForwardingStore):
         def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
             n = self.inner.put(locator, chunks, size_hint=size_hint)
             if locator in victim_to:
@@ -158,7 +150,7 @@ def test_batched_copy_that_fails_verification_is_retried_alone(
     bad = objs[1]
     bad_to: list[str] = []
 
-    class FlippingStore(_Forwarding):
+    class FlippingStore(ForwardingStore):
         def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
             if locator not in bad_to:
                 return self.inner.put(locator, chunks, size_hint=size_hint)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
 
 import pytest
 
 from liquid.config import MoverSettings
 from liquid.errors import InvalidInput, StoreError
 from liquid.service import LiquidService
-from liquid.stores.base import Store
 from liquid.tiering.journal import enqueue_move, queue_counts, queue_depth
 from liquid.tiering.mover import Mover, TokenBucket
-from tests.daemon.util import events, journal, make_objects, read_ok, row, stored
+from tests.daemon.util import ForwardingStore, events, journal, make_objects, read_ok, row, stored
 from tests.fakes import FakeClock
 
 
@@ -73,7 +71,7 @@ def test_object_deleted_mid_move_discards_the_copy(
     objs = make_objects(service, tenant, 2, kinds=("warm",))
     victim, other = objs
 
-    class DeletingStore(_Wrapped):
+    class DeletingStore(ForwardingStore):
         def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
             n = self.inner.put(locator, chunks, size_hint=size_hint)
             if not self.done:
@@ -101,7 +99,7 @@ def test_failed_move_leaves_object_readable_and_is_reported(
     broken, corrupt = make_objects(service, tenant, 2, kinds=("warm",))
     cold = service.stores["cold"]
 
-    class BrokenStore(_Wrapped):
+    class BrokenStore(ForwardingStore):
         def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
             if locator.startswith(f"{tenant}/") and self.mode == "down":
                 list(chunks)
@@ -173,26 +171,6 @@ def test_token_bucket_limits_rate() -> None:
         bucket.take(1000)
     assert sum(slept) == pytest.approx(4.0)
     TokenBucket(0).take(10**9)  # unlimited: returns at once
-
-
-class _Wrapped:
-    """A store that forwards everything to ``inner``; tests override one method."""
-
-    mode = ""
-    done = False
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.url = inner.url
-
-    def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
-        return self.inner.put(locator, chunks, size_hint=size_hint)
-
-    def open(self, locator: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        return self.inner.open(locator, start=start, end=end)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_mover_that_lost_its_lease_never_touches_the_new_home(

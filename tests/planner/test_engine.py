@@ -24,7 +24,7 @@ from liquid.tiering.planner import Planner
 from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.state import BLOCK, Columns
 from tests.fakes import FakeClock
-from tests.planner.test_planner import NOW, row
+from tests.planner.test_planner import NOW, budget, row
 
 POLICY = """
 apiVersion: liquid/v1
@@ -36,18 +36,6 @@ spec:
     - {tier: warm, demoteAfter: 1h}
     - {tier: cold}
   minResidency: 0s
-"""
-
-
-def budget(tier: str, limit: int) -> str:
-    return f"""
----
-apiVersion: liquid/v1
-kind: Budget
-metadata: {{name: cap}}
-spec:
-  tiers:
-    {tier}: {{maxBytes: {limit}}}
 """
 
 
@@ -162,7 +150,7 @@ def test_objects_that_leave_the_catalog_are_forgotten_and_a_new_policy_rebuilds(
 
 
 def test_a_warm_budget_pushes_the_least_valuable_cold_and_brings_it_back_when_room_appears() -> None:
-    capped = POLICY + budget("warm", 300)
+    capped = POLICY + budget(300, "warm")
     engine, cat, _ = make(capped)
     for i, rate in ((1, 4.0), (2, 3.0), (3, 2.0), (4, 1.0)):
         cat.add(row(i, rate=rate, size=100))
@@ -183,7 +171,7 @@ def test_a_warm_budget_pushes_the_least_valuable_cold_and_brings_it_back_when_ro
 
 
 def test_a_member_displaced_by_an_admission_is_evicted_not_refilled() -> None:
-    capped = POLICY + budget("hot", 500)
+    capped = POLICY + budget(500, "hot")
     engine, cat, _ = make(capped)
     cat.add(row(1, rate=20.0, size=300))
     engine.cycle()

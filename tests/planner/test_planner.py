@@ -30,7 +30,7 @@ spec:
 """
 
 
-def budget(warm: str) -> str:
+def budget(limit: str | int, tier: str = "warm") -> str:
     return f"""
 ---
 apiVersion: liquid/v1
@@ -38,7 +38,7 @@ kind: Budget
 metadata: {{name: cap}}
 spec:
   tiers:
-    warm: {{maxBytes: {warm}}}
+    {tier}: {{maxBytes: {limit}}}
 """
 
 

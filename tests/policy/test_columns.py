@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-import numpy as np
 import pytest
 
 from liquid.policy import ObjectFacts, PolicySet, evaluate, select_policy
@@ -15,34 +14,8 @@ from liquid.policy.models import TIERS
 from tests.policy.test_evaluate_pinned import _cases, _decode_facts, policy_sets
 
 
-def ts(value: datetime | None) -> float:
-    return math.nan if value is None else value.timestamp()
-
-
 def columns(facts: Sequence[ObjectFacts]) -> FactColumns:
-    def obj(values: list[object]) -> np.ndarray:  # type: ignore[type-arg]
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
-
-    return FactColumns(
-        tenant=obj([f.tenant for f in facts]),
-        namespace=obj([f.namespace for f in facts]),
-        key=obj([f.key for f in facts]),
-        size=np.array([f.size for f in facts], dtype=np.int64),
-        content_type=obj([f.content_type for f in facts]),
-        tags=obj([dict(f.tags) or None for f in facts]),
-        classification=obj([f.classification for f in facts]),
-        created=np.array([ts(f.created_at) for f in facts]),
-        home=np.array([TIERS.index(f.home_tier) for f in facts], dtype=np.int8),
-        last_access=np.array([ts(f.last_access_at) for f in facts]),
-        score=np.array([f.access_score for f in facts]),
-        home_since=np.array([ts(f.home_since) for f in facts]),
-        legal_hold=np.array([f.legal_hold for f in facts], dtype=np.bool_),
-        scope=obj([f.scope for f in facts]),
-        finished=np.array([ts(f.execution_finished_at) for f in facts]),
-        superseded=np.array([ts(f.superseded_at) for f in facts]),
-    )
+    return FactColumns.of_facts(facts)
 
 
 def check(policies: PolicySet, facts: list[ObjectFacts], now: datetime) -> int:
