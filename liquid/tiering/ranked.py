@@ -346,6 +346,7 @@ class RankedTier:
             admitted.append(oid)
         if self._freed:
             admitted += self._unpark()
+        self._maybe_compact()  # a settle can park many offers (a rebuild over a full tier)
         # An object evicted and re-admitted in one settle is neither.
         both = set(admitted) & set(evicted)
         return [o for o in admitted if o not in both], [o for o in evicted if o not in both]
