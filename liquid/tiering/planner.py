@@ -20,8 +20,11 @@ home) does, per object:
 4. **Budgets.** Every cap holds after the pass: sets are trimmed and settled hottest tier
    first, displacing the lowest value per byte (see :mod:`liquid.tiering.values`).
 
-The result is a :class:`~liquid.tiering.plan.Plan` of what changes, with bytes and cost per
-tier before and after from the state's running sums. Ties are broken by object id. A full
+Objects are evaluated in bulk (:func:`liquid.policy.columns.evaluate_columns` over column
+batches); those that stay put, want no hot copy and are unknown to the ranked tiers need
+nothing more, and the rest go one by one through :meth:`Planner._place`, which also gives
+each change its reason. The result is a :class:`~liquid.tiering.plan.Plan` of what changes,
+with bytes and cost per tier before and after from the state's running sums. Ties are broken by object id. A full
 plan is a rebuild into a fresh state; ``liquid policy plan`` is a rebuild that applies
 nothing. The state assumes the moves it plans happen (the mover's switch, or its failure,
 puts the object back in the change feed).
