@@ -127,9 +127,12 @@ class Metrics:
         self.plan_seconds.labels(plan.kind).observe(plan.duration_s)
         self.evaluated.labels(plan.kind).inc(plan.evaluated)
         self.objects.set(plan.objects)
-        for tier, n in plan.bytes_after.items():
-            self.tier_bytes.labels(tier).set(n)
-            self.tier_cost.labels(tier).set(plan.cost_after[tier])
+        # An admission pass reports the hot tier only; the others keep the last cycle's figures.
+        tiers = ("hot",) if plan.kind == "admit" else tuple(plan.bytes_after)
+        for tier in tiers:
+            self.tier_bytes.labels(tier).set(plan.bytes_after[tier])
+            if plan.kind != "admit":
+                self.tier_cost.labels(tier).set(plan.cost_after[tier])
         for use in plan.budgets:
             tier = use.tier or "all"
             self.budget_bytes.labels(use.budget, tier).set(use.bytes_after)

@@ -112,6 +112,8 @@ class TieringEngine:
         self.clock = clock
         self.state: PlacementState | None = None
         self.last_plan: Plan | None = None
+        #: The last rebuild's or cycle's plan (admission passes report the hot tier only).
+        self.last_cycle: Plan | None = None
         self.last_report: ApplyReport | None = None
         self.passes: dict[str, int] = {"rebuild": 0, "cycle": 0, "admit": 0}
 
@@ -230,6 +232,8 @@ class TieringEngine:
         if report.skipped and self.state is not None:
             self.planner.undo_moves(self.state, [oid for oid, _, _ in report.skipped], plan)
         self.last_plan = plan
+        if plan.kind != "admit":
+            self.last_cycle = plan
         self.last_report = report
 
 

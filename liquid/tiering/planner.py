@@ -24,9 +24,9 @@ Objects are evaluated in bulk (:func:`liquid.policy.columns.evaluate_columns` ov
 batches); those that stay put, want no hot copy and are unknown to the ranked tiers need
 nothing more, and the rest go one by one through :meth:`Planner._place`, which also gives
 each change its reason. The result is a :class:`~liquid.tiering.plan.Plan` of what changes,
-with bytes and cost per tier before and after from the state's running sums. Ties are broken by object id. A full
-plan is a rebuild into a fresh state; ``liquid policy plan`` is a rebuild that applies
-nothing. The state assumes the moves it plans happen (the mover's switch, or its failure,
+with bytes and cost per tier before and after from the state's running sums. Ties are broken
+by object id. A full plan is a rebuild into a fresh state; ``liquid policy plan`` is a rebuild
+that applies nothing. The state assumes the moves it plans happen (the mover's switch, or its failure,
 puts the object back in the change feed).
 """
 
@@ -210,7 +210,7 @@ class Planner:
         self._use(policies)
         t = now.timestamp()
         p = _Pass(Plan(at=now, policy_version=state.policy_version, kind="admit"), now, t)
-        before = self._totals(state)
+        before = {"": {"hot": state.hot.bytes}}
         hot = state.hot
         if self.hot_enabled:
             for row in rows:
@@ -568,29 +568,42 @@ class Planner:
         hot.settle()
         joined, left = hot.drain()
         joined.sort(key=lambda o: -(hot.rank(o) or -math.inf))
-        for oid, action in [(o, "hot-evict") for o in left] + [(o, "hot-admit") for o in joined]:
+        changes = [(o, "hot-evict") for o in left] + [(o, "hot-admit") for o in joined]
+        named = {o for o, _ in changes if (r := p.rows.get(o)) is not None and r.decision is not None}
+        homes = self._homes(state, p, [o for o, _ in changes if o not in named])
+        admitting = "read from its home: ranked into the hot tier" if p.plan.kind == "admit" else None
+        for oid, action in changes:
             row = p.rows.get(oid)
             to = "hot" if action == "hot-admit" else None
             if row is not None and row.decision is not None:
                 row.hot = action == "hot-admit"
-                reason = row.decision.reason if action == "hot-admit" else None
-                if action == "hot-evict":
-                    reason = (
-                        "the policy no longer wants a copy"
-                        if row.decision.tier != "hot"
-                        else "displaced by objects of higher value per byte"
-                    )
+                if action == "hot-admit":
+                    reason = admitting or row.decision.reason
+                elif row.decision.tier != "hot":
+                    reason = "the policy no longer wants a copy"
+                else:
+                    reason = "displaced by objects of higher value per byte"
                 p.plan.changes.append(self._change(row, action, to, reason))
             else:
                 reason = (
                     "displaced by objects of higher value per byte"
                     if action == "hot-evict"
-                    else "ranked into the hot tier"
+                    else admitting or "ranked into the hot tier"
                 )
-                home = self._home(state, p, oid)
                 p.plan.changes.append(
-                    Change(oid, hot.label(oid), hot.size(oid), action, home, to, None, None, reason)
+                    Change(oid, hot.label(oid), hot.size(oid), action, homes[oid], to, None, None, reason)
                 )
+
+    def _homes(self, state: PlacementState, p: _Pass, oids: Sequence[int]) -> dict[int, str]:
+        """Where each object is (this pass's updates, else the columns; ``?`` when unknown)."""
+        out = {oid: TIERS[p.updates[oid][0]] for oid in oids if oid in p.updates}
+        rest = [oid for oid in oids if oid not in out]
+        if rest:
+            cols = state.columns
+            slots = cols.find(np.array(rest, dtype=np.int64))
+            for oid, slot in zip(rest, slots, strict=True):
+                out[oid] = TIERS[int(cols.tier[slot])] if slot >= 0 else "?"
+        return out
 
     def _commit_columns(self, state: PlacementState, p: _Pass) -> None:
         """Write the pass's column updates and drops, and put their bytes back in the sums."""
@@ -631,14 +644,22 @@ class Planner:
         plan = p.plan
         policies = state.policies
         assert policies is not None
-        after = self._totals(state)
         plan.objects = len(state.columns)
-        plan.bytes_before = _by_tier(before)
-        plan.bytes_after = _by_tier(after)
-        plan.cost_before = tier_costs(before, self._prices_of)
-        plan.cost_after = tier_costs(after, self._prices_of)
-        plan.budgets = budget_uses(policies, self._prices_of, before, after)
-        plan.warnings = list(state.warnings)
+        if plan.kind == "admit":
+            # Up to one a second: only the hot tier changed, so only its bytes are reported.
+            plan.bytes_before = {
+                **dict.fromkeys(TIERS, 0),
+                "hot": sum(x.get("hot", 0) for x in before.values()),
+            }
+            plan.bytes_after = {**dict.fromkeys(TIERS, 0), "hot": state.hot.bytes}
+        else:
+            after = self._totals(state)
+            plan.bytes_before = _by_tier(before)
+            plan.bytes_after = _by_tier(after)
+            plan.cost_before = tier_costs(before, self._prices_of)
+            plan.cost_after = tier_costs(after, self._prices_of)
+            plan.budgets = budget_uses(policies, self._prices_of, before, after)
+            plan.warnings = list(state.warnings)
         # By action; within one, as emitted (hot admissions best rank first, so a bounded number
         # of fills goes to the most valuable copies, not to the oldest objects).
         plan.changes.sort(key=lambda c: c.action)

@@ -87,6 +87,7 @@ class RankedTier:
         self.caps = list(caps or [])
         self.bonus = math.log(hysteresis)
         self.window_fraction = window
+        self._derive()
         self.members: dict[int, int] = {}  # object id -> bytes (the window's included)
         self.bytes = 0
         self.window: OrderedDict[int, int] = OrderedDict()  # read-path admissions, oldest first
@@ -108,6 +109,7 @@ class RankedTier:
         # member leaves without a replacement (so an object pushed out comes back when room frees).
         self._parked: list[tuple[float, int]] = []
         self._freed = False
+        self._since_compact = 0
 
     def __repr__(self) -> str:
         caps = ", ".join(f"{c.name}={c.used:.0f}/{c.limit:.0f}" for c in self.caps)
@@ -118,6 +120,7 @@ class RankedTier:
     def set_caps(self, caps: list[Cap]) -> None:
         """Replace the caps (a new policy set), recounting what members use; call :meth:`trim` after."""
         self.caps = list(caps)
+        self._derive()
         self._freed = True
         for cap in self.caps:
             cap.used = sum(
@@ -126,17 +129,21 @@ class RankedTier:
                 if cap.applies(self._tenant[oid])
             )
 
-    @property
-    def limit(self) -> int | None:
-        """The tightest global byte cap (None when there is none)."""
+    def _derive(self) -> None:
+        """What the caps imply, worked out once per set of caps (these run per offer)."""
         limits = [c.limit for c in self.caps if c.tenant is None and c.is_bytes]
-        return int(min(limits)) if limits else None
+        #: The tightest global byte cap (None when there is none).
+        self.limit: int | None = int(min(limits)) if limits else None
+        #: Bytes of the global byte cap kept for the window (``window`` x the cap).
+        self.window_limit = 0 if self.limit is None else int(self.limit * self.window_fraction)
+        self._caps_for: dict[str, list[Cap]] = {}
+        self._tenant_capped = {c.tenant for c in self.caps if c.tenant is not None}
 
-    @property
-    def window_limit(self) -> int:
-        """Bytes of the global byte cap kept for the window (``window`` x the cap)."""
-        limit = self.limit
-        return 0 if limit is None else int(limit * self.window_fraction)
+    def _caps_of(self, tenant: str) -> list[Cap]:
+        caps = self._caps_for.get(tenant)
+        if caps is None:
+            caps = self._caps_for[tenant] = [c for c in self.caps if c.applies(tenant)]
+        return caps
 
     def _main_limit(self, cap: Cap) -> float:
         # The window's share comes out of the global byte cap; its members are not ranked there.
@@ -208,7 +215,7 @@ class RankedTier:
         if oid in self.members:
             return True
         room = self.window_limit
-        tenant_capped = any(c.tenant == tenant and c.tenant is not None for c in self.caps)
+        tenant_capped = tenant in self._tenant_capped
         if size > room or tenant_capped:
             self.offer(oid, size, rank, tenant=tenant, label=label)
             self.settle()
@@ -346,12 +353,13 @@ class RankedTier:
             admitted.append(oid)
         if self._freed:
             admitted += self._unpark()
-        self._maybe_compact()  # a settle can park many offers (a rebuild over a full tier)
+        if len(self._parked) > 2 * self.max_parked:  # a settle can park many (a rebuild over a full tier)
+            self._trim_parked()
         # An object evicted and re-admitted in one settle is neither.
         both = set(admitted) & set(evicted)
         return [o for o in admitted if o not in both], [o for o in evicted if o not in both]
 
-    def _unpark(self, patience: int = 32) -> list[int]:
+    def _unpark(self, patience: int = 8) -> list[int]:
         """Admit parked offers, best first, that fit in the room members left (no displacement).
 
         Stops after ``patience`` parked offers in a row that do not fit, so the work per settle
@@ -381,8 +389,7 @@ class RankedTier:
         size = self._size[oid]
         return all(
             self._main_used(c) + size * c.factor(tenant) <= self._main_limit(c) + 1e-9
-            for c in self.caps
-            if c.applies(tenant)
+            for c in self._caps_of(tenant)
         )
 
     def trim(self) -> list[int]:
@@ -415,7 +422,7 @@ class RankedTier:
         """Members to displace so that ``oid`` fits under every cap, or None if it cannot."""
         tenant = self._tenant.get(oid, "")
         size = self._size[oid]
-        caps = [c for c in self.caps if c.applies(tenant)]
+        caps = self._caps_of(tenant)
         for cap in caps:
             if size * cap.factor(tenant) > self._main_limit(cap) + 1e-9:
                 return None
@@ -461,7 +468,7 @@ class RankedTier:
     def _push_member(self, oid: int, key: float) -> None:
         heapq.heappush(self._heaps[None], (key, oid))
         tenant = self._tenant.get(oid, "")
-        if any(c.tenant == tenant for c in self.caps if c.tenant is not None):
+        if tenant in self._tenant_capped:
             heapq.heappush(self._heaps.setdefault(tenant, []), (key, oid))
         self._maybe_compact()
 
@@ -471,9 +478,8 @@ class RankedTier:
         self.bytes += size
         tenant = self._tenant.get(oid, "")
         self.tenant_bytes[tenant] = self.tenant_bytes.get(tenant, 0) + size
-        for cap in self.caps:
-            if cap.applies(tenant):
-                cap.used += size * cap.factor(tenant)
+        for cap in self._caps_of(tenant):
+            cap.used += size * cap.factor(tenant)
 
     def _remove(self, oid: int) -> None:
         self._freed = True
@@ -482,9 +488,8 @@ class RankedTier:
         self.bytes -= size
         tenant = self._tenant.get(oid, "")
         self.tenant_bytes[tenant] -= size
-        for cap in self.caps:
-            if cap.applies(tenant):
-                cap.used -= size * cap.factor(tenant)
+        for cap in self._caps_of(tenant):
+            cap.used -= size * cap.factor(tenant)
 
     def _resize(self, oid: int, size: int) -> None:
         window = oid in self.window
@@ -518,6 +523,10 @@ class RankedTier:
 
     def _maybe_compact(self) -> None:
         """Drop stale heap entries once they outnumber the valid ones (bounded memory)."""
+        self._since_compact += 1
+        if self._since_compact < 64:  # looked at every 64 pushes: the check itself is not free
+            return
+        self._since_compact = 0
         for scope, heap in self._heaps.items():
             if len(heap) > 2 * len(self.members) + 1024:
                 self._heaps[scope] = [e for e in heap if self._valid(e[1], e[0])]

@@ -131,7 +131,8 @@ def test_the_daemon_keeps_redis_within_the_hot_budget_while_serving_hits(
     assert max(samples) > BUDGET // 3, "the hot tier should fill up to near its budget"
     assert hits > reads // 4, f"only {hits} of {reads} reads hit the hot tier"
     # The plan reports what Redis holds, and the ledger agrees with Redis.
-    assert d.last_plan is not None and d.last_plan.bytes_after["hot"] > 0
+    cycle = d.engine.last_cycle
+    assert cycle is not None and cycle.bytes_after["hot"] > 0
     assert svc.hot.used_bytes() >= samples[-1]
-    use = next(u for u in d.last_plan.budgets if u.tenant == tenant and u.tier == "hot")
+    use = next(u for u in cycle.budgets if u.tenant == tenant and u.tier == "hot")
     assert use.ok and use.bytes_after <= BUDGET
