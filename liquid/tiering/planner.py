@@ -163,9 +163,11 @@ class Planner:
             by = before.setdefault(tenant, {})
             for tier, n in tiers.items():
                 by[tier] = by.get(tier, 0) + n
-        # Copies of objects that are gone (not in the scan): evicted.
-        for oid in [o for o in state.hot.members if state.hot.rank(o) == -math.inf]:
-            state.hot.withdraw(oid)
+        # Copies of objects that are gone (not in the scan) are evicted; the others were judged
+        # with the rest (kept, released while there is room, or withdrawn by policy).
+        residents = np.fromiter(hot_residents or {}, dtype=np.int64, count=len(hot_residents or {}))
+        for oid in residents[state.columns.find(residents) < 0]:
+            state.hot.withdraw(int(oid))
         state.warnings = [str(w) for w in budget_warnings(policies, summary.catalog())]
         state.warnings += unreachable_rates(policies, self.settings.access.correlation_window)
         self._settle(state, p)

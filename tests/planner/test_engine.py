@@ -187,16 +187,20 @@ def test_a_member_displaced_by_an_admission_is_evicted_not_refilled() -> None:
     assert engine.state.hot.members.keys() == {2}
 
 
-def test_a_rebuild_keeps_wanted_copies_already_in_redis_and_evicts_the_rest() -> None:
-    engine, cat, _ = make()
+@pytest.mark.parametrize(("capped", "evicted"), [(False, [2, 9]), (True, [9])])
+def test_a_rebuild_keeps_wanted_copies_already_in_redis_and_evicts_the_rest(
+    capped: bool, evicted: list[int]
+) -> None:
+    engine, cat, _ = make(POLICY + budget(10_000, "hot") if capped else POLICY)
     cat.add(row(1, rate=50.0))  # wants a copy
-    cat.add(row(2, rate=0.0))  # does not
+    cat.add(row(2, rate=0.0))  # does not: kept while a hot Budget has room (keep_while_room)
     residents = {1: ("acme/ns/k1@1", 162), 2: ("acme/ns/k2@1", 162), 9: ("acme/ns/gone@1", 162)}
     engine.hot = type("Ledger", (), {"residents": lambda self: residents})()
     plan = engine.cycle()
     assert plan is not None and plan.kind == "rebuild"
-    got = sorted((c.object_id, c.action) for c in plan.changes if c.action.startswith("hot"))
-    assert got == [(2, "hot-evict"), (9, "hot-evict")]  # 1 stays without a refill
+    got = sorted(c.object_id for c in plan.changes if c.action == "hot-evict")
+    assert got == evicted  # the copy of the object that is gone always goes
+    assert not [c for c in plan.changes if c.action in ("hot-admit", "hot-refill")]  # 1 stays as is
     assert plan.bytes_before["hot"] == 3 * 162
 
 
