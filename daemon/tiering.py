@@ -280,7 +280,9 @@ class TieringDaemon:
         """Leader: flush access counts, then hot copies for objects just read from their home."""
         if not self.try_lead():
             return None
-        self.job_flush()  # ranks from fresh counts
+        access = self.service.access
+        if access is not None:  # ranks from fresh counts (the hourly ones wait for the flush job)
+            access.flush(self.service.engine, hourly=False)
         with self._planning:
             if self.engine.state is None:
                 return None  # the next cycle rebuilds first

@@ -455,8 +455,14 @@ class AccessTracker:
         raw: dict[Any, Any] = self.client.hgetall(f"{ACCESS_HOURLY}{tenant}:{namespace}")
         return {_text(k): int(v) for k, v in raw.items()}
 
-    def flush(self, engine: Engine, *, batch: int = 1000, max_batches: int = 1000) -> FlushReport:
-        """Move accumulated scores into ``access_stats``, ``batch`` objects per statement."""
+    def flush(
+        self, engine: Engine, *, batch: int = 1000, max_batches: int = 1000, hourly: bool = True
+    ) -> FlushReport:
+        """Move accumulated scores into ``access_stats``, ``batch`` objects per statement.
+
+        ``hourly=False`` leaves the per-namespace hourly counts for a later flush (finding them
+        scans Redis's keys: not something to do every second).
+        """
         self.push()
         objects = hits = 0
         for _ in range(max_batches):
@@ -469,7 +475,8 @@ class AccessTracker:
             hits += self._upsert(engine, rows)
             if len(rows) < batch:
                 break
-        self._flush_hourly(engine)
+        if hourly:
+            self._flush_hourly(engine)
         return FlushReport(objects=objects, hits=hits)
 
     def _flush_hourly(self, engine: Engine) -> int:
