@@ -162,7 +162,11 @@ def render(out: dict[str, Any]) -> str:
         f"{', '.join(f'{b:.0%}' for b in s['budgets'])} of working-set bytes, Liquid planning every "
         f"{' and '.join(f'{c:,}' for c in s['cycles'])} requests; {out['seconds']:.0f} s on "
         f"{out['machine']['cpus']} CPUs. Peers from libCacheSim (KiB units). "
-        "OHR/BHR = object/byte hit ratio.",
+        "OHR/BHR = object/byte hit ratio. Liquid is the daemon's `TieringEngine` (liquid.tiering.engine): "
+        "its cycle every N requests, its admission pass for reads that missed every "
+        "`daemon.admit_interval` of trace time, a hit when the object is a member of its hot tier "
+        "(copies count their 62-byte header against the budget), and each hot fill charged one read "
+        "of the home.",
         "",
     ]
     for name, e in out["traces"].items():
