@@ -245,6 +245,12 @@ class PlannerConfig(BaseModel):
     #: burst of reads right after a write is served even when the ranked tier is full of
     #: objects read more often. 0 turns it off.
     hot_window: float = Field(default=0.0, ge=0.0, le=0.5)
+    #: Let the hot tier's rank choose its own half-life, between recency (LRU-like) and the
+    #: tracker's frequency, by miniature simulations of a sample of objects
+    #: (``liquid.tiering.adaptive``). Off: hot copies rank by the tracker's decayed rate.
+    adaptive: bool = True
+    #: Share of objects the simulations follow (hashed by id); more is steadier and costs more.
+    adaptive_sample: float = Field(default=0.125, gt=0.0, le=1.0)
 
 
 class Settings(BaseSettings):

@@ -10,6 +10,8 @@ HOT_OBJECT = "liquid:obj:"
 HOT_LEDGER = "liquid:hot:ledger"
 #: Sum of the ledger's bytes (kept by the same scripts).
 HOT_BYTES = "liquid:hot:bytes"
+#: The hot rank's adaptive state (JSON), written by the leader; explain shows it, a new leader resumes it.
+HOT_ADAPTIVE = "liquid:hot:adaptive"
 #: A deleted, expired or purged version: ``liquid:hot:tomb:<tenant>/<namespace>/<key>@<version>``;
 #: a fill of that version is refused while it exists.
 HOT_TOMB = "liquid:hot:tomb:"

@@ -23,11 +23,13 @@ trace to the same class and calls the same methods.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Engine, text
@@ -36,6 +38,7 @@ from liquid.catalog import changes
 from liquid.hotcache import HotCache
 from liquid.policy.models import PolicySet
 from liquid.policy.store import active_policies
+from liquid.redis_keys import HOT_ADAPTIVE
 from liquid.service import LiquidService
 from liquid.tiering.apply import Applier, ApplyReport, CatalogApplier
 from liquid.tiering.plan import Plan
@@ -116,6 +119,8 @@ class TieringEngine:
         self.last_cycle: Plan | None = None
         self.last_report: ApplyReport | None = None
         self.passes: dict[str, int] = {"rebuild": 0, "cycle": 0, "admit": 0}
+        self._published = -math.inf  # monotonic time the adaptive state was last saved
+        self._restored = False
 
     def __repr__(self) -> str:
         return f"TieringEngine({self.state!r}, passes={self.passes})"
@@ -137,6 +142,8 @@ class TieringEngine:
         self.feed.changed()
         now = self.clock()
         residents = self._residents()
+        if not self._restored:
+            self._restore()
         try:
             state, plan = self.planner.rebuild(
                 policies,
@@ -203,13 +210,17 @@ class TieringEngine:
     def dry_run(self, policies: PolicySet, version: int | None = None) -> Plan:
         """A rebuild under ``policies`` that applies nothing and keeps the engine's state."""
         now = self.clock()
-        _, plan = self.planner.rebuild(
-            policies,
-            self.rows.scan_columns(now, policies),
-            now,
-            policy_version=version,
-            hot_residents=self._residents(),
-        )
+        self.planner.learning = False
+        try:
+            _, plan = self.planner.rebuild(
+                policies,
+                self.rows.scan_columns(now, policies),
+                now,
+                policy_version=version,
+                hot_residents=self._residents(),
+            )
+        finally:
+            self.planner.learning = True
         return plan
 
     def next_due(self) -> float:
@@ -227,7 +238,39 @@ class TieringEngine:
             log.warning("hot ledger unavailable, planning the hot tier from empty: %s", exc)
             return {}
 
+    def _publish(self) -> None:
+        """Save the hot rank's adaptive state where ``explain`` and the next leader find it
+        (on a change, else at most every 30 s). Redis down: it waits for the next pass."""
+        adaptive = self.planner.adaptive
+        save = getattr(self.hot, "save_adaptive", None)
+        if save is None or not adaptive.enabled:
+            return
+        if not adaptive.changed and time.monotonic() - self._published < 30.0:
+            return
+        try:
+            save(adaptive.to_json())
+        except Exception as exc:
+            log.warning("could not save the hot rank's adaptive state: %s", exc)
+            return
+        adaptive.changed = False
+        self._published = time.monotonic()
+
+    def _restore(self) -> None:
+        """Resume with the half-life a previous leader chose (once)."""
+        self._restored = True
+        load = getattr(self.hot, "load_adaptive", None)
+        if load is None or not self.planner.adaptive.enabled:
+            return
+        try:
+            saved = load()
+        except Exception as exc:
+            log.warning("could not read the hot rank's adaptive state: %s", exc)
+            return
+        if saved and saved.get("tracker_half_life_s") == self.planner.adaptive.base:
+            self.planner.adaptive.restore(float(saved["half_life_s"]))
+
     def _apply(self, plan: Plan) -> None:
+        self._publish()
         report = self.applier.apply(plan)
         if report.skipped and self.state is not None:
             self.planner.undo_moves(self.state, [oid for oid, _, _ in report.skipped], plan)
@@ -261,13 +304,20 @@ class TrackerMisses:
 
 
 class RedisLedger:
-    """The hot cache's ledger in Redis."""
+    """The hot cache's ledger in Redis, and the hot rank's adaptive state beside it."""
 
     def __init__(self, hot: HotCache) -> None:
         self.hot = hot
 
     def residents(self) -> dict[int, tuple[str, int]]:
         return {oid: (member, n) for member, (oid, n) in self.hot.ledger().items()}
+
+    def save_adaptive(self, state: dict[str, Any]) -> None:
+        self.hot.client.set(HOT_ADAPTIVE, json.dumps(state))
+
+    def load_adaptive(self) -> dict[str, Any] | None:
+        raw = self.hot.client.get(HOT_ADAPTIVE)
+        return json.loads(raw) if raw else None
 
 
 class AppliedPolicies:

@@ -49,12 +49,15 @@ from liquid.policy.columns import KEEP, evaluate_columns
 from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, evaluate_policy, select_policy
 from liquid.policy.models import TIERS, PolicySet, TieringPolicy
 from liquid.refs import format_uri
+from liquid.tiering.adaptive import AdaptiveHalfLife
 from liquid.tiering.budgets import budget_uses, capped_tiers, tier_caps, tier_costs, unreachable_rates
 from liquid.tiering.plan import Change, Plan
 from liquid.tiering.ranked import PINNED, RankedTier
 from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.state import TIER_INDEX, PlacementState
 from liquid.tiering.values import COLDER, TEMP, PlannerSettings, Prices, ValueModel
+
+LN2 = math.log(2)
 
 
 @dataclass(slots=True)
@@ -109,6 +112,16 @@ class Planner:
         self.knobs = self.values.knobs
         self.hot_enabled = settings.hot.enabled and settings.tiers.hot is not None
         self.hot_max = settings.hot.max_object_size
+        k = self.knobs
+        #: The hot rank's half-life, chosen by miniature simulations (liquid.tiering.adaptive).
+        self.adaptive = AdaptiveHalfLife(
+            settings.access.half_life,
+            sample=k.adaptive_sample,
+            hysteresis=k.hysteresis,
+            enabled=k.adaptive,
+        )
+        #: False while a dry run plans: it ranks like the daemon but teaches the simulations nothing.
+        self.learning = True
         # Caches that belong to one policy set (dropped when it changes: bounded memory).
         self._policies: PolicySet | None = None
         self._by_name: dict[str, TieringPolicy] = {}
@@ -170,6 +183,7 @@ class Planner:
             state.hot.withdraw(int(oid))
         state.warnings = [str(w) for w in budget_warnings(policies, summary.catalog())]
         state.warnings += unreachable_rates(policies, self.settings.access.correlation_window)
+        self._adapt(state)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return state, plan
@@ -194,6 +208,7 @@ class Planner:
         if len(batch):
             self._place_columns(state, p, batch)
         self._commit_columns(state, p)
+        self._adapt(state)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return p.plan
@@ -223,8 +238,8 @@ class Planner:
                 if row.object_id in hot.members:
                     p.plan.changes.append(self._change(row, "hot-refill", "hot", "its copy was missing"))
                     continue
-                rank = self.values.rank(f.size, f.access_score, t, self._prices_of(f.tenant), "hot")
                 size = entry_size(f.size, f.content_type)
+                rank = self._hot_rank(row.object_id, size, f, t, wanted=True)
                 hot.admit_on_read(row.object_id, size, rank, tenant=f.tenant, label=row.uri)
         p.plan.evaluated = len(p.rows)
         self._hot_changes(state, p)
@@ -292,6 +307,7 @@ class Planner:
                 p.plan.changes.append(self._change(row, "expire", None))
                 p.dropped.append(oid)
                 hot.withdraw(oid)
+                self.adaptive.forget(oid)
                 if capped:
                     self._leave_capped(state, oid)
                 continue
@@ -336,13 +352,17 @@ class Planner:
             p.updates[oid] = (TIER_INDEX[tier], f.size, tenant, f.legal_hold, due)
             # Hot copy.
             if d.tier == "hot" and self.hot_enabled and f.size <= self.hot_max:
-                rank = self.values.rank(f.size, f.access_score, t, self._prices_of(f.tenant), "hot")
-                hot.offer(oid, entry_size(f.size, f.content_type), rank, tenant=f.tenant, label=row.uri)
-            elif hot.knows(oid):
-                if self.knobs.keep_while_room and hot.caps:
-                    hot.release(oid)
-                else:
-                    hot.withdraw(oid)
+                size = entry_size(f.size, f.content_type)
+                rank = self._hot_rank(oid, size, f, t, wanted=True)
+                hot.offer(oid, size, rank, tenant=f.tenant, label=row.uri)
+            else:
+                if self.learning and self.hot_enabled:
+                    self.adaptive.observe(oid, f.size, f.hits, wanted=False)
+                if hot.knows(oid):
+                    if self.knobs.keep_while_room and hot.caps:
+                        hot.release(oid)
+                    else:
+                        hot.withdraw(oid)
 
     def _place_columns(
         self,
@@ -444,6 +464,7 @@ class Planner:
                 state.account_held([tenant], [tier], [size], -1)
             p.dropped.append(oid)
         state.hot.withdraw(oid)
+        self.adaptive.forget(oid)
         self._leave_capped(state, oid)
 
     def _leave_capped(self, state: PlacementState, oid: int, *, keep: str | None = None) -> None:
@@ -701,6 +722,39 @@ class Planner:
         plan.bytes_after = _by_tier(self._totals(state))
 
     # ------------------------------------------------------------ policy bits
+
+    def _hot_rank(self, oid: int, size: int, f: ObjectFacts, t: float, *, wanted: bool) -> float:
+        """The hot rank of an object at epoch ``t``: what a read saves per byte, plus its adaptive
+        score (liquid.tiering.adaptive); the simulations see the object too when it is sampled."""
+        rate = f.access_score
+        base = (
+            self.values.saving_per_byte(f.size, "hot", self._prices_of(f.tenant)) if rate > 0 else -math.inf
+        )
+        last = f.last_access_at.timestamp() if f.last_access_at is not None else t
+        h0 = self.adaptive.base
+        # The decayed read count at the last read: the rate is brought forward to now.
+        count = rate * h0 / (3600.0 * LN2) * 2.0 ** (min(t - last, 64 * h0) / h0)
+        if self.learning:
+            self.adaptive.observe(oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=last)
+        if not self.adaptive.enabled:
+            return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
+        return self.adaptive.rank(oid, base, count, last)
+
+    def _adapt(self, state: PlacementState) -> None:
+        """Feed the sampled reads since the last cycle to the simulations; a new half-life re-ranks
+        the hot tier. Once a cycle: admission passes only add to the batch (they run every second)."""
+        if not self.learning or not self.adaptive.enabled:
+            return
+        hot = state.hot
+        byte_caps = [c.limit for c in hot.caps if c.is_bytes]
+        if hot.limit is not None:
+            capacity = float(hot.limit)
+        elif byte_caps:
+            capacity = float(sum(byte_caps))
+        else:
+            capacity = sum(c.limit / c.default_factor for c in hot.caps if c.default_factor > 0)
+        self.adaptive.set_capacity(capacity)
+        self.adaptive.end_pass(hot)
 
     def _use(self, policies: PolicySet) -> None:
         if policies is not self._policies:

@@ -322,6 +322,25 @@ class RankedTier:
         """The object's last rank, without the member bonus (None if neither offered nor a member)."""
         return self._rank.get(oid)
 
+    def rerank(self, ranks: dict[int, float]) -> None:
+        """New ranks for members and offers (a new ranking, e.g. the hot tier's half-life changed).
+
+        Pinned members keep theirs. Every offer waits again (parked ones too), so the next
+        :meth:`settle` compares everyone on the new ranks.
+        """
+        for oid, rank in ranks.items():
+            old = self._rank.get(oid)
+            if old is not None and old != PINNED:
+                self._rank[oid] = rank
+        self._heaps = {None: []}
+        for oid in self.members:
+            rank = self._rank.get(oid, -math.inf)
+            self._push_member(oid, rank if rank == PINNED or oid in self._released else rank + self.bonus)
+        self._waiting = [(-r, o) for o, r in self._rank.items() if o not in self.members]
+        heapq.heapify(self._waiting)
+        self._parked = []
+        self._freed = True
+
     # ---------------------------------------------------------------- settle
 
     def settle(self) -> tuple[list[int], list[int]]:

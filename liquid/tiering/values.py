@@ -65,6 +65,9 @@ class PlannerSettings:
     hot_objective: Literal["bytes", "time"] = "bytes"
     #: Share of the global hot byte cap for read-path admissions (see RankedTier.admit_on_read).
     hot_window: float = 0.0
+    #: The hot rank's half-life adapts (liquid.tiering.adaptive); off: the tracker's.
+    adaptive: bool = True
+    adaptive_sample: float = 0.125
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerSettings:
@@ -74,6 +77,8 @@ class PlannerSettings:
             keep_while_room=c.keep_while_room,
             hot_objective=c.hot_objective,
             hot_window=c.hot_window,
+            adaptive=c.adaptive,
+            adaptive_sample=c.adaptive_sample,
         )
 
 
@@ -152,6 +157,13 @@ class ValueModel:
         if saved <= 0:
             return -math.inf
         return math.log(saved / size) + at * self._ln2_per_s
+
+    def saving_per_byte(self, size: int, tier: str, prices: dict[str, Prices]) -> float:
+        """``log`` of what one read saves per byte in ``tier`` (``-inf`` when it saves nothing):
+        the part of :meth:`rank` that does not depend on reads."""
+        size = max(size, 1)
+        saved = self.read_saving(size, tier, prices)
+        return math.log(saved / size) if saved > 0 else -math.inf
 
     def rank_columns(
         self,

@@ -1,0 +1,255 @@
+"""The hot tier's rank adapts to the traffic: LRFU's spectrum, tuned online by miniature simulations.
+
+The hot rank of an object is ``log(saving / size)`` plus a forward-decayed **score** with a
+half-life ``H`` (:meth:`AdaptiveHalfLife.score`)::
+
+    score_H = log(max(1, c · H / H0)) + t_last · ln 2 / H
+
+where ``H0`` is the tracker's half-life, ``c`` the object's decayed read count at its last
+read (the catalog's ``access_stats``: ``c · H / H0`` is the count a reader at that rate would
+have under ``H``) and ``t_last`` its last read. ``H = H0`` is exactly the tracker's decayed
+rate (frequency, with the policy's memory); as ``H`` shrinks the last read dominates, and the
+order tends to LRU's (recency). This is the LRFU spectrum (Lee et al., 2001), computed from
+what the catalog already keeps, so it needs no per-object state and survives restarts; and
+for a fixed ``H`` ranks stay forward-decayed (comparable across cycles without re-ranking).
+
+Which ``H`` serves a workload best depends on how fast its popular set drifts against how
+densely it is read, which no wall-clock constant can know. So the hot tier runs **miniature
+simulations** (Waldspurger et al., "Cache Modeling and Optimization using Miniature
+Simulations", USENIX ATC 2017): a spatially hashed sample of objects (``sample``, 1 in 8 by
+default) is fed to one small :class:`~liquid.tiering.ranked.RankedTier` per candidate ``H``
+(``H0 · 3^j`` for ``j`` in ``-6..1``), each capped at the sample's share of the real budget.
+Each counts the bytes its members would have served; the real tier ranks with the candidate
+whose decayed byte hit ratio is best (by a margin, after a warm-up), and re-ranks its members
+and waiting offers when the choice changes.
+
+Operators' rules are untouched: who may have a hot copy (``promoteAbove``/``demoteBelow``,
+selectors, budgets) is the policy's decision; the adaptation only orders the candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from liquid.tiering.ranked import Cap, RankedTier
+
+LN2 = math.log(2)
+#: Candidate half-lives as multiples of the tracker's: 3^-6 (≈ H0/729) up to 3·H0.
+FACTORS = tuple(3.0**j for j in range(-6, 2))
+_GOLDEN = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+
+@dataclass(slots=True)
+class _Read:
+    """A sampled object seen in a pass: its size, new reads, and whether its policy wants it hot."""
+
+    size: int
+    reads: int
+    wanted: bool
+    base: float
+    count: float
+    t_last: float
+
+
+class AdaptiveHalfLife:
+    """Chooses the hot rank's half-life by miniature simulations; see the module docstring.
+
+    Args:
+        base: the tracker's half-life ``H0`` in seconds.
+        sample: share of objects fed to the simulations (by a hash of the id).
+        window: the simulations' memory, in multiples of their capacity of bytes read.
+        margin: relative byte-hit-ratio advantage a candidate needs to be chosen.
+        hysteresis: the members' bonus factor of the simulated tiers (as the real one's).
+        enabled: False keeps ``H = H0`` (the policy's own memory) and runs no simulation.
+    """
+
+    def __init__(
+        self,
+        base: float,
+        *,
+        sample: float = 0.125,
+        window: float = 20.0,
+        margin: float = 0.01,
+        hysteresis: float = 1.25,
+        enabled: bool = True,
+    ) -> None:
+        self.base = base
+        self.candidates = [base * f for f in FACTORS]
+        self.enabled = enabled
+        self.sample = sample
+        self._threshold = int(sample * (1 << 64))
+        self.window = window
+        self.margin = margin
+        self.hysteresis = hysteresis
+        self.current = FACTORS.index(1.0)  # start with the policy's own memory
+        self.capacity = 0.0
+        self._minis: list[RankedTier] = []
+        self._hits = [0.0] * len(FACTORS)
+        self._bytes = 0.0
+        self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
+        self._batch: dict[int, _Read] = {}
+        #: Rank inputs of objects offered to the real hot tier: (log saving/size, count, t_last).
+        self.inputs: dict[int, tuple[float, float, float]] = {}
+        self.switches = 0
+        self.changed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveHalfLife(half_life={self.half_life:.0f}s, sampled={len(self._seen)}, "
+            f"switches={self.switches})"
+        )
+
+    @property
+    def half_life(self) -> float:
+        """The half-life the real hot tier ranks with now."""
+        return self.candidates[self.current]
+
+    # ------------------------------------------------------------------ ranks
+
+    def score(self, count: float, t_last: float, half_life: float | None = None) -> float:
+        """The forward-decayed log score of an object read ``count`` (decayed) times, last at ``t_last``."""
+        h = half_life if half_life is not None else self.half_life
+        return math.log(max(1.0, count * h / self.base)) + t_last * LN2 / h
+
+    def rank(self, oid: int, base: float, count: float, t_last: float) -> float:
+        """The real tier's rank of ``oid`` (``base`` = log of saving per byte per read); remembered
+        so the tier can be re-ranked when the half-life changes."""
+        if base == -math.inf:
+            self.inputs.pop(oid, None)
+            return -math.inf
+        self.inputs[oid] = (base, count, t_last)
+        return base + self.score(count, t_last)
+
+    def sampled(self, oid: int) -> bool:
+        return ((oid * _GOLDEN) & _MASK) < self._threshold
+
+    # -------------------------------------------------------- simulations
+
+    def observe(
+        self,
+        oid: int,
+        size: int,
+        hits: int,
+        *,
+        wanted: bool,
+        base: float = -math.inf,
+        count: float = 0.0,
+        t_last: float = 0.0,
+    ) -> None:
+        """A sampled object planned in this pass (others are ignored): its reads so far and its wish."""
+        if not self.enabled or not self.sampled(oid):
+            return
+        seen = self._seen.get(oid)
+        self._seen[oid] = hits
+        reads = max(0, hits - seen) if seen is not None else 0
+        prev = self._batch.get(oid)
+        if prev is not None:
+            reads += prev.reads
+        self._batch[oid] = _Read(size, reads, wanted, base, count, t_last)
+
+    def forget(self, oid: int) -> None:
+        """``oid`` is gone from the catalog."""
+        self.inputs.pop(oid, None)
+        if self._seen.pop(oid, None) is not None:
+            self._batch.pop(oid, None)
+            for mini in self._minis:
+                mini.withdraw(oid)
+
+    def set_capacity(self, capacity: float) -> None:
+        """The real hot tier's byte capacity (0: uncapped, nothing to choose)."""
+        if capacity == self.capacity:
+            return
+        self.capacity = capacity
+        limit = capacity * self.sample
+        if not self._minis:
+            self._minis = [
+                RankedTier([Cap(f"mini-{i}", limit)], hysteresis=self.hysteresis)
+                for i in range(len(self.candidates))
+            ]
+        else:
+            for mini in self._minis:
+                mini.set_caps([Cap(mini.caps[0].name, limit)])
+                mini.trim()
+
+    def end_pass(self, hot: RankedTier) -> bool:
+        """Run this pass's sampled reads through every simulation; True when the choice changed
+        (``hot`` is then re-ranked; the caller settles it)."""
+        batch, self._batch = self._batch, {}
+        if not self.enabled or not batch or self.capacity <= 0:
+            return False
+        total = float(sum(r.reads * r.size for r in batch.values()))
+        for k, (mini, h) in enumerate(zip(self._minis, self.candidates, strict=True)):
+            gained = 0.0
+            was = {oid: oid in mini.members for oid, r in batch.items() if r.reads}
+            for oid, r in batch.items():
+                if r.wanted and r.base > -math.inf:
+                    mini.offer(oid, r.size, r.base + self.score(r.count, r.t_last, h))
+                elif mini.knows(oid):
+                    mini.release(oid)
+            mini.settle()
+            mini.drain()
+            for oid, before in was.items():
+                r = batch[oid]
+                # A read of a member hits; a miss that gets in serves the rest of its reads.
+                if before:
+                    gained += r.reads * r.size
+                elif oid in mini.members:
+                    gained += (r.reads - 1) * r.size
+            self._hits[k] += gained
+        self._bytes += total
+        # Forget old traffic: the simulations' memory is ``window`` fills of their capacity.
+        keep = 0.5 ** (total / (self.window * self.capacity * self.sample))
+        self._hits = [h * keep for h in self._hits]
+        self._bytes *= keep
+        return self._choose(hot)
+
+    def ratios(self) -> list[float]:
+        """Each candidate's decayed byte hit ratio on the sample."""
+        return [h / self._bytes if self._bytes else 0.0 for h in self._hits]
+
+    def _choose(self, hot: RankedTier) -> bool:
+        if self._bytes < 2 * self.capacity * self.sample:
+            return False  # warming up
+        best = max(range(len(self._hits)), key=lambda k: self._hits[k])
+        if best == self.current or self._hits[best] <= self._hits[self.current] * (1 + self.margin):
+            return False
+        self.current = best
+        self.switches += 1
+        self.changed = True
+        self.rerank(hot)
+        return True
+
+    def rerank(self, hot: RankedTier) -> None:
+        """Rank every object the real tier knows with the current half-life."""
+        known = hot.known()
+        if len(self.inputs) > 2 * len(known) + 1024:
+            self.inputs = {o: v for o, v in self.inputs.items() if o in known}
+        ranks = {}
+        for oid in known:
+            x = self.inputs.get(oid)
+            if x is not None:
+                ranks[oid] = x[0] + self.score(x[1], x[2])
+        hot.rerank(ranks)
+
+    # -------------------------------------------------------------- state
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``explain`` and the daemon's metrics show."""
+        return {
+            "half_life_s": self.half_life,
+            "tracker_half_life_s": self.base,
+            "candidates_s": self.candidates,
+            "byte_hit_ratio": [round(r, 4) for r in self.ratios()],
+            "sampled_objects": len(self._seen),
+            "switches": self.switches,
+            "enabled": self.enabled,
+        }
+
+    def restore(self, half_life: float) -> None:
+        """Resume with a half-life chosen before a restart (the nearest candidate)."""
+        self.current = min(
+            range(len(self.candidates)), key=lambda k: abs(math.log(self.candidates[k] / half_life))
+        )
