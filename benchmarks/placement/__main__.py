@@ -15,29 +15,71 @@ from typing import Any
 from benchmarks.placement import cost as costs
 from benchmarks.placement.peers import OFFLINE, ONLINE, oracle_file, run_peer
 from benchmarks.placement.replay import POLICY, POLICY_FOR, SETTINGS_FOR, replay
-from benchmarks.placement.traces import Trace, load_csv, load_oracle_general, standard_traces
+from benchmarks.placement.traces import (
+    Trace,
+    TraceFormatError,
+    grid_traces,
+    load_csv,
+    load_oracle_general,
+    size_unit,
+)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 GOAL_CYCLE = 1000  # the goals are judged on the daemon cycling every 1k requests
 
 
-def _traces(args: argparse.Namespace) -> list[Trace]:
+def _traces(args: argparse.Namespace, ap: argparse.ArgumentParser) -> list[Trace]:
     if args.trace_file:
+        if not args.size_unit:
+            ap.error(
+                "--trace-file needs --size-unit: the unit of the file's sizes (B, KiB, KB, MiB, MB or a "
+                "number of bytes); libCacheSim's published oracleGeneral traces are often in KiB"
+            )
+        try:
+            unit = size_unit(args.size_unit)
+        except ValueError as exc:
+            ap.error(str(exc))
         path = Path(args.trace_file)
-        if path.suffix == ".csv":
-            cols = [int(c) for c in args.csv_cols.split(",")]
-            return [load_csv(path, time_col=cols[0], id_col=cols[1], size_col=cols[2], limit=args.requests)]
-        return [load_oracle_general(path, limit=args.requests)]
+        if not path.is_file():
+            ap.error(f"--trace-file {path}: no such file")
+        try:
+            if ".csv" in path.suffixes:
+                cols = [int(c) for c in args.csv_cols.split(",")]
+                return [
+                    load_csv(
+                        path,
+                        time_col=cols[0],
+                        id_col=cols[1],
+                        size_col=cols[2],
+                        limit=args.requests,
+                        unit=unit,
+                    )
+                ]
+            return [load_oracle_general(path, unit=unit, limit=args.requests)]
+        except TraceFormatError as exc:
+            ap.error(str(exc))
     wanted = set(args.traces.split(",")) if args.traces else None
-    return [t for t in standard_traces(args.requests) if wanted is None or t.name in wanted]
+    grid = grid_traces(args.requests)
+    if wanted is not None and (unknown := wanted - {t.name for t in grid}):
+        ap.error(
+            f"--traces: unknown {', '.join(sorted(unknown))}; the grid has {', '.join(t.name for t in grid)}"
+        )
+    return [t for t in grid if wanted is None or t.name in wanted]
 
 
 def _liquid_job(
-    job: tuple[Trace, float, int, int],
+    job: tuple[Trace, float, int, int, str | None, dict[str, Any] | None],
 ) -> tuple[str, float, int, dict[str, Any], dict[str, float]]:
-    trace, fraction, hot_bytes, cycle = job
+    trace, fraction, hot_bytes, cycle, policy, settings = job
     prices = costs.load_prices()
-    res = replay(trace, hot_bytes=hot_bytes, cycle=cycle, prices=prices)
+    res = replay(
+        trace,
+        hot_bytes=hot_bytes,
+        cycle=cycle,
+        prices=prices,
+        policy=Path(policy) if policy else None,
+        settings=settings,
+    )
     assert res.ledger is not None
     return trace.name, fraction, cycle, res.to_json(), res.ledger.breakdown()
 
@@ -45,19 +87,47 @@ def _liquid_job(
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.placement", description=__doc__)
     ap.add_argument("--requests", type=int, default=1_000_000, help="requests per trace (default 1M)")
-    ap.add_argument("--traces", default="", help="comma-separated subset: zipf0.9,zipf1.1,scan,workflow")
+    ap.add_argument("--traces", default="", help="comma-separated subset of the grid's trace names")
     ap.add_argument("--budgets", default="0.01,0.05,0.1", help="hot budgets, fractions of working-set bytes")
-    ap.add_argument("--cycles", default="1000,10000", help="requests between planning cycles")
+    ap.add_argument("--cycles", default="1000", help="requests between planning cycles (comma-separated)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="parallel Liquid replays")
-    ap.add_argument("--trace-file", default="", help="replay a libCacheSim oracleGeneral (.bin) or CSV trace")
+    ap.add_argument(
+        "--trace-file",
+        default="",
+        help="replay a libCacheSim oracleGeneral (.bin, .bin.zst) or CSV (.csv) trace",
+    )
+    ap.add_argument(
+        "--size-unit", default="", help="unit of the trace file's sizes: B, KiB, KB, MiB, MB or bytes"
+    )
     ap.add_argument("--csv-cols", default="0,1,2", help="CSV time,id,size columns (0-based)")
-    ap.add_argument("--out", default=str(RESULTS), help="results directory")
+    ap.add_argument(
+        "--policy",
+        default="",
+        help=f"Liquid's policy file (default: {POLICY.name}; the workflow trace's own)",
+    )
+    ap.add_argument(
+        "--settings", default="", help='Liquid settings as JSON, e.g. \'{"planner": {"hot_window": 0.1}}\''
+    )
+    ap.add_argument(
+        "--out",
+        default="",
+        help=f"results directory (default: {RESULTS} for the full grid; other runs print only unless given)",
+    )
     args = ap.parse_args(argv)
     started = time.perf_counter()
     budgets = [float(b) for b in args.budgets.split(",")]
     cycles = [int(c) for c in args.cycles.split(",")]
     prices = costs.load_prices()
-    traces = _traces(args)
+    policy = args.policy or None
+    if policy is not None and not Path(policy).is_file():
+        ap.error(f"--policy {policy}: no such file")
+    try:
+        settings = json.loads(args.settings) if args.settings else None
+    except json.JSONDecodeError as exc:
+        ap.error(f"--settings is not JSON: {exc}")
+    full = not (args.trace_file or args.traces or policy or settings) and args.requests == 1_000_000
+    out_dir = Path(args.out) if args.out else (RESULTS if full else None)
+    traces = _traces(args, ap)
     out: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
@@ -77,8 +147,8 @@ def main(argv: list[str] | None = None) -> None:
                 "objects": trace.objects(),
                 "working_set_bytes": ws,
                 "duration_days": round(trace.duration() / 86400, 2),
-                "policy": POLICY_FOR.get(trace.name, POLICY).name,
-                "settings": SETTINGS_FOR.get(trace.name, {}),
+                "policy": Path(policy).name if policy else POLICY_FOR.get(trace.kind, POLICY).name,
+                "settings": settings if settings is not None else SETTINGS_FOR.get(trace.kind, {}),
                 "hit_ratios": {},
             }
             path = oracle_file(trace, Path(tmp))
@@ -93,11 +163,15 @@ def main(argv: list[str] | None = None) -> None:
                 "intelligent-tiering": costs.intelligent_tiering(trace) / months,
                 "offline-bound": costs.offline_bound(trace, prices) / months,
             }
+            entry["creates"] = {
+                "cold": costs.creates(trace, prices["cold"].per_write),
+                "intelligent-tiering": costs.creates(trace, costs.IT_PUT),
+            }
             entry["hot_memory_per_month"] = {
                 str(f): costs.hot_cost(int(ws * f), costs.MONTH, prices) for f in budgets
             }
             out["traces"][trace.name] = entry
-            jobs += [(trace, f, int(ws * f), c) for f in budgets for c in cycles]
+            jobs += [(trace, f, int(ws * f), c, policy, settings) for f in budgets for c in cycles]
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for name, fraction, cycle, res, ledger in pool.map(_liquid_job, jobs):
                 entry = out["traces"][name]
@@ -114,11 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     for entry in out["traces"].values():
         _judge(entry, budgets, cycles)
     out["seconds"] = round(time.perf_counter() - started, 1)
-    dest = Path(args.out)
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "placement.json").write_text(json.dumps(out, indent=2) + "\n")
-    (dest / "placement.md").write_text(render(out))
     print(render(out))
+    if out_dir is None:
+        print(f"(not written: pass --out DIR to keep this run; {RESULTS} holds the full grid's results)")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "placement.json").write_text(json.dumps(out, indent=2) + "\n")
+    (out_dir / "placement.md").write_text(render(out))
+    print(f"written to {out_dir}/placement.{{md,json}}")
 
 
 def _judge(entry: dict[str, Any], budgets: list[float], cycles: list[int]) -> None:
@@ -126,8 +203,18 @@ def _judge(entry: dict[str, Any], budgets: list[float], cycles: list[int]) -> No
     and the goals, judged at every budget."""
     cycle = GOAL_CYCLE if GOAL_CYCLE in cycles else cycles[0]
     key = f"{budgets[0]}@{cycle}"
-    liquid_cost = sum(entry["liquid_cost"][key].values())
+    c = entry["liquid_cost"][key]
+    # Durable placement with every read paid at its home tier, as the other durable columns pay.
+    liquid_cost = c["storage"] + c["reads"] + c["writes"] + c["early"] + c["hit_reads"]
     entry["cost_per_month"]["liquid"] = liquid_cost
+    entry["liquid_total_per_month"] = {
+        str(f): sum(
+            entry["liquid_cost"][f"{f}@{cycle}"][k]
+            for k in ("storage", "reads", "writes", "early", "hot_reads")
+        )
+        + entry["hot_memory_per_month"][str(f)]
+        for f in budgets
+    }
     goals = []
     for f in budgets:
         hr = entry["hit_ratios"][str(f)]
@@ -191,19 +278,37 @@ def render(out: dict[str, Any]) -> str:
             label = f"**{n}**" if n.startswith("Liquid") else n
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Cost ($ per month, durable tiers; shipped cost model)", ""]
-    strategies = ["liquid", "offline-bound", "intelligent-tiering", "all-cold", "all-warm"]
     lines += [
-        "| trace | " + " | ".join(strategies) + " | liquid / bound | hot memory at each budget |",
-        "|---" * (len(strategies) + 3) + "|",
+        "## Cost ($ per month; shipped cost model)",
+        "",
+        "Recurring costs over the trace, scaled to a 730-hour month (`benchmarks/placement/cost.py`):",
+        "",
+        "* **durable columns** (liquid durable, offline bound, Intelligent-Tiering, all-cold, all-warm): "
+        "storage, every read at the request and retrieval price of the tier the object is in, moves' "
+        "writes, early-deletion charges. No hot tier in any of them: Liquid's reads served from hot "
+        "are charged here at its home tier's price, as the others pay for theirs.",
+        "* **liquid total at each budget**: what an operator pays: Liquid's durable placement where hot "
+        "hits do not read the home (each costs the hot tier's request price), plus the hot tier's "
+        "memory at that budget for the whole month.",
+        "* **creates**: the one-off write of every object (S3 PUT; Intelligent-Tiering's PUT is the "
+        "same price), the same for every strategy and not divided by the trace's months.",
+        "",
+    ]
+    strategies = ["liquid", "offline-bound", "intelligent-tiering", "all-cold", "all-warm"]
+    heads = ["liquid durable", "offline bound", "Intelligent-Tiering", "all-cold", "all-warm"]
+    lines += [
+        "| trace | "
+        + " | ".join(heads)
+        + " | liquid durable / bound | liquid total at each budget | creates (once) |",
+        "|---" * (len(strategies) + 4) + "|",
     ]
     for name, e in out["traces"].items():
         c = e["cost_per_month"]
-        hot = ", ".join(f"{float(b):.0%}: {v:.2f}" for b, v in e["hot_memory_per_month"].items())
+        total = ", ".join(f"{float(b):.0%}: {v:.2f}" for b, v in e.get("liquid_total_per_month", {}).items())
         lines.append(
             f"| {name} | "
             + " | ".join(f"{c[k]:.3f}" for k in strategies)
-            + f" | {e['goals']['cost_vs_bound']:.2f}x | {hot} |"
+            + f" | {e['goals']['cost_vs_bound']:.2f}x | {total} | {e['creates']['cold']:.2f} |"
         )
     lines += [
         "",
@@ -221,7 +326,7 @@ def render(out: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "| trace | Liquid cost / offline bound (goal ≤ 1.10) | below Intelligent-Tiering |",
+        "| trace | Liquid durable cost / offline bound (goal ≤ 1.10) | below Intelligent-Tiering |",
         "|---|---|---|",
     ]
     for name, e in out["traces"].items():

@@ -4,9 +4,20 @@ Every strategy pays, per object, from its first request (its write) to the end o
 storage per GiB-month in each durable tier it sits in, the write price of every tier it is
 written to (creation and each move), each later read at the request and retrieval price of
 the tier it is read from, and an early-deletion charge when it leaves a tier before that
-tier's minimum storage duration. Totals are scaled to a 730-hour month. The hot tier is a
-cache bought as latency, the same budget for every hot strategy; its cost is reported beside
-the durable cost, not inside it.
+tier's minimum storage duration.
+
+**The fair ledger** (what the report's columns charge):
+
+* *monthly* figures are recurring costs over the trace's length, scaled to a 730-hour month:
+  storage, reads, moves' writes and early deletion. The one write that creates each object
+  is the same for every strategy and does not recur, so it is reported apart (``creates``),
+  not divided by a short trace's months where it would dominate.
+* every read is paid in every durable column: Liquid's ``durable`` figure charges the reads
+  its hot tier served at the price of the tier the object lived in then (``hit_reads``), as
+  Intelligent-Tiering and the offline bound pay for theirs;
+* Liquid's ``total`` is what an operator pays: its durable placement with hot hits not
+  touching the home, plus the hot tier's memory at its budget (``hot_memory``) and each hit at
+  the hot tier's request price. The durable columns never include a hot tier.
 
 Strategies:
 
@@ -72,21 +83,29 @@ def load_prices(path: Path = COST_MODEL) -> dict[str, Price]:
 class Ledger:
     """Charges one strategy's durable placement as the replay goes (create, read, move, close)."""
 
-    __slots__ = ("_at", "early", "prices", "reads", "storage", "writes")
+    __slots__ = ("_at", "creates", "early", "hit_reads", "hot_reads", "prices", "reads", "storage", "writes")
 
     def __init__(self, prices: dict[str, Price]) -> None:
         self.prices = prices
         self._at: dict[int, tuple[str, float, int]] = {}  # oid -> (tier, since, size)
-        self.storage = self.reads = self.writes = self.early = 0.0
+        self.storage = self.reads = self.writes = self.early = self.creates = 0.0
+        self.hit_reads = self.hot_reads = 0.0
 
     def create(self, oid: int, size: int, tier: str, t: float) -> None:
         self._at[oid] = (tier, t, size)
-        self.writes += self.prices[tier].per_write
+        self.creates += self.prices[tier].per_write
 
     def read(self, oid: int) -> None:
         tier, _, size = self._at[oid]
         p = self.prices[tier]
         self.reads += p.per_read + p.retrieval_gb * size / GiB
+
+    def hit(self, oid: int) -> None:
+        """A read the hot tier served: its hot request price, and what the home would have charged."""
+        tier, _, size = self._at[oid]
+        p = self.prices[tier]
+        self.hit_reads += p.per_read + p.retrieval_gb * size / GiB
+        self.hot_reads += self.prices["hot"].per_read
 
     def move(self, oid: int, to: str, t: float) -> None:
         tier, since, size = self._at[oid]
@@ -110,10 +129,19 @@ class Ledger:
 
     @property
     def total(self) -> float:
+        """Recurring durable cost, the hot tier's hits not touching the home (no creates, no hot memory)."""
         return self.storage + self.reads + self.writes + self.early
 
     def breakdown(self) -> dict[str, float]:
-        return {"storage": self.storage, "reads": self.reads, "writes": self.writes, "early": self.early}
+        return {
+            "storage": self.storage,
+            "reads": self.reads,
+            "writes": self.writes,
+            "early": self.early,
+            "hit_reads": self.hit_reads,
+            "hot_reads": self.hot_reads,
+            "creates": self.creates,
+        }
 
 
 @dataclass(frozen=True)
@@ -136,12 +164,17 @@ class _Objects:
 
 
 def simple(trace: Trace, tier: str, prices: dict[str, Price]) -> float:
-    """Every object stays in ``tier``."""
+    """Every object stays in ``tier``: recurring cost (see :func:`creates` for the writes)."""
     o, p, end = _Objects.of(trace), prices[tier], float(trace.t[-1])
     gb = o.size / GiB
     storage = (p.gb_month * gb * (end - o.created) / MONTH).sum()
     reads = ((o.count - 1) * (p.per_read + p.retrieval_gb * gb)).sum()
-    return float(storage + reads + p.per_write * len(o.size))
+    return float(storage + reads)
+
+
+def creates(trace: Trace, price_per_write: float) -> float:
+    """The one-off cost of writing every object once."""
+    return price_per_write * trace.objects()
 
 
 def intelligent_tiering(trace: Trace) -> float:
@@ -160,7 +193,7 @@ def intelligent_tiering(trace: Trace) -> float:
     storage = (gb * (IT_FREQUENT * freq + IT_INFREQUENT * infrequent + IT_ARCHIVE_INSTANT * archive)).sum()
     monitoring = IT_MONITOR * (o.size >= IT_MIN_MONITORED) * (end - o.created) / MONTH
     reads = IT_GET * float((o.count - 1).sum())
-    return float(storage / MONTH + monitoring.sum() + reads + IT_PUT * len(o.size))
+    return float(storage / MONTH + monitoring.sum() + reads)
 
 
 def offline_bound(trace: Trace, prices: dict[str, Price]) -> float:
@@ -184,7 +217,8 @@ def offline_bound(trace: Trace, prices: dict[str, Price]) -> float:
         gap = np.where(has_next[:, 0], nxt - at, end - at)[:, None]
         stay = gbm * g_gb * gap + has_next * (rd + ret * g_gb)
         if j == 0:
-            best[act] = write + stay
+            # Creation is one-off and reported apart; the bound may still start in any tier.
+            best[act] = stay
             continue
         prev_gap = at - o.times[o.start[act] + j - 1]
         prev = best[act]  # cost through the previous gap, by the tier it was in

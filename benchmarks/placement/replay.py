@@ -50,9 +50,10 @@ from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.values import PlannerSettings
 
 POLICY = Path(__file__).with_name("policy.yaml")
-#: The policy an operator would write for each standard trace; others get ``POLICY``.
+#: The policy an operator would write for each kind of trace (:attr:`Trace.kind`); others get
+#: ``POLICY``. One policy serves every Zipf and scan trace, whatever its density or drift.
 POLICY_FOR = {"workflow": Path(__file__).with_name("policy-workflow.yaml")}
-#: Settings (as in ``liquid.yaml``) an operator would set for each standard trace's deployment.
+#: Settings (as in ``liquid.yaml``) an operator would set for each kind of deployment.
 #: Workflow results are read in a burst right after they are written: a 10% admission window
 #: serves the burst, and a 10-minute correlated-reference period keeps it from counting as
 #: popularity.
@@ -309,8 +310,11 @@ class Replay:
                 born[oid], home[oid] = (t, size), tier
                 if ledger is not None:
                     ledger.create(oid, size, tier, t)
-            elif ledger is not None and not hit:
-                ledger.read(oid)  # a hit never touches the home
+            elif ledger is not None:
+                if hit:
+                    ledger.hit(oid)  # served from hot: the home is not read
+                else:
+                    ledger.read(oid)  # a miss reads the home
             counts.note(oid, t)
             world.dirty.add(oid)
             if not hit:
@@ -359,11 +363,11 @@ def replay(
 ) -> ReplayResult:
     """Replay ``trace`` with a hot budget of ``hot_bytes``, planning every ``cycle`` requests.
 
-    The policy is ``policy_text``, else the file ``policy``, else the trace's in ``POLICY_FOR``.
+    The policy is ``policy_text``, else the file ``policy``, else its kind's in ``POLICY_FOR``.
     """
-    path = policy or POLICY_FOR.get(trace.name, POLICY)
+    path = policy or POLICY_FOR.get(trace.kind, POLICY)
     policies = policies_for(hot_bytes, policy_text, half_life=half_life, path=path)
-    extra = settings if settings is not None else SETTINGS_FOR.get(trace.name)
+    extra = settings if settings is not None else SETTINGS_FOR.get(trace.kind)
     settings_ = settings_for(policies, extra)
     r = Replay(policies, settings_, cycle=cycle, prices=prices, knobs=knobs)
     return r.run(trace, keep_outcomes=keep_outcomes)

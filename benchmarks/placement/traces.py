@@ -20,6 +20,8 @@ Generators (same seed → same trace, byte for byte):
 from __future__ import annotations
 
 import csv
+import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,9 @@ class Trace:
     t: np.ndarray
     oid: np.ndarray
     size: np.ndarray
+    #: What generated it (``zipf``, ``scan``, ``workflow``; ``file`` for a trace read from disk):
+    #: the benchmark picks the policy an operator would write for that kind of workload by it.
+    kind: str = "zipf"
 
     def __repr__(self) -> str:
         return f"Trace({self.name!r}, requests={len(self)}, objects={self.objects()})"
@@ -60,7 +65,7 @@ class Trace:
         return float(self.t[-1] - self.t[0]) if len(self) else 0.0
 
     def head(self, n: int) -> Trace:
-        return Trace(self.name, self.description, self.t[:n], self.oid[:n], self.size[:n])
+        return Trace(self.name, self.description, self.t[:n], self.oid[:n], self.size[:n], self.kind)
 
 
 def _sizes(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -88,6 +93,7 @@ def zipf_drift(
     drift_every: float = 0.2,
     duration: float = 120 * DAY,
     seed: int = 1,
+    name: str | None = None,
 ) -> Trace:
     """Zipf(``alpha``) reads; the popularity order is re-drawn every ``drift_every`` of the trace."""
     rng = np.random.default_rng(seed)
@@ -99,7 +105,7 @@ def zipf_drift(
         perm = rng.permutation(n_objects)
         oid[start : start + phase] = perm[ranks[start : start + phase]]
     return Trace(
-        f"zipf{alpha}",
+        name or f"zipf{alpha}",
         f"Zipf alpha={alpha}, {n_objects} objects, hot set re-drawn every {drift_every:.0%}",
         _times(rng, n_requests, duration),
         oid,
@@ -136,6 +142,7 @@ def scan_mix(
         _times(rng, n_requests, duration),
         oid,
         sizes[oid],
+        "scan",
     )
 
 
@@ -179,7 +186,40 @@ def workflow(
         t,
         oid,
         sizes[oid],
+        "workflow",
     )
+
+
+#: The Zipf part of the grid: (alpha, drift every, days for the whole trace). Popularity from
+#: flat (0.7) to steep (1.2); the hot set re-drawn every 20% or every 5% of the trace; 1M
+#: requests over 120 days or packed into 12 (ten times the density).
+ZIPF_GRID = (
+    (0.7, 0.2, 120),
+    (0.9, 0.2, 120),
+    (1.1, 0.2, 120),
+    (1.2, 0.2, 120),
+    (0.9, 0.2, 12),
+    (0.8, 0.05, 12),
+    (1.1, 0.05, 12),
+    (0.8, 0.05, 120),
+    (1.1, 0.05, 120),
+)
+
+
+def grid_traces(n_requests: int) -> list[Trace]:
+    """The benchmark's grid: :data:`ZIPF_GRID`, the scan mix and the workflow trace."""
+    out = [
+        zipf_drift(
+            alpha,
+            n_requests=n_requests,
+            drift_every=drift,
+            duration=days * DAY,
+            seed=100 + i,
+            name=f"zipf{alpha}-drift{drift:.0%}-{days}d",
+        )
+        for i, (alpha, drift, days) in enumerate(ZIPF_GRID)
+    ]
+    return [*out, scan_mix(n_requests=n_requests), workflow(n_requests=n_requests)]
 
 
 def standard_traces(n_requests: int) -> list[Trace]:
@@ -218,15 +258,75 @@ def write_oracle_general(trace: Trace, path: Path, *, unit: int = KiB) -> Path:
     return path
 
 
-def load_oracle_general(path: Path, *, name: str | None = None, unit: int = 1, limit: int = -1) -> Trace:
-    """Read a libCacheSim oracleGeneral file (uncompressed); sizes are multiplied by ``unit``."""
-    rec = np.fromfile(path, dtype=ORACLE_GENERAL, count=limit)
+#: Size units a trace file's sizes may be in (``--size-unit``).
+UNITS = {"B": 1, "bytes": 1, "KiB": KiB, "KB": 1000, "MiB": MiB, "MB": 1000**2}
+
+
+class TraceFormatError(ValueError):
+    """A trace file that does not parse; the message says which file and what is wrong."""
+
+
+def size_unit(name: str) -> int:
+    """Bytes per unit of a ``--size-unit`` value (``B``, ``KiB``, ``KB``, ``MiB``, ``MB`` or an integer)."""
+    if name in UNITS:
+        return UNITS[name]
+    if name.isdigit() and int(name) > 0:
+        return int(name)
+    raise ValueError(f"unknown size unit {name!r}: use one of {', '.join(UNITS)} or a positive integer")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when it ends in ``.zst`` (libCacheSim ships its traces so)."""
+    raw = Path(path).read_bytes()
+    if Path(path).suffix != ".zst":
+        return raw
+    import zstandard
+
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+            return reader.read()
+    except zstandard.ZstdError as exc:
+        raise TraceFormatError(f"{path}: not a zstd stream ({exc})") from exc
+
+
+def load_oracle_general(path: Path, *, unit: int, name: str | None = None, limit: int = -1) -> Trace:
+    """Read a libCacheSim oracleGeneral file (``.zst`` or not); sizes are multiplied by ``unit``.
+
+    There is no default unit: libCacheSim's published traces are often in KiB, and reading
+    them as bytes shrinks a 30 GiB working set to 0.03 GiB without a word. A file whose
+    length is not whole 24-byte records, that is empty, whose times go backwards or that
+    holds zero sizes is rejected with :class:`TraceFormatError`.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    rec_size = ORACLE_GENERAL.itemsize
+    if not data:
+        raise TraceFormatError(f"{path}: empty file")
+    if len(data) % rec_size:
+        raise TraceFormatError(
+            f"{path}: {len(data)} bytes is not a whole number of {rec_size}-byte oracleGeneral records "
+            "(is it compressed, or another format?)"
+        )
+    n = len(data) // rec_size
+    rec = np.frombuffer(data, dtype=ORACLE_GENERAL, count=min(limit, n) if limit > 0 else n)
+    back = np.flatnonzero(np.diff(rec["t"].astype(np.int64)) < 0)
+    if len(back):
+        i = int(back[0]) + 1
+        raise TraceFormatError(
+            f"{path}: record {i} goes back in time ({int(rec['t'][i])} after {int(rec['t'][i - 1])}); "
+            "oracleGeneral traces are sorted by time"
+        )
+    zero = np.flatnonzero(rec["size"] == 0)
+    if len(zero):
+        raise TraceFormatError(f"{path}: record {int(zero[0])} has size 0")
+    stem = path.name.removesuffix(".zst").split(".")[0]
     return _normalised(
-        name or Path(path).stem,
-        f"oracleGeneral {Path(path).name}",
+        name or stem,
+        f"oracleGeneral {path.name} (sizes in units of {unit} B)",
         rec["t"],
         rec["id"],
         rec["size"].astype(np.int64) * unit,
+        "file",
     )
 
 
@@ -240,11 +340,14 @@ def load_csv(
     delimiter: str = ",",
     name: str | None = None,
     limit: int = -1,
+    unit: int = 1,
 ) -> Trace:
     """Read a CSV trace like libCacheSim's csv reader (``-t "time-col=1,obj-id-col=2,obj-size-col=3"``).
 
     Columns are 0-based here. Non-numeric object ids are hashed to integers. ``header=None``
-    detects a header row by whether the time column parses as a number.
+    detects a header row by whether the time column parses as a number. Sizes are multiplied
+    by ``unit``. A row that is short or does not parse raises :class:`TraceFormatError` with
+    its line number.
     """
     ts: list[float] = []
     ids: list[int] = []
@@ -258,25 +361,43 @@ def load_csv(
                     float(rec[time_col])
                 except ValueError:
                     continue
-            raw_id = rec[id_col]
-            ids.append(int(raw_id) if raw_id.isdigit() else hash(raw_id) & 0x7FFF_FFFF_FFFF_FFFF)
-            ts.append(float(rec[time_col]))
-            sizes.append(int(float(rec[size_col])))
+            try:
+                raw_id = rec[id_col]
+                t, size = float(rec[time_col]), int(float(rec[size_col]))
+            except (IndexError, ValueError) as exc:
+                raise TraceFormatError(
+                    f"{path}:{i + 1}: cannot read time, id and size ({exc}): {rec!r}"
+                ) from exc
+            if size <= 0 or not math.isfinite(t):
+                raise TraceFormatError(f"{path}:{i + 1}: size must be positive and time finite: {rec!r}")
+            ids.append(int(raw_id) if raw_id.isdigit() else _hash_id(raw_id))
+            ts.append(t)
+            sizes.append(size * unit)
             if 0 < limit <= len(ids):
                 break
+    if not ids:
+        raise TraceFormatError(f"{path}: no requests")
     return _normalised(
         name or Path(path).stem,
         f"csv {Path(path).name}",
         np.array(ts),
         np.array(ids),
         np.array(sizes, dtype=np.int64),
+        "file",
     )
 
 
-def _normalised(name: str, description: str, t: np.ndarray, ids: np.ndarray, size: np.ndarray) -> Trace:
+def _hash_id(raw: str) -> int:
+    """A stable 63-bit id for a non-numeric key (Python's ``hash`` differs between processes)."""
+    return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def _normalised(
+    name: str, description: str, t: np.ndarray, ids: np.ndarray, size: np.ndarray, kind: str
+) -> Trace:
     """Dense ids, times from 0, sizes in whole KiB."""
     _, dense = np.unique(ids, return_inverse=True)
     t = t.astype(np.float64)
     t = t - t.min() if len(t) else t
     kib = np.maximum(1, -(-size // KiB)) * KiB
-    return Trace(name, description, t, dense.astype(np.int64), kib.astype(np.int64))
+    return Trace(name, description, t, dense.astype(np.int64), kib.astype(np.int64), kind)

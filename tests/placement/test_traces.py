@@ -1,0 +1,109 @@
+"""The trace reader: size units, zstd, and files that do not parse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+from benchmarks.placement.__main__ import main
+from benchmarks.placement.traces import (
+    KiB,
+    ORACLE_GENERAL,
+    TraceFormatError,
+    load_csv,
+    load_oracle_general,
+    size_unit,
+    write_oracle_general,
+    zipf_drift,
+)
+
+
+def _records(sizes: list[int], times: list[int] | None = None) -> np.ndarray:
+    rec = np.zeros(len(sizes), dtype=ORACLE_GENERAL)
+    rec["t"] = times if times is not None else range(len(sizes))
+    rec["id"] = [1 + i % 3 for i in range(len(sizes))]
+    rec["size"] = sizes
+    rec["next"] = -1
+    return rec
+
+
+def test_sizes_are_read_in_the_unit_given(tmp_path: Path) -> None:
+    path = tmp_path / "t.oracleGeneral.bin"
+    _records([4, 8, 4, 16]).tofile(path)
+    as_kib = load_oracle_general(path, unit=size_unit("KiB"))
+    as_bytes = load_oracle_general(path, unit=size_unit("B"))
+    # Ids 1, 2, 3 first seen with 4, 8 and 4 units: 16 KiB of working set, not 16 bytes
+    # (which round up to 1 KiB each).
+    assert as_kib.working_set_bytes() == 16 * KiB
+    assert as_bytes.working_set_bytes() == 3 * KiB
+
+
+def test_a_zstd_file_reads_like_the_plain_one(tmp_path: Path) -> None:
+    trace = zipf_drift(0.9, n_objects=50, n_requests=500, seed=5)
+    plain = write_oracle_general(trace, tmp_path / "z.oracleGeneral.bin")
+    packed = tmp_path / "z.oracleGeneral.bin.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    a = load_oracle_general(plain, unit=KiB)
+    b = load_oracle_general(packed, unit=KiB)
+    assert a.name == b.name == "z"
+    assert np.array_equal(a.oid, b.oid) and np.array_equal(a.size, b.size) and np.array_equal(a.t, b.t)
+    assert a.working_set_bytes() == trace.working_set_bytes()
+
+
+def test_a_truncated_file_is_rejected_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "cut.bin"
+    path.write_bytes(_records([4, 8]).tobytes()[:-5])
+    with pytest.raises(TraceFormatError, match=r"cut\.bin: 43 bytes is not a whole number of 24-byte"):
+        load_oracle_general(path, unit=1)
+
+
+def test_times_going_back_and_zero_sizes_are_rejected(tmp_path: Path) -> None:
+    back = tmp_path / "back.bin"
+    _records([4, 4, 4], times=[0, 5, 3]).tofile(back)
+    with pytest.raises(TraceFormatError, match="record 2 goes back in time"):
+        load_oracle_general(back, unit=1)
+    zero = tmp_path / "zero.bin"
+    _records([4, 0, 4]).tofile(zero)
+    with pytest.raises(TraceFormatError, match="record 1 has size 0"):
+        load_oracle_general(zero, unit=1)
+    notzstd = tmp_path / "x.bin.zst"
+    notzstd.write_bytes(b"definitely not zstd")
+    with pytest.raises(TraceFormatError, match="not a zstd stream"):
+        load_oracle_general(notzstd, unit=1)
+
+
+def test_a_csv_row_that_does_not_parse_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("time,id,size\n1,a,100\n2,b,oops\n")
+    with pytest.raises(TraceFormatError, match=r"t\.csv:3: cannot read"):
+        load_csv(path)
+    path.write_text("1,a,2\n2,b,3\n3,a,2\n")
+    trace = load_csv(path, unit=KiB)
+    assert trace.working_set_bytes() == 5 * KiB and trace.objects() == 2
+
+
+def test_the_cli_wants_a_unit_and_writes_no_results_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = zipf_drift(0.9, n_objects=300, n_requests=3000, seed=5)
+    path = write_oracle_general(trace, tmp_path / "t.bin")
+    with pytest.raises(SystemExit):
+        main(["--trace-file", str(path)])
+    assert "--trace-file needs --size-unit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--trace-file", str(path), "--size-unit", "furlongs"])
+    assert "unknown size unit 'furlongs'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--trace-file", str(tmp_path / "missing.bin"), "--size-unit", "KiB"])
+    assert "no such file" in capsys.readouterr().err
+    main(["--trace-file", str(path), "--size-unit", "KiB", "--budgets", "0.1", "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert "not written: pass --out DIR" in out
+    assert f"{trace.working_set_bytes() / 2**30:.1f} GiB working set" in out
+    assert "| **Liquid@1000** |" in out
+    assert not any(tmp_path.glob("placement.*"))
+    main(["--trace-file", str(path), "--size-unit", "KiB", "--budgets", "0.1", "--jobs", "1", "--out", str(tmp_path)])
+    assert (tmp_path / "placement.md").exists() and (tmp_path / "placement.json").exists()
