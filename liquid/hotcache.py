@@ -181,15 +181,28 @@ class HotCache:
 
     # ----------------------------------------------------------------- writes
 
-    def fill(self, ref: ResultRef, object_id: int, data: bytes, *, sha256: str, content_type: str) -> bool:
-        """Write an admitted copy and its ledger entry; False when too large, tombstoned or Redis is down."""
+    def fill(
+        self,
+        ref: ResultRef,
+        object_id: int,
+        data: bytes,
+        *,
+        sha256: str,
+        content_type: str,
+        ttl: float | None = None,
+    ) -> bool:
+        """Write an admitted copy and its ledger entry; False when too large, tombstoned or Redis is down.
+
+        ``ttl`` (seconds) shortens the copy's life below the cache's own, e.g. to its object's expiry.
+        """
         if len(data) > self.max_object_size:
             return False
         m = member(ref)
+        life = self.ttl if ttl is None else min(ttl, self.ttl)
         try:
             done = self._fill(
                 keys=[HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES, HOT_TOMB + m],
-                args=[m, object_id, encode(data, sha256, content_type), max(int(self.ttl * 1000), 1)],
+                args=[m, object_id, encode(data, sha256, content_type), max(int(life * 1000), 1)],
             )
         except redis.RedisError as exc:
             self.errors += 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import anyio
 import anyio.to_thread
@@ -45,6 +45,7 @@ from liquid.errors import (
     TooLarge,
     Unauthorized,
 )
+from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
 from liquid.refs import IpcHint, RefInfo, ResultRef
 from liquid.service import LiquidService, ObjectInfo, ObjectReader
 from liquid.shm import ShmCache, ShmWriter
@@ -169,7 +170,26 @@ async def ref_writer(
     return acting_tenant(principal, tenant, ref=r), r
 
 
-router = APIRouter()
+def utf8_path(request: Request) -> None:
+    """Refuse a path whose percent-escapes are not UTF-8.
+
+    Starlette decodes them with replacement, so ``%FF`` and ``%FE`` would both become U+FFFD:
+    two different keys silently one, and a read of one returning the other's bytes.
+    """
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"the path {raw[:200].decode('ascii', 'replace')!r} has percent-escapes that are not UTF-8;"
+            " keys are Unicode text, percent-encoded as UTF-8",
+            field="key",
+        ) from None
+
+
+router = APIRouter(dependencies=[Depends(utf8_path)])
 _ERRORS = {400, 401, 403, 404, 410, 502, 503}
 BINARY_BODY: dict[str, Any] = {
     "requestBody": {
@@ -368,19 +388,16 @@ def _put_options(
             out["ttl"] = parse_duration(retention)
         except ValueError as exc:
             raise InvalidInput(f"X-Liquid-Retention: {exc}", field="X-Liquid-Retention") from None
-        if out["ttl"] <= 0:
-            raise InvalidInput("X-Liquid-Retention must be positive", field="X-Liquid-Retention")
+        expiry_from_ttl(datetime.now(UTC), out["ttl"], "X-Liquid-Retention")  # bounds, before the body
     if expires_at is not None:
         try:
             when = datetime.fromisoformat(expires_at)
         except ValueError:
             raise InvalidInput(
-                f"X-Liquid-Expires-At must be an ISO 8601 time with offset, got {expires_at!r}",
+                f"X-Liquid-Expires-At must be an ISO 8601 time with offset, got {expires_at[:100]!r}",
                 field="X-Liquid-Expires-At",
             ) from None
-        if when.tzinfo is None:
-            raise InvalidInput("X-Liquid-Expires-At needs a UTC offset", field="X-Liquid-Expires-At")
-        out["expires_at"] = when
+        out["expires_at"] = check_instant(when, "X-Liquid-Expires-At")
     if legal_hold is not None:
         value = legal_hold.strip().lower()
         if value not in ("true", "false", "1", "0"):
@@ -389,6 +406,28 @@ def _put_options(
             )
         out["legal_hold"] = value in ("true", "1")
     return out
+
+
+#: Service arguments that came from a request header, to name the header in a 400.
+_HEADER_OF = {
+    "expires_at": "X-Liquid-Expires-At",
+    "ttl": "X-Liquid-Retention",
+    "content_type": "Content-Type",
+}
+
+
+def _header_fields(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` with InvalidInput's ``field`` renamed from the service argument to the request header."""
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except InvalidInput as exc:
+            if exc.field in _HEADER_OF:
+                exc.field = _HEADER_OF[exc.field]
+            raise
+
+    return call
 
 
 def _trace_from(traceparent: str | None) -> str | None:
@@ -454,7 +493,9 @@ async def put_object(
 ) -> Response:
     ResultRef(who.tenant, namespace, key, 1)  # validate names before reading any body
     options = _put_options(x_liquid_tags, x_liquid_retention, x_liquid_expires_at, x_liquid_legal_hold)
-    content_type = request.headers.get("content-type") or "application/octet-stream"
+    content_type = check_header_text(
+        request.headers.get("content-type") or "application/octet-stream", "Content-Type"
+    )
     limit = c.settings.max_object_size
     size_hint: int | None = None
     declared = request.headers.get("content-length")
@@ -478,7 +519,7 @@ async def put_object(
 
     def work() -> RefInfo:
         try:
-            info = c.service.put(
+            info = _header_fields(c.service.put)(
                 who.tenant,
                 namespace,
                 key,
@@ -524,7 +565,7 @@ async def get_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     range: Annotated[str | None, Header(description="One `bytes=` range.")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -545,7 +586,7 @@ async def head_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
@@ -563,7 +604,7 @@ async def delete_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
     return await _delete(c, who, who.tenant, ref)
@@ -670,7 +711,7 @@ async def explain_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
 
