@@ -157,7 +157,8 @@ class ResultRef:
             or len(version_text) > len(str(MAX_VERSION))
         ):
             raise InvalidRef(
-                f"ref {text!r} has version {version_text[:20]!r}; versions are positive integers up to {MAX_VERSION}",
+                f"ref {text!r} has version {version_text[:20]!r}; versions are positive integers"
+                f" up to {MAX_VERSION}",
                 field="ref",
             )
         try:

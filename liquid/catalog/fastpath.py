@@ -15,6 +15,8 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
 
+from liquid.catalog.db import check_alive
+
 # One statement allocates the version under the key_heads row lock, inserts the object,
 # appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
 # round trips.
@@ -65,7 +67,7 @@ def conninfo(url: str) -> str:
 class CatalogFastPath:
     """Object lookup and insert on a pool of autocommit psycopg connections."""
 
-    def __init__(self, url: str, *, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 10.0) -> None:
         self.pool = ConnectionPool(
             conninfo(url),
             min_size=1,
@@ -73,6 +75,9 @@ class CatalogFastPath:
             kwargs={"autocommit": True, "prepare_threshold": 1},
             open=True,
             name="liquid-catalog",
+            # Dead connections (a PostgreSQL restart) are replaced on checkout, not handed out.
+            check=check_alive,
+            timeout=timeout,
         )
 
     def __repr__(self) -> str:
