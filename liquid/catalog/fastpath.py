@@ -15,7 +15,6 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
 
-from liquid.catalog.db import check_alive
 
 # One statement allocates the version under the key_heads row lock, inserts the object,
 # appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
@@ -75,8 +74,6 @@ class CatalogFastPath:
             kwargs={"autocommit": True, "prepare_threshold": 1},
             open=True,
             name="liquid-catalog",
-            # Dead connections (a PostgreSQL restart) are replaced on checkout, not handed out.
-            check=check_alive,
             timeout=timeout,
         )
 

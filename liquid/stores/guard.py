@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -106,7 +107,13 @@ class Guard:
 
     @property
     def is_open(self) -> bool:
-        return self.state == pybreaker.STATE_OPEN
+        """Failing fast now: open, and its ``reset`` not over (after it a call is let through to try)."""
+        if self.state != pybreaker.STATE_OPEN:
+            return False
+        opened = self.breaker._state_storage.opened_at
+        if opened is None:
+            return True
+        return (datetime.now(UTC) - opened).total_seconds() < self.reset
 
     def unavailable(self, why: str) -> StoreUnavailable:
         self.rejected += 1

@@ -46,3 +46,9 @@ def problem_of(response: httpx.Response, status: int, type_: str | None = None) 
 def http(base_url: str, auth: dict[str, str]) -> Iterator[httpx.Client]:  # noqa: F811
     with httpx.Client(base_url=base_url, headers=auth, timeout=30) as c:
         yield c
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.reliability.harness import write_results
+
+    write_results()
