@@ -33,12 +33,6 @@ def stale(conn: psycopg.Connection[Any]) -> bool:
     return bool(readable)
 
 
-def check_alive(conn: psycopg.Connection[Any]) -> None:
-    """A ``psycopg_pool`` check: raise for a stale connection, so the pool replaces it."""
-    if stale(conn):
-        raise psycopg.OperationalError("the pooled connection was closed by the server")
-
-
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for the catalog URL (``postgresql://`` is read as psycopg 3).
 

@@ -15,7 +15,6 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
 
-
 # One statement allocates the version under the key_heads row lock, inserts the object,
 # appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
 # round trips.

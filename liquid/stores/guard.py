@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pybreaker

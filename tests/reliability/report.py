@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     elapsed = time.monotonic() - t0
     summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
-    (ROOT / "RELIABILITY.md").write_text(render(results, summary, elapsed, soak, " ".join(cmd[2:])))
+    (ROOT / "RELIABILITY.md").write_text(render(results, summary, elapsed, soak, " ".join(cmd[3:])))
     print(summary)
     return proc.returncode
 
