@@ -12,7 +12,9 @@ Jobs (intervals from ``Settings.daemon``):
 
 * ``cycle`` (leader, ``plan_interval``): :meth:`TieringEngine.cycle` — the objects in the
   change feed and those whose deadline came, planned and applied (moves and purges queued,
-  hot copies evicted then filled). A rebuild at start and after a policy apply.
+  hot copies evicted then filled). A rebuild at start and after a policy apply. Before it,
+  versions past their own ``expires_at`` are expired (:mod:`liquid.tiering.expiry`), with
+  or without applied policies.
 * ``admit`` (leader, ``admit_interval``): flush access counts, then
   :meth:`TieringEngine.admit` — hot copies for objects just read from their home, within the
   hot tier's budget.
@@ -46,8 +48,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from liquid.bootstrap import Runtime
 from liquid.catalog import changes
 from liquid.catalog.fastpath import conninfo
-from liquid.tiering.apply import ApplyReport
+from liquid.tiering.apply import ApplyReport, CatalogApplier
 from liquid.tiering.engine import catalog_engine
+from liquid.tiering.expiry import ObjectExpiry
 from liquid.tiering.journal import queue_depth
 from liquid.tiering.mover import Mover
 from liquid.tiering.plan import Plan
@@ -182,6 +185,11 @@ class TieringDaemon:
         self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.engine = catalog_engine(self.service, clock=self.clock, actor=f"daemon {self.worker_id}")
         self.mover = Mover.from_service(self.service, worker_id=self.worker_id, clock=self.clock)
+        self.expiry = ObjectExpiry(
+            self.service.engine,
+            CatalogApplier(self.service, self.settings, actor=f"daemon {self.worker_id}"),
+            clock=self.clock,
+        )
         self.metrics = Metrics()
         self._leader_conn: psycopg.Connection[Any] | None = None
         self._scheduler: BackgroundScheduler | None = None
@@ -247,6 +255,8 @@ class TieringDaemon:
         """Leader: plan what changed (or rebuild) with the applied policies, and apply it."""
         if not self.try_lead():
             return None
+        # Objects' own expiry first: it holds with or without applied policies.
+        self.job_expire()
         with self._planning:
             plan = self.engine.cycle()
         if plan is None:
@@ -275,6 +285,12 @@ class TieringDaemon:
             for oid, uri, why in report.skipped[:10]:
                 log.warning("move of %s (object %d) skipped: %s", uri, oid, why)
         return plan
+
+    def job_expire(self) -> int:
+        """Leader: expire versions past their own ``expires_at`` (with or without policies)."""
+        if not self.try_lead():
+            return 0
+        return self.expiry.run().purges_queued
 
     def job_admit(self) -> Plan | None:
         """Leader: flush access counts, then hot copies for objects just read from their home."""

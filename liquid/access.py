@@ -94,6 +94,37 @@ end
 return out
 """
 
+# KEYS: dirty set. ARGV: object-hash prefix, half-life, ttl, then (member, s, t, n, f, c) per object.
+# Puts drained rows back after a failed catalog write, merged with reads that came meanwhile
+# (the older batch decays to the newer one's time), so a flush that fails loses no counts.
+_RESTORE = """
+local hl = tonumber(ARGV[2])
+for i = 4, #ARGV, 6 do
+  local m = ARGV[i]
+  local k = ARGV[1] .. m
+  local s, t, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local f, c = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local v = redis.call('HMGET', k, 's', 't', 'f', 'c')
+  if v[1] then
+    local s2, t2 = tonumber(v[1]), tonumber(v[2])
+    local f2, c2 = tonumber(v[3]) or f, tonumber(v[4]) or c
+    if t2 >= t then
+      s = s2 + s * math.pow(0.5, (t2 - t) / hl)
+      t = t2
+    else
+      s = s + s2 * math.pow(0.5, (t - t2) / hl)
+    end
+    if f2 < f then f = f2 end
+    if c2 > c then c = c2 end
+  end
+  redis.call('HSET', k, 's', tostring(s), 't', tostring(t), 'f', tostring(f), 'c', tostring(c))
+  redis.call('HINCRBY', k, 'n', n)
+  redis.call('EXPIRE', k, ARGV[3])
+  redis.call('SADD', KEYS[1], m)
+end
+return 1
+"""
+
 # KEYS: one hourly hash. Returns its fields and counts, and deletes it: read-and-reset at once.
 _DRAIN_HOURLY = """
 local v = redis.call('HGETALL', KEYS[1])
@@ -471,8 +502,14 @@ class AccessTracker:
             if not items:
                 break
             rows = [items[i : i + 6] for i in range(0, len(items), 6)]
+            try:
+                hits += self._upsert(engine, rows)
+            except BaseException:
+                # The batch left Redis with the drain: put it back before giving up, or every
+                # tenant's counts in it would be lost with this one failure.
+                self._restore(rows)
+                raise
             objects += len(rows)
-            hits += self._upsert(engine, rows)
             if len(rows) < batch:
                 break
         if hourly:
@@ -482,20 +519,48 @@ class AccessTracker:
     def _flush_hourly(self, engine: Engine) -> int:
         """Move the per-namespace hourly counts into ``access_hourly``; returns how many hours."""
         cols: dict[str, list[Any]] = {"tenants": [], "namespaces": [], "hours": [], "reads": []}
+        drained: list[tuple[str, str, int]] = []
         for key in self.client.scan_iter(match=ACCESS_HOURLY + "*", count=1000):
             name = _text(key)
             tenant, _, namespace = name.removeprefix(ACCESS_HOURLY).partition(":")
             raw = list(self.client.eval(_DRAIN_HOURLY, 1, name))
             for field_, count in zip(raw[0::2], raw[1::2], strict=True):
+                drained.append((name, _text(field_), int(count)))
                 hour = datetime.strptime(_text(field_), "%Y%m%d%H").replace(tzinfo=UTC)
                 cols["tenants"].append(tenant)
                 cols["namespaces"].append(namespace)
                 cols["hours"].append(hour)
                 cols["reads"].append(int(count))
         if cols["reads"]:
-            with engine.begin() as conn:
-                conn.execute(_UPSERT_HOURLY, cols)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(_UPSERT_HOURLY, cols)
+            except BaseException:
+                self._restore_hourly(drained)
+                raise
         return len(cols["reads"])
+
+    def _restore_hourly(self, drained: list[tuple[str, str, int]]) -> None:
+        """Add drained hourly counts back (HINCRBY: reads counted meanwhile add up)."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, hour, count in drained:
+            pipe.hincrby(name, hour, count)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            self.errors += 1
+            log.error("access flush failed and %d hourly counts could not be put back: %s", len(drained), exc)
+
+    def _restore(self, rows: list[list[Any]]) -> None:
+        """Put drained rows back into Redis (see ``_RESTORE``); logged, never raised, if Redis fails too."""
+        args: list[Any] = [ACCESS_OBJECT, repr(self.half_life), self.key_ttl]
+        for row in rows:
+            args += [_text(x) for x in row]
+        try:
+            self.client.eval(_RESTORE, 1, ACCESS_DIRTY, *args)
+        except redis.RedisError as exc:
+            self.errors += 1
+            log.error("access flush failed and %d objects' counts could not be put back: %s", len(rows), exc)
 
     def _upsert(self, engine: Engine, rows: Iterable[list[Any]]) -> int:
         cols: dict[str, list[Any]] = {k: [] for k in ("tenants", "namespaces", "keys", "versions")}

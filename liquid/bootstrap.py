@@ -22,6 +22,8 @@ from liquid.hotcache import HotCache
 from liquid.service import LiquidService, utcnow
 from liquid.shm import ShmCache
 from liquid.stores import open_store
+from liquid.stores.base import Store
+from liquid.stores.guard import Guard, GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,21 @@ def resolve_urls(settings: Settings) -> tuple[dict[str, str], Any]:
     return {"catalog": catalog_url, **stores}, stack
 
 
+def guarded(name: str, store: Store, settings: Settings) -> GuardedStore:
+    """``store`` behind a bulkhead and a circuit breaker (:mod:`liquid.stores.guard`)."""
+    tiers = [t for t in ("warm", "cold", "archive") if getattr(settings.tiers, t) == name]
+    r = settings.resilience
+    guard = Guard(
+        f"store:{name}",
+        what=f"the {' and '.join(tiers) or name} tier" if tiers else f"store {name!r}",
+        concurrency=r.store_concurrency,
+        queue_wait=r.queue_wait,
+        failures=r.breaker_failures,
+        reset=r.breaker_reset,
+    )
+    return GuardedStore(store, guard)
+
+
 def open_runtime(
     settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
 ) -> Runtime:
@@ -96,9 +113,18 @@ def open_runtime(
     hot = access = None
     if hot_name is not None:
         # One client for the cache and the tracker, so a hot read and its access record share a round trip.
-        client = redis.Redis.from_url(urls[hot_name], socket_timeout=2.0, socket_connect_timeout=2.0)
+        # Short timeouts: the hot tier is a cache, and a slow answer is worse than a miss.
+        r = settings.resilience
+        client = redis.Redis.from_url(
+            urls[hot_name], socket_timeout=r.hot_timeout, socket_connect_timeout=r.hot_timeout
+        )
         if settings.hot.enabled:
-            hot = HotCache(client, ttl=settings.hot.ttl, max_object_size=settings.hot.max_object_size)
+            hot = HotCache(
+                client,
+                ttl=settings.hot.ttl,
+                max_object_size=settings.hot.max_object_size,
+                breaker_reset=r.breaker_reset,
+            )
         if settings.access.enabled:
             try:
                 access = AccessTracker(
@@ -110,7 +136,11 @@ def open_runtime(
                 access.start()
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
-    durable = {name: open_store(url) for name, url in urls.items() if name not in ("catalog", hot_name)}
+    durable = {
+        name: guarded(name, open_store(url), settings)
+        for name, url in urls.items()
+        if name not in ("catalog", hot_name)
+    }
     shm = ShmCache.from_settings(settings.shm, node_id=settings.node_id) if settings.shm.enabled else None
     service = LiquidService(
         settings, engine=engine, stores=durable, hot=hot, access=access, shm=shm, clock=clock

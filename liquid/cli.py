@@ -20,7 +20,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
@@ -41,6 +40,7 @@ from liquid.api.server import api_command
 from liquid.bootstrap import Runtime, open_runtime
 from liquid.config import load_settings
 from liquid.errors import LiquidError
+from liquid.limits import check_header_text
 from liquid.policy.cli import policy_app
 from liquid.refs import ResultRef
 from liquid.units import format_size, parse_duration
@@ -165,6 +165,7 @@ def put(
             raise LiquidError(f"--tag {item!r} must look like key=value", field="tag")
         tags[k] = v
     seconds = parse_duration(ttl) if ttl else None
+    check_header_text(content_type, "content_type")  # before opening anything
     with _runtime() as rt:
         if path == "-":
             info = rt.service.put(
@@ -174,7 +175,7 @@ def put(
                 sys.stdin.buffer,
                 content_type=content_type,
                 tags=tags,
-                ttl=timedelta(seconds=seconds) if seconds else None,
+                ttl=seconds,  # the service bounds it (a timedelta of 10^12 days cannot even be built)
                 classification=classification,
                 execution_id=execution_id,
                 actor="cli",
@@ -194,7 +195,7 @@ def put(
                     content_type=content_type,
                     size_hint=size,
                     tags=tags,
-                    ttl=timedelta(seconds=seconds) if seconds else None,
+                    ttl=seconds,  # the service bounds it (a timedelta of 10^12 days cannot even be built)
                     classification=classification,
                     execution_id=execution_id,
                     actor="cli",

@@ -253,6 +253,28 @@ class PlannerConfig(BaseModel):
     adaptive_sample: float = Field(default=0.125, gt=0.0, le=1.0)
 
 
+class ResilienceSettings(BaseModel):
+    """How Liquid bounds its calls to backends (``liquid.stores.guard``) and to the core (the API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Calls in flight to one durable store at once (a bulkhead); further calls wait ``queue_wait``
+    #: for a slot, then fail with 503. Keeps a hung store from holding every API worker thread.
+    store_concurrency: int = Field(default=16, ge=1, le=1024)
+    queue_wait: Duration = 1.0
+    #: Consecutive failures of a backend that open its circuit (calls then fail at once with 503
+    #: and ``Retry-After``), and how long it stays open before a trial call.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset: Duration = 10.0
+    #: Socket connect and read timeout of the Redis hot cache and access tracker, in seconds.
+    hot_timeout: Duration = 0.5
+    #: Longest an API request waits for a catalog or store answer before 503 + ``Retry-After``
+    #: (uploads and the body of a streamed read are bounded per chunk by the stores' own timeouts).
+    request_timeout: Duration = 15.0
+    #: ``Retry-After`` sent when the catalog (PostgreSQL) is unreachable.
+    catalog_retry_after: Duration = 2.0
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -290,6 +312,7 @@ class Settings(BaseSettings):
     shm: ShmSettings = Field(default_factory=ShmSettings)
     mover: MoverSettings = Field(default_factory=MoverSettings)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

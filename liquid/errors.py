@@ -107,6 +107,23 @@ class StoreError(LiquidError, OSError):
     status = 503
 
 
+class StoreUnavailable(StoreError):
+    """A backend is failing or saturated, so Liquid fails fast instead of waiting: retry later.
+
+    ``retry_after`` (seconds) becomes the response's ``Retry-After``; ``backend`` names the
+    backend for logs and metrics only (tenants never see it).
+    """
+
+    type = "liquid:unavailable"
+
+    def __init__(
+        self, detail: str, *, retry_after: float = 5.0, backend: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after
+        self.backend = backend
+
+
 class MissingDependency(LiquidError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
 

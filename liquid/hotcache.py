@@ -31,13 +31,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
 
+from liquid.errors import StoreUnavailable
 from liquid.redis_keys import HOT_BYTES, HOT_LEDGER, HOT_OBJECT, HOT_TOMB
 from liquid.refs import ResultRef
+from liquid.stores.guard import Guard
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +118,31 @@ def decode(raw: bytes) -> HotEntry | None:
 class HotCache:
     """Checksummed object copies in Redis. Redis failures degrade to misses, never to errors."""
 
-    def __init__(self, client: redis.Redis, *, ttl: float, max_object_size: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl: float,
+        max_object_size: int,
+        breaker_failures: int = 3,
+        breaker_reset: float = 5.0,
+    ) -> None:
         self.client = client
         self.ttl = ttl
         self.max_object_size = max_object_size
+        #: Reads fail fast (a miss) while Redis keeps failing, instead of a timeout on every read.
+        self.guard = Guard(
+            "hot",
+            what="the hot cache",
+            concurrency=256,
+            queue_wait=0.0,
+            failures=breaker_failures,
+            reset=breaker_reset,
+            outage=lambda exc: isinstance(exc, redis.RedisError),
+        )
+        # Versions whose kill did not reach Redis: never served from a copy until a kill does.
+        self._unkilled: set[ResultRef] = set()
+        self._unkilled_lock = threading.Lock()
         self._fill = client.register_script(_FILL)
         self._evict = client.register_script(_EVICT)
         self.hits = 0
@@ -134,14 +158,28 @@ class HotCache:
     # ------------------------------------------------------------------ reads
 
     def get(self, ref: ResultRef, *, expect_sha256: str | None = None) -> HotEntry | None:
-        """A verified entry, or None (absent, corrupt, stale or Redis down)."""
+        """A verified entry, or None (absent, corrupt, stale, or Redis down or failing)."""
+        if self._unkilled and (ref in self._unkilled or not self._retry_kills()):
+            return None
         try:
-            raw = self.client.get(hot_key(ref))
-        except redis.RedisError as exc:
+            with self.guard.slot():
+                raw = self.client.get(hot_key(ref))
+        except (redis.RedisError, StoreUnavailable) as exc:
             self.errors += 1
             log.warning("hot cache unavailable, reading through: %s", exc)
             return None
         return self.accept(ref, raw, expect_sha256=expect_sha256)
+
+    def _retry_kills(self) -> bool:
+        """Send the kills that failed earlier; True once none is pending (reads may trust copies)."""
+        with self._unkilled_lock:
+            pending = list(self._unkilled)
+        if not pending or self.guard.is_open:
+            return not pending
+        if self._remove(pending, tombstone=True, remember=False) >= 0:
+            with self._unkilled_lock:
+                self._unkilled.difference_update(pending)
+        return not self._unkilled
 
     def accept(self, ref: ResultRef, raw: object, *, expect_sha256: str | None = None) -> HotEntry | None:
         """Judge a value fetched for ``ref`` (by :meth:`get` or a caller's pipeline)."""
@@ -181,15 +219,28 @@ class HotCache:
 
     # ----------------------------------------------------------------- writes
 
-    def fill(self, ref: ResultRef, object_id: int, data: bytes, *, sha256: str, content_type: str) -> bool:
-        """Write an admitted copy and its ledger entry; False when too large, tombstoned or Redis is down."""
+    def fill(
+        self,
+        ref: ResultRef,
+        object_id: int,
+        data: bytes,
+        *,
+        sha256: str,
+        content_type: str,
+        ttl: float | None = None,
+    ) -> bool:
+        """Write an admitted copy and its ledger entry; False when too large, tombstoned or Redis is down.
+
+        ``ttl`` (seconds) shortens the copy's life below the cache's own, e.g. to its object's expiry.
+        """
         if len(data) > self.max_object_size:
             return False
         m = member(ref)
+        life = self.ttl if ttl is None else min(ttl, self.ttl)
         try:
             done = self._fill(
                 keys=[HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES, HOT_TOMB + m],
-                args=[m, object_id, encode(data, sha256, content_type), max(int(self.ttl * 1000), 1)],
+                args=[m, object_id, encode(data, sha256, content_type), max(int(life * 1000), 1)],
             )
         except redis.RedisError as exc:
             self.errors += 1
@@ -199,13 +250,19 @@ class HotCache:
 
     def evict(self, refs: Iterable[ResultRef]) -> int:
         """Remove copies the planner no longer wants (and their ledger entries); how many were listed."""
-        return self._remove(refs, tombstone=False)
+        return max(self._remove(refs, tombstone=False), 0)
 
     def kill(self, refs: Iterable[ResultRef]) -> int:
-        """Remove the copies of deleted, expired or purged versions and refuse fills of them for a while."""
-        return self._remove(refs, tombstone=True)
+        """Remove the copies of deleted, expired or purged versions and refuse fills of them for a while.
 
-    def _remove(self, refs: Iterable[ResultRef], *, tombstone: bool) -> int:
+        A kill that cannot reach Redis is remembered: this process serves no copy of those
+        versions (nor, while any is pending, any copy at all) until a later kill succeeds.
+        """
+        return max(self._remove(list(refs), tombstone=True), 0)
+
+    def _remove(self, refs: Iterable[ResultRef], *, tombstone: bool, remember: bool = True) -> int:
+        """How many copies went; -1 when Redis failed."""
+        refs = list(refs)
         pipe = self.client.pipeline(transaction=False)
         n = 0
         for r in refs:
@@ -220,12 +277,17 @@ class HotCache:
         if not n:
             return 0
         try:
-            return sum(int(x) for x in pipe.execute())
-        except redis.RedisError as exc:
+            with self.guard.slot():
+                return sum(int(x) for x in pipe.execute())
+        except (redis.RedisError, StoreUnavailable) as exc:
             self.errors += 1
             what = "kill" if tombstone else "evict"
             log.warning("hot cache %s of %d copies failed (they expire by TTL): %s", what, n, exc)
-            return 0
+            if tombstone and remember:
+                with self._unkilled_lock:
+                    if len(self._unkilled) < 1_000_000:
+                        self._unkilled.update(refs)
+            return -1
 
     # ----------------------------------------------------------------- ledger
 

@@ -5,8 +5,8 @@ Tenants and namespaces are slugs (lowercase letters, digits, ``-``, ``_`` and ``
 most 1024 UTF-8 bytes without control characters, backslashes, a leading ``/``, or
 empty, ``.`` and ``..`` segments; in the URI form they are percent-encoded (``/``
 kept) so that ``@``, ``?``, ``#``, ``%`` and spaces in keys are unambiguous. Versions
-are positive integers assigned by the catalog, one sequence per (tenant, namespace,
-key).
+are positive integers assigned by the catalog (at most 2**31 - 1, the catalog column's
+range), one sequence per (tenant, namespace, key).
 
 Examples:
     >>> ref = ResultRef.parse("liquid://acme/results/run-7/out.json@3")
@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from liquid.errors import InvalidInput, InvalidRef
+from liquid.limits import MAX_VERSION, check_version_number
 
 SCHEME = "liquid://"
 MAX_KEY_BYTES = 1024
@@ -84,10 +85,10 @@ def check_key(key: object) -> str:
 
 
 def check_version(version: object) -> int:
-    """Return a valid version number (a positive int), else raise InvalidInput."""
+    """Return a valid version number (a positive int of at most 32 bits), else raise InvalidInput."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise InvalidInput(f"version must be a positive integer, got {version!r}", field="version")
-    return version
+    return check_version_number(version)
 
 
 def format_uri(tenant: str, namespace: str, key: str, version: int) -> str:
@@ -149,9 +150,16 @@ class ResultRef:
         if "@" not in rest:
             raise InvalidRef(f"ref {text!r} has no '@<version>' suffix; {_FORM}", field="ref")
         quoted_key, _, version_text = rest.rpartition("@")
-        if not version_text.isascii() or not version_text.isdigit() or version_text.startswith("0"):
+        if (
+            not version_text.isascii()
+            or not version_text.isdigit()
+            or version_text.startswith("0")
+            or len(version_text) > len(str(MAX_VERSION))
+        ):
             raise InvalidRef(
-                f"ref {text!r} has version {version_text!r}; versions are positive integers", field="ref"
+                f"ref {text!r} has version {version_text[:20]!r}; versions are positive integers"
+                f" up to {MAX_VERSION}",
+                field="ref",
             )
         try:
             key = unquote(quoted_key, errors="strict")

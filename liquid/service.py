@@ -52,7 +52,8 @@ from liquid.errors import (
     TooLarge,
 )
 from liquid.hotcache import HotCache
-from liquid.refs import RefInfo, ResultRef, check_key, check_slug
+from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
+from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_slug
 from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
@@ -133,6 +134,8 @@ class ObjectReader:
     start: int
     end: int
     chunks: Iterator[bytes] = field(repr=False)
+    #: The version's own expiry, when it has one and the bytes came from its home.
+    expires_at: datetime | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
@@ -370,10 +373,7 @@ class LiquidService:
         check_slug(tenant, "tenant")
         check_slug(namespace, "namespace")
         check_key(key)
-        if not isinstance(content_type, str) or not content_type or len(content_type) > 255:
-            raise InvalidInput(
-                f"content_type must be 1-255 characters, got {content_type!r}", field="content_type"
-            )
+        check_header_text(content_type, "content_type")
         tag_map = dict(tags or {})
         for k, v in tag_map.items():
             if (
@@ -404,11 +404,15 @@ class LiquidService:
         now = self.clock()
         if ttl is not None:
             seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
-            if seconds <= 0:
-                raise InvalidInput(f"ttl must be positive, got {ttl!r}", field="ttl")
-            expires_at = now + timedelta(seconds=seconds)
-        if expires_at is not None and expires_at.tzinfo is None:
-            raise InvalidInput("expires_at must be timezone-aware", field="expires_at")
+            expires_at = expiry_from_ttl(now, seconds)
+        elif expires_at is not None:
+            expires_at = check_instant(expires_at, "expires_at")
+            if expires_at <= now:
+                # Stored, it would be expired on arrival: a caller's clock or arithmetic is wrong.
+                raise InvalidInput(
+                    f"expires_at {expires_at.isoformat()} is not in the future (now {now.isoformat()})",
+                    field="expires_at",
+                )
 
         meter = _Meter(self.settings.max_object_size)
         source = meter.wrap(_as_chunks(body))
@@ -538,9 +542,7 @@ class LiquidService:
         """
         check_slug(tenant, "tenant")
         _check_text(execution_id, "execution_id")
-        when = at or self.clock()
-        if when.tzinfo is None:
-            raise InvalidInput("finish time must be timezone-aware", field="at")
+        when = check_instant(at or self.clock(), "at")
         with self.engine.begin() as conn:
             row = conn.execute(
                 text(
@@ -670,17 +672,24 @@ class LiquidService:
             data = ref.inline
             if hashlib.sha256(data).hexdigest() == ref.sha256:
                 return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
-        if self.access is not None and track:
-            self.access.note(r)
+        counted = self.access is not None and track
         if self.hot is not None and cached:
             expect = ref.sha256 if isinstance(ref, RefInfo) else None
             entry = self.hot.get(r, expect_sha256=expect)
             if entry is not None:
+                # Copies exist only of live versions (deletes and expiries kill them; a copy's
+                # Redis TTL ends no later than its object's expires_at), so the hit is counted.
+                if counted:
+                    self.access.note(r)  # type: ignore[union-attr]
                 return self._reader_from_bytes(
                     r, entry.data, entry.sha256, entry.content_type, "hot", start, end
                 )
 
         row = self._live_row(r)
+        # Counted only once the version is known to exist: a read of a missing or gone ref must
+        # not reach the access flush (whose batch it would share with every other tenant's reads).
+        if counted:
+            self.access.note(r)  # type: ignore[union-attr]
         if (
             self.hot is not None
             and self.access is not None
@@ -694,7 +703,9 @@ class LiquidService:
             data = bytes(row.inline_data)
             if hashlib.sha256(data).hexdigest() != row.sha256:
                 raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
-            return self._reader_from_bytes(r, data, row.sha256, row.content_type, "warm", start, end)
+            reader = self._reader_from_bytes(r, data, row.sha256, row.content_type, "warm", start, end)
+            reader.expires_at = row.expires_at
+            return reader
 
         size = row.size
         lo = min(start, size)
@@ -738,6 +749,7 @@ class LiquidService:
             start=lo,
             end=hi,
             chunks=chunks,
+            expires_at=row.expires_at,
         )
 
     def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
@@ -778,7 +790,15 @@ class LiquidService:
             data = reader.read()
         except (ObjectNotFound, ObjectGone):
             return False
-        if not self.hot.fill(ref, object_id, data, sha256=reader.sha256, content_type=reader.content_type):
+        ttl = self.hot.ttl
+        if reader.expires_at is not None:
+            # The copy must not outlive its object: Redis drops it when the version expires.
+            ttl = min(ttl, (reader.expires_at - self.clock()).total_seconds())
+            if ttl <= 0:
+                return False
+        if not self.hot.fill(
+            ref, object_id, data, sha256=reader.sha256, content_type=reader.content_type, ttl=ttl
+        ):
             return False
         if not self.is_live(ref):
             self.hot.kill([ref])
@@ -788,7 +808,11 @@ class LiquidService:
     def is_live(self, ref: ResultRef) -> bool:
         """Whether the version exists and is live right now (one indexed lookup)."""
         row = self.fast.find(ref.tenant, ref.namespace, ref.key, ref.version)
-        return row is not None and row.state == "live"
+        return (
+            row is not None
+            and row.state == "live"
+            and (row.expires_at is None or row.expires_at > self.clock())
+        )
 
     def kill_copies(self, refs: Iterable[tuple[ResultRef, str]]) -> None:
         """Remove every cache copy of versions that were deleted, expired or purged: hot, and same-node shm.
@@ -814,6 +838,7 @@ class LiquidService:
                     Object.namespace == namespace,
                     Object.key == key,
                     Object.state == "live",
+                    (Object.expires_at.is_(None)) | (Object.expires_at > self.clock()),
                 )
                 .order_by(Object.version.desc())
                 .limit(1)
@@ -839,13 +864,32 @@ class LiquidService:
         check_slug(namespace, "namespace")
         if not 1 <= limit <= 10_000:
             raise InvalidInput(f"limit must be between 1 and 10000, got {limit}", field="limit")
-        conds = [Object.tenant_id == tenant, Object.namespace == namespace, Object.state == "live"]
+        if len(prefix) > MAX_KEY_BYTES or any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+            # Keys never hold control characters (PostgreSQL text cannot even hold NUL).
+            raise InvalidInput(
+                f"prefix {prefix[:100]!r} must be at most {MAX_KEY_BYTES} characters, without control"
+                " characters",
+                field="prefix",
+            )
+        conds = [
+            Object.tenant_id == tenant,
+            Object.namespace == namespace,
+            Object.state == "live",
+            (Object.expires_at.is_(None)) | (Object.expires_at > self.clock()),
+        ]
         if prefix:
             conds.append(Object.key.startswith(prefix, autoescape=True))
         if after:
             key_after, _, ver = after.rpartition("@")
-            if not key_after or not ver.isdigit():
-                raise InvalidInput(f"cursor {after!r} is not one this API returned", field="after")
+            if (
+                not key_after
+                or not ver.isascii()
+                or not ver.isdigit()
+                or len(ver) > 10
+                or int(ver) > MAX_VERSION
+                or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key_after)
+            ):
+                raise InvalidInput(f"cursor {after[:200]!r} is not one this API returned", field="after")
             conds.append((Object.key > key_after) | and_(Object.key == key_after, Object.version < int(ver)))
         query = select(OBJECTS).where(*conds).order_by(Object.key, Object.version.desc())
         if not all_versions:
@@ -887,6 +931,12 @@ class LiquidService:
             when = row.deleted_at.isoformat() if row.deleted_at else "earlier"
             raise ObjectGone(
                 f"{r.uri} was {row.state} at {when}; its bytes are no longer served", field="ref"
+            )
+        if row.expires_at is not None and row.expires_at <= self.clock():
+            # Past its own expiry: gone for readers now, whenever the daemon gets to purge it.
+            raise ObjectGone(
+                f"{r.uri} expired at {row.expires_at.isoformat()}; its bytes are no longer served",
+                field="ref",
             )
         return row
 

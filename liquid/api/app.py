@@ -98,7 +98,7 @@ def create_app(service: LiquidService, settings: Settings | None = None) -> Fast
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    problems.install(app)
+    problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

@@ -13,11 +13,15 @@ header, or a dotted path into the JSON body) or null.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import psycopg_pool
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
@@ -25,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from liquid.errors import LiquidError
+from liquid.errors import LiquidError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ TYPE_NOT_FOUND = "liquid:not-found"
 TYPE_METHOD = "liquid:method-not-allowed"
 TYPE_INTERNAL = "liquid:internal"
 TYPE_RANGE = "liquid:range-not-satisfiable"
+TYPE_UNAVAILABLE = "liquid:unavailable"
 
 
 class Problem(BaseModel):
@@ -107,11 +112,70 @@ def _field_of(loc: Sequence[Any]) -> str | None:
     return ".".join(str(p) for p in parts)
 
 
+#: What a tenant is told for each server-side error type; the details (store URLs, buckets,
+#: locators, backend messages) go to the server log under an incident id, never in the body.
+_PUBLIC_DETAIL = {
+    "liquid:store": "a storage backend failed",
+    "liquid:integrity": "the stored bytes failed their integrity check and were not served",
+    "liquid:config": "the server is misconfigured",
+    "liquid:missing-dependency": "the server lacks a component it needs",
+}
+
+
 async def _liquid_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LiquidError)
-    if exc.status >= 500:
-        log.warning("%s %s: %r", request.method, request.url.path, exc)
-    return problem(exc.type, exc.status, exc.detail, field=exc.field, instance=request.url.path)
+    if exc.status < 500:
+        return problem(exc.type, exc.status, exc.detail, field=exc.field, instance=request.url.path)
+    incident = uuid.uuid4().hex[:12]
+    log.warning("incident %s on %s %s: %r", incident, request.method, request.url.path, exc)
+    headers: dict[str, str] | None = None
+    if isinstance(exc, StoreUnavailable):
+        # Written by Liquid for tenants (which tier, when to retry): no backend details in it.
+        detail = exc.detail
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    else:
+        detail = _PUBLIC_DETAIL.get(exc.type, "the server failed")
+        if exc.status == 503:
+            headers = {"Retry-After": "5"}
+    return problem(
+        exc.type,
+        exc.status,
+        f"{detail} (incident {incident}); the server log has the details",
+        field=exc.field if exc.status != 503 else None,
+        instance=request.url.path,
+        headers=headers,
+    )
+
+
+def catalog_unavailable(retry_after: float) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The handler for a catalog (PostgreSQL) that cannot be reached: 503 with ``Retry-After``."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        incident = uuid.uuid4().hex[:12]
+        log.warning(
+            "incident %s on %s %s: catalog unavailable: %r", incident, request.method, request.url.path, exc
+        )
+        return problem(
+            TYPE_UNAVAILABLE,
+            503,
+            f"the catalog is unavailable; retry shortly (incident {incident})",
+            instance=request.url.path,
+            headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+        )
+
+    return handler
+
+
+#: Exceptions that mean the catalog database cannot be reached right now (a restart, a failover,
+#: an exhausted pool), as opposed to a bad statement: those are 503s a client retries.
+CATALOG_OUTAGES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -167,9 +231,11 @@ async def _internal(request: Request, exc: Exception) -> Response:
     )
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, catalog_retry_after: float = 2.0) -> None:
     """Register the handlers that turn every error into problem+json."""
     app.add_exception_handler(LiquidError, _liquid_error)
+    for cls in CATALOG_OUTAGES:
+        app.add_exception_handler(cls, catalog_unavailable(catalog_retry_after))
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _disconnect)

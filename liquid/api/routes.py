@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import anyio
 import anyio.to_thread
@@ -42,9 +44,11 @@ from liquid.errors import (
     InvalidRef,
     LiquidError,
     ObjectNotFound,
+    StoreUnavailable,
     TooLarge,
     Unauthorized,
 )
+from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
 from liquid.refs import IpcHint, RefInfo, ResultRef
 from liquid.service import LiquidService, ObjectInfo, ObjectReader
 from liquid.shm import ShmCache, ShmWriter
@@ -52,6 +56,7 @@ from liquid.tenancy import Principal
 from liquid.units import parse_duration
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
 #: Bodies up to this size from durable tiers are read whole in one thread hop instead of streamed.
@@ -70,13 +75,39 @@ class ApiContext:
     shm: ShmCache | None
 
 
+#: The request's deadline for one call into the core (``resilience.request_timeout``), set per
+#: request by :func:`context`.
+_DEADLINE: ContextVar[float | None] = ContextVar("liquid_api_deadline", default=None)
+
+
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call the synchronous core in a worker thread."""
-    return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    """Call the synchronous core in a worker thread, within the request's deadline.
+
+    Past the deadline the request gets a 503 with ``Retry-After`` at once; the thread is left to
+    finish on its own (every backend call under it is bounded by its own timeouts).
+    """
+    timeout = _DEADLINE.get()
+    if timeout is None:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    try:
+        with anyio.fail_after(timeout):
+            return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), abandon_on_cancel=True)
+    except TimeoutError:
+        raise StoreUnavailable(
+            f"the request did not finish within {timeout:g} s (a backend is slow); retry later",
+            retry_after=min(timeout, 10.0),
+        ) from None
 
 
-def context(request: Request) -> ApiContext:
+def app_context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.liquid
+    return ctx
+
+
+async def context(request: Request) -> ApiContext:
+    """The app's context, as a dependency; it also starts the request's deadline for :func:`run`."""
+    ctx = app_context(request)
+    _DEADLINE.set(ctx.settings.resilience.request_timeout)
     return ctx
 
 
@@ -93,7 +124,7 @@ async def optional_principal(
         if request.headers.get("authorization"):
             raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
         return None
-    return await context(request).auth.authenticate(credentials.credentials)
+    return await app_context(request).auth.authenticate(credentials.credentials)
 
 
 TenantHeader = Annotated[
@@ -148,7 +179,7 @@ async def ref_reader(
     if sig is not None or exp is not None:
         if sig is None or exp is None:
             raise InvalidInput("a signed ref needs both sig and exp", field="sig" if sig is None else "exp")
-        signer = context(request).signer
+        signer = app_context(request).signer
         if signer is None:
             raise Unauthorized("signed refs are not enabled on this server (api.signing_secret)", field="sig")
         signer.verify(r, sig, exp)
@@ -169,7 +200,26 @@ async def ref_writer(
     return acting_tenant(principal, tenant, ref=r), r
 
 
-router = APIRouter()
+def utf8_path(request: Request) -> None:
+    """Refuse a path whose percent-escapes are not UTF-8.
+
+    Starlette decodes them with replacement, so ``%FF`` and ``%FE`` would both become U+FFFD:
+    two different keys silently one, and a read of one returning the other's bytes.
+    """
+    raw = request.scope.get("raw_path")
+    if not isinstance(raw, bytes):
+        return
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"the path {raw[:200].decode('ascii', 'replace')!r} has percent-escapes that are not UTF-8;"
+            " keys are Unicode text, percent-encoded as UTF-8",
+            field="key",
+        ) from None
+
+
+router = APIRouter(dependencies=[Depends(utf8_path)])
 _ERRORS = {400, 401, 403, 404, 410, 502, 503}
 BINARY_BODY: dict[str, Any] = {
     "requestBody": {
@@ -368,19 +418,16 @@ def _put_options(
             out["ttl"] = parse_duration(retention)
         except ValueError as exc:
             raise InvalidInput(f"X-Liquid-Retention: {exc}", field="X-Liquid-Retention") from None
-        if out["ttl"] <= 0:
-            raise InvalidInput("X-Liquid-Retention must be positive", field="X-Liquid-Retention")
+        expiry_from_ttl(datetime.now(UTC), out["ttl"], "X-Liquid-Retention")  # bounds, before the body
     if expires_at is not None:
         try:
             when = datetime.fromisoformat(expires_at)
         except ValueError:
             raise InvalidInput(
-                f"X-Liquid-Expires-At must be an ISO 8601 time with offset, got {expires_at!r}",
+                f"X-Liquid-Expires-At must be an ISO 8601 time with offset, got {expires_at[:100]!r}",
                 field="X-Liquid-Expires-At",
             ) from None
-        if when.tzinfo is None:
-            raise InvalidInput("X-Liquid-Expires-At needs a UTC offset", field="X-Liquid-Expires-At")
-        out["expires_at"] = when
+        out["expires_at"] = check_instant(when, "X-Liquid-Expires-At")
     if legal_hold is not None:
         value = legal_hold.strip().lower()
         if value not in ("true", "false", "1", "0"):
@@ -389,6 +436,28 @@ def _put_options(
             )
         out["legal_hold"] = value in ("true", "1")
     return out
+
+
+#: Service arguments that came from a request header, to name the header in a 400.
+_HEADER_OF = {
+    "expires_at": "X-Liquid-Expires-At",
+    "ttl": "X-Liquid-Retention",
+    "content_type": "Content-Type",
+}
+
+
+def _header_fields(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` with InvalidInput's ``field`` renamed from the service argument to the request header."""
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except InvalidInput as exc:
+            if exc.field in _HEADER_OF:
+                exc.field = _HEADER_OF[exc.field]
+            raise
+
+    return call
 
 
 def _trace_from(traceparent: str | None) -> str | None:
@@ -454,7 +523,9 @@ async def put_object(
 ) -> Response:
     ResultRef(who.tenant, namespace, key, 1)  # validate names before reading any body
     options = _put_options(x_liquid_tags, x_liquid_retention, x_liquid_expires_at, x_liquid_legal_hold)
-    content_type = request.headers.get("content-type") or "application/octet-stream"
+    content_type = check_header_text(
+        request.headers.get("content-type") or "application/octet-stream", "Content-Type"
+    )
     limit = c.settings.max_object_size
     size_hint: int | None = None
     declared = request.headers.get("content-length")
@@ -478,7 +549,7 @@ async def put_object(
 
     def work() -> RefInfo:
         try:
-            info = c.service.put(
+            info = _header_fields(c.service.put)(
                 who.tenant,
                 namespace,
                 key,
@@ -524,7 +595,7 @@ async def get_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     range: Annotated[str | None, Header(description="One `bytes=` range.")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -545,7 +616,7 @@ async def head_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
@@ -563,7 +634,7 @@ async def delete_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
     return await _delete(c, who, who.tenant, ref)
@@ -670,7 +741,7 @@ async def explain_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
 
@@ -821,36 +892,65 @@ async def healthz() -> Response:
 @router.get(
     "/readyz",
     response_model=ReadyModel,
-    summary="Every backend is reachable",
+    summary="The catalog and every durable store are reachable (the hot cache is optional)",
     tags=["health"],
-    responses={503: {"model": ReadyModel, "description": "Some backend is unreachable."}},
+    responses={503: {"model": ReadyModel, "description": "The catalog or a durable store is unreachable."}},
 )
 async def readyz(c: Ctx) -> Response:
-    checks = await run(check_backends, c.service)
-    ok = all(v == "ok" for v in checks.values())
+    checks = await check_backends(c.service)
+    required = [v for k, v in checks.items() if k != "hot"]
+    if all(v == "ok" for v in required):
+        status = "ready" if checks.get("hot", "ok") == "ok" else "degraded"
+        return JSONResponse({"status": status, "checks": checks})
     return JSONResponse(
-        {"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        {"status": "unavailable", "checks": checks},
+        status_code=503,
+        headers={"Retry-After": str(max(1, round(c.settings.resilience.breaker_reset)))},
     )
 
 
-def check_backends(svc: LiquidService) -> dict[str, str]:
-    """``ok`` or the error, for the catalog, the hot cache and each store."""
-    checks: dict[str, str] = {}
+#: Longest one readiness probe may take.
+PROBE_TIMEOUT = 2.0
 
-    def probe(name: str, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+
+async def check_backends(svc: LiquidService, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
+    """``ok``, ``unavailable`` or ``timeout`` for the catalog, the hot cache and each store, probed at once.
+
+    Readiness answers within ``timeout`` whatever hangs. The answer names no endpoint and quotes
+    no backend error (``/readyz`` needs no key): the reasons go to the server log.
+    """
+    probes: dict[str, Callable[[], object]] = {}
 
     def catalog() -> None:
         with svc.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    probe("catalog", catalog)
+    probes["catalog"] = catalog
     if svc.hot is not None:
-        probe("hot", svc.hot.ping)
+        hot = svc.hot
+
+        def ping_hot() -> None:
+            if hot.guard.is_open:
+                raise StoreUnavailable("the hot cache's circuit is open")
+            hot.ping()
+
+        probes["hot"] = ping_hot
     for name, store in sorted(svc.stores.items()):
-        probe(f"store:{name}", store.ping)
+        probes[f"store:{name}"] = store.ping
+    checks: dict[str, str] = dict.fromkeys(probes, "timeout")
+
+    async def probe(name: str, fn: Callable[[], object]) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+            checks[name] = "ok"
+        except TimeoutError:
+            log.warning("readiness probe of %s timed out after %gs", name, timeout)
+        except Exception as exc:
+            checks[name] = "unavailable"
+            log.warning("readiness probe of %s failed: %r", name, exc)
+
+    async with anyio.create_task_group() as tg:
+        for name, fn in probes.items():
+            tg.start_soon(probe, name, fn)
     return checks

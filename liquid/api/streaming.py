@@ -107,12 +107,27 @@ def parse_range(header: str | None) -> ByteRange | None:
     if not a and not b:
         return None
     if not a:
-        return ByteRange(None, None, suffix=int(b))
-    first = int(a)
-    last = int(b) if b else None
+        return ByteRange(None, None, suffix=_position(b))
+    first = _position(a)
+    last = _position(b) if b else None
     if last is not None and last < first:
         return None
     return ByteRange(first, last)
+
+
+#: Byte positions are clamped here: no object is this large, and Python refuses to convert
+#: integers of thousands of digits (a Range header of them used to be a 500).
+MAX_POSITION = 10**18
+
+
+def _position(digits: str) -> int:
+    """A byte position from its digits, clamped to :data:`MAX_POSITION`.
+
+    >>> _position("12"), _position("9" * 5000) == MAX_POSITION
+    (12, True)
+    """
+    stripped = digits.lstrip("0") or "0"
+    return int(stripped) if len(stripped) <= 18 else MAX_POSITION
 
 
 def etag_matches(header: str, sha256: str) -> bool:

@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
+from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def stale(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle pooled connection is dead: a zero-timeout poll of its socket, no round trip.
+
+    An idle connection has nothing to read. When the server restarts or kills the backend it
+    sends a FATAL message and closes the socket, which makes it readable; so does anything
+    unexpected, after which the connection is not worth keeping either.
+    """
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for the catalog URL (``postgresql://`` is read as psycopg 3)."""
+    """An engine for the catalog URL (``postgresql://`` is read as psycopg 3).
+
+    Connections are checked on checkout by :func:`stale` (a socket poll, not the round trip
+    of SQLAlchemy's ``pool_pre_ping``), so after a PostgreSQL restart the pool replaces its
+    dead connections instead of handing each to a request that then fails.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    # No pre-ping: it costs a round trip per checkout; recycled connections and the callers' own
-    # error handling cover a server restart.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    event.listen(engine, "checkout", _check_checkout)
+    return engine
+
+
+def _check_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+    if stale(dbapi_conn):
+        # The pool discards this connection and tries another (or a new one).
+        raise sqlalchemy.exc.DisconnectionError("the pooled connection was closed by the server")
 
 
 def alembic_config(engine: Engine) -> Config:

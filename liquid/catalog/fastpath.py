@@ -52,8 +52,8 @@ _WHERE = "WHERE tenant_id = %s AND namespace = %s AND key = %s AND version = %s"
 SELECT_OBJECT = f"SELECT * FROM objects {_WHERE}"
 # What a read needs, and no more: decoding jsonb and timestamps it does not use costs more than the query.
 SELECT_FOR_READ = (
-    "SELECT id, state, deleted_at, size, sha256, content_type, compression, home_tier, home_store, "
-    f"locator, inline_data FROM objects {_WHERE}"
+    "SELECT id, state, deleted_at, expires_at, size, sha256, content_type, compression, home_tier, "
+    f"home_store, locator, inline_data FROM objects {_WHERE}"
 )
 
 
@@ -65,7 +65,7 @@ def conninfo(url: str) -> str:
 class CatalogFastPath:
     """Object lookup and insert on a pool of autocommit psycopg connections."""
 
-    def __init__(self, url: str, *, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 10.0) -> None:
         self.pool = ConnectionPool(
             conninfo(url),
             min_size=1,
@@ -73,6 +73,7 @@ class CatalogFastPath:
             kwargs={"autocommit": True, "prepare_threshold": 1},
             open=True,
             name="liquid-catalog",
+            timeout=timeout,
         )
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 
 from liquid.client import errors
 from liquid.errors import LiquidError
+from liquid.limits import check_header_text
 from liquid.refs import RefInfo, ResultRef
 from liquid.shm import ShmReader, read_ipc
 
@@ -137,7 +138,8 @@ def put_headers(
     legal_hold: bool,
     scope: str | None = None,
 ) -> dict[str, str]:
-    headers = {"Content-Type": content_type}
+    # Refused here as the server would: a control character in a header cannot be sent or read back.
+    headers = {"Content-Type": check_header_text(content_type, "content_type")}
     if size is not None:
         headers["Content-Length"] = str(size)
     if tags:

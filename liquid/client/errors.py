@@ -102,6 +102,7 @@ BY_TYPE: dict[str, type[ApiError]] = {
     "liquid:range-not-satisfiable": RangeNotSatisfiable,
     "liquid:integrity": IntegrityError,
     "liquid:store": Unavailable,
+    "liquid:unavailable": Unavailable,
 }
 BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,

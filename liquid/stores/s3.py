@@ -9,7 +9,8 @@ Credentials come from boto3's standard chain (``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) unless the URL carries
 ``access_key`` and ``secret_key``; they never appear in :attr:`S3Store.url`.
 Other options: ``addressing=path|virtual`` (default path when an endpoint is
-given), ``timeout`` (seconds), ``retries`` (attempts).
+given), ``timeout`` (seconds a socket read may wait, default 10), ``connect_timeout``
+(default 2) and ``retries`` (attempts, default 2).
 
 Objects below ``multipart_threshold`` go up in one PUT; larger ones stream as a
 multipart upload of ``part_size`` parts (at most one part in memory), aborted on
@@ -73,8 +74,11 @@ class S3Store:
         if (access_key is None) != (secret_key is None):
             raise InvalidInput("S3 store URL needs both access_key and secret_key, or neither", field="url")
         addressing = opts.text("addressing", "path" if self.endpoint else "auto")
-        timeout = opts.number("timeout", 30) or 30
-        retries = opts.number("retries", 3) or 1
+        # Bounded by default: a hung server must cost a request seconds, not minutes (each retry
+        # waits its own timeouts). ``timeout`` bounds each socket read, not a whole transfer.
+        timeout = opts.number("timeout", 10) or 10
+        connect_timeout = opts.number("connect_timeout", 2) or 2
+        retries = opts.number("retries", 2) or 1
         self.list_order = opts.text("list_order", "sort")
         if self.list_order not in ("sort", "server"):
             raise InvalidInput(
@@ -93,7 +97,7 @@ class S3Store:
         if client is None:
             config = Config(
                 s3={"addressing_style": cast(Any, addressing)},
-                connect_timeout=min(timeout, 10),
+                connect_timeout=connect_timeout,
                 read_timeout=timeout,
                 retries={"max_attempts": retries, "mode": "standard"},
                 # S3-compatible servers differ on the newer default CRC trailers: send only when required.

@@ -1,0 +1,82 @@
+"""Bounds on values that reach the catalog, checked where input enters (API, client, CLI, service).
+
+PostgreSQL and Python disagree on what fits: a ``timestamptz`` reaches year 294276 but a
+Python ``datetime`` stops at 9999, and the catalog's version columns are 32-bit. A value
+past either limit used to be stored and then break every read of its namespace, so each
+is refused up front with an :class:`~liquid.errors.InvalidInput` naming the field.
+
+Examples:
+    >>> check_version_number(2**31)
+    Traceback (most recent call last):
+    ...
+    liquid.errors.InvalidInput: version must be at most 2147483647, got 2147483648
+    >>> check_header_text("text/plain; charset=utf-8", "content_type")
+    'text/plain; charset=utf-8'
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from liquid.errors import InvalidInput
+
+#: Versions are ``int`` (32-bit) columns in the catalog.
+MAX_VERSION = 2**31 - 1
+#: Instants Liquid stores lie in [MIN_INSTANT, MAX_INSTANT) (UTC): both ends convert to and from
+#: PostgreSQL and Python, whatever offset they are written with.
+MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def check_version_number(version: int, field: str = "version") -> int:
+    """A positive version that fits the catalog's 32-bit column."""
+    if version < 1:
+        raise InvalidInput(f"{field} must be a positive integer, got {version}", field=field)
+    if version > MAX_VERSION:
+        raise InvalidInput(f"{field} must be at most {MAX_VERSION}, got {version}", field=field)
+    return version
+
+
+def check_instant(value: datetime, field: str) -> datetime:
+    """A timezone-aware instant within [MIN_INSTANT, MAX_INSTANT), returned in UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{field} needs a UTC offset, got {value.isoformat()!r}", field=field)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not MIN_INSTANT <= utc < MAX_INSTANT:
+        raise InvalidInput(
+            f"{field} {value.isoformat()!r} is outside the supported range "
+            f"{MIN_INSTANT.isoformat()} .. {MAX_INSTANT.isoformat()}",
+            field=field,
+        )
+    return utc
+
+
+def expiry_from_ttl(now: datetime, seconds: float, field: str = "ttl") -> datetime:
+    """``now + seconds`` for a retention, refusing non-positive, non-finite or too long ones."""
+    if not seconds > 0:  # NaN included
+        raise InvalidInput(f"{field} must be positive, got {seconds!r}", field=field)
+    if seconds >= (MAX_INSTANT - now).total_seconds():
+        raise InvalidInput(
+            f"{field} of {seconds:g} seconds ends past {MAX_INSTANT.date().isoformat()}; use a shorter one",
+            field=field,
+        )
+    return now + timedelta(seconds=seconds)
+
+
+def check_header_text(value: str, field: str, *, limit: int = 255) -> str:
+    """Printable ASCII of 1..limit characters: what can be stored and sent back in an HTTP header.
+
+    Content types are echoed in ``Content-Type``; a control character or non-ASCII text there
+    makes the object unreadable over HTTP (the server cannot write the header).
+    """
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInput(f"{field} must be 1-{limit} characters, got {value!r}", field=field)
+    bad = next((c for c in value if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise InvalidInput(
+            f"{field} {value!r} contains U+{ord(bad):04X}; only printable ASCII is allowed", field=field
+        )
+    return value
