@@ -108,6 +108,11 @@ class Metrics:
             "Bytes of the copies Redis holds for Liquid (the hot ledger)",
             registry=r,
         )
+        self.hot_half_life = Gauge(
+            "liquid_hot_rank_half_life_seconds",
+            "The half-life the hot tier ranks with (chosen by its miniature simulations)",
+            registry=r,
+        )
         self.budget_bytes = Gauge(
             "liquid_budget_bytes",
             "Bytes per budget and tier after the last plan",
@@ -269,6 +274,7 @@ class TieringDaemon:
                 self.metrics.state_bytes.set(self.engine.state.memory_bytes)
             if self.service.hot is not None:
                 self.metrics.hot_ledger_bytes.set(self.service.hot.used_bytes())
+            self.metrics.hot_half_life.set(self.engine.planner.adaptive.half_life)
         self.cycles += 1
         report = self.engine.last_report
         log.info(

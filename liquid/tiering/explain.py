@@ -2,18 +2,24 @@
 
 The decision is the planner's own (:meth:`Planner.decide`, judged from ``hot`` when the object
 has a copy), and the hot section says what the hot tier holds now: whether this object has a
-copy in Redis, what it would take, what the tier holds in all, and the caps that bound it.
+copy in Redis, what it would take, what the tier holds in all, and the caps that bound it,
+and how the hot tier ranks now (``adaptive``: the half-life the leader's miniature simulations
+chose, what each candidate would have served, and this object's score under it; see
+:mod:`liquid.tiering.adaptive`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime
 from typing import Any
 
 from liquid.hotcache import HotCache, entry_size, member
 from liquid.policy.evaluate import select_policy
 from liquid.policy.models import PolicySet
-from liquid.redis_keys import HOT_LEDGER
+from liquid.redis_keys import HOT_ADAPTIVE, HOT_LEDGER
+from liquid.tiering.adaptive import LN2, AdaptiveHalfLife
 from liquid.tiering.budgets import tier_caps
 from liquid.tiering.planner import Planner
 from liquid.tiering.rows import Row
@@ -27,10 +33,13 @@ def explain(
     f = row.facts
     has_copy: bool | None = None
     tier_bytes: int | None = None
+    saved: dict[str, Any] | None = None
     if hot is not None:
         try:
             has_copy = bool(hot.client.hexists(HOT_LEDGER, member(row.ref)))
             tier_bytes = hot.used_bytes()
+            raw = hot.client.get(HOT_ADAPTIVE)
+            saved = json.loads(raw) if raw else None
         except Exception:
             has_copy = None  # Redis down: unknown
     policy = select_policy(policies, f)
@@ -67,5 +76,42 @@ def explain(
             ),
             "tier_bytes": tier_bytes,
             "caps": caps,
+            "adaptive": _adaptive(planner, saved, row, now),
         },
     }
+
+
+def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: datetime) -> dict[str, Any]:
+    """The hot rank's half-life (the leader's choice, else the tracker's) and this object's score."""
+    f = row.facts
+    a = planner.adaptive
+    base = a.base
+    if saved is not None and saved.get("tracker_half_life_s") == base:
+        half_life = float(saved["half_life_s"])
+        source = "chosen by the leader's miniature simulations"
+    else:
+        half_life = base
+        source = (
+            "the tracker's (no leader has chosen one yet)" if a.enabled else "the tracker's (adaptive off)"
+        )
+    t = now.timestamp()
+    last = f.last_access_at.timestamp() if f.last_access_at is not None else t
+    count = f.access_score * base / (3600.0 * LN2) * 2.0 ** (min(t - last, 64 * base) / base)
+    frequency = count * half_life / base > 1.0
+    out: dict[str, Any] = {
+        "half_life_s": half_life,
+        "tracker_half_life_s": base,
+        "source": source,
+        # Below one read per half-life the last read alone orders it (recency, as LRU would).
+        "ranked_by": "frequency and recency" if frequency else "recency (its last read)",
+        "score": round(AdaptiveHalfLife(base).score(count, last, half_life), 6)
+        if f.access_score > 0
+        else None,
+    }
+    if saved is not None:
+        out["candidates_s"] = saved.get("candidates_s")
+        out["byte_hit_ratio"] = saved.get("byte_hit_ratio")
+        out["switches"] = saved.get("switches")
+    if not math.isfinite(half_life):
+        out["half_life_s"] = None
+    return out

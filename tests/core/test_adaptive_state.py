@@ -1,0 +1,63 @@
+"""The hot rank's adaptive state: the leader saves it in Redis, explain shows it, a new leader resumes."""
+
+from __future__ import annotations
+
+import json
+
+from liquid.policy.loader import load_policy_text
+from liquid.policy.store import apply_policies
+from liquid.redis_keys import HOT_ADAPTIVE
+from liquid.service import LiquidService
+from liquid.tiering.engine import catalog_engine
+from liquid.tiering.explain import explain
+from liquid.tiering.planner import Planner
+from liquid.tiering.rows import CatalogRows
+
+
+def _policy(tenant: str) -> str:
+    return f"""
+apiVersion: liquid/v1
+kind: TieringPolicy
+metadata: {{name: hot-{tenant}}}
+spec:
+  selector: {{tenants: [{tenant}]}}
+  rules:
+    - {{tier: hot, promoteAbove: 1/h}}
+    - {{tier: warm}}
+"""
+
+
+def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader_resumes(
+    service: LiquidService, tenant: str
+) -> None:
+    hot = service.hot
+    assert hot is not None
+    apply_policies(service.engine, {"p.yaml": _policy(tenant)}, actor="test", clock=service.clock)
+    r = service.put(tenant, "ns", "k", b"x" * 1000).ref
+    first = catalog_engine(service)
+    first._restored = True  # whatever an earlier test saved is not this leader's business
+    adaptive = first.planner.adaptive
+    adaptive.current, adaptive.changed = 0, True  # as if the simulations chose the shortest
+    assert first.cycle() is not None
+    saved = json.loads(hot.client.get(HOT_ADAPTIVE))
+    assert saved["half_life_s"] == adaptive.candidates[0] < adaptive.base == saved["tracker_half_life_s"]
+    assert saved["switches"] == 0 and len(saved["byte_hit_ratio"]) == len(adaptive.candidates)
+
+    second = catalog_engine(service)
+    assert second.planner.adaptive.current != 0
+    second.cycle()
+    assert second.planner.adaptive.half_life == adaptive.candidates[0]
+
+    now = service.clock()
+    row = CatalogRows(service.engine, half_life=service.settings.access.half_life).row(r, now)
+    assert row is not None
+    out = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
+    shown = out["hot"]["adaptive"]
+    assert shown["half_life_s"] == adaptive.candidates[0]
+    assert shown["source"].startswith("chosen by the leader")
+    assert shown["ranked_by"] == "recency (its last read)"  # never read: only recency can order it
+
+    hot.client.delete(HOT_ADAPTIVE)
+    shown = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
+    assert shown["adaptive"]["half_life_s"] == service.settings.access.half_life
+    assert shown["adaptive"]["source"].startswith("the tracker's")
