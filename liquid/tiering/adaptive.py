@@ -3,13 +3,15 @@
 The hot rank of an object is ``log(saving / size)`` plus a forward-decayed **score** with a
 half-life ``H`` (:meth:`AdaptiveHalfLife.score`)::
 
-    score_H = log(max(1, c · H / H0)) + t_last · ln 2 / H
+    score_H = log(max(1, c_H)) + t_last · ln 2 / H,   c_H = c · max(H / H0, min(1, H / span))
 
 where ``H0`` is the tracker's half-life, ``c`` the object's decayed read count at its last
-read (the catalog's ``access_stats``: ``c · H / H0`` is the count a reader at that rate would
-have under ``H``) and ``t_last`` its last read. ``H = H0`` is exactly the tracker's decayed
-rate (frequency, with the policy's memory); as ``H`` shrinks the last read dominates, and the
-order tends to LRU's (recency). This is the LRFU spectrum (Lee et al., 2001), computed from
+read (the catalog's ``access_stats``), ``span`` how long the object had been read for then
+(its age, at most ``H0``) and ``t_last`` its last read. ``c_H`` is the count the same reads
+would have under ``H``: a steady reader's count scales with the half-life, ``c · H / span``,
+but reads that all fell within the last ``H`` keep their count ``c``. ``H = H0`` is the
+tracker's decayed rate (frequency, with the policy's memory); as ``H`` shrinks the last read
+dominates, and the order tends to LRU's (recency). This is the LRFU spectrum (Lee et al., 2001), computed from
 what the catalog already keeps, so it needs no per-object state and survives restarts; and
 for a fixed ``H`` ranks stay forward-decayed (comparable across cycles without re-ranking).
 
@@ -18,7 +20,7 @@ densely it is read, which no wall-clock constant can know. So the hot tier runs 
 simulations** (Waldspurger et al., "Cache Modeling and Optimization using Miniature
 Simulations", USENIX ATC 2017): a spatially hashed sample of objects (``sample``, 1 in 8 by
 default) is fed to one small :class:`~liquid.tiering.ranked.RankedTier` per candidate ``H``
-(``H0 · 3^j`` for ``j`` in ``-6..1``), each capped at the sample's share of the real budget.
+(``H0 · 3^(j/2)`` for ``j`` in ``-12..2``), each capped at the sample's share of the real budget.
 Each counts the bytes its members would have served; the real tier ranks with the candidate
 whose decayed byte hit ratio is best (by a margin, after a warm-up), and re-ranks its members
 and waiting offers when the choice changes.
@@ -36,8 +38,8 @@ from typing import Any
 from liquid.tiering.ranked import Cap, RankedTier
 
 LN2 = math.log(2)
-#: Candidate half-lives as multiples of the tracker's: 3^-6 (≈ H0/729) up to 3·H0.
-FACTORS = tuple(3.0**j for j in range(-6, 2))
+#: Candidate half-lives as multiples of the tracker's: 3^-6 (≈ H0/729) up to 3·H0, every √3.
+FACTORS = tuple(3.0 ** (j / 2) for j in range(-12, 3))
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 
@@ -52,6 +54,7 @@ class _Read:
     base: float
     count: float
     t_last: float
+    span: float
 
 
 class AdaptiveHalfLife:
@@ -91,8 +94,8 @@ class AdaptiveHalfLife:
         self._bytes = 0.0
         self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
         self._batch: dict[int, _Read] = {}
-        #: Rank inputs of objects offered to the real hot tier: (log saving/size, count, t_last).
-        self.inputs: dict[int, tuple[float, float, float]] = {}
+        #: Rank inputs of objects offered to the real hot tier: (log saving/size, count, t_last, span).
+        self.inputs: dict[int, tuple[float, float, float, float]] = {}
         self.switches = 0
         self.changed = False
 
@@ -109,19 +112,25 @@ class AdaptiveHalfLife:
 
     # ------------------------------------------------------------------ ranks
 
-    def score(self, count: float, t_last: float, half_life: float | None = None) -> float:
-        """The forward-decayed log score of an object read ``count`` (decayed) times, last at ``t_last``."""
+    def score(
+        self, count: float, t_last: float, half_life: float | None = None, span: float | None = None
+    ) -> float:
+        """The forward-decayed log score of an object read ``count`` (decayed) times over ``span``
+        seconds (default: the tracker's half-life), last at ``t_last``."""
         h = half_life if half_life is not None else self.half_life
-        return math.log(max(1.0, count * h / self.base)) + t_last * LN2 / h
+        span = self.base if span is None else min(max(span, 1.0), self.base)
+        c = count * max(h / self.base, min(1.0, h / span))
+        return math.log(max(1.0, c)) + t_last * LN2 / h
 
-    def rank(self, oid: int, base: float, count: float, t_last: float) -> float:
+    def rank(self, oid: int, base: float, count: float, t_last: float, span: float | None = None) -> float:
         """The real tier's rank of ``oid`` (``base`` = log of saving per byte per read); remembered
         so the tier can be re-ranked when the half-life changes."""
         if base == -math.inf:
             self.inputs.pop(oid, None)
             return -math.inf
-        self.inputs[oid] = (base, count, t_last)
-        return base + self.score(count, t_last)
+        span_ = self.base if span is None else span
+        self.inputs[oid] = (base, count, t_last, span_)
+        return base + self.score(count, t_last, span=span_)
 
     def sampled(self, oid: int) -> bool:
         return ((oid * _GOLDEN) & _MASK) < self._threshold
@@ -138,6 +147,7 @@ class AdaptiveHalfLife:
         base: float = -math.inf,
         count: float = 0.0,
         t_last: float = 0.0,
+        span: float | None = None,
     ) -> None:
         """A sampled object planned in this pass (others are ignored): its reads so far and its wish."""
         if not self.enabled or not self.sampled(oid):
@@ -148,7 +158,9 @@ class AdaptiveHalfLife:
         prev = self._batch.get(oid)
         if prev is not None:
             reads += prev.reads
-        self._batch[oid] = _Read(size, reads, wanted, base, count, t_last)
+        self._batch[oid] = _Read(
+            size, reads, wanted, base, count, t_last, self.base if span is None else span
+        )
 
     def forget(self, oid: int) -> None:
         """``oid`` is gone from the catalog."""
@@ -186,7 +198,7 @@ class AdaptiveHalfLife:
             was = {oid: oid in mini.members for oid, r in batch.items() if r.reads}
             for oid, r in batch.items():
                 if r.wanted and r.base > -math.inf:
-                    mini.offer(oid, r.size, r.base + self.score(r.count, r.t_last, h))
+                    mini.offer(oid, r.size, r.base + self.score(r.count, r.t_last, h, r.span))
                 elif mini.knows(oid):
                     mini.release(oid)
             mini.settle()
@@ -213,7 +225,8 @@ class AdaptiveHalfLife:
     def _choose(self, hot: RankedTier) -> bool:
         if self._bytes < 2 * self.capacity * self.sample:
             return False  # warming up
-        best = max(range(len(self._hits)), key=lambda k: self._hits[k])
+        # Ties go to the longer memory: it knows more about each object.
+        best = max(range(len(self._hits)), key=lambda k: (self._hits[k], k))
         if best == self.current or self._hits[best] <= self._hits[self.current] * (1 + self.margin):
             return False
         self.current = best
@@ -231,7 +244,7 @@ class AdaptiveHalfLife:
         for oid in known:
             x = self.inputs.get(oid)
             if x is not None:
-                ranks[oid] = x[0] + self.score(x[1], x[2])
+                ranks[oid] = x[0] + self.score(x[1], x[2], span=x[3])
         hot.rerank(ranks)
 
     # -------------------------------------------------------------- state

@@ -97,14 +97,15 @@ def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: dat
     t = now.timestamp()
     last = f.last_access_at.timestamp() if f.last_access_at is not None else t
     count = f.access_score * base / (3600.0 * LN2) * 2.0 ** (min(t - last, 64 * base) / base)
-    frequency = count * half_life / base > 1.0
+    span = min(max(last - f.created_at.timestamp(), 1.0), base)
+    frequency = count * max(half_life / base, min(1.0, half_life / span)) > 1.0
     out: dict[str, Any] = {
         "half_life_s": half_life,
         "tracker_half_life_s": base,
         "source": source,
         # Below one read per half-life the last read alone orders it (recency, as LRU would).
         "ranked_by": "frequency and recency" if frequency else "recency (its last read)",
-        "score": round(AdaptiveHalfLife(base).score(count, last, half_life), 6)
+        "score": round(AdaptiveHalfLife(base).score(count, last, half_life, span), 6)
         if f.access_score > 0
         else None,
     }

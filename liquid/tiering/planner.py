@@ -734,11 +734,14 @@ class Planner:
         h0 = self.adaptive.base
         # The decayed read count at the last read: the rate is brought forward to now.
         count = rate * h0 / (3600.0 * LN2) * 2.0 ** (min(t - last, 64 * h0) / h0)
+        span = last - f.created_at.timestamp()  # how long it had been read for
         if self.learning:
-            self.adaptive.observe(oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=last)
+            self.adaptive.observe(
+                oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=last, span=span
+            )
         if not self.adaptive.enabled:
             return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
-        return self.adaptive.rank(oid, base, count, last)
+        return self.adaptive.rank(oid, base, count, last, span)
 
     def _adapt(self, state: PlacementState) -> None:
         """Feed the sampled reads since the last cycle to the simulations; a new half-life re-ranks
