@@ -113,7 +113,6 @@ READ: Final = _kind(
     "object.read",
     "object",
     "reads of one version within one minute (at = the minute, count = reads), from the access flush",
-    last_at=_S,
 )
 DELETED: Final = _kind("object.deleted", "object", "a version was deleted by its tenant (tombstone)")
 EXPIRED: Final = _kind(
