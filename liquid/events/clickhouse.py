@@ -94,7 +94,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 SELECT toDate(at) AS day, tenant_id, namespace, kind, bytes, count,
                        side.1 AS side_tier, side.2 AS dir
                 FROM {db}.events
-                ARRAY JOIN if(kind = 'object.moved', [(tier, 'in'), (from_tier, 'out')], [(tier, 'in')]) AS side
+                ARRAY JOIN if(kind = 'object.moved', [(tier, 'in'), (from_tier, 'out')], [(tier, 'in')])
+                    AS side
                 WHERE kind IN ('object.created', 'object.read', 'object.purged', 'object.moved')
             )
             GROUP BY day, tenant_id, namespace, side_tier

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from sqlalchemy import Engine, text
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -245,7 +245,7 @@ class EventExporter:
         report.replayed += int(replay)
         report.watermark = end
         self.exported += batch.num_rows
-        return max(batch.num_rows, 1)
+        return max(int(batch.num_rows), 1)
 
     def _next_batch(self, t: int, i: int) -> tuple[pa.Table, tuple[int, int] | None]:
         with self.engine.connect() as conn:

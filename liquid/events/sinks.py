@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from liquid.errors import InvalidInput, MissingDependency
 from liquid.events.clickhouse import MIGRATIONS_TABLE, check_database, migration_statements
@@ -82,7 +82,7 @@ class ChDBSink:
         self.name = f"chdb:{self.path.resolve()}"
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._session = session.Session(str(self.path))
+            self._session: Any = session.Session(str(self.path))  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise SinkUnavailable(
                 f"cannot open chDB at {self.path} (another process holds it? one process per path): {exc}"

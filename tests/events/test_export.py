@@ -1,4 +1,4 @@
-"""Export of the event log into ClickHouse (chDB in-process; a server when LIQUID_TEST_CLICKHOUSE_URL is set)."""
+"""Export of the event log into ClickHouse: chDB in-process, or a server at LIQUID_TEST_CLICKHOUSE_URL."""
 
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def test_rollups_equal_a_direct_aggregation_of_raw_events(
     ).to_pylist()
     direct = sink.query(
         f"SELECT tier, countIf(kind = 'object.created') AS writes,"
-        f" sumIf(bytes, kind = 'object.created') AS bytes_written, sumIf(count, kind = 'object.read') AS reads,"
+        f" sumIf(bytes, kind = 'object.created') AS bytes_written,"
+        f" sumIf(count, kind = 'object.read') AS reads,"
         f" countIf(kind = 'object.purged') AS purges, sumIf(bytes, kind = 'object.purged') AS bytes_purged,"
         f" countIf(kind = 'object.moved') AS moves_in, sumIf(bytes, kind = 'object.moved') AS bytes_moved_in,"
         f" sumIf(bytes, kind IN ('object.created', 'object.moved')) AS bytes_in,"
