@@ -199,3 +199,57 @@ def test_an_open_transaction_holds_the_export_back_instead_of_being_skipped(
     t.join()
     exporter.run_once()
     assert exported_ids(sink) == _all_ids(service)
+
+
+def test_cli_exports_with_progress_and_reports(
+    service: LiquidService, tenant: str, base_settings: dict[str, object], tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from liquid.cli import app
+
+    _seed(service, tenant, 3)
+    env = {
+        "LIQUID_CATALOG_URL": str(base_settings["catalog_url"]),
+        "LIQUID_STORES": json.dumps(base_settings["stores"]),
+    }
+    url = f"chdb://{tmp_path / 'cli-ch'}"
+    first = CliRunner().invoke(app, ["export", "clickhouse", "--sink", url, "--batch-size", "500"], env=env)
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout)
+    assert out["events"] == len(_all_ids(service)) and out["lag_events"] == 0
+    again = CliRunner().invoke(app, ["export", "clickhouse", "--sink", url], env=env)
+    assert json.loads(again.stdout)["events"] == 0
+    bad = CliRunner().invoke(app, ["export", "clickhouse", "--sink", "mysql://x"], env=env)
+    assert bad.exit_code != 0 and "unknown event sink 'mysql://x'" in str(bad.exception)
+
+
+def test_retention_drops_only_old_exported_months(
+    service: LiquidService, tenant: str, sink: EventSink
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from liquid.events import log as events
+    from liquid.events import retention
+
+    old = datetime(2020, 1, 15, tzinfo=UTC)
+    assert retention.ensure_partitions(service.engine, old, ahead=0) in (["events_2020_01"], [])
+    with service.engine.begin() as conn:
+        events.append(conn, events.NewEvent(events.TENANT_CREATED, old, tenant_id=tenant))
+    now = datetime.now(UTC)
+    keep = timedelta(days=90)
+    exporter = EventExporter(service.engine, sink)
+    # Not exported yet: kept.
+    exporter.watermark()
+    report = retention.prune(service.engine, now, retention=keep, sinks=[sink.name])
+    assert report.waiting == ["events_2020_01"] and report.dropped == []
+    exporter.run_once()
+    report = retention.prune(service.engine, now, retention=keep, sinks=[sink.name])
+    assert report.dropped == ["events_2020_01"] and report.rows >= 1
+    # Still in ClickHouse; gone from PostgreSQL; this month's partition untouched.
+    with service.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events WHERE at < '2020-02-01'")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar()
+    assert retention.prune(service.engine, now, retention=keep, sinks=[]).dropped == []
