@@ -68,6 +68,8 @@ class ApiContext:
     signer: RefSigner | None
     metrics: ApiMetrics
     shm: ShmCache | None
+    #: Sources of /v1/stats by name: "postgres" always, "clickhouse" when a sink was given.
+    stats: dict[str, Any]
 
 
 async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
