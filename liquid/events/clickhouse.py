@@ -9,10 +9,11 @@ Tables (database ``liquid`` by default):
   dropped whole (see :mod:`liquid.events.export`).
 * ``usage_daily`` — ``SummingMergeTree`` per day, tenant, namespace and tier: objects and
   bytes written, purged, moved in and out, and reads. A materialized view fills it from
-  each inserted block of ``events``; a deduplicated block is not pushed to the view, so the
-  rollup counts every event once. Bytes stored on a day are the running sum of
-  ``bytes_in - bytes_out`` up to it; cost is that times the tier's price (the cost model,
-  applied at query time so a price change needs no backfill).
+  each inserted block of ``events``. A replayed block must not reach it twice: the insert
+  sets ``deduplicate_blocks_in_dependent_materialized_views`` and the rollup table keeps its
+  own token window, so the rollup counts every event once (the crash test checks it).
+  Bytes stored on a day are the running sum of ``bytes_in - bytes_out`` up to it; cost is
+  that times the tier's price (the cost model, applied at query time so a price change needs no backfill).
 
 Migrations are numbered; ``schema_migrations`` in the same database records those applied.
 """
@@ -72,6 +73,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             ) ENGINE = SummingMergeTree
             PARTITION BY toYYYYMM(day)
             ORDER BY (tenant_id, namespace, tier, day)
+            SETTINGS non_replicated_deduplication_window = 1000
             """,
             # A move counts once for its destination (in) and once for its source (out):
             # arrayJoin makes the source row.

@@ -12,8 +12,8 @@ final, and any later event sorts after it. ``event_exports`` keeps each sink's w
 **Exactly once, as ClickHouse sees it.** Choice: insert deduplication tokens (not
 ``ReplacingMergeTree`` with ``FINAL`` queries), because the daily rollups are materialized
 views fed by each inserted block — a duplicate row that a later merge would collapse is
-still counted twice by the view, while a block dropped by its token never reaches the
-view. Protocol, per batch:
+still counted twice by the view, while a block dropped by its token is dropped in the
+view's table too (``deduplicate_blocks_in_dependent_materialized_views``). Protocol, per batch:
 
 1. choose the batch (at most ``batch_size`` events past the watermark, below the horizon)
    and record its end in ``event_exports.pending_*`` — committed before the insert;
@@ -184,6 +184,25 @@ class EventExporter:
             ).one()
         pending = (int(row.pending_txid), int(row.pending_event_id)) if row.pending_txid is not None else None
         return int(row.txid), int(row.event_id), pending
+
+    def start_at_head(self) -> tuple[int, int]:
+        """Skip everything already in the log: a new sink that needs only what comes next.
+
+        Only for a sink that has exported nothing yet (its watermark is at the start).
+        """
+        t, i, pending = self.watermark()
+        if (t, i) != (0, 0) or pending is not None:
+            raise ValueError(f"sink {self.sink.name} has exported already; its watermark is ({t}, {i})")
+        with self.engine.begin() as conn:
+            head = conn.execute(
+                text("SELECT txid, id FROM events ORDER BY txid DESC, id DESC LIMIT 1")
+            ).first()
+            end = (int(head.txid), int(head.id)) if head is not None else (0, 0)
+            conn.execute(
+                text("UPDATE event_exports SET txid = :t, event_id = :i WHERE sink = :s"),
+                {"t": end[0], "i": end[1], "s": self.sink.name},
+            )
+        return end
 
     def lag(self) -> Lag:
         """Events not yet in the sink, and how old the oldest of them is."""

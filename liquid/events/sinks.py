@@ -109,7 +109,8 @@ class ChDBSink:
         events_batch = batch  # noqa: F841
         sql = (
             f"INSERT INTO {self.database}.events"
-            f" SETTINGS insert_deduplicate = 1, insert_deduplication_token = '{_token(token)}'"
+            f" SETTINGS insert_deduplicate = 1, deduplicate_blocks_in_dependent_materialized_views = 1,"
+            f" insert_deduplication_token = '{_token(token)}'"
             " SELECT * FROM Python(events_batch)"
         )
         with self._lock:
@@ -158,7 +159,11 @@ class ClickHouseHTTPSink:
         self._client.insert_arrow(
             f"{self.database}.events",
             batch,
-            settings={"insert_deduplicate": 1, "insert_deduplication_token": _token(token)},
+            settings={
+                "insert_deduplicate": 1,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+                "insert_deduplication_token": _token(token),
+            },
         )
 
     def close(self) -> None:
