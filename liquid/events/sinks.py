@@ -118,7 +118,9 @@ class ChDBSink:
 
     def close(self) -> None:
         with self._lock:
-            self._session.close()
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
 
 class ClickHouseHTTPSink:

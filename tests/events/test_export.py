@@ -219,7 +219,7 @@ def test_an_open_transaction_holds_the_export_back_instead_of_being_skipped(
 
 
 def test_cli_exports_with_progress_and_reports(
-    service: LiquidService, tenant: str, base_settings: dict[str, object], tmp_path: Path
+    service: LiquidService, tenant: str, base_settings: dict[str, object], tmp_path: Path, sink: EventSink
 ) -> None:
     import json
 
@@ -232,6 +232,7 @@ def test_cli_exports_with_progress_and_reports(
         "LIQUID_CATALOG_URL": str(base_settings["catalog_url"]),
         "LIQUID_STORES": json.dumps(base_settings["stores"]),
     }
+    sink.close()  # chDB holds one path per process: the CLI opens its own
     url = f"chdb://{tmp_path / 'cli-ch'}"
     first = CliRunner().invoke(app, ["export", "clickhouse", "--sink", url, "--batch-size", "20000"], env=env)
     assert first.exit_code == 0, first.output
