@@ -22,6 +22,10 @@ Jobs (intervals from ``Settings.daemon``):
 * ``flush`` (all, ``access.flush_interval``): access counts from Redis into the catalog (the
   drain is atomic, so two daemons flushing at once never count a read twice).
 * ``gc`` (leader, ``gc_interval``): reconcile stores against the catalog.
+* ``export`` (leader, ``events.export_interval``): the event log into ClickHouse
+  (:mod:`liquid.events.export`) when ``events.sink`` is set; the lag is a metric.
+* ``prune`` (leader, ``events.prune_interval``): create the coming months' event partitions,
+  drop those past ``events.retention`` that every sink has exported.
 
 SIGTERM or SIGINT stops the scheduler; the mover finishes (or safely abandons: every
 step is resumable) the row it is on, and the process exits.
@@ -37,7 +41,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -48,6 +52,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from liquid.bootstrap import Runtime
 from liquid.catalog import changes
 from liquid.catalog.fastpath import conninfo
+from liquid.events import retention
+from liquid.events.export import EventExporter
+from liquid.events.sinks import SinkUnavailable, migrate, open_sink
 from liquid.tiering.apply import ApplyReport, CatalogApplier
 from liquid.tiering.engine import catalog_engine
 from liquid.tiering.expiry import ObjectExpiry
@@ -127,6 +134,16 @@ class Metrics:
             "Planned moves that could not be queued (no store for the tier)",
             registry=r,
         )
+        self.export_lag_events = Gauge(
+            "liquid_event_export_lag_events", "Events in the log not yet in ClickHouse", registry=r
+        )
+        self.export_lag_seconds = Gauge(
+            "liquid_event_export_lag_seconds", "Age of the oldest event not yet in ClickHouse", registry=r
+        )
+        self.exported = Counter("liquid_events_exported", "Events exported to ClickHouse", registry=r)
+        self.export_errors = Counter(
+            "liquid_event_export_errors", "Export runs stopped by an unavailable sink", registry=r
+        )
         self.redis_memory = Gauge("liquid_redis_used_memory_bytes", "Redis used_memory", registry=r)
         self.leader = Gauge("liquid_daemon_leader", "1 while this daemon is the leader", registry=r)
 
@@ -202,6 +219,7 @@ class TieringDaemon:
         # One planning pass at a time: cycle and admit share the engine's state.
         self._planning = threading.Lock()
         self.cycles = 0
+        self._exporter: EventExporter | None = None
 
     def __repr__(self) -> str:
         return (
@@ -340,6 +358,56 @@ class TieringDaemon:
 
         return reconcile_service(self.service, clock=self.clock).as_dict()
 
+    def exporter(self) -> EventExporter | None:
+        """The leader's exporter, opened on first use (chDB allows one process per path)."""
+        url = self.settings.events.sink
+        if url is None:
+            return None
+        if self._exporter is None:
+            sink = open_sink(url)
+            migrate(sink)
+            self._exporter = EventExporter(
+                self.service.engine, sink, batch_size=self.settings.events.batch_size, clock=self.clock
+            )
+        return self._exporter
+
+    def job_export(self) -> dict[str, Any]:
+        """Leader: export the event log past the watermark; report the lag."""
+        if not self.try_lead():
+            return {}
+        exporter = self.exporter()
+        if exporter is None:
+            return {}
+        try:
+            report = exporter.run_once()
+        except SinkUnavailable as exc:
+            self.metrics.export_errors.inc()
+            log.warning("event export paused: %s", exc)
+            return {"error": str(exc)}
+        finally:
+            with contextlib.suppress(Exception):  # a metric must never stop the export
+                lag = exporter.lag()
+                self.metrics.export_lag_events.set(lag.events)
+                self.metrics.export_lag_seconds.set(lag.seconds)
+        self.metrics.exported.inc(report.events)
+        return report.as_dict()
+
+    def job_prune(self) -> dict[str, Any]:
+        """Leader: event partitions for the coming months; drop old ones every sink has exported."""
+        if not self.try_lead():
+            return {}
+        now = self.clock()
+        made = retention.ensure_partitions(self.service.engine, now)
+        exporter = self.exporter()
+        sinks = [exporter.sink.name] if exporter is not None else []
+        report = retention.prune(
+            self.service.engine,
+            now,
+            retention=timedelta(seconds=self.settings.events.retention),
+            sinks=sinks,
+        )
+        return {"created": made, "dropped": report.dropped, "rows": report.rows, "waiting": report.waiting}
+
     # ------------------------------------------------------------- foreground
 
     def run_once(self, *, progress: Callable[[str], None] | None = None, move: bool = True) -> CycleSummary:
@@ -377,6 +445,9 @@ class TieringDaemon:
         scheduler.add_job(self._guard(self.job_admit), "interval", seconds=d.admit_interval, id="admit")
         scheduler.add_job(self._guard(self.job_move), "interval", seconds=d.move_interval, id="move")
         scheduler.add_job(self._guard(self.job_gc), "interval", seconds=d.gc_interval, id="gc")
+        ev = self.settings.events
+        scheduler.add_job(self._guard(self.job_export), "interval", seconds=ev.export_interval, id="export")
+        scheduler.add_job(self._guard(self.job_prune), "interval", seconds=ev.prune_interval, id="prune")
         scheduler.start()
         self._scheduler = scheduler
         log.info("daemon %s started", self.worker_id)
@@ -399,6 +470,9 @@ class TieringDaemon:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         self.resign()
+        if self._exporter is not None:
+            self._exporter.sink.close()
+            self._exporter = None
         self._stopped.set()
 
     def run_forever(self) -> None:

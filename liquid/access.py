@@ -11,8 +11,10 @@ A read only touches memory (:meth:`AccessTracker.note`, about a microsecond): re
 folded per object into one decayed delta and pushed to Redis every 100 ms by a background
 thread, one Lua call (``EVALSHA``) per object per push. Reads served from the durable home
 are also noted (:meth:`AccessTracker.note_miss`) and pushed as a set of object ids, which the
-daemon drains to decide which of them earn a hot copy. A crash loses at most that
-window of counts; a Redis outage keeps them in memory (bounded) until it is back.
+daemon drains to decide which of them earn a hot copy. Reads are also counted per object per
+minute, and the flush turns each finished minute into one ``object.read`` event per object
+(:meth:`AccessTracker.flush_minutes`): the event log sees reads without one row per read.
+A crash loses at most that window of counts; a Redis outage keeps them in memory (bounded) until it is back.
 
 A decayed count converts to a rate: with half-life ``h`` seconds, a steady ``r`` reads/s
 settles at ``S = r · h / ln 2``; :func:`rate_per_hour` inverts that for the policy engine.
@@ -24,7 +26,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,12 +34,20 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
-from liquid.redis_keys import ACCESS_DIRTY, ACCESS_HOURLY, ACCESS_OBJECT, HOT_MISSED
+from liquid.events import log as events
+from liquid.redis_keys import (
+    ACCESS_DIRTY,
+    ACCESS_HOURLY,
+    ACCESS_MINUTE,
+    ACCESS_MINUTES,
+    ACCESS_OBJECT,
+    HOT_MISSED,
+)
 from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
-# KEYS: object hash, dirty set, hourly hash.
+# KEYS: object hash, dirty set, hourly hash, minute hash, set of minute hashes.
 # ARGV: time of the batch's last read, half-life, member, hour field, ttl, batch score, reads,
 # the batch's first and last counted reads, correlation window (see fold_burst).
 # The hash holds what accumulated since the last flush: s (score at t), t (last read), n (reads),
@@ -70,6 +80,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('HINCRBY', KEYS[3], ARGV[4], tonumber(ARGV[7]))
 redis.call('EXPIRE', KEYS[3], 691200)
+redis.call('HINCRBY', KEYS[4], ARGV[3], tonumber(ARGV[7]))
+redis.call('EXPIRE', KEYS[4], 691200)
+redis.call('SADD', KEYS[5], KEYS[4])
 return 1
 """
 
@@ -124,6 +137,34 @@ for i = 4, #ARGV, 6 do
 end
 return 1
 """
+
+# KEYS: one minute hash, the set of minute hashes. Returns its fields and counts, deletes it and
+# forgets it: read-and-reset at once.
+_DRAIN_MINUTE = """
+local v = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], KEYS[1])
+return v
+"""
+
+_JOINED_OBJECT: Mapping[str, str] = {name: f"o.{expr}" for name, expr in events.OBJECT_EXPRS.items()}
+# Reads of one minute as one object.read event per object (refs of purged or unknown versions
+# are dropped by the join).
+_READ_EVENTS = text(
+    events.insert_from(
+        "unnest(CAST(:tenants AS text[]), CAST(:namespaces AS text[]), CAST(:keys AS text[]),"
+        " CAST(:versions AS int[]), CAST(:counts AS bigint[]))"
+        " AS v(tenant_id, namespace, key, version, n)"
+        " JOIN objects o ON o.tenant_id = v.tenant_id AND o.namespace = v.namespace AND o.key = v.key"
+        " AND o.version = v.version",
+        events.READ,
+        at=":minute",
+        actor="'reader'",
+        count="v.n",
+        data={},
+        **_JOINED_OBJECT,
+    )
+)
 
 # KEYS: one hourly hash. Returns its fields and counts, and deletes it: read-and-reset at once.
 _DRAIN_HOURLY = """
@@ -311,9 +352,10 @@ class DecayedCounts:
 class FlushReport:
     objects: int
     hits: int
+    read_events: int = 0
 
     def __repr__(self) -> str:
-        return f"FlushReport(objects={self.objects}, hits={self.hits})"
+        return f"FlushReport(objects={self.objects}, hits={self.hits}, read_events={self.read_events})"
 
 
 class AccessTracker:
@@ -368,9 +410,9 @@ class AccessTracker:
     def note(self, ref: ResultRef, *, now: datetime | None = None) -> None:
         """Count one read in memory (microseconds, no I/O); :meth:`push` sends the batch to Redis."""
         when = (now or self.clock()).timestamp()
-        # One entry per object and hour, so the hourly counts stay exact across an hour boundary;
-        # formatting waits for the push, off the read path.
-        m = (ref, int(when // 3600))
+        # One entry per object and minute, so the hourly counts and the per-minute read events
+        # stay exact across a boundary; formatting waits for the push, off the read path.
+        m = (ref, int(when // 60))
         with self._lock:
             entry = self._pending.get(m)
             if entry is None:
@@ -398,19 +440,22 @@ class AccessTracker:
         pipe = self.client.pipeline(transaction=False)
         if missed:
             pipe.sadd(HOT_MISSED, *missed)
-        for (ref, hour), (score, when, n, first, counted) in pending.items():
+        for (ref, minute), (score, when, n, first, counted) in pending.items():
             m = self.member(ref)
+            start = datetime.fromtimestamp(minute * 60, UTC)
             pipe.execute_command(  # type: ignore[no-untyped-call]
                 "EVALSHA",
                 self._record_sha,
-                3,
+                5,
                 ACCESS_OBJECT + m,
                 ACCESS_DIRTY,
                 f"{ACCESS_HOURLY}{ref.tenant}:{ref.namespace}",
+                ACCESS_MINUTE + start.strftime("%Y%m%d%H%M"),
+                ACCESS_MINUTES,
                 repr(when),
                 repr(self.half_life),
                 m,
-                datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y%m%d%H"),
+                start.strftime("%Y%m%d%H"),
                 self.key_ttl,
                 repr(score),
                 n,
@@ -491,8 +536,9 @@ class AccessTracker:
     ) -> FlushReport:
         """Move accumulated scores into ``access_stats``, ``batch`` objects per statement.
 
-        ``hourly=False`` leaves the per-namespace hourly counts for a later flush (finding them
-        scans Redis's keys: not something to do every second).
+        ``hourly=False`` leaves the per-namespace hourly counts and the per-minute read events
+        for a later flush (finding the hourly counts scans Redis's keys: not something to do
+        every second).
         """
         self.push()
         objects = hits = 0
@@ -512,9 +558,48 @@ class AccessTracker:
             objects += len(rows)
             if len(rows) < batch:
                 break
+        read_events = 0
         if hourly:
             self._flush_hourly(engine)
-        return FlushReport(objects=objects, hits=hits)
+            read_events = self.flush_minutes(engine)
+        return FlushReport(objects=objects, hits=hits, read_events=read_events)
+
+    def flush_minutes(self, engine: Engine) -> int:
+        """Turn every finished minute's reads into ``object.read`` events: one per object per minute.
+
+        A minute is finished once the clock is past it and one push interval more (late reads
+        of a minute already flushed, after a Redis outage, make a second event for it: counts
+        are never lost or doubled). Returns how many events were appended.
+        """
+        self.push()
+        current = self.clock().astimezone(UTC).strftime("%Y%m%d%H%M")
+        appended = 0
+        for raw_key in sorted(_text(k) for k in self.client.smembers(ACCESS_MINUTES)):
+            stamp = raw_key.removeprefix(ACCESS_MINUTE)
+            if stamp >= current:
+                continue
+            raw = list(self.client.eval(_DRAIN_MINUTE, 2, raw_key, ACCESS_MINUTES))
+            cols: dict[str, list[Any]] = {
+                k: [] for k in ("tenants", "namespaces", "keys", "versions", "counts")
+            }
+            for member, count in zip(raw[0::2], raw[1::2], strict=True):
+                try:
+                    ref = ResultRef.parse("liquid://" + _text(member))
+                except ValueError:
+                    log.warning("dropping unparseable read record %r", member)
+                    continue
+                cols["tenants"].append(ref.tenant)
+                cols["namespaces"].append(ref.namespace)
+                cols["keys"].append(ref.key)
+                cols["versions"].append(ref.version)
+                cols["counts"].append(int(count))
+            if not cols["counts"]:
+                continue
+            minute = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
+            with engine.begin() as conn:
+                result = conn.execute(_READ_EVENTS, {**cols, "minute": minute})
+            appended += result.rowcount
+        return appended
 
     def _flush_hourly(self, engine: Engine) -> int:
         """Move the per-namespace hourly counts into ``access_hourly``; returns how many hours."""

@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -39,7 +40,7 @@ from rich.table import Table
 from liquid.api.server import api_command
 from liquid.bootstrap import Runtime, open_runtime
 from liquid.config import load_settings
-from liquid.errors import LiquidError
+from liquid.errors import InvalidInput, LiquidError
 from liquid.limits import check_header_text
 from liquid.policy.cli import policy_app
 from liquid.refs import ResultRef
@@ -455,6 +456,58 @@ def gc_cmd(
 
 app.command("api")(api_command)
 
+export_app = typer.Typer(help="Export the event log.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("clickhouse")
+def export_clickhouse(
+    sink: Annotated[
+        str | None,
+        typer.Option(help="chdb:///path or clickhouse://user:pass@host:8123/db (default: events.sink)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Events per insert (default: events.batch_size).")
+    ] = None,
+    max_batches: Annotated[int | None, typer.Option(help="Stop after this many batches.")] = None,
+) -> None:
+    """Export events past the watermark into ClickHouse, exactly once, with a progress bar.
+
+    chDB allows one process per path: stop a daemon exporting to the same path first.
+    """
+    from liquid.events.export import EventExporter
+    from liquid.events.sinks import migrate, open_sink
+
+    with _runtime() as rt:
+        settings = rt.service.settings
+        url = sink or settings.events.sink
+        if url is None:
+            raise InvalidInput("no sink: pass --sink chdb:///path (or set events.sink)", field="sink")
+        target = open_sink(url)
+        try:
+            migrate(target)
+            exporter = EventExporter(
+                rt.service.engine, target, batch_size=batch_size or settings.events.batch_size
+            )
+            total = exporter.lag().events
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("events"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task(f"export → {target.name}", total=total)
+                report = exporter.run_once(
+                    max_batches=max_batches, progress=lambda n: progress.advance(task, n)
+                )
+            lag = exporter.lag()
+        finally:
+            target.close()
+    console.print_json(json.dumps({**report.as_dict(), "lag_events": lag.events, "lag_seconds": lag.seconds}))
+
 
 @app.command()
 def up(
@@ -475,6 +528,8 @@ def up(
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
+    if settings.events.sink is None:  # the daemon exports the event log into embedded ClickHouse
+        settings.events.sink = f"chdb://{settings.home}/clickhouse"
     with console.status("starting embedded PostgreSQL, Valkey and the cold store…"):
         rt = open_runtime(settings)
     svc = rt.service

@@ -225,6 +225,21 @@ class DaemonSettings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
+class EventsSettings(BaseModel):
+    """The event log's export to ClickHouse and its retention (``liquid.events``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Where the leader daemon exports events: ``chdb:///abs/path`` or ``chdb://rel/path`` (embedded
+    #: ClickHouse; one process per path), ``clickhouse://user:pass@host:8123/db``. None: no export.
+    sink: str | None = None
+    export_interval: Duration = 10.0
+    batch_size: int = Field(default=50_000, ge=1, le=1_000_000)
+    #: Exported events older than this are pruned, a month's partition at a time.
+    retention: Duration = 90 * 86400.0
+    prune_interval: Duration = 3600.0
+
+
 class PlannerConfig(BaseModel):
     """How the planner values a hot copy (``liquid.tiering.planner``)."""
 
@@ -313,6 +328,7 @@ class Settings(BaseSettings):
     mover: MoverSettings = Field(default_factory=MoverSettings)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -23,3 +23,8 @@ ACCESS_OBJECT = "liquid:acc:o:"
 ACCESS_DIRTY = "liquid:acc:dirty"
 #: Reads per hour per namespace: ``liquid:acc:h:<tenant>:<namespace>`` (hash: YYYYMMDDHH → count).
 ACCESS_HOURLY = "liquid:acc:h:"
+#: Reads per object per minute: ``liquid:acc:m:<YYYYMMDDHHMM>`` (hash: member → count); the
+#: flush turns each finished minute into ``object.read`` events and deletes it.
+ACCESS_MINUTE = "liquid:acc:m:"
+#: Set of the per-minute hashes not yet flushed.
+ACCESS_MINUTES = "liquid:acc:minutes"

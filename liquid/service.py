@@ -27,10 +27,12 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import IO, Any
 
 import psycopg
@@ -41,7 +43,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from liquid.access import AccessTracker
 from liquid.catalog.changes import MARK, mark_changed
 from liquid.catalog.fastpath import CatalogFastPath
-from liquid.catalog.models import Event, Object
+from liquid.catalog.models import Object
 from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
 from liquid.errors import (
     Forbidden,
@@ -51,8 +53,10 @@ from liquid.errors import (
     ObjectNotFound,
     TooLarge,
 )
+from liquid.events import log as events
 from liquid.hotcache import HotCache
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
+from liquid.purge import purge
 from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_slug
 from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
@@ -286,7 +290,6 @@ def _counted(chunks: Iterable[bytes], *, expect: int, what: str) -> Iterator[byt
 
 
 OBJECTS: Table = Object.__table__  # type: ignore[assignment]
-EVENTS: Table = Event.__table__  # type: ignore[assignment]
 
 
 class LiquidService:
@@ -402,6 +405,7 @@ class LiquidService:
                 field="body",
             )
         now = self.clock()
+        started = time.perf_counter()
         if ttl is not None:
             seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
             expires_at = expiry_from_ttl(now, seconds)
@@ -448,6 +452,7 @@ class LiquidService:
             "legal_hold": legal_hold,
             "scope": scope,
             "actor": actor,
+            "started": started,
         }
         if exhausted and (len(head) < inline_limit or len(head) <= row_limit):
             # One statement writes the row and its bytes: no store round trip, one commit.
@@ -518,9 +523,8 @@ class LiquidService:
         return RefInfo(ref=ref, size=size, sha256=sha, content_type=content_type)
 
     def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> int:
-        fields["event_data"] = _json(
-            {"size": fields["size"], "sha256": fields["sha256"], "tier": tier, "store": store}
-        )
+        # The object.created event carries the write's latency so far (body read, bytes stored).
+        fields["latency_ms"] = round((time.perf_counter() - fields.pop("started")) * 1000.0, 3)
         try:
             return self.fast.insert(fields)
         except psycopg.errors.ForeignKeyViolation as exc:
@@ -567,14 +571,11 @@ class LiquidService:
                 ),
                 {"t": tenant, "e": execution_id},
             )
-            conn.execute(
-                EVENTS.insert().values(
-                    at=when,
-                    tenant_id=tenant,
-                    kind="execution.finished",
-                    actor=actor,
-                    data={"execution_id": execution_id},
-                )
+            events.append(
+                conn,
+                events.NewEvent(
+                    events.EXECUTION_FINISHED, when, tenant_id=tenant, actor=actor, execution_id=execution_id
+                ),
             )
         return when
 
@@ -602,42 +603,34 @@ class LiquidService:
                 .where(OBJECTS.c.id == row.id)
                 .values(state="deleted", deleted_at=now, inline_data=None)
             )
-            _object_event(conn, row, "object.deleted", at=now, actor=actor)
+            events.append(
+                conn,
+                events.NewEvent.about(
+                    events.DELETED, row, at=now, actor=actor, tier=row.home_tier, bytes=row.stored_size
+                ),
+            )
             mark_changed(conn, [row.id])
             info = replace(_info(row), state="deleted")
+            if row.home_store == CATALOG_STORE:
+                # The bytes were in the row, cleared just now: purged in the same transaction.
+                purge(
+                    conn, _tombstoned(row, now), store=None, now=self.clock(), reason="deleted", actor=actor
+                )
         self.kill_copies([(r, row.sha256)])
         if row.locator is not None and row.home_store != CATALOG_STORE:
-            self._purge_bytes(row, reason="deleted", actor=actor)
+            self._purge_bytes(_tombstoned(row, now), actor=actor)
         return info
 
-    def _purge_bytes(self, row: Row[Any], *, reason: str, actor: str | None) -> bool:
-        """Delete a tombstoned object's home bytes and leave a receipt; False if the store failed."""
-        store = self.stores.get(row.home_store)
+    def _purge_bytes(self, row: Any, *, actor: str | None) -> bool:
+        """Purge a deleted version's home bytes (the one purge path); False if the store failed."""
         try:
-            if store is None:
-                raise KeyError(row.home_store)
-            store.delete(row.locator or "")
+            with self.engine.begin() as conn:
+                return purge(
+                    conn, row, store=self.stores.get, now=self.clock(), reason="deleted", actor=actor
+                )
         except Exception as exc:
             log.warning("purge of %s from %s failed (gc will retry): %s", row.locator, row.home_store, exc)
             return False
-        now = self.clock()
-        with self.engine.begin() as conn:
-            conn.execute(update(OBJECTS).where(OBJECTS.c.id == row.id).values(state="purged", purged_at=now))
-            _object_event(
-                conn,
-                row,
-                "object.purged",
-                at=now,
-                actor=actor,
-                data={
-                    "tier": row.home_tier,
-                    "store": row.home_store,
-                    "locator": row.locator,
-                    "reason": reason,
-                    "size": row.stored_size,
-                },
-            )
-        return True
 
     # ------------------------------------------------------------------- reads
 
@@ -988,23 +981,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _object_event(
-    conn: Any, row: Any, kind: str, *, at: datetime, actor: str | None, data: dict[str, Any] | None = None
-) -> None:
-    """Append one event about one object row to the log, in the caller's transaction."""
-    conn.execute(
-        EVENTS.insert().values(
-            at=at,
-            tenant_id=row.tenant_id,
-            kind=kind,
-            object_id=row.id,
-            namespace=row.namespace,
-            key=row.key,
-            version=row.version,
-            actor=actor,
-            data=data or {},
-        )
-    )
+def _tombstoned(row: Row[Any], at: datetime) -> Any:
+    """The row as it is after the tombstone this transaction wrote (for the purge path)."""
+    return SimpleNamespace(**{**row._asdict(), "state": "deleted", "deleted_at": at})
 
 
 def _info(obj: Row[Any]) -> ObjectInfo:

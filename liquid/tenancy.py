@@ -17,8 +17,9 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from liquid.catalog.models import ApiKey, Event, Tenant
+from liquid.catalog.models import ApiKey, Tenant
 from liquid.errors import Conflict, InvalidInput, ObjectNotFound, Unauthorized
+from liquid.events import log as events
 from liquid.refs import check_slug
 
 KEY_PREFIX = "lq_"
@@ -55,10 +56,8 @@ class Tenancy:
                 conn.execute(
                     insert(Tenant).values(id=tenant, display_name=display_name, created_at=self.clock())
                 )
-                conn.execute(
-                    insert(Event).values(
-                        at=self.clock(), tenant_id=tenant, kind="tenant.created", actor=actor
-                    )
+                events.append(
+                    conn, events.NewEvent(events.TENANT_CREATED, self.clock(), tenant_id=tenant, actor=actor)
                 )
         except DBIntegrityError:
             raise Conflict(f"tenant {tenant!r} already exists", field="tenant") from None
@@ -94,14 +93,15 @@ class Tenancy:
                     created_at=self.clock(),
                 )
             )
-            conn.execute(
-                insert(Event).values(
-                    at=self.clock(),
+            events.append(
+                conn,
+                events.NewEvent(
+                    events.APIKEY_CREATED,
+                    self.clock(),
                     tenant_id=tenant,
-                    kind="apikey.created",
                     actor=actor,
                     data={"prefix": prefix, "role": "admin" if admin else "tenant", "name": name},
-                )
+                ),
             )
         return f"{KEY_PREFIX}{prefix}_{secret}"
 
@@ -115,14 +115,15 @@ class Tenancy:
             ).first()
             if row is None:
                 raise ObjectNotFound(f"no active API key with prefix {prefix!r}", field="prefix")
-            conn.execute(
-                insert(Event).values(
-                    at=self.clock(),
+            events.append(
+                conn,
+                events.NewEvent(
+                    events.APIKEY_REVOKED,
+                    self.clock(),
                     tenant_id=row[0],
-                    kind="apikey.revoked",
                     actor=actor,
                     data={"prefix": prefix},
-                )
+                ),
             )
 
     def authenticate(self, key: str) -> Principal:

@@ -37,7 +37,10 @@ from liquid.api.auth import Authenticator, RefSigner
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, router
+from liquid.api.stats import router as stats_router
 from liquid.config import Settings
+from liquid.events.sinks import EventSink
+from liquid.events.stats import ClickHouseStats, PostgresStats
 from liquid.service import LiquidService
 from liquid.shm import ShmCache
 
@@ -47,12 +50,15 @@ API_VERSION = "1.0.0"
 _ERROR_CODES = ("400", "401", "403", "404", "410", "413", "416", "502", "503")
 
 
-def create_app(service: LiquidService, settings: Settings | None = None) -> FastAPI:
+def create_app(
+    service: LiquidService, settings: Settings | None = None, *, stats_sink: EventSink | None = None
+) -> FastAPI:
     """The Liquid HTTP API over one service.
 
     Args:
         service: the core service (its catalog, stores and hot cache).
         settings: API, shm and limits; defaults to the service's own settings.
+        stats_sink: the ClickHouse the exporter writes; ``/v1/stats`` answers from it when given.
     """
     settings = settings or service.settings
     metrics = ApiMetrics()
@@ -72,7 +78,10 @@ def create_app(service: LiquidService, settings: Settings | None = None) -> Fast
         signer=signer,
         metrics=metrics,
         shm=shm,
+        stats={"postgres": PostgresStats(service.engine, prices=settings.cost_model)},
     )
+    if stats_sink is not None:
+        ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, prices=settings.cost_model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +102,7 @@ def create_app(service: LiquidService, settings: Settings | None = None) -> Fast
     )
     app.state.liquid = ctx
     app.include_router(router)
+    app.include_router(stats_router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

@@ -73,6 +73,8 @@ class ApiContext:
     signer: RefSigner | None
     metrics: ApiMetrics
     shm: ShmCache | None
+    #: Sources of /v1/stats by name: "postgres" always, "clickhouse" when a sink was given.
+    stats: dict[str, Any]
 
 
 #: The request's deadline for one call into the core (``resilience.request_timeout``), set per

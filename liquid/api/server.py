@@ -27,6 +27,7 @@ import typer
 import uvicorn
 
 from liquid.api.app import create_app
+from liquid.events.sinks import EventSink
 
 if TYPE_CHECKING:
     from liquid.bootstrap import Runtime
@@ -54,9 +55,15 @@ class ApiServer:
     """
 
     def __init__(
-        self, service: LiquidService, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        service: LiquidService,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        stats_sink: EventSink | None = None,
     ) -> None:
-        self.app = create_app(service)
+        self.app = create_app(service, stats_sink=stats_sink)
         self.config = uvicorn.Config(
             self.app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
         )

@@ -15,10 +15,35 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
 
+from liquid.events import log as events
+
 # One statement allocates the version under the key_heads row lock, inserts the object,
 # appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
 # round trips.
-INSERT_OBJECT = """
+_CREATED_EVENT = events.insert_from(
+    "obj",
+    events.CREATED,
+    at="%(now)s",
+    tenant_id="%(tenant)s",
+    object_id="obj.id",
+    namespace="%(namespace)s",
+    key="%(key)s",
+    version="obj.version",
+    actor="%(actor)s",
+    tier="%(home_tier)s",
+    bytes="%(stored_size)s",
+    latency_ms="%(latency_ms)s",
+    trace_id="%(trace_id)s",
+    correlation_id="%(correlation_id)s",
+    execution_id="%(execution_id)s",
+    data={
+        "size": "CAST(%(size)s AS bigint)",
+        "stored_size": "CAST(%(stored_size)s AS bigint)",
+        "sha256": "CAST(%(sha256)s AS text)",
+        "store": "CAST(%(home_store)s AS text)",
+    },
+)
+INSERT_OBJECT = f"""
 WITH head AS (
     INSERT INTO key_heads (tenant_id, namespace, key, last_version)
     VALUES (%(tenant)s, %(namespace)s, %(key)s, 1)
@@ -38,10 +63,7 @@ WITH head AS (
     FROM head
     RETURNING id, version
 ), ev AS (
-    INSERT INTO events (at, tenant_id, kind, object_id, namespace, key, version, actor, data)
-    SELECT %(now)s, %(tenant)s, 'object.created', obj.id, %(namespace)s, %(key)s, obj.version, %(actor)s,
-           CAST(%(event_data)s AS jsonb)
-    FROM obj
+    {_CREATED_EVENT}
 ), changed AS (
     INSERT INTO tiering_changes (object_id) SELECT id FROM obj ON CONFLICT DO NOTHING
 )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -152,12 +153,27 @@ class AccessStat(Base):
 
 
 class Event(Base):
-    """Append-only log of every state change (exported to ClickHouse later)."""
+    """Append-only log of every state change and aggregated read (see :mod:`liquid.events.log`).
+
+    Partitioned by month on ``at`` (the migration creates the partitions; the primary key
+    carries ``at`` because PostgreSQL wants the partition key in it). ``txid`` is the
+    writing transaction's id: the exporter's order (see :mod:`liquid.events.export`).
+    """
 
     __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_tenant", "tenant_id", "id"),
+        Index("ix_events_object", "object_id"),
+        Index("ix_events_export", "txid", "id"),
+        Index("ix_events_kind_at", "kind", "at"),
+        {"postgresql_partition_by": "RANGE (at)"},
+    )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, server_default=text("nextval('events_id_seq')")
+    )
+    at: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+    txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
     tenant_id: Mapped[str | None] = mapped_column(String(63))
     kind: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -165,12 +181,32 @@ class Event(Base):
     key: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[str | None] = mapped_column(String(16))
+    from_tier: Mapped[str | None] = mapped_column(String(16))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    count: Mapped[int | None] = mapped_column(BigInteger)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    trace_id: Mapped[str | None] = mapped_column(Text)
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+    execution_id: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
-    __table_args__ = (
-        Index("ix_events_tenant", "tenant_id", "id"),
-        Index("ix_events_object", "object_id"),
-    )
+
+class EventExport(Base):
+    """Where each event sink's export stands: its watermark and the batch it is writing, if any."""
+
+    __tablename__ = "event_exports"
+
+    sink: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: Everything at or below (txid, event_id) is in the sink.
+    txid: Mapped[int] = mapped_column(BigInteger, default=0)
+    event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The batch written but not yet committed here: (txid, id) of its last event. A re-run
+    #: writes exactly that batch again, with the same deduplication token.
+    pending_txid: Mapped[int | None] = mapped_column(BigInteger)
+    pending_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    exported: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class MoveJournal(Base):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from liquid.events import log as events
 from liquid.policy.loader import _expand, load_policy_sources
 from liquid.policy.models import PolicySet
 
@@ -64,12 +65,11 @@ def apply_policies(
                 "docs": json.dumps({"documents": policies.documents()}),
             },
         )
-        conn.execute(
-            text(
-                "INSERT INTO events (at, kind, actor, data)"
-                " VALUES (:at, 'policy.applied', :by, CAST(:d AS jsonb))"
+        events.append(
+            conn,
+            events.NewEvent(
+                events.POLICY_APPLIED, now, actor=actor, data={"version": version, "files": sorted(sources)}
             ),
-            {"at": now, "by": actor, "d": json.dumps({"version": version, "files": sorted(sources)})},
         )
     return AppliedPolicies(version, now, actor, policies, sources)
 

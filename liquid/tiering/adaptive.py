@@ -39,7 +39,7 @@ from liquid.tiering.ranked import Cap, RankedTier
 
 LN2 = math.log(2)
 #: Candidate half-lives as multiples of the tracker's: 3^-6 (≈ H0/729) up to 3·H0, every √3.
-FACTORS = tuple(3.0 ** (j / 2) for j in range(-12, 3))
+FACTORS: tuple[float, ...] = tuple(float(3.0 ** (j / 2)) for j in range(-12, 3))
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 

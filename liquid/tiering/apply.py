@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, text
 
 from liquid.config import CATALOG_STORE, Settings, Tier
+from liquid.events import log as events
 from liquid.refs import ResultRef
 from liquid.service import LiquidService
 from liquid.tiering.plan import Change, Plan
@@ -85,19 +86,20 @@ _ENQUEUE_MOVES = text(
 # legal hold (readers get 410 from now on), log object.expired, tell the change feed, and queue
 # the purge of its bytes for the mover (a purge row starts at 'switched').
 _EXPIRE = text(
-    """
+    f"""
     WITH r AS (
         SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:reasons AS text[])) AS r(id, reason)
     ), t AS (
         UPDATE objects o SET state = 'expired', deleted_at = :now, inline_data = NULL
         FROM r WHERE o.id = r.id AND o.state = 'live' AND NOT o.legal_hold
         RETURNING o.id, o.tenant_id, o.namespace, o.key, o.version, o.home_tier, o.home_store, o.locator,
-                  o.sha256, r.reason
+                  o.sha256, o.stored_size, o.trace_id, o.correlation_id, o.execution_id, r.reason
     ), ev AS (
-        INSERT INTO events (at, tenant_id, kind, object_id, namespace, key, version, actor, data)
-        SELECT :now, tenant_id, 'object.expired', id, namespace, key, version, :actor,
-               jsonb_build_object('reason', reason)
-        FROM t
+        {
+        events.insert_from(
+            "t", events.EXPIRED, at=":now", actor=":actor", data={"reason": "reason"}, **events.OBJECT_EXPRS
+        )
+    }
     ), ch AS (
         INSERT INTO tiering_changes (object_id) SELECT id FROM t ON CONFLICT DO NOTHING
     ), j AS (

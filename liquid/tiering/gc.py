@@ -21,7 +21,6 @@ grows with the number of locators in one store (the listing is held as a set).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,13 +29,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from liquid.catalog.changes import mark_changed
 from liquid.config import MoverSettings
 from liquid.errors import ObjectNotFound
+from liquid.events import log as events
+from liquid.purge import PURGE_COLUMNS, purge
 from liquid.service import LiquidService
 from liquid.stores.base import ObjectStat, Store
-from liquid.tiering.journal import EVENT_COLUMNS
-from liquid.tiering.mover import Clock, record_purge
+from liquid.tiering.mover import Clock
 
 log = logging.getLogger(__name__)
 
@@ -253,25 +252,21 @@ def _delete_orphan(
             return
         if not dry_run:
             store.delete(stat.locator)
-            conn.execute(
-                text(
-                    "INSERT INTO events (at, tenant_id, kind, actor, data)"
-                    " VALUES (:now, NULL, 'gc.bytes_deleted', 'gc', CAST(:data AS jsonb))"
+            events.append(
+                conn,
+                events.NewEvent(
+                    events.GC_BYTES_DELETED,
+                    now,
+                    actor="gc",
+                    bytes=stat.size,
+                    data={
+                        "store": name,
+                        "locator": stat.locator,
+                        "modified": events.iso(stat.modified),
+                        "grace_seconds": grace.total_seconds(),
+                        "rule": GC_RULE,
+                    },
                 ),
-                {
-                    "now": now,
-                    "data": json.dumps(
-                        {
-                            "store": name,
-                            "locator": stat.locator,
-                            "size": stat.size,
-                            "modified": stat.modified.isoformat() if stat.modified else None,
-                            "deleted_at": now.isoformat(),
-                            "grace_seconds": grace.total_seconds(),
-                            "rule": GC_RULE,
-                        }
-                    ),
-                },
             )
     report.deleted.append((name, stat.locator, stat.size))
     log.info("gc: deleted unreferenced %s:%s (%d bytes)", name, stat.locator, stat.size)
@@ -290,10 +285,7 @@ def _purge_tombstoned(
 ) -> None:
     with engine.begin() as conn:
         obj = conn.execute(
-            text(
-                "SELECT id, tenant_id, namespace, key, version, state, legal_hold, home_tier, home_store,"
-                " locator, stored_size, sha256, deleted_at FROM objects WHERE id = :id FOR UPDATE"
-            ),
+            text(f"SELECT {PURGE_COLUMNS} FROM objects WHERE id = :id FOR UPDATE"),
             {"id": object_id},
         ).first()
         if obj is None or obj.state in ("live", "purged") or obj.legal_hold:
@@ -306,17 +298,15 @@ def _purge_tombstoned(
         if open_row is not None:
             return  # its purge (or a move being discarded) is queued; the mover will finish it
         if not dry_run:
-            store.delete(locator)
-            conn.execute(
-                text(
-                    "UPDATE objects SET state = 'purged', purged_at = :now, inline_data = NULL WHERE id = :id"
-                ),
-                {"now": now, "id": object_id},
+            purge(
+                conn,
+                obj,
+                store=store,
+                now=now,
+                reason="gc",
+                rule=f"gc: {obj.state} object not purged",
+                actor="gc",
             )
-            record_purge(
-                conn, obj, now=now, reason=f"gc: {obj.state} object not purged", rule=None, actor="gc"
-            )
-            mark_changed(conn, [object_id])
     report.purged.append((name, locator, stat.size))
 
 
@@ -358,27 +348,15 @@ def _check_missing(
         report.missing.append((obj.id, uri, name, locator))
         if dry_run:
             return
-        conn.execute(
-            text(
-                EVENT_COLUMNS + " VALUES (:now, :tenant, 'object.missing', :id, :ns, :key, :version, 'gc',"
-                " CAST(:data AS jsonb))"
+        events.append(
+            conn,
+            events.NewEvent.about(
+                events.MISSING,
+                obj,
+                at=now,
+                actor="gc",
+                tier=obj.home_tier,
+                bytes=obj.size,
+                data={"store": name, "locator": locator, "sha256": obj.sha256},
             ),
-            {
-                "now": now,
-                "tenant": obj.tenant_id,
-                "id": obj.id,
-                "ns": obj.namespace,
-                "key": obj.key,
-                "version": obj.version,
-                "data": json.dumps(
-                    {
-                        "tier": obj.home_tier,
-                        "store": name,
-                        "locator": locator,
-                        "size": obj.size,
-                        "sha256": obj.sha256,
-                        "checked_at": now.isoformat(),
-                    }
-                ),
-            },
         )

@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, text
 from liquid.catalog.changes import mark_changed
 from liquid.config import CATALOG_STORE
 from liquid.errors import Forbidden, InvalidInput
+from liquid.events import log as events
 
 #: Steps after which a row is closed.
 TERMINAL_STEPS = ("done", "failed")
@@ -49,8 +50,6 @@ STEPS = ("planned", "copied", "verified", "switched", "done", "failed")
 KINDS = ("move", "purge")
 
 _OPEN = "step NOT IN ('done', 'failed')"
-#: Start of an INSERT into the append-only event log (the mover and gc write receipts with it).
-EVENT_COLUMNS = "INSERT INTO events (at, tenant_id, kind, object_id, namespace, key, version, actor, data)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +196,15 @@ def enqueue_purge(
             )
             conn.execute(
                 text(
-                    EVENT_COLUMNS
-                    + " SELECT coalesce(:now, now()), tenant_id, 'object.expired', id, namespace, key,"
-                    " version, :actor, jsonb_build_object('reason', CAST(:reason AS text))"
-                    " FROM objects WHERE id = :oid"
+                    events.insert_from(
+                        "objects",
+                        events.EXPIRED,
+                        at="coalesce(:now, now())",
+                        actor=":actor",
+                        data={"reason": "CAST(:reason AS text)"},
+                        **events.OBJECT_EXPRS,
+                    )
+                    + " WHERE id = :oid"
                 ),
                 params,
             )

@@ -76,7 +76,6 @@ reach every point.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -99,11 +98,13 @@ from liquid.catalog.changes import mark_changed
 from liquid.catalog.models import Object
 from liquid.config import CATALOG_STORE, MoverSettings
 from liquid.errors import IntegrityError, StoreError
+from liquid.events import log as events
 from liquid.hotcache import HotCache
+from liquid.purge import purge
 from liquid.refs import ResultRef
 from liquid.service import LiquidService, _decompress, utcnow
 from liquid.stores.base import Store, delete_many
-from liquid.tiering.journal import EVENT_COLUMNS, JournalEntry, claim, close, release, release_stale, renew
+from liquid.tiering.journal import JournalEntry, claim, close, release, release_stale, renew
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ _OBJECT_COLUMNS = (
     Object.home_store,
     Object.locator,
     Object.deleted_at,
+    Object.trace_id,
+    Object.correlation_id,
+    Object.execution_id,
 )
 _DISCARDED = "the object was deleted or changed during the move"
 #: Switch a batch: objects (compare-and-set on state and old home, rows locked and ours),
@@ -143,18 +147,41 @@ _SWITCH_BATCH = text(
     " WHERE j.id = ANY(CAST(:ids AS bigint[])) AND j.claimed_by = :me AND o.id = j.object_id"
     " AND o.state = 'live' AND o.home_store = j.from_store AND o.locator IS NOT DISTINCT FROM j.from_locator"
     " RETURNING o.id AS object_id, o.tenant_id, o.namespace, o.key, o.version, o.size, o.stored_size,"
+    " o.trace_id, o.correlation_id, o.execution_id,"
     " j.id AS journal_id, j.from_tier, j.from_store, j.from_locator, j.to_tier, j.to_store, j.to_locator,"
     " j.reason),"
     " switched AS ("
     " UPDATE move_journal j SET step = 'switched', updated_at = :now, claimed_until = :until,"
     " delete_after = :delete_after FROM moved WHERE j.id = moved.journal_id RETURNING j.*),"
     " logged AS ("
-    + EVENT_COLUMNS
-    + " SELECT :now, tenant_id, 'object.moved', object_id, namespace, key, version, :actor,"
-    " jsonb_build_object('journal_id', journal_id, 'from_tier', from_tier, 'from_store', from_store,"
-    " 'from_locator', from_locator, 'to_tier', to_tier, 'to_store', to_store, 'to_locator', to_locator,"
-    " 'size', size, 'stored_size', stored_size, 'reason', reason)"
-    " FROM moved ORDER BY journal_id)"
+    + events.insert_from(
+        "moved",
+        events.MOVED,
+        at=":now",
+        actor=":actor",
+        order_by="journal_id",
+        tenant_id="tenant_id",
+        object_id="object_id",
+        namespace="namespace",
+        key="key",
+        version="version",
+        tier="to_tier",
+        from_tier="from_tier",
+        bytes="stored_size",
+        trace_id="trace_id",
+        correlation_id="correlation_id",
+        execution_id="execution_id",
+        data={
+            "journal_id": "journal_id",
+            "from_store": "from_store",
+            "from_locator": "from_locator",
+            "to_store": "to_store",
+            "to_locator": "to_locator",
+            "size": "size",
+            "reason": "reason",
+        },
+    )
+    + ")"
     " SELECT * FROM switched ORDER BY id"
 )
 
@@ -1087,7 +1114,8 @@ class Mover:
                     " home_since = :now, inline_data = NULL"
                     " WHERE id = :oid AND state = 'live' AND home_store = :from_store"
                     " AND locator IS NOT DISTINCT FROM :from_locator"
-                    " RETURNING id, tenant_id, namespace, key, version, size, stored_size"
+                    " RETURNING id, tenant_id, namespace, key, version, size, stored_size, trace_id,"
+                    " correlation_id, execution_id"
                 ),
                 {
                     "to_tier": entry.to_tier,
@@ -1108,36 +1136,7 @@ class Mover:
                     conn=conn,
                     delete_after=now + timedelta(seconds=self.settings.grace_period),
                 )
-                conn.execute(
-                    text(
-                        EVENT_COLUMNS
-                        + " VALUES (:now, :tenant, 'object.moved', :oid, :ns, :key, :version, :actor,"
-                        " CAST(:data AS jsonb))"
-                    ),
-                    {
-                        "now": now,
-                        "tenant": obj.tenant_id,
-                        "oid": obj.id,
-                        "ns": obj.namespace,
-                        "key": obj.key,
-                        "version": obj.version,
-                        "actor": f"mover:{self.worker_id}",
-                        "data": _json(
-                            {
-                                "journal_id": entry.id,
-                                "from_tier": entry.from_tier,
-                                "from_store": entry.from_store,
-                                "from_locator": entry.from_locator,
-                                "to_tier": entry.to_tier,
-                                "to_store": entry.to_store,
-                                "to_locator": entry.to_locator,
-                                "size": obj.size,
-                                "stored_size": obj.stored_size,
-                                "reason": entry.reason,
-                            }
-                        ),
-                    },
-                )
+                events.append(conn, _moved_event(entry, obj, now=now, actor=f"mover:{self.worker_id}"))
         if obj is None:
             return self._discard(entry, "the object was deleted or changed during the move")
         self._crash("after_switch")
@@ -1184,24 +1183,16 @@ class Mover:
         ref = ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version)
         if self.hot is not None:
             self.hot.kill([ref])
-        if obj.home_store != CATALOG_STORE and obj.locator is not None:
-            self._store(obj.home_store).delete(obj.locator)
         with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "UPDATE objects SET state = 'purged', purged_at = :now, inline_data = NULL"
-                    " WHERE id = :oid"
-                ),
-                {"now": now, "oid": obj.id},
-            )
-            record_purge(
+            purge(
                 conn,
                 obj,
+                store=self._store,
                 now=now,
                 reason="retention",
                 rule=entry.reason,
                 actor=f"mover:{self.worker_id}",
-                extra={"journal_id": entry.id},
+                journal_id=entry.id,
             )
             updated = self._advance(entry, entry.step, "done", conn=conn)
         return updated, "purged", 0
@@ -1315,30 +1306,41 @@ class Mover:
             if row is not None:
                 # The planner assumed the move happened: it looks at the object again.
                 mark_changed(conn, [entry.object_id])
+                failed = events.MOVE_FAILED if entry.kind == "move" else events.PURGE_FAILED
                 conn.execute(
                     text(
-                        EVENT_COLUMNS
-                        + " SELECT :now, o.tenant_id, :kind, o.id, o.namespace, o.key, o.version, :actor,"
-                        " CAST(:data AS jsonb) FROM objects o WHERE o.id = :oid"
+                        events.insert_from(
+                            "objects",
+                            failed,
+                            at=":now",
+                            actor=":actor",
+                            from_tier=":from_tier",
+                            data={
+                                "journal_id": "CAST(:journal_id AS bigint)",
+                                "step": "CAST(:step AS text)",
+                                "attempts": "CAST(:attempts AS int)",
+                                "error": "CAST(:error AS text)",
+                                "from_store": "CAST(:from_store AS text)",
+                                "to_store": "CAST(:to_store AS text)",
+                                "reason": "CAST(:reason AS text)",
+                            },
+                            **{**events.OBJECT_EXPRS, "tier": "CAST(:to_tier AS text)"},
+                        )
+                        + " WHERE id = :oid"
                     ),
                     {
                         "now": now,
-                        "kind": f"object.{entry.kind}_failed",
                         "actor": f"mover:{self.worker_id}",
                         "oid": entry.object_id,
-                        "data": _json(
-                            {
-                                "journal_id": entry.id,
-                                "step": entry.step,
-                                "attempts": attempts,
-                                "error": message,
-                                "from_tier": entry.from_tier,
-                                "from_store": entry.from_store,
-                                "to_tier": entry.to_tier,
-                                "to_store": entry.to_store,
-                                "reason": entry.reason,
-                            }
-                        ),
+                        "journal_id": entry.id,
+                        "step": entry.step,
+                        "attempts": attempts,
+                        "error": message,
+                        "from_tier": entry.from_tier,
+                        "from_store": entry.from_store,
+                        "to_tier": entry.to_tier,
+                        "to_store": entry.to_store,
+                        "reason": entry.reason,
                     },
                 )
         if row is None:
@@ -1364,47 +1366,22 @@ class Mover:
         return "failed"
 
 
-def record_purge(
-    conn: Connection,
-    obj: Any,
-    *,
-    now: datetime,
-    reason: str,
-    rule: str | None,
-    actor: str | None,
-    extra: Mapping[str, Any] | None = None,
-) -> None:
-    """Append an ``object.purged`` deletion receipt: what (ref, size, sha256), where, when, which rule."""
-    conn.execute(
-        text(
-            EVENT_COLUMNS + " VALUES (:now, :tenant, 'object.purged', :oid, :ns, :key, :version, :actor,"
-            " CAST(:data AS jsonb))"
-        ),
-        {
-            "now": now,
-            "tenant": obj.tenant_id,
-            "oid": obj.id,
-            "ns": obj.namespace,
-            "key": obj.key,
-            "version": obj.version,
-            "actor": actor,
-            "data": _json(
-                {
-                    "tier": obj.home_tier,
-                    "store": obj.home_store,
-                    "locator": obj.locator,
-                    "size": obj.stored_size,
-                    "sha256": obj.sha256,
-                    "reason": reason,
-                    "rule": rule,
-                    "tombstoned_at": obj.deleted_at.isoformat() if obj.deleted_at else None,
-                    "purged_at": now.isoformat(),
-                    **(extra or {}),
-                }
-            ),
+def _moved_event(entry: JournalEntry, obj: Any, *, now: datetime, actor: str) -> events.NewEvent:
+    return events.NewEvent.about(
+        events.MOVED,
+        obj,
+        at=now,
+        actor=actor,
+        tier=entry.to_tier,
+        from_tier=entry.from_tier,
+        bytes=obj.stored_size,
+        data={
+            "journal_id": entry.id,
+            "from_store": entry.from_store,
+            "from_locator": entry.from_locator,
+            "to_store": entry.to_store,
+            "to_locator": entry.to_locator,
+            "size": obj.size,
+            "reason": entry.reason,
         },
     )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)

@@ -252,3 +252,39 @@ def test_tracker_rejects_a_nonsense_half_life(service: LiquidService) -> None:
     assert service.hot is not None
     with pytest.raises(ValueError, match="half_life must be positive"):
         AccessTracker(service.hot.client, half_life=0, clock=lambda: T0)
+
+
+def test_reads_become_one_event_per_object_per_minute(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    """The event log sees reads aggregated: 50 reads over two minutes of two objects → 3 events."""
+    svc, clock = clocked
+    a = svc.put(tenant, "ns", "a", os.urandom(3000)).ref
+    b = svc.put(tenant, "ns", "b", os.urandom(3000)).ref
+    for _ in range(30):
+        svc.get(tenant, a)
+    for _ in range(5):
+        svc.get(tenant, b)
+    clock.advance(seconds=60)
+    for _ in range(15):
+        svc.get(tenant, a)
+    assert svc.access is not None
+    first = svc.access.flush(svc.engine)
+    assert first.read_events == 2  # the current minute waits until it is over
+    clock.advance(seconds=60)
+    assert svc.access.flush(svc.engine).read_events == 1
+    with svc.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT key, at, count, tier, data FROM events WHERE tenant_id = :t AND kind = 'object.read'"
+                " ORDER BY at, key"
+            ),
+            {"t": tenant},
+        ).all()
+    assert [(r.key, r.at, r.count) for r in rows] == [
+        ("a", T0, 30),
+        ("b", T0, 5),
+        ("a", datetime(2030, 3, 1, 12, 1, tzinfo=UTC), 15),
+    ]
+    assert all(r.tier == "warm" and r.data == {} for r in rows)
+    assert svc.access.flush(svc.engine).read_events == 0  # drained: nothing twice

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, inspect, make_url, text
@@ -76,6 +77,15 @@ def test_models_match_migrations(fresh_engine: Engine) -> None:
     db.upgrade(fresh_engine)
     with fresh_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
     # The chunk store's two tables are created by its own DDL (liquid.stores.postgres.SCHEMA_SQL).
-    diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name.startswith("liquid_blob"))]
+    # The event log's monthly partitions (and its default one) are made by its migration and by
+    # liquid.events.retention, not declared as models.
+    def made_elsewhere(d: tuple[Any, ...]) -> bool:
+        table = d[1] if d[0] == "remove_table" else getattr(d[1], "table", None)
+        return d[0] in ("remove_table", "remove_index") and str(getattr(table, "name", "")).startswith(
+            ("liquid_blob", "events_")
+        )
+
+    diff = [d for d in diff if not made_elsewhere(d)]
     assert diff == []

@@ -10,8 +10,8 @@ import zstandard
 
 from benchmarks.placement.__main__ import main
 from benchmarks.placement.traces import (
-    KiB,
     ORACLE_GENERAL,
+    KiB,
     TraceFormatError,
     load_csv,
     load_oracle_general,
@@ -105,5 +105,18 @@ def test_the_cli_wants_a_unit_and_writes_no_results_unless_asked(
     assert f"{trace.working_set_bytes() / 2**30:.1f} GiB working set" in out
     assert "| **Liquid@1000** |" in out
     assert not any(tmp_path.glob("placement.*"))
-    main(["--trace-file", str(path), "--size-unit", "KiB", "--budgets", "0.1", "--jobs", "1", "--out", str(tmp_path)])
+    main(
+        [
+            "--trace-file",
+            str(path),
+            "--size-unit",
+            "KiB",
+            "--budgets",
+            "0.1",
+            "--jobs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert (tmp_path / "placement.md").exists() and (tmp_path / "placement.json").exists()

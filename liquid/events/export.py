@@ -1,0 +1,337 @@
+"""The exporter: the event log into ClickHouse, in batches past a watermark, exactly once.
+
+**Order and the watermark.** Events are read in ``(txid, id)`` order, and only those whose
+transaction is older than every transaction still running (``txid <
+pg_snapshot_xmin(pg_current_snapshot())``). Ids alone would not do: a transaction that
+took id 7 may commit after one that took id 9, and a watermark moved past 9 would skip 7
+forever. Every transaction below the horizon has ended, so the set of events below it is
+final, and any later event sorts after it. ``event_exports`` keeps each sink's watermark
+(the last ``(txid, id)`` it holds). The cost: one long transaction holds the export back
+(the lag metric shows it), never loses an event.
+
+**Exactly once, as ClickHouse sees it.** Choice: insert deduplication tokens (not
+``ReplacingMergeTree`` with ``FINAL`` queries), because the daily rollups are materialized
+views fed by each inserted block — a duplicate row that a later merge would collapse is
+still counted twice by the view, while a block dropped by its token is dropped in the
+view's table too (``deduplicate_blocks_in_dependent_materialized_views``). Protocol, per batch:
+
+1. choose the batch (at most ``batch_size`` events past the watermark, below the horizon)
+   and record its end in ``event_exports.pending_*`` — committed before the insert;
+2. insert it with the token ``<sink>:<start>-<end>``;
+3. move the watermark to the end and clear ``pending`` in one transaction.
+
+A crash between 2 and 3 leaves ``pending`` set: the next run re-reads exactly that range
+(the set is final, so the same rows), inserts it with the same token, and ClickHouse drops
+it as a duplicate (``non_replicated_deduplication_window`` keeps the last 1000 tokens; only
+this one batch is ever replayed). ``tests/events/test_export.py`` kills the exporter there
+and counts event ids.
+
+**Backpressure.** An insert that fails is retried with exponential backoff
+(``retries``); when the sink stays down the run stops with :class:`SinkUnavailable`, the
+watermark stays, the events stay in PostgreSQL (retention never prunes what a sink has
+not exported), and the next run resumes. The daemon reports the lag as
+``liquid_event_export_lag_events`` and ``..._seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+from sqlalchemy import Engine, text
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from liquid.catalog.fastpath import conninfo
+from liquid.events.clickhouse import EVENT_COLUMNS
+from liquid.events.sinks import EventSink, SinkUnavailable
+
+log = logging.getLogger(__name__)
+
+_HORIZON = "SELECT (pg_snapshot_xmin(pg_current_snapshot()))::text::bigint"
+# The columns as ClickHouse stores them (no NULLs where it has none).
+_SELECT = """
+SELECT id, at, txid, coalesce(tenant_id, '') AS tenant_id, kind, object_id,
+       coalesce(namespace, '') AS namespace, coalesce(key, '') AS key, version,
+       coalesce(actor, '') AS actor, coalesce(tier, '') AS tier, coalesce(from_tier, '') AS from_tier,
+       coalesce(bytes, 0) AS bytes, coalesce(count, 0) AS count, latency_ms,
+       coalesce(trace_id, '') AS trace_id, coalesce(correlation_id, '') AS correlation_id,
+       coalesce(execution_id, '') AS execution_id, data::text AS data
+FROM events
+"""
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("id", pa.uint64()),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("txid", pa.uint64()),
+        ("tenant_id", pa.string()),
+        ("kind", pa.string()),
+        ("object_id", pa.uint64()),
+        ("namespace", pa.string()),
+        ("key", pa.string()),
+        ("version", pa.uint32()),
+        ("actor", pa.string()),
+        ("tier", pa.string()),
+        ("from_tier", pa.string()),
+        ("bytes", pa.int64()),
+        ("count", pa.int64()),
+        ("latency_ms", pa.float64()),
+        ("trace_id", pa.string()),
+        ("correlation_id", pa.string()),
+        ("execution_id", pa.string()),
+        ("data", pa.string()),
+    ]
+)
+assert tuple(_ARROW_SCHEMA.names) == EVENT_COLUMNS
+
+
+@dataclass
+class ExportReport:
+    batches: int = 0
+    events: int = 0
+    #: Batches written again after an interrupted run (ClickHouse dropped them as duplicates).
+    replayed: int = 0
+    seconds: float = 0.0
+    watermark: tuple[int, int] = (0, 0)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "events": self.events,
+            "replayed": self.replayed,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.rate),
+            "watermark": list(self.watermark),
+            "errors": self.errors,
+        }
+
+    def __repr__(self) -> str:
+        return f"ExportReport(events={self.events}, batches={self.batches}, replayed={self.replayed})"
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a sink is behind the log: events not exported, and the age of the oldest of them."""
+
+    events: int
+    seconds: float
+
+
+class EventExporter:
+    """Exports the event log into one sink. Everything it uses comes in through the constructor.
+
+    Args:
+        engine: the catalog.
+        sink: where to write (see :mod:`liquid.events.sinks`).
+        batch_size: events per insert.
+        retries: insert attempts per batch before the run gives up (backoff doubles from 0.5 s).
+        clock: current UTC time (for the lag).
+        crash: test hook, called with ``"after_insert"`` between the insert and the watermark.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        sink: EventSink,
+        *,
+        batch_size: int = 50_000,
+        retries: int = 5,
+        backoff: float = 0.5,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        crash: Callable[[str], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.engine = engine
+        self.sink = sink
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self.clock = clock
+        self._crash = crash or (lambda _point: None)
+        self._url = conninfo(engine.url.render_as_string(hide_password=False))
+        self.exported = 0
+
+    def __repr__(self) -> str:
+        return f"EventExporter(sink={self.sink!r}, batch_size={self.batch_size}, exported={self.exported})"
+
+    # ----------------------------------------------------------------- state
+
+    def watermark(self) -> tuple[int, int, tuple[int, int] | None]:
+        """(txid, id) exported so far, and the end of the pending batch if one is in flight."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO event_exports (sink, txid, event_id, exported) VALUES (:s, 0, 0, 0)"
+                    " ON CONFLICT (sink) DO NOTHING"
+                ),
+                {"s": self.sink.name},
+            )
+            row = conn.execute(
+                text(
+                    "SELECT txid, event_id, pending_txid, pending_event_id FROM event_exports WHERE sink = :s"
+                ),
+                {"s": self.sink.name},
+            ).one()
+        pending = (int(row.pending_txid), int(row.pending_event_id)) if row.pending_txid is not None else None
+        return int(row.txid), int(row.event_id), pending
+
+    def start_at_head(self) -> tuple[int, int]:
+        """Skip everything already in the log: a new sink that needs only what comes next.
+
+        Only for a sink that has exported nothing yet (its watermark is at the start).
+        """
+        t, i, pending = self.watermark()
+        if (t, i) != (0, 0) or pending is not None:
+            raise ValueError(f"sink {self.sink.name} has exported already; its watermark is ({t}, {i})")
+        with self.engine.begin() as conn:
+            head = conn.execute(
+                text("SELECT txid, id FROM events ORDER BY txid DESC, id DESC LIMIT 1")
+            ).first()
+            end = (int(head.txid), int(head.id)) if head is not None else (0, 0)
+            conn.execute(
+                text("UPDATE event_exports SET txid = :t, event_id = :i WHERE sink = :s"),
+                {"t": end[0], "i": end[1], "s": self.sink.name},
+            )
+        return end
+
+    def lag(self) -> Lag:
+        """Events not yet in the sink, and how old the oldest of them is."""
+        t, i, _ = self.watermark()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT count(*) AS n, min(at) AS oldest FROM events WHERE (txid, id) > (:t, :i)"),
+                {"t": t, "i": i},
+            ).one()
+        age = (self.clock() - row.oldest).total_seconds() if row.oldest is not None else 0.0
+        return Lag(int(row.n), max(0.0, age))
+
+    # ------------------------------------------------------------------ runs
+
+    def run_once(
+        self, *, max_batches: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> ExportReport:
+        """Export batches until caught up with the horizon (or ``max_batches``).
+
+        ``progress`` is called with the number of events of each batch written.
+
+        Raises:
+            SinkUnavailable: the sink refused a batch ``retries`` times (nothing is lost: the
+                watermark stays, the next run resumes).
+        """
+        report = ExportReport()
+        started = time.perf_counter()
+        try:
+            while max_batches is None or report.batches < max_batches:
+                n = self._one_batch(report)
+                if n == 0:
+                    break
+                if progress is not None:
+                    progress(n)
+        finally:
+            report.seconds = time.perf_counter() - started
+        return report
+
+    def _one_batch(self, report: ExportReport) -> int:
+        t, i, pending = self.watermark()
+        replay = pending is not None
+        if pending is None:
+            batch, end = self._next_batch(t, i)
+            if end is None:
+                report.watermark = (t, i)
+                return 0
+            self._set_pending(end)
+        else:
+            end = pending
+            batch = self._read(
+                "WHERE (txid, id) > ($1, $2) AND (txid, id) <= ($3, $4) ORDER BY txid, id", (t, i, *end)
+            )
+        token = f"{self.sink.name}:{t}.{i}-{end[0]}.{end[1]}"
+        self._insert(batch, token)
+        self._crash("after_insert")
+        self._commit(end, batch.num_rows)
+        report.batches += 1
+        report.events += batch.num_rows
+        report.replayed += int(replay)
+        report.watermark = end
+        self.exported += batch.num_rows
+        return max(int(batch.num_rows), 1)
+
+    def _next_batch(self, t: int, i: int) -> tuple[pa.Table, tuple[int, int] | None]:
+        with self.engine.connect() as conn:
+            horizon = int(conn.execute(text(_HORIZON)).scalar_one())
+        batch = self._read(
+            "WHERE (txid, id) > ($1, $2) AND txid < $3 ORDER BY txid, id LIMIT $4",
+            (t, i, horizon, self.batch_size),
+        )
+        if batch.num_rows == 0:
+            return batch, None
+        last = batch.num_rows - 1
+        return batch, (int(batch.column("txid")[last].as_py()), int(batch.column("id")[last].as_py()))
+
+    def _read(self, where: str, params: tuple[int, ...]) -> pa.Table:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        # ADBC decodes rows into Arrow columns in C: the batch goes to ClickHouse as is.
+        with adbc.connect(self._url) as conn, conn.cursor() as cur:
+            cur.execute(_SELECT + where, params)
+            table: pa.Table = cur.fetch_arrow_table()
+        return table.cast(_ARROW_SCHEMA)
+
+    def _set_pending(self, end: tuple[int, int]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE event_exports SET pending_txid = :t, pending_event_id = :i, updated_at = now()"
+                    " WHERE sink = :s"
+                ),
+                {"t": end[0], "i": end[1], "s": self.sink.name},
+            )
+
+    def _commit(self, end: tuple[int, int], n: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE event_exports SET txid = :t, event_id = :i, pending_txid = NULL,"
+                    " pending_event_id = NULL, exported = exported + :n, updated_at = now() WHERE sink = :s"
+                ),
+                {"t": end[0], "i": end[1], "n": n, "s": self.sink.name},
+            )
+
+    def _insert(self, batch: pa.Table, token: str) -> None:
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(Exception),
+                stop=stop_after_attempt(self.retries),
+                wait=wait_exponential(multiplier=self.backoff, max=30),
+                reraise=True,
+            ):
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        log.warning(
+                            "event export to %s: attempt %d of %d",
+                            self.sink.name,
+                            attempt.retry_state.attempt_number,
+                            self.retries,
+                        )
+                    self.sink.insert_events(batch, token=token)
+        except Exception as exc:
+            raise SinkUnavailable(
+                f"event export to {self.sink.name} failed {self.retries} times ({exc}); the batch"
+                " stays pending and the next run writes it again"
+            ) from exc
+
+
+def exported_ids(sink: EventSink) -> list[int]:
+    """Every event id in the sink, sorted (for checks: duplicates show as repeats)."""
+    table = sink.query(f"SELECT id FROM {sink.database}.events ORDER BY id")
+    return [int(v) for v in table.column(0).to_pylist()] if table.num_columns else []
