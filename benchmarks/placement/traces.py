@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from liquid.tiering.bounds import next_access
+
 KiB = 1024
 MiB = 1024 * KiB
 DAY = 86400.0
@@ -233,15 +235,6 @@ def standard_traces(n_requests: int) -> list[Trace]:
 
 
 # ------------------------------------------------------------------ libCacheSim formats
-
-
-def next_access(oid: np.ndarray) -> np.ndarray:
-    """For each request, the index of the next request to the same object, or -1."""
-    order = np.argsort(oid, kind="stable")
-    nxt = np.full(len(oid), -1, dtype=np.int64)
-    same = oid[order[1:]] == oid[order[:-1]]
-    nxt[order[:-1][same]] = order[1:][same]
-    return nxt
 
 
 def write_oracle_general(trace: Trace, path: Path, *, unit: int = KiB) -> Path:
