@@ -82,13 +82,26 @@ class Price:
 class Ledger:
     """Charges one strategy's durable placement as the replay goes (create, read, move, close)."""
 
-    __slots__ = ("_at", "creates", "early", "hit_reads", "hot_reads", "prices", "reads", "storage", "writes")
+    __slots__ = (
+        "_at",
+        "creates",
+        "early",
+        "hit_reads",
+        "hot_reads",
+        "prices",
+        "reads",
+        "reads_by_tier",
+        "storage",
+        "writes",
+    )
 
     def __init__(self, prices: dict[str, Price]) -> None:
         self.prices = prices
         self._at: dict[int, tuple[str, float, int]] = {}  # oid -> (tier, since, size)
         self.storage = self.reads = self.writes = self.early = self.creates = 0.0
         self.hit_reads = self.hot_reads = 0.0
+        #: Home reads per tier (misses and fills).
+        self.reads_by_tier: dict[str, int] = {}
 
     def create(self, oid: int, size: int, tier: str, t: float) -> None:
         self._at[oid] = (tier, t, size)
@@ -98,6 +111,7 @@ class Ledger:
         tier, _, size = self._at[oid]
         p = self.prices[tier]
         self.reads += p.per_read + p.retrieval_gb * size / GiB
+        self.reads_by_tier[tier] = self.reads_by_tier.get(tier, 0) + 1
 
     def hit(self, oid: int) -> None:
         """A read the hot tier served: its hot request price, and what the home would have charged."""
