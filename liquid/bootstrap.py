@@ -71,7 +71,16 @@ def resolve_urls(settings: Settings) -> tuple[dict[str, str], Any]:
         stack = EmbeddedStack(settings.home)
         embedded_urls = stack.start()
     catalog_url = settings.catalog_url or embedded_urls["postgres"]
-    defaults = {"hot": embedded_urls.get("redis"), "warm": catalog_url, "cold": embedded_urls.get("cold")}
+    defaults = {
+        "hot": embedded_urls.get("redis"),
+        "warm": catalog_url,
+        "cold": embedded_urls.get("cold"),
+        "archive": embedded_urls.get("archive"),
+    }
+    if stack is not None and settings.tiers.archive is None and settings.tiers.cold not in stores:
+        # The embedded stack (``liquid up``) has an archive directory beside its cold one, so every
+        # shipped policy that archives has somewhere to put the bytes instead of skipping the move.
+        settings.tiers.archive = "archive"
     for tier in ("hot", "warm", "cold", "archive"):
         name = getattr(settings.tiers, tier)
         if name is None or name == CATALOG_STORE or name in stores:

@@ -570,7 +570,7 @@ def up(
     from daemon.tiering import TieringDaemon
     from liquid.api.server import ApiServer, curl_example, demo_key
     from liquid.demo import DEMO_POLICY, DEMO_TENANT, load_demo
-    from liquid.policy.store import apply_policies, read_sources
+    from liquid.policy.store import active_policies, apply_policies, read_sources
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
@@ -583,7 +583,12 @@ def up(
     try:
         with console.status("loading demo data and policies…"):
             demo = load_demo(svc)
-            apply_policies(svc.engine, read_sources([DEMO_POLICY]), actor="liquid up", clock=svc.clock)
+            # The operator's applied policies survive a restart; the demo's are applied only once.
+            applied = active_policies(svc.engine)
+            if applied is None:
+                applied = apply_policies(
+                    svc.engine, read_sources([DEMO_POLICY]), actor="liquid up", clock=svc.clock
+                )
         want = settings.api.port if port is None else port
         server = ApiServer(svc, host=settings.api.host, port=want)
         try:
@@ -604,7 +609,13 @@ def up(
             table.add_row(name, _redact(url))
         table.add_row("demo tenant key", key)
         table.add_row(
-            "demo objects", f"{demo['objects']} (policies: {DEMO_POLICY.name}, daemon {daemon.worker_id})"
+            "demo objects",
+            f"{demo['objects']} ({'loaded now' if demo['seeded'] else 'kept from the last run'}); "
+            f"policies: version {applied.version} by {applied.applied_by}; daemon {daemon.worker_id}",
+        )
+        table.add_row(
+            "tiers",
+            ", ".join(f"{t}: {getattr(settings.tiers, t)}" for t in ("hot", "warm", "cold", "archive")),
         )
         console.print(table)
         console.print("try:")

@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text as sql
+
 from liquid.refs import RefInfo
 from liquid.service import LiquidService
 
@@ -15,10 +17,22 @@ DEMO_POLICY = Path(__file__).resolve().parent.parent / "policies" / "demo.yaml"
 
 
 def load_demo(service: LiquidService, *, executions: int = 5, seed: int = 7) -> dict[str, Any]:
-    """Write the demo objects (idempotent enough to run at every start: versions just grow)."""
+    """Write the demo objects once: a home that already holds the demo tenant's objects keeps them
+    (``seeded`` is False then, and nothing is written)."""
     rnd = random.Random(seed)
     if not service.tenancy.tenant_exists(DEMO_TENANT):
         service.tenancy.create_tenant(DEMO_TENANT, display_name="Demo tenant", actor="demo")
+    with service.engine.connect() as conn:
+        count, first = conn.execute(
+            sql(
+                "SELECT count(*), min(namespace || '/' || key) FILTER (WHERE namespace = 'results') "
+                "FROM objects WHERE tenant_id = :t AND state = 'live'"
+            ),
+            {"t": DEMO_TENANT},
+        ).one()
+    if count:
+        ns, _, key = str(first or "results/exec-000/extract.json").partition("/")
+        return {"objects": int(count), "inline_ref": f"liquid://{DEMO_TENANT}/{ns}/{key}@1", "seeded": False}
     refs: dict[str, list[RefInfo]] = {"results": [], "artifacts": [], "kb": []}
     for e in range(executions):
         execution = f"exec-{e:03d}"
@@ -62,4 +76,5 @@ def load_demo(service: LiquidService, *, executions: int = 5, seed: int = 7) -> 
         "objects": sum(len(v) for v in refs.values()),
         "inline_ref": refs["results"][0].uri,
         "cold_ref": refs["artifacts"][0].uri,
+        "seeded": True,
     }

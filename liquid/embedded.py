@@ -524,10 +524,10 @@ class EmbeddedGCS:
 
 
 class EmbeddedStack:
-    """What ``liquid up`` runs: PostgreSQL, Valkey and a file cold tier under one root.
+    """What ``liquid up`` runs: PostgreSQL, Valkey and file cold and archive tiers under one root.
 
     Layout: ``root/pg`` (PostgreSQL data), ``root/valkey`` (Valkey state and log),
-    ``root/cold`` (the FileStore). Running instances are reused.
+    ``root/cold`` and ``root/archive`` (FileStores). Running instances are reused.
     """
 
     def __init__(self, root: str | Path = Path(".liquid")) -> None:
@@ -535,20 +535,23 @@ class EmbeddedStack:
         self.postgres = EmbeddedPostgres(self.root / "pg")
         self.valkey = EmbeddedValkey(self.root / "valkey")
         self.cold_dir = self.root / "cold"
+        self.archive_dir = self.root / "archive"
 
     def __repr__(self) -> str:
         return f"EmbeddedStack({str(self.root)!r})"
 
     def start(self) -> dict[str, str]:
-        """Start everything; return ``{"postgres": url, "redis": url, "cold": file URL}``."""
+        """Start everything; return ``{"postgres": url, "redis": url, "cold": url, "archive": url}``."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.cold_dir.mkdir(exist_ok=True)
+        self.archive_dir.mkdir(exist_ok=True)
         try:
             urls = {"postgres": self.postgres.start(), "redis": self.valkey.start()}
         except BaseException:
             self.stop()
             raise
         urls["cold"] = self.cold_dir.as_uri()
+        urls["archive"] = self.archive_dir.as_uri()
         return urls
 
     def kill(self) -> list[str]:

@@ -106,3 +106,41 @@ def test_kill_stops_servers_orphaned_by_a_killed_owner(root: Path) -> None:
     assert valkey._running() is None
     assert not _alive(pg_pid)
     assert EmbeddedStack(root).kill() == []
+
+
+def test_a_restart_of_liquid_up_keeps_the_operators_policies_and_seeds_the_demo_once(root: Path) -> None:
+    """``make run`` twice: the demo loads once, an operator's applied policy survives, archive exists."""
+    env = {"LIQUID_HOME": str(root), "LIQUID_API__PORT": "0", "LIQUID_DAEMON__METRICS_PORT": "0"}
+
+    def up() -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "liquid.cli", "up", "--once"],
+            env={**__import__("os").environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    first = " ".join("".join(c if c.isascii() else " " for c in up()).split())
+    assert "loaded now" in first and "archive: archive" in first, first
+    policy = root / "mine.yaml"
+    policy.write_text(
+        "apiVersion: liquid/v1\nkind: TieringPolicy\nmetadata: {name: mine}\n"
+        "spec:\n  rules:\n    - {tier: warm, demoteAfter: 1d}\n    - {tier: archive}\n"
+    )
+    applied = subprocess.run(
+        [sys.executable, "-m", "liquid.cli", "policy", "apply", str(policy), "--actor", "operator"],
+        env={**__import__("os").environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    EmbeddedStack(root).kill()  # `policy apply` started the embedded servers; a restart starts fresh
+    second = up()
+    flat = " ".join("".join(c if c.isascii() else " " for c in second).split())  # the table wraps cells
+    assert "kept from the last run" in flat, second
+    assert "version 2 by operator" in flat, second  # not re-applied over the operator's version
+    assert (root / "archive").is_dir()
