@@ -392,6 +392,7 @@ class AccessTracker:
         self._missed: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._push_lock = threading.Lock()
         self.max_pending = 1_000_000
         self.noted = 0
         self.pushed = 0
@@ -431,7 +432,15 @@ class AccessTracker:
         return self.push()
 
     def push(self) -> bool:
-        """Send every pending read to Redis in one pipeline; False (counts kept for retry) on failure."""
+        """Send every pending read to Redis in one pipeline; False (counts kept for retry) on failure.
+
+        One push at a time: a flush's push waits for the background pusher's pipeline in flight,
+        so a flush sees every read noted before it was called.
+        """
+        with self._push_lock:
+            return self._push()
+
+    def _push(self) -> bool:
         with self._lock:
             pending, self._pending = self._pending, {}
             missed, self._missed = self._missed, set()
@@ -477,7 +486,7 @@ class AccessTracker:
             self._record_sha = self.client.script_load(_RECORD)
             self._drain_sha = self.client.script_load(_DRAIN)
             self._requeue(pending, set())  # the misses were added (SADD is not a script)
-            return self.push()
+            return self._push()
         self.pushed += len(pending)
         return True
 

@@ -311,15 +311,25 @@ def policy_plan(
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
+    from liquid.policy.store import active_policies, diff_policies
+
     with _runtime() as rt:
         policies, version = _policies(rt, files)
         # The daemon's own rebuild, applying nothing: the same numbers it would act on.
         plan = catalog_engine(rt.service, policies=FixedPolicies(policies, version)).dry_run(
             policies, version
         )
+        current = active_policies(rt.service.engine) if files else None
+    diff = diff_policies(current.policies if current else None, policies) if files else None
     if output == "json":
-        print(json.dumps(plan.to_json(), indent=2))
+        out = plan.to_json()
+        if diff is not None:
+            out["policy_diff"] = {**diff.to_json(), "against_version": current.version if current else None}
+        print(json.dumps(out, indent=2))
         return
+    if diff is not None:
+        against = f"applied version {current.version}" if current else "nothing applied yet"
+        console.print(f"against {against}:\n{diff.render()}\n", highlight=False, markup=False)
     console.print(plan.render(), highlight=False, markup=False, soft_wrap=True)
     if changes:
         for c in plan.changes:
@@ -372,21 +382,151 @@ def policy_simulate(
     console.print(render(report), highlight=False, markup=False, soft_wrap=True)
 
 
+def _confirm_diff(diff: Any, yes: bool, what: str) -> None:
+    """Show ``diff``; go on only with ``--yes`` or a confirmation at a terminal."""
+    console.print(diff.render(), highlight=False, markup=False)
+    if yes or diff.empty:
+        return
+    if not sys.stdin.isatty():
+        removed = f" (removes {', '.join(diff.removed)})" if diff.removed else ""
+        raise LiquidError(
+            f"refusing to {what} without confirmation{removed}: review the difference and pass --yes",
+            field="--yes",
+        )
+    if not typer.confirm(f"{what}?", default=False):
+        raise typer.Exit(1)
+
+
 @policy_app.command("apply")
 def policy_apply(
     files: Annotated[list[Path], typer.Argument(help="Policy files or directories.")],
     actor: Annotated[str | None, typer.Option(help="Who applies (default: $USER).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Keep the applied files and add or replace only these (by file name); "
+            "default: these files become the whole applied set.",
+        ),
+    ] = False,
+    expect_version: Annotated[
+        int | None,
+        typer.Option(
+            help="Refuse unless the applied set is still this version (the one you planned against)."
+        ),
+    ] = None,
 ) -> None:
-    """Validate and store policies as the next version; the daemon uses them on its next cycle."""
+    """Validate and store policies as the next version; the daemon uses them on its next cycle.
+
+    Shows what changes against the applied set (documents added, removed, changed) and asks
+    before applying unless ``--yes``.
+    """
     import getpass
 
-    from liquid.policy.store import apply_policies, read_sources
+    from liquid.policy.loader import load_policy_sources
+    from liquid.policy.store import active_policies, apply_policies, diff_policies, read_sources
 
     with _runtime() as rt:
+        current = active_policies(rt.service.engine)
+        sources = read_sources(files)
+        if merge and current is not None:
+            sources = {**current.sources, **sources}
+        diff = diff_policies(current.policies if current else None, load_policy_sources(sources))
+        _confirm_diff(diff, yes, "apply")
         applied = apply_policies(
-            rt.service.engine, read_sources(files), actor=actor or getpass.getuser(), clock=rt.service.clock
+            rt.service.engine,
+            sources,
+            actor=actor or getpass.getuser(),
+            clock=rt.service.clock,
+            expect_version=expect_version
+            if expect_version is not None
+            else (current.version if current else 0),
         )
     console.print(f"applied policy version [bold]{applied.version}[/] ({len(applied.sources)} files)")
+
+
+@policy_app.command("show")
+def policy_show(
+    version: Annotated[int | None, typer.Argument(help="Version (default: the applied one).")] = None,
+) -> None:
+    """The YAML of an applied version, file by file, with who applied it and when."""
+    from liquid.policy.store import active_policies, policy_version
+
+    with _runtime() as rt:
+        found = (
+            active_policies(rt.service.engine)
+            if version is None
+            else policy_version(rt.service.engine, version)
+        )
+    if found is None:
+        raise LiquidError(
+            "no policies applied yet" if version is None else f"no policy version {version}", field="version"
+        )
+    at = found.applied_at.isoformat(timespec="seconds")
+    print(f"# version {found.version}, applied {at} by {found.applied_by}")
+    for name, source in sorted(found.sources.items()):
+        print(f"# --- {name}")
+        print(source.rstrip("\n"))
+
+
+@policy_app.command("diff")
+def policy_diff(
+    a: Annotated[str, typer.Argument(help="A version number, or policy files/directories.")],
+    b: Annotated[str | None, typer.Argument(help="Another version (default: the applied one).")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """What changes from one policy set to another: versions, or files against the applied set."""
+    from liquid.policy.loader import load_policies
+    from liquid.policy.store import active_policies, diff_policies, policy_version
+
+    with _runtime() as rt:
+        engine = rt.service.engine
+
+        def version_set(v: str | None) -> Any:
+            found = active_policies(engine) if v is None else policy_version(engine, int(v))
+            if found is None:
+                raise LiquidError(
+                    f"no policy version {v}" if v else "no policies applied yet", field="version"
+                )
+            return found.policies
+
+        new = version_set(b)
+        old = version_set(a) if a.isdigit() else load_policies([Path(a)])
+        diff = diff_policies(old, new) if a.isdigit() else diff_policies(new, old)
+    if output == "json":
+        print(json.dumps(diff.to_json(), indent=2))
+        return
+    console.print(diff.render(), highlight=False, markup=False)
+
+
+@policy_app.command("rollback")
+def policy_rollback(
+    version: Annotated[int, typer.Argument(help="The version to go back to.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Roll back without asking.")] = False,
+    actor: Annotated[str | None, typer.Option(help="Who rolls back (default: $USER).")] = None,
+) -> None:
+    """Apply an earlier version's files again, as the next version (history is never rewritten)."""
+    import getpass
+
+    from liquid.policy.store import active_policies, apply_policies, diff_policies, policy_version
+
+    with _runtime() as rt:
+        old = policy_version(rt.service.engine, version)
+        if old is None:
+            raise LiquidError(f"no policy version {version}", field="version")
+        current = active_policies(rt.service.engine)
+        _confirm_diff(
+            diff_policies(current.policies if current else None, old.policies), yes, f"roll back to {version}"
+        )
+        applied = apply_policies(
+            rt.service.engine,
+            old.sources,
+            actor=actor or getpass.getuser(),
+            clock=rt.service.clock,
+            expect_version=current.version if current else 0,
+        )
+    console.print(f"rolled back: version [bold]{applied.version}[/] holds version {version}'s files")
 
 
 @policy_app.command("history")

@@ -131,7 +131,7 @@ def test_a_restart_of_liquid_up_keeps_the_operators_policies_and_seeds_the_demo_
         "spec:\n  rules:\n    - {tier: warm, demoteAfter: 1d}\n    - {tier: archive}\n"
     )
     applied = subprocess.run(
-        [sys.executable, "-m", "liquid.cli", "policy", "apply", str(policy), "--actor", "operator"],
+        [sys.executable, "-m", "liquid.cli", "policy", "apply", str(policy), "--actor", "operator", "--yes"],
         env={**__import__("os").environ, **env},
         capture_output=True,
         text=True,

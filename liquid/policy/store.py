@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from liquid.errors import LiquidError
 from liquid.events import log as events
 from liquid.policy.loader import _expand, load_policy_sources
 from liquid.policy.models import PolicySet
@@ -40,10 +41,26 @@ def read_sources(paths: Iterable[str | Path]) -> dict[str, str]:
     return {str(p): Path(p).read_text(encoding="utf-8") for p in _expand(paths)}
 
 
+class AppliedSetChanged(LiquidError):
+    """The applied policy set is not the one a plan or a merge was made against."""
+
+    type = "liquid:policy-conflict"
+    status = 409
+
+
 def apply_policies(
-    engine: Engine, sources: dict[str, str], *, actor: str | None, clock: Callable[[], datetime]
+    engine: Engine,
+    sources: dict[str, str],
+    *,
+    actor: str | None,
+    clock: Callable[[], datetime],
+    expect_version: int | None = None,
 ) -> AppliedPolicies:
-    """Validate, then store as the next version. Invalid policies raise and store nothing."""
+    """Validate, then store as the next version. Invalid policies raise and store nothing.
+
+    ``expect_version`` (0: none applied yet) refuses with :class:`AppliedSetChanged` when the
+    newest applied version is another one, e.g. someone applied since the plan was shown.
+    """
     policies = load_policy_sources(sources)
     now = clock()
     with engine.begin() as conn:
@@ -52,6 +69,12 @@ def apply_policies(
         version = int(
             conn.execute(text("SELECT COALESCE(max(version), 0) + 1 FROM policy_versions")).scalar_one()
         )
+        if expect_version is not None and version - 1 != expect_version:
+            raise AppliedSetChanged(
+                f"the applied policies are at version {version - 1}, not {expect_version} as planned: "
+                "plan again and review the difference",
+                field="policies",
+            )
         conn.execute(
             text(
                 "INSERT INTO policy_versions (version, applied_at, applied_by, source, documents)"
@@ -83,6 +106,62 @@ def active_policies(engine: Engine) -> AppliedPolicies | None:
     sources = json.loads(row.source)
     return AppliedPolicies(
         int(row.version), row.applied_at, row.applied_by, load_policy_sources(sources), sources
+    )
+
+
+def policy_version(engine: Engine, version: int) -> AppliedPolicies | None:
+    """One applied version (None when there is no such version)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT version, applied_at, applied_by, source FROM policy_versions WHERE version = :v"),
+            {"v": version},
+        ).first()
+    if row is None:
+        return None
+    sources = json.loads(row.source)
+    return AppliedPolicies(
+        int(row.version), row.applied_at, row.applied_by, load_policy_sources(sources), sources
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDiff:
+    """What applying ``new`` over ``old`` changes, document by document (``Kind/name``)."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def render(self) -> str:
+        if self.empty:
+            return "policies: no documents added, removed or changed"
+        lines = ["policies:"]
+        lines += [f"  + {name}  (added)" for name in self.added]
+        lines += [f"  - {name}  (removed)" for name in self.removed]
+        lines += [f"  ~ {name}  (changed)" for name in self.changed]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"added": self.added, "removed": self.removed, "changed": self.changed}
+
+
+def diff_policies(old: PolicySet | None, new: PolicySet) -> PolicyDiff:
+    """Documents added, removed and changed between two policy sets (by kind and name)."""
+
+    def keyed(ps: PolicySet | None) -> dict[str, dict[str, object]]:
+        if ps is None:
+            return {}
+        return {f"{d['kind']}/{d['metadata']['name']}": d for d in ps.documents()}
+
+    a, b = keyed(old), keyed(new)
+    return PolicyDiff(
+        added=sorted(b.keys() - a.keys()),
+        removed=sorted(a.keys() - b.keys()),
+        changed=sorted(k for k in a.keys() & b.keys() if a[k] != b[k]),
     )
 
 

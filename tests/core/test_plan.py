@@ -6,6 +6,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -163,7 +164,68 @@ def test_cli_plan_json_and_apply(base_settings: dict, runtime: object, tmp_path:
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert {"moves", "expirations", "legal_holds", "tiers", "budgets", "changes"} <= set(doc)
+    assert {f"TieringPolicy/audit-{tenant}", f"TieringPolicy/results-{tenant}"} <= set(
+        doc["policy_diff"]["added"]
+    )
     applied = CliRunner().invoke(
-        app, ["policy", "apply", str(f), "--actor", "ci"], env=env, catch_exceptions=False
+        app, ["policy", "apply", str(f), "--actor", "ci", "--yes"], env=env, catch_exceptions=False
     )
     assert applied.exit_code == 0 and "applied policy version" in applied.stdout
+
+
+def test_apply_shows_the_difference_needs_confirmation_and_can_merge_show_diff_and_roll_back(
+    base_settings: dict, runtime: object, tmp_path: Path, tenant: str
+) -> None:
+    env = {
+        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(base_settings["stores"]),
+    }
+
+    class Out:
+        def __init__(self, args: list[str]) -> None:
+            r = CliRunner().invoke(app, args, env=env)
+            # A LiquidError is one red line from liquid.cli.main; here it arrives as the exception.
+            self.exit_code = (
+                1 if r.exception is not None and not isinstance(r.exception, SystemExit) else r.exit_code
+            )
+            self.stdout = r.stdout
+            self.output = r.output + (str(r.exception) if r.exception is not None else "")
+
+    def cli(*args: str) -> Any:
+        return Out(list(args))
+
+    both = tmp_path / "both.yaml"
+    both.write_text(policy(tenant))
+    assert cli("policy", "apply", str(both), "--yes", "--actor", "ci").exit_code == 0
+    base = json.loads(cli("policy", "plan", "-o", "json").stdout)["policy_version"]
+    one = tmp_path / "one.yaml"
+    one.write_text(
+        f"apiVersion: liquid/v1\nkind: TieringPolicy\nmetadata: {{name: only-{tenant}}}\n"
+        f"spec:\n  selector: {{tenants: [{tenant}]}}\n  rules:\n    - {{tier: warm}}\n"
+    )
+    # Applying one file replaces the set: the removals are shown and nothing happens unconfirmed.
+    refused = cli("policy", "apply", str(one))
+    assert refused.exit_code == 1
+    assert f"- TieringPolicy/results-{tenant}  (removed)" in refused.output
+    assert "refusing to apply without confirmation (removes" in refused.output
+    assert json.loads(cli("policy", "plan", "-o", "json").stdout)["policy_version"] == base
+    # --merge keeps the applied files and adds this one: nothing is removed.
+    merged = cli("policy", "apply", str(one), "--merge")
+    assert (
+        merged.exit_code == 1
+        and "(removed)" not in merged.output
+        and f"+ TieringPolicy/only-{tenant}" in merged.output
+    )
+    assert cli("policy", "apply", str(one), "--merge", "--yes").exit_code == 0
+    # A plan made against an older version is refused.
+    stale = cli("policy", "apply", str(both), "--yes", "--expect-version", str(base))
+    assert stale.exit_code == 1 and f"not {base} as planned" in stale.output
+    diff = json.loads(cli("policy", "diff", str(base), "-o", "json").stdout)
+    assert diff == {"added": [f"TieringPolicy/only-{tenant}"], "removed": [], "changed": []}
+    shown = cli("policy", "show", str(base))
+    assert shown.exit_code == 0 and f"name: results-{tenant}" in shown.output and "by ci" in shown.output
+    back = cli("policy", "rollback", str(base), "--yes")
+    assert back.exit_code == 0 and f"holds version {base}'s files" in back.output
+    now = json.loads(cli("policy", "diff", str(base), "-o", "json").stdout)
+    assert now == {"added": [], "removed": [], "changed": []}
+    assert "no policy version 999999" in cli("policy", "show", "999999").output
