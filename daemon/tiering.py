@@ -176,9 +176,12 @@ class CycleSummary:
     applied: ApplyReport | None = None
     admitted: Plan | None = None
     moves: dict[str, Any] = field(default_factory=dict)
+    #: Why nothing was planned (another daemon leads, or no policy is applied), else None.
+    not_planned: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "not_planned": self.not_planned,
             "flushed_objects": self.flushed,
             "planned_objects": self.plan.objects if self.plan else 0,
             "plan": self.plan.to_json(changes=False) if self.plan else None,
@@ -419,7 +422,14 @@ class TieringDaemon:
         say("recovering interrupted moves")
         self.mover.recover()
         say("planning")
-        summary.plan = self.job_cycle()
+        if not self.try_lead():
+            summary.not_planned = (
+                "another daemon holds the leader lock and plans; this run flushed and moved only"
+            )
+        else:
+            summary.plan = self.job_cycle()
+            if summary.plan is None:
+                summary.not_planned = "no policies applied (liquid policy apply FILE...)"
         summary.applied = self.last_apply if summary.plan is not None else None
         summary.admitted = self.job_admit()
         if move:

@@ -588,7 +588,7 @@ def tier_run_once(
         print(json.dumps(summary.as_dict(), indent=2, default=str))
         return
     if summary.plan is None:
-        console.print("no policies applied: nothing planned (liquid policy apply FILE...)")
+        console.print(f"nothing planned: {summary.not_planned}", highlight=False, markup=False)
     else:
         console.print(summary.plan.render(), highlight=False, markup=False, soft_wrap=True)
     console.print_json(json.dumps({k: v for k, v in summary.as_dict().items() if k != "plan"}, default=str))

@@ -197,3 +197,21 @@ def test_the_daemon_and_the_placement_benchmark_drive_the_same_engine(
     ):
         assert in_daemon.get(key, 0) >= 1, (key, in_daemon)
         assert in_replay.get(key, 0) >= 1, (key, in_replay)
+
+
+def test_run_once_says_another_daemon_leads_rather_than_no_policies(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    svc, clock = clocked
+    leader, other = daemon(svc, clock, "leader"), daemon(svc, clock, "other")
+    try:
+        assert leader.try_lead()
+        summary = other.run_once(move=False)
+        assert summary.plan is None
+        assert (
+            summary.not_planned is not None and "another daemon holds the leader lock" in summary.not_planned
+        )
+        assert summary.as_dict()["not_planned"] == summary.not_planned
+    finally:
+        leader.resign()
+        other.resign()
