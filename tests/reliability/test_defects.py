@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from liquid.access import AccessTracker
 from liquid.api.server import ApiServer
 from liquid.errors import InvalidInput, ObjectGone
+from liquid.redis_keys import ACCESS_DIRTY, ACCESS_OBJECT
 from liquid.refs import ResultRef
 from liquid.service import LiquidService
 from liquid.tiering.apply import CatalogApplier
@@ -132,9 +133,13 @@ def test_an_unparseable_access_record_is_dropped_not_fatal(api_service: LiquidSe
     ref = api_service.put(tk.tenant, "counts", "k", b"v" * 10).ref
     api_service.get(tk.tenant, ref)
     access.push()
-    access.client.hset(f"liquid:access:obj:{tk.tenant}/counts/k@2147483648", mapping={"s": 1, "t": 1, "n": 1})
-    access.client.sadd("liquid:access:dirty", f"{tk.tenant}/counts/k@2147483648")
+    # The tracker's own keys: a record under other names would prove nothing.
+    bad = f"{tk.tenant}/counts/k@2147483648"
+    now = time.time()
+    access.client.hset(ACCESS_OBJECT + bad, mapping={"s": 1, "t": now, "n": 1, "f": now, "c": now})
+    access.client.sadd(ACCESS_DIRTY, bad)
     access.flush(api_service.engine)
+    assert not access.client.sismember(ACCESS_DIRTY, bad)
     with api_service.engine.connect() as conn:
         n = conn.execute(
             text("SELECT hits FROM access_stats WHERE tenant_id = :t"), {"t": tk.tenant}
@@ -193,16 +198,31 @@ def test_a_content_type_with_a_control_character_is_refused_everywhere(
         )  # fmt: skip
 
 
-def test_the_cli_refuses_a_control_character_in_a_content_type(tmp_path: Any) -> None:
+def test_the_cli_refuses_a_control_character_in_a_content_type(
+    tmp_path: Any, api_settings: dict[str, Any], api_service: LiquidService, tk: TenantKey
+) -> None:
+    """Against the real catalog and an existing tenant, so only the content type can stop the put."""
+    import json
+
     from typer.testing import CliRunner
 
     from liquid.cli import app
 
+    env = {
+        "LIQUID_CATALOG_URL": api_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(api_settings["stores"]),
+        "LIQUID_TENANT": "",
+    }
     f = tmp_path / "f.txt"
     f.write_bytes(b"x")
-    result = CliRunner().invoke(app, ["put", "ns", "k", str(f), "--tenant", "t", "--content-type", "a\x01b"])
+    args = ["put", "clict", "k", str(f), "--tenant", tk.tenant, "--content-type"]
+    ok = CliRunner().invoke(app, [*args, "text/plain"], env=env)
+    assert ok.exit_code == 0, ok.output
+    result = CliRunner().invoke(app, [*args, "a\x01b"], env=env)
     assert result.exit_code != 0
     assert "content_type" in (result.output + str(result.exception))
+    page = api_service.list(tk.tenant, "clict", all_versions=True)
+    assert [(i.ref.key, i.ref.version) for i in page.items] == [("k", 1)]
 
 
 # ------------------------------------------------------------------ 4. per-object expiry enforced
