@@ -145,6 +145,9 @@ class ApiSettings(BaseModel):
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     #: Batch resolve returns values up to this size inline (base64) when asked for them.
     batch_inline_max: Size = 64 * 1024
+    #: Total inline bytes one batch resolve returns; refs past it come without ``inline`` (and say
+    #: ``inline_omitted``), so 1,000 refs of 60 KiB cannot build an 80 MB response.
+    batch_inline_total: Size = 4 * 1024 * 1024
 
 
 class ShmSettings(BaseModel):

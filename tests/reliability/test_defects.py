@@ -341,6 +341,30 @@ def test_invalid_utf8_in_an_object_key_is_400_not_a_collision(base_url: str, aut
         assert r.status_code == 201
 
 
+# ------------------------------------------------------------------------------- 10. smaller
+
+
+def test_batch_resolve_bounds_its_inline_total(http: httpx.Client, api_service: LiquidService) -> None:
+    """1,000 refs of 60 KiB used to build an 83 MB response; past the total, refs come without bodies."""
+    size = 60 * 1024
+    uris = [put(http, "batch", f"k{i}", bytes([i]) * size).json()["uri"] for i in range(50)]
+    refs = [uris[i % len(uris)] for i in range(1000)]
+    r = http.post("/v1/refs:resolve", json={"refs": refs})
+    assert r.status_code == 200, r.text[:500]
+    total = api_service.settings.api.batch_inline_total
+    assert len(r.content) < total * 4 // 3 + 1_000_000, len(r.content)
+    body = r.json()
+    fit = total // size
+    assert body["inline_bytes"] == fit * size
+    assert body["inline_omitted"] == 1000 - fit
+    results = body["results"]
+    assert all(x["ok"] for x in results)
+    assert all("inline" in x["ref"] and not x.get("inline_omitted") for x in results[:fit])
+    assert all("inline" not in x["ref"] and x["inline_omitted"] is True for x in results[fit:])
+    # Refs past the total still resolve: the body is one GET away.
+    assert http.get(ref_url(results[-1]["ref"]["uri"])).content == bytes([999 % 50]) * size
+
+
 # --------------------------------------------------------------------------- helpers for others
 
 
