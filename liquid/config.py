@@ -190,6 +190,9 @@ class MoverSettings(BaseModel):
     #: A claim expires this long after it was last renewed (a dead mover's rows come back). A
     #: working mover renews the leases of the rows it holds every ``lease / 3`` seconds.
     lease: Duration = 300.0
+    #: A mover holding rows beats this often; one silent for three beats counts as crashed and its
+    #: rows are claimable at once (the lease above is the backstop for movers that never beat).
+    heartbeat: Duration = Field(default=5.0, gt=0)
     #: After this many failed or interrupted attempts a row is marked ``failed`` and reported.
     max_attempts: int = Field(default=5, ge=1)
     #: Delay before a failed row is retried; doubles per attempt up to ``backoff_max``.
