@@ -145,6 +145,9 @@ class ApiSettings(BaseModel):
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     #: Batch resolve returns values up to this size inline (base64) when asked for them.
     batch_inline_max: Size = 64 * 1024
+    #: Total inline bytes one batch resolve returns; refs past it come without ``inline`` (and say
+    #: ``inline_omitted``), so 1,000 refs of 60 KiB cannot build an 80 MB response.
+    batch_inline_total: Size = 4 * 1024 * 1024
 
 
 class ShmSettings(BaseModel):
@@ -187,6 +190,9 @@ class MoverSettings(BaseModel):
     #: A claim expires this long after it was last renewed (a dead mover's rows come back). A
     #: working mover renews the leases of the rows it holds every ``lease / 3`` seconds.
     lease: Duration = 300.0
+    #: A mover holding rows beats this often; one silent for three beats counts as crashed and its
+    #: rows are claimable at once (the lease above is the backstop for movers that never beat).
+    heartbeat: Duration = Field(default=5.0, gt=0)
     #: After this many failed or interrupted attempts a row is marked ``failed`` and reported.
     max_attempts: int = Field(default=5, ge=1)
     #: Delay before a failed row is retried; doubles per attempt up to ``backoff_max``.

@@ -244,26 +244,39 @@ _DONE = object()
 def _prefetched(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     """Read ahead on a thread: socket reads and SHA-256 both release the GIL, so they overlap.
 
-    At most ``depth`` chunks wait in memory. If the consumer stops early, the reader thread
-    finishes its current chunk and exits.
+    At most ``depth`` chunks wait in memory. If the consumer stops early it returns at once:
+    the reader thread finishes the chunk it is reading (bounded by the store's read timeout),
+    then closes the source itself. A generator cannot be closed from another thread while it
+    runs, and waiting for it here stalled the consumer and, past the wait, leaked the source.
     """
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: Any) -> bool:
+        """Queue ``item`` unless the consumer has gone; a full queue is waited on, never forever."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def pump() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(chunk):
                     return
-            q.put(_DONE)
+            offer(_DONE)
         except BaseException as exc:  # handed to the consumer, raised in its thread
-            q.put(exc)
+            offer(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # nobody is left to hand it to
+                    log.warning("closing an abandoned read failed: %s", exc)
 
     thread = threading.Thread(target=pump, name="liquid-prefetch", daemon=True)
     thread.start()
@@ -274,10 +287,6 @@ def _prefetched(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
             yield item
     finally:
         stop.set()
-        close = getattr(chunks, "close", None)
-        thread.join(timeout=5)
-        if close is not None and not thread.is_alive():
-            close()
 
 
 def _counted(chunks: Iterable[bytes], *, expect: int, what: str) -> Iterator[bytes]:

@@ -32,6 +32,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 import uuid
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
+from liquid.errors import ConfigError
 from liquid.refs import IpcHint, ResultRef
 
 if TYPE_CHECKING:
@@ -136,6 +138,34 @@ class ShmWriter:
             self.tmp.unlink()
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user can enter: created 0700, or tightened to 0700.
+
+    Copies in it are other tenants' bytes, readable by anyone who can list the directory, so a
+    pre-existing one (``/dev/shm`` is world-writable) is tightened if it is ours and refused if
+    it is a symlink or another user's: that user could read or plant copies.
+
+    Raises:
+        ConfigError: the path is not a directory, is a symlink, or belongs to another user.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(
+            f"shm.dir {str(path)!r} is not a plain directory (a symlink?); choose another", field="shm.dir"
+        )
+    if st.st_uid != os.geteuid():
+        raise ConfigError(
+            f"shm.dir {str(path)!r} belongs to uid {st.st_uid}, not to this process (uid {os.geteuid()});"
+            " remove it or choose another shm.dir",
+            field="shm.dir",
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        log.warning("shm.dir %s had mode %o; tightened to 700", path, stat.S_IMODE(st.st_mode))
+        os.chmod(path, 0o700, follow_symlinks=False)
+    return path
+
+
 class ShmCache:
     """The writer side: copies under one directory, with a size cap and a TTL.
 
@@ -158,8 +188,7 @@ class ShmCache:
         content_types: Sequence[str] = (),
         clock: Clock = utcnow,
     ) -> None:
-        self.directory = Path(directory).absolute()
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = private_dir(Path(directory).absolute())
         self.node_id = node_id
         self.max_bytes = max_bytes
         self.ttl = ttl
@@ -240,7 +269,7 @@ class ShmCache:
             try:
                 entries = list(os.scandir(self.directory))
             except FileNotFoundError:
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_dir(self.directory)
                 entries = []
             for entry in entries:
                 try:

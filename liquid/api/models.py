@@ -83,10 +83,19 @@ class ResolveResult(BaseModel):
     ref: RefModel | None = Field(default=None, description="The ref's JSON form when `ok`.")
     object: ObjectModel | None = Field(default=None, description="Catalog facts when `ok`.")
     error: ProblemModel | None = Field(default=None, description="Why not, when not `ok`.")
+    inline_omitted: bool = Field(
+        default=False,
+        description="The value was small enough to inline but the batch's `api.batch_inline_total` "
+        "was spent: read it by its `uri`.",
+    )
 
 
 class ResolveResponse(BaseModel):
     results: list[ResolveResult]
+    inline_bytes: int = Field(default=0, description="Bytes returned inline (before base64).")
+    inline_omitted: int = Field(
+        default=0, description="Refs returned without `inline` because the batch's inline total was spent."
+    )
 
 
 class SignRequest(BaseModel):

@@ -781,11 +781,34 @@ async def resolve_refs(c: Ctx, who: Who, body: ResolveRequest) -> Response:
             f"a batch holds at most {c.settings.api.max_batch} refs, got {len(body.refs)}", field="refs"
         )
     inline_max = c.settings.api.batch_inline_max if body.inline else -1
-    results = await run(resolve_batch, c, who.tenant, body.refs, inline_max)
-    return JSONResponse({"results": results})
+    budget = InlineBudget(c.settings.api.batch_inline_total)
+    results = await run(resolve_batch, c, who.tenant, body.refs, inline_max, budget)
+    return JSONResponse({"results": results, "inline_bytes": budget.used, "inline_omitted": budget.omitted})
 
 
-def resolve_batch(c: ApiContext, tenant: str, refs: list[Any], inline_max: int) -> list[dict[str, Any]]:
+class InlineBudget:
+    """The inline bytes one batch may still return: refs past the total come without their values."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self.omitted = 0
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; False (and counted as omitted) when they do not fit."""
+        if self.used + size > self.total:
+            self.omitted += 1
+            return False
+        self.used += size
+        return True
+
+    def __repr__(self) -> str:
+        return f"InlineBudget(used={self.used}/{self.total}, omitted={self.omitted})"
+
+
+def resolve_batch(
+    c: ApiContext, tenant: str, refs: list[Any], inline_max: int, budget: InlineBudget
+) -> list[dict[str, Any]]:
     """One result per ref, in order: its JSON form and catalog facts, or a problem."""
     out: list[dict[str, Any]] = []
     for i, item in enumerate(refs):
@@ -798,8 +821,13 @@ def resolve_batch(c: ApiContext, tenant: str, refs: list[Any], inline_max: int) 
             ref = ResultRef.parse(uri)
             info = c.service.head(tenant, ref)
             inline: bytes | None = None
+            omitted = False
             if 0 <= info.size <= inline_max:
-                inline = c.service.get(tenant, ref)
+                # Checked before the read: a batch past its total reads no more bodies.
+                if budget.take(info.size):
+                    inline = c.service.get(tenant, ref)
+                else:
+                    omitted = True
             hint: IpcHint | None = None
             if c.shm is not None and info.size >= c.shm.min_size:
                 hint = c.shm.hint(ref, info.sha256)
@@ -811,7 +839,10 @@ def resolve_batch(c: ApiContext, tenant: str, refs: list[Any], inline_max: int) 
                 inline=inline,
                 ipc=hint,
             ).to_json()
-            out.append({"index": i, "ok": True, "ref": ref_json, "object": info.to_json()})
+            result = {"index": i, "ok": True, "ref": ref_json, "object": info.to_json()}
+            if omitted:
+                result["inline_omitted"] = True
+            out.append(result)
         except LiquidError as exc:
             if exc.field == "ref":
                 exc.field = f"refs.{i}"

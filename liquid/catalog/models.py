@@ -209,6 +209,15 @@ class EventExport(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class MoverHeartbeat(Base):
+    """A mover's last sign of life: rows it claimed are free once this is stale (journal.claim)."""
+
+    __tablename__ = "mover_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    beat_at: Mapped[datetime]
+
+
 class MoveJournal(Base):
     """One planned move or purge, stepped through copy → verify → switch → delete-source."""
 

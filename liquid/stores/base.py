@@ -92,6 +92,31 @@ class BulkDeleteStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """A multipart upload that was started and never completed nor aborted (a crash mid-put)."""
+
+    locator: str
+    upload_id: str
+    started: datetime | None = None
+
+
+@runtime_checkable
+class MultipartStore(Protocol):
+    """The optional capability of listing and aborting incomplete multipart uploads (S3).
+
+    Their parts are billed but invisible to ``list``: only ``liquid gc`` finds them.
+    """
+
+    def incomplete_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """Uploads under ``prefix`` still open, in no particular order."""
+        ...
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        """Abort one upload and free its parts; an upload already gone is not an error."""
+        ...
+
+
 def check_locator(locator: str) -> str:
     """Return ``locator`` if it is a safe relative name, else raise InvalidInput saying why.
 

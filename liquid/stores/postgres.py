@@ -1,11 +1,15 @@
 """PostgresStore: the warm tier's bytes as chunked ``bytea`` rows in PostgreSQL.
 
-URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60``
+URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60&acquire_timeout=10``
 (``postgresql+psycopg://`` is accepted, so the catalog's SQLAlchemy URL works as is;
 other query options, e.g. ``host=/socket/dir`` or ``sslmode``, go to libpq).
 ``timeout`` (seconds, default 60, 0 for none) bounds every statement on the server
 (``statement_timeout``) and unacknowledged TCP sends (``tcp_user_timeout``), so a call
-never waits forever on a stuck server or a lock.
+never waits forever on a stuck server or a lock. Connections come from a
+``psycopg_pool`` pool of ``pool_size``; a call that finds none free within
+``acquire_timeout`` seconds (default 10) fails with a StoreError instead of queueing
+forever, and each connection is checked before use, so one left broken by a server
+restart is replaced, not handed out.
 
 Each object is one ``liquid_blobs`` row plus ``ceil(size / chunk_size)`` rows of
 ``liquid_blob_chunks``, so neither a write nor a read ever holds more than a chunk
@@ -20,7 +24,6 @@ new one, never a mix.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote, urlencode, urlunsplit
@@ -28,6 +31,7 @@ from urllib.parse import quote, urlencode, urlunsplit
 import psycopg
 from psycopg import IsolationLevel, sql
 from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
 from liquid.stores._common import Options, public_url
@@ -55,59 +59,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _LIST_BATCH = 1000
 #: Default ``timeout`` option, in seconds.
 DEFAULT_TIMEOUT = 60
-
-
-class _Pool:
-    """A tiny LIFO connection pool: at most ``size`` connections, broken ones are dropped."""
-
-    def __init__(self, conninfo: str, size: int, schema: str | None) -> None:
-        self.conninfo = conninfo
-        self.schema = schema
-        self._idle: list[psycopg.Connection[TupleRow]] = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
-        self._closed = False
-
-    def _connect(self) -> psycopg.Connection[TupleRow]:
-        # Autocommit: a lone statement is one round trip; multi-statement work opens
-        # conn.transaction() explicitly (see PostgresStore._conn).
-        conn = psycopg.connect(self.conninfo, autocommit=True)
-        if self.schema:
-            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
-        return conn
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
-        if self._closed:
-            raise StoreError("postgres store is closed")
-        self._slots.acquire()
-        conn = None
-        try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None or conn.closed:
-                conn = self._connect()
-            yield conn
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.rollback()
-            with self._lock:
-                if self._closed:
-                    conn.close()
-                else:
-                    self._idle.append(conn)
-        except BaseException:
-            if conn is not None:
-                conn.close()  # state unknown after an error: never reuse
-            raise
-        finally:
-            self._slots.release()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+#: Default ``acquire_timeout`` option: longest wait for a free pooled connection, in seconds.
+DEFAULT_ACQUIRE_TIMEOUT = 10
 
 
 class PostgresStore:
@@ -146,6 +99,10 @@ class PostgresStore:
             )
         size = pool_size or opts.number("pool_size", 4) or 4
         self.timeout = opts.number("timeout", DEFAULT_TIMEOUT) or 0
+        acquire = opts.number("acquire_timeout", DEFAULT_ACQUIRE_TIMEOUT)
+        if not acquire:
+            raise InvalidInput("postgres store acquire_timeout must be at least 1 second", field="url")
+        self.acquire_timeout: float = acquire
         p = opts.parts
         libpq = opts.rest()
         libpq.setdefault("connect_timeout", "10")  # libpq waits forever by default
@@ -160,7 +117,37 @@ class PostgresStore:
         self.url = public_url(
             urlunsplit(("postgresql", netloc, p.path, "", "")), {"schema": self.schema or ""}
         )
-        self._pool = _Pool(conninfo, size, self.schema)
+        self.pool_size = size
+        # Autocommit: a lone statement is one round trip; multi-statement work opens
+        # conn.transaction() explicitly (see _conn). min_size=0: no connection before the first call.
+        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            timeout=self.acquire_timeout,
+            name=f"liquid-pg-store-{self.schema or 'public'}",
+            open=True,
+        )
+
+    def _configure(self, conn: psycopg.Connection[TupleRow]) -> None:
+        if self.schema:
+            conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        if self._pool.closed:
+            raise StoreError(f"postgres store {self.url} is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"postgres store {self.url}: no connection free within {self.acquire_timeout:g}s"
+                f" (all {self.pool_size} in use; raise pool_size or acquire_timeout)"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -171,7 +158,7 @@ class PostgresStore:
     ) -> Iterator[psycopg.Connection[TupleRow]]:
         """A pooled connection inside one transaction; psycopg errors become StoreError."""
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 conn.isolation_level = isolation
                 with conn.transaction():
                     yield conn
@@ -182,7 +169,7 @@ class PostgresStore:
     def _single(self, what: str) -> Iterator[psycopg.Connection[TupleRow]]:
         """A pooled connection for one statement (its own snapshot, no BEGIN/COMMIT round trips)."""
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 yield conn
         except psycopg.Error as exc:
             raise StoreError(f"postgres store {self.url}: {what} failed: {exc}".rstrip()) from exc

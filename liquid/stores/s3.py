@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
 from liquid.stores._common import Options, key_prefix, missing, public_url
-from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_range
+from liquid.stores.base import CHUNK_SIZE, ObjectStat, PendingUpload, check_locator, check_range
 
 try:
     import boto3
@@ -138,6 +138,31 @@ class S3Store:
             raise StoreError(f"S3 store {self.url}: {what} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise StoreError(f"S3 store {self.url}: {what} failed: {exc}") from exc
+
+    def incomplete_uploads(self, prefix: str = "") -> Iterator[PendingUpload]:
+        """Multipart uploads under ``prefix`` never completed or aborted (a put that crashed)."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        while True:
+            with self._errors(f"list multipart uploads under {prefix!r}"):
+                page = self.client.list_multipart_uploads(**args)
+            for upload in page.get("Uploads", []):
+                key = upload.get("Key", "")
+                if key.startswith(self.prefix) and "UploadId" in upload:
+                    yield PendingUpload(key[len(self.prefix) :], upload["UploadId"], upload.get("Initiated"))
+            if not page.get("IsTruncated"):
+                return
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def abort_upload(self, upload: PendingUpload) -> None:
+        key = self._key(upload.locator)
+        with self._errors(f"abort multipart upload of {upload.locator!r}"):
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload.upload_id)
+            except ClientError as exc:
+                # Completed or aborted meanwhile (another gc run): what we wanted.
+                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
 
     def _put_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {}

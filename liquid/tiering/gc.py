@@ -14,6 +14,10 @@ open journal row (a move in flight owns its source and its destination).
   missing, logged at ERROR and recorded as an ``object.missing`` event. They are never
   dropped: an operator decides (restore from backup, or delete).
 
+* **Incomplete multipart uploads** (stores that have them, S3): a put that crashed
+  mid-upload leaves parts that are billed but never listed. Those started longer ago
+  than the grace period are aborted; younger ones may be a put in progress and are kept.
+
 Every candidate is re-checked against the catalog just before it is deleted, so a
 move or write that lands between the listing and the decision is never hurt. Memory
 grows with the number of locators in one store (the listing is held as a set).
@@ -34,7 +38,7 @@ from liquid.errors import ObjectNotFound
 from liquid.events import log as events
 from liquid.purge import PURGE_COLUMNS, purge
 from liquid.service import LiquidService
-from liquid.stores.base import ObjectStat, Store
+from liquid.stores.base import MultipartStore, ObjectStat, Store
 from liquid.tiering.mover import Clock
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,10 @@ class GcReport:
     purged: list[tuple[str, str, int]] = field(default_factory=list)
     #: (object id, uri, store, locator) of catalog rows whose bytes are missing.
     missing: list[tuple[int, str, str, str]] = field(default_factory=list)
+    #: (store, locator, upload id, started) of incomplete multipart uploads aborted.
+    uploads_aborted: list[tuple[str, str, str, datetime | None]] = field(default_factory=list)
+    #: Incomplete multipart uploads kept because they started within the grace period.
+    uploads_young: int = 0
     #: Stores or objects that could not be checked, with the reason.
     errors: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -75,6 +83,11 @@ class GcReport:
             "missing": [
                 {"object_id": i, "uri": u, "store": s, "locator": loc} for i, u, s, loc in self.missing
             ],
+            "uploads_aborted": [
+                {"store": s, "locator": loc, "upload_id": u, "started": events.iso(t)}
+                for s, loc, u, t in self.uploads_aborted
+            ],
+            "uploads_young": self.uploads_young,
             "errors": self.errors,
             "bytes_freed": self.bytes_freed,
             "dry_run": self.dry_run,
@@ -84,6 +97,7 @@ class GcReport:
         return (
             f"GcReport(scanned={sum(self.scanned.values())}, deleted={len(self.deleted)},"
             f" purged={len(self.purged)}, young={self.young}, missing={len(self.missing)},"
+            f" uploads_aborted={len(self.uploads_aborted)},"
             f" errors={len(self.errors)})"
         )
 
@@ -131,6 +145,12 @@ def reconcile(
         except Exception as exc:
             log.exception("gc of store %s failed", name)
             report.errors.append(f"store {name!r}: {type(exc).__name__}: {exc}")
+        if isinstance(store, MultipartStore):
+            try:
+                _abort_stale_uploads(name, store, now, grace_td, tenant_list, dry_run, report)
+            except Exception as exc:
+                log.exception("gc of store %s's incomplete uploads failed", name)
+                report.errors.append(f"store {name!r} uploads: {type(exc).__name__}: {exc}")
     if report.missing:
         log.error("gc: %d catalog rows have no bytes in their home store", len(report.missing))
     return report
@@ -216,6 +236,34 @@ def _reconcile_store(
     for row in rows:
         if row.state == "live" and row.locator not in listed:
             _check_missing(engine, name, store, row.id, row.locator, now, dry_run, report)
+
+
+def _abort_stale_uploads(
+    name: str,
+    store: MultipartStore,
+    now: datetime,
+    grace: timedelta,
+    tenants: list[str] | None,
+    dry_run: bool,
+    report: GcReport,
+) -> None:
+    # No catalog check: a completed upload is an object (listed above), never an upload, so an
+    # upload open past the grace period belongs to a put that is not coming back.
+    prefixes = [f"{t}/" for t in tenants] if tenants is not None else [""]
+    for prefix in prefixes:
+        for upload in list(store.incomplete_uploads(prefix)):
+            if upload.started is None or now - upload.started < grace:
+                report.uploads_young += 1
+                continue
+            if not dry_run:
+                store.abort_upload(upload)
+            report.uploads_aborted.append((name, upload.locator, upload.upload_id, upload.started))
+            log.info(
+                "gc: aborted incomplete multipart upload %s:%s (started %s)",
+                name,
+                upload.locator,
+                upload.started,
+            )
 
 
 def _referenced(conn: Connection, store: str, locator: str) -> bool:

@@ -25,6 +25,12 @@ Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and a lease (``claimed_by``,
 ``claimed_until``): several movers share one journal and never work one row at once. A
 working mover renews its leases (:func:`renew`); every write a mover makes to a row it
 claimed is a compare-and-set on ``claimed_by``, so a mover that lost a row stops.
+
+The lease is the backstop; a mover also beats (:func:`beat`) into ``mover_heartbeats``
+every few seconds while it holds rows. A row whose holder's beat is older than
+``stale_after`` is claimable at once, so a crashed mover's rows (up to a whole cycle's)
+come back within seconds instead of waiting out the lease. A holder that never beat
+(an older mover, a direct :func:`claim`) keeps the plain lease.
 """
 
 from __future__ import annotations
@@ -223,14 +229,55 @@ def enqueue_purge(
     return int(journal_id) if journal_id is not None else None
 
 
+#: A holder counts as gone when its beat is older than this (or its lease ran out).
+_HOLDER_GONE = (
+    "(claimed_until < :now OR EXISTS (SELECT 1 FROM mover_heartbeats h"
+    " WHERE h.worker_id = move_journal.claimed_by AND h.beat_at < :stale_before))"
+)
+
+
+def beat(engine: Engine, worker_id: str, now: datetime) -> None:
+    """Record that ``worker_id`` is alive now (rows it holds are not to be taken over)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO mover_heartbeats (worker_id, beat_at) VALUES (:w, :now)"
+                " ON CONFLICT (worker_id) DO UPDATE SET beat_at = EXCLUDED.beat_at"
+            ),
+            {"w": worker_id, "now": now},
+        )
+
+
+def forget(engine: Engine, worker_id: str) -> None:
+    """Drop ``worker_id``'s heartbeat (a mover that stops cleanly holds no rows)."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM mover_heartbeats WHERE worker_id = :w"), {"w": worker_id})
+
+
+def _stale_before(now: datetime, stale_after: float | None) -> datetime:
+    # None: heartbeats are ignored (only leases count); the oldest instant matches nothing.
+    return (
+        now - timedelta(seconds=stale_after)
+        if stale_after is not None
+        else datetime.min.replace(tzinfo=now.tzinfo)
+    )
+
+
 def claim(
-    engine: Engine, worker_id: str, limit: int, lease_seconds: float, now: datetime
+    engine: Engine,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    *,
+    stale_after: float | None = None,
 ) -> list[JournalEntry]:
     """Lease up to ``limit`` open rows to ``worker_id``, oldest first.
 
-    A row is claimable when its lease is free or expired and, once switched, when its
-    ``delete_after`` has passed. Rows locked by another claimer are skipped, not waited
-    for. A row taken over from an expired lease counts one (interrupted) attempt.
+    A row is claimable when its lease is free or expired, or its holder's heartbeat is older
+    than ``stale_after`` seconds, and, once switched, when its ``delete_after`` has passed.
+    Rows locked by another claimer are skipped, not waited for. A row taken over from a gone
+    holder counts one (interrupted) attempt.
     """
     if limit <= 0:
         return []
@@ -239,7 +286,7 @@ def claim(
             text(
                 "WITH c AS ("
                 f" SELECT id FROM move_journal WHERE {_OPEN}"
-                " AND (claimed_until IS NULL OR claimed_until < :now)"
+                f" AND (claimed_until IS NULL OR {_HOLDER_GONE})"
                 " AND (step <> 'switched' OR delete_after IS NULL OR delete_after <= :now)"
                 " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)"
                 " UPDATE move_journal m SET claimed_by = :worker, claimed_until = :until, updated_at = :now,"
@@ -248,6 +295,7 @@ def claim(
             ),
             {
                 "now": now,
+                "stale_before": _stale_before(now, stale_after),
                 "limit": limit,
                 "worker": worker_id,
                 "until": now + timedelta(seconds=lease_seconds),
@@ -332,11 +380,14 @@ def close(
         return {int(i) for i in rows}
 
 
-def release_stale(engine: Engine, worker_id: str, now: datetime) -> int:
-    """Free rows held by ``worker_id`` (a restart: it holds nothing) or by an expired lease.
+def release_stale(engine: Engine, worker_id: str, now: datetime, *, stale_after: float | None = None) -> int:
+    """Free rows held by ``worker_id`` (a restart: it holds nothing), by an expired lease, or by
+    a holder whose heartbeat is older than ``stale_after`` seconds.
 
-    Each freed row counts one interrupted attempt. Returns how many were freed.
+    Each freed row counts one interrupted attempt. Heartbeats of holders gone a day are dropped.
+    Returns how many rows were freed.
     """
+    params = {"now": now, "worker": worker_id, "stale_before": _stale_before(now, stale_after)}
     with engine.begin() as conn:
         result = conn.execute(
             text(
@@ -344,9 +395,12 @@ def release_stale(engine: Engine, worker_id: str, now: datetime) -> int:
                 " attempts = attempts + 1,"
                 " error = 'interrupted: claim of ' || claimed_by || ' was abandoned'"
                 f" WHERE {_OPEN} AND claimed_by IS NOT NULL"
-                " AND (claimed_by = :worker OR claimed_until < :now)"
+                f" AND (claimed_by = :worker OR {_HOLDER_GONE})"
             ),
-            {"now": now, "worker": worker_id},
+            params,
+        )
+        conn.execute(
+            text("DELETE FROM mover_heartbeats WHERE beat_at < :now - interval '1 day'"), {"now": now}
         )
     return int(result.rowcount)
 

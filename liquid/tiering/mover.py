@@ -104,7 +104,7 @@ from liquid.purge import purge
 from liquid.refs import ResultRef
 from liquid.service import LiquidService, _decompress, utcnow
 from liquid.stores.base import Store, delete_many
-from liquid.tiering.journal import JournalEntry, claim, close, release, release_stale, renew
+from liquid.tiering.journal import JournalEntry, beat, claim, close, release, release_stale, renew
 
 log = logging.getLogger(__name__)
 
@@ -487,20 +487,32 @@ class _Watched:
 
 
 class _Heartbeat:
-    """Renews the lease of every row one cycle still holds, every ``lease / 3`` seconds.
+    """Beats for this worker every ``every`` seconds, and renews the lease of every row one cycle
+    still holds every ``lease / 3`` seconds.
 
     A row leaves when it is finished or released, and when its store call is stuck (so
     its lease can run out). Renewal is a compare-and-set on ``claimed_by``: a row another
-    worker holds now is never touched.
+    worker holds now is never touched. The beat is one row per worker (cheap at any rate);
+    when it stops, as when the process dies, other movers take the rows within ``3 * every``.
     """
 
     def __init__(
-        self, engine: Engine, worker_id: str, ids: Iterable[int], *, lease: float, clock: Clock
+        self,
+        engine: Engine,
+        worker_id: str,
+        ids: Iterable[int],
+        *,
+        lease: float,
+        clock: Clock,
+        every: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.worker_id = worker_id
         self.lease = lease
         self.clock = clock
+        self.every = min(every, lease / 3)
+        self.monotonic = monotonic
         self.beats = 0
         self._ids = set(ids)
         self._lock = threading.Lock()
@@ -524,16 +536,20 @@ class _Heartbeat:
             self._ids.difference_update(ids)
 
     def _run(self) -> None:
-        while not self._stopped.wait(self.lease / 3):
+        renewed = self.monotonic()
+        while not self._stopped.wait(self.every):
             with self._lock:
                 ids = sorted(self._ids)
             if not ids:
                 continue
             try:
-                renew(self.engine, self.worker_id, ids, self.lease, self.clock())
+                beat(self.engine, self.worker_id, self.clock())
+                if self.monotonic() - renewed >= self.lease / 3 - 0.01:
+                    renew(self.engine, self.worker_id, ids, self.lease, self.clock())
+                    renewed = self.monotonic()
             except Exception as exc:
                 # The next beat tries again; a lease that runs out only costs a repeated step.
-                log.warning("mover %s could not renew %d leases: %s", self.worker_id, len(ids), exc)
+                log.warning("mover %s could not beat or renew %d leases: %s", self.worker_id, len(ids), exc)
             self.beats += 1
 
 
@@ -634,12 +650,17 @@ class Mover:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def stale_after(self) -> float:
+        """Seconds of silence after which another mover's rows are taken over (three beats)."""
+        return 3 * self.settings.heartbeat
+
     def recover(self) -> int:
         """Free rows this worker id held before a restart and rows whose lease expired.
 
         Run at start. Returns how many rows were freed (each counts one interrupted attempt).
         """
-        freed = release_stale(self.engine, self.worker_id, self.clock())
+        freed = release_stale(self.engine, self.worker_id, self.clock(), stale_after=self.stale_after)
         if freed:
             log.warning("mover %s recovered %d interrupted journal rows", self.worker_id, freed)
         return freed
@@ -655,7 +676,11 @@ class Mover:
             if limit is None
             else min(limit, self.settings.max_moves_per_cycle)
         )
-        entries = claim(self.engine, self.worker_id, cap, self.settings.lease, self.clock())
+        # Beat before claiming: from the claim on, rows are ours only while the beat is fresh.
+        beat(self.engine, self.worker_id, self.clock())
+        entries = claim(
+            self.engine, self.worker_id, cap, self.settings.lease, self.clock(), stale_after=self.stale_after
+        )
         report.claimed = len(entries)
         if entries:
             heartbeat = _Heartbeat(
@@ -664,6 +689,7 @@ class Mover:
                 (e.id for e in entries),
                 lease=self.settings.lease,
                 clock=self.clock,
+                every=self.settings.heartbeat,
             )
             with heartbeat:
                 cycle = _Cycle(report, heartbeat)

@@ -14,6 +14,7 @@ import pytest
 
 from liquid import shm as shm_mod
 from liquid.client import Client
+from liquid.errors import ConfigError
 from liquid.refs import IpcHint, RefInfo, ResultRef
 from liquid.shm import ShmCache, ShmReader, default_shm_dir, read_ipc
 
@@ -211,3 +212,27 @@ def test_default_dir_falls_back_without_dev_shm(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(shm_mod.os, "access", lambda *a, **k: False)
     assert "liquid-shm-" in default_shm_dir().name
     assert not str(default_shm_dir()).startswith("/dev/shm")
+
+
+def test_a_pre_existing_loose_directory_is_tightened_and_a_foreign_one_refused(tmp_path: Path) -> None:
+    """Copies are tenants' bytes: a 0777 directory left by someone is closed to 0700 before use."""
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    os.chmod(loose, 0o777)
+    ShmCache(loose, node_id="n", max_bytes=1 << 20, ttl=60)
+    assert loose.stat().st_mode & 0o777 == 0o700
+
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="symlink") as err:
+        ShmCache(link, node_id="n", max_bytes=1 << 20, ttl=60)
+    assert err.value.field == "shm.dir"
+
+    if os.geteuid() == 0:  # as root, a directory of another user can be made to test the refusal
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(ConfigError, match="uid 65534"):
+            ShmCache(foreign, node_id="n", max_bytes=1 << 20, ttl=60)

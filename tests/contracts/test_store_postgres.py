@@ -78,3 +78,38 @@ def test_unreachable_server_is_store_error() -> None:
     with pytest.raises(StoreError, match=re.escape("postgresql://u@127.0.0.1:1/db")) as err:
         store.ping()
     assert "topsecret" not in str(err.value)
+
+
+def test_a_call_that_finds_no_free_connection_fails_after_the_acquire_timeout(pg_url: str) -> None:
+    """The hand-rolled pool queued forever; psycopg_pool gives up after ``acquire_timeout``."""
+    import threading
+    import time
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(_with_schema(pg_url, schema) + "&pool_size=1&acquire_timeout=1&chunk_size=1KiB")
+    try:
+        store.create_schema()
+        write_bytes(store, "big", b"b" * 20_000)
+        held = store.open("big")  # a streaming read keeps its connection until it is finished
+        first = next(held)
+        outcome: list[BaseException | None] = []
+
+        def second() -> None:
+            try:
+                store.head("big")
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        t = threading.Thread(target=second, daemon=True)
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), "a call waited for a pooled connection for more than 10 s"
+        assert 0.9 < time.monotonic() - started < 5
+        assert isinstance(outcome[0], StoreError) and "no connection free within 1s" in str(outcome[0])
+        assert len(first) + len(b"".join(held)) == 20_000  # the held read finishes
+        assert store.head("big").size == 20_000  # and its connection is back in the pool
+    finally:
+        store.drop_schema()
+        store.close()

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -569,3 +570,34 @@ def test_prefetch_keeps_order_propagates_errors_and_stops_early() -> None:
     assert next(stream) == b"x" * 10
     stream.close()  # the consumer gives up: the reader thread stops and the source is closed
     assert closed.wait(5)
+
+
+def test_prefetch_does_not_stall_or_leak_when_a_reader_stops_during_a_slow_read() -> None:
+    """A store read hung when the consumer left: the consumer returns at once, the source is
+    closed when the read ends (the old code waited 5 s, then leaked the source)."""
+    from liquid.service import _prefetched
+
+    reading, unblock, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def hung_store() -> Iterator[bytes]:
+        try:
+            yield b"first"
+            reading.set()
+            unblock.wait(30)  # a socket read the store's timeout will end
+            yield b"late"
+        finally:
+            closed.set()
+
+    stream = _prefetched(hung_store())
+    assert next(stream) == b"first"
+    assert reading.wait(5)
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 0.5
+    assert not closed.is_set()
+    unblock.set()
+    assert closed.wait(5), "the source of an abandoned read was never closed"
+    deadline = time.monotonic() + 5
+    while any(t.name == "liquid-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "liquid-prefetch" for t in threading.enumerate())

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -100,3 +101,47 @@ def test_sigkill_at_every_step_loses_nothing(
         assert read_ok(readers, tenant, o)
     for store in ("warm", "cold"):
         assert stored(service, store, tenant) == live_locators(service, tenant, store)
+
+
+def test_a_crashed_movers_rows_come_back_after_its_heartbeat_not_its_lease(
+    service: LiquidService, tenant: str, daemon_settings: dict[str, Any]
+) -> None:
+    """SIGKILLed mid-copy with a 600 s lease: another mover takes its rows within three beats."""
+    objs = make_objects(service, tenant, 6, kinds=("warm", "cold"))
+    _requeue(service, tenant, objs)
+    mover = {
+        "grace_period": 0,
+        "concurrency": 2,
+        "backoff": 0,
+        "lease": 600,
+        "heartbeat": 1,
+        "small_move_size": 0,
+    }
+    settings = {**daemon_settings, "hot": {"enabled": False}, "mover": mover}
+    env = {**os.environ, "LIQUID_TEST_SETTINGS": json.dumps(settings), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.daemon.mover_proc", "crashed-holder"],
+        env={**env, CRASH_ENV: "mid_copy:1"},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-3000:]
+    killed = time.monotonic()
+    held = [j for j in journal(service, tenant) if j.claimed_by == "crashed-holder"]
+    assert held, "the killed mover held no rows"
+
+    survivor = Mover.from_service(service, worker_id="survivor", settings=MoverSettings(**mover))
+    taken = 0
+    while time.monotonic() - killed < 30 and taken == 0:
+        taken = survivor.run_once().claimed
+        if taken == 0:
+            time.sleep(0.2)
+    waited = time.monotonic() - killed
+    assert taken, "the crashed mover's rows were still leased after 30 s"
+    assert waited < 10, waited  # three 1 s beats, plus a claim; the lease would be 600 s
+    survivor.run_until_idle()
+    rows = journal(service, tenant)
+    assert all(j.step == "done" for j in rows), [(j.id, j.step, j.error) for j in rows]
+    assert any(j.attempts > 0 for j in rows if j.id in {h.id for h in held})
+    assert all(read_ok(service, tenant, o) for o in objs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from liquid.config import MoverSettings
 from liquid.errors import Forbidden, ObjectGone
 from liquid.service import LiquidService
 from liquid.stores.base import write_bytes
+from liquid.stores.s3 import S3Store
 from liquid.tiering.gc import reconcile_service
 from liquid.tiering.journal import enqueue_move, enqueue_purge
 from liquid.tiering.mover import Mover
@@ -139,3 +141,41 @@ def test_gc_spares_bytes_of_moves_in_flight(
     assert mover.run_once().total("moved") == 1
     assert stored(service, "warm", tenant) == set()
     assert read_ok(service, tenant, obj)
+
+
+def test_gc_aborts_incomplete_multipart_uploads_past_the_grace(
+    service: LiquidService, tenant: str, clock: FakeClock
+) -> None:
+    """A put that crashed mid-upload leaves billed parts no listing shows; gc reports and aborts them."""
+    cold = service.stores["cold"]
+    s3 = cast(S3Store, getattr(cold, "store", cold))
+    started = []
+    for name in ("crashed-a", "crashed-b"):
+        key = f"{s3.prefix}{tenant}/data/{name}"
+        upload_id = s3.client.create_multipart_upload(Bucket=s3.bucket, Key=key)["UploadId"]
+        s3.client.upload_part(Bucket=s3.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"p" * 1000)
+        started.append(upload_id)
+
+    def open_uploads() -> set[str]:
+        page = s3.client.list_multipart_uploads(Bucket=s3.bucket, Prefix=f"{s3.prefix}{tenant}/")
+        return {u["UploadId"] for u in page.get("Uploads", [])}
+
+    assert open_uploads() == set(started)
+    young = reconcile_service(service, grace=3600, clock=clock, tenants=[tenant], only=["cold"])
+    assert young.uploads_young == 2 and young.uploads_aborted == []
+    assert open_uploads() == set(started)
+
+    clock.advance(7200)
+    dry = reconcile_service(service, grace=3600, clock=clock, tenants=[tenant], only=["cold"], dry_run=True)
+    assert len(dry.uploads_aborted) == 2 and open_uploads() == set(started)
+    old = reconcile_service(service, grace=3600, clock=clock, tenants=[tenant], only=["cold"])
+    assert sorted(u[1] for u in old.uploads_aborted) == [
+        f"{tenant}/data/crashed-a",
+        f"{tenant}/data/crashed-b",
+    ]
+    assert {u["upload_id"] for u in old.as_dict()["uploads_aborted"]} == set(started)
+    assert open_uploads() == set()
+    assert "uploads_aborted=2" in repr(old) and old.errors == []
+    # Nothing left to do, and a second run is harmless.
+    again = reconcile_service(service, grace=3600, clock=clock, tenants=[tenant], only=["cold"])
+    assert again.uploads_aborted == [] and again.errors == []

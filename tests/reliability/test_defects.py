@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from liquid.access import AccessTracker
 from liquid.api.server import ApiServer
 from liquid.errors import InvalidInput, ObjectGone
+from liquid.redis_keys import ACCESS_DIRTY, ACCESS_OBJECT
 from liquid.refs import ResultRef
 from liquid.service import LiquidService
 from liquid.tiering.apply import CatalogApplier
@@ -132,9 +133,13 @@ def test_an_unparseable_access_record_is_dropped_not_fatal(api_service: LiquidSe
     ref = api_service.put(tk.tenant, "counts", "k", b"v" * 10).ref
     api_service.get(tk.tenant, ref)
     access.push()
-    access.client.hset(f"liquid:access:obj:{tk.tenant}/counts/k@2147483648", mapping={"s": 1, "t": 1, "n": 1})
-    access.client.sadd("liquid:access:dirty", f"{tk.tenant}/counts/k@2147483648")
+    # The tracker's own keys: a record under other names would prove nothing.
+    bad = f"{tk.tenant}/counts/k@2147483648"
+    now = time.time()
+    access.client.hset(ACCESS_OBJECT + bad, mapping={"s": 1, "t": now, "n": 1, "f": now, "c": now})
+    access.client.sadd(ACCESS_DIRTY, bad)
     access.flush(api_service.engine)
+    assert not access.client.sismember(ACCESS_DIRTY, bad)
     with api_service.engine.connect() as conn:
         n = conn.execute(
             text("SELECT hits FROM access_stats WHERE tenant_id = :t"), {"t": tk.tenant}
@@ -193,16 +198,31 @@ def test_a_content_type_with_a_control_character_is_refused_everywhere(
         )  # fmt: skip
 
 
-def test_the_cli_refuses_a_control_character_in_a_content_type(tmp_path: Any) -> None:
+def test_the_cli_refuses_a_control_character_in_a_content_type(
+    tmp_path: Any, api_settings: dict[str, Any], api_service: LiquidService, tk: TenantKey
+) -> None:
+    """Against the real catalog and an existing tenant, so only the content type can stop the put."""
+    import json
+
     from typer.testing import CliRunner
 
     from liquid.cli import app
 
+    env = {
+        "LIQUID_CATALOG_URL": api_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(api_settings["stores"]),
+        "LIQUID_TENANT": "",
+    }
     f = tmp_path / "f.txt"
     f.write_bytes(b"x")
-    result = CliRunner().invoke(app, ["put", "ns", "k", str(f), "--tenant", "t", "--content-type", "a\x01b"])
+    args = ["put", "clict", "k", str(f), "--tenant", tk.tenant, "--content-type"]
+    ok = CliRunner().invoke(app, [*args, "text/plain"], env=env)
+    assert ok.exit_code == 0, ok.output
+    result = CliRunner().invoke(app, [*args, "a\x01b"], env=env)
     assert result.exit_code != 0
     assert "content_type" in (result.output + str(result.exception))
+    page = api_service.list(tk.tenant, "clict", all_versions=True)
+    assert [(i.ref.key, i.ref.version) for i in page.items] == [("k", 1)]
 
 
 # ------------------------------------------------------------------ 4. per-object expiry enforced
@@ -319,6 +339,30 @@ def test_invalid_utf8_in_an_object_key_is_400_not_a_collision(base_url: str, aut
         # A key that really holds U+FFFD is fine, percent-encoded as UTF-8.
         r = http.put(f"{base_url}/v1/objects/ns/{quote(chr(0xFFFD))}", content=b"ok")
         assert r.status_code == 201
+
+
+# ------------------------------------------------------------------------------- 10. smaller
+
+
+def test_batch_resolve_bounds_its_inline_total(http: httpx.Client, api_service: LiquidService) -> None:
+    """1,000 refs of 60 KiB used to build an 83 MB response; past the total, refs come without bodies."""
+    size = 60 * 1024
+    uris = [put(http, "batch", f"k{i}", bytes([i]) * size).json()["uri"] for i in range(50)]
+    refs = [uris[i % len(uris)] for i in range(1000)]
+    r = http.post("/v1/refs:resolve", json={"refs": refs})
+    assert r.status_code == 200, r.text[:500]
+    total = api_service.settings.api.batch_inline_total
+    assert len(r.content) < total * 4 // 3 + 1_000_000, len(r.content)
+    body = r.json()
+    fit = total // size
+    assert body["inline_bytes"] == fit * size
+    assert body["inline_omitted"] == 1000 - fit
+    results = body["results"]
+    assert all(x["ok"] for x in results)
+    assert all("inline" in x["ref"] and not x.get("inline_omitted") for x in results[:fit])
+    assert all("inline" not in x["ref"] and x["inline_omitted"] is True for x in results[fit:])
+    # Refs past the total still resolve: the body is one GET away.
+    assert http.get(ref_url(results[-1]["ref"]["uri"])).content == bytes([999 % 50]) * size
 
 
 # --------------------------------------------------------------------------- helpers for others
