@@ -305,6 +305,9 @@ def policy_plan(
     ] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
     changes: Annotated[bool, typer.Option(help="List every changed object (json always does).")] = False,
+    allow_unconfigured_tiers: Annotated[
+        bool, typer.Option(help="Warn, instead of refusing, about rules whose tier has no store.")
+    ] = False,
 ) -> None:
     """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
     from liquid.tiering.engine import FixedPolicies, catalog_engine
@@ -315,6 +318,8 @@ def policy_plan(
 
     with _runtime() as rt:
         policies, version = _policies(rt, files)
+        # Files are checked; the applied set only warned about (it is already running).
+        _check_tiers(policies, rt.service.settings, allow_unconfigured_tiers or not files)
         # The daemon's own rebuild, applying nothing: the same numbers it would act on.
         plan = catalog_engine(rt.service, policies=FixedPolicies(policies, version)).dry_run(
             policies, version
@@ -382,6 +387,22 @@ def policy_simulate(
     console.print(render(report), highlight=False, markup=False, soft_wrap=True)
 
 
+def _check_tiers(policies: Any, settings: Any, allow: bool) -> None:
+    """Refuse rules whose tier has no store (``--allow-unconfigured-tiers``: warn instead)."""
+    from liquid.policy.store import unconfigured_tiers
+
+    problems = unconfigured_tiers(policies, lambda tier: bool(settings.store_for(tier)))
+    if not problems:
+        return
+    if allow:
+        for p in problems:
+            err.print(f"[yellow]warning:[/] {escape(p)}", highlight=False)
+        return
+    raise LiquidError(
+        "\n".join(problems) + "\n(pass --allow-unconfigured-tiers to plan or apply anyway)", field="policies"
+    )
+
+
 def _confirm_diff(diff: Any, yes: bool, what: str) -> None:
     """Show ``diff``; go on only with ``--yes`` or a confirmation at a terminal."""
     console.print(diff.render(), highlight=False, markup=False)
@@ -416,6 +437,9 @@ def policy_apply(
             help="Refuse unless the applied set is still this version (the one you planned against)."
         ),
     ] = None,
+    allow_unconfigured_tiers: Annotated[
+        bool, typer.Option(help="Warn, instead of refusing, about rules whose tier has no store.")
+    ] = False,
 ) -> None:
     """Validate and store policies as the next version; the daemon uses them on its next cycle.
 
@@ -432,7 +456,9 @@ def policy_apply(
         sources = read_sources(files)
         if merge and current is not None:
             sources = {**current.sources, **sources}
-        diff = diff_policies(current.policies if current else None, load_policy_sources(sources))
+        new = load_policy_sources(sources)
+        _check_tiers(new, rt.service.settings, allow_unconfigured_tiers)
+        diff = diff_policies(current.policies if current else None, new)
         _confirm_diff(diff, yes, "apply")
         applied = apply_policies(
             rt.service.engine,

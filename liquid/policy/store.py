@@ -165,6 +165,26 @@ def diff_policies(old: PolicySet | None, new: PolicySet) -> PolicyDiff:
     )
 
 
+def unconfigured_tiers(policies: PolicySet, configured: Callable[[str], bool]) -> list[str]:
+    """``file:line:column: TieringPolicy name rules[i]: ...`` for every rule whose tier has no store.
+
+    The daemon would plan such moves and skip them at every cycle, so ``plan`` and ``apply``
+    refuse the policy set (unless told to allow it) instead of letting work vanish silently.
+    """
+    out = []
+    for policy in policies.tiering:
+        for i, rule in enumerate(policy.spec.rules):
+            if rule.tier == "hot" or configured(rule.tier):
+                continue
+            file, line, column = policies.locate("TieringPolicy", policy.name, ("spec", "rules", i, "tier"))
+            where = f"{file}:{line}:{column}" if line is not None else file
+            out.append(
+                f"{where}: TieringPolicy {policy.name} rules[{i}]: tier {rule.tier!r} has no store in this "
+                f"configuration (set tiers.{rule.tier} in liquid.yaml); the daemon would skip these moves"
+            )
+    return out
+
+
 def history(engine: Engine, limit: int = 20) -> list[tuple[int, datetime, str | None, list[str]]]:
     """(version, applied_at, applied_by, files), newest first."""
     with engine.connect() as conn:

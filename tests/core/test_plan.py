@@ -229,3 +229,28 @@ def test_apply_shows_the_difference_needs_confirmation_and_can_merge_show_diff_a
     now = json.loads(cli("policy", "diff", str(base), "-o", "json").stdout)
     assert now == {"added": [], "removed": [], "changed": []}
     assert "no policy version 999999" in cli("policy", "show", "999999").output
+
+
+def test_a_rule_whose_tier_has_no_store_is_refused_unless_allowed(
+    base_settings: dict, runtime: object, tmp_path: Path, tenant: str
+) -> None:
+    env = {
+        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(base_settings["stores"]),
+    }
+    f = tmp_path / "archive.yaml"
+    f.write_text(
+        f"apiVersion: liquid/v1\nkind: TieringPolicy\nmetadata: {{name: arch-{tenant}}}\n"
+        f"spec:\n  selector: {{tenants: [{tenant}]}}\n  rules:\n    - {{tier: warm, demoteAfter: 1d}}\n"
+        "    - {tier: archive}\n"
+    )
+    for command in (["plan", str(f)], ["apply", str(f), "--yes"]):
+        out = CliRunner().invoke(app, ["policy", *command], env=env)
+        assert out.exit_code == 1 and out.exception is not None
+        text_ = str(out.exception)
+        assert "archive.yaml:8:14: " in text_ and "tier 'archive' has no store" in text_, text_
+        assert "--allow-unconfigured-tiers" in text_
+    allowed = CliRunner().invoke(
+        app, ["policy", "plan", str(f), "--allow-unconfigured-tiers", "-o", "json"], env=env
+    )
+    assert allowed.exit_code == 0, allowed.output
