@@ -11,6 +11,8 @@ Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 ``GET|HEAD|DELETE /v1/refs/{ref}``       the same by ref (``GET``/``HEAD`` also signed: ``?sig=&exp=``)
 ``POST /v1/refs:resolve``                a batch of refs → per-ref JSON form, facts or problem
 ``POST /v1/refs:sign``                   an HMAC-signed URL for one ref
+``GET /v1/events``                       the event log, filtered and paginated (``liquid.api.events``)
+``GET /v1/stats/...``                    usage, cost, moves, top objects, idle (``liquid.api.stats``)
 ``/healthz`` ``/readyz`` ``/metrics``    liveness, backend reachability, Prometheus
 =======================================  ==============================================================
 
@@ -34,6 +36,7 @@ from starlette.responses import Response
 
 from liquid.api import problems
 from liquid.api.auth import Authenticator, RefSigner
+from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, router
@@ -103,6 +106,7 @@ def create_app(
     app.state.liquid = ctx
     app.include_router(router)
     app.include_router(stats_router)
+    app.include_router(events_router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:
