@@ -41,6 +41,7 @@ from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, router
 from liquid.api.stats import router as stats_router
+from liquid.api.tracing import TracingMiddleware
 from liquid.config import Settings
 from liquid.events.sinks import EventSink
 from liquid.events.stats import ClickHouseStats, PostgresStats
@@ -114,6 +115,8 @@ def create_app(
 
     problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if service.tracing.enabled:
+        app.add_middleware(TracingMiddleware, tracing=service.tracing)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
