@@ -24,6 +24,8 @@ from liquid.shm import ShmCache
 from liquid.stores import open_store
 from liquid.stores.base import Store
 from liquid.stores.guard import Guard, GuardedStore
+from liquid.stores.traced import TracedStore
+from liquid.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +113,17 @@ def guarded(name: str, store: Store, settings: Settings) -> GuardedStore:
 
 
 def open_runtime(
-    settings: Settings, *, migrate: bool = True, clock: Callable[[], datetime] = utcnow
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+    tracing: Tracing | None = None,
 ) -> Runtime:
-    """Open the catalog (migrating it unless told not to), the stores and the hot cache."""
+    """Open the catalog (migrating it unless told not to), the stores and the hot cache.
+
+    ``tracing`` replaces the one ``settings.tracing`` configures (tests: an in-memory exporter).
+    """
+    tracing = tracing or Tracing.from_settings(settings.tracing)
     urls, stack = resolve_urls(settings)
     engine = db.make_engine(urls["catalog"])
     if migrate:
@@ -145,13 +155,15 @@ def open_runtime(
                 access.start()
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
-    durable = {
+    durable: dict[str, Store] = {
         name: guarded(name, open_store(url), settings)
         for name, url in urls.items()
         if name not in ("catalog", hot_name)
     }
+    if tracing.enabled:
+        durable = {name: TracedStore(store, tracing, name=name) for name, store in durable.items()}
     shm = ShmCache.from_settings(settings.shm, node_id=settings.node_id) if settings.shm.enabled else None
     service = LiquidService(
-        settings, engine=engine, stores=durable, hot=hot, access=access, shm=shm, clock=clock
+        settings, engine=engine, stores=durable, hot=hot, access=access, shm=shm, clock=clock, tracing=tracing
     )
     return Runtime(service=service, urls=urls, embedded=stack)

@@ -721,6 +721,119 @@ def export_clickhouse(
     console.print_json(json.dumps({**report.as_dict(), "lag_events": lag.events, "lag_seconds": lag.seconds}))
 
 
+events_app = typer.Typer(help="The event log: tail it, check it against the catalog.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+def _event_line(ev: dict[str, Any]) -> str:
+    what = ev["ref"] or ev["tenant"] or "-"
+    tiers = f"{ev['from_tier']}→{ev['tier']}" if ev["from_tier"] else (ev["tier"] or "")
+    extra = " ".join(
+        f"{k}={v}"
+        for k, v in (("bytes", ev["bytes"]), ("count", ev["count"]), ("trace", ev["trace_id"]))
+        if v
+    )
+    return (
+        f"{ev['at']}  {ev['id']:>10}  {ev['kind']:<20} {what}  {tiers}  {ev['actor'] or ''}  {extra}".rstrip()
+    )
+
+
+@events_app.command("tail")
+def events_tail(
+    kind: Annotated[
+        str | None, typer.Option(help="Comma-separated kinds or short names: move,purge or apikey.*")
+    ] = None,
+    ref: Annotated[str | None, typer.Option(help="liquid://t/ns/key@3, or without @version for all.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the latest events to show first.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """Print the latest events (oldest first), then new ones as they commit with --follow."""
+    from liquid.events.history import EventQuery, RefFilter, tail
+    from liquid.events.history import follow as follow_events
+    from liquid.events.log import kinds_matching
+    from liquid.refs import check_slug
+
+    try:
+        kinds = kinds_matching(kind.split(",")) if kind else []
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="kind") from None
+    query = EventQuery(
+        tenant=check_slug(tenant, "tenant") if tenant is not None else None,
+        kinds=kinds,
+        ref=RefFilter.parse(ref) if ref is not None else None,
+        limit=limit,
+    )
+
+    def show(ev: dict[str, Any]) -> None:
+        print(json.dumps(ev, ensure_ascii=False) if as_json else _event_line(ev), flush=True)
+
+    with _runtime(migrate=False) as rt:
+        engine = rt.service.engine
+        latest, since = tail(engine, query)
+        for ev in latest:
+            show(ev)
+        if not follow:
+            return
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            for ev in follow_events(
+                engine, query, since=since, poll=interval, stop=stop.is_set, sleep=stop.wait
+            ):
+                show(ev)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@events_app.command("replay")
+def events_replay(
+    check: Annotated[
+        bool, typer.Option("--check", help="Compare the replayed state with the catalog (the only mode).")
+    ] = False,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's objects.")] = None,
+    limit: Annotated[int, typer.Option(help="Divergences to list at most.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole report as JSON.")] = False,
+) -> None:
+    """Rebuild every object's state and placement from the event log alone; exit 1 on any divergence."""
+    from liquid.events import replay
+    from liquid.refs import check_slug
+
+    if not check:
+        raise InvalidInput("replay only checks for now: run 'liquid events replay --check'", field="check")
+    with _runtime(migrate=False) as rt:
+        report = replay.check(
+            rt.service.engine, tenant=check_slug(tenant, "tenant") if tenant else None, limit=limit
+        )
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+    else:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(report.states.items())) or "none"
+        console.print(
+            f"replayed {report.events} events of {report.objects} objects ({states}; {report.moves} moves)"
+            + (
+                f"; {report.unverifiable} created before the oldest retained event"
+                if report.unverifiable
+                else ""
+            )
+        )
+        for d in report.divergences:
+            console.print(escape(f"divergence: {d}"), style="red", soft_wrap=True)
+            history = report.histories.get(d.object_id)
+            if history:
+                console.print(
+                    escape("  placements: " + " → ".join(f"{t}:{s} ({at})" for at, t, s in history)),
+                    soft_wrap=True,
+                )
+        console.print("no divergence" if report.ok else f"{len(report.divergences)} divergence(s)")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def up(
     once: Annotated[

@@ -246,6 +246,20 @@ class EventsSettings(BaseModel):
     prune_interval: Duration = 3600.0
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans around API requests, store calls and moves (``liquid.tracing``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: none: no spans (the default); console: JSON on stdout; otlp: OTLP/HTTP to ``endpoint``.
+    exporter: Literal["none", "console", "otlp"] = "none"
+    #: The OTLP/HTTP traces URL (default: the exporter's own, ``OTEL_EXPORTER_OTLP_*`` or localhost:4318).
+    endpoint: str | None = None
+    service_name: str = "liquid"
+    #: Share of new traces recorded; a request that arrives sampled by its caller is always recorded.
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class PlannerConfig(BaseModel):
     """How the planner values a hot copy (``liquid.tiering.planner``)."""
 
@@ -335,6 +349,7 @@ class Settings(BaseSettings):
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -61,6 +61,7 @@ from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_slug
 from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
+from liquid.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,7 @@ class LiquidService:
         shm: this node's shared-memory copies (their owner is the API; the service removes them
             when a version is deleted or expires).
         clock: returns the current UTC time; tests inject a fake one.
+        tracing: spans (:mod:`liquid.tracing`); the API and the mover take theirs from here.
     """
 
     def __init__(
@@ -325,9 +327,11 @@ class LiquidService:
         access: AccessTracker | None = None,
         shm: ShmCache | None = None,
         clock: Clock = utcnow,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.tracing = tracing or Tracing.off()
         self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
         self.stores = dict(stores)
         self.hot = hot if settings.hot.enabled else None
@@ -353,6 +357,7 @@ class LiquidService:
             self.hot.close()
         self.fast.close()
         self.engine.dispose()
+        self.tracing.shutdown()
 
     # ------------------------------------------------------------------ writes
 

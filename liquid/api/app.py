@@ -11,6 +11,8 @@ Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 ``GET|HEAD|DELETE /v1/refs/{ref}``       the same by ref (``GET``/``HEAD`` also signed: ``?sig=&exp=``)
 ``POST /v1/refs:resolve``                a batch of refs → per-ref JSON form, facts or problem
 ``POST /v1/refs:sign``                   an HMAC-signed URL for one ref
+``GET /v1/events``                       the event log, filtered and paginated (``liquid.api.events``)
+``GET /v1/stats/...``                    usage, cost, moves, top objects, idle (``liquid.api.stats``)
 ``/healthz`` ``/readyz`` ``/metrics``    liveness, backend reachability, Prometheus
 =======================================  ==============================================================
 
@@ -34,10 +36,12 @@ from starlette.responses import Response
 
 from liquid.api import problems
 from liquid.api.auth import Authenticator, RefSigner
+from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, router
 from liquid.api.stats import router as stats_router
+from liquid.api.tracing import TracingMiddleware
 from liquid.config import Settings
 from liquid.events.sinks import EventSink
 from liquid.events.stats import ClickHouseStats, PostgresStats
@@ -103,6 +107,7 @@ def create_app(
     app.state.liquid = ctx
     app.include_router(router)
     app.include_router(stats_router)
+    app.include_router(events_router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:
@@ -110,6 +115,8 @@ def create_app(
 
     problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if service.tracing.enabled:
+        app.add_middleware(TracingMiddleware, tracing=service.tracing)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

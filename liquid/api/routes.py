@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
 from sqlalchemy import text
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -53,6 +54,7 @@ from liquid.refs import IpcHint, RefInfo, ResultRef
 from liquid.service import LiquidService, ObjectInfo, ObjectReader
 from liquid.shm import ShmCache, ShmWriter
 from liquid.tenancy import Principal
+from liquid.tracing import TRACE_ID_ATTR, current_trace_id
 from liquid.units import parse_duration
 
 T = TypeVar("T")
@@ -539,6 +541,10 @@ async def put_object(
             raise TooLarge(
                 f"body of {size_hint} bytes exceeds the maximum object size of {limit}", field="body"
             )
+    # The id stored on the object and its events: the caller's, else the request span's (tracing on).
+    trace_id = x_liquid_trace_id or _trace_from(traceparent) or current_trace_id()
+    if trace_id is not None:
+        trace.get_current_span().set_attribute(TRACE_ID_ATTR, trace_id)
     bridge = BodyBridge(request.stream(), limit=limit)
     shm = c.shm
     writer = shm.writer() if shm is not None and shm.wants(content_type, size_hint) else None
@@ -559,7 +565,7 @@ async def put_object(
                 content_type=content_type,
                 size_hint=size_hint,
                 classification=x_liquid_classification,
-                trace_id=x_liquid_trace_id or _trace_from(traceparent),
+                trace_id=trace_id,
                 correlation_id=x_liquid_correlation_id,
                 execution_id=x_liquid_execution_id,
                 scope=x_liquid_scope,

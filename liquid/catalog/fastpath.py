@@ -41,6 +41,7 @@ _CREATED_EVENT = events.insert_from(
         "stored_size": "CAST(%(stored_size)s AS bigint)",
         "sha256": "CAST(%(sha256)s AS text)",
         "store": "CAST(%(home_store)s AS text)",
+        "locator": "CAST(%(locator)s AS text)",
     },
 )
 INSERT_OBJECT = f"""

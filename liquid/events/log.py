@@ -103,11 +103,12 @@ def _kind(name: str, scope: Scope, doc: str, /, **fields: type | tuple[type, ...
 CREATED: Final = _kind(
     "object.created",
     "object",
-    "a new version was stored (tier = its home tier, bytes = stored size)",
+    "a new version was stored (tier = its home tier, bytes = stored size; locator is null inline)",
     size=_I,
     stored_size=_I,
     sha256=_S,
     store=_S,
+    locator=_OPT_S,
 )
 READ: Final = _kind(
     "object.read",

@@ -91,6 +91,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy.exc
+from opentelemetry.trace import Span, Status, StatusCode
 from sqlalchemy import Connection, Engine, and_, case, select, text
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -105,6 +106,7 @@ from liquid.refs import ResultRef
 from liquid.service import LiquidService, _decompress, utcnow
 from liquid.stores.base import Store, delete_many
 from liquid.tiering.journal import JournalEntry, beat, claim, close, release, release_stale, renew
+from liquid.tracing import TRACE_ID_ATTR, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -560,11 +562,20 @@ class _Cycle:
     report: MoveReport
     heartbeat: _Heartbeat
     runner: _Runner = field(init=False)
+    #: Each row's open ``mover.move``/``mover.purge`` span (tracing on), ended by :meth:`finish`.
+    spans: dict[int, Span] = field(default_factory=dict)
 
     def finish(self, entry: JournalEntry, result: str, nbytes: int = 0) -> None:
         """Count a row's result; this cycle is done with it."""
         self.report.add(entry, result, nbytes)
         self.heartbeat.drop([entry.id])
+        span = self.spans.pop(entry.id, None)
+        if span is not None:
+            span.set_attribute("liquid.result", result)
+            span.set_attribute("liquid.bytes", nbytes)
+            if result == "failed":
+                span.set_status(Status(StatusCode.ERROR, entry.error or "failed"))
+            span.end()
 
 
 class Mover:
@@ -578,6 +589,7 @@ class Mover:
         hot: the hot cache, whose copy a purge removes (None: no hot tier).
         worker_id: this mover's claim name; unique per process (default host:pid:random).
         sleep / monotonic: real time, for backoff, the bandwidth limit and the store-call watchdog.
+        tracing: a ``mover.cycle`` span per cycle and one per row worked (:mod:`liquid.tracing`).
     """
 
     def __init__(
@@ -591,8 +603,10 @@ class Mover:
         worker_id: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
         self.engine = engine
+        self.tracing = tracing or Tracing.off()
         self.stores: dict[str, Store] = dict(stores)
         self.hot = hot
         self.clock = clock
@@ -634,6 +648,7 @@ class Mover:
             worker_id=worker_id,
             sleep=sleep,
             monotonic=monotonic,
+            tracing=service.tracing,
         )
 
     def __repr__(self) -> str:
@@ -691,8 +706,8 @@ class Mover:
                 clock=self.clock,
                 every=self.settings.heartbeat,
             )
-            with heartbeat:
-                cycle = _Cycle(report, heartbeat)
+            with heartbeat, self.tracing.span("mover.cycle", {"liquid.worker": self.worker_id}):
+                cycle = _Cycle(report, heartbeat, spans=self._spans(entries))
                 cycle.runner = _Runner(
                     self.settings.concurrency,
                     self.settings.store_timeout,
@@ -700,12 +715,46 @@ class Mover:
                     local=self._local,
                     give_up=partial(self._give_up, cycle=cycle),
                 )
-                self._cycle(entries, cycle)
+                try:
+                    self._cycle(entries, cycle)
+                finally:
+                    for span in cycle.spans.values():  # rows the cycle left unfinished
+                        span.end()
         report.seconds = time.perf_counter() - started
         self.cycles += 1
         for key, n in report.counts.items():
             self.totals[key[3]] += n
         return report
+
+    def _spans(self, entries: Sequence[JournalEntry]) -> dict[int, Span]:
+        """A span per claimed row, with its object's stored trace id (one query; tracing on only)."""
+        if not self.tracing.enabled:
+            return {}
+        with self.engine.connect() as conn:
+            traces: dict[int, str | None] = dict(
+                conn.execute(
+                    text("SELECT id, trace_id FROM objects WHERE id = ANY(CAST(:ids AS bigint[]))"),
+                    {"ids": [e.object_id for e in entries]},
+                ).all()
+            )
+        spans: dict[int, Span] = {}
+        for e in entries:
+            attrs: dict[str, str | int] = {
+                "liquid.journal_id": e.id,
+                "liquid.object_id": e.object_id,
+                "liquid.tenant": e.tenant_id,
+                "liquid.from_tier": e.from_tier,
+                "liquid.from_store": e.from_store,
+            }
+            if e.to_tier is not None and e.to_store is not None:
+                attrs |= {"liquid.to_tier": e.to_tier, "liquid.to_store": e.to_store}
+            if e.reason:
+                attrs["liquid.reason"] = e.reason
+            trace_id = traces.get(e.object_id)
+            if trace_id:
+                attrs[TRACE_ID_ATTR] = trace_id
+            spans[e.id] = self.tracing.start(f"mover.{e.kind}", attrs)
+        return spans
 
     def run_until_idle(self, *, max_cycles: int = 1000) -> MoveReport:
         """Run cycles until a cycle claims nothing (rows waiting for their grace period stay)."""
