@@ -41,7 +41,7 @@ def test_free_port_is_low_enough_for_weed() -> None:
 def test_stack_starts_serves_and_stops(root: Path) -> None:
     with EmbeddedStack(root) as stack:
         urls = stack.start()  # a second start reuses what runs
-        assert set(urls) == {"postgres", "redis", "cold"}
+        assert set(urls) == {"postgres", "redis", "cold", "archive"}
         assert urls["postgres"].startswith("postgresql+psycopg://")
         assert urls["redis"].startswith("redis://127.0.0.1:")
         assert urls["cold"] == (root / "cold").as_uri()
