@@ -104,7 +104,9 @@ def import_s3(
     ] = None,
     all_tenants: Annotated[
         bool,
-        typer.Option("--all-tenants", help="No tenant or namespace: govern matching objects of every tenant."),
+        typer.Option(
+            "--all-tenants", help="No tenant or namespace: govern matching objects of every tenant."
+        ),
     ] = False,
     lossy: Annotated[
         bool, typer.Option("--lossy", help="Import even what would not behave exactly as on S3 (listed).")

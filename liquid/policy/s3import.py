@@ -156,7 +156,8 @@ def import_s3_lifecycle(
         raise S3ImportLoss(losses)
     if lifecycle.transition_minimum == "all_storage_classes_128K" and any(u.small_default for u in units):
         notes.append(
-            "transitions skip objects under 128 KiB, as S3 does by default (TransitionDefaultMinimumObjectSize "
+            "transitions skip objects under 128 KiB, as S3 does by default "
+            "(TransitionDefaultMinimumObjectSize "
             "all_storage_classes_128K; a size filter on the rule overrides it)"
         )
     notes.append(
@@ -221,7 +222,9 @@ def _units(rule: Rule, lifecycle: Lifecycle, notes: list[str], losses: list[str]
     units += _transition_units(rule, base, rule.transitions, lifecycle, losses)
     nc = replace(base, versions="noncurrent")
     if rule.noncurrent_expiration is not None:
-        units.append(replace(nc, newer=rule.noncurrent_expiration_newer or 0, expire=(rule.noncurrent_expiration,)))
+        units.append(
+            replace(nc, newer=rule.noncurrent_expiration_newer or 0, expire=(rule.noncurrent_expiration,))
+        )
     units += _transition_units(rule, nc, rule.noncurrent_transitions, lifecycle, losses)
     if rule.expired_object_delete_marker:
         notes.append(
@@ -230,7 +233,8 @@ def _units(rule: Rule, lifecycle: Lifecycle, notes: list[str], losses: list[str]
         )
     if rule.abort_multipart_days is not None:
         notes.append(
-            f"rule {rule.label}: AbortIncompleteMultipartUpload ({rule.abort_multipart_days} days): Liquid does "
+            f"rule {rule.label}: AbortIncompleteMultipartUpload ({rule.abort_multipart_days} "
+            "days): Liquid does "
             "this itself: its stores abort a multipart upload that fails, and liquid gc deletes unreferenced "
             "bytes after the grace period"
         )
@@ -264,7 +268,8 @@ def _transition_units(
             archive=(t.when,) if tier == "archive" else (),
         )
         small_ok = (
-            lifecycle.transition_minimum == "varies_by_storage_class" and t.storage_class in SMALL_OBJECT_CLASSES
+            lifecycle.transition_minimum == "varies_by_storage_class"
+            and t.storage_class in SMALL_OBJECT_CLASSES
         )
         if not rule.filter.has_size and not small_ok:
             # S3's TransitionDefaultMinimumObjectSize: no transition of objects under 128 KiB
@@ -292,7 +297,13 @@ def _intersect(a: _Unit, b: _Unit) -> _Unit | None:
         if tags.setdefault(k, v) != v:
             return None
     low = max(a.min_size, b.min_size)
-    high = b.max_size if a.max_size is None else a.max_size if b.max_size is None else min(a.max_size, b.max_size)
+    high = (
+        b.max_size
+        if a.max_size is None
+        else a.max_size
+        if b.max_size is None
+        else min(a.max_size, b.max_size)
+    )
     if high is not None and low > high:
         return None
     return _Unit(
@@ -358,7 +369,8 @@ def _combine(units: list[_Unit], scope: dict[str, Any]) -> list[dict[str, Any]]:
                 seen.add(key)
                 if len(seen) > MAX_POLICIES * 4:
                     raise PolicyError(
-                        f"these rules overlap in more than {MAX_POLICIES * 4} combinations; Liquid would need "
+                        f"these rules overlap in more than {MAX_POLICIES * 4} combinations; Liquid "
+                        "would need "
                         "one policy for each: import the configuration in parts (e.g. by prefix)",
                         field="Rules",
                     )
@@ -366,10 +378,10 @@ def _combine(units: list[_Unit], scope: dict[str, Any]) -> list[dict[str, Any]]:
                 grow(key, joined, j + 1)
 
     for i, unit in enumerate(base):
-        key = frozenset({i})
-        seen.add(key)
-        combos.append((key, unit))
-        grow(key, unit, i + 1)
+        alone = frozenset({i})
+        seen.add(alone)
+        combos.append((alone, unit))
+        grow(alone, unit, i + 1)
     # A combination whose objects all match a further unit never decides: the larger one wins.
     closed = [
         (members, combo)
@@ -443,9 +455,17 @@ def _document(combo: _Unit, rank: int, scope: dict[str, Any], names: set[str]) -
         if value is not None:
             spec[key] = format_duration(value) if isinstance(value, float) else value.isoformat()
 
-    name = _unique("-and-".join(combo.names) if len(combo.names) <= 3 else f"{combo.names[0]}-and-{len(combo.names) - 1}-more", combo, names)
+    name = _unique(
+        "-and-".join(combo.names)
+        if len(combo.names) <= 3
+        else f"{combo.names[0]}-and-{len(combo.names) - 1}-more",
+        combo,
+        names,
+    )
     what = " and ".join(combo.rules)
-    rules_word = "rule" if len(combo.rules) == 1 else "rules (an object matching all of them; S3 applies every one)"
+    rules_word = (
+        "rule" if len(combo.rules) == 1 else "rules (an object matching all of them; S3 applies every one)"
+    )
     versions = "current versions" if combo.versions == "current" else "noncurrent versions"
     return {
         "apiVersion": API_VERSION,

@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -275,7 +276,9 @@ class _Reader:
             if rule.id is None:
                 continue
             if rule.id in seen:
-                self.fail(f"{rule.path}.ID", f"{rule.id!r} is also the ID of {seen[rule.id]}; IDs must be unique")
+                self.fail(
+                    f"{rule.path}.ID", f"{rule.id!r} is also the ID of {seen[rule.id]}; IDs must be unique"
+                )
             else:
                 seen[rule.id] = rule.path
 
@@ -291,7 +294,7 @@ class _Reader:
             if rule_id is not None and len(rule_id) > MAX_ID:
                 self.fail(f"{path}.ID", f"{len(rule_id)} characters; S3 allows at most {MAX_ID} ([RULE] ID)")
         status = data.get("Status")
-        if "Status" not in data and not _has_variant(raw, "Status"):
+        if "Status" not in data and not (isinstance(raw, Mapping) and _has_variant(raw, "Status")):
             self.fail(f"{path}.Status", 'missing; S3 requires "Enabled" or "Disabled"')
         elif "Status" in data and status not in ("Enabled", "Disabled"):
             self.fail(f"{path}.Status", f'{_show(status)} is not valid; allowed: "Enabled", "Disabled"')
@@ -349,7 +352,9 @@ class _Reader:
         if len(raw) > 1:
             # [FILTER] "A Filter can have exactly one of Prefix, Tag, ObjectSizeGreaterThan,
             # ObjectSizeLessThan, or And specified"; combine conditions with And.
-            self.fail(at, f"has {', '.join(raw)}; S3 allows exactly one of them (combine conditions with And)")
+            self.fail(
+                at, f"has {', '.join(raw)}; S3 allows exactly one of them (combine conditions with And)"
+            )
             return None
         if "And" in raw:
             return self.and_filter(raw["And"], f"{at}.And")
@@ -387,9 +392,13 @@ class _Reader:
             less = self.integer(raw["ObjectSizeLessThan"], f"{at}.ObjectSizeLessThan", 0)
         # [AND] "apply a logical AND to two or more predicates": fewer is not an And.
         tag_count = len(raw["Tags"]) if isinstance(raw.get("Tags"), list) else 0
-        predicates = ("Prefix" in raw) + tag_count + ("ObjectSizeGreaterThan" in raw) + ("ObjectSizeLessThan" in raw)
+        predicates = (
+            ("Prefix" in raw) + tag_count + ("ObjectSizeGreaterThan" in raw) + ("ObjectSizeLessThan" in raw)
+        )
         if predicates < 2:
-            self.fail(at, f"has {predicates} condition{'' if predicates == 1 else 's'}; S3's And needs two or more")
+            self.fail(
+                at, f"has {predicates} condition{'' if predicates == 1 else 's'}; S3's And needs two or more"
+            )
         if greater is not None and less is not None and greater >= less:
             # [FILTERS] a size range: ObjectSizeGreaterThan must be below ObjectSizeLessThan.
             self.fail(
@@ -414,7 +423,9 @@ class _Reader:
             self.fail(f"{at}.Key", f"tag keys are 1 to {MAX_TAG_KEY} characters, got {len(key)}")
             return None
         if len(tag_value) > MAX_TAG_VALUE:
-            self.fail(f"{at}.Value", f"tag values are at most {MAX_TAG_VALUE} characters, got {len(tag_value)}")
+            self.fail(
+                f"{at}.Value", f"tag values are at most {MAX_TAG_VALUE} characters, got {len(tag_value)}"
+            )
             return None
         return key, tag_value
 
@@ -438,7 +449,10 @@ class _Reader:
             storage_class = item["StorageClass"]
             if storage_class not in STORAGE_CLASSES:
                 # [TRANSITION] StorageClass valid values.
-                self.fail(f"{at}.StorageClass", f"{_show(storage_class)} is not valid; allowed: {', '.join(STORAGE_CLASSES)}")
+                self.fail(
+                    f"{at}.StorageClass",
+                    f"{_show(storage_class)} is not valid; allowed: {', '.join(STORAGE_CLASSES)}",
+                )
                 continue
             # [TRANSITION]/[NCT] Days: 0 or more; "If the specified storage class is STANDARD_IA or
             # ONEZONE_IA, valid values are positive integers greater than 30" (S3 accepts 30).
@@ -456,7 +470,9 @@ class _Reader:
                     when = When(date=date)
             newer = None
             if "NewerNoncurrentVersions" in item:
-                newer = self.integer(item["NewerNoncurrentVersions"], f"{at}.NewerNoncurrentVersions", 1, MAX_NEWER_VERSIONS)
+                newer = self.integer(
+                    item["NewerNoncurrentVersions"], f"{at}.NewerNoncurrentVersions", 1, MAX_NEWER_VERSIONS
+                )
             if when is not None:
                 out.append(Transition(storage_class, when, newer))
         return out
@@ -471,7 +487,11 @@ class _Reader:
         # [EXPIRATION] Days and Date are alternatives; ExpiredObjectDeleteMarker "cannot be specified
         # with Days or Date in a Lifecycle Expiration Policy".
         if len(raw) != 1:
-            self.fail(at, f"has {', '.join(raw) or 'nothing'}; S3 requires exactly one of Days, Date and ExpiredObjectDeleteMarker")
+            self.fail(
+                at,
+                f"has {', '.join(raw) or 'nothing'}; S3 requires exactly one of Days, Date and "
+                "ExpiredObjectDeleteMarker",
+            )
             return None, False
         if "Days" in raw:
             # [EXPIRATION] Days: "The value must be a non-zero positive integer."
@@ -490,7 +510,12 @@ class _Reader:
         if "NoncurrentVersionExpiration" not in data:
             return None, None
         at = f"{path}.NoncurrentVersionExpiration"
-        raw = self.mapping(data["NoncurrentVersionExpiration"], at, ("NoncurrentDays", "NewerNoncurrentVersions"), ("NoncurrentDays",))
+        raw = self.mapping(
+            data["NoncurrentVersionExpiration"],
+            at,
+            ("NoncurrentDays", "NewerNoncurrentVersions"),
+            ("NoncurrentDays",),
+        )
         if raw is None or "NoncurrentDays" not in raw:
             return None, None
         # [NCE] NoncurrentDays: "The value must be a non-zero positive integer."
@@ -498,14 +523,18 @@ class _Reader:
         newer = None
         if "NewerNoncurrentVersions" in raw:
             # [NCE] NewerNoncurrentVersions: "You can specify up to 100 noncurrent versions to retain."
-            newer = self.integer(raw["NewerNoncurrentVersions"], f"{at}.NewerNoncurrentVersions", 1, MAX_NEWER_VERSIONS)
+            newer = self.integer(
+                raw["NewerNoncurrentVersions"], f"{at}.NewerNoncurrentVersions", 1, MAX_NEWER_VERSIONS
+            )
         return (When(days=days) if days is not None else None), newer
 
     def abort(self, data: Mapping[str, Any], path: str, flt: Filter | None) -> int | None:
         if "AbortIncompleteMultipartUpload" not in data:
             return None
         at = f"{path}.AbortIncompleteMultipartUpload"
-        raw = self.mapping(data["AbortIncompleteMultipartUpload"], at, ("DaysAfterInitiation",), ("DaysAfterInitiation",))
+        raw = self.mapping(
+            data["AbortIncompleteMultipartUpload"], at, ("DaysAfterInitiation",), ("DaysAfterInitiation",)
+        )
         if raw is None or "DaysAfterInitiation" not in raw:
             return None
         if flt is not None and flt.tags:
@@ -530,18 +559,23 @@ class _Reader:
         if len(forms) > 1:
             # S3 rejects a rule that mixes Date- and Days-based actions ("Found mixed 'Date' and
             # 'Days' based Expiration and Transition actions in lifecycle rule").
-            self.fail(path, f"mixes Date and {day_key} in {name}/{expiration_name}; S3 requires one form per rule")
+            self.fail(
+                path, f"mixes Date and {day_key} in {name}/{expiration_name}; S3 requires one form per rule"
+            )
             return
         seen: dict[str, int] = {}
         for i, t in enumerate(transitions):
             if t.storage_class in seen:
                 # S3: "'StorageClass' must be different for 'Transition' actions in same 'Rule'".
-                self.fail(f"{path}.{name}[{i}].StorageClass", f"{t.storage_class} is also the target of {name}[{seen[t.storage_class]}]")
+                self.fail(
+                    f"{path}.{name}[{i}].StorageClass",
+                    f"{t.storage_class} is also the target of {name}[{seen[t.storage_class]}]",
+                )
             seen[t.storage_class] = i
         ranked = sorted(
             ((STORAGE_CLASSES.index(t.storage_class), _moment(t.when), i) for i, t in enumerate(transitions)),
         )
-        for (_, earlier, i), (_, later, j) in zip(ranked, ranked[1:], strict=False):
+        for (_, earlier, i), (_, later, j) in itertools.pairwise(ranked):
             if later <= earlier:
                 # [TRANSITIONS] supported transitions form a waterfall: a colder class never
                 # comes before (or together with) a warmer one.

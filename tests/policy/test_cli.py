@@ -99,7 +99,9 @@ def test_import_s3_prints_yaml_and_notes(tmp_path: Path) -> None:
     )
     assert "tenants:\n    - acme" in result.stdout or "tenants:\n  - acme" in result.stdout
     assert "scope: tenants=acme" in result.stderr
-    assert "note: rule 'logs': AbortIncompleteMultipartUpload (7 days): Liquid does this itself" in result.stderr
+    assert (
+        "note: rule 'logs': AbortIncompleteMultipartUpload (7 days): Liquid does this itself" in result.stderr
+    )
     out = tmp_path / "imported.yaml"
     out.write_text(result.stdout)
     assert runner.invoke(policy_app, ["validate", str(out)]).exit_code == 0

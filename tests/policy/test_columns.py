@@ -77,22 +77,35 @@ def test_newer_noncurrent_versions_selects_the_same_objects_in_both_evaluators()
              "NoncurrentVersionExpiration": {"NoncurrentDays": 10, "NewerNoncurrentVersions": 3},
              "NoncurrentVersionTransitions": [
                  {"NoncurrentDays": 5, "StorageClass": "GLACIER", "NewerNoncurrentVersions": 1}]},
-            {"ID": "all", "Status": "Enabled", "Filter": {}, "NoncurrentVersionExpiration": {"NoncurrentDays": 40}},
+            {
+                "ID": "all",
+                "Status": "Enabled",
+                "Filter": {},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 40},
+            },
         ]
     }  # fmt: skip
     policies = load_policy_text(import_s3_lifecycle(config, namespace="n").yaml(), "imported.yaml")
     facts = [
         ObjectFacts(
-            tenant="t", namespace="n", key=key, size=2**20, created_at=now - 100 * day, home_tier=tier,
-            superseded_at=None if newer < 0 else now - age * day, newer_noncurrent=max(newer, 0),
-        )  # fmt: skip
+            tenant="t",
+            namespace="n",
+            key=key,
+            size=2**20,
+            created_at=now - 100 * day,
+            home_tier=tier,
+            superseded_at=None if newer < 0 else now - age * day,
+            newer_noncurrent=max(newer, 0),
+        )
         for key in ("a/x", "b/x")
         for tier in ("warm", "archive")
         for newer in (-1, 0, 1, 2, 3, 7)
         for age in (1, 6, 11, 41)
     ]
     assert check(policies, facts, now) == len(facts)
-    decided = {(f.key, f.home_tier, f.newer_noncurrent, f.superseded_at): evaluate(policies, f, now) for f in facts}
+    decided = {
+        (f.key, f.home_tier, f.newer_noncurrent, f.superseded_at): evaluate(policies, f, now) for f in facts
+    }
     # The newest noncurrent version (0 newer) is neither moved nor expired by keep-3; from one
     # newer it goes to archive after 5 days; from three newer it expires after 10.
     assert decided[("a/x", "warm", 0, now - 6 * day)].action == "keep"

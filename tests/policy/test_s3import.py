@@ -241,7 +241,9 @@ def test_transitions_become_a_ladder() -> None:
     assert _decide(policies, _obj("documents/a", 10))[:2] == ("warm", "keep")
     assert big[:2] == ("cold", "move")
     # S3 never brings an object back: a read after the transition changes nothing.
-    read = _obj("documents/a", 40, "cold", last_access_at=NOW - DAY, access_score=50.0, home_since=NOW - 9 * DAY)
+    read = _obj(
+        "documents/a", 40, "cold", last_access_at=NOW - DAY, access_score=50.0, home_since=NOW - 9 * DAY
+    )
     assert _decide(policies, read)[:2] == ("cold", "keep")
     assert _decide(policies, _obj("documents/a", 366, "cold"))[:2] == ("archive", "move")
 
@@ -312,7 +314,9 @@ def test_newer_noncurrent_versions_keeps_the_newest_n() -> None:
     for newer, action in ((0, "keep"), (1, "keep"), (2, "expire"), (5, "expire")):
         obj = _obj("logs/a", 100, superseded_at=NOW - 40 * DAY, newer_noncurrent=newer)
         assert _decide(policies, obj)[1] == action, newer
-    assert _decide(policies, _obj("logs/a", 100, superseded_at=NOW - 10 * DAY, newer_noncurrent=5))[1] == "keep"
+    assert (
+        _decide(policies, _obj("logs/a", 100, superseded_at=NOW - 10 * DAY, newer_noncurrent=5))[1] == "keep"
+    )
     assert any("ExpiredObjectDeleteMarker" in n for n in result.notes)
 
 
@@ -349,17 +353,21 @@ def test_scope_is_required_or_explicit() -> None:
 def test_the_three_inputs_of_the_issue_fail_with_a_path() -> None:
     typo = {"Rules": [{"ID": "r", "Status": "Enabled", "Filter": {"Prefx": "a/"}, "Expiration": {"Days": 3}}]}
     assert _problems(typo) == (
-        "Rules[0].Filter.Prefx: unknown key; allowed: And, ObjectSizeGreaterThan, ObjectSizeLessThan, Prefix, Tag",
+        "Rules[0].Filter.Prefx: unknown key; allowed: And, ObjectSizeGreaterThan, "
+        "ObjectSizeLessThan, Prefix, Tag",
     )
     lower = {"rules": [{"id": "r", "status": "Enabled", "filter": {}, "expiration": {"days": 3}}]}
     assert _problems(lower) == ("rules: unknown key (S3 keys are case-sensitive: 'Rules')",)
-    lower_rule = {"Rules": [{"id": "r", "status": "Enabled", "filter": {"prefix": "a/"}, "expiration": {"days": 3}}]}
+    lower_rule = {
+        "Rules": [{"id": "r", "status": "Enabled", "filter": {"prefix": "a/"}, "expiration": {"days": 3}}]
+    }
     assert _problems(lower_rule) == (
         "Rules[0].id: unknown key (S3 keys are case-sensitive: 'ID')",
         "Rules[0].status: unknown key (S3 keys are case-sensitive: 'Status')",
         "Rules[0].filter: unknown key (S3 keys are case-sensitive: 'Filter')",
         "Rules[0].expiration: unknown key (S3 keys are case-sensitive: 'Expiration')",
-        "Rules[0]: no action; S3 requires at least one of Expiration, Transitions, NoncurrentVersionExpiration, "
+        "Rules[0]: no action; S3 requires at least one of Expiration, Transitions, "
+        "NoncurrentVersionExpiration, "
         "NoncurrentVersionTransitions, AbortIncompleteMultipartUpload",
     )
     no_status = {"Rules": [{"ID": "r", "Filter": {"Prefix": "a/"}, "Expiration": {"Days": 3}}]}
@@ -376,76 +384,169 @@ def _rule(**fields: Any) -> dict[str, Any]:
         ([1, 2], "(top level): expected a JSON object, got an array"),
         ({"Rules": []}, "Rules: empty; S3 requires at least one rule"),
         ({}, "Rules: missing"),
-        ({"Rules": [{"ID": "r", "Status": "enabled", "Filter": {}, "Expiration": {"Days": 1}}]},
-         "Rules[0].Status: 'enabled' is not valid; allowed: \"Enabled\", \"Disabled\""),
-        ({"Rules": [{"ID": "r", "Status": "Enabled", "Expiration": {"Days": 1}}]},
-         'Rules[0].Filter: missing; S3 requires Filter (use "Filter": {} for every object)'),
-        ({"Rules": [{"ID": "r", "Status": "Enabled", "Prefix": "a", "Filter": {}, "Expiration": {"Days": 1}}]},
-         "Rules[0].Prefix: a rule has either Filter or the deprecated Prefix, not both"),
-        (_rule(Filter={"Prefix": "a/", "Tag": {"Key": "k", "Value": "v"}}, Expiration={"Days": 1}),
-         "Rules[0].Filter: has Prefix, Tag; S3 allows exactly one of them (combine conditions with And)"),
-        (_rule(Filter={"And": {"Prefix": "a/"}}, Expiration={"Days": 1}),
-         "Rules[0].Filter.And: has 1 condition; S3's And needs two or more"),
-        (_rule(Filter={"And": {"Tags": [{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]}},
-               Expiration={"Days": 1}),
-         "Rules[0].Filter.And.Tags[1].Key: 'k' appears twice; tag keys must be unique"),
+        (
+            {"Rules": [{"ID": "r", "Status": "enabled", "Filter": {}, "Expiration": {"Days": 1}}]},
+            'Rules[0].Status: \'enabled\' is not valid; allowed: "Enabled", "Disabled"',
+        ),
+        (
+            {"Rules": [{"ID": "r", "Status": "Enabled", "Expiration": {"Days": 1}}]},
+            'Rules[0].Filter: missing; S3 requires Filter (use "Filter": {} for every object)',
+        ),
+        (
+            {
+                "Rules": [
+                    {"ID": "r", "Status": "Enabled", "Prefix": "a", "Filter": {}, "Expiration": {"Days": 1}}
+                ]
+            },
+            "Rules[0].Prefix: a rule has either Filter or the deprecated Prefix, not both",
+        ),
+        (
+            _rule(Filter={"Prefix": "a/", "Tag": {"Key": "k", "Value": "v"}}, Expiration={"Days": 1}),
+            "Rules[0].Filter: has Prefix, Tag; S3 allows exactly one of them (combine conditions with And)",
+        ),
+        (
+            _rule(Filter={"And": {"Prefix": "a/"}}, Expiration={"Days": 1}),
+            "Rules[0].Filter.And: has 1 condition; S3's And needs two or more",
+        ),
+        (
+            _rule(
+                Filter={"And": {"Tags": [{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]}},
+                Expiration={"Days": 1},
+            ),
+            "Rules[0].Filter.And.Tags[1].Key: 'k' appears twice; tag keys must be unique",
+        ),
         (_rule(Filter={"Tag": {"Value": "v"}}, Expiration={"Days": 1}), "Rules[0].Filter.Tag.Key: missing"),
-        (_rule(Filter={"And": {"ObjectSizeGreaterThan": 500, "ObjectSizeLessThan": 500}}, Expiration={"Days": 1}),
-         "Rules[0].Filter.And.ObjectSizeLessThan: 500 is not above ObjectSizeGreaterThan 500: no object can match"),
-        (_rule(Filter={"ObjectSizeGreaterThan": -1}, Expiration={"Days": 1}),
-         "Rules[0].Filter.ObjectSizeGreaterThan: -1 is out of range; must be at least 0"),
-        (_rule(), "Rules[0]: no action; S3 requires at least one of Expiration, Transitions, "
-         "NoncurrentVersionExpiration, NoncurrentVersionTransitions, AbortIncompleteMultipartUpload"),
+        (
+            _rule(
+                Filter={"And": {"ObjectSizeGreaterThan": 500, "ObjectSizeLessThan": 500}},
+                Expiration={"Days": 1},
+            ),
+            "Rules[0].Filter.And.ObjectSizeLessThan: 500 is not above ObjectSizeGreaterThan 500: "
+            "no object can match",
+        ),
+        (
+            _rule(Filter={"ObjectSizeGreaterThan": -1}, Expiration={"Days": 1}),
+            "Rules[0].Filter.ObjectSizeGreaterThan: -1 is out of range; must be at least 0",
+        ),
+        (
+            _rule(),
+            "Rules[0]: no action; S3 requires at least one of Expiration, Transitions, "
+            "NoncurrentVersionExpiration, NoncurrentVersionTransitions, AbortIncompleteMultipartUpload",
+        ),
         (_rule(Expiration={"Days": 0}), "Rules[0].Expiration.Days: 0 is out of range; must be at least 1"),
         (_rule(Expiration={"Days": 1.5}), "Rules[0].Expiration.Days: expected a whole number, got 1.5"),
         (_rule(Expiration={"Days": "3"}), "Rules[0].Expiration.Days: expected a whole number, got '3'"),
-        (_rule(Expiration={"Days": 3, "ExpiredObjectDeleteMarker": True}),
-         "Rules[0].Expiration: has Days, ExpiredObjectDeleteMarker; S3 requires exactly one of Days, Date and "
-         "ExpiredObjectDeleteMarker"),
-        (_rule(Expiration={"Date": "2027-01-01T12:00:00Z"}),
-         "Rules[0].Expiration.Date: '2027-01-01T12:00:00Z' is not midnight UTC; S3 dates are always midnight UTC"),
-        (_rule(Expiration={"Date": "soon"}),
-         "Rules[0].Expiration.Date: expected an ISO 8601 date such as 2027-01-31T00:00:00Z, got 'soon'"),
-        (_rule(Transitions=[{"Days": 29, "StorageClass": "STANDARD_IA"}]),
-         "Rules[0].Transitions[0].Days: 29 is out of range; must be at least 30"),
-        (_rule(Transitions=[{"Days": 10, "StorageClass": "ONEZONE_IA"}]),
-         "Rules[0].Transitions[0].Days: 10 is out of range; must be at least 30"),
-        (_rule(Transitions=[{"Days": 10, "StorageClass": "COLD"}]),
-         "Rules[0].Transitions[0].StorageClass: 'COLD' is not valid; allowed: STANDARD_IA, INTELLIGENT_TIERING, "
-         "ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE"),
-        (_rule(Transitions=[{"StorageClass": "GLACIER"}]), "Rules[0].Transitions[0]: needs exactly one of Days and Date"),
-        (_rule(Transitions=[{"Days": 60, "StorageClass": "GLACIER"}, {"Days": 90, "StorageClass": "STANDARD_IA"}]),
-         "Rules[0].Transitions[0]: GLACIER must come after STANDARD_IA (Transitions[1]): S3 only transitions "
-         "objects down its storage-class waterfall"),
-        (_rule(Transitions=[{"Days": 90, "StorageClass": "GLACIER"}, {"Days": 120, "StorageClass": "GLACIER"}]),
-         "Rules[0].Transitions[1].StorageClass: GLACIER is also the target of Transitions[0]"),
-        (_rule(Transitions=[{"Days": 90, "StorageClass": "GLACIER"}], Expiration={"Days": 90}),
-         "Rules[0].Expiration: must come after every transition; Transitions[0] (GLACIER) is not before it"),
-        (_rule(Transitions=[{"Days": 90, "StorageClass": "GLACIER"}], Expiration={"Date": "2030-01-01"}),
-         "Rules[0]: mixes Date and Days in Transitions/Expiration; S3 requires one form per rule"),
-        (_rule(NoncurrentVersionExpiration={"NoncurrentDays": 0}),
-         "Rules[0].NoncurrentVersionExpiration.NoncurrentDays: 0 is out of range; must be at least 1"),
-        (_rule(NoncurrentVersionExpiration={"NoncurrentDays": 5, "NewerNoncurrentVersions": 101}),
-         "Rules[0].NoncurrentVersionExpiration.NewerNoncurrentVersions: 101 is out of range; must be at least 1 "
-         "and at most 100"),
-        (_rule(NoncurrentVersionTransitions=[{"NoncurrentDays": 5, "StorageClass": "STANDARD_IA"}]),
-         "Rules[0].NoncurrentVersionTransitions[0].NoncurrentDays: 5 is out of range; must be at least 30"),
-        (_rule(NoncurrentVersionTransitions=[{"StorageClass": "GLACIER"}]),
-         "Rules[0].NoncurrentVersionTransitions[0].NoncurrentDays: missing"),
-        (_rule(Transition={"Days": 5, "StorageClass": "GLACIER"}),
-         "Rules[0].Transition: unknown key; allowed: AbortIncompleteMultipartUpload, Expiration, "
-         "Filter, ID, NoncurrentVersionExpiration, NoncurrentVersionTransitions, Prefix, Status, Transitions"),
-        (_rule(Filter={"Tag": {"Key": "k", "Value": "v"}}, AbortIncompleteMultipartUpload={"DaysAfterInitiation": 7}),
-         "Rules[0].AbortIncompleteMultipartUpload: S3 does not allow AbortIncompleteMultipartUpload in a rule "
-         "that filters by tags"),
-        (_rule(AbortIncompleteMultipartUpload={"DaysAfterInitiation": 0}),
-         "Rules[0].AbortIncompleteMultipartUpload.DaysAfterInitiation: 0 is out of range; must be at least 1"),
-        (_rule(ID="x" * 256, Expiration={"Days": 1}), "Rules[0].ID: 256 characters; S3 allows at most 255 ([RULE] ID)"),
-        ({"Rules": [], "TransitionDefaultMinimumObjectSize": "tiny"},
-         "TransitionDefaultMinimumObjectSize: 'tiny' is not valid; allowed: all_storage_classes_128K, "
-         "varies_by_storage_class"),
+        (
+            _rule(Expiration={"Days": 3, "ExpiredObjectDeleteMarker": True}),
+            "Rules[0].Expiration: has Days, ExpiredObjectDeleteMarker; S3 requires exactly one of "
+            "Days, Date and "
+            "ExpiredObjectDeleteMarker",
+        ),
+        (
+            _rule(Expiration={"Date": "2027-01-01T12:00:00Z"}),
+            "Rules[0].Expiration.Date: '2027-01-01T12:00:00Z' is not midnight UTC; S3 dates are "
+            "always midnight UTC",
+        ),
+        (
+            _rule(Expiration={"Date": "soon"}),
+            "Rules[0].Expiration.Date: expected an ISO 8601 date such as 2027-01-31T00:00:00Z, got 'soon'",
+        ),
+        (
+            _rule(Transitions=[{"Days": 29, "StorageClass": "STANDARD_IA"}]),
+            "Rules[0].Transitions[0].Days: 29 is out of range; must be at least 30",
+        ),
+        (
+            _rule(Transitions=[{"Days": 10, "StorageClass": "ONEZONE_IA"}]),
+            "Rules[0].Transitions[0].Days: 10 is out of range; must be at least 30",
+        ),
+        (
+            _rule(Transitions=[{"Days": 10, "StorageClass": "COLD"}]),
+            "Rules[0].Transitions[0].StorageClass: 'COLD' is not valid; allowed: STANDARD_IA, "
+            "INTELLIGENT_TIERING, "
+            "ONEZONE_IA, GLACIER_IR, GLACIER, DEEP_ARCHIVE",
+        ),
+        (
+            _rule(Transitions=[{"StorageClass": "GLACIER"}]),
+            "Rules[0].Transitions[0]: needs exactly one of Days and Date",
+        ),
+        (
+            _rule(
+                Transitions=[
+                    {"Days": 60, "StorageClass": "GLACIER"},
+                    {"Days": 90, "StorageClass": "STANDARD_IA"},
+                ]
+            ),
+            "Rules[0].Transitions[0]: GLACIER must come after STANDARD_IA (Transitions[1]): S3 "
+            "only transitions "
+            "objects down its storage-class waterfall",
+        ),
+        (
+            _rule(
+                Transitions=[
+                    {"Days": 90, "StorageClass": "GLACIER"},
+                    {"Days": 120, "StorageClass": "GLACIER"},
+                ]
+            ),
+            "Rules[0].Transitions[1].StorageClass: GLACIER is also the target of Transitions[0]",
+        ),
+        (
+            _rule(Transitions=[{"Days": 90, "StorageClass": "GLACIER"}], Expiration={"Days": 90}),
+            "Rules[0].Expiration: must come after every transition; Transitions[0] (GLACIER) is "
+            "not before it",
+        ),
+        (
+            _rule(Transitions=[{"Days": 90, "StorageClass": "GLACIER"}], Expiration={"Date": "2030-01-01"}),
+            "Rules[0]: mixes Date and Days in Transitions/Expiration; S3 requires one form per rule",
+        ),
+        (
+            _rule(NoncurrentVersionExpiration={"NoncurrentDays": 0}),
+            "Rules[0].NoncurrentVersionExpiration.NoncurrentDays: 0 is out of range; must be at least 1",
+        ),
+        (
+            _rule(NoncurrentVersionExpiration={"NoncurrentDays": 5, "NewerNoncurrentVersions": 101}),
+            "Rules[0].NoncurrentVersionExpiration.NewerNoncurrentVersions: 101 is out of range; "
+            "must be at least 1 "
+            "and at most 100",
+        ),
+        (
+            _rule(NoncurrentVersionTransitions=[{"NoncurrentDays": 5, "StorageClass": "STANDARD_IA"}]),
+            "Rules[0].NoncurrentVersionTransitions[0].NoncurrentDays: 5 is out of range; must be at least 30",
+        ),
+        (
+            _rule(NoncurrentVersionTransitions=[{"StorageClass": "GLACIER"}]),
+            "Rules[0].NoncurrentVersionTransitions[0].NoncurrentDays: missing",
+        ),
+        (
+            _rule(Transition={"Days": 5, "StorageClass": "GLACIER"}),
+            "Rules[0].Transition: unknown key; allowed: AbortIncompleteMultipartUpload, Expiration, "
+            "Filter, ID, NoncurrentVersionExpiration, NoncurrentVersionTransitions, Prefix, "
+            "Status, Transitions",
+        ),
+        (
+            _rule(
+                Filter={"Tag": {"Key": "k", "Value": "v"}},
+                AbortIncompleteMultipartUpload={"DaysAfterInitiation": 7},
+            ),
+            "Rules[0].AbortIncompleteMultipartUpload: S3 does not allow "
+            "AbortIncompleteMultipartUpload in a rule "
+            "that filters by tags",
+        ),
+        (
+            _rule(AbortIncompleteMultipartUpload={"DaysAfterInitiation": 0}),
+            "Rules[0].AbortIncompleteMultipartUpload.DaysAfterInitiation: 0 is out of range; must "
+            "be at least 1",
+        ),
+        (
+            _rule(ID="x" * 256, Expiration={"Days": 1}),
+            "Rules[0].ID: 256 characters; S3 allows at most 255 ([RULE] ID)",
+        ),
+        (
+            {"Rules": [], "TransitionDefaultMinimumObjectSize": "tiny"},
+            "TransitionDefaultMinimumObjectSize: 'tiny' is not valid; allowed: all_storage_classes_128K, "
+            "varies_by_storage_class",
+        ),
     ],
-)  # fmt: skip
+)
 def test_what_s3_rejects_is_an_error_with_a_path(config: Any, expected: str) -> None:
     assert expected in _problems(config)
 
@@ -467,7 +568,11 @@ def test_every_problem_is_reported_at_once_and_nothing_is_imported() -> None:
         ]
     }
     problems = _problems(config)
-    assert [p.split(":")[0] for p in problems] == ["Rules[0].Status", "Rules[0].Expiration.Days", "Rules[1].Filter.Prefx"]
+    assert [p.split(":")[0] for p in problems] == [
+        "Rules[0].Status",
+        "Rules[0].Expiration.Days",
+        "Rules[1].Filter.Prefx",
+    ]
 
 
 def test_wrapped_config() -> None:
@@ -506,11 +611,13 @@ def test_losses_fail_the_import_each_listed_unless_lossy() -> None:
     with pytest.raises(S3ImportLoss) as info:
         _import(config)
     assert info.value.losses == [
-        "rule 'tiers': Transitions to INTELLIGENT_TIERING moves objects by their access pattern; Liquid would "
+        "rule 'tiers': Transitions to INTELLIGENT_TIERING moves objects by their access pattern; "
+        "Liquid would "
         "make it a plain move to cold (its promoteAbove/demoteBelow rules do that job)",
         "rule 'tiers': Transitions to DEEP_ARCHIVE after GLACIER_IR: both are Liquid's archive tier, so this "
         "second transition would do nothing",
-        "rule 'versions': Expiration on a versioned bucket (this rule has noncurrent actions) makes the current "
+        "rule 'versions': Expiration on a versioned bucket (this rule has noncurrent actions) "
+        "makes the current "
         "version noncurrent behind a delete marker, so S3 keeps it until NoncurrentVersionExpiration; Liquid "
         "expires (deletes) it at once",
     ]
@@ -533,17 +640,39 @@ def test_losses_fail_the_import_each_listed_unless_lossy() -> None:
 #   * transitions skip objects under 128 KiB (TransitionDefaultMinimumObjectSize default).
 OVERLAPPING = {
     "Rules": [
-        {"ID": "archive-documents", "Status": "Enabled", "Filter": {"Prefix": "documents/"},
-         "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}, {"Days": 90, "StorageClass": "GLACIER"}]},
-        {"ID": "expire-large", "Status": "Enabled", "Filter": {"ObjectSizeGreaterThan": 10 * BIG},
-         "Expiration": {"Days": 60}},
-        {"ID": "scratch", "Status": "Enabled", "Filter": {"Tag": {"Key": "kind", "Value": "scratch"}},
-         "Expiration": {"Days": 7}},
+        {
+            "ID": "archive-documents",
+            "Status": "Enabled",
+            "Filter": {"Prefix": "documents/"},
+            "Transitions": [
+                {"Days": 30, "StorageClass": "STANDARD_IA"},
+                {"Days": 90, "StorageClass": "GLACIER"},
+            ],
+        },
+        {
+            "ID": "expire-large",
+            "Status": "Enabled",
+            "Filter": {"ObjectSizeGreaterThan": 10 * BIG},
+            "Expiration": {"Days": 60},
+        },
+        {
+            "ID": "scratch",
+            "Status": "Enabled",
+            "Filter": {"Tag": {"Key": "kind", "Value": "scratch"}},
+            "Expiration": {"Days": 7},
+        },
         {"ID": "all", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 365}},
-        {"ID": "reports-ia", "Status": "Enabled", "Filter": {"Prefix": "documents/reports/"},
-         "Transitions": [{"Days": 45, "StorageClass": "STANDARD_IA"}, {"Days": 60, "StorageClass": "GLACIER_IR"}]},
+        {
+            "ID": "reports-ia",
+            "Status": "Enabled",
+            "Filter": {"Prefix": "documents/reports/"},
+            "Transitions": [
+                {"Days": 45, "StorageClass": "STANDARD_IA"},
+                {"Days": 60, "StorageClass": "GLACIER_IR"},
+            ],
+        },
     ]
-}  # fmt: skip
+}
 
 HUGE = 20 * BIG
 # (key, size, tags, age in days, home tier) → (tier, action), derived by hand from the rules above.
@@ -595,9 +724,13 @@ def test_overlapping_rules_make_one_policy_per_combination() -> None:
 
 def test_too_many_overlapping_combinations_are_refused() -> None:
     rules = [
-        {"ID": f"t{i}", "Status": "Enabled", "Filter": {"Tag": {"Key": f"k{i}", "Value": "v"}},
-         "Expiration": {"Days": i + 1}}
+        {
+            "ID": f"t{i}",
+            "Status": "Enabled",
+            "Filter": {"Tag": {"Key": f"k{i}", "Value": "v"}},
+            "Expiration": {"Days": i + 1},
+        }
         for i in range(12)
-    ]  # fmt: skip
+    ]
     with pytest.raises(PolicyError, match="import the configuration in parts"):
         _import({"Rules": rules})
