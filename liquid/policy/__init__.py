@@ -22,7 +22,8 @@ from liquid.policy.models import (
     TieringPolicy,
 )
 from liquid.policy.problems import PolicyValidationError, Problem
-from liquid.policy.s3import import import_s3_lifecycle, lifecycle_yaml
+from liquid.policy.s3import import S3Import, S3ImportLoss, import_s3_lifecycle, lifecycle_yaml
+from liquid.policy.s3lifecycle import S3LifecycleError
 from liquid.policy.schema import generate_schema
 
 __all__ = [
@@ -35,6 +36,9 @@ __all__ = [
     "PolicySet",
     "PolicyValidationError",
     "Problem",
+    "S3Import",
+    "S3ImportLoss",
+    "S3LifecycleError",
     "TierUsage",
     "TieringPolicy",
     "budget_warnings",

@@ -19,7 +19,7 @@ from liquid.errors import PolicyError
 from liquid.policy.checks import CatalogSummary, budget_warnings
 from liquid.policy.loader import load_policies
 from liquid.policy.problems import PolicyValidationError, Problem
-from liquid.policy.s3import import import_s3_lifecycle, lifecycle_yaml
+from liquid.policy.s3import import import_s3_lifecycle
 from liquid.policy.schema import schema_text
 
 policy_app = typer.Typer(
@@ -102,16 +102,37 @@ def import_s3(
     namespace: Annotated[
         str | None, typer.Option(help="Limit them to this namespace (the S3 bucket).")
     ] = None,
+    all_tenants: Annotated[
+        bool,
+        typer.Option(
+            "--all-tenants", help="No tenant or namespace: govern matching objects of every tenant."
+        ),
+    ] = False,
+    lossy: Annotated[
+        bool, typer.Option("--lossy", help="Import even what would not behave exactly as on S3 (listed).")
+    ] = False,
 ) -> None:
-    """Print Liquid policies equivalent to an S3 Lifecycle configuration, with what does not map."""
+    """Print Liquid policies that behave like an S3 Lifecycle configuration.
+
+    Anything S3 would reject is an error with its JSON path; anything Liquid cannot express
+    exactly fails with every loss listed, unless --lossy. A scope is required: --tenant
+    and/or --namespace, or --all-tenants.
+    """
     err = _console(stderr=True)
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
-        docs, notes = import_s3_lifecycle(config, tenant=tenant, namespace=namespace)
+        result = import_s3_lifecycle(
+            config, tenant=tenant, namespace=namespace, all_tenants=all_tenants, lossy=lossy
+        )
     except (OSError, ValueError) as exc:
         detail = exc.detail if isinstance(exc, PolicyError) else str(exc)
+        if isinstance(exc, PolicyError) and exc.field == "scope":
+            detail = "a scope is required: --tenant and/or --namespace (the bucket), or --all-tenants"
         err.print(Text(f"{file}: {detail}", style="bold red"))
         raise typer.Exit(1) from None
-    sys.stdout.write(lifecycle_yaml(docs, notes, source=file.name))
-    for note in notes:
-        err.print(Text(f"note: does not map: {note}", style="cyan"))
+    sys.stdout.write(result.yaml(source=file.name))
+    err.print(Text(f"scope: {result.scope}", style="cyan"))
+    for loss in result.losses:
+        err.print(Text(f"loss (--lossy): {loss}", style="yellow"))
+    for note in result.notes:
+        err.print(Text(f"note: {note}", style="cyan"))

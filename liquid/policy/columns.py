@@ -58,6 +58,8 @@ class FactColumns:
     scope: npt.NDArray[np.object_]
     finished: F64
     superseded: F64
+    #: Newer noncurrent versions of the same key (``ObjectFacts.newer_noncurrent``).
+    newer_noncurrent: Ints
 
     def __len__(self) -> int:
         return len(self.size)
@@ -95,6 +97,7 @@ class FactColumns:
             scope=obj([f.scope for f in facts]),
             finished=np.array([ts(f.execution_finished_at) for f in facts], dtype=np.float64),
             superseded=np.array([ts(f.superseded_at) for f in facts], dtype=np.float64),
+            newer_noncurrent=np.array([f.newer_noncurrent for f in facts], dtype=np.int64),
         )
 
 
@@ -180,6 +183,8 @@ def _selected(sel: Selector, f: FactColumns) -> Bools:
         ok &= np.isnan(f.superseded)
     elif sel.versions == "noncurrent":
         ok &= ~np.isnan(f.superseded)
+    if sel.newer_noncurrent_versions is not None:
+        ok &= f.newer_noncurrent >= sel.newer_noncurrent_versions
     return ok
 
 

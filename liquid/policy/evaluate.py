@@ -73,7 +73,9 @@ class ObjectFacts:
     ``access_score`` is the decayed read rate in reads per hour *as of* the ``now``
     passed to :func:`evaluate`. ``home_since`` is the time of the last move (defaults
     to ``created_at``). ``superseded_at`` is when a newer version of the key was
-    written (``None`` while this is the current version).
+    written (``None`` while this is the current version). ``newer_noncurrent`` is how many
+    live versions of the same key are newer than this one and noncurrent themselves (what
+    S3's NewerNoncurrentVersions counts; 0 for the current version and the newest noncurrent one).
     """
 
     tenant: str
@@ -93,6 +95,7 @@ class ObjectFacts:
     scope: str | None = None
     execution_finished_at: datetime | None = None
     superseded_at: datetime | None = None
+    newer_noncurrent: int = 0
 
     @classmethod
     def of(cls, *values: Any) -> ObjectFacts:
@@ -261,6 +264,7 @@ def _selector_test(selector: Selector) -> Callable[[ObjectFacts], bool]:
     namespace_match = _glob_match(selector.namespaces)
     content_type_match = _glob_match(selector.content_types)
     current, noncurrent = selector.versions == "current", selector.versions == "noncurrent"
+    newer = selector.newer_noncurrent_versions
 
     def test(facts: ObjectFacts) -> bool:
         if tenants and facts.tenant not in tenants:
@@ -284,6 +288,8 @@ def _selector_test(selector: Selector) -> Callable[[ObjectFacts], bool]:
         if scopes and facts.scope not in scopes:
             return False
         if current and facts.superseded_at is not None:
+            return False
+        if newer is not None and facts.newer_noncurrent < newer:
             return False
         return not (noncurrent and facts.superseded_at is None)
 

@@ -448,6 +448,13 @@ def _check_tiering(spec: TieringSpec, rules: Sequence[TierRule | None]) -> Itera
                 "error",
             )
     sel = spec.selector
+    if sel.newer_noncurrent_versions is not None and sel.versions != "noncurrent":
+        yield (
+            ("spec", "selector", "newerNoncurrentVersions"),
+            f"newerNoncurrentVersions counts noncurrent versions, but versions is {sel.versions}",
+            "versions: noncurrent in the same selector",
+            "error",
+        )
     if sel.min_size is not None and sel.max_size is not None and sel.min_size > sel.max_size:
         yield (
             ("spec", "selector", "maxSize"),

@@ -381,6 +381,15 @@ class Selector(PolicyModel):
             "starts when the newer version was written) or any"
         ),
     )
+    newer_noncurrent_versions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "With versions: noncurrent, only versions with at least this many newer noncurrent versions "
+            "of the same key: the newest N noncurrent versions are left out (S3's NewerNoncurrentVersions)"
+        ),
+    )
 
 
 class TierRule(PolicyModel):

@@ -96,6 +96,7 @@ class ColumnBatch:
                 TIERS[f.home[i]], f.content_type[i], f.tags[i] or _NO_TAGS, f.classification[i],
                 _when(f.last_access[i]), float(f.score[i]), 0, _when(f.home_since[i]),
                 bool(f.legal_hold[i]), f.scope[i], _when(f.finished[i]), _when(f.superseded[i]),
+                int(f.newer_noncurrent[i]),
             )  # fmt: skip
             tier = TIERS[f.home[i]]
             out.append(Row(int(self.ids[i]), int(self.version[i]), facts, tier, int(f.size[i])))
@@ -153,7 +154,8 @@ class RowSource(Protocol):
 _LEAN = """
     SELECT o.id, o.tenant_id, o.namespace, o.key, o.version, o.size, o.content_type, {tags} AS tags,
            o.classification, o.created_at, o.home_tier, o.home_since, o.legal_hold, o.scope,
-           e.finished_at, a.score, a.last_access_at, n.created_at AS superseded_at{extra}
+           e.finished_at, a.score, a.last_access_at, n.created_at AS superseded_at,
+           {newer} AS newer_noncurrent{extra}
     FROM objects o
     LEFT JOIN access_stats a ON a.object_id = o.id
     LEFT JOIN executions e ON e.tenant_id = o.tenant_id AND e.execution_id = o.execution_id
@@ -162,6 +164,15 @@ _SUPERSEDED_JOIN = """    LEFT JOIN objects n ON n.tenant_id = o.tenant_id AND n
                        AND n.key = o.key AND n.version = o.version + 1
 """
 _LEAN = _LEAN.replace("{superseded}", _SUPERSEDED_JOIN)
+# S3's NewerNoncurrentVersions count: live versions of the key newer than this one that are
+# themselves superseded (noncurrent by the same join as superseded_at). Only a noncurrent version
+# asks (n.id is NULL for the current one), on the (tenant, namespace, key, version) index.
+_NEWER_NONCURRENT = """CASE WHEN n.id IS NULL THEN 0::bigint ELSE (
+             SELECT count(*) FROM objects m
+             JOIN objects mn ON mn.tenant_id = m.tenant_id AND mn.namespace = m.namespace
+                            AND mn.key = m.key AND mn.version = m.version + 1
+             WHERE m.tenant_id = o.tenant_id AND m.namespace = o.namespace AND m.key = o.key
+               AND m.version > o.version AND m.state = 'live') END"""
 #: ``explain`` shows a few more.
 _FULL = _LEAN.replace("{extra}", ", o.home_store, o.stored_size, o.sha256, a.hits")
 _COLUMNS = _LEAN.replace("{extra}", "")
@@ -208,7 +219,7 @@ class CatalogRows:
         return "CASE WHEN o.tags = '{}'::jsonb THEN NULL ELSE o.tags END" if self.tags else "NULL::jsonb"
 
     def _sql(self, template: str) -> str:
-        return template.replace("{tags}", self._tags_sql())
+        return template.replace("{tags}", self._tags_sql()).replace("{newer}", _NEWER_NONCURRENT)
 
     def scan_columns(self, now: datetime, policies: PolicySet | None = None) -> Iterator[ColumnBatch]:
         """Every live object as column batches, read with the ADBC PostgreSQL driver.
@@ -250,6 +261,8 @@ class CatalogRows:
             selectors = [p.spec.selector for p in policies.tiering]
             if not any(sel.tags for sel in selectors):
                 sql = sql.replace(self._tags_sql(), "NULL::jsonb")
+            if all(sel.newer_noncurrent_versions is None for sel in selectors):
+                sql = sql.replace(_NEWER_NONCURRENT, "0::bigint")
             if all(sel.versions == "any" for sel in selectors):
                 sql = sql.replace("n.created_at AS superseded_at", "NULL::timestamptz AS superseded_at")
                 sql = sql.replace(_SUPERSEDED_JOIN, "")
@@ -306,6 +319,9 @@ class CatalogRows:
                 scope=strings("scope"),
                 finished=nullable_seconds("finished_at"),
                 superseded=nullable_seconds("superseded_at"),
+                newer_noncurrent=np.asarray(
+                    batch.column("newer_noncurrent").to_numpy(zero_copy_only=False), dtype=np.int64
+                ),
             ),
         )
 
@@ -355,17 +371,17 @@ class CatalogRows:
         out = []
         for r in got:
             (oid, tenant, ns, key, version, size, ct, tags, cls, created, tier, since, held, scope,
-             finished, score, last, superseded) = r[:18]  # fmt: skip
+             finished, score, last, superseded, newer) = r[:19]  # fmt: skip
             rate = 0.0
             if score is not None and last is not None:
                 # decay() and rate_per_hour() inline: this runs once per object per rebuild.
                 rate = score * 0.5 ** (max(now_ts - last.timestamp(), 0.0) / h) * factor
             facts = ObjectFacts.of(
                 tenant, ns, key, size, created, tier, ct, tags or _NO_TAGS, cls, last, rate,
-                int(r[21] or 0) if full else 0, since, held, scope, finished, superseded,
+                int(r[22] or 0) if full else 0, since, held, scope, finished, superseded, int(newer or 0),
             )  # fmt: skip
             if full:
-                store, stored, sha = r[18], int(r[19]), r[20]
+                store, stored, sha = r[19], int(r[20]), r[21]
             else:
                 store, stored, sha = tier, size, ""
             out.append(Row(oid, version, facts, store, stored, sha))

@@ -95,20 +95,49 @@ def test_import_s3_prints_yaml_and_notes(tmp_path: Path) -> None:
     result = runner.invoke(policy_app, ["import-s3", str(config), "--tenant", "acme"])
     assert result.exit_code == 0
     assert result.stdout.startswith(
-        "# Imported from an S3 Lifecycle configuration (lifecycle.json).\n# does not map:"
+        "# Imported from an S3 Lifecycle configuration (lifecycle.json).\n# scope: tenants=acme\n# note:"
     )
     assert "tenants:\n    - acme" in result.stdout or "tenants:\n  - acme" in result.stdout
-    assert "note: does not map: rule 'logs': AbortIncompleteMultipartUpload" in result.stderr
+    assert "scope: tenants=acme" in result.stderr
+    assert (
+        "note: rule 'logs': AbortIncompleteMultipartUpload (7 days): Liquid does this itself" in result.stderr
+    )
     out = tmp_path / "imported.yaml"
     out.write_text(result.stdout)
     assert runner.invoke(policy_app, ["validate", str(out)]).exit_code == 0
 
 
+def test_import_s3_needs_a_scope_and_reports_paths_and_losses(tmp_path: Path) -> None:
+    config = tmp_path / "lifecycle.json"
+    config.write_text(json.dumps({"Rules": [{"Filter": {"Prefx": "a/"}, "Expiration": {"Days": 3}}]}))
+    result = runner.invoke(policy_app, ["import-s3", str(config)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "a scope is required: --tenant and/or --namespace (the bucket), or --all-tenants" in result.stderr
+    result = runner.invoke(policy_app, ["import-s3", str(config), "--namespace", "b"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "Rules[0].Status: missing" in result.stderr
+    assert "Rules[0].Filter.Prefx: unknown key; allowed:" in result.stderr
+    lossy = {
+        "Rules": [
+            {"ID": "it", "Status": "Enabled", "Filter": {},
+             "Transitions": [{"Days": 0, "StorageClass": "INTELLIGENT_TIERING"}]}
+        ]
+    }  # fmt: skip
+    config.write_text(json.dumps(lossy))
+    result = runner.invoke(policy_app, ["import-s3", str(config), "--all-tenants"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "INTELLIGENT_TIERING moves objects by their access pattern" in result.stderr
+    result = runner.invoke(policy_app, ["import-s3", str(config), "--all-tenants", "--lossy"])
+    assert result.exit_code == 0
+    assert "# LOSS (imported with --lossy): rule 'it'" in result.stdout
+    assert "scope: every tenant and namespace" in result.stderr
+
+
 def test_import_s3_bad_input_exits_1(tmp_path: Path) -> None:
     config = tmp_path / "lifecycle.json"
     config.write_text("[1, 2]")
-    result = runner.invoke(policy_app, ["import-s3", str(config)])
+    result = runner.invoke(policy_app, ["import-s3", str(config), "--namespace", "b"])
     assert result.exit_code == 1
-    assert "not an S3 Lifecycle configuration" in result.stderr
-    result = runner.invoke(policy_app, ["import-s3", str(tmp_path / "missing.json")])
+    assert "(top level): expected a JSON object, got an array" in result.stderr
+    result = runner.invoke(policy_app, ["import-s3", str(tmp_path / "missing.json"), "--all-tenants"])
     assert result.exit_code == 1 and "No such file" in result.stderr

@@ -62,3 +62,54 @@ def test_every_pinned_object_of_a_set_in_one_batch_at_several_times(name: str) -
     facts = [_decode_facts(c["facts"]) for c in cases]
     for case in cases[::30]:  # each object at other objects' evaluation times too
         assert check(policies, facts, datetime.fromisoformat(case["now"])) > 100
+
+
+def test_newer_noncurrent_versions_selects_the_same_objects_in_both_evaluators() -> None:
+    from datetime import UTC, timedelta
+
+    from liquid.policy import import_s3_lifecycle, load_policy_text
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+    config = {
+        "Rules": [
+            {"ID": "keep-3", "Status": "Enabled", "Filter": {"Prefix": "a/"},
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 10, "NewerNoncurrentVersions": 3},
+             "NoncurrentVersionTransitions": [
+                 {"NoncurrentDays": 5, "StorageClass": "GLACIER", "NewerNoncurrentVersions": 1}]},
+            {
+                "ID": "all",
+                "Status": "Enabled",
+                "Filter": {},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 40},
+            },
+        ]
+    }  # fmt: skip
+    policies = load_policy_text(import_s3_lifecycle(config, namespace="n").yaml(), "imported.yaml")
+    facts = [
+        ObjectFacts(
+            tenant="t",
+            namespace="n",
+            key=key,
+            size=2**20,
+            created_at=now - 100 * day,
+            home_tier=tier,
+            superseded_at=None if newer < 0 else now - age * day,
+            newer_noncurrent=max(newer, 0),
+        )
+        for key in ("a/x", "b/x")
+        for tier in ("warm", "archive")
+        for newer in (-1, 0, 1, 2, 3, 7)
+        for age in (1, 6, 11, 41)
+    ]
+    assert check(policies, facts, now) == len(facts)
+    decided = {
+        (f.key, f.home_tier, f.newer_noncurrent, f.superseded_at): evaluate(policies, f, now) for f in facts
+    }
+    # The newest noncurrent version (0 newer) is neither moved nor expired by keep-3; from one
+    # newer it goes to archive after 5 days; from three newer it expires after 10.
+    assert decided[("a/x", "warm", 0, now - 6 * day)].action == "keep"
+    assert decided[("a/x", "warm", 1, now - 6 * day)].action == "move"
+    assert decided[("a/x", "warm", 2, now - 11 * day)].action == "move"
+    assert decided[("a/x", "warm", 3, now - 11 * day)].action == "expire"
+    assert decided[("a/x", "warm", 0, now - 41 * day)].action == "expire"  # the "all" rule

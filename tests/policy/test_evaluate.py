@@ -597,13 +597,13 @@ def test_fast_construction_equals_the_dataclass_constructor() -> None:
     full = ObjectFacts(
         tenant="t", namespace="n", key="k", size=5, created_at=now, home_tier="cold", content_type="x/y",
         tags={"a": "1"}, classification="pii", last_access_at=now, access_score=2.5, hits=3, home_since=now,
-        legal_hold=True, scope="step", execution_finished_at=now, superseded_at=now,
+        legal_hold=True, scope="step", execution_finished_at=now, superseded_at=now, newer_noncurrent=2,
     )  # fmt: skip
     values = [getattr(full, f.name) for f in dataclasses.fields(ObjectFacts)]
     assert ObjectFacts.of(*values) == full
     assert full.with_home("hot") == dataclasses.replace(full, home_tier="hot")
     assert full.home_tier == "cold"  # unchanged
-    with pytest.raises(TypeError, match="takes 17 values"):
+    with pytest.raises(TypeError, match="takes 18 values"):
         ObjectFacts.of(*values[:-1])
     with pytest.raises(dataclasses.FrozenInstanceError):
         ObjectFacts.of(*values).size = 6  # type: ignore[misc]

@@ -339,7 +339,9 @@ def _encode_time(value: datetime | None) -> str | None:
 
 
 def _decode_facts(data: list[Any]) -> ObjectFacts:
-    args: dict[str, Any] = dict(zip(_FACT_FIELDS, data, strict=True))
+    # Fields added after the fixture was pinned (newer_noncurrent) are absent: they take their
+    # defaults, which is what the pinned decisions were computed with.
+    args: dict[str, Any] = dict(zip(_FACT_FIELDS[: len(data)], data, strict=True))
     for k in _TIMES:
         if args[k] is not None:
             args[k] = datetime.fromisoformat(args[k])

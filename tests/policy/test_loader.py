@@ -198,3 +198,23 @@ def test_policy_error_carries_field_of_first_error() -> None:
         load_policy_text("apiVersion: liquid/v1\nkind: Budget\nmetadata: {name: b}\nspec: {maxBytes: lots}\n")
     assert info.value.field == "spec.maxBytes"
     assert info.value.status == 400 and info.value.type == "liquid:policy"
+
+
+def test_newer_noncurrent_versions_needs_noncurrent_versions() -> None:
+    text = """\
+apiVersion: liquid/v1
+kind: TieringPolicy
+metadata: {name: keep-newest}
+spec:
+  selector: {newerNoncurrentVersions: 2}
+  expireAfter: 30d
+"""
+    assert _problems(text) == [
+        "p.yaml:5:39: spec.selector.newerNoncurrentVersions: newerNoncurrentVersions counts noncurrent "
+        "versions, but versions is any; allowed: versions: noncurrent in the same selector"
+    ]
+    good = text.replace("{newerNoncurrentVersions: 2}", "{versions: noncurrent, newerNoncurrentVersions: 2}")
+    assert load_policy_text(good, "p.yaml").tiering[0].spec.selector.newer_noncurrent_versions == 2
+    assert _problems(text.replace("newerNoncurrentVersions: 2", "newerNoncurrentVersions: 0")) == [
+        "p.yaml:5:39: spec.selector.newerNoncurrentVersions: 0 is out of range; allowed: a number ≥ 1"
+    ]
