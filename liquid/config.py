@@ -282,8 +282,10 @@ class PlannerConfig(BaseModel):
     hot_window: float = Field(default=0.0, ge=0.0, le=0.5)
     #: Let the hot tier's rank choose its own half-life, between recency (LRU-like) and the
     #: tracker's frequency, by miniature simulations of a sample of objects
-    #: (``liquid.tiering.adaptive``). Off: hot copies rank by the tracker's decayed rate.
-    adaptive: bool = True
+    #: (``liquid.tiering.adaptive``). Off (the default): hot copies rank by the tracker's decayed
+    #: rate. Opt-in until its simulations choose well at small budgets: on the placement grid it
+    #: gained where popularity drifts fast and lost where it drifts slowly (benchmarks/results).
+    adaptive: bool = False
     #: Share of objects the simulations follow (hashed by id); more is steadier and costs more.
     adaptive_sample: float = Field(default=0.125, gt=0.0, le=1.0)
 

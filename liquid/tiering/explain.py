@@ -86,7 +86,7 @@ def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: dat
     f = row.facts
     a = planner.adaptive
     base = a.base
-    if saved is not None and saved.get("tracker_half_life_s") == base:
+    if a.enabled and saved is not None and saved.get("tracker_half_life_s") == base:
         half_life = float(saved["half_life_s"])
         source = "chosen by the leader's miniature simulations"
     else:

@@ -65,8 +65,8 @@ class PlannerSettings:
     hot_objective: Literal["bytes", "time"] = "bytes"
     #: Share of the global hot byte cap for read-path admissions (see RankedTier.admit_on_read).
     hot_window: float = 0.0
-    #: The hot rank's half-life adapts (liquid.tiering.adaptive); off: the tracker's.
-    adaptive: bool = True
+    #: The hot rank's half-life adapts (liquid.tiering.adaptive); off (default): the tracker's.
+    adaptive: bool = False
     adaptive_sample: float = 0.125
 
     @classmethod

@@ -7,11 +7,12 @@ import json
 from liquid.policy.loader import load_policy_text
 from liquid.policy.store import apply_policies
 from liquid.redis_keys import HOT_ADAPTIVE
-from liquid.service import LiquidService
 from liquid.tiering.engine import catalog_engine
 from liquid.tiering.explain import explain
 from liquid.tiering.planner import Planner
 from liquid.tiering.rows import CatalogRows
+
+from .conftest import ServiceFactory
 
 
 def _policy(tenant: str) -> str:
@@ -28,8 +29,9 @@ spec:
 
 
 def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader_resumes(
-    service: LiquidService, tenant: str
+    make_service: ServiceFactory, tenant: str
 ) -> None:
+    service = make_service(planner={"adaptive": True})
     hot = service.hot
     assert hot is not None
     apply_policies(service.engine, {"p.yaml": _policy(tenant)}, actor="test", clock=service.clock)
@@ -60,4 +62,7 @@ def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader
     hot.client.delete(HOT_ADAPTIVE)
     shown = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
     assert shown["adaptive"]["half_life_s"] == service.settings.access.half_life
-    assert shown["adaptive"]["source"].startswith("the tracker's")
+    assert shown["adaptive"]["source"] == "the tracker's (no leader has chosen one yet)"
+    off = make_service()  # the default: adaptive off
+    shown = explain(Planner(off.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
+    assert shown["adaptive"]["source"] == "the tracker's (adaptive off)"
