@@ -253,11 +253,11 @@ def render(out: dict[str, Any]) -> str:
         "its cycle every N requests, its admission pass for reads that missed every "
         "`daemon.admit_interval` of trace time, a hit when the object is a member of its hot tier "
         "(copies count their 62-byte header against the budget), and each hot fill charged one read "
-        "of the home. The hot rank's half-life is chosen online by the engine's miniature simulations "
-        "(`liquid.tiering.adaptive`), the same for every trace: one policy (`policy.yaml`) and no "
-        "settings for every Zipf and scan trace whatever its density or drift; the workflow trace gets "
-        "the policy and settings a workflow platform's operator would write. The goals table at the "
-        "end sums up every cell.",
+        "of the home. One policy (`policy.yaml`) and no settings for every Zipf and scan trace, "
+        "whatever its density or drift; the workflow trace gets the policy and settings a workflow "
+        "platform's operator would write. Each run's settings are in the JSON (`planner.adaptive` "
+        "off unless stated: the opt-in adaptive rank's grid is `placement-adaptive.md`). The goals "
+        "table at the end sums up every cell.",
         "",
     ]
     for name, e in out["traces"].items():
