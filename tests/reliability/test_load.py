@@ -99,6 +99,7 @@ def test_rate_steps_until_p99_passes_100ms(stack: Stack) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(int(float(os.environ.get("LIQUID_SOAK_MINUTES", "10")) * 60 + 300))
 def test_soak_memory_stays_flat(stack: Stack) -> None:
     minutes = float(os.environ.get("LIQUID_SOAK_MINUTES", "10"))
     start = rss_mb()
