@@ -175,7 +175,13 @@ def start_stack(base: Path, **overrides: Any) -> Stack:
 def stop_stack(stack: Stack) -> None:
     stack.server.stop()
     stack.runtime.close()
-    for stop in (lambda: stack.s3.stop(timeout=5), lambda: stack.valkey.stop(force=True), stack.pg.stop):
+    # pg.kill last: a server restart_postgres started again is not the handle pg.stop knows.
+    for stop in (
+        lambda: stack.s3.stop(timeout=5),
+        lambda: stack.valkey.stop(force=True),
+        stack.pg.stop,
+        stack.pg.kill,
+    ):
         with suppress(Exception):
             stop()
 
