@@ -174,8 +174,8 @@ def durable_cells(
     return cells
 
 
-def start_servers(workdir: Path) -> tuple[dict[str, Any], list[Any]]:
-    """Server URLs from the environment, or embedded servers under ``workdir``."""
+def start_catalog_and_cache(workdir: Path) -> tuple[str, str, list[Any]]:
+    """PostgreSQL and Redis URLs from the environment, or embedded servers under ``workdir``."""
     from liquid import embedded
 
     started: list[Any] = []
@@ -189,6 +189,14 @@ def start_servers(workdir: Path) -> tuple[dict[str, Any], list[Any]]:
         srv_r = embedded.EmbeddedValkey(workdir / "valkey")
         redis_url = srv_r.start()
         started.append(srv_r)
+    return pg, redis_url, started
+
+
+def start_servers(workdir: Path) -> tuple[dict[str, Any], list[Any]]:
+    """Server URLs from the environment, or embedded servers under ``workdir``."""
+    from liquid import embedded
+
+    pg, redis_url, started = start_catalog_and_cache(workdir)
     endpoint = os.environ.get("LIQUID_TEST_S3_ENDPOINT")
     access = os.environ.get("LIQUID_TEST_S3_ACCESS_KEY", "bench")
     secret = os.environ.get("LIQUID_TEST_S3_SECRET_KEY", "bench-secret")

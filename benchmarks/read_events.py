@@ -55,20 +55,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
 
-    from liquid import embedded
+    from benchmarks.core_io import start_catalog_and_cache
 
     workdir = Path(tempfile.mkdtemp(prefix="liquid-bench-reads-", dir="/tmp"))
-    started: list[Any] = []
-    pg = os.environ.get("LIQUID_TEST_POSTGRES_URL")
-    if not pg:
-        srv = embedded.EmbeddedPostgres(workdir / "pg")
-        pg = srv.start()
-        started.append(srv)
-    redis_url = os.environ.get("LIQUID_TEST_REDIS_URL")
-    if not redis_url:
-        srv_r = embedded.EmbeddedValkey(workdir / "valkey")
-        redis_url = srv_r.start()
-        started.append(srv_r)
+    pg, redis_url, started = start_catalog_and_cache(workdir)
     stores = {"hot": redis_url, "warm": pg, "cold": f"file://{workdir / 'cold'}"}
     try:
         on = open_runtime(Settings(catalog_url=pg, stores=stores))

@@ -592,16 +592,8 @@ class AccessTracker:
                 k: [] for k in ("tenants", "namespaces", "keys", "versions", "counts")
             }
             for member, count in zip(raw[0::2], raw[1::2], strict=True):
-                try:
-                    ref = ResultRef.parse("liquid://" + _text(member))
-                except ValueError:
-                    log.warning("dropping unparseable read record %r", member)
-                    continue
-                cols["tenants"].append(ref.tenant)
-                cols["namespaces"].append(ref.namespace)
-                cols["keys"].append(ref.key)
-                cols["versions"].append(ref.version)
-                cols["counts"].append(int(count))
+                if _add_ref(cols, member, "read"):
+                    cols["counts"].append(int(count))
             if not cols["counts"]:
                 continue
             minute = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
@@ -664,15 +656,8 @@ class AccessTracker:
         firsts: list[datetime] = []
         counteds: list[datetime] = []
         for member, s, t, n, f, c in rows:
-            try:
-                ref = ResultRef.parse("liquid://" + _text(member))
-            except ValueError:
-                log.warning("dropping unparseable access record %r", member)
+            if not _add_ref(cols, member, "access"):
                 continue
-            cols["tenants"].append(ref.tenant)
-            cols["namespaces"].append(ref.namespace)
-            cols["keys"].append(ref.key)
-            cols["versions"].append(ref.version)
             scores.append(float(s))
             counts.append(int(n))
             times.append(datetime.fromtimestamp(float(t), UTC))
@@ -696,6 +681,21 @@ class AccessTracker:
                 },
             )
         return sum(counts)
+
+
+def _add_ref(cols: dict[str, list[Any]], member: Any, what: str) -> bool:
+    """Append a Redis member's tenant, namespace, key and version to ``cols``; False (logged) when
+    it does not parse, so one bad record is dropped instead of failing every flush."""
+    try:
+        ref = ResultRef.parse("liquid://" + _text(member))
+    except ValueError:
+        log.warning("dropping unparseable %s record %r", what, member)
+        return False
+    cols["tenants"].append(ref.tenant)
+    cols["namespaces"].append(ref.namespace)
+    cols["keys"].append(ref.key)
+    cols["versions"].append(ref.version)
+    return True
 
 
 def _text(value: Any) -> str:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from liquid.events.log import COLUMNS
+
 #: (version, statements). Append only: a released migration is never edited.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -112,27 +114,7 @@ ENGINE = MergeTree ORDER BY version
 """
 
 #: Columns of ``events`` in insert order (the exporter's Arrow batches have exactly these).
-EVENT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "at",
-    "txid",
-    "tenant_id",
-    "kind",
-    "object_id",
-    "namespace",
-    "key",
-    "version",
-    "actor",
-    "tier",
-    "from_tier",
-    "bytes",
-    "count",
-    "latency_ms",
-    "trace_id",
-    "correlation_id",
-    "execution_id",
-    "data",
-)
+EVENT_COLUMNS: tuple[str, ...] = ("id", COLUMNS[0], "txid", *COLUMNS[1:])
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

@@ -144,29 +144,27 @@ PURGED: Final = _kind(
     tombstoned_at=_OPT_S,
     journal_id=_I,
 )
+#: What a journal row that gave up carries, for moves and purges alike.
+_GAVE_UP: dict[str, type | tuple[type, ...]] = {
+    "journal_id": _I,
+    "step": _S,
+    "attempts": _I,
+    "error": _S,
+    "from_store": _S,
+    "to_store": _OPT_S,
+    "reason": _OPT_S,
+}
 MOVE_FAILED: Final = _kind(
     "object.move_failed",
     "object",
     "a journaled move gave up after its attempts (the object stays where it was)",
-    journal_id=_I,
-    step=_S,
-    attempts=_I,
-    error=_S,
-    from_store=_S,
-    to_store=_OPT_S,
-    reason=_OPT_S,
+    **_GAVE_UP,
 )
 PURGE_FAILED: Final = _kind(
     "object.purge_failed",
     "object",
     "a journaled purge gave up after its attempts (gc retries it)",
-    journal_id=_I,
-    step=_S,
-    attempts=_I,
-    error=_S,
-    from_store=_S,
-    to_store=_OPT_S,
-    reason=_OPT_S,
+    **_GAVE_UP,
 )
 MISSING: Final = _kind(
     "object.missing",

@@ -727,6 +727,8 @@ class Planner:
         """The hot rank of an object at epoch ``t``: what a read saves per byte, plus its adaptive
         score (liquid.tiering.adaptive); the simulations see the object too when it is sampled."""
         rate = f.access_score
+        if not self.adaptive.enabled:
+            return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
         base = (
             self.values.saving_per_byte(f.size, "hot", self._prices_of(f.tenant)) if rate > 0 else -math.inf
         )
@@ -739,8 +741,6 @@ class Planner:
             self.adaptive.observe(
                 oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=last, span=span
             )
-        if not self.adaptive.enabled:
-            return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
         return self.adaptive.rank(oid, base, count, last, span)
 
     def _adapt(self, state: PlacementState) -> None:

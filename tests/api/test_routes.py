@@ -17,20 +17,7 @@ from liquid.api.server import ApiServer
 from liquid.config import load_settings
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
-
-PROBLEM_KEYS = {"type", "title", "status", "detail", "field"}
-
-
-def problem_of(response: httpx.Response, status: int, type_: str | None = None) -> dict[str, Any]:
-    """Assert an error response is problem+json with the given status (and type) and return it."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body: dict[str, Any] = response.json()
-    assert body.keys() >= PROBLEM_KEYS, body
-    assert body["status"] == status
-    if type_ is not None:
-        assert body["type"] == type_, body
-    return body
+from tests.problems import problem_of
 
 
 def ref_url(base_url: str, uri: str) -> str:

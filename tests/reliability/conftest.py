@@ -8,7 +8,6 @@ run in ``make test``; the outage, load and soak tests are also ``slow`` and run 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -26,20 +25,6 @@ from tests.api.conftest import (  # noqa: F401  (fixtures, re-exported for this 
     shm_dir,
     tk,
 )
-
-PROBLEM_KEYS = {"type", "title", "status", "detail", "field"}
-
-
-def problem_of(response: httpx.Response, status: int, type_: str | None = None) -> dict[str, Any]:
-    """Assert an error response is problem+json with this status (and type), and return its body."""
-    assert response.status_code == status, (response.status_code, response.text[:500])
-    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-    body: dict[str, Any] = response.json()
-    assert body.keys() >= PROBLEM_KEYS, body
-    assert body["status"] == status
-    if type_ is not None:
-        assert body["type"] == type_, body
-    return body
 
 
 @pytest.fixture

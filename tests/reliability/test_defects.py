@@ -25,7 +25,8 @@ from liquid.refs import ResultRef
 from liquid.service import LiquidService
 from liquid.tiering.apply import CatalogApplier
 from liquid.tiering.expiry import ObjectExpiry
-from tests.reliability.conftest import TenantKey, problem_of
+from tests.problems import problem_of
+from tests.reliability.conftest import TenantKey
 
 pytestmark = pytest.mark.reliability
 
