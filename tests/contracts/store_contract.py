@@ -205,28 +205,37 @@ class StoreContract:
         write_bytes(store, "flip", a)
         stop = threading.Event()
 
+        # Gaps of varying length between writes: the short ones make reads race a
+        # replacement, the long ones let a read finish even on a loaded machine.
+        gaps = (0.005, 0.005, 0.05, 0.25)
+
         def writer() -> None:
             i = 0
             while not stop.is_set():
                 write_bytes(store, "flip", b if i % 2 == 0 else a)
+                stop.wait(gaps[i % len(gaps)])
                 i += 1
-                time.sleep(0.005)  # leave readers a window to finish a read now and then
 
-        seen = set()
+        seen, refused = set(), 0
         with ThreadPoolExecutor(1) as pool:
             fut = pool.submit(writer)
             try:
-                for _ in range(30):
+                deadline = time.monotonic() + 30
+                reads = 0
+                while reads < 200 and time.monotonic() < deadline and (reads < 30 or not seen):
+                    reads += 1
                     try:
                         got = read_bytes(store, "flip")
                     except StoreError:
-                        continue  # a backend may refuse a read whose version vanished; never mix
+                        refused += 1  # a backend may refuse a read whose version vanished; never mix
+                        continue
                     assert got in (a, b), f"mixed read of {len(got)} bytes"
                     seen.add(got[:1])
             finally:
                 stop.set()
             fut.result()
-        assert seen
+        assert seen, f"every one of {reads} reads was refused ({refused}); none completed"
+        assert read_bytes(store, "flip") in (a, b)
 
     def test_delete_is_idempotent(self, store: Store) -> None:
         write_bytes(store, "d/1", b"x")
