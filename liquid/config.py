@@ -87,32 +87,6 @@ class AccessSettings(BaseModel):
     correlation_window: Duration = 0.0
 
 
-class TierCost(BaseModel):
-    """List prices for one tier (USD)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    gb_month: float = Field(ge=0)
-    per_1k_reads: float = Field(default=0.0, ge=0)
-    per_1k_writes: float = Field(default=0.0, ge=0)
-    retrieval_per_gb: float = Field(default=0.0, ge=0)
-    min_storage_days: float = Field(default=0.0, ge=0)
-
-
-def _default_costs() -> dict[Tier, TierCost]:
-    # Public list prices, us-east-1, checked 2026-11: ElastiCache memory (~$0.0125/GB-hour ≈ $9/GB-month),
-    # RDS gp3 storage $0.115/GB-month, S3 Standard $0.023 + $0.0004/1k GET + $0.005/1k PUT,
-    # S3 Glacier Instant Retrieval $0.004 + $0.01/1k GET + $0.02/1k PUT + $0.03/GB retrieval, 90-day minimum.
-    return {
-        "hot": TierCost(gb_month=9.0),
-        "warm": TierCost(gb_month=0.115),
-        "cold": TierCost(gb_month=0.023, per_1k_reads=0.0004, per_1k_writes=0.005),
-        "archive": TierCost(
-            gb_month=0.004, per_1k_reads=0.01, per_1k_writes=0.02, retrieval_per_gb=0.03, min_storage_days=90
-        ),
-    }
-
-
 class TierMap(BaseModel):
     """Which named store backs each tier; ``archive`` is optional."""
 
@@ -342,7 +316,6 @@ class Settings(BaseSettings):
     #: Namespace glob → codec, for warm and cold bytes; first match wins.
     compression: dict[str, Literal["zstd", "none"]] = Field(default_factory=dict)
     compression_level: int = Field(default=3, ge=1, le=22)
-    cost_model: dict[Tier, TierCost] = Field(default_factory=_default_costs)
     #: This node's name, for shared-memory hints.
     node_id: str = Field(default_factory=socket.gethostname)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -352,6 +325,16 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "cost_model" in data:
+            raise ValueError(
+                "cost_model is no longer a setting: prices live in one place, a CostModel policy document "
+                "(copy liquid/policy/cost-model-defaults.yaml, edit it and `liquid policy apply` it)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -80,3 +81,20 @@ def format_size(n: int) -> str:
         if n >= factor:
             return f"{n // factor}{unit}" if n % factor == 0 else f"{n / factor:.1f}{unit}"
     return f"{n}B"
+
+
+def format_money(amount: float, currency: str = "USD") -> str:
+    """Money with its currency and the precision people read: cents from one unit up, else digits
+    down to the first two significant ones (storage of a few KiB costs fractions of a cent).
+
+    >>> format_money(1234.5), format_money(0.5), format_money(0.000123, "EUR"), format_money(0)
+    ('1,234.50 USD', '0.50 USD', '0.00012 EUR', '0.00 USD')
+    """
+    a = abs(amount)
+    if a >= 0.01 or a == 0:
+        text = f"{amount:,.2f}"
+    else:
+        # Two significant digits, written out (no exponent), at most 8 decimals.
+        decimals = min(8, 1 - math.floor(math.log10(a)))
+        text = f"{amount:.{decimals}f}"
+    return f"{text} {currency}"

@@ -36,21 +36,18 @@ Strategies:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from benchmarks.placement.traces import Trace
-from liquid.policy.loader import load_policies
 from liquid.tiering.bounds import Accesses
 from liquid.tiering.bounds import offline_bound as offline_bound
 from liquid.tiering.replay import Price
+from liquid.tiering.simulate import prices_for
 
 GiB = 1024**3
 MONTH = 730 * 3600.0
 DAY = 86400.0
 DURABLE = ("warm", "cold", "archive")
-COST_MODEL = Path(__file__).resolve().parents[2] / "policies" / "cost-model-defaults.yaml"
 
 # S3 Intelligent-Tiering list prices (us-east-1).
 IT_FREQUENT, IT_INFREQUENT, IT_ARCHIVE_INSTANT = 0.023, 0.0125, 0.004
@@ -58,19 +55,9 @@ IT_GET, IT_PUT, IT_MONITOR = 0.0004 / 1000, 0.005 / 1000, 0.0025 / 1000
 IT_MIN_MONITORED = 128 * 1024
 
 
-def load_prices(path: Path = COST_MODEL) -> dict[str, Price]:
-    """Per-tier prices from the shipped default CostModel."""
-    model = load_policies([path]).cost_models[0]
-    out = {}
-    for tier, p in model.spec.tiers.items():
-        out[tier] = Price(
-            p.storage_per_gb_month,
-            p.reads_per_1k / 1000,
-            p.writes_per_1k / 1000,
-            p.retrieval_per_gb,
-            p.min_storage_duration,
-        )
-    return out
+def load_prices() -> dict[str, Price]:
+    """Per-tier prices of the shipped default CostModel, as the daemon prices them."""
+    return prices_for(None)
 
 
 def simple(trace: Trace, tier: str, prices: dict[str, Price]) -> float:

@@ -45,6 +45,8 @@ from liquid.api.tracing import TracingMiddleware
 from liquid.config import Settings
 from liquid.events.sinks import EventSink
 from liquid.events.stats import ClickHouseStats, PostgresStats
+from liquid.policy.models import PolicySet
+from liquid.policy.store import active_policies
 from liquid.service import LiquidService
 from liquid.shm import ShmCache
 
@@ -75,6 +77,12 @@ def create_app(
         if secret is not None and secret.get_secret_value()
         else None
     )
+
+    def applied() -> PolicySet | None:
+        """The applied policy set, whose CostModels price ``/v1/stats`` as ``policy plan`` does."""
+        current = active_policies(service.engine)
+        return current.policies if current is not None else None
+
     ctx = ApiContext(
         service=service,
         settings=settings,
@@ -82,10 +90,10 @@ def create_app(
         signer=signer,
         metrics=metrics,
         shm=shm,
-        stats={"postgres": PostgresStats(service.engine, prices=settings.cost_model)},
+        stats={"postgres": PostgresStats(service.engine, policies=applied)},
     )
     if stats_sink is not None:
-        ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, prices=settings.cost_model)
+        ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, policies=applied)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,8 +7,9 @@ daily rollup; both ClickHouse transports run the same SQL). Definitions, for bot
 * **usage** per UTC day, tenant and namespace: writes and bytes written
   (``object.created``), reads (the ``count`` of ``object.read``), purges and bytes purged.
 * **cost** per durable tier: objects and stored bytes as the log has them (created and moved
-  in, minus purged and moved out), and the monthly cost at the tier's ``gb_month`` price
-  (GiB). Deleted versions count until they are purged: their bytes are still paid for.
+  in, minus purged and moved out), and the monthly cost: each tenant's bytes at its own
+  storage price (:func:`liquid.policy.costs.tier_prices`, per GiB-month; the same prices as
+  ``policy plan``). Deleted versions count until they are purged: their bytes are still paid for.
 * **moves** per UTC day and (from, to) tier: count and bytes.
 * **top objects**: most read versions in the range.
 * **idle**: stored versions whose last read (or write, if never read) is older than 30, 90
@@ -20,7 +21,8 @@ exclusive). ClickHouse answers up to the export watermark: with lag, its numbers
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,11 +30,21 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 
-from liquid.config import TierCost
 from liquid.events.sinks import EventSink
+from liquid.policy.costs import tier_prices
+from liquid.policy.models import PolicySet, TierPrice
 
 GiB = 1024**3
 IDLE_DAYS = (30, 90, 180)
+#: Prices per tier for a tenant (``None``: the default model's).
+PricesOf = Callable[[str | None], Mapping[str, TierPrice]]
+#: The policy set whose CostModels price the bytes (the applied one), read once per question.
+PoliciesOf = Callable[[], PolicySet | None]
+
+
+def _prices_of(policies_of: PoliciesOf) -> PricesOf:
+    policies = policies_of()
+    return functools.cache(lambda tenant: tier_prices(policies, tenant))
 
 
 @dataclass(frozen=True)
@@ -74,11 +86,35 @@ def _plain(rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _priced(rows: list[dict[str, Any]], prices: Mapping[Any, TierCost]) -> list[dict[str, Any]]:
+def _by_tier(
+    rows: list[dict[str, Any]], prices_of: PricesOf, costs: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Fold rows per (tenant, tier) into rows per tier, pricing each tenant's bytes at its own price.
+
+    ``costs`` maps each cost column to add to the bytes column it prices.
+    """
+    out: dict[str, dict[str, Any]] = {}
     for r in rows:
-        price = prices.get(r["tier"])
-        r["monthly_cost"] = round(r["bytes"] / GiB * price.gb_month, 6) if price is not None else None
-    return rows
+        tenant, tier = r.pop("tenant"), r["tier"]
+        price = prices_of(tenant).get(tier)
+        row = out.setdefault(tier, {"tier": tier, **dict.fromkeys(costs, 0.0)})
+        for k, v in r.items():
+            if k != "tier":
+                row[k] = row.get(k, 0) + v
+        for cost, col in costs.items():
+            if price is None or row[cost] is None:
+                row[cost] = None
+            else:
+                row[cost] += r[col] / GiB * price.storage_per_gb_month
+    for row in out.values():
+        for cost in costs:
+            if row[cost] is not None:
+                row[cost] = round(row[cost], 6)
+    return [out[t] for t in sorted(out)]
+
+
+_COST = {"monthly_cost": "bytes"}
+_IDLE = {f"monthly_cost_{d}d": f"bytes_{d}d" for d in IDLE_DAYS}
 
 
 # -------------------------------------------------------------------- PostgreSQL
@@ -89,9 +125,9 @@ class PostgresStats:
 
     name = "postgres"
 
-    def __init__(self, engine: Engine, *, prices: Mapping[Any, TierCost]) -> None:
+    def __init__(self, engine: Engine, *, policies: PoliciesOf) -> None:
         self.engine = engine
-        self.prices = prices
+        self.policies = policies
 
     def __repr__(self) -> str:
         return "PostgresStats()"
@@ -134,16 +170,16 @@ class PostgresStats:
     def cost(self, f: StatsFilter) -> list[dict[str, Any]]:
         where, params = self._where(f, time=False)
         rows = self._rows(
-            "SELECT tier, sum(n)::bigint AS objects, sum(b)::bigint AS bytes FROM ("
-            " SELECT tier, CASE WHEN kind = 'object.purged' THEN -1 ELSE 1 END AS n,"
+            "SELECT tenant, tier, sum(n)::bigint AS objects, sum(b)::bigint AS bytes FROM ("
+            " SELECT tenant_id AS tenant, tier, CASE WHEN kind = 'object.purged' THEN -1 ELSE 1 END AS n,"
             " CASE WHEN kind = 'object.purged' THEN -bytes ELSE bytes END AS b FROM events"
             f" WHERE kind IN ('object.created', 'object.moved', 'object.purged'){where}"
-            " UNION ALL SELECT from_tier, -1, -bytes FROM events"
+            " UNION ALL SELECT tenant_id, from_tier, -1, -bytes FROM events"
             f" WHERE kind = 'object.moved'{where}"
-            ") s GROUP BY tier HAVING sum(n) <> 0 OR sum(b) <> 0 ORDER BY tier",
+            ") s GROUP BY tenant, tier HAVING sum(n) <> 0 OR sum(b) <> 0 ORDER BY tenant, tier",
             params,
         )
-        return _priced(rows, self.prices)
+        return _by_tier(rows, _prices_of(self.policies), _COST)
 
     def moves(self, f: StatsFilter) -> list[dict[str, Any]]:
         where, params = self._where(f)
@@ -171,8 +207,8 @@ class PostgresStats:
             for d in IDLE_DAYS
         )
         rows = self._rows(
-            f"SELECT tier, {cols} FROM ("
-            " SELECT object_id,"
+            f"SELECT tenant, tier, {cols} FROM ("
+            " SELECT object_id, min(tenant_id) AS tenant,"
             " max(at) FILTER (WHERE kind IN ('object.created', 'object.read')) AS last_at,"
             " bool_or(kind = 'object.purged') AS purged,"
             " (array_agg(tier ORDER BY id DESC) FILTER (WHERE kind IN ('object.created', 'object.moved')))[1]"
@@ -180,20 +216,11 @@ class PostgresStats:
             " max(bytes) FILTER (WHERE kind = 'object.created') AS bytes"
             " FROM events WHERE object_id IS NOT NULL"
             f" AND kind IN ('object.created', 'object.read', 'object.moved', 'object.purged'){where}"
-            " GROUP BY object_id) o WHERE NOT purged AND tier IS NOT NULL GROUP BY tier ORDER BY tier",
+            " GROUP BY object_id) o WHERE NOT purged AND tier IS NOT NULL GROUP BY tenant, tier"
+            " ORDER BY tenant, tier",
             {**params, **{f"t{d}": now - timedelta(days=d) for d in IDLE_DAYS}},
         )
-        return _idle_costs(rows, self.prices)
-
-
-def _idle_costs(rows: list[dict[str, Any]], prices: Mapping[Any, TierCost]) -> list[dict[str, Any]]:
-    for r in rows:
-        price = prices.get(r["tier"])
-        for d in IDLE_DAYS:
-            r[f"monthly_cost_{d}d"] = (
-                round(r[f"bytes_{d}d"] / GiB * price.gb_month, 6) if price is not None else None
-            )
-    return rows
+        return _by_tier(rows, _prices_of(self.policies), _IDLE)
 
 
 # -------------------------------------------------------------------- ClickHouse
@@ -218,10 +245,10 @@ class ClickHouseStats:
 
     name = "clickhouse"
 
-    def __init__(self, sink: EventSink, *, prices: Mapping[Any, TierCost]) -> None:
+    def __init__(self, sink: EventSink, *, policies: PoliciesOf) -> None:
         self.sink = sink
         self.db = sink.database
-        self.prices = prices
+        self.policies = policies
 
     def __repr__(self) -> str:
         return f"ClickHouseStats({self.sink!r})"
@@ -254,12 +281,13 @@ class ClickHouseStats:
     def cost(self, f: StatsFilter) -> list[dict[str, Any]]:
         end = f" AND day < {literal(f.end)}" if f.end is not None else ""
         rows = self._rows(
-            "SELECT tier, toInt64(sum(writes + moves_in - purges - moves_out)) AS objects,"
+            "SELECT tenant_id AS tenant, tier,"
+            " toInt64(sum(writes + moves_in - purges - moves_out)) AS objects,"
             " toInt64(sum(bytes_in - bytes_out)) AS bytes"
             f" FROM {self.db}.usage_daily WHERE tier != ''{self._where(f, time=None)}{end}"
-            " GROUP BY tier HAVING objects != 0 OR bytes != 0 ORDER BY tier"
+            " GROUP BY tenant, tier HAVING objects != 0 OR bytes != 0 ORDER BY tenant, tier"
         )
-        return _priced(rows, self.prices)
+        return _by_tier(rows, _prices_of(self.policies), _COST)
 
     def moves(self, f: StatsFilter) -> list[dict[str, Any]]:
         return self._rows(
@@ -285,8 +313,8 @@ class ClickHouseStats:
             for d in IDLE_DAYS
         )
         rows = self._rows(
-            f"SELECT tier, {cols} FROM ("
-            " SELECT object_id,"
+            f"SELECT tenant, tier, {cols} FROM ("
+            " SELECT object_id, any(tenant_id) AS tenant,"
             " maxIf(at, kind IN ('object.created', 'object.read')) AS last_at,"
             " countIf(kind = 'object.purged') > 0 AS purged,"
             " argMaxIf(tier, id, kind IN ('object.created', 'object.moved')) AS tier,"
@@ -294,9 +322,9 @@ class ClickHouseStats:
             f" FROM {self.db}.events WHERE object_id IS NOT NULL"
             " AND kind IN ('object.created', 'object.read', 'object.moved', 'object.purged')"
             f"{self._where(StatsFilter(f.tenant, f.namespace), time=None)}"
-            " GROUP BY object_id) WHERE NOT purged AND tier != '' GROUP BY tier ORDER BY tier"
+            " GROUP BY object_id) WHERE NOT purged AND tier != '' GROUP BY tenant, tier ORDER BY tenant, tier"
         )
-        return _idle_costs(rows, self.prices)
+        return _by_tier(rows, _prices_of(self.policies), _IDLE)
 
 
 def export_lag(engine: Engine, now: datetime) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from liquid.policy.costs import currency, default_cost_model, tier_prices
 from liquid.policy.models import TIERS, Budget, PolicySet, Selector, TieringPolicy, to_size
 from liquid.policy.problems import Problem, Severity, format_path
 from liquid.units import format_size
@@ -237,8 +238,10 @@ def budget_warnings(policies: PolicySet, summary: CatalogSummary) -> list[Proble
                         f"{format_size(held)}{who} under legal hold: this budget can never be met",
                     )
                 )
-        model = policies.cost_model_for(spec.tenant)
-        prices = dict(model.spec.tiers.items()) if model else {}
+        # Priced as the planner prices: the tenant's CostModel, the default one, the shipped one.
+        model = policies.cost_model_for(spec.tenant) or default_cost_model()
+        prices = tier_prices(policies, spec.tenant)
+        money = currency(policies, spec.tenant)
         for tier, limit in spec.tiers.items():
             pinned = usage.get(tier, _NONE).pinned_bytes
             if limit.max_bytes is not None and pinned > limit.max_bytes:
@@ -252,7 +255,7 @@ def budget_warnings(policies: PolicySet, summary: CatalogSummary) -> list[Proble
                         f"that cannot leave {tier} yet (minimum residency or storage duration)",
                     )
                 )
-            if limit.max_monthly_cost is not None and tier in prices and model is not None:
+            if limit.max_monthly_cost is not None:
                 cost = _cost(pinned, prices[tier].storage_per_gb_month)
                 if cost > limit.max_monthly_cost:
                     found.append(
@@ -260,14 +263,14 @@ def budget_warnings(policies: PolicySet, summary: CatalogSummary) -> list[Proble
                             policies,
                             budget,
                             ("spec", "tiers", tier, "maxMonthlyCost"),
-                            f"{tier} may cost {limit.max_monthly_cost:.2f} {model.spec.currency}/month, "
+                            f"{tier} may cost {limit.max_monthly_cost:.2f} {money}/month, "
                             "but the "
                             f"{format_size(pinned)}{who} that cannot leave it cost {cost:.2f} at "
                             f"{prices[tier].storage_per_gb_month:g}/GB-month (CostModel {model.name!r})",
                         )
                     )
         durable_prices = {t: p for t, p in prices.items() if t != "hot"}
-        if spec.max_monthly_cost is not None and held and durable_prices and model is not None:
+        if spec.max_monthly_cost is not None and held:
             tier, price = min(durable_prices.items(), key=lambda item: item[1].storage_per_gb_month)
             cost = _cost(held, price.storage_per_gb_month)
             if cost > spec.max_monthly_cost:
@@ -276,7 +279,7 @@ def budget_warnings(policies: PolicySet, summary: CatalogSummary) -> list[Proble
                         policies,
                         budget,
                         ("spec", "maxMonthlyCost"),
-                        f"maxMonthlyCost {spec.max_monthly_cost:.2f} {model.spec.currency} is below "
+                        f"maxMonthlyCost {spec.max_monthly_cost:.2f} {money} is below "
                         f"{cost:.2f}/month, what the {format_size(held)}{who} under legal hold cost even in "
                         f"the cheapest tier ({tier} at {price.storage_per_gb_month:g}/GB-month, CostModel "
                         f"{model.name!r}): this budget can never be met",

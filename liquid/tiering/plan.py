@@ -8,6 +8,7 @@ logs it and exports its totals as metrics.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 from liquid.policy.models import TIERS
 from liquid.tiering.values import TEMP as _TEMP
-from liquid.units import format_size
+from liquid.units import format_money, format_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,8 @@ class Plan:
     cost_before: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIERS, 0.0))
     cost_after: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIERS, 0.0))
     budgets: list[BudgetUse] = field(default_factory=list)
+    #: What the costs are in (the default CostModel's currency).
+    currency: str = "USD"
     #: Budgets the catalog can never meet (held or pinned bytes above a limit), with numbers.
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -131,6 +134,7 @@ class Plan:
             "at": self.at.isoformat(),
             "policy_version": self.policy_version,
             "kind": self.kind,
+            "currency": self.currency,
             "objects": self.objects,
             "evaluated": self.evaluated,
             "moves": [
@@ -178,12 +182,17 @@ class Plan:
             if n:
                 lines.append(f"  {label:<26} {n:>9} objects  {format_size(b):>10}")
         lines.append("")
-        lines.append(f"  {'tier':<8} {'bytes now':>12} {'after':>12} {'$/month now':>12} {'after':>12}")
+        money = functools.partial(format_money, currency=self.currency)
+        lines.append(f"  {'tier':<8} {'bytes now':>12} {'after':>12} {'per month now':>16} {'after':>16}")
         for t in TIERS:
             lines.append(
                 f"  {t:<8} {format_size(self.bytes_before[t]):>12} {format_size(self.bytes_after[t]):>12}"
-                f" {self.cost_before[t]:>12.4f} {self.cost_after[t]:>12.4f}"
+                f" {money(self.cost_before[t]):>16} {money(self.cost_after[t]):>16}"
             )
+        lines.append(
+            f"  {'total':<8} {'':>12} {'':>12} {money(sum(self.cost_before.values())):>16}"
+            f" {money(sum(self.cost_after.values())):>16}"
+        )
         if self.budgets:
             lines.append("")
             lines.append("  budgets:")
@@ -193,14 +202,14 @@ class Plan:
                     x
                     for x in (
                         f"≤ {format_size(u.limit_bytes)}" if u.limit_bytes is not None else "",
-                        f"≤ {u.limit_cost:.2f}/month" if u.limit_cost is not None else "",
+                        f"≤ {money(u.limit_cost)}/month" if u.limit_cost is not None else "",
                     )
                     if x
                 )
                 state = "ok" if u.ok else "OVER"
                 lines.append(
                     f"    {scope:<40} {limit:<28} after: {format_size(u.bytes_after)}, "
-                    f"{u.cost_after:.2f}/month  [{state}]"
+                    f"{money(u.cost_after)}/month  [{state}]"
                 )
         if self.warnings:
             lines.append("")

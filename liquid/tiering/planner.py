@@ -46,6 +46,7 @@ from liquid.config import Settings
 from liquid.hotcache import entry_size
 from liquid.policy.checks import CatalogSummary, TierUsage, budget_warnings
 from liquid.policy.columns import KEEP, evaluate_columns
+from liquid.policy.costs import currency
 from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, evaluate_policy, select_policy
 from liquid.policy.models import TIERS, PolicySet, TieringPolicy
 from liquid.refs import format_uri
@@ -679,6 +680,7 @@ class Planner:
             after = self._totals(state)
             plan.bytes_before = _by_tier(before)
             plan.bytes_after = _by_tier(after)
+            plan.currency = currency(policies, None)
             plan.cost_before = tier_costs(before, self._prices_of)
             plan.cost_after = tier_costs(after, self._prices_of)
             plan.budgets = budget_uses(policies, self._prices_of, before, after)
@@ -788,7 +790,7 @@ class Planner:
         return prices
 
     def prices(self, policies: PolicySet, tenant: str | None) -> dict[str, Prices]:
-        """Prices per tier for a tenant (its CostModel, the default CostModel, else Settings.cost_model)."""
+        """Prices per tier for a tenant (:func:`liquid.policy.costs.tier_prices`)."""
         self._use(policies)
         return self._prices_of(tenant)
 

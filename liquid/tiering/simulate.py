@@ -27,6 +27,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from liquid.config import Settings
+from liquid.policy.costs import tier_prices
 from liquid.policy.models import PolicySet
 from liquid.tiering.bounds import belady_bytes, offline_bound
 from liquid.tiering.budgets import tier_caps
@@ -92,30 +93,18 @@ def read_history(engine: Engine, since: datetime, until: datetime, *, tenant: st
     )
 
 
-def prices_for(policies: PolicySet, settings: Settings) -> dict[str, Price]:
-    """Per-tier prices of the policy set's default CostModel, else ``settings.cost_model``."""
-    model = policies.cost_model_for(None)
-    out: dict[str, Price] = {}
-    for tier in ("hot", "warm", "cold", "archive"):
-        price = getattr(model.spec.tiers, tier) if model is not None else None
-        if price is not None:
-            out[tier] = Price(
-                price.storage_per_gb_month,
-                price.reads_per_1k / 1000,
-                price.writes_per_1k / 1000,
-                price.retrieval_per_gb,
-                price.min_storage_duration,
-            )
-        else:
-            c = settings.cost_model[tier]
-            out[tier] = Price(
-                c.gb_month,
-                c.per_1k_reads / 1000,
-                c.per_1k_writes / 1000,
-                c.retrieval_per_gb,
-                c.min_storage_days * 86400,
-            )
-    return out
+def prices_for(policies: PolicySet | None, tenant: str | None = None) -> dict[str, Price]:
+    """Per-tier prices for the replay's ledger (:func:`liquid.policy.costs.tier_prices`)."""
+    return {
+        tier: Price(
+            p.storage_per_gb_month,
+            p.reads_per_1k / 1000,
+            p.writes_per_1k / 1000,
+            p.retrieval_per_gb,
+            p.min_storage_duration,
+        )
+        for tier, p in tier_prices(policies, tenant).items()
+    }
 
 
 def hot_budget(policies: PolicySet, settings: Settings) -> int | None:
@@ -165,7 +154,7 @@ class Outcome:
 
 def replay_history(history: History, policies: PolicySet, settings: Settings, *, name: str) -> Outcome:
     """Replay ``history`` through the daemon's engine under ``policies``."""
-    prices = prices_for(policies, settings)
+    prices = prices_for(policies)
     replay = Replay(
         policies,
         settings,
@@ -218,7 +207,7 @@ def simulate(
                 round(bhr, 4),
             )
         months = (until - since).total_seconds() / MONTH
-        bound = offline_bound(history, prices_for(proposed, settings))
+        bound = offline_bound(history, prices_for(proposed))
         ceiling["offline_bound_durable_per_month"] = round(bound / months, 6) if months else None
     out["ceiling"] = ceiling
     return out

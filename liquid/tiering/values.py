@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from liquid.config import Settings
+from liquid.policy.costs import tier_prices
 from liquid.policy.models import TIERS, PolicySet, TierPrice
 
 GiB = 1024**3
@@ -41,7 +42,7 @@ DEFAULT_THROUGHPUT = {"hot": 1.0e9, "warm": 2.5e8, "cold": 1.0e8, "archive": 1.0
 
 @dataclass(frozen=True, slots=True)
 class Prices:
-    """One tier's prices, whichever source they came from (a CostModel or Settings.cost_model)."""
+    """One tier's prices, as the planner uses them (from a CostModel's :class:`TierPrice`)."""
 
     gb_month: float
     per_read: float
@@ -86,7 +87,7 @@ class ValueModel:
     """Prices per tenant and the rank of an object in a tier.
 
     Args:
-        settings: the fallback cost model (``settings.cost_model``) and the tracker's half-life.
+        settings: the tracker's half-life and the planner's knobs.
         knobs: the planner's knobs (default: from ``settings.planner``).
     """
 
@@ -100,17 +101,8 @@ class ValueModel:
         return f"ValueModel(objective={self.knobs.hot_objective}, half_life={self.half_life}s)"
 
     def prices(self, policies: PolicySet, tenant: str | None) -> dict[str, Prices]:
-        """Prices per tier for a tenant: its CostModel, the default CostModel, else Settings.cost_model."""
-        model = policies.cost_model_for(tenant)
-        out: dict[str, Prices] = {}
-        for tier in TIERS:
-            price = getattr(model.spec.tiers, tier) if model is not None else None
-            if price is not None:
-                out[tier] = Prices.from_tier_price(price)
-            else:
-                c = self.settings.cost_model[tier]  # type: ignore[index]
-                out[tier] = Prices(c.gb_month, c.per_1k_reads / 1000, c.retrieval_per_gb)
-        return out
+        """Prices per tier for a tenant (:func:`liquid.policy.costs.tier_prices`)."""
+        return {tier: Prices.from_tier_price(p) for tier, p in tier_prices(policies, tenant).items()}
 
     def read_saving(self, size: int, tier: str, prices: dict[str, Prices]) -> float:
         """Dollars one read of ``size`` bytes saves when served from ``tier`` instead of the next colder.

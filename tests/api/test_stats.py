@@ -13,9 +13,12 @@ import pytest
 from liquid.api.server import ApiServer
 from liquid.events.export import EventExporter
 from liquid.events.sinks import ChDBSink, EventSink, migrate
+from liquid.policy.costs import tier_prices
+from liquid.policy.store import active_policies, apply_policies
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
 
+GiB = 1024**3
 ENDPOINTS = ("usage", "cost", "moves", "top-objects", "idle")
 
 
@@ -114,3 +117,34 @@ def test_bad_input_is_a_clear_400(stats_server: str, admin_key: str) -> None:
     assert r.status_code == 400 and "tenant" in r.text
     r = _get(stats_server, admin_key, "usage", **{"from": "yesterday"})
     assert r.status_code in (400, 422) and "from" in r.text
+
+
+def test_costs_are_priced_by_the_applied_cost_model_per_tenant(
+    api_service: LiquidService, stats_server: str, admin_key: str, make_tenant: Callable[[], TenantKey]
+) -> None:
+    a, b = make_tenant(), make_tenant()
+    api_service.put(a.tenant, "docs", "x", os.urandom(5000))
+    api_service.put(b.tenant, "docs", "y", os.urandom(7000))
+    prices = (
+        "apiVersion: liquid/v1\nkind: CostModel\nmetadata: {name: a-prices}\n"
+        f"spec:\n  tenant: {a.tenant}\n  tiers:\n    warm: {{storagePerGBMonth: 1000}}\n"
+    )
+    before = active_policies(api_service.engine)
+    apply_policies(api_service.engine, {"prices.yaml": prices}, actor="test", clock=api_service.clock)
+    try:
+        shipped = tier_prices(None, None)["warm"].storage_per_gb_month
+
+        def warm(key: str, **params: Any) -> dict[str, Any]:
+            rows = _get(stats_server, key, "cost", source="postgres", **params).json()["rows"]
+            return next(r for r in rows if r["tier"] == "warm")
+
+        own = warm(a.key)
+        assert own["monthly_cost"] == round(own["bytes"] / GiB * 1000, 6)
+        theirs = warm(b.key)
+        assert theirs["monthly_cost"] == round(theirs["bytes"] / GiB * shipped, 6)
+        both = warm(admin_key)  # every tenant at its own price, then summed
+        assert both["monthly_cost"] >= own["monthly_cost"] + theirs["monthly_cost"] - 1e-6
+    finally:
+        apply_policies(
+            api_service.engine, before.sources if before else {}, actor="test", clock=api_service.clock
+        )

@@ -6,7 +6,7 @@ import pytest
 
 from liquid.config import load_settings
 from liquid.errors import ConfigError
-from liquid.units import format_size, parse_duration, parse_size
+from liquid.units import format_money, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,18 @@ def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_tier_naming_unknown_store() -> None:
     with pytest.raises(ConfigError, match=r"tiers\.cold names store 'nope'"):
         load_settings(stores={"hot": "redis://x", "warm": "catalog"}, tiers={"cold": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [
+        (1234.5, "USD", "1,234.50 USD"),
+        (0.5, "USD", "0.50 USD"),
+        (0.0099, "USD", "0.0099 USD"),
+        (0.000123, "EUR", "0.00012 EUR"),
+        (0.0, "USD", "0.00 USD"),
+        (-2.0, "USD", "-2.00 USD"),
+    ],
+)
+def test_money_shows_its_currency_and_readable_precision(amount: float, currency: str, shown: str) -> None:
+    assert format_money(amount, currency) == shown

@@ -19,7 +19,7 @@ def test_validate_examples_exits_0_with_notes() -> None:
     result = runner.invoke(policy_app, ["validate", str(ROOT / "policies")])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[-1] == "valid: 8 tiering policies, 2 budgets, 2 cost models; 0 warnings"
+    assert lines[-1] == "valid: 8 tiering policies, 2 budgets, 1 cost model; 0 warnings"
     assert any(": note: spec.selector: selector may overlap" in line for line in lines)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from liquid.policy import generate_schema, load_policies
+from liquid.policy.costs import DEFAULT_COST_MODEL
 from liquid.policy.schema import schema_text
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -21,8 +22,8 @@ def test_the_examples_the_issue_asks_for_exist() -> None:
         "knowledge-base.yaml",
         "audit-payloads.yaml",
         "cost-capped-tenant.yaml",
-        "cost-model-defaults.yaml",
     } <= names
+    assert "cost-model-defaults.yaml" not in names  # one cost model: it ships inside the package
     assert (POLICIES / "README.md").exists()
 
 
@@ -37,23 +38,23 @@ def test_all_examples_validate_together() -> None:
     assert {p.name for p in policies.tiering} >= {"workflow-results", "knowledge-base", "audit-payloads"}
     assert [b.name for b in policies.budgets] == ["acme", "demo"]
     default, acme, other = (policies.cost_model_for(t) for t in (None, "acme", "other"))
-    assert default is not None and default.name == "defaults"
+    assert default is None  # the shipped default prices everyone else (liquid.policy.costs)
     assert acme is not None and acme.name == "acme-prices"
-    assert other is default
+    assert other is None
     assert policies.warnings == ()
     # Overlaps are resolved by priority and said so.
     assert any("'knowledge-base' wins (priority 200 > 50)" in n.message for n in policies.notes)
 
 
 def test_default_cost_model_states_its_source_and_list_prices() -> None:
-    model = load_policies([POLICIES / "cost-model-defaults.yaml"]).cost_models[0]
+    model = load_policies([DEFAULT_COST_MODEL]).cost_models[0]
     assert model.spec.source and "AWS" in model.spec.source and "2025" in model.spec.source
     tiers = dict(model.spec.tiers.items())
     assert tiers["cold"].storage_per_gb_month == 0.023
     assert tiers["archive"].storage_per_gb_month == 0.004
     assert tiers["archive"].retrieval_per_gb == 0.03
     assert tiers["archive"].min_storage_duration == 90 * 86400
-    text = (POLICIES / "cost-model-defaults.yaml").read_text()
+    text = DEFAULT_COST_MODEL.read_text()
     assert "0.0125" in text and "30d" in text  # Standard-IA alternative documented
 
 
