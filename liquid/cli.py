@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -37,14 +37,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from liquid.api.server import api_command
-from liquid.bootstrap import Runtime, open_runtime
-from liquid.config import load_settings
 from liquid.errors import InvalidInput, LiquidError
 from liquid.limits import check_header_text
-from liquid.policy.cli import policy_app
+from liquid.policy_cli import policy_app
 from liquid.refs import ResultRef
 from liquid.units import format_size, parse_duration
+
+if TYPE_CHECKING:
+    from liquid.bootstrap import Runtime
+    from liquid.config import Settings
 
 app = typer.Typer(
     help="Liquid: tiered storage for workflow results, documents and artifacts.", no_args_is_help=True
@@ -63,8 +64,19 @@ err = Console(stderr=True)
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", envvar="LIQUID_TENANT", help="Tenant to act as.")]
 
 
+def load_settings() -> Settings:
+    """The configuration (imported on use: pydantic-settings is a tenth of a second of start-up)."""
+    from liquid.config import load_settings as load
+
+    return load()
+
+
 @contextmanager
 def _runtime(*, migrate: bool = True) -> Iterator[Runtime]:
+    # Imported here, not at the top: `liquid --help` and the commands that need no servers start
+    # in a fraction of a second instead of importing SQLAlchemy, alembic, redis and FastAPI.
+    from liquid.bootstrap import open_runtime
+
     rt = open_runtime(load_settings(), migrate=migrate)
     try:
         yield rt
@@ -666,7 +678,18 @@ def gc_cmd(
         raise typer.Exit(2)
 
 
-app.command("api")(api_command)
+@app.command("api")
+def api_command(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: api.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: api.port, 8780).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (/v1) on the configured (or embedded) servers."""
+    from liquid.api.server import serve
+
+    with _runtime() as rt:
+        serve(rt, host, port, log_level=log_level)
+
 
 export_app = typer.Typer(help="Export the event log.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
@@ -848,6 +871,7 @@ def up(
 
     from daemon.tiering import TieringDaemon
     from liquid.api.server import ApiServer, curl_example, demo_key
+    from liquid.bootstrap import open_runtime
     from liquid.demo import DEMO_POLICY, DEMO_TENANT, load_demo
     from liquid.policy.store import active_policies, apply_policies, read_sources
 

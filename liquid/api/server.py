@@ -1,11 +1,6 @@
-"""Running the API: :func:`serve` (blocking), :class:`ApiServer` (a background thread), and a CLI command.
+"""Running the API: :func:`serve` (blocking, ``liquid api``) and :class:`ApiServer` (a background thread).
 
-The ``liquid`` CLI mounts :func:`api_command`::
-
-    from liquid.api.server import api_command
-    app.command("api")(api_command)          # liquid api [--host H] [--port P]
-
-and ``liquid up`` can keep the API running beside the embedded servers::
+``liquid up`` keeps the API running beside the embedded servers::
 
     from liquid.api.server import ApiServer, demo_key
     server = ApiServer(rt.service, host=settings.api.host, port=settings.api.port)
@@ -20,17 +15,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import typer
 import uvicorn
 
 from liquid.api.app import create_app
-from liquid.events.sinks import EventSink
 
 if TYPE_CHECKING:
     from liquid.bootstrap import Runtime
+    from liquid.events.sinks import EventSink
     from liquid.service import LiquidService
 
 
@@ -111,19 +105,3 @@ def demo_key(service: LiquidService, tenant: str) -> str:
 def curl_example(base_url: str, key: str, uri: str) -> str:
     """A ready-to-paste ``curl`` that reads ``uri`` through the API."""
     return f"curl -H 'Authorization: Bearer {key}' {base_url}/v1/refs/{quote(uri, safe='')}"
-
-
-def api_command(
-    host: Annotated[str | None, typer.Option(help="Bind address (default: api.host, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: api.port, 8780).")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-) -> None:
-    """Serve the HTTP API (/v1) on the configured (or embedded) servers."""
-    from liquid.bootstrap import open_runtime
-    from liquid.config import load_settings
-
-    rt = open_runtime(load_settings())
-    try:
-        serve(rt, host, port, log_level=log_level)
-    finally:
-        rt.close()

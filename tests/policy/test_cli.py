@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from liquid.policy.cli import policy_app
 from liquid.policy.schema import schema_text
+from liquid.policy_cli import policy_app
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = Path(__file__).parent / "broken"

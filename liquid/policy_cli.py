@@ -1,7 +1,9 @@
 """``liquid policy …``: validate policy files, print the JSON Schema, import S3 lifecycle rules.
 
-A thin layer: every command calls :mod:`liquid.policy` and prints the result. The
-lead mounts :data:`policy_app` as ``liquid policy``.
+A thin layer: every command calls :mod:`liquid.policy` and prints the result; ``liquid.cli``
+mounts :data:`policy_app` as ``liquid policy`` (with plan, apply, show, diff and rollback).
+It lives outside the ``liquid.policy`` package, and imports it inside each command, so that
+``liquid --help`` starts without building the policy format's pydantic models.
 """
 
 from __future__ import annotations
@@ -9,18 +11,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from liquid.errors import PolicyError
-from liquid.policy.checks import CatalogSummary, budget_warnings
-from liquid.policy.loader import load_policies
-from liquid.policy.problems import PolicyValidationError, Problem
-from liquid.policy.s3import import import_s3_lifecycle
-from liquid.policy.schema import schema_text
+
+if TYPE_CHECKING:
+    from liquid.policy.problems import Problem
 
 policy_app = typer.Typer(
     name="policy",
@@ -60,6 +60,10 @@ def validate(
     ] = None,
 ) -> None:
     """Check policy files: every error with file:line:column and field path; exit 1 on errors."""
+    from liquid.policy.checks import CatalogSummary, budget_warnings
+    from liquid.policy.loader import load_policies
+    from liquid.policy.problems import PolicyValidationError
+
     out = _console()
     try:
         policies = load_policies(files)
@@ -90,6 +94,8 @@ def validate(
 @policy_app.command()
 def schema() -> None:
     """Print the JSON Schema of policy documents (the content of policies/schema.json)."""
+    from liquid.policy.schema import schema_text
+
     sys.stdout.write(schema_text())
 
 
@@ -118,6 +124,8 @@ def import_s3(
     exactly fails with every loss listed, unless --lossy. A scope is required: --tenant
     and/or --namespace, or --all-tenants.
     """
+    from liquid.policy.s3import import import_s3_lifecycle
+
     err = _console(stderr=True)
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
