@@ -102,7 +102,7 @@ def main() -> None:
         f"{report['at']}, {report['machine']}; median of {args.runs} fresh processes each.",
         f"Floor (`python -c 'import typer, rich'`): {report['floor_ms']} ms.",
         "",
-        "| command | ms | × floor |",
+        "| command | ms | x floor |",
         "|---|---:|---:|",
         *(f"| `{k}` | {v['ms']:.0f} | {v['ratio']:.2f} |" for k, v in report["commands"].items()),
         "",

@@ -16,7 +16,9 @@ HEAVY = ("sqlalchemy", "alembic", "psycopg", "redis", "fastapi", "starlette", "u
 
 def test_importing_the_cli_loads_no_database_web_or_model_library() -> None:
     code = "import sys, liquid.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     loaded = set(done.stdout.split())
     assert not loaded & set(HEAVY), f"liquid.cli imports {sorted(loaded & set(HEAVY))} at start-up"
 
