@@ -323,6 +323,7 @@ def policy_plan(
 ) -> None:
     """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
     from liquid.tiering.engine import FixedPolicies, catalog_engine
+    from liquid.tiering.journal import queue_counts
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
@@ -336,6 +337,7 @@ def policy_plan(
         plan = catalog_engine(rt.service, policies=FixedPolicies(policies, version)).dry_run(
             policies, version
         )
+        plan.queued = queue_counts(rt.service.engine)
         current = active_policies(rt.service.engine) if files else None
     diff = diff_policies(current.policies if current else None, policies) if files else None
     if output == "json":
@@ -630,6 +632,55 @@ def tier_run_once(
     else:
         console.print(summary.plan.render(), highlight=False, markup=False, soft_wrap=True)
     console.print_json(json.dumps({k: v for k, v in summary.as_dict().items() if k != "plan"}, default=str))
+
+
+@tier_app.command("status")
+def tier_status(
+    since: Annotated[str, typer.Option(help="Show failures newer than this (e.g. 1h, 7d).")] = "24h",
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """The move queue now (waiting and in flight, per kind and step) and recent failures with reasons."""
+    from datetime import UTC, datetime, timedelta
+
+    from liquid.tiering.journal import queue_counts, recent_failures
+
+    if output not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--output")
+    with _runtime() as rt:
+        counts = queue_counts(rt.service.engine)
+        failed = recent_failures(
+            rt.service.engine, since=datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+        )
+    if output == "json":
+        print(json.dumps({"queued": counts, "failed": failed}, indent=2, default=str))
+        return
+    if not counts:
+        console.print("queue: empty (nothing waiting or in flight)")
+    else:
+        table = Table("kind", "step", "rows", title="move queue")
+        for key, n in sorted(counts.items()):
+            kind, step = key.split(":", 1)
+            table.add_row(kind, "waiting" if step == "planned" else f"in flight ({step})", str(n))
+        console.print(table)
+    if not failed:
+        console.print(f"failures in the last {since}: none")
+        return
+    table = Table(
+        "when", "object", "kind", "from → to", "attempts", "error", title=f"failures in the last {since}"
+    )
+    for f in failed:
+        what = (
+            f"liquid://{f['tenant_id']}/{f['namespace']}/{f['key']}@{f['version']}" if f["key"] else "(gone)"
+        )
+        table.add_row(
+            str(f["updated_at"])[:19],
+            what,
+            str(f["kind"]),
+            f"{f['from_tier']} → {f['to_tier'] or '-'}",
+            str(f["attempts"]),
+            escape(str(f["error"] or "")),
+        )
+    console.print(table)
 
 
 def _serve_daemon_metrics(daemon: Any, port: int) -> str:

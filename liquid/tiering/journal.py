@@ -418,3 +418,18 @@ def queue_counts(engine: Engine) -> dict[str, int]:
             text(f"SELECT kind, step, count(*) AS n FROM move_journal WHERE {_OPEN} GROUP BY kind, step")
         ).all()
     return {f"{r.kind}:{r.step}": int(r.n) for r in rows}
+
+
+def recent_failures(engine: Engine, *, since: datetime, limit: int = 20) -> list[dict[str, object]]:
+    """Rows that gave up since ``since``, newest first: what, from where to where, and why."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT j.id, j.kind, j.from_tier, j.to_tier, j.attempts, j.error, j.updated_at,"
+                " o.tenant_id, o.namespace, o.key, o.version FROM move_journal j"
+                " LEFT JOIN objects o ON o.id = j.object_id"
+                " WHERE j.step = 'failed' AND j.updated_at >= :since ORDER BY j.updated_at DESC LIMIT :limit"
+            ),
+            {"since": since, "limit": limit},
+        ).all()
+    return [dict(r._mapping) for r in rows]

@@ -103,6 +103,9 @@ class Plan:
     budgets: list[BudgetUse] = field(default_factory=list)
     #: What the costs are in (the default CostModel's currency).
     currency: str = "USD"
+    #: Journal rows already open when the plan was made, per ``kind:step`` (e.g. ``move:planned``):
+    #: work a previous cycle queued that is waiting or in flight, not part of this plan.
+    queued: dict[str, int] = field(default_factory=dict)
     #: Budgets the catalog can never meet (held or pinned bytes above a limit), with numbers.
     warnings: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -135,6 +138,7 @@ class Plan:
             "policy_version": self.policy_version,
             "kind": self.kind,
             "currency": self.currency,
+            "queued": dict(sorted(self.queued.items())),
             "objects": self.objects,
             "evaluated": self.evaluated,
             "moves": [
@@ -167,8 +171,13 @@ class Plan:
         lines.append(f"(policy version {self.policy_version if self.policy_version else 'from files'})")
         lines.append("")
         moves = self.moves()
+        queued = sum(self.queued.values())
         if not moves and not self.changes:
-            lines.append("No changes. Every object is where its policy wants it.")
+            lines.append(
+                "No changes. Every object is where its policy wants it."
+                if not queued
+                else f"No new changes; {queued} queued by earlier cycles, waiting or in flight (below)."
+            )
         for (f, t), (n, b) in moves.items():
             sign = "+" if _TEMP[t] < _TEMP[f] else "-"
             lines.append(f"  {sign} move {f:>7} → {t:<7} {n:>9} objects  {format_size(b):>10}")
@@ -181,6 +190,15 @@ class Plan:
             n, b = self.count(action)
             if n:
                 lines.append(f"  {label:<26} {n:>9} objects  {format_size(b):>10}")
+        if queued:
+            by_kind: dict[str, int] = defaultdict(int)
+            for key, n in self.queued.items():
+                by_kind[key.split(":")[0]] += n
+            waiting = sum(n for key, n in self.queued.items() if key.endswith(":planned"))
+            lines.append(
+                f"  already queued: {', '.join(f'{n} {k}s' for k, n in sorted(by_kind.items()))}"
+                f" ({waiting} waiting, {queued - waiting} in flight; `liquid tier status` for detail)"
+            )
         lines.append("")
         money = functools.partial(format_money, currency=self.currency)
         lines.append(f"  {'tier':<8} {'bytes now':>12} {'after':>12} {'per month now':>16} {'after':>16}")

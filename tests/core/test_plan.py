@@ -254,3 +254,62 @@ def test_a_rule_whose_tier_has_no_store_is_refused_unless_allowed(
         app, ["policy", "plan", str(f), "--allow-unconfigured-tiers", "-o", "json"], env=env
     )
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_plan_tells_no_changes_from_changes_already_queued() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    assert "No changes. Every object is where" in Plan(at=at, policy_version=1).render()
+    busy = Plan(at=at, policy_version=1, queued={"move:planned": 3, "move:copied": 1, "purge:switched": 2})
+    text_ = busy.render()
+    assert "No new changes; 6 queued by earlier cycles, waiting or in flight" in text_
+    assert "already queued: 4 moves, 2 purges (3 waiting, 3 in flight" in text_
+    assert busy.to_json(changes=False)["queued"] == {"move:copied": 1, "move:planned": 3, "purge:switched": 2}
+
+
+def test_cli_plan_and_tier_status_show_the_queue_and_failures(
+    base_settings: dict, service: LiquidService, tenant: str, tmp_path: Path
+) -> None:
+    from liquid.tiering.journal import enqueue_move
+
+    env = {
+        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(base_settings["stores"]),
+    }
+    ref = service.put(tenant, "q", "waiting", b"x" * 100).ref
+    gone = service.put(tenant, "q", "failing", b"y" * 100).ref
+    ids = []
+    for r in (ref, gone):
+        found = service.fast.find(r.tenant, r.namespace, r.key, r.version)
+        assert found is not None
+        job = enqueue_move(service.engine, found.id, "cold", "cold", reason="test")
+        assert job is not None
+        ids.append(job)
+    with service.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE move_journal SET step = 'failed', error = 'store said no', updated_at = now()"
+                " WHERE id = :i"
+            ),
+            {"i": ids[1]},
+        )
+    try:
+        f = tmp_path / "p.yaml"
+        f.write_text(policy(tenant))
+        plan = CliRunner().invoke(
+            app, ["policy", "plan", str(f), "-o", "json"], env=env, catch_exceptions=False
+        )
+        assert plan.exit_code == 0, plan.output
+        assert json.loads(plan.stdout)["queued"].get("move:planned", 0) >= 1
+        status = CliRunner().invoke(app, ["tier", "status", "-o", "json"], env=env, catch_exceptions=False)
+        assert status.exit_code == 0, status.output
+        doc = json.loads(status.stdout)
+        assert doc["queued"].get("move:planned", 0) >= 1
+        mine = [f for f in doc["failed"] if f["id"] == ids[1]]
+        assert mine and mine[0]["error"] == "store said no" and mine[0]["key"] == "failing"
+        shown = CliRunner().invoke(
+            app, ["tier", "status"], env={**env, "COLUMNS": "250"}, catch_exceptions=False
+        )
+        assert "move queue" in shown.stdout and "store said no" in shown.stdout
+    finally:
+        with service.engine.begin() as conn:
+            conn.execute(text("DELETE FROM move_journal WHERE id = ANY(:ids)"), {"ids": ids})
