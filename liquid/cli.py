@@ -44,6 +44,8 @@ from liquid.refs import ResultRef
 from liquid.units import format_size, parse_duration
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from liquid.bootstrap import Runtime
     from liquid.config import Settings
 
@@ -683,6 +685,23 @@ def tier_status(
     console.print(table)
 
 
+def _print_activity(daemon: Any, since: datetime) -> datetime:
+    """One line of what happened since ``since`` (nothing when all was quiet); returns the new mark."""
+    from liquid.tiering.activity import activity
+
+    now: datetime = daemon.service.clock()
+    report = daemon.engine.last_report
+    skipped = [why for _, _, why in report.skipped] if report is not None else []
+    try:
+        seen = activity(daemon.service.engine, since, now, skipped=skipped)
+    except Exception as exc:  # a summary must never stop the service it summarises
+        err.print(f"activity: {exc}", markup=False)
+        return since
+    if not seen.quiet:
+        console.print(seen.line(), highlight=False, markup=False, soft_wrap=True)
+    return now
+
+
 def _serve_daemon_metrics(daemon: Any, port: int) -> str:
     """Serve the daemon's Prometheus registry on 127.0.0.1 (a free port when ``port`` is 0)."""
     from prometheus_client import start_http_server
@@ -916,6 +935,10 @@ def up(
     port: Annotated[
         int | None, typer.Option(help="API port (default: api.port, 8780; 0 picks a free one).")
     ] = None,
+    activity_every: Annotated[
+        str,
+        typer.Option(help="Print a line of what the daemon did this often (moves, purges, queue); 0: never."),
+    ] = "1m",
 ) -> None:
     """Start embedded servers, the API and the tiering daemon with demo data; Ctrl-C stops it all."""
     import logging
@@ -980,9 +1003,12 @@ def up(
         console.print("running; Ctrl-C stops the API, the daemon and the embedded servers")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        every = parse_duration(activity_every)
+        since = svc.clock()
         try:
-            while not stop.wait(0.5):
-                pass
+            while not stop.wait(every or 3600):
+                if every:
+                    since = _print_activity(daemon, since)
         except KeyboardInterrupt:
             pass
     finally:

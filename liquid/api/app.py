@@ -111,6 +111,8 @@ def create_app(
         version=API_VERSION,
         summary="Tiered storage for workflow results, documents and artifacts.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the packaged Swagger UI: no CDN, so /docs works offline
+        redoc_url=None,
     )
     app.state.liquid = ctx
     app.include_router(router)
@@ -132,7 +134,27 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _offline_docs(app)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle-v2`` wheel, so it renders with no Internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Liquid API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
 
 
 async def _sweeper(shm: ShmCache, interval: float) -> None:
