@@ -61,6 +61,7 @@ from liquid.tiering.expiry import ObjectExpiry
 from liquid.tiering.journal import queue_depth
 from liquid.tiering.mover import Mover
 from liquid.tiering.plan import Plan
+from liquid.tiering.spend import AppliedSpendGate
 
 log = logging.getLogger("liquid.daemon")
 
@@ -146,6 +147,11 @@ class Metrics:
         )
         self.redis_memory = Gauge("liquid_redis_used_memory_bytes", "Redis used_memory", registry=r)
         self.leader = Gauge("liquid_daemon_leader", "1 while this daemon is the leader", registry=r)
+        self.restores_held = Gauge(
+            "liquid_restores_held",
+            "Restores waiting in the queue because a Budget's maxMonthlyRetrievalCost is reached",
+            registry=r,
+        )
 
     def observe(self, plan: Plan, report: ApplyReport | None) -> None:
         """Export one pass's plan: its duration, per-tier bytes and cost, budgets, skips."""
@@ -209,7 +215,12 @@ class TieringDaemon:
         self.clock = clock or self.service.clock
         self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.engine = catalog_engine(self.service, clock=self.clock, actor=f"daemon {self.worker_id}")
-        self.mover = Mover.from_service(self.service, worker_id=self.worker_id, clock=self.clock)
+        self.mover = Mover.from_service(
+            self.service,
+            worker_id=self.worker_id,
+            clock=self.clock,
+            spend_gate=AppliedSpendGate(self.service.engine, self.clock),
+        )
         self.expiry = ObjectExpiry(
             self.service.engine,
             CatalogApplier(self.service, self.settings, actor=f"daemon {self.worker_id}"),
@@ -341,6 +352,7 @@ class TieringDaemon:
             self.metrics.moves.labels(frm, to, result).inc(n)
         self.metrics.bytes_moved.inc(report.bytes_moved)
         self.metrics.queue_depth.set(queue_depth(self.service.engine))
+        self.metrics.restores_held.set(sum(self.mover.held.values()))
         return report.as_dict()
 
     def job_flush(self) -> int:

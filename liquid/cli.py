@@ -325,7 +325,8 @@ def policy_plan(
 ) -> None:
     """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
     from liquid.tiering.engine import FixedPolicies, catalog_engine
-    from liquid.tiering.journal import queue_counts
+    from liquid.tiering.journal import held_restores, queue_counts
+    from liquid.tiering.spend import spend_gate
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
@@ -340,6 +341,11 @@ def policy_plan(
             policies, version
         )
         plan.queued = queue_counts(rt.service.engine)
+        gate = spend_gate(rt.service.engine, policies, rt.service.clock())
+        waiting = held_restores(rt.service.engine, gate.claim_filter())
+        for tenant, reason in sorted(gate.reasons.items(), key=lambda kv: kv[0] or ""):
+            n = sum(waiting.values()) if tenant is None else waiting.get(tenant, 0)
+            plan.warnings.append(f"{tenant or 'every tenant'}: {reason}; {n} restores waiting")
         current = active_policies(rt.service.engine) if files else None
     diff = diff_policies(current.policies if current else None, policies) if files else None
     if output == "json":
@@ -604,7 +610,12 @@ def explain(
         now = svc.clock()
         row = CatalogRows(svc.engine, half_life=svc.settings.access.half_life).row(r, now)
         assert row is not None  # head() above proved it live
-        print(json.dumps(explain_row(Planner(svc.settings), policies, row, now, hot=svc.hot), indent=2))
+        print(
+            json.dumps(
+                explain_row(Planner(svc.settings), policies, row, now, hot=svc.hot, engine=svc.engine),
+                indent=2,
+            )
+        )
 
 
 tier_app = typer.Typer(help="Tiering by hand.", no_args_is_help=True)

@@ -155,3 +155,6 @@ class ExplainModel(BaseModel):
     #: The hot tier: whether this object has a copy, whether the policy wants one, what it
     #: would take, its value per GB-month there, what the tier holds, and its caps.
     hot: dict[str, Any]
+    #: The object's open move-queue row (kind, step, from, to, reason, attempts, queued_at) and
+    #: ``waits``: why a restore has not started (a retrieval spend cap); None when nothing is queued.
+    queued: dict[str, Any] | None = None

@@ -768,7 +768,7 @@ async def explain_object(
         if row is None:
             raise ObjectNotFound(f"no object {ref.uri}", field="ref")
         policies = applied.policies if applied else PolicySet()
-        out = explain(Planner(svc.settings), policies, row, now, hot=svc.hot)
+        out = explain(Planner(svc.settings), policies, row, now, hot=svc.hot, engine=svc.engine)
         out["policy_version"] = applied.version if applied else None
         return out
 

@@ -493,11 +493,16 @@ def _check_tiering(spec: TieringSpec, rules: Sequence[TierRule | None]) -> Itera
 def _check_budget(budget: Budget) -> Iterator[Finding]:
     spec = budget.spec
     tiers = spec.tiers.items()
-    if spec.max_bytes is None and spec.max_monthly_cost is None and not tiers:
+    if (
+        spec.max_bytes is None
+        and spec.max_monthly_cost is None
+        and spec.max_monthly_retrieval_cost is None
+        and not tiers
+    ):
         yield (
             ("spec",),
             "this Budget sets no limit",
-            "maxBytes, maxMonthlyCost, or tiers.<tier>.maxBytes / maxMonthlyCost",
+            "maxBytes, maxMonthlyCost, maxMonthlyRetrievalCost, or tiers.<tier>.maxBytes / maxMonthlyCost",
             "error",
         )
     for tier, limit in tiers:

@@ -492,6 +492,11 @@ class BudgetSpec(PolicyModel):
     max_monthly_cost: Money | None = Field(
         default=None, description="Most all tiers together may cost per month"
     )
+    max_monthly_retrieval_cost: Money | None = Field(
+        default=None,
+        description="Most that reads out of cold and archive (retrieval and request fees) may cost in a"
+        " calendar month (UTC); once reached, restores wait in the move queue until the month ends",
+    )
     tiers: BudgetTiers = Field(default_factory=BudgetTiers, description="Limits per tier")
 
 

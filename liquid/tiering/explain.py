@@ -15,21 +15,35 @@ import math
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Engine
+
 from liquid.hotcache import HotCache, entry_size, member
 from liquid.policy.evaluate import select_policy
 from liquid.policy.models import PolicySet
 from liquid.redis_keys import HOT_ADAPTIVE, HOT_LEDGER
 from liquid.tiering.adaptive import LN2, AdaptiveHalfLife
 from liquid.tiering.budgets import tier_caps
+from liquid.tiering.journal import open_row
 from liquid.tiering.planner import Planner
 from liquid.tiering.rows import Row
+from liquid.tiering.spend import spend_gate
 from liquid.tiering.values import GiB
 
 
 def explain(
-    planner: Planner, policies: PolicySet, row: Row, now: datetime, *, hot: HotCache | None = None
+    planner: Planner,
+    policies: PolicySet,
+    row: Row,
+    now: datetime,
+    *,
+    hot: HotCache | None = None,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
-    """The explanation of one live object at ``now`` (see the module docstring)."""
+    """The explanation of one live object at ``now`` (see the module docstring).
+
+    With ``engine``, ``queued`` says what the move queue holds for the object (None: nothing),
+    and ``waits`` why a restore has not started (a retrieval spend cap).
+    """
     f = row.facts
     has_copy: bool | None = None
     tier_bytes: int | None = None
@@ -50,6 +64,7 @@ def explain(
         for c in tier_caps(policies, "hot", lambda t: planner.prices(policies, t))
         if c.applies(f.tenant)
     ]
+    queued = _queued(engine, policies, row, now) if engine is not None else None
     return {
         "uri": row.uri,
         "policy": policy.name if policy else None,
@@ -78,6 +93,26 @@ def explain(
             "caps": caps,
             "adaptive": _adaptive(planner, saved, row, now),
         },
+        "queued": queued,
+    }
+
+
+def _queued(engine: Engine, policies: PolicySet, row: Row, now: datetime) -> dict[str, Any] | None:
+    job = open_row(engine, row.object_id)
+    if job is None:
+        return None
+    waits = None
+    if job["restore"] and job["step"] == "planned":
+        waits = spend_gate(engine, policies, now).why(row.facts.tenant)
+    return {
+        "kind": job["kind"],
+        "step": job["step"],
+        "from": job["from_tier"],
+        "to": job["to_tier"],
+        "reason": job["reason"],
+        "attempts": job["attempts"],
+        "queued_at": job["created_at"].isoformat() if isinstance(job["created_at"], datetime) else None,
+        "waits": waits,
     }
 
 

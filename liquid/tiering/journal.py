@@ -49,6 +49,10 @@ from liquid.config import CATALOG_STORE
 from liquid.errors import Forbidden, InvalidInput
 from liquid.events import log as events
 
+#: A move that reads its bytes out of a colder tier into a warmer one: a restore, which a
+#: retrieval spend cap can hold (:mod:`liquid.tiering.spend`).
+RESTORE_SQL = "(from_tier = 'archive' OR (from_tier = 'cold' AND to_tier IN ('warm', 'hot')))"
+
 #: Steps after which a row is closed.
 TERMINAL_STEPS = ("done", "failed")
 #: Every step a row can be in, in protocol order.
@@ -271,16 +275,23 @@ def claim(
     now: datetime,
     *,
     stale_after: float | None = None,
+    hold_restores: tuple[bool, Sequence[str]] = (False, ()),
 ) -> list[JournalEntry]:
     """Lease up to ``limit`` open rows to ``worker_id``, oldest first.
 
     A row is claimable when its lease is free or expired, or its holder's heartbeat is older
     than ``stale_after`` seconds, and, once switched, when its ``delete_after`` has passed.
     Rows locked by another claimer are skipped, not waited for. A row taken over from a gone
-    holder counts one (interrupted) attempt.
+    holder counts one (interrupted) attempt. ``hold_restores`` (everyone's, these tenants'):
+    restores not started yet stay in the queue (a retrieval spend cap, :mod:`liquid.tiering.spend`).
     """
     if limit <= 0:
         return []
+    everyone, tenants = hold_restores
+    held = ""
+    if everyone or tenants:
+        who = "" if everyone else " AND tenant_id = ANY(CAST(:held AS text[]))"
+        held = f" AND NOT (kind = 'move' AND step = 'planned' AND {RESTORE_SQL}{who})"
     with engine.begin() as conn:
         rows = conn.execute(
             text(
@@ -288,6 +299,7 @@ def claim(
                 f" SELECT id FROM move_journal WHERE {_OPEN}"
                 f" AND (claimed_until IS NULL OR {_HOLDER_GONE})"
                 " AND (step <> 'switched' OR delete_after IS NULL OR delete_after <= :now)"
+                f"{held}"
                 " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)"
                 " UPDATE move_journal m SET claimed_by = :worker, claimed_until = :until, updated_at = :now,"
                 " attempts = m.attempts + CASE WHEN m.claimed_by IS NULL THEN 0 ELSE 1 END"
@@ -299,9 +311,27 @@ def claim(
                 "limit": limit,
                 "worker": worker_id,
                 "until": now + timedelta(seconds=lease_seconds),
+                "held": list(tenants),
             },
         ).all()
     return sorted((JournalEntry.from_row(r) for r in rows), key=lambda e: e.id)
+
+
+def held_restores(engine: Engine, hold: tuple[bool, Sequence[str]]) -> dict[str, int]:
+    """Restores waiting in the queue because of ``hold`` (see :func:`claim`), per tenant."""
+    everyone, tenants = hold
+    if not everyone and not tenants:
+        return {}
+    who = "" if everyone else " AND tenant_id = ANY(CAST(:held AS text[]))"
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT tenant_id, count(*) AS n FROM move_journal WHERE {_OPEN}"
+                f" AND kind = 'move' AND step = 'planned' AND {RESTORE_SQL}{who} GROUP BY tenant_id"
+            ),
+            {"held": list(tenants)},
+        ).all()
+    return {r.tenant_id: int(r.n) for r in rows}
 
 
 def renew(
@@ -433,3 +463,16 @@ def recent_failures(engine: Engine, *, since: datetime, limit: int = 20) -> list
             {"since": since, "limit": limit},
         ).all()
     return [dict(r._mapping) for r in rows]
+
+
+def open_row(engine: Engine, object_id: int) -> dict[str, object] | None:
+    """The object's open journal row (at most one exists), as ``explain`` shows it, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT id, kind, step, from_tier, to_tier, reason, attempts, created_at,"
+                f" ({RESTORE_SQL}) AS restore FROM move_journal WHERE object_id = :o AND {_OPEN} LIMIT 1"
+            ),
+            {"o": object_id},
+        ).first()
+    return dict(row._mapping) if row is not None else None

@@ -105,7 +105,17 @@ from liquid.purge import purge
 from liquid.refs import ResultRef
 from liquid.service import LiquidService, _decompress, utcnow
 from liquid.stores.base import Store, delete_many
-from liquid.tiering.journal import JournalEntry, beat, claim, close, release, release_stale, renew
+from liquid.tiering.journal import (
+    JournalEntry,
+    beat,
+    claim,
+    close,
+    held_restores,
+    release,
+    release_stale,
+    renew,
+)
+from liquid.tiering.spend import SpendGate
 from liquid.tracing import TRACE_ID_ATTR, Tracing
 
 log = logging.getLogger(__name__)
@@ -590,6 +600,8 @@ class Mover:
         worker_id: this mover's claim name; unique per process (default host:pid:random).
         sleep / monotonic: real time, for backoff, the bandwidth limit and the store-call watchdog.
         tracing: a ``mover.cycle`` span per cycle and one per row worked (:mod:`liquid.tracing`).
+        spend_gate: asked before each claim whose restores wait (a retrieval spend cap,
+            :mod:`liquid.tiering.spend`); None: no restore ever waits.
     """
 
     def __init__(
@@ -604,8 +616,12 @@ class Mover:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         tracing: Tracing | None = None,
+        spend_gate: Callable[[], SpendGate] | None = None,
     ) -> None:
         self.engine = engine
+        self.spend_gate = spend_gate
+        #: Restores held by the spend gate at the last claim, per tenant (for metrics and plan).
+        self.held: dict[str, int] = {}
         self.tracing = tracing or Tracing.off()
         self.stores: dict[str, Store] = dict(stores)
         self.hot = hot
@@ -634,6 +650,7 @@ class Mover:
         stores: Mapping[str, Store] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        spend_gate: Callable[[], SpendGate] | None = None,
     ) -> Mover:
         """A mover on a service's catalog, stores, hot cache, mover settings and clock.
 
@@ -649,6 +666,7 @@ class Mover:
             sleep=sleep,
             monotonic=monotonic,
             tracing=service.tracing,
+            spend_gate=spend_gate,
         )
 
     def __repr__(self) -> str:
@@ -693,9 +711,17 @@ class Mover:
         )
         # Beat before claiming: from the claim on, rows are ours only while the beat is fresh.
         beat(self.engine, self.worker_id, self.clock())
+        hold = self.spend_gate().claim_filter() if self.spend_gate is not None else (False, [])
         entries = claim(
-            self.engine, self.worker_id, cap, self.settings.lease, self.clock(), stale_after=self.stale_after
+            self.engine,
+            self.worker_id,
+            cap,
+            self.settings.lease,
+            self.clock(),
+            stale_after=self.stale_after,
+            hold_restores=hold,
         )
+        self.held = held_restores(self.engine, hold)
         report.claimed = len(entries)
         if entries:
             heartbeat = _Heartbeat(

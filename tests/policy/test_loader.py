@@ -117,7 +117,8 @@ def test_yaml_11_keys_stay_names() -> None:
     # "on" and "no" are booleans in YAML 1.1 values, but as keys they are names: the
     # message must say 'on', not True.
     assert _problems("apiVersion: liquid/v1\nkind: Budget\nmetadata: {name: b}\nspec:\n  on: 1\n") == [
-        "p.yaml:5:3: spec.on: unknown field 'on'; allowed: one of tenant, maxBytes, maxMonthlyCost, tiers"
+        "p.yaml:5:3: spec.on: unknown field 'on'; allowed: one of tenant, maxBytes, maxMonthlyCost,"
+        " maxMonthlyRetrievalCost, tiers"
     ]
 
 
