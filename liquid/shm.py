@@ -43,12 +43,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa  # type: ignore[import-untyped]
-
 from liquid.errors import ConfigError
 from liquid.refs import IpcHint, ResultRef
 
 if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
     from liquid.config import ShmSettings
 
 log = logging.getLogger(__name__)
@@ -359,6 +359,8 @@ class ShmReader:
 
     def open_buffer(self, hint: IpcHint, *, sha256: str, size: int) -> pa.Buffer | None:
         """A zero-copy buffer over the hinted file, or None (the reason is counted in ``fallbacks``)."""
+        import pyarrow as pa  # imported on use: a process that never maps shm never loads Arrow
+
         if hint.node != self.node_id:
             self._miss("foreign-node")
             return None
@@ -413,6 +415,8 @@ class ShmReader:
 
     def read_table(self, hint: IpcHint, *, sha256: str, size: int) -> pa.Table | None:
         """The Arrow table in the hinted file, zero-copy, or None."""
+        import pyarrow as pa  # imported on use: a process that never maps shm never loads Arrow
+
         buf = self.open_buffer(hint, sha256=sha256, size=size)
         if buf is None:
             return None
@@ -431,6 +435,8 @@ class ShmReader:
 
 def read_ipc(buf: pa.Buffer) -> pa.Table:
     """An Arrow table from IPC stream or file bytes (zero-copy over ``buf``)."""
+    import pyarrow as pa  # imported on use: a process that never maps shm never loads Arrow
+
     if buf.size >= 6 and buf.slice(0, 6).to_pybytes() == ARROW_FILE_MAGIC:
         return pa.ipc.open_file(buf).read_all()
     return pa.ipc.open_stream(buf).read_all()
