@@ -505,6 +505,23 @@ def _check_budget(budget: Budget) -> Iterator[Finding]:
             "maxBytes, maxMonthlyCost, maxMonthlyRetrievalCost, or tiers.<tier>.maxBytes / maxMonthlyCost",
             "error",
         )
+    if spec.namespace is not None:
+        if spec.tenant is None:
+            yield (
+                ("spec", "namespace"),
+                "a namespace Budget needs its tenant",
+                "tenant: <tenant id>",
+                "error",
+            )
+        for name in ("max_bytes", "max_monthly_cost", "max_monthly_retrieval_cost"):
+            if getattr(spec, name) is not None:
+                alias = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
+                yield (
+                    ("spec", alias),
+                    f"a namespace Budget caps tiers only, not {alias}",
+                    "tiers.<tier>.maxBytes / maxMonthlyCost (or a tenant Budget without namespace)",
+                    "error",
+                )
     for tier, limit in tiers:
         if limit.max_bytes is None and limit.max_monthly_cost is None:
             yield (
@@ -718,7 +735,7 @@ class _Collector:
 
     def _cross_document_checks(self) -> None:
         seen: dict[tuple[str, str], Source] = {}
-        per_tenant: dict[tuple[str, str | None], tuple[str, Source]] = {}
+        per_tenant: dict[tuple[str, str | None, str | None], tuple[str, Source]] = {}
         kept: list[tuple[PolicyDocument, Source]] = []
         for document, source in self.documents:
             key = (document.kind, document.name)
@@ -736,10 +753,13 @@ class _Collector:
             seen[key] = source
             if isinstance(document, Budget | CostModel):
                 tenant = document.spec.tenant
-                scope_key = (document.kind, tenant)
+                namespace = document.spec.namespace if isinstance(document, Budget) else None
+                scope_key = (document.kind, tenant, namespace)
                 if scope_key in per_tenant:
                     first_name, first = per_tenant[scope_key]
                     whom = f"tenant {tenant!r}" if tenant else "everything (no tenant)"
+                    if namespace is not None:
+                        whom += f", namespace {namespace!r}"
                     path: Path_ = ("spec", "tenant") if tenant else ("metadata", "name")
                     self.problem(
                         source.file,

@@ -488,6 +488,11 @@ class BudgetTiers(PolicyModel):
 
 class BudgetSpec(PolicyModel):
     tenant: str | None = Field(default=None, min_length=1, description="Tenant id; omit for a global budget")
+    namespace: str | None = Field(
+        default=None,
+        min_length=1,
+        description="With tenant: cap only that tenant's objects in this namespace (tiers limits only)",
+    )
     max_bytes: Size | None = Field(default=None, description="Most bytes in total (each object counted once)")
     max_monthly_cost: Money | None = Field(
         default=None, description="Most all tiers together may cost per month"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from liquid.policy.models import TIERS, PolicySet, format_duration, format_rate
+from liquid.policy.models import TIERS, Budget, PolicySet, format_duration, format_rate
 from liquid.tiering.plan import BudgetUse
 from liquid.tiering.ranked import Cap
 from liquid.tiering.values import GiB, Prices
@@ -19,6 +19,8 @@ from liquid.tiering.values import GiB, Prices
 PricesOf = Callable[[str | None], dict[str, Prices]]
 #: Bytes per tenant and tier (``hot`` included): the totals a plan reports.
 Totals = Mapping[str, Mapping[str, int]]
+#: Bytes per (tenant, namespace) and tier, for the namespaces a Budget caps.
+NamespaceTotals = Mapping[tuple[str, str], Mapping[str, int]]
 
 
 def tier_caps(policies: PolicySet, tier: str, prices_of: PricesOf) -> list[Cap]:
@@ -29,9 +31,9 @@ def tier_caps(policies: PolicySet, tier: str, prices_of: PricesOf) -> list[Cap]:
         limit = getattr(budget.spec.tiers, tier)
         if limit is None:
             continue
-        tenant = budget.spec.tenant
+        tenant, namespace = budget.spec.tenant, budget.spec.namespace
         if limit.max_bytes is not None:
-            caps.append(Cap(f"{budget.name}/{tier}/bytes", float(limit.max_bytes), tenant))
+            caps.append(Cap(f"{budget.name}/{tier}/bytes", float(limit.max_bytes), tenant, namespace))
         if limit.max_monthly_cost is not None:
             per_byte = {t: prices_of(t)[tier].gb_month / GiB for t in tenants_with_prices}
             default = prices_of(tenant)[tier].gb_month / GiB
@@ -40,6 +42,7 @@ def tier_caps(policies: PolicySet, tier: str, prices_of: PricesOf) -> list[Cap]:
                     f"{budget.name}/{tier}/cost",
                     float(limit.max_monthly_cost),
                     tenant,
+                    namespace,
                     factors={} if tenant is not None else per_byte,
                     default_factor=default,
                     unit="cost",
@@ -63,11 +66,24 @@ def tier_costs(totals: Totals, prices_of: PricesOf) -> dict[str, float]:
     return out
 
 
-def budget_uses(policies: PolicySet, prices_of: PricesOf, before: Totals, after: Totals) -> list[BudgetUse]:
-    """Every Budget's limits with bytes and cost before and after (tenant budgets first)."""
+def budget_uses(
+    policies: PolicySet,
+    prices_of: PricesOf,
+    before: Totals,
+    after: Totals,
+    *,
+    namespaces: tuple[NamespaceTotals, NamespaceTotals] = ({}, {}),
+) -> list[BudgetUse]:
+    """Every Budget's limits with bytes and cost before and after (tenant budgets first).
+
+    ``namespaces``: bytes per (tenant, namespace) and tier before and after, for namespace Budgets.
+    """
     uses: list[BudgetUse] = []
     for budget in sorted(policies.budgets, key=lambda b: (b.spec.tenant is None, b.name)):
         tenant = budget.spec.tenant
+        if budget.spec.namespace is not None and tenant is not None:
+            uses.extend(_namespace_uses(budget, prices_of, namespaces))
+            continue
         for tier, limit in budget.spec.tiers.items():
             cap_bytes = limit.max_bytes
             p = prices_of(tenant)[tier].gb_month
@@ -87,6 +103,27 @@ def budget_uses(policies: PolicySet, prices_of: PricesOf, before: Totals, after:
             _, use.cost_before = _sum(before, tenant, TIERS, prices_of)
             _, use.cost_after = _sum(after, tenant, TIERS, prices_of)
             uses.append(use)
+    return uses
+
+
+def _namespace_uses(
+    budget: Budget, prices_of: PricesOf, namespaces: tuple[NamespaceTotals, NamespaceTotals]
+) -> list[BudgetUse]:
+    tenant, namespace = budget.spec.tenant, budget.spec.namespace
+    assert tenant is not None and namespace is not None
+    uses = []
+    for tier, limit in budget.spec.tiers.items():
+        p = prices_of(tenant)[tier].gb_month
+        cap_bytes = limit.max_bytes
+        if limit.max_monthly_cost is not None and p > 0:
+            by_cost = int(limit.max_monthly_cost / p * GiB)
+            cap_bytes = by_cost if cap_bytes is None else min(cap_bytes, by_cost)
+        use = BudgetUse(budget.name, tenant, tier, cap_bytes, limit.max_monthly_cost, namespace=namespace)
+        b0 = namespaces[0].get((tenant, namespace), {}).get(tier, 0)
+        b1 = namespaces[1].get((tenant, namespace), {}).get(tier, 0)
+        use.bytes_before, use.cost_before = b0, b0 / GiB * p
+        use.bytes_after, use.cost_after = b1, b1 / GiB * p
+        uses.append(use)
     return uses
 
 

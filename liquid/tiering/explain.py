@@ -62,7 +62,7 @@ def explain(
     caps = [
         {"name": c.name, "limit": c.limit, "unit": c.unit, "tenant": c.tenant}
         for c in tier_caps(policies, "hot", lambda t: planner.prices(policies, t))
-        if c.applies(f.tenant)
+        if c.applies(f.tenant, f.namespace)
     ]
     queued = _queued(engine, policies, row, now) if engine is not None else None
     return {

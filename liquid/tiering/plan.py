@@ -58,6 +58,8 @@ class BudgetUse:
     bytes_after: int = 0
     cost_before: float = 0.0
     cost_after: float = 0.0
+    #: A namespace Budget's namespace (its tenant's objects there only).
+    namespace: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,6 +71,7 @@ class BudgetUse:
         return {
             "budget": self.budget,
             "tenant": self.tenant,
+            "namespace": self.namespace,
             "tier": self.tier,
             "limit_bytes": self.limit_bytes,
             "limit_monthly_cost": self.limit_cost,
@@ -215,7 +218,8 @@ class Plan:
             lines.append("")
             lines.append("  budgets:")
             for u in self.budgets:
-                scope = f"{u.budget}{' (' + u.tenant + ')' if u.tenant else ''} {u.tier or 'all tiers'}"
+                who = f"{u.tenant}/{u.namespace}" if u.namespace else u.tenant
+                scope = f"{u.budget}{' (' + who + ')' if who else ''} {u.tier or 'all tiers'}"
                 limit = " and ".join(
                     x
                     for x in (

@@ -75,6 +75,8 @@ class _Arrival:
     decision: Decision | None = None
     #: The durable tier its policy wants ("" when not evaluated in this pass).
     want: str = ""
+    #: Its namespace (namespace Budgets cap a tier per tenant and namespace).
+    namespace: str = ""
 
 
 @dataclass
@@ -97,6 +99,8 @@ class _Pass:
     relocated: list[tuple[int, int]] = field(default_factory=list)
     #: Column updates of a rebuild's bulk objects: (ids, tier, size, tenant, held, due) arrays.
     bulk: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Bytes per (tenant, namespace) and tier of the namespaces a Budget caps, at the pass's start.
+    namespaces_before: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
 
 class Planner:
@@ -161,8 +165,10 @@ class Planner:
         self._configure(state)
         before: dict[str, dict[str, int]] = {}
         for oid, (member, size) in sorted((hot_residents or {}).items()):
-            tenant = member.partition("/")[0]
-            state.hot.adopt(oid, size, tenant=tenant, label="liquid://" + member)
+            tenant, _, rest = member.partition("/")
+            state.hot.adopt(
+                oid, size, tenant=tenant, namespace=rest.partition("/")[0], label="liquid://" + member
+            )
             by = before.setdefault(tenant, {})
             by["hot"] = by.get("hot", 0) + size
         state.hot.drain()
@@ -202,6 +208,7 @@ class Planner:
         self._use(state.policies)
         p = _Pass(Plan(at=now, policy_version=state.policy_version, kind="cycle"), now, now.timestamp())
         before = self._totals(state)
+        p.namespaces_before = self._namespace_totals(state)
         for oid in gone:
             self._forget(state, p, oid)
         if not isinstance(batch, ColumnBatch):
@@ -241,7 +248,9 @@ class Planner:
                     continue
                 size = entry_size(f.size, f.content_type)
                 rank = self._hot_rank(row.object_id, size, f, t, wanted=True)
-                hot.admit_on_read(row.object_id, size, rank, tenant=f.tenant, label=row.uri)
+                hot.admit_on_read(
+                    row.object_id, size, rank, tenant=f.tenant, namespace=f.namespace, label=row.uri
+                )
         p.plan.evaluated = len(p.rows)
         self._hot_changes(state, p)
         # A member displaced by this pass's admissions is evicted, not refilled.
@@ -340,7 +349,7 @@ class Planner:
                 else:
                     rank = self.values.rank(f.size, f.access_score, t, self._prices_of(f.tenant), want)
                 p.arrivals.setdefault(want, []).append(
-                    _Arrival(oid, f.size, rank, f.tenant, row.uri, home, d, want)
+                    _Arrival(oid, f.size, rank, f.tenant, row.uri, home, d, want, namespace=f.namespace)
                 )
             else:
                 if capped:
@@ -355,7 +364,7 @@ class Planner:
             if d.tier == "hot" and self.hot_enabled and f.size <= self.hot_max:
                 size = entry_size(f.size, f.content_type)
                 rank = self._hot_rank(oid, size, f, t, wanted=True)
-                hot.offer(oid, size, rank, tenant=f.tenant, label=row.uri)
+                hot.offer(oid, size, rank, tenant=f.tenant, namespace=f.namespace, label=row.uri)
             else:
                 if self.learning and self.hot_enabled:
                     self.adaptive.observe(oid, f.size, f.hits, wanted=False)
@@ -438,7 +447,17 @@ class Planner:
                     label = format_uri(name, f.namespace[i], f.key[i], int(batch.version[i]))
                     oid = int(batch.ids[i])
                     p.arrivals.setdefault(tier_name, []).append(
-                        _Arrival(oid, int(f.size[i]), float(rank), name, label, tier_name, None, tier_name)
+                        _Arrival(
+                            oid,
+                            int(f.size[i]),
+                            float(rank),
+                            name,
+                            label,
+                            tier_name,
+                            None,
+                            tier_name,
+                            namespace=str(f.namespace[i]),
+                        )
                     )
         bulk = plain  # their columns, in bulk (written once, in id order, after the scan)
         p.bulk.append(
@@ -485,9 +504,9 @@ class Planner:
             ids = {a.oid for a in here}
             for a in here:
                 if a.home == tier:
-                    ranked.seat(a.oid, a.size, a.rank, tenant=a.tenant, label=a.label)
+                    ranked.seat(a.oid, a.size, a.rank, tenant=a.tenant, namespace=a.namespace, label=a.label)
                 else:
-                    ranked.offer(a.oid, a.size, a.rank, tenant=a.tenant, label=a.label)
+                    ranked.offer(a.oid, a.size, a.rank, tenant=a.tenant, namespace=a.namespace, label=a.label)
             ranked.trim()
             ranked.settle()
             joined, left = ranked.drain(withdrawn=False)
@@ -527,6 +546,7 @@ class Planner:
             ranked.tenant(oid),
             ranked.label(oid),
             home,
+            namespace=ranked.namespace(oid),
         )
 
     def _convert(self, a: _Arrival, warmer: str, colder: str) -> _Arrival:
@@ -536,7 +556,9 @@ class Planner:
         y = self.values.read_saving(a.size, colder, prices)
         ok = x > 0 and y > 0 and a.rank not in (-math.inf, PINNED)
         rank = a.rank + math.log(y / x) if ok else -math.inf
-        return _Arrival(a.oid, a.size, rank, a.tenant, a.label, a.home, a.decision, a.want)
+        return _Arrival(
+            a.oid, a.size, rank, a.tenant, a.label, a.home, a.decision, a.want, namespace=a.namespace
+        )
 
     def _home(self, state: PlacementState, p: _Pass, oid: int) -> str:
         upd = p.updates.get(oid)
@@ -683,13 +705,31 @@ class Planner:
             plan.currency = currency(policies, None)
             plan.cost_before = tier_costs(before, self._prices_of)
             plan.cost_after = tier_costs(after, self._prices_of)
-            plan.budgets = budget_uses(policies, self._prices_of, before, after)
+            plan.budgets = budget_uses(
+                policies,
+                self._prices_of,
+                before,
+                after,
+                namespaces=(p.namespaces_before, self._namespace_totals(state)),
+            )
             plan.warnings = list(state.warnings)
         # By action; within one, as emitted (hot admissions best rank first, so a bounded number
         # of fills goes to the most valuable copies, not to the oldest objects).
         plan.changes.sort(key=lambda c: c.action)
         plan.duration_s = time.perf_counter() - started
         state.cycles += 1
+
+    def _namespace_totals(self, state: PlacementState) -> dict[tuple[str, str], dict[str, int]]:
+        """Bytes per (tenant, namespace) and tier, for the namespaces a Budget caps.
+
+        A namespace Budget caps tiers only (validated), and every tier a Budget caps is a
+        :class:`RankedTier` whose members are its residents, so their counts are complete.
+        """
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for tier, ranked in (("hot", state.hot), *state.capped.items()):
+            for key, n in ranked.namespace_bytes.items():
+                out.setdefault(key, {})[tier] = n
+        return out
 
     def _totals(self, state: PlacementState) -> dict[str, dict[str, int]]:
         """Bytes per tenant and tier now (hot: the members' bytes)."""

@@ -51,6 +51,8 @@ class Cap:
     name: str
     limit: float
     tenant: str | None = None
+    #: With ``tenant``: only that tenant's objects in this namespace (a namespace Budget).
+    namespace: str | None = None
     factors: dict[str, float] = field(default_factory=dict)
     default_factor: float = 1.0
     #: ``bytes`` or ``cost`` (what ``limit`` is in).
@@ -58,8 +60,15 @@ class Cap:
     #: Units used by members, kept as they come and go.
     used: float = 0.0
 
-    def applies(self, tenant: str) -> bool:
-        return self.tenant is None or self.tenant == tenant
+    def applies(self, tenant: str, namespace: str = "") -> bool:
+        return self.tenant is None or (
+            self.tenant == tenant and (self.namespace is None or self.namespace == namespace)
+        )
+
+    @property
+    def scope(self) -> str | None:
+        """Whose members can make room under this cap: everyone's (None), a tenant's, a namespace's."""
+        return None if self.tenant is None else scope_of(self.tenant, self.namespace)
 
     def factor(self, tenant: str) -> float:
         return self.factors.get(tenant, self.default_factor)
@@ -67,6 +76,11 @@ class Cap:
     @property
     def is_bytes(self) -> bool:
         return self.unit == "bytes"
+
+
+def scope_of(tenant: str, namespace: str | None = None) -> str:
+    """The key of a tenant's (or one of its namespaces') members among the tier's heaps."""
+    return tenant if namespace is None else f"{tenant}\x1f{namespace}"
 
 
 class RankedTier:
@@ -93,6 +107,7 @@ class RankedTier:
         self.window: OrderedDict[int, int] = OrderedDict()  # read-path admissions, oldest first
         self.window_bytes = 0
         self._tenant: dict[int, str] = {}
+        self._ns: dict[int, str] = {}
         self._label: dict[int, str] = {}  # what to call an object in a plan (its ref)
         #: Membership before the first change since the last :meth:`drain` (see there).
         self._touched: dict[int, bool] = {}
@@ -100,6 +115,8 @@ class RankedTier:
         self._withdrawn: set[int] = set()  # members withdrawn since the last drain
         #: Members' bytes per tenant (for budget reports).
         self.tenant_bytes: dict[str, int] = {}
+        #: Members' bytes per (tenant, namespace) of the namespaces a Budget caps (for its report).
+        self.namespace_bytes: dict[tuple[str, str], int] = {}
         self._rank: dict[int, float] = {}  # object id -> rank (without the member bonus)
         self._size: dict[int, int] = {}
         self._released: set[int] = set()  # members the policy no longer wants: no bonus
@@ -126,8 +143,11 @@ class RankedTier:
             cap.used = sum(
                 size * cap.factor(self._tenant[oid])
                 for oid, size in self.members.items()
-                if cap.applies(self._tenant[oid])
+                if cap.applies(self._tenant[oid], self._ns.get(oid, ""))
             )
+        self.namespace_bytes = {}
+        for oid, size in self.members.items():
+            self._count_namespace(oid, size)
 
     def _derive(self) -> None:
         """What the caps imply, worked out once per set of caps (these run per offer)."""
@@ -136,14 +156,26 @@ class RankedTier:
         self.limit: int | None = int(min(limits)) if limits else None
         #: Bytes of the global byte cap kept for the window (``window`` x the cap).
         self.window_limit = 0 if self.limit is None else int(self.limit * self.window_fraction)
-        self._caps_for: dict[str, list[Cap]] = {}
-        self._tenant_capped = {c.tenant for c in self.caps if c.tenant is not None}
+        self._caps_for: dict[tuple[str, str], list[Cap]] = {}
+        #: Scopes some cap limits (tenants, and namespaces as ``scope_of(tenant, ns)``).
+        self._capped_scopes = {c.scope for c in self.caps if c.scope is not None}
+        self._capped_namespaces = {(c.tenant, c.namespace) for c in self.caps if c.namespace is not None}
 
-    def _caps_of(self, tenant: str) -> list[Cap]:
-        caps = self._caps_for.get(tenant)
+    def _caps_of(self, tenant: str, namespace: str = "") -> list[Cap]:
+        caps = self._caps_for.get((tenant, namespace))
         if caps is None:
-            caps = self._caps_for[tenant] = [c for c in self.caps if c.applies(tenant)]
+            caps = self._caps_for[tenant, namespace] = [c for c in self.caps if c.applies(tenant, namespace)]
         return caps
+
+    def _scopes(self, oid: int) -> list[str]:
+        """The capped scopes ``oid`` belongs to (besides everyone's)."""
+        tenant, ns = self._tenant.get(oid, ""), self._ns.get(oid, "")
+        return [s for s in (tenant, scope_of(tenant, ns)) if s in self._capped_scopes]
+
+    def _count_namespace(self, oid: int, size: int) -> None:
+        key = (self._tenant.get(oid, ""), self._ns.get(oid, ""))
+        if key in self._capped_namespaces:
+            self.namespace_bytes[key] = self.namespace_bytes.get(key, 0) + size
 
     def _main_limit(self, cap: Cap) -> float:
         # The window's share comes out of the global byte cap; its members are not ranked there.
@@ -158,11 +190,14 @@ class RankedTier:
 
     # ---------------------------------------------------------------- offers
 
-    def offer(self, oid: int, size: int, rank: float, *, tenant: str = "", label: str = "") -> None:
+    def offer(
+        self, oid: int, size: int, rank: float, *, tenant: str = "", namespace: str = "", label: str = ""
+    ) -> None:
         """The policy wants ``oid`` here with this rank."""
         self._rank[oid] = rank
         self._size[oid] = size
         self._tenant[oid] = tenant
+        self._ns[oid] = namespace
         if label:
             self._label[oid] = label
         self._released.discard(oid)
@@ -176,22 +211,25 @@ class RankedTier:
             heapq.heappush(self._waiting, (-rank, oid))
             self._maybe_compact()
 
-    def seat(self, oid: int, size: int, rank: float, *, tenant: str = "", label: str = "") -> None:
+    def seat(
+        self, oid: int, size: int, rank: float, *, tenant: str = "", namespace: str = "", label: str = ""
+    ) -> None:
         """``oid`` is already here (its home is this tier): a member with its rank, caps unchecked.
 
         Call :meth:`trim` once every resident is seated; it evicts the lowest until caps hold.
         """
         if oid in self.members:
-            self.offer(oid, size, rank, tenant=tenant, label=label)
+            self.offer(oid, size, rank, tenant=tenant, namespace=namespace, label=label)
             return
         self._rank[oid], self._size[oid], self._tenant[oid] = rank, size, tenant
+        self._ns[oid] = namespace
         if label:
             self._label[oid] = label
         self._released.discard(oid)
         self._add(oid, size)
         self._push_member(oid, rank if rank == PINNED else rank + self.bonus)
 
-    def adopt(self, oid: int, size: int, *, tenant: str = "", label: str = "") -> None:
+    def adopt(self, oid: int, size: int, *, tenant: str = "", namespace: str = "", label: str = "") -> None:
         """Take ``oid`` as a member without a rank yet (a copy found in Redis at start).
 
         It is displaced first unless an offer ranks it before the next :meth:`settle`.
@@ -199,6 +237,7 @@ class RankedTier:
         if oid in self.members:
             return
         self._tenant[oid] = tenant
+        self._ns[oid] = namespace
         self._size[oid] = size
         if label:
             self._label[oid] = label
@@ -206,7 +245,9 @@ class RankedTier:
         self._add(oid, size)
         self._push_member(oid, -math.inf)
 
-    def admit_on_read(self, oid: int, size: int, rank: float, *, tenant: str = "", label: str = "") -> bool:
+    def admit_on_read(
+        self, oid: int, size: int, rank: float, *, tenant: str = "", namespace: str = "", label: str = ""
+    ) -> bool:
         """Read-path admission: a missed object gets a copy now if it fits or outranks members.
 
         The same rule as :meth:`settle`, applied between cycles, so objects read a few times
@@ -215,14 +256,15 @@ class RankedTier:
         if oid in self.members:
             return True
         room = self.window_limit
-        tenant_capped = tenant in self._tenant_capped
-        if size > room or tenant_capped:
-            self.offer(oid, size, rank, tenant=tenant, label=label)
+        scoped = tenant in self._capped_scopes or scope_of(tenant, namespace) in self._capped_scopes
+        if size > room or scoped:
+            self.offer(oid, size, rank, tenant=tenant, namespace=namespace, label=label)
             self.settle()
             return oid in self.members
         # The window: every missed read gets a copy at once, whatever its rank; the oldest
         # leave in order and are offered to the ranked part, where rank decides.
         self._rank[oid], self._size[oid], self._tenant[oid] = rank, size, tenant
+        self._ns[oid] = namespace
         if label:
             self._label[oid] = label
         self._released.discard(oid)
@@ -268,6 +310,7 @@ class RankedTier:
                 self.window_bytes -= in_window
         if oid not in self._touched:
             self._tenant.pop(oid, None)
+            self._ns.pop(oid, None)
             self._size.pop(oid, None)
             self._label.pop(oid, None)
         return was
@@ -295,6 +338,7 @@ class RankedTier:
             if o not in self.members and o not in self._rank and o not in self._touched:
                 self._size.pop(o, None)
                 self._tenant.pop(o, None)
+                self._ns.pop(o, None)
                 self._label.pop(o, None)
         joined = sorted(o for o, was in self._touched.items() if not was and o in self.members)
         left = sorted(
@@ -313,6 +357,9 @@ class RankedTier:
 
     def tenant(self, oid: int) -> str:
         return self._tenant.get(oid, "")
+
+    def namespace(self, oid: int) -> str:
+        return self._ns.get(oid, "")
 
     def waiting(self, oid: int) -> bool:
         """Whether ``oid`` is offered but not a member."""
@@ -408,14 +455,14 @@ class RankedTier:
         size = self._size[oid]
         return all(
             self._main_used(c) + size * c.factor(tenant) <= self._main_limit(c) + 1e-9
-            for c in self._caps_of(tenant)
+            for c in self._caps_of(tenant, self._ns.get(oid, ""))
         )
 
     def trim(self) -> list[int]:
         """Evict the lowest-ranked members until every cap holds (after new caps or adoptions)."""
         evicted: list[int] = []
         for cap in self.caps:
-            heap = self._heaps.get(cap.tenant, [])
+            heap = self._heaps.get(cap.scope, [])
             while self._main_used(cap) > self._main_limit(cap) + 1e-9 and heap:
                 key, m = heapq.heappop(heap)
                 if not self._valid(m, key) or m in self.window:
@@ -441,7 +488,7 @@ class RankedTier:
         """Members to displace so that ``oid`` fits under every cap, or None if it cannot."""
         tenant = self._tenant.get(oid, "")
         size = self._size[oid]
-        caps = self._caps_of(tenant)
+        caps = self._caps_of(tenant, self._ns.get(oid, ""))
         for cap in caps:
             if size * cap.factor(tenant) > self._main_limit(cap) + 1e-9:
                 return None
@@ -450,10 +497,10 @@ class RankedTier:
             i: self._main_used(c) + size * c.factor(tenant) - self._main_limit(c) for i, c in enumerate(caps)
         }
         chosen: dict[int, tuple[str | None, tuple[float, int]]] = {}
-        # A tenant's own caps first (only its members help), then the global ones.
-        order = sorted(range(len(caps)), key=lambda i: caps[i].tenant is None)
+        # A namespace's caps first, then its tenant's (only their members help), then the global ones.
+        order = sorted(range(len(caps)), key=lambda i: (caps[i].tenant is None, caps[i].namespace is None))
         for i in order:
-            heap = self._heaps.get(caps[i].tenant, [])
+            heap = self._heaps.get(caps[i].scope, [])
             while freed[i] < need[i] - 1e-9 and heap:
                 key, m = heap[0]
                 if not self._valid(m, key) or m in chosen or m in self.window:
@@ -462,10 +509,10 @@ class RankedTier:
                 if key >= rank:
                     break
                 entry = heapq.heappop(heap)
-                chosen[m] = (caps[i].tenant, entry)
-                mt = self._tenant[m]
+                chosen[m] = (caps[i].scope, entry)
+                mt, mns = self._tenant[m], self._ns.get(m, "")
                 for j, c in enumerate(caps):
-                    if c.applies(mt):
+                    if c.applies(mt, mns):
                         freed[j] += self.members[m] * c.factor(mt)
             if freed[i] < need[i] - 1e-9:
                 for scope, entry in chosen.values():
@@ -486,9 +533,8 @@ class RankedTier:
 
     def _push_member(self, oid: int, key: float) -> None:
         heapq.heappush(self._heaps[None], (key, oid))
-        tenant = self._tenant.get(oid, "")
-        if tenant in self._tenant_capped:
-            heapq.heappush(self._heaps.setdefault(tenant, []), (key, oid))
+        for scope in self._scopes(oid):
+            heapq.heappush(self._heaps.setdefault(scope, []), (key, oid))
         self._maybe_compact()
 
     def _add(self, oid: int, size: int) -> None:
@@ -497,7 +543,8 @@ class RankedTier:
         self.bytes += size
         tenant = self._tenant.get(oid, "")
         self.tenant_bytes[tenant] = self.tenant_bytes.get(tenant, 0) + size
-        for cap in self._caps_of(tenant):
+        self._count_namespace(oid, size)
+        for cap in self._caps_of(tenant, self._ns.get(oid, "")):
             cap.used += size * cap.factor(tenant)
 
     def _remove(self, oid: int) -> None:
@@ -507,7 +554,8 @@ class RankedTier:
         self.bytes -= size
         tenant = self._tenant.get(oid, "")
         self.tenant_bytes[tenant] -= size
-        for cap in self._caps_of(tenant):
+        self._count_namespace(oid, -size)
+        for cap in self._caps_of(tenant, self._ns.get(oid, "")):
             cap.used -= size * cap.factor(tenant)
 
     def _resize(self, oid: int, size: int) -> None:
@@ -524,6 +572,7 @@ class RankedTier:
         if oid not in self.members and oid not in self._touched:
             self._size.pop(oid, None)
             self._tenant.pop(oid, None)
+            self._ns.pop(oid, None)
             self._label.pop(oid, None)
 
     def _trim_parked(self) -> None:

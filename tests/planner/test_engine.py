@@ -255,3 +255,25 @@ def test_state_memory_is_a_few_bytes_per_object(n: int) -> None:
     engine.cycle()
     assert engine.state is not None
     assert engine.state.memory_bytes <= 2 * 30 * max(n, 1024) + 65536
+
+
+def test_a_namespace_budget_caps_its_namespace_only_and_reports_its_use() -> None:
+    capped = (
+        POLICY
+        + "---\napiVersion: liquid/v1\nkind: Budget\nmetadata: {name: logs}\n"
+        + "spec:\n  tenant: acme\n  namespace: logs\n  tiers:\n    warm: {maxBytes: 200}\n"
+    )
+    engine, cat, _ = make(capped)
+    for i, rate in ((1, 4.0), (2, 3.0), (3, 2.0)):
+        r = row(i, rate=rate, size=100)
+        cat.add(replace(r, facts=replace(r.facts, namespace="logs", key=f"l{i}")))
+    for i in (4, 5, 6):
+        cat.add(row(i, rate=0.5, size=100))  # namespace "ns": no cap of its own, lower ranked
+    plan = engine.cycle()
+    assert plan is not None
+    # The least valuable logs object goes cold; ns objects, though ranked lower, stay.
+    assert [(c.object_id, c.action, c.to_tier) for c in plan.changes] == [(3, "move", "cold")]
+    use = next(u for u in plan.budgets if u.budget == "logs")
+    assert (use.tenant, use.namespace, use.tier) == ("acme", "logs", "warm")
+    assert use.ok and use.bytes_after == 200 and use.limit_bytes == 200
+    assert "logs (acme/logs) warm" in plan.render()

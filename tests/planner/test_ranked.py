@@ -102,3 +102,27 @@ def test_parked_offers_are_bounded_and_the_best_are_kept() -> None:
     assert len(warm._rank) <= 2 * warm.max_parked + 1  # the dropped ones are forgotten
     warm.withdraw(0)  # room for one: the best parked offer takes it
     assert warm.settle()[0] == [1000]
+
+
+def test_a_namespace_cap_limits_that_namespace_and_takes_room_only_from_it() -> None:
+    warm = RankedTier(
+        [Cap("acme-logs", 500, tenant="acme", namespace="logs"), Cap("acme", 1000, tenant="acme")],
+        hysteresis=1.0,
+    )
+    warm.offer(1, 300, rank=5.0, tenant="acme", namespace="logs")
+    warm.offer(2, 300, rank=4.0, tenant="acme", namespace="logs")  # logs would be at 600 > 500
+    warm.offer(3, 300, rank=1.0, tenant="acme", namespace="docs")  # docs: only the tenant's cap
+    assert sorted(warm.settle()[0]) == [1, 3]
+    assert warm.namespace_bytes == {("acme", "logs"): 300}
+    # A better logs object displaces a logs member, never the lower-ranked docs one.
+    warm.offer(4, 300, rank=9.0, tenant="acme", namespace="logs")
+    assert warm.settle() == ([4], [1])
+    assert set(warm.members) == {3, 4}
+    # The tenant cap still binds across namespaces: a docs object displaces the lowest acme member.
+    warm.offer(5, 500, rank=6.0, tenant="acme", namespace="docs")
+    joined, left = warm.settle()
+    assert joined == [5] and left == [3]
+    assert all(c.used <= c.limit for c in warm.caps)
+    # Another tenant's "logs" is not acme's.
+    warm.offer(6, 400, rank=0.5, tenant="beta", namespace="logs")
+    assert 6 in warm.settle()[0]

@@ -117,8 +117,8 @@ def test_yaml_11_keys_stay_names() -> None:
     # "on" and "no" are booleans in YAML 1.1 values, but as keys they are names: the
     # message must say 'on', not True.
     assert _problems("apiVersion: liquid/v1\nkind: Budget\nmetadata: {name: b}\nspec:\n  on: 1\n") == [
-        "p.yaml:5:3: spec.on: unknown field 'on'; allowed: one of tenant, maxBytes, maxMonthlyCost,"
-        " maxMonthlyRetrievalCost, tiers"
+        "p.yaml:5:3: spec.on: unknown field 'on'; allowed: one of tenant, namespace, maxBytes,"
+        " maxMonthlyCost, maxMonthlyRetrievalCost, tiers"
     ]
 
 
@@ -219,3 +219,23 @@ spec:
     assert _problems(text.replace("newerNoncurrentVersions: 2", "newerNoncurrentVersions: 0")) == [
         "p.yaml:5:39: spec.selector.newerNoncurrentVersions: 0 is out of range; allowed: a number ≥ 1"
     ]
+
+
+def test_a_namespace_budget_needs_its_tenant_and_caps_tiers_only() -> None:
+    head = "apiVersion: liquid/v1\nkind: Budget\nmetadata: {name: b}\nspec:\n"
+    assert _problems(head + "  namespace: logs\n  tiers:\n    warm: {maxBytes: 1GiB}\n") == [
+        "p.yaml:5:14: spec.namespace: a namespace Budget needs its tenant; allowed: tenant: <tenant id>"
+    ]
+    assert _problems(head + "  tenant: acme\n  namespace: logs\n  maxBytes: 1GiB\n") == [
+        "p.yaml:7:13: spec.maxBytes: a namespace Budget caps tiers only, not maxBytes; allowed:"
+        " tiers.<tier>.maxBytes / maxMonthlyCost (or a tenant Budget without namespace)"
+    ]
+    both = (
+        head
+        + "  tenant: acme\n  tiers:\n    warm: {maxBytes: 2GiB}\n---\n"
+        + head.replace("name: b", "name: c")
+    )
+    ok = load_policy_text(
+        both + "  tenant: acme\n  namespace: logs\n  tiers:\n    warm: {maxBytes: 1GiB}\n", "p.yaml"
+    )
+    assert [(b.spec.tenant, b.spec.namespace) for b in ok.budgets] == [("acme", None), ("acme", "logs")]
