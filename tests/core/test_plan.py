@@ -29,6 +29,14 @@ T0 = datetime(2031, 1, 1, tzinfo=UTC)
 KiB = 1024
 
 
+def cli_env(base_settings: dict[str, Any]) -> dict[str, str]:
+    """The environment that points the CLI at the session's catalog and stores."""
+    return {
+        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
+        "LIQUID_STORES": json.dumps(base_settings["stores"]),
+    }
+
+
 def policy(tenant: str) -> str:
     return f"""
 apiVersion: liquid/v1
@@ -152,10 +160,7 @@ def test_apply_versions_policies_and_refuses_invalid_ones(service: LiquidService
 
 
 def test_cli_plan_json_and_apply(base_settings: dict, runtime: object, tmp_path: Path, tenant: str) -> None:
-    env = {
-        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
-        "LIQUID_STORES": json.dumps(base_settings["stores"]),
-    }
+    env = cli_env(base_settings)
     f = tmp_path / "p.yaml"
     f.write_text(policy(tenant))
     out = CliRunner().invoke(
@@ -176,10 +181,7 @@ def test_cli_plan_json_and_apply(base_settings: dict, runtime: object, tmp_path:
 def test_apply_shows_the_difference_needs_confirmation_and_can_merge_show_diff_and_roll_back(
     base_settings: dict, runtime: object, tmp_path: Path, tenant: str
 ) -> None:
-    env = {
-        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
-        "LIQUID_STORES": json.dumps(base_settings["stores"]),
-    }
+    env = cli_env(base_settings)
 
     class Out:
         def __init__(self, args: list[str]) -> None:
@@ -234,10 +236,7 @@ def test_apply_shows_the_difference_needs_confirmation_and_can_merge_show_diff_a
 def test_a_rule_whose_tier_has_no_store_is_refused_unless_allowed(
     base_settings: dict, runtime: object, tmp_path: Path, tenant: str
 ) -> None:
-    env = {
-        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
-        "LIQUID_STORES": json.dumps(base_settings["stores"]),
-    }
+    env = cli_env(base_settings)
     f = tmp_path / "archive.yaml"
     f.write_text(
         f"apiVersion: liquid/v1\nkind: TieringPolicy\nmetadata: {{name: arch-{tenant}}}\n"
@@ -271,10 +270,7 @@ def test_cli_plan_and_tier_status_show_the_queue_and_failures(
 ) -> None:
     from liquid.tiering.journal import enqueue_move
 
-    env = {
-        "LIQUID_CATALOG_URL": base_settings["catalog_url"],
-        "LIQUID_STORES": json.dumps(base_settings["stores"]),
-    }
+    env = cli_env(base_settings)
     ref = service.put(tenant, "q", "waiting", b"x" * 100).ref
     gone = service.put(tenant, "q", "failing", b"y" * 100).ref
     ids = []
