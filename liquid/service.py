@@ -36,6 +36,7 @@ from types import SimpleNamespace
 from typing import IO, Any
 
 import psycopg
+import redis.asyncio
 import zstandard
 from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -138,15 +139,23 @@ class ObjectReader:
     source: str
     start: int
     end: int
-    chunks: Iterator[bytes] = field(repr=False)
+    #: Views (``memoryview``) for hot and inline bytes, so a large hot value is never copied.
+    chunks: Iterator[bytes | memoryview] = field(repr=False)
     #: The version's own expiry, when it has one and the bytes came from its home.
     expires_at: datetime | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         return self.chunks
 
     def read(self) -> bytes:
         return b"".join(self.chunks)
+
+    def buffer(self) -> bytes | memoryview:
+        """All the bytes in one buffer, without a copy when they are already in one (hot, inline)."""
+        parts = list(self.chunks)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
 
     @property
     def length(self) -> int:
@@ -733,7 +742,7 @@ class LiquidService:
             row, store = moved, self.stores[moved.home_store]
             raw = store.open(row.locator, start=lo if partial else 0, end=hi if partial else None)
         what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
-        chunks: Iterator[bytes]
+        chunks: Iterator[bytes | memoryview]
         if row.compression == "zstd":
             plain = _decompress(raw)
             chunks = (
@@ -758,6 +767,39 @@ class LiquidService:
             chunks=chunks,
             expires_at=row.expires_at,
         )
+
+    async def aopen_hot(
+        self,
+        tenant: str,
+        ref: RefLike,
+        client: redis.asyncio.Redis,
+        *,
+        start: int = 0,
+        end: int | None = None,
+    ) -> ObjectReader | None:
+        """The inline or hot part of :meth:`open` on an asyncio Redis client; None on a miss.
+
+        For the API's event loop: a hit costs no worker thread and no catalog round trip (copies
+        exist only of live versions: deletes and expiries kill them). On None, call :meth:`open`
+        with ``cached=False`` (it counts the read once it finds the version). Do not call it while
+        ``hot.kills_pending``: :meth:`open` then decides whether copies may be trusted.
+        """
+        r = self._ref(tenant, ref)
+        if start < 0 or (end is not None and end < start):
+            raise InvalidInput(f"invalid range start={start} end={end}", field="range")
+        if isinstance(ref, RefInfo) and ref.inline is not None:
+            data = ref.inline
+            if hashlib.sha256(data).hexdigest() == ref.sha256:
+                return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
+        if self.hot is None:
+            return None
+        expect = ref.sha256 if isinstance(ref, RefInfo) else None
+        entry = await self.hot.aget(r, client, expect_sha256=expect)
+        if entry is None:
+            return None
+        if self.access is not None:
+            self.access.note(r)
+        return self._reader_from_bytes(r, entry.data, entry.sha256, entry.content_type, "hot", start, end)
 
     def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
         """A short-lived direct URL to the bytes of one version, when its home store can presign.
@@ -963,7 +1005,7 @@ class LiquidService:
     @staticmethod
     def _reader_from_bytes(
         r: ResultRef,
-        data: bytes,
+        data: bytes | memoryview,
         sha256: str,
         content_type: str,
         source: str,

@@ -39,7 +39,7 @@ from liquid.api.auth import Authenticator, RefSigner
 from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
-from liquid.api.routes import ApiContext, router
+from liquid.api.routes import ApiContext, lean_routes, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
 from liquid.config import Settings
@@ -90,9 +90,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_sweeper(shm, settings.shm.sweep_interval)) if shm is not None else None
+        # Hot hits read Redis on this loop (redis-py's asyncio client), not in a worker thread.
+        hot = service.hot.async_client() if service.hot is not None else None
+        ctx.hot_async, ctx.hot_loop = hot, asyncio.get_running_loop()
         try:
             yield
         finally:
+            ctx.hot_async = ctx.hot_loop = None
+            if hot is not None:
+                await hot.aclose()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -105,6 +111,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.liquid = ctx
+    app.router.routes.extend(lean_routes())
     app.include_router(router)
     app.include_router(stats_router)
     app.include_router(events_router)

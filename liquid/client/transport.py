@@ -27,17 +27,11 @@ if TYPE_CHECKING:
 def embedded_app(service: LiquidService, tenant: str) -> FastAPI:
     """The API app over ``service`` acting as ``tenant`` for every request."""
     from liquid.api import create_app
-    from liquid.api.routes import optional_principal
     from liquid.refs import check_slug
 
     check_slug(tenant, "tenant")
     app = create_app(service)
-    principal = Principal(tenant=tenant, role="tenant", key_prefix="embedded")
-
-    async def fixed() -> Principal:
-        return principal
-
-    app.dependency_overrides[optional_principal] = fixed
+    app.state.liquid.fixed_principal = Principal(tenant=tenant, role="tenant", key_prefix="embedded")
     return app
 
 
