@@ -261,6 +261,19 @@ class HotCache:
         self.hits += 1
         return entry
 
+    def get_many(self, refs: Sequence[ResultRef]) -> list[HotEntry | None]:
+        """:meth:`get` of many versions in one round trip (``MGET``); all misses while kills are pending."""
+        if not refs or self._unkilled or self.guard.is_open:
+            return [None] * len(refs)
+        try:
+            with self.guard.slot():
+                raws = self.client.mget([hot_key(r) for r in refs])
+        except (redis.RedisError, StoreUnavailable) as exc:
+            self.errors += 1
+            log.warning("hot cache unavailable, reading through: %s", exc)
+            return [None] * len(refs)
+        return [self.accept(r, raw) for r, raw in zip(refs, raws, strict=True)]
+
     def exists(self, refs: Sequence[ResultRef]) -> list[bool] | None:
         """Whether each version has a copy now (one pipeline); None when Redis is down."""
         if not refs:

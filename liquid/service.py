@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -50,6 +50,7 @@ from liquid.errors import (
     Forbidden,
     IntegrityError,
     InvalidInput,
+    LiquidError,
     ObjectGone,
     ObjectNotFound,
     TooLarge,
@@ -801,6 +802,58 @@ class LiquidService:
             self.access.note(r)
         return self._reader_from_bytes(r, entry.data, entry.sha256, entry.content_type, "hot", start, end)
 
+    def resolve_many(
+        self, tenant: str, refs: Sequence[ResultRef], *, want: Callable[[int, ObjectInfo], bool]
+    ) -> list[tuple[ObjectInfo, bytes | None] | LiquidError]:
+        """Facts of many versions, and the bytes of those ``want`` picks, in a few round trips.
+
+        One catalog statement for all the facts, one Redis ``MGET`` for the hot copies of the
+        wanted ones; values kept in their catalog row come with it; only the rest are read from
+        their homes one by one. ``want(position, info)`` is called in order, once per live version
+        (a batch's byte budget can be kept in it). Each wanted value is counted as a read, like :meth:`get`;
+        missing and gone versions are not.
+
+        Returns, per ref and in order, ``(info, bytes or None)`` or the error a single read gets.
+        """
+        out: list[tuple[ObjectInfo, bytes | None] | LiquidError] = []
+        keys = [(r.tenant, r.namespace, r.key, r.version) for r in refs if r.tenant == tenant]
+        rows = self.fast.find_many(keys)
+        picked: list[tuple[int, ResultRef, Any, ObjectInfo]] = []
+        for i, r in enumerate(refs):
+            try:
+                row = self._check_live(r, rows.get((r.tenant, r.namespace, r.key, r.version)))
+            except LiquidError as exc:
+                out.append(exc)
+                continue
+            info = _info(row)
+            out.append((info, None))
+            if want(i, info):
+                picked.append((i, r, row, info))
+        entries = self.hot.get_many([p[1] for p in picked]) if self.hot is not None else []
+        for n, (i, r, row, info) in enumerate(picked):
+            try:
+                entry = entries[n] if entries else None
+                if entry is not None and entry.sha256 == row.sha256:
+                    data = bytes(entry.data)
+                    if self.access is not None:
+                        self.access.note(r)
+                elif row.inline_data is not None:
+                    data = bytes(row.inline_data)
+                    if hashlib.sha256(data).hexdigest() != row.sha256:
+                        raise IntegrityError(
+                            f"{r.uri}: inline bytes in the catalog do not match their checksum"
+                        )
+                    if self.access is not None:
+                        self.access.note(r)
+                        if self.hot is not None and row.size <= self.hot.max_object_size:
+                            self.access.note_miss(row.id)
+                else:
+                    data = self.open(tenant, r, cached=False).read()
+                out[i] = (info, data)
+            except LiquidError as exc:
+                out[i] = exc
+        return out
+
     def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
         """A short-lived direct URL to the bytes of one version, when its home store can presign.
 
@@ -973,7 +1026,10 @@ class LiquidService:
         return (c.tenant_id == r.tenant, c.namespace == r.namespace, c.key == r.key, c.version == r.version)
 
     def _live_row(self, r: ResultRef, *, full: bool = False) -> Any:
-        row = self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full)
+        return self._check_live(r, self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full))
+
+    def _check_live(self, r: ResultRef, row: Any | None) -> Any:
+        """``row`` if it is a live version; ObjectNotFound / ObjectGone as readers get them."""
         if row is None:
             raise ObjectNotFound(f"no object {r.uri}", field="ref")
         if row.state != "live":

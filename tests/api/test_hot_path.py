@@ -124,3 +124,37 @@ def test_another_tenants_hot_copy_is_not_found(
     other = make_tenant()
     ref = hot_object(api_service, other.tenant, "theirs", b"private")
     problem_of(http.get(ref_url(ref)), 404)
+
+
+def test_batch_resolve_reads_every_tier_and_counts_only_live_values(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    assert api_service.access is not None and api_service.hot is not None
+    hot_data, warm_data = os.urandom(700), os.urandom(900)
+    hot = hot_object(api_service, tk.tenant, "b-hot", hot_data)
+    warm = api_service.put(tk.tenant, "hot", "b-warm", warm_data).ref
+    killed = hot_object(api_service, tk.tenant, "b-killed", b"deleted bytes")
+    api_service.delete(tk.tenant, killed)
+    # A copy that does not match its version's checksum is never returned.
+    stale = hot_object(api_service, tk.tenant, "b-stale", b"right bytes")
+    api_service.hot.client.set(
+        hot_key(stale), encode(b"wrong bytes", hashlib.sha256(b"wrong bytes").hexdigest(), "text/plain")
+    )
+    missing = ResultRef(tk.tenant, "hot", "b-missing", 1)
+    before = api_service.access.noted
+    body = {"refs": [hot.uri, warm.uri, killed.uri, missing.uri, stale.uri, hot.uri]}
+    results = http.post("/v1/refs:resolve", json=body).json()["results"]
+    assert [r["ok"] for r in results] == [True, True, False, False, True, True]
+    assert decode_inline(results[0]) == hot_data == decode_inline(results[5])
+    assert decode_inline(results[1]) == warm_data
+    assert decode_inline(results[4]) == b"right bytes"
+    assert [results[i]["error"]["type"] for i in (2, 3)] == ["liquid:gone", "liquid:not-found"]
+    assert api_service.access.noted == before + 4
+
+
+def decode_inline(result: dict[str, object]) -> bytes:
+    import base64
+
+    ref = result["ref"]
+    assert isinstance(ref, dict)
+    return base64.b64decode(ref["inline"])
