@@ -28,6 +28,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -36,6 +37,7 @@ from starlette.responses import Response
 
 from liquid.api import problems
 from liquid.api.auth import Authenticator, RefSigner
+from liquid.api.capacity import OTHER, READS, UPLOADS, CapacityMiddleware
 from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
@@ -83,6 +85,7 @@ def create_app(
         metrics=metrics,
         shm=shm,
         stats={"postgres": PostgresStats(service.engine, prices=settings.cost_model)},
+        upload_threads=anyio.CapacityLimiter(settings.resilience.max_uploads),
     )
     if stats_sink is not None:
         ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, prices=settings.cost_model)
@@ -121,6 +124,12 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
+    res = settings.resilience
+    app.add_middleware(
+        CapacityMiddleware,
+        limits={UPLOADS: res.max_uploads, READS: res.max_reads, OTHER: res.max_other},
+        retry_after=res.busy_retry_after,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if service.tracing.enabled:
         app.add_middleware(TracingMiddleware, tracing=service.tracing)

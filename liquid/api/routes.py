@@ -87,6 +87,9 @@ class ApiContext:
     #: then cost no worker thread); None without a lifespan, a hot cache or a derivable client.
     hot_async: redis.asyncio.Redis | None = None
     hot_loop: asyncio.AbstractEventLoop | None = None
+    #: Worker threads of the uploads' own, as many as ``resilience.max_uploads`` (which the capacity
+    #: middleware enforces, so an upload never waits here): uploads never take the shared pool.
+    upload_threads: anyio.CapacityLimiter | None = None
 
     def hot_client(self) -> redis.asyncio.Redis | None:
         """The asyncio hot-cache client when this request runs on the loop that owns it."""
@@ -620,7 +623,7 @@ async def put_object(
             if writer is not None and writer.active:
                 writer.abort()
 
-    info = await anyio.to_thread.run_sync(work)
+    info = await anyio.to_thread.run_sync(work, limiter=c.upload_threads)
     return JSONResponse(
         info.to_json(),
         status_code=201,
@@ -1094,10 +1097,13 @@ async def check_backends(svc: LiquidService, timeout: float = PROBE_TIMEOUT) -> 
         probes[f"store:{name}"] = store.ping
     checks: dict[str, str] = dict.fromkeys(probes, "timeout")
 
+    # Threads of their own: a pool taken by slow requests must not make the server look down.
+    threads = anyio.CapacityLimiter(len(probes))
+
     async def probe(name: str, fn: Callable[[], object]) -> None:
         try:
             with anyio.fail_after(timeout):
-                await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=threads)
             checks[name] = "ok"
         except TimeoutError:
             log.warning("readiness probe of %s timed out after %gs", name, timeout)
