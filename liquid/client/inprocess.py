@@ -55,6 +55,11 @@ class InProcess:
 
     @staticmethod
     def _ref(target: b.RefLike) -> ResultRef:
+        """The version a target names (the server sees only the URI: inline bytes play no part)."""
+        if isinstance(target, ResultRef):
+            return target
+        if isinstance(target, RefInfo):
+            return target.ref
         from liquid.api.routes import parse_ref_path
 
         uri = b.uri_of(target)
