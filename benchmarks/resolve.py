@@ -18,7 +18,7 @@ on a loopback port, and in one run measures for hot / warm / cold objects of 1 K
 1 MiB the time to resolve a ref to its bytes:
 
 * ``http``: :class:`liquid.client.Client` → HTTP → uvicorn → FastAPI → core → tier
-* ``in-process``: ``Client.embedded`` (the same app over an in-process ASGI transport)
+* ``in-process``: ``Client.embedded`` (direct calls on the service, see ``liquid.client.inprocess``)
 * ``raw``: redis-py ``GET`` (hot), psycopg ``SELECT`` of a bytea (warm), boto3 ``get_object`` (cold)
 
 and reading a 100 MB Arrow table three ways: through the ref's shared-memory hint
@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -326,6 +327,7 @@ def main() -> None:
     for p in shm_dir.glob("*"):
         p.unlink()
     shm_dir.rmdir()
+    shutil.rmtree(workdir, ignore_errors=True)  # the servers' data: the disk is shared
 
 
 def check_targets(floor_rows: list[dict[str, Any]], batch_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -825,7 +825,7 @@ class LiquidService:
             except LiquidError as exc:
                 out.append(exc)
                 continue
-            info = _info(row)
+            info = _info(row, ref=r)
             out.append((info, None))
             if want(i, info):
                 picked.append((i, r, row, info))
@@ -1098,9 +1098,10 @@ def _tombstoned(row: Row[Any], at: datetime) -> Any:
     return SimpleNamespace(**{**row._asdict(), "state": "deleted", "deleted_at": at})
 
 
-def _info(obj: Row[Any]) -> ObjectInfo:
+def _info(obj: Row[Any], *, ref: ResultRef | None = None) -> ObjectInfo:
+    """The facts of a catalog row (``ref``: the row's version, already validated, when known)."""
     return ObjectInfo(
-        ref=ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version),
+        ref=ref or ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version),
         size=obj.size,
         stored_size=obj.stored_size,
         sha256=obj.sha256,
