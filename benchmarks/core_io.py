@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -286,6 +287,7 @@ def main() -> None:
     pconn.close()
     for srv in reversed(started):
         srv.stop()
+    shutil.rmtree(workdir, ignore_errors=True)  # the servers' data: the disk is shared
 
 
 def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio
 
 from liquid.errors import StoreUnavailable
 from liquid.redis_keys import HOT_BYTES, HOT_LEDGER, HOT_OBJECT, HOT_TOMB
@@ -76,7 +77,8 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class HotEntry:
-    data: bytes
+    #: The value: a view into the one buffer Redis answered with (no copy, even at megabytes).
+    data: bytes | memoryview
     sha256: str
     content_type: str
 
@@ -109,7 +111,7 @@ def decode(raw: bytes) -> HotEntry | None:
     if magic != _MAGIC or len(raw) < _HEADER.size + ct_len:
         return None
     start = _HEADER.size + ct_len
-    data = raw[start:]
+    data = memoryview(raw)[start:]
     if hashlib.sha256(data).digest() != digest:
         return None
     return HotEntry(data=data, sha256=digest.hex(), content_type=raw[_HEADER.size : start].decode("utf-8"))
@@ -170,6 +172,55 @@ class HotCache:
             return None
         return self.accept(ref, raw, expect_sha256=expect_sha256)
 
+    @property
+    def kills_pending(self) -> bool:
+        """Kills that did not reach Redis yet: only :meth:`get` (which retries them) may serve copies."""
+        return bool(self._unkilled)
+
+    def async_client(self) -> redis.asyncio.Redis | None:
+        """An asyncio client to the same server (for :meth:`aget`), or None when it cannot be derived.
+
+        The caller owns it (it belongs to the event loop that first uses it) and closes it.
+        """
+        pool = self.client.connection_pool
+        kw = pool.connection_kwargs
+        common = {
+            "db": kw.get("db", 0),
+            "username": kw.get("username"),
+            "password": kw.get("password"),
+            "socket_timeout": kw.get("socket_timeout"),
+            "socket_connect_timeout": kw.get("socket_connect_timeout"),
+        }
+        if pool.connection_class is redis.Connection:
+            return redis.asyncio.Redis(host=kw.get("host", "localhost"), port=kw.get("port", 6379), **common)
+        if pool.connection_class is redis.UnixDomainSocketConnection:
+            return redis.asyncio.Redis(unix_socket_path=kw["path"], **common)
+        return None  # TLS and other transports: readers use get() in a worker thread
+
+    async def aget(
+        self, ref: ResultRef, client: redis.asyncio.Redis, *, expect_sha256: str | None = None
+    ) -> HotEntry | None:
+        """:meth:`get` on an asyncio client: no worker thread for a hit.
+
+        Call it only while :attr:`kills_pending` is false. An open circuit is a miss at once; a
+        failure counts as one and the read goes through to the home.
+        """
+        if self.guard.is_open or self._unkilled:
+            return None
+        try:
+            raw = await client.get(hot_key(ref))
+        except (redis.RedisError, OSError) as exc:
+            self.errors += 1
+            log.warning("hot cache unavailable, reading through: %s", exc)
+            return None
+        entry = self.accept(ref, raw, expect_sha256=expect_sha256, drop=False)
+        if entry is None and raw is not None:
+            try:
+                await client.delete(hot_key(ref))
+            except (redis.RedisError, OSError):
+                self.errors += 1
+        return entry
+
     def _retry_kills(self) -> bool:
         """Send the kills that failed earlier; True once none is pending (reads may trust copies)."""
         with self._unkilled_lock:
@@ -181,8 +232,13 @@ class HotCache:
                 self._unkilled.difference_update(pending)
         return not self._unkilled
 
-    def accept(self, ref: ResultRef, raw: object, *, expect_sha256: str | None = None) -> HotEntry | None:
-        """Judge a value fetched for ``ref`` (by :meth:`get` or a caller's pipeline)."""
+    def accept(
+        self, ref: ResultRef, raw: object, *, expect_sha256: str | None = None, drop: bool = True
+    ) -> HotEntry | None:
+        """Judge a value fetched for ``ref`` (by :meth:`get` or a caller's pipeline).
+
+        A corrupt or stale value is deleted from Redis unless ``drop`` is false (the caller does it).
+        """
         if isinstance(raw, Exception):
             self.errors += 1
             log.warning("hot cache read failed, reading through: %s", raw)
@@ -195,6 +251,8 @@ class HotCache:
             # Never serve it. Its ledger entry stays (still admitted): the next miss refills it.
             self.corrupt += 1
             log.warning("hot cache entry for %s failed its checksum; dropped", ref)
+            if not drop:
+                return None
             try:
                 self.client.delete(hot_key(ref))
             except redis.RedisError:
@@ -202,6 +260,19 @@ class HotCache:
             return None
         self.hits += 1
         return entry
+
+    def get_many(self, refs: Sequence[ResultRef]) -> list[HotEntry | None]:
+        """:meth:`get` of many versions in one round trip (``MGET``); all misses while kills are pending."""
+        if not refs or self._unkilled or self.guard.is_open:
+            return [None] * len(refs)
+        try:
+            with self.guard.slot():
+                raws = self.client.mget([hot_key(r) for r in refs])
+        except (redis.RedisError, StoreUnavailable) as exc:
+            self.errors += 1
+            log.warning("hot cache unavailable, reading through: %s", exc)
+            return [None] * len(refs)
+        return [self.accept(r, raw) for r, raw in zip(refs, raws, strict=True)]
 
     def exists(self, refs: Sequence[ResultRef]) -> list[bool] | None:
         """Whether each version has a copy now (one pipeline); None when Redis is down."""

@@ -121,16 +121,19 @@ class ResultRef:
     namespace: str
     key: str
     version: int
+    #: The URI form, made once: every read names its version by it (hot keys, headers, JSON).
+    _uri: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_slug(self.tenant, "tenant")
         check_slug(self.namespace, "namespace")
         check_key(self.key)
         check_version(self.version)
+        object.__setattr__(self, "_uri", format_uri(self.tenant, self.namespace, self.key, self.version))
 
     @property
     def uri(self) -> str:
-        return format_uri(self.tenant, self.namespace, self.key, self.version)
+        return self._uri
 
     def __str__(self) -> str:
         return self.uri

@@ -29,13 +29,14 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import IO, Any
 
 import psycopg
+import redis.asyncio
 import zstandard
 from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -49,6 +50,7 @@ from liquid.errors import (
     Forbidden,
     IntegrityError,
     InvalidInput,
+    LiquidError,
     ObjectGone,
     ObjectNotFound,
     TooLarge,
@@ -138,15 +140,23 @@ class ObjectReader:
     source: str
     start: int
     end: int
-    chunks: Iterator[bytes] = field(repr=False)
+    #: Views (``memoryview``) for hot and inline bytes, so a large hot value is never copied.
+    chunks: Iterator[bytes | memoryview] = field(repr=False)
     #: The version's own expiry, when it has one and the bytes came from its home.
     expires_at: datetime | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | memoryview]:
         return self.chunks
 
     def read(self) -> bytes:
         return b"".join(self.chunks)
+
+    def buffer(self) -> bytes | memoryview:
+        """All the bytes in one buffer, without a copy when they are already in one (hot, inline)."""
+        parts = list(self.chunks)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
 
     @property
     def length(self) -> int:
@@ -733,7 +743,7 @@ class LiquidService:
             row, store = moved, self.stores[moved.home_store]
             raw = store.open(row.locator, start=lo if partial else 0, end=hi if partial else None)
         what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
-        chunks: Iterator[bytes]
+        chunks: Iterator[bytes | memoryview]
         if row.compression == "zstd":
             plain = _decompress(raw)
             chunks = (
@@ -758,6 +768,91 @@ class LiquidService:
             chunks=chunks,
             expires_at=row.expires_at,
         )
+
+    async def aopen_hot(
+        self,
+        tenant: str,
+        ref: RefLike,
+        client: redis.asyncio.Redis,
+        *,
+        start: int = 0,
+        end: int | None = None,
+    ) -> ObjectReader | None:
+        """The inline or hot part of :meth:`open` on an asyncio Redis client; None on a miss.
+
+        For the API's event loop: a hit costs no worker thread and no catalog round trip (copies
+        exist only of live versions: deletes and expiries kill them). On None, call :meth:`open`
+        with ``cached=False`` (it counts the read once it finds the version). Do not call it while
+        ``hot.kills_pending``: :meth:`open` then decides whether copies may be trusted.
+        """
+        r = self._ref(tenant, ref)
+        if start < 0 or (end is not None and end < start):
+            raise InvalidInput(f"invalid range start={start} end={end}", field="range")
+        if isinstance(ref, RefInfo) and ref.inline is not None:
+            data = ref.inline
+            if hashlib.sha256(data).hexdigest() == ref.sha256:
+                return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
+        if self.hot is None:
+            return None
+        expect = ref.sha256 if isinstance(ref, RefInfo) else None
+        entry = await self.hot.aget(r, client, expect_sha256=expect)
+        if entry is None:
+            return None
+        if self.access is not None:
+            self.access.note(r)
+        return self._reader_from_bytes(r, entry.data, entry.sha256, entry.content_type, "hot", start, end)
+
+    def resolve_many(
+        self, tenant: str, refs: Sequence[ResultRef], *, want: Callable[[int, ObjectInfo], bool]
+    ) -> list[tuple[ObjectInfo, bytes | None] | LiquidError]:
+        """Facts of many versions, and the bytes of those ``want`` picks, in a few round trips.
+
+        One catalog statement for all the facts, one Redis ``MGET`` for the hot copies of the
+        wanted ones; values kept in their catalog row come with it; only the rest are read from
+        their homes one by one. ``want(position, info)`` is called in order, once per live version
+        (a batch's byte budget can be kept in it). Each wanted value is counted as a read, like :meth:`get`;
+        missing and gone versions are not.
+
+        Returns, per ref and in order, ``(info, bytes or None)`` or the error a single read gets.
+        """
+        out: list[tuple[ObjectInfo, bytes | None] | LiquidError] = []
+        keys = [(r.tenant, r.namespace, r.key, r.version) for r in refs if r.tenant == tenant]
+        rows = self.fast.find_many(keys)
+        picked: list[tuple[int, ResultRef, Any, ObjectInfo]] = []
+        for i, r in enumerate(refs):
+            try:
+                row = self._check_live(r, rows.get((r.tenant, r.namespace, r.key, r.version)))
+            except LiquidError as exc:
+                out.append(exc)
+                continue
+            info = _info(row, ref=r)
+            out.append((info, None))
+            if want(i, info):
+                picked.append((i, r, row, info))
+        entries = self.hot.get_many([p[1] for p in picked]) if self.hot is not None else []
+        for n, (i, r, row, info) in enumerate(picked):
+            try:
+                entry = entries[n] if entries else None
+                if entry is not None and entry.sha256 == row.sha256:
+                    data = bytes(entry.data)
+                    if self.access is not None:
+                        self.access.note(r)
+                elif row.inline_data is not None:
+                    data = bytes(row.inline_data)
+                    if hashlib.sha256(data).hexdigest() != row.sha256:
+                        raise IntegrityError(
+                            f"{r.uri}: inline bytes in the catalog do not match their checksum"
+                        )
+                    if self.access is not None:
+                        self.access.note(r)
+                        if self.hot is not None and row.size <= self.hot.max_object_size:
+                            self.access.note_miss(row.id)
+                else:
+                    data = self.open(tenant, r, cached=False).read()
+                out[i] = (info, data)
+            except LiquidError as exc:
+                out[i] = exc
+        return out
 
     def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
         """A short-lived direct URL to the bytes of one version, when its home store can presign.
@@ -931,7 +1026,10 @@ class LiquidService:
         return (c.tenant_id == r.tenant, c.namespace == r.namespace, c.key == r.key, c.version == r.version)
 
     def _live_row(self, r: ResultRef, *, full: bool = False) -> Any:
-        row = self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full)
+        return self._check_live(r, self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full))
+
+    def _check_live(self, r: ResultRef, row: Any | None) -> Any:
+        """``row`` if it is a live version; ObjectNotFound / ObjectGone as readers get them."""
         if row is None:
             raise ObjectNotFound(f"no object {r.uri}", field="ref")
         if row.state != "live":
@@ -963,7 +1061,7 @@ class LiquidService:
     @staticmethod
     def _reader_from_bytes(
         r: ResultRef,
-        data: bytes,
+        data: bytes | memoryview,
         sha256: str,
         content_type: str,
         source: str,
@@ -1000,9 +1098,10 @@ def _tombstoned(row: Row[Any], at: datetime) -> Any:
     return SimpleNamespace(**{**row._asdict(), "state": "deleted", "deleted_at": at})
 
 
-def _info(obj: Row[Any]) -> ObjectInfo:
+def _info(obj: Row[Any], *, ref: ResultRef | None = None) -> ObjectInfo:
+    """The facts of a catalog row (``ref``: the row's version, already validated, when known)."""
     return ObjectInfo(
-        ref=ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version),
+        ref=ref or ResultRef(obj.tenant_id, obj.namespace, obj.key, obj.version),
         size=obj.size,
         stored_size=obj.stored_size,
         sha256=obj.sha256,

@@ -103,7 +103,7 @@ class ShmWriter:
     def active(self) -> bool:
         return self._fd is not None
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         if self._fd is None:
             return
         self.size += len(chunk)

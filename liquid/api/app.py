@@ -28,6 +28,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -36,10 +37,11 @@ from starlette.responses import Response
 
 from liquid.api import problems
 from liquid.api.auth import Authenticator, RefSigner
+from liquid.api.capacity import OTHER, READS, UPLOADS, CapacityMiddleware
 from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
-from liquid.api.routes import ApiContext, router
+from liquid.api.routes import ApiContext, lean_routes, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
 from liquid.config import Settings
@@ -91,6 +93,7 @@ def create_app(
         metrics=metrics,
         shm=shm,
         stats={"postgres": PostgresStats(service.engine, policies=applied)},
+        upload_threads=anyio.CapacityLimiter(settings.resilience.max_uploads),
     )
     if stats_sink is not None:
         ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, policies=applied)
@@ -98,9 +101,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_sweeper(shm, settings.shm.sweep_interval)) if shm is not None else None
+        # Hot hits read Redis on this loop (redis-py's asyncio client), not in a worker thread.
+        hot = service.hot.async_client() if service.hot is not None else None
+        ctx.hot_async, ctx.hot_loop = hot, asyncio.get_running_loop()
         try:
             yield
         finally:
+            ctx.hot_async = ctx.hot_loop = None
+            if hot is not None:
+                await hot.aclose()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -115,6 +124,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.liquid = ctx
+    app.router.routes.extend(lean_routes())
     app.include_router(router)
     app.include_router(stats_router)
     app.include_router(events_router)
@@ -124,6 +134,12 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
+    res = settings.resilience
+    app.add_middleware(
+        CapacityMiddleware,
+        limits={UPLOADS: res.max_uploads, READS: res.max_reads, OTHER: res.max_other},
+        retry_after=res.busy_retry_after,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if service.tracing.enabled:
         app.add_middleware(TracingMiddleware, tracing=service.tracing)

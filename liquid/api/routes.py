@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -13,12 +14,15 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import anyio
 import anyio.to_thread
+import redis.asyncio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import trace
 from sqlalchemy import text
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from liquid.api.auth import TENANT_HEADER, Authenticator, Caller, RefSigner, acting_tenant
 from liquid.api.metrics import ApiMetrics
@@ -77,6 +81,25 @@ class ApiContext:
     shm: ShmCache | None
     #: Sources of /v1/stats by name: "postgres" always, "clickhouse" when a sink was given.
     stats: dict[str, Any]
+    #: Every request acts as this principal, keys unchecked (in-process clients); None: by key.
+    fixed_principal: Principal | None = None
+    #: The hot cache's asyncio client, opened by the app's lifespan on its event loop (hot hits
+    #: then cost no worker thread); None without a lifespan, a hot cache or a derivable client.
+    hot_async: redis.asyncio.Redis | None = None
+    hot_loop: asyncio.AbstractEventLoop | None = None
+    #: Worker threads of the uploads' own, as many as ``resilience.max_uploads`` (which the capacity
+    #: middleware enforces, so an upload never waits here): uploads never take the shared pool.
+    upload_threads: anyio.CapacityLimiter | None = None
+
+    def hot_client(self) -> redis.asyncio.Redis | None:
+        """The asyncio hot-cache client when this request runs on the loop that owns it."""
+        if self.hot_async is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return self.hot_async if loop is self.hot_loop else None
 
 
 #: The request's deadline for one call into the core (``resilience.request_timeout``), set per
@@ -123,7 +146,10 @@ async def optional_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal | None:
-    """The principal of the presented key; None without one. Overridden for in-process clients."""
+    """The principal of the presented key; None without one (the context's fixed one in-process)."""
+    fixed = app_context(request).fixed_principal
+    if fixed is not None:
+        return fixed
     if credentials is None:
         if request.headers.get("authorization"):
             raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
@@ -179,14 +205,20 @@ async def ref_reader(
     exp: Annotated[int | None, Query(description="Expiry of a signed ref, Unix seconds.")] = None,
 ) -> tuple[str, ResultRef]:
     """(tenant, ref) for read routes on ``/v1/refs``: by key, or by signature."""
+    return read_target(app_context(request), ref, principal, tenant, sig, exp)
+
+
+def read_target(
+    c: ApiContext, ref: str, principal: Principal | None, tenant: str | None, sig: str | None, exp: int | None
+) -> tuple[str, ResultRef]:
+    """(tenant, ref) a read of ``ref`` acts on: by key, or by signature."""
     r = parse_ref_path(ref)
     if sig is not None or exp is not None:
         if sig is None or exp is None:
             raise InvalidInput("a signed ref needs both sig and exp", field="sig" if sig is None else "exp")
-        signer = app_context(request).signer
-        if signer is None:
+        if c.signer is None:
             raise Unauthorized("signed refs are not enabled on this server (api.signing_secret)", field="sig")
-        signer.verify(r, sig, exp)
+        c.signer.verify(r, sig, exp)
         return r.tenant, r
     if principal is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
@@ -327,7 +359,15 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
         else:
             assert rng.first is not None
             start, end = rng.first, None if rng.last is None else rng.last + 1
-    reader = await run(svc.open, tenant, ref, start=start, end=end)
+    reader: ObjectReader | None = None
+    cached = True
+    hot_client = c.hot_client()
+    if hot_client is not None and svc.hot is not None and not svc.hot.kills_pending:
+        # A hot hit on the event loop itself: no worker thread, no catalog round trip.
+        reader = await svc.aopen_hot(tenant, ref, hot_client, start=start, end=end)
+        cached = False
+    if reader is None:
+        reader = await run(svc.open, tenant, ref, start=start, end=end, cached=cached)
     if rng is not None and rng.suffix is None and start >= reader.size:
         _close(reader)
         return _unsatisfiable(request, reader.size)
@@ -345,7 +385,8 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
         status = 206
         headers["Content-Range"] = f"bytes {reader.start}-{reader.end - 1}/{reader.size}"
     if reader.source in ("inline", "hot"):
-        return Response(reader.read(), status_code=status, headers=headers)
+        # Served from the one buffer Redis answered with: no copy, whatever the size.
+        return Response(reader.buffer(), status_code=status, headers=headers)
     whole = rng is None
     writer: ShmWriter | None = None
     if (
@@ -362,7 +403,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     )
 
 
-def _teed(reader: ObjectReader, writer: ShmWriter | None, c: ApiContext) -> Iterator[bytes]:
+def _teed(reader: ObjectReader, writer: ShmWriter | None, c: ApiContext) -> Iterator[bytes | memoryview]:
     """The reader's chunks, copied into shared memory on the way when ``writer`` is given."""
     try:
         for chunk in reader:
@@ -582,7 +623,7 @@ async def put_object(
             if writer is not None and writer.active:
                 writer.abort()
 
-    info = await anyio.to_thread.run_sync(work)
+    info = await anyio.to_thread.run_sync(work, limiter=c.upload_threads)
     return JSONResponse(
         info.to_json(),
         status_code=201,
@@ -815,8 +856,13 @@ class InlineBudget:
 def resolve_batch(
     c: ApiContext, tenant: str, refs: list[Any], inline_max: int, budget: InlineBudget
 ) -> list[dict[str, Any]]:
-    """One result per ref, in order: its JSON form and catalog facts, or a problem."""
-    out: list[dict[str, Any]] = []
+    """One result per ref, in order: its JSON form and catalog facts, or a problem.
+
+    Pipelined: one catalog statement for every ref, one Redis ``MGET`` for the hot values
+    (:meth:`LiquidService.resolve_many`), so a batch costs about one request, not one per ref.
+    """
+    out: list[dict[str, Any] | None] = [None] * len(refs)
+    parsed: list[tuple[int, ResultRef]] = []
     for i, item in enumerate(refs):
         try:
             uri = item.get("uri") if isinstance(item, dict) else item
@@ -824,36 +870,48 @@ def resolve_batch(
                 raise InvalidRef(
                     f"refs[{i}] must be a liquid:// string or an object with 'uri'", field=f"refs.{i}"
                 )
-            ref = ResultRef.parse(uri)
-            info = c.service.head(tenant, ref)
-            inline: bytes | None = None
-            omitted = False
-            if 0 <= info.size <= inline_max:
-                # Checked before the read: a batch past its total reads no more bodies.
-                if budget.take(info.size):
-                    inline = c.service.get(tenant, ref)
-                else:
-                    omitted = True
-            hint: IpcHint | None = None
-            if c.shm is not None and info.size >= c.shm.min_size:
-                hint = c.shm.hint(ref, info.sha256)
-            ref_json = RefInfo(
-                ref=ref,
-                size=info.size,
-                sha256=info.sha256,
-                content_type=info.content_type,
-                inline=inline,
-                ipc=hint,
-            ).to_json()
-            result = {"index": i, "ok": True, "ref": ref_json, "object": info.to_json()}
-            if omitted:
-                result["inline_omitted"] = True
-            out.append(result)
+            parsed.append((i, ResultRef.parse(uri)))
         except LiquidError as exc:
-            if exc.field == "ref":
-                exc.field = f"refs.{i}"
-            out.append({"index": i, "ok": False, "error": error_body(exc)})
-    return out
+            out[i] = _batch_error(i, exc)
+    omitted: set[int] = set()
+
+    def want(position: int, info: ObjectInfo) -> bool:
+        if not 0 <= info.size <= inline_max:
+            return False
+        # Checked before the read: a batch past its total reads no more bodies.
+        if budget.take(info.size):
+            return True
+        omitted.add(position)
+        return False
+
+    found = c.service.resolve_many(tenant, [r for _, r in parsed], want=want)
+    for position, ((i, ref), result) in enumerate(zip(parsed, found, strict=True)):
+        if isinstance(result, LiquidError):
+            out[i] = _batch_error(i, result)
+            continue
+        info, inline = result
+        hint: IpcHint | None = None
+        if c.shm is not None and info.size >= c.shm.min_size:
+            hint = c.shm.hint(ref, info.sha256)
+        ref_json = RefInfo(
+            ref=ref,
+            size=info.size,
+            sha256=info.sha256,
+            content_type=info.content_type,
+            inline=inline,
+            ipc=hint,
+        ).to_json()
+        done: dict[str, Any] = {"index": i, "ok": True, "ref": ref_json, "object": info.to_json()}
+        if position in omitted:
+            done["inline_omitted"] = True
+        out[i] = done
+    return [r for r in out if r is not None]
+
+
+def _batch_error(i: int, exc: LiquidError) -> dict[str, Any]:
+    if exc.field == "ref":
+        exc.field = f"refs.{i}"
+    return {"index": i, "ok": False, "error": error_body(exc)}
 
 
 @router.post(
@@ -920,6 +978,67 @@ async def delete_ref(
     return await _delete(c, Caller(principal, tenant), tenant, ref)
 
 
+# ------------------------------------------------------ the lean read route
+
+
+class LeanRoute(Route):
+    """A plain Starlette route that names itself in the scope as FastAPI's do (for metrics, tracing)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+async def read_ref(request: Request) -> Response:
+    """``GET``/``HEAD /v1/refs/{ref}`` without FastAPI's per-request dependency solving.
+
+    The hottest route of all: a runtime resolves a ref on every step. Its FastAPI twins above
+    document it (OpenAPI) and define its behaviour; this does the same work by hand, which
+    halves the framework's share of a hot hit. Errors are the same problem+json answers.
+    """
+    c = app_context(request)
+    utf8_path(request)
+    _DEADLINE.set(c.settings.resilience.request_timeout)
+    query = request.query_params
+    sig = query.get("sig")
+    exp_text = query.get("exp")
+    exp: int | None = None
+    if exp_text is not None:
+        try:
+            exp = int(exp_text)
+        except ValueError:
+            raise InvalidInput(
+                f"exp: must be an integer of Unix seconds (got {exp_text[:200]!r})", field="exp"
+            ) from None
+    principal = await _principal_of(request, c)
+    tenant, ref = read_target(
+        c, request.path_params["ref"], principal, request.headers.get(TENANT_HEADER), sig, exp
+    )
+    if request.method == "HEAD":
+        return await _head(request, c, tenant, ref)
+    return await _serve(request, c, tenant, ref)
+
+
+async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
+    """:func:`optional_principal` without the dependency machinery (same answers)."""
+    if c.fixed_principal is not None:
+        return c.fixed_principal
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, key = header.partition(" ")
+    if not (scheme and key) or scheme.lower() != "bearer":
+        raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
+    return await c.auth.authenticate(key)
+
+
+def lean_routes() -> list[Route]:
+    """Routes matched before the routers' (see :func:`liquid.api.app.create_app`)."""
+    return [LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False)]
+
+
 # ------------------------------------------------------------------- health
 
 
@@ -978,10 +1097,13 @@ async def check_backends(svc: LiquidService, timeout: float = PROBE_TIMEOUT) -> 
         probes[f"store:{name}"] = store.ping
     checks: dict[str, str] = dict.fromkeys(probes, "timeout")
 
+    # Threads of their own: a pool taken by slow requests must not make the server look down.
+    threads = anyio.CapacityLimiter(len(probes))
+
     async def probe(name: str, fn: Callable[[], object]) -> None:
         try:
             with anyio.fail_after(timeout):
-                await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=threads)
             checks[name] = "ok"
         except TimeoutError:
             log.warning("readiness probe of %s timed out after %gs", name, timeout)

@@ -9,6 +9,7 @@ rest of the catalog keeps using SQLAlchemy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from psycopg.rows import namedtuple_row
@@ -73,6 +74,12 @@ SELECT id, version FROM obj
 
 _WHERE = "WHERE tenant_id = %s AND namespace = %s AND key = %s AND version = %s"
 SELECT_OBJECT = f"SELECT * FROM objects {_WHERE}"
+# Many versions in one statement (a batch resolve): the unique index answers each tuple.
+SELECT_MANY = (
+    "SELECT o.* FROM objects o JOIN unnest(CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS text[]),"
+    " CAST(%s AS integer[])) AS r(tenant_id, namespace, key, version)"
+    " USING (tenant_id, namespace, key, version)"
+)
 # What a read needs, and no more: decoding jsonb and timestamps it does not use costs more than the query.
 SELECT_FOR_READ = (
     "SELECT id, state, deleted_at, expires_at, size, sha256, content_type, compression, home_tier, "
@@ -108,6 +115,16 @@ class CatalogFastPath:
             cur.execute(SELECT_OBJECT if full else SELECT_FOR_READ, (tenant, namespace, key, version))
             row: NamedTuple | None = cur.fetchone()
             return row
+
+    def find_many(self, refs: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str, int], Any]:
+        """Full objects rows of many versions in one round trip, by (tenant, namespace, key, version)."""
+        if not refs:
+            return {}
+        columns = [list(c) for c in zip(*refs, strict=True)]
+        with self.pool.connection() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
+            cur.execute(SELECT_MANY, columns)
+            rows: list[Any] = cur.fetchall()
+            return {(r.tenant_id, r.namespace, r.key, r.version): r for r in rows}
 
     def insert(self, fields: dict[str, Any]) -> int:
         """Record a new object version; returns the version number."""

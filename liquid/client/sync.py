@@ -19,6 +19,7 @@ from liquid.client import errors
 from liquid.refs import RefInfo, ResultRef
 
 if TYPE_CHECKING:
+    from liquid.client.inprocess import InProcess
     from liquid.service import LiquidService
 
 T = TypeVar("T")
@@ -102,10 +103,18 @@ class Client:
             node_id=node_id, shm_dirs=[Path(d) for d in shm_dirs] if shm_dirs else None, stats=self.stats
         )
         self._closers: list[Callable[[], None]] = []
+        #: In-process: the calls made on every step go to the service directly (see ``embedded``).
+        self.direct: InProcess | None = None
 
     @classmethod
     def embedded(cls, service: LiquidService, tenant: str, **kwargs: Any) -> Client:
-        """A client that runs the API in-process over ``service`` as ``tenant`` (no server, no key)."""
+        """A client in-process over ``service`` as ``tenant`` (no server, no key).
+
+        Get, head, put, delete, latest and batch resolve call the service directly
+        (:mod:`liquid.client.inprocess`, the HTTP API's semantics and errors); the other calls
+        go through the API app in-process.
+        """
+        from liquid.client.inprocess import InProcess
         from liquid.client.transport import PortalTransport, embedded_app
 
         app = embedded_app(service, tenant)
@@ -113,6 +122,7 @@ class Client:
         client = cls(
             "http://liquid.embedded", transport=transport, node_id=service.settings.node_id, **kwargs
         )
+        client.direct = InProcess(app.state.liquid, tenant)
         return client
 
     def __repr__(self) -> str:
@@ -131,9 +141,9 @@ class Client:
 
     # -------------------------------------------------------------- plumbing
 
-    def _retrying(self, fn: Callable[[], T], *, idempotent: bool) -> T:
+    def _retrying(self, fn: Callable[[], T], *, idempotent: bool, attempts: int | None = None) -> T:
         for attempt in Retrying(
-            stop=stop_after_attempt(self.retries + 1),
+            stop=stop_after_attempt(self.retries + 1 if attempts is None else attempts),
             wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05),
             retry=retry_if_exception(lambda e: b.is_transient(e, idempotent=idempotent)),
             reraise=True,
@@ -141,6 +151,15 @@ class Client:
             with attempt:
                 return fn()
         raise AssertionError("unreachable")
+
+    def _direct(self, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """An in-process call, retried as its HTTP twin would be (a first try without tenacity's cost)."""
+        try:
+            return fn()
+        except errors.ApiError as exc:
+            if self.retries < 1 or not b.is_transient(exc, idempotent=idempotent):
+                raise
+        return self._retrying(fn, idempotent=idempotent, attempts=self.retries)
 
     def _call(
         self,
@@ -195,6 +214,26 @@ class Client:
             legal_hold=legal_hold,
             scope=scope,
         )
+        if self.direct is not None:
+            direct = self.direct
+            return self._direct(
+                lambda: direct.put(
+                    namespace,
+                    key,
+                    data,
+                    content_type=content_type,
+                    tags=tags,
+                    classification=classification,
+                    ttl=ttl,
+                    expires_at=expires_at,
+                    trace_id=trace_id,
+                    correlation_id=correlation_id,
+                    execution_id=execution_id,
+                    legal_hold=legal_hold,
+                    scope=scope,
+                ),
+                idempotent=False,
+            )
         # Only bytes can be sent twice; a stream is retried only if it was never started.
         response = self._call(
             "PUT", b.object_path(namespace, key), content=content, headers=headers, idempotent=False
@@ -210,6 +249,9 @@ class Client:
 
     def delete(self, ref: b.RefLike) -> dict[str, Any]:
         """Delete one version; returns its facts (``state`` is ``deleted``)."""
+        if self.direct is not None:
+            direct = self.direct
+            return self._direct(lambda: direct.delete(ref))
         result: dict[str, Any] = self._call("DELETE", b.ref_path(ref)).json()
         return result
 
@@ -246,6 +288,9 @@ class Client:
 
     def _fetch(self, ref: b.Target, start: int = 0, end: int | None = None) -> bytes:
         self.stats.http += 1
+        if self.direct is not None and not isinstance(ref, b.SignedRef):
+            direct = self.direct
+            return self._direct(lambda: direct.get(ref, start, end))
         response = self._call(
             "GET", b.ref_path(ref), headers=b.range_header(start, end), params=b.sig_params(ref)
         )
@@ -272,10 +317,16 @@ class Client:
         return self._retrying(once, idempotent=True)
 
     def head(self, ref: b.Target) -> b.ObjectMeta:
+        if self.direct is not None and not isinstance(ref, b.SignedRef):
+            direct = self.direct
+            return self._direct(lambda: direct.head(ref))
         return b.meta_from(self._call("HEAD", b.ref_path(ref), params=b.sig_params(ref)))
 
     def latest(self, namespace: str, key: str) -> ResultRef:
         """The newest live version of a key."""
+        if self.direct is not None:
+            direct = self.direct
+            return self._direct(lambda: direct.latest(namespace, key))
         return b.meta_from(self._call("HEAD", b.object_path(namespace, key))).ref
 
     def get_json(self, ref: b.Target) -> Any:
@@ -290,6 +341,9 @@ class Client:
 
     def resolve_many(self, refs: Sequence[b.RefLike], *, inline: bool = True) -> list[b.Resolved]:
         """Resolve many refs in one call; each result has the ref's JSON form or its own error."""
+        if self.direct is not None:
+            direct = self.direct
+            return self._direct(lambda: direct.resolve_many(refs, inline=inline))
         payload = {"refs": [b.uri_of(r) if not isinstance(r, str) else r for r in refs], "inline": inline}
         return b.resolved_from(self._call("POST", "/v1/refs:resolve", json=payload).json())
 

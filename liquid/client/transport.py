@@ -1,10 +1,12 @@
 """In-process transports: the real API app called without a socket.
 
 ``Client.embedded(service, tenant)`` and ``AsyncClient.embedded(...)`` build the same
-FastAPI app the server runs, with authentication replaced by a fixed tenant
-principal, so in-process use goes through exactly the routes, validation and error
-mapping that HTTP callers get. Response bodies are buffered (``httpx.ASGITransport``
-does so); request bodies stream.
+FastAPI app the server runs, with every request acting as a fixed tenant principal
+(``ApiContext.fixed_principal``), so in-process use goes through exactly the routes,
+validation and error mapping that HTTP callers get. Response bodies are buffered
+(``httpx.ASGITransport`` does so); request bodies stream. The sync ``Client`` sends its
+per-step calls (get, head, put, delete, latest, batch resolve) to the service directly
+instead (:mod:`liquid.client.inprocess`).
 """
 
 from __future__ import annotations
@@ -27,17 +29,11 @@ if TYPE_CHECKING:
 def embedded_app(service: LiquidService, tenant: str) -> FastAPI:
     """The API app over ``service`` acting as ``tenant`` for every request."""
     from liquid.api import create_app
-    from liquid.api.routes import optional_principal
     from liquid.refs import check_slug
 
     check_slug(tenant, "tenant")
     app = create_app(service)
-    principal = Principal(tenant=tenant, role="tenant", key_prefix="embedded")
-
-    async def fixed() -> Principal:
-        return principal
-
-    app.dependency_overrides[optional_principal] = fixed
+    app.state.liquid.fixed_principal = Principal(tenant=tenant, role="tenant", key_prefix="embedded")
     return app
 
 

@@ -93,6 +93,14 @@ def test_http_client(client: Client, tk: TenantKey) -> None:
 
 def test_embedded_client(api_service: LiquidService, tk: TenantKey, shm_dir: Path) -> None:
     with Client.embedded(api_service, tk.tenant, shm_dirs=[shm_dir]) as lq:
+        assert lq.direct is not None  # the calls of every step go to the service itself
+        exercise(lq, tk.tenant)
+
+
+def test_embedded_client_through_the_app(api_service: LiquidService, tk: TenantKey, shm_dir: Path) -> None:
+    # The same script with every call through the in-process API app: both modes answer alike.
+    with Client.embedded(api_service, tk.tenant, shm_dirs=[shm_dir]) as lq:
+        lq.direct = None
         exercise(lq, tk.tenant)
 
 

@@ -1,0 +1,160 @@
+"""The lean read path over real HTTP: hot hits on the event loop, and every way a copy must not be served."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from liquid.api.server import ApiServer
+from liquid.hotcache import encode, hot_key
+from liquid.refs import ResultRef
+from liquid.service import LiquidService
+from tests.api.conftest import TenantKey
+from tests.problems import problem_of
+
+
+@pytest.fixture
+def http(base_url: str, auth: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, headers=auth, timeout=30) as c:
+        yield c
+
+
+def ref_url(ref: ResultRef) -> str:
+    return "/v1/refs/" + quote(ref.uri, safe="")
+
+
+def hot_object(svc: LiquidService, tenant: str, key: str, data: bytes) -> ResultRef:
+    ref = svc.put(tenant, "hot", key, data).ref
+    row = svc.fast.find(ref.tenant, ref.namespace, ref.key, ref.version)
+    assert row is not None and svc.fill_hot(ref, row.id)
+    return ref
+
+
+def test_the_server_reads_hot_copies_on_its_event_loop(api_server: ApiServer) -> None:
+    # The lifespan opened the asyncio client: hot hits take no worker thread.
+    assert api_server.app.state.liquid.hot_async is not None
+
+
+@pytest.mark.parametrize("size", [1, 1024, 300 * 1024])
+def test_hot_hit_serves_the_copy_whole_and_in_ranges(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey, size: int
+) -> None:
+    data = os.urandom(size)
+    ref = hot_object(api_service, tk.tenant, f"obj-{size}", data)
+    r = http.get(ref_url(ref))
+    assert r.status_code == 200
+    assert r.headers["x-liquid-source"] == "hot"
+    assert r.content == data
+    assert r.headers["etag"] == f'"{hashlib.sha256(data).hexdigest()}"'
+    assert r.headers["content-length"] == str(size)
+    r = http.get(ref_url(ref), headers={"Range": f"bytes=0-{size // 2}"})
+    assert r.status_code == 206 and r.content == data[: size // 2 + 1]
+    assert r.headers["x-liquid-source"] == "hot"
+    head = http.head(ref_url(ref))
+    assert head.status_code == 200 and head.headers["content-length"] == str(size)
+
+
+def test_hot_hits_are_counted_and_reads_of_missing_refs_are_not(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    assert api_service.access is not None
+    ref = hot_object(api_service, tk.tenant, "counted", b"x" * 100)
+    before = api_service.access.noted
+    assert http.get(ref_url(ref)).headers["x-liquid-source"] == "hot"
+    assert api_service.access.noted == before + 1
+    missing = ResultRef(tk.tenant, "hot", "counted", ref.version + 1)
+    problem_of(http.get(ref_url(missing)), 404)
+    assert api_service.access.noted == before + 1
+
+
+def test_a_deleted_version_is_never_served_from_its_copy(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    ref = hot_object(api_service, tk.tenant, "deleted", b"secret" * 10)
+    assert http.get(ref_url(ref)).headers["x-liquid-source"] == "hot"
+    assert http.delete(ref_url(ref)).status_code == 200
+    problem_of(http.get(ref_url(ref)), 410)
+
+
+def test_a_copy_whose_kill_is_pending_is_not_served(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    # A delete whose kill did not reach Redis leaves the copy behind; until a kill succeeds this
+    # process serves no copy of it, the event-loop path included.
+    hot = api_service.hot
+    assert hot is not None
+    data = b"gone" * 10
+    ref = hot_object(api_service, tk.tenant, "unkilled", data)
+    api_service.delete(tk.tenant, ref)
+    hot.client.set(hot_key(ref), encode(data, hashlib.sha256(data).hexdigest(), "text/plain"))
+    with hot._unkilled_lock:
+        hot._unkilled.add(ref)
+    try:
+        problem_of(http.get(ref_url(ref)), 410)
+    finally:
+        with hot._unkilled_lock:
+            hot._unkilled.discard(ref)
+        hot.kill([ref])
+
+
+def test_a_corrupt_copy_is_dropped_and_the_home_serves(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    hot = api_service.hot
+    assert hot is not None
+    data = os.urandom(2048)
+    ref = hot_object(api_service, tk.tenant, "corrupt", data)
+    raw = hot.client.get(hot_key(ref))
+    assert isinstance(raw, bytes)
+    hot.client.set(hot_key(ref), raw[:-1] + bytes([raw[-1] ^ 1]))
+    r = http.get(ref_url(ref))
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["x-liquid-source"] == "warm"
+    assert hot.client.get(hot_key(ref)) is None
+
+
+def test_another_tenants_hot_copy_is_not_found(
+    http: httpx.Client, api_service: LiquidService, make_tenant: Callable[[], TenantKey]
+) -> None:
+    other = make_tenant()
+    ref = hot_object(api_service, other.tenant, "theirs", b"private")
+    problem_of(http.get(ref_url(ref)), 404)
+
+
+def test_batch_resolve_reads_every_tier_and_counts_only_live_values(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    assert api_service.access is not None and api_service.hot is not None
+    hot_data, warm_data = os.urandom(700), os.urandom(900)
+    hot = hot_object(api_service, tk.tenant, "b-hot", hot_data)
+    warm = api_service.put(tk.tenant, "hot", "b-warm", warm_data).ref
+    killed = hot_object(api_service, tk.tenant, "b-killed", b"deleted bytes")
+    api_service.delete(tk.tenant, killed)
+    # A copy that does not match its version's checksum is never returned.
+    stale = hot_object(api_service, tk.tenant, "b-stale", b"right bytes")
+    api_service.hot.client.set(
+        hot_key(stale), encode(b"wrong bytes", hashlib.sha256(b"wrong bytes").hexdigest(), "text/plain")
+    )
+    missing = ResultRef(tk.tenant, "hot", "b-missing", 1)
+    before = api_service.access.noted
+    body = {"refs": [hot.uri, warm.uri, killed.uri, missing.uri, stale.uri, hot.uri]}
+    results = http.post("/v1/refs:resolve", json=body).json()["results"]
+    assert [r["ok"] for r in results] == [True, True, False, False, True, True]
+    assert decode_inline(results[0]) == hot_data == decode_inline(results[5])
+    assert decode_inline(results[1]) == warm_data
+    assert decode_inline(results[4]) == b"right bytes"
+    assert [results[i]["error"]["type"] for i in (2, 3)] == ["liquid:gone", "liquid:not-found"]
+    assert api_service.access.noted == before + 4
+
+
+def decode_inline(result: dict[str, object]) -> bytes:
+    import base64
+
+    ref = result["ref"]
+    assert isinstance(ref, dict)
+    return base64.b64decode(ref["inline"])
