@@ -350,6 +350,11 @@ class FixedPolicies:
         return self.policies, self._version
 
 
+def dry_run_plan(service: LiquidService, policies: PolicySet, version: int | None = None) -> Plan:
+    """The daemon's own rebuild under ``policies``, applying nothing (``liquid policy plan``, the API's)."""
+    return catalog_engine(service, policies=FixedPolicies(policies, version)).dry_run(policies, version)
+
+
 def catalog_engine(
     service: LiquidService,
     *,
@@ -385,4 +390,5 @@ __all__ = [
     "TieringEngine",
     "TrackerMisses",
     "catalog_engine",
+    "dry_run_plan",
 ]
