@@ -82,9 +82,9 @@ if ctx is not None:
         ticks = (
             alt.Chart(caps)
             .mark_tick(color="red", thickness=3, size=60)
-            .encode(x=alt.X("tier:N", sort=list(DURABLE_TIERS)), y="cap:Q", tooltip=["budget", "cap"])
+            .encode(x=alt.X("tier:N", sort=list(DURABLE_TIERS)), y="cap:Q", tooltip=["budget:N", "cap:Q"])
         )
-        st.altair_chart(bars + ticks, width="stretch")
+        st.altair_chart(bars + ticks if len(caps) else bars, width="stretch")
         st.dataframe(frame, hide_index=True, key="tiers")
 
     if plan is None and costs is not None:
