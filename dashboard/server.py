@@ -99,6 +99,8 @@ class DashboardServer:
             "none",
             "--global.developmentMode",
             "false",
+            "--client.toolbarMode",
+            "viewer",
         ]
 
     def start(self, timeout: float = 60.0) -> str:

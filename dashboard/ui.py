@@ -8,7 +8,16 @@ from typing import TypeVar
 
 import streamlit as st
 
-from dashboard.data import DashboardData, DashboardError, DashboardSettings, Filters, default_filters
+from dashboard.data import (
+    DURABLE_TIERS,
+    DashboardData,
+    DashboardError,
+    DashboardSettings,
+    Filters,
+    default_filters,
+    format_bytes,
+    format_cost,
+)
 
 T = TypeVar("T")
 
@@ -48,6 +57,13 @@ def page(title: str, caption: str) -> tuple[DashboardData, Filters] | None:
     except DashboardError as exc:
         st.error(str(exc))
         return None
+    with st.sidebar:
+        costs = attempt(lambda: data.tier_costs(f))
+        if costs is not None:
+            by_tier = {r["tier"]: r for r in costs}
+            lines = [f"{t}: {format_bytes(by_tier.get(t, {}).get('bytes', 0))}" for t in DURABLE_TIERS]
+            total = sum(r["monthly_cost"] or 0 for r in costs)
+            st.caption("Stored as of the range's end: " + " · ".join(lines) + f" · {format_cost(total)}")
     return data, f
 
 

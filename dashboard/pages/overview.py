@@ -33,7 +33,7 @@ if ctx is not None:
                 " or widen the time range.",
             )
         total = sum(r["monthly_cost"] or 0 for r in costs)
-        cols = st.columns(len(DURABLE_TIERS) + 1)
+        cols = st.columns([2] + [1] * len(DURABLE_TIERS))
         cols[0].metric(
             "total monthly cost", format_cost(total), help="Stored bytes x each tier's gb_month price"
         )

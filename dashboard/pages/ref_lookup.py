@@ -11,7 +11,13 @@ from dashboard.ui import attempt, page
 ctx = page("Ref lookup", "Paste a ResultRef: where it is, why, what happens next, and what happened before.")
 if ctx is not None:
     data, f = ctx
-    text = st.text_input("ResultRef", placeholder="liquid://tenant/namespace/key@1", key="ref")
+    # ?ref=liquid://... opens the page on that ref, so other pages and people can link to it.
+    text = st.text_input(
+        "ResultRef",
+        value=st.query_params.get("ref", ""),
+        placeholder="liquid://tenant/namespace/key@1",
+        key="ref",
+    )
     if not text.strip():
         st.info(
             "Paste a ref such as liquid://acme/results/run-7/out.json@1 (the Usage page lists the most read)."

@@ -7,6 +7,7 @@ reads and writes, and the dry-run plan of ``liquid policy plan``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,27 @@ from dashboard.data import DURABLE_TIERS, format_bytes, format_cost
 from liquid.cli import app as cli
 from tests.dashboard.conftest import OTHER, PAGES, PROPOSAL, TENANT, Dash
 
+#: Every AppTest of the running test, whose API clients are closed at its end.
+_OPENED: list[AppTest] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPENED:
+        at = _OPENED.pop()
+        if "liquid_data" in at.session_state:
+            at.session_state["liquid_data"].close()
+
+
+def app(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=90)
+    _OPENED.append(at)
+    return at
+
 
 def open_page(name: str, tenant: str | None = TENANT) -> AppTest:
-    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=90)
+    at = app(name)
     at.run()
     if tenant is not None:
         at.selectbox(key="tenant").set_value(tenant).run()
@@ -180,9 +199,9 @@ def test_ref_lookup_shows_placement_explain_and_history(dash_env: Dash) -> None:
 def test_api_errors_are_messages(dash: Dash, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIQUID_DASHBOARD_API_URL", dash.base_url)
     monkeypatch.setenv("LIQUID_DASHBOARD_API_KEY", "lq_00000000_not-a-key")
-    at = AppTest.from_file(str(PAGES / "overview.py"), default_timeout=90).run()
+    at = app("overview").run()
     assert not at.exception
     assert at.error and "operator key" in at.error[0].value
     monkeypatch.delenv("LIQUID_DASHBOARD_API_KEY")
-    at = AppTest.from_file(str(PAGES / "movements.py"), default_timeout=90).run()
+    at = app("movements").run()
     assert not at.exception and "LIQUID_DASHBOARD_API_KEY" in at.error[0].value
