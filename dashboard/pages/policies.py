@@ -68,7 +68,7 @@ if ctx is not None:
             if any(diff.values()):
                 st.json(diff, expanded=False)
             for name, source in sorted(applied["sources"].items()):
-                with st.expander(name):
+                with st.expander(name, expanded=len(applied["sources"]) == 1):
                     st.code(source, language="yaml")
             if applied["history"]:
                 st.dataframe(pd.DataFrame(applied["history"]), hide_index=True, key="history")
