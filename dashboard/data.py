@@ -12,6 +12,8 @@ Settings come from the environment (``liquid dashboard`` sets them from its flag
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +45,71 @@ class DashboardSettings(BaseSettings):
     api_url: str = "http://127.0.0.1:8780"
     api_key: str | None = None
     timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class TierReads:
+    """Cumulative reads and bytes read per serving tier (``hot``, ``warm``, ``cold``, ...)."""
+
+    reads: dict[str, int]
+    bytes: dict[str, int]
+
+    @staticmethod
+    def _ratio(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    @property
+    def object_hit_ratio(self) -> float | None:
+        return self._ratio(self.reads.get("hot", 0), sum(self.reads.values()))
+
+    @property
+    def byte_hit_ratio(self) -> float | None:
+        return self._ratio(self.bytes.get("hot", 0), sum(self.bytes.values()))
+
+    def since(self, earlier: TierReads) -> TierReads:
+        """What was read between ``earlier`` and this sample (a restarted API counts from zero)."""
+
+        def delta(now: dict[str, int], then: dict[str, int]) -> dict[str, int]:
+            if any(now.get(k, 0) < v for k, v in then.items()):
+                return dict(now)
+            return {k: v - then.get(k, 0) for k, v in now.items()}
+
+        return TierReads(delta(self.reads, earlier.reads), delta(self.bytes, earlier.bytes))
+
+
+class HitRatioHistory:
+    """The hot tier's hit ratios between successive samples of ``/metrics``, newest last.
+
+    The API keeps only running totals, so the ratio over time is what the dashboard saw while
+    it was open: one point per sample, for the reads between it and the one before.
+    """
+
+    def __init__(self, *, clock: Callable[[], datetime], max_points: int = 500) -> None:
+        self.clock = clock
+        self.points: deque[dict[str, Any]] = deque(maxlen=max_points)
+        self._last: TierReads | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HitRatioHistory(points={len(self.points)})"
+
+    def add(self, sample: TierReads) -> list[dict[str, Any]]:
+        """Record a sample; the points so far (``at``, ``objects``, ``bytes``, ``reads``)."""
+        with self._lock:
+            if self._last is not None:
+                window = sample.since(self._last)
+                reads = sum(window.reads.values())
+                if reads:
+                    self.points.append(
+                        {
+                            "at": self.clock().isoformat(),
+                            "objects": window.object_hit_ratio,
+                            "bytes": window.byte_hit_ratio,
+                            "reads": reads,
+                        }
+                    )
+            self._last = sample
+            return list(self.points)
 
 
 class DashboardError(Exception):
@@ -208,19 +275,19 @@ class DashboardData:
         with _translated("reading /v1/tiering/status"):
             return self.client.tiering_status()
 
-    def hot_reads(self) -> dict[str, int]:
-        """Reads since the API started by where the bytes came from (``liquid_tier_reads_total``)."""
+    def tier_reads(self) -> TierReads:
+        """Reads and bytes read since the API started, by the tier that served them (``/metrics``)."""
         from prometheus_client.parser import text_string_to_metric_families
 
         with _translated("reading /metrics"):
             text = self.client.metrics()
-        out: dict[str, int] = {}
+        counts: dict[str, dict[str, int]] = {"liquid_tier_reads": {}, "liquid_tier_read_bytes": {}}
         for family in text_string_to_metric_families(text):
-            if family.name == "liquid_tier_reads":
+            if family.name in counts:
                 for sample in family.samples:
                     if sample.name.endswith("_total"):
-                        out[sample.labels["source"]] = int(sample.value)
-        return out
+                        counts[family.name][sample.labels["source"]] = int(sample.value)
+        return TierReads(counts["liquid_tier_reads"], counts["liquid_tier_read_bytes"])
 
     # ------------------------------------------------------------------- usage
 

@@ -14,6 +14,7 @@ from dashboard.data import (
     DashboardError,
     DashboardSettings,
     Filters,
+    HitRatioHistory,
     default_filters,
     format_bytes,
     format_cost,
@@ -65,6 +66,12 @@ def page(title: str, caption: str) -> tuple[DashboardData, Filters] | None:
             total = sum(r["monthly_cost"] or 0 for r in costs)
             st.caption("Stored as of the range's end: " + " · ".join(lines) + f" · {format_cost(total)}")
     return data, f
+
+
+@st.cache_resource
+def hit_history(api_url: str) -> HitRatioHistory:
+    """One history of the hot tier's hit ratio per API, shared by every session of this server."""
+    return HitRatioHistory(clock=lambda: datetime.now(UTC))
 
 
 def attempt(fn: Callable[[], T]) -> T | None:

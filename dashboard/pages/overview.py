@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data import DURABLE_TIERS, format_bytes, format_cost
-from dashboard.ui import attempt, empty, page
+from dashboard.ui import attempt, empty, hit_history, page
 
 
 def _use(b: dict[str, object]) -> str:
@@ -130,21 +130,45 @@ if ctx is not None:
         )
 
     st.subheader("Hot tier and daemon")
-    reads = attempt(data.hot_reads)
+    reads = attempt(data.tier_reads)
     status = attempt(data.status)
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     if reads is not None:
-        total_reads = sum(reads.values())
-        ratio = reads.get("hot", 0) / total_reads if total_reads else None
-        c1.metric(
-            "hot hit ratio (objects)",
-            f"{ratio:.1%}" if ratio is not None else "no reads yet",
-            help="Reads served from the hot tier since the API started (liquid_tier_reads_total)",
-        )
+        for col, label, ratio in (
+            (c1, "hot hit ratio (objects)", reads.object_hit_ratio),
+            (c2, "hot hit ratio (bytes)", reads.byte_hit_ratio),
+        ):
+            col.metric(
+                label,
+                f"{ratio:.1%}" if ratio is not None else "no reads yet",
+                help="Reads served from the hot tier since the API started (liquid_tier_reads_total)",
+            )
     if status is not None:
-        c2.metric("move queue depth", status["queue_depth"])
+        c3.metric("move queue depth", status["queue_depth"])
         movers = status["movers"]
         freshest = min((m["seconds_since_beat"] for m in movers), default=None)
-        c3.metric("daemon", "no mover running" if freshest is None else f"beat {freshest:.0f} s ago")
+        c4.metric("daemon", "no mover running" if freshest is None else f"beat {freshest:.0f} s ago")
         lag = max((s["lag_events"] for s in status["export"]), default=None)
-        c4.metric("export lag", "no sink" if lag is None else f"{lag} events")
+        c5.metric("export lag", "no sink" if lag is None else f"{lag} events")
+    if reads is not None:
+        points = hit_history(data.settings.api_url).add(reads)
+        if points:
+            ratios = pd.DataFrame(points).melt(
+                id_vars=["at", "reads"], value_vars=["objects", "bytes"], var_name="hit ratio of"
+            )
+            st.altair_chart(
+                alt.Chart(ratios)
+                .mark_line(point=True)
+                .encode(
+                    x=alt.X("at:T", title="sampled at"),
+                    y=alt.Y("value:Q", title="hot hit ratio", axis=alt.Axis(format="%")),
+                    color="hit ratio of:N",
+                    tooltip=["at:T", "hit ratio of:N", alt.Tooltip("value:Q", format=".1%"), "reads:Q"],
+                ),
+                width="stretch",
+            )
+        else:
+            st.caption(
+                "The hit ratio over time is sampled while this page is open: reload it after some"
+                " reads through the API to see the trend."
+            )

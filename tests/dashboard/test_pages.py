@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pandas as pd
@@ -17,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from dashboard.data import DURABLE_TIERS, format_bytes, format_cost
+from dashboard.data import DURABLE_TIERS, TierReads, format_bytes, format_cost
 from liquid.cli import app as cli
 from tests.dashboard.conftest import OTHER, PAGES, PROPOSAL, TENANT, Dash
 
@@ -75,7 +76,30 @@ def frame(at: AppTest, *columns: str) -> pd.DataFrame:
     return found[0]
 
 
+def _read_through_the_api(dash: Dash, times: int) -> None:
+    for i in range(times):
+        uri = f"liquid://{TENANT}/results/run-{1 + i % 4}/out.bin@1"
+        r = httpx.get(
+            f"{dash.base_url}/v1/refs/{quote(uri, safe='')}",
+            headers={"Authorization": f"Bearer {dash.admin_key}", "X-Liquid-Tenant": TENANT},
+        )
+        assert r.status_code == 200, r.text
+
+
+def _served(dash: Dash) -> TierReads:
+    text = httpx.get(f"{dash.base_url}/metrics").text
+    reads: dict[str, int] = {}
+    size: dict[str, int] = {}
+    for line in text.splitlines():
+        for name, into in (("liquid_tier_reads_total", reads), ("liquid_tier_read_bytes_total", size)):
+            if line.startswith(name + "{"):
+                source = line.split('source="')[1].split('"')[0]
+                into[source] = int(float(line.rsplit(" ", 1)[1]))
+    return TierReads(reads, size)
+
+
 def test_overview_shows_the_apis_tier_bytes_costs_and_budget_use(dash_env: Dash) -> None:
+    _read_through_the_api(dash_env, 6)
     at = open_page("overview")
     cost = {r["tier"]: r for r in api(dash_env, "/v1/stats/cost", tenant=TENANT)["rows"]}
     assert cost["warm"]["bytes"] > 0 and cost["cold"]["bytes"] > 0  # the seed moved logs cold
@@ -98,6 +122,16 @@ def test_overview_shows_the_apis_tier_bytes_costs_and_budget_use(dash_env: Dash)
 
     status = api(dash_env, "/v1/tiering/status")
     assert shown["move queue depth"] == str(status["queue_depth"])
+
+    served = _served(dash_env)
+    assert sum(served.reads.values()) >= 6 and served.object_hit_ratio is not None
+    assert shown["hot hit ratio (objects)"] == f"{served.object_hit_ratio:.1%}"
+    assert shown["hot hit ratio (bytes)"] == f"{served.byte_hit_ratio:.1%}"
+    # A later visit after more reads draws the ratio of the reads in between.
+    _read_through_the_api(dash_env, 4)
+    again = open_page("overview")
+    specs = [c.proto.spec for c in again.get("vega_lite_chart")]
+    assert any("hot hit ratio" in spec for spec in specs)
 
 
 def test_the_tenant_filter_changes_the_numbers(dash_env: Dash) -> None:
