@@ -18,7 +18,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
@@ -324,9 +324,7 @@ def policy_plan(
     ] = False,
 ) -> None:
     """Dry run against the live catalog: moves, expirations, holds and cost per tier, against budgets."""
-    from liquid.tiering.engine import FixedPolicies, catalog_engine
-    from liquid.tiering.journal import held_restores, queue_counts
-    from liquid.tiering.spend import spend_gate
+    from liquid.tiering.engine import dry_run_plan
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
@@ -337,15 +335,7 @@ def policy_plan(
         # Files are checked; the applied set only warned about (it is already running).
         _check_tiers(policies, rt.service.settings, allow_unconfigured_tiers or not files)
         # The daemon's own rebuild, applying nothing: the same numbers it would act on.
-        plan = catalog_engine(rt.service, policies=FixedPolicies(policies, version)).dry_run(
-            policies, version
-        )
-        plan.queued = queue_counts(rt.service.engine)
-        gate = spend_gate(rt.service.engine, policies, rt.service.clock())
-        waiting = held_restores(rt.service.engine, gate.claim_filter())
-        for tenant, reason in sorted(gate.reasons.items(), key=lambda kv: kv[0] or ""):
-            n = sum(waiting.values()) if tenant is None else waiting.get(tenant, 0)
-            plan.warnings.append(f"{tenant or 'every tenant'}: {reason}; {n} restores waiting")
+        plan = dry_run_plan(rt.service, policies, version)
         current = active_policies(rt.service.engine) if files else None
     diff = diff_policies(current.policies if current else None, policies) if files else None
     if output == "json":
@@ -938,6 +928,50 @@ def events_replay(
         raise typer.Exit(1)
 
 
+@app.command("dashboard")
+def dashboard_cmd(
+    api_url: Annotated[
+        str, typer.Option(envvar="LIQUID_DASHBOARD_API_URL", help="The API to read.")
+    ] = "http://127.0.0.1:8780",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LIQUID_DASHBOARD_API_KEY",
+            help="An operator key (`liquid key create --admin`); passed to Streamlit in its environment.",
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8781,
+) -> None:
+    """The Streamlit cost and usage dashboard on 127.0.0.1, reading the API with an operator key."""
+    from dashboard.server import DashboardServer
+
+    if not api_key:
+        raise LiquidError(
+            "the dashboard reads the API with an operator key: pass --api-key or set"
+            " LIQUID_DASHBOARD_API_KEY (create one with `liquid key create --admin`)",
+            field="--api-key",
+        )
+    server = DashboardServer(api_url=api_url, api_key=api_key, port=port)
+    with console.status("starting the dashboard…"):
+        url = server.start()
+    console.print(f"dashboard: {url}  (API {api_url}); Ctrl-C stops it")
+    _wait_for_stop()
+    server.stop()
+    console.print("stopped")
+
+
+def _wait_for_stop(*, every: float = 0.5, tick: Callable[[], None] | None = None) -> None:
+    """Block until Ctrl-C or SIGTERM, calling ``tick`` every ``every`` seconds meanwhile."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(every if tick is not None else 0.5):
+            if tick is not None:
+                tick()
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command()
 def up(
     once: Annotated[
@@ -950,8 +984,11 @@ def up(
         str,
         typer.Option(help="Print a line of what the daemon did this often (moves, purges, queue); 0: never."),
     ] = "1m",
+    dashboard_port: Annotated[
+        int, typer.Option(help="Dashboard port (default 8781; a free one if taken; -1: no dashboard).")
+    ] = 8781,
 ) -> None:
-    """Start embedded servers, the API and the tiering daemon with demo data; Ctrl-C stops it all."""
+    """Start embedded servers, the API, the daemon and the dashboard with demo data; Ctrl-C stops it all."""
     import logging
 
     from daemon.tiering import TieringDaemon
@@ -968,6 +1005,7 @@ def up(
         rt = open_runtime(settings)
     svc = rt.service
     server = daemon = None
+    dash: Any = None
     try:
         with console.status("loading demo data and policies…"):
             demo = load_demo(svc)
@@ -988,11 +1026,12 @@ def up(
         daemon.start()
         daemon_metrics = _serve_daemon_metrics(daemon, settings.daemon.metrics_port)
         key = demo_key(svc, DEMO_TENANT)
+        dash, dash_url = _start_dashboard(svc, base, settings.home, dashboard_port)
 
         table = Table("what", "where", title="Liquid is up")
         table.add_row("API", f"{base}  (OpenAPI: {base}/docs)")
         table.add_row("metrics", f"{base}/metrics (API), {daemon_metrics} (daemon: moves, queue, budgets)")
-        table.add_row("dashboard", "not built yet: watch moves with `liquid policy plan` or daemon metrics")
+        table.add_row("dashboard", dash_url)
         for name, url in rt.urls.items():
             table.add_row(name, _redact(url))
         table.add_row("demo tenant key", key)
@@ -1011,24 +1050,46 @@ def up(
         print("  .venv/bin/liquid policy plan --output json | head -40")
         if once:
             return
-        console.print("running; Ctrl-C stops the API, the daemon and the embedded servers")
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        console.print("running; Ctrl-C stops the API, the daemon, the dashboard and the embedded servers")
         every = parse_duration(activity_every)
         since = svc.clock()
-        try:
-            while not stop.wait(every or 3600):
-                if every:
-                    since = _print_activity(daemon, since)
-        except KeyboardInterrupt:
-            pass
+
+        def activity() -> None:
+            nonlocal since
+            since = _print_activity(daemon, since)
+
+        _wait_for_stop(every=every, tick=activity if every else None)
     finally:
+        if dash is not None:
+            dash.stop()
         if daemon is not None:
             daemon.stop()
         if server is not None:
             server.stop()
         rt.close(stop_embedded=True)
         console.print("stopped")
+
+
+def _start_dashboard(svc: Any, api_url: str, home: Path, port: int) -> tuple[Any, str]:
+    """The dashboard beside ``liquid up``'s API with a fresh operator key; (server or None, what to print)."""
+    if port < 0:
+        return None, "off (--dashboard-port -1); start it with `liquid dashboard --api-key KEY`"
+    try:
+        from dashboard.server import DashboardNotStarted, DashboardServer, port_is_free
+    except ImportError as exc:
+        return None, f"not installed ({exc.name} is missing): pip install 'liquid-data[dashboard]'"
+    key = svc.tenancy.create_api_key(None, admin=True, name="dashboard", actor="liquid up")
+    server = DashboardServer(
+        api_url=api_url,
+        api_key=key,
+        port=port if port and port_is_free(port) else 0,
+        log_file=Path(home) / "dashboard.log",
+    )
+    try:
+        with console.status("starting the dashboard…"):
+            return server, server.start()
+    except DashboardNotStarted as exc:
+        return None, f"did not start: {exc}"
 
 
 @app.command()

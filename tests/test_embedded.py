@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -125,6 +126,7 @@ def test_a_restart_of_liquid_up_keeps_the_operators_policies_and_seeds_the_demo_
 
     first = " ".join("".join(c if c.isascii() else " " for c in up()).split())
     assert "loaded now" in first and "archive: archive" in first, first
+    assert re.search(r"dashboard http://127\.0\.0\.1:\d+ ", first), first  # started, and its URL printed
     policy = root / "mine.yaml"
     policy.write_text(
         "apiVersion: liquid/v1\nkind: TieringPolicy\nmetadata: {name: mine}\n"

@@ -40,6 +40,7 @@ from liquid.api.auth import Authenticator, RefSigner
 from liquid.api.capacity import OTHER, READS, UPLOADS, CapacityMiddleware
 from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
+from liquid.api.policies import router as policies_router
 from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, lean_routes, router
 from liquid.api.stats import router as stats_router
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(router)
     app.include_router(stats_router)
     app.include_router(events_router)
+    app.include_router(policies_router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

@@ -6,7 +6,9 @@
   cardinality stays bounded; unmatched paths count as ``unmatched``.
 * ``liquid_http_received_bytes_total`` / ``liquid_http_sent_bytes_total`` — body bytes.
 * ``liquid_tier_reads_total{source}`` — object reads by where the bytes came from
-  (``inline``, ``hot``, ``warm``, ``cold``, ``archive``, ``redirect``).
+  (``inline``, ``hot``, ``warm``, ``cold``, ``archive``, ``redirect``), and
+  ``liquid_tier_read_bytes_total{source}`` — the bytes those reads asked for (the hot
+  tier's byte hit ratio is ``hot`` over all).
 * ``liquid_shm_copies_total`` — copies written to shared memory.
 """
 
@@ -41,6 +43,9 @@ class ApiMetrics:
         self.bytes_out = Counter("liquid_http_sent_bytes", "Response body bytes sent.", registry=r)
         self.tier_reads = Counter(
             "liquid_tier_reads", "Object reads by the tier that served them.", ["source"], registry=r
+        )
+        self.tier_read_bytes = Counter(
+            "liquid_tier_read_bytes", "Bytes read, by the tier that served them.", ["source"], registry=r
         )
         self.shm_copies = Counter("liquid_shm_copies", "Copies written to shared memory.", registry=r)
 

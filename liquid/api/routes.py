@@ -343,6 +343,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
             signed = await run(svc.presign_get, tenant, ref, expires=int(api.presign_ttl))
             if signed is not None:
                 c.metrics.tier_reads.labels("redirect").inc()
+                c.metrics.tier_read_bytes.labels("redirect").inc(info.size)
                 return RedirectResponse(
                     signed[1],
                     status_code=307,
@@ -372,6 +373,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
         _close(reader)
         return _unsatisfiable(request, reader.size)
     c.metrics.tier_reads.labels(reader.source).inc()
+    c.metrics.tier_read_bytes.labels(reader.source).inc(reader.length)
     headers = {
         "ETag": _etag(reader.sha256),
         "Accept-Ranges": "bytes",

@@ -262,6 +262,11 @@ def resolved_from(data: dict[str, Any]) -> list[Resolved]:
     return out
 
 
+def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Query parameters without the unset ones."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def ref_json(ref: RefLike) -> str:
     return uri_of(ref)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -272,6 +273,93 @@ class Client:
         response = self._call("GET", b.explain_path(namespace, key), params=params)
         result: dict[str, Any] = response.json()
         return result
+
+    # ------------------------------------------------------ operator reports
+
+    def report(
+        self,
+        name: str,
+        *,
+        tenant: str | None = None,
+        namespace: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        source: str | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """One ``/v1/stats/{name}`` answer (``usage``, ``cost``, ``moves``, ``top-objects``, ``idle``).
+
+        ``start``/``end`` are UTC days, ``end`` exclusive; a tenant key sees its own tenant only.
+        """
+        params = b.drop_none(
+            {
+                "tenant": tenant,
+                "namespace": namespace,
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+                "source": source,
+                "limit": limit,
+            }
+        )
+        result: dict[str, Any] = self._call("GET", f"/v1/stats/{quote(name, safe='')}", params=params).json()
+        return result
+
+    def export_lag(self) -> list[dict[str, Any]]:
+        """Each ClickHouse sink's watermark and lag (operator keys)."""
+        sinks: list[dict[str, Any]] = self._call("GET", "/v1/stats/export").json()["sinks"]
+        return sinks
+
+    def events(
+        self,
+        *,
+        tenant: str | None = None,
+        kind: str | None = None,
+        ref: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        order: str = "desc",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of ``/v1/events``: ``events`` and ``next_cursor``."""
+        params = b.drop_none(
+            {
+                "tenant": tenant,
+                "kind": kind,
+                "ref": ref,
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+                "order": order,
+                "limit": limit,
+                "cursor": cursor,
+            }
+        )
+        result: dict[str, Any] = self._call("GET", "/v1/events", params=params).json()
+        return result
+
+    def policies(self, *, history: int = 20) -> dict[str, Any]:
+        """The applied policy set, its diff to the previous version and the history (operator keys)."""
+        result: dict[str, Any] = self._call("GET", "/v1/policies", params={"history": history}).json()
+        return result
+
+    def plan_policies(
+        self, sources: Mapping[str, str] | None = None, *, changes: bool = False
+    ) -> dict[str, Any]:
+        """``liquid policy plan --output json`` over HTTP, of ``sources`` (name → YAML) or the applied set."""
+        body: dict[str, Any] = {"changes": changes}
+        if sources is not None:
+            body["sources"] = dict(sources)
+        result: dict[str, Any] = self._call("POST", "/v1/policies:plan", json=body).json()
+        return result
+
+    def tiering_status(self, *, limit: int = 50) -> dict[str, Any]:
+        """Move queue depth, the oldest pending moves, the movers' heartbeats, the export lag."""
+        result: dict[str, Any] = self._call("GET", "/v1/tiering/status", params={"limit": limit}).json()
+        return result
+
+    def metrics(self) -> str:
+        """The API's Prometheus exposition text (``/metrics``)."""
+        return self._call("GET", "/metrics").text
 
     # ----------------------------------------------------------------- reads
 

@@ -350,6 +350,25 @@ class FixedPolicies:
         return self.policies, self._version
 
 
+def dry_run_plan(service: LiquidService, policies: PolicySet, version: int | None = None) -> Plan:
+    """The daemon's own rebuild under ``policies``, applying nothing (``liquid policy plan``, the API's).
+
+    The plan also says what earlier cycles queued that is still waiting or in flight
+    (``queued``), and warns of restores a retrieval spend cap holds back.
+    """
+    from liquid.tiering.journal import held_restores, queue_counts
+    from liquid.tiering.spend import spend_gate
+
+    plan = catalog_engine(service, policies=FixedPolicies(policies, version)).dry_run(policies, version)
+    plan.queued = queue_counts(service.engine)
+    gate = spend_gate(service.engine, policies, service.clock())
+    waiting = held_restores(service.engine, gate.claim_filter())
+    for tenant, reason in sorted(gate.reasons.items(), key=lambda kv: kv[0] or ""):
+        n = sum(waiting.values()) if tenant is None else waiting.get(tenant, 0)
+        plan.warnings.append(f"{tenant or 'every tenant'}: {reason}; {n} restores waiting")
+    return plan
+
+
 def catalog_engine(
     service: LiquidService,
     *,
@@ -385,4 +404,5 @@ __all__ = [
     "TieringEngine",
     "TrackerMisses",
     "catalog_engine",
+    "dry_run_plan",
 ]
