@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -42,11 +42,12 @@ from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
+from liquid.api.vectors import router as vectors_router
 from liquid.config import Settings
 from liquid.events.sinks import EventSink
 from liquid.events.stats import ClickHouseStats, PostgresStats
 from liquid.service import LiquidService
-from liquid.shm import ShmCache
+from liquid.vectors.search import VectorSearch
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +85,28 @@ def create_app(
         shm=shm,
         stats={"postgres": PostgresStats(service.engine, prices=settings.cost_model)},
     )
+    vectors = VectorSearch(settings, engine=service.engine, clock=service.clock)
     if stats_sink is not None:
         ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, prices=settings.cost_model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sweeper(shm, settings.shm.sweep_interval)) if shm is not None else None
+        tasks = []
+        if shm is not None:
+            tasks.append(
+                asyncio.create_task(_sweeper(shm.sweep, settings.shm.sweep_interval, "shared-memory"))
+            )
+        if settings.vectors.indexes:
+            # Purged objects' vectors in external indexes (pgvector's go in the purge's transaction).
+            tasks.append(asyncio.create_task(_sweeper(vectors.sweep, 10.0, "vector")))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            vectors.close()
 
     app = FastAPI(
         title="Liquid",
@@ -105,6 +115,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.liquid = ctx
+    app.state.vectors = vectors
+    # Before the object routes: PUT .../{key}/vectors would otherwise be an object PUT.
+    app.include_router(vectors_router)
     app.include_router(router)
     app.include_router(stats_router)
     app.include_router(events_router)
@@ -127,12 +140,12 @@ def create_app(
     return app
 
 
-async def _sweeper(shm: ShmCache, interval: float) -> None:
+async def _sweeper(sweep: Callable[[], object], interval: float, what: str) -> None:
     while True:
         try:
-            await anyio.to_thread.run_sync(shm.sweep)
+            await anyio.to_thread.run_sync(sweep)
         except Exception:
-            log.exception("shared-memory sweep failed")
+            log.exception("%s sweep failed", what)
         await asyncio.sleep(max(interval, 0.05))
 
 
@@ -151,7 +164,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            responses.pop("422", None)
+            if "HTTPValidationError" in str(responses.get("422")):
+                responses.pop("422")  # request validation errors are 400s
+            elif "422" in responses:
+                responses["422"]["content"] = {"application/problem+json": {"schema": ref}}
             for code in _ERROR_CODES:
                 entry = responses.setdefault(code, {"description": problems.phrase(int(code))})
                 if code == "503" and "content" in entry:

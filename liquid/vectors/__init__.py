@@ -10,6 +10,8 @@ external indexes.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Engine
@@ -49,7 +51,13 @@ SCHEMES: dict[str, tuple[str, str]] = {
 
 
 def open_index(
-    url: str, *, settings: VectorSettings, catalog: Engine | None = None, name: str | None = None
+    url: str,
+    *,
+    settings: VectorSettings,
+    catalog: Engine | None = None,
+    name: str | None = None,
+    inline_threshold: int = 4096,
+    clock: Callable[[], datetime] | None = None,
 ) -> VectorIndex:
     """Open the vector index a URL names.
 
@@ -81,5 +89,14 @@ def open_index(
             raise ConfigError(
                 "the pgvector index lives in the catalog database; pass its engine", field="vectors"
             )
-        return cast(VectorIndex, cls(catalog, settings=settings, name=name or CATALOG_STORE))
+        return cast(
+            VectorIndex,
+            cls(
+                catalog,
+                settings=settings,
+                name=name or CATALOG_STORE,
+                inline_threshold=inline_threshold,
+                **({"clock": clock} if clock is not None else {}),
+            ),
+        )
     return cast(VectorIndex, cls(url, settings=settings, name=name or scheme))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from liquid.errors import DimensionMismatch, InvalidInput
 
@@ -72,6 +72,10 @@ class VectorHit:
     chunk_id: str
     span: tuple[int, int] | None
     score: float
+    #: The object's catalog row, when the index checked in the catalog itself that it is live
+    #: (pgvector joins ``objects`` in its query): ``namespace, key, version, size, sha256,
+    #: content_type, tags, classification, created_at, inline_data``. None: the caller checks.
+    live_row: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ selective filter still finds ``k`` matches when they exist.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -48,6 +49,10 @@ OPS: dict[str, tuple[str, str]] = {
 _SPACE_LOCK = 0x6C717663  # advisory lock key: one space/index creation at a time
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def _score(metric: str, distance: float) -> float:
     """pgvector's distance as a higher-is-closer score (``<#>`` is the negated inner product)."""
     if metric == "cosine":
@@ -64,10 +69,22 @@ class PgVectorIndex:
         name: the name queries use for this index.
     """
 
-    def __init__(self, engine: Engine, *, settings: VectorSettings, name: str = CATALOG_STORE) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        settings: VectorSettings,
+        name: str = CATALOG_STORE,
+        inline_threshold: int = 4096,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.name = name
+        self.inline_threshold = inline_threshold
+        self.clock = clock
+        # A space never changes once fixed, so a query need not read it again (bounded, not evicted).
+        self._spaces: dict[tuple[str, str], VectorSpace] = {}
 
     def __repr__(self) -> str:
         return (
@@ -80,12 +97,20 @@ class PgVectorIndex:
     # ------------------------------------------------------------------ spaces
 
     def space(self, tenant: str, namespace: str) -> VectorSpace | None:
+        cached = self._spaces.get((tenant, namespace))
+        if cached is not None:
+            return cached
         with self.engine.connect() as conn:
             row = conn.execute(
                 text("SELECT dims, metric FROM vector_spaces WHERE tenant_id = :t AND namespace = :ns"),
                 {"t": tenant, "ns": namespace},
             ).first()
-        return None if row is None else VectorSpace(row.dims, row.metric)
+        if row is None:
+            return None
+        if len(self._spaces) >= 100_000:
+            self._spaces.clear()
+        space = self._spaces[(tenant, namespace)] = VectorSpace(row.dims, row.metric)
+        return space
 
     def _fix_space(
         self, conn: Any, tenant: str, namespace: str, dims: int, metric: Metric | None
@@ -214,6 +239,7 @@ class PgVectorIndex:
                 chunk_id=r.chunk_id,
                 span=None if r.span_start is None else (r.span_start, r.span_end),
                 score=_score(metric, float(r.distance)),
+                live_row=r,
             )
             for r in rows
         ]
@@ -257,7 +283,13 @@ class PgVectorIndex:
             metric = metrics[0]
         op = OPS[metric][0]
         conds = [f"dims = {dims}", f"metric = '{metric}'", "tenant_id = :tenant"]
-        params: dict[str, Any] = {"tenant": tenant, "q": _literal(vector), "k": k}
+        params: dict[str, Any] = {
+            "tenant": tenant,
+            "q": _literal(vector),
+            "k": k,
+            "inline": self.inline_threshold,
+            "now": self.clock(),
+        }
         if where.namespace is not None:
             conds.append("namespace = :namespace")
             params["namespace"] = where.namespace
@@ -271,9 +303,17 @@ class PgVectorIndex:
             conds.append("classification = :classification")
             params["classification"] = where.classification
         distance = f"embedding::vector({dims}) {op} CAST(:q AS vector({dims}))"
+        # The k nearest, then their objects (live, this tenant's) in the same round trip: the
+        # catalog is this database, so the liveness check and the refs' facts cost one join.
         sql = (
-            f"SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
-            f" FROM object_vectors WHERE {' AND '.join(conds)} ORDER BY {distance} LIMIT :k"
+            f"SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
+            f" o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
+            f" CASE WHEN o.size < :inline THEN o.inline_data END AS inline_data"
+            f" FROM (SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
+            f" FROM object_vectors WHERE {' AND '.join(conds)} ORDER BY {distance} LIMIT :k) v"
+            f" JOIN objects o ON o.id = v.object_id AND o.tenant_id = :tenant AND o.state = 'live'"
+            f" AND (o.expires_at IS NULL OR o.expires_at > :now)"
+            f" ORDER BY v.distance"
         )
         return sql, params, metric
 

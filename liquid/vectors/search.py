@@ -15,6 +15,7 @@ the purge's transaction, and for an external index a posting stamped ``purged_at
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +99,7 @@ class VectorSearch:
         self.engine = engine
         self.clock = clock
         self._indexes: dict[str, VectorIndex] = dict(indexes or {})
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"VectorSearch(default={self.vsettings.default!r}, open={sorted(self._indexes)})"
@@ -124,8 +126,18 @@ class VectorSearch:
         else:
             known = ", ".join(sorted({CATALOG_STORE, *self.vsettings.indexes}))
             raise InvalidInput(f"no vector index named {name!r} is configured; known: {known}", field="index")
-        opened = open_index(url, settings=self.vsettings, catalog=self.engine, name=name)
-        self._indexes[name] = opened
+        with self._lock:  # API threads: open each index once
+            found = self._indexes.get(name)
+            if found is not None:
+                return found
+            opened = self._indexes[name] = open_index(
+                url,
+                settings=self.vsettings,
+                catalog=self.engine,
+                name=name,
+                inline_threshold=self.settings.inline_threshold,
+                clock=self.clock,
+            )
         return opened
 
     # ------------------------------------------------------------------ writes
@@ -259,6 +271,9 @@ class VectorSearch:
         """Hits as results, dropping any whose object is not live for ``tenant`` (in hit order)."""
         if not hits:
             return []
+        if all(h.live_row is not None for h in hits):
+            # The index checked them in the catalog in its own query (pgvector).
+            return [self._result(tenant, h, h.live_row) for h in hits]
         with self.engine.connect() as conn:
             rows = conn.execute(
                 text(
@@ -275,30 +290,26 @@ class VectorSearch:
                 },
             ).all()
         live = {r.id: r for r in rows}
-        out: list[SearchResult] = []
-        for h in hits:
-            r = live.get(h.object_id)
-            if r is None:
-                continue
-            ref = RefInfo(
-                ref=ResultRef(tenant, r.namespace, r.key, r.version),
-                size=r.size,
-                sha256=r.sha256,
-                content_type=r.content_type,
-                inline=bytes(r.inline_data) if r.inline_data is not None else None,
-            )
-            out.append(
-                SearchResult(
-                    ref=ref,
-                    score=h.score,
-                    chunk_id=h.chunk_id,
-                    span=h.span,
-                    tags=dict(r.tags or {}),
-                    classification=r.classification,
-                    created_at=r.created_at,
-                )
-            )
-        return out
+        return [self._result(tenant, h, live[h.object_id]) for h in hits if h.object_id in live]
+
+    @staticmethod
+    def _result(tenant: str, h: VectorHit, r: Any) -> SearchResult:
+        ref = RefInfo(
+            ref=ResultRef(tenant, r.namespace, r.key, r.version),
+            size=r.size,
+            sha256=r.sha256,
+            content_type=r.content_type,
+            inline=bytes(r.inline_data) if r.inline_data is not None else None,
+        )
+        return SearchResult(
+            ref=ref,
+            score=h.score,
+            chunk_id=h.chunk_id,
+            span=h.span,
+            tags=dict(r.tags or {}),
+            classification=r.classification,
+            created_at=r.created_at,
+        )
 
     # ------------------------------------------------------------------- sweep
 
