@@ -1,4 +1,4 @@
-"""The vector routes over HTTP: attach, search, filters, tenant isolation, problem+json for bad input, clients."""
+"""Vector routes over HTTP: attach, search, filters, tenant isolation, problem+json for bad input, clients."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from liquid.client import AsyncClient, Client
-from liquid.client.errors import ApiError
+from liquid.client.errors import DimensionMismatch
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
 from tests.problems import problem_of
@@ -43,7 +43,7 @@ def test_attach_then_search_returns_scored_refs_with_inline_values(
     r = http.post("/v1/search", json={"vector": E[1], "k": 2, "namespace": "kb"}, headers=auth)
     assert r.status_code == 200, r.text
     results = r.json()["results"]
-    assert [x["key"] for x in results][0] == "doc/1" and len(results) == 2
+    assert results[0]["key"] == "doc/1" and len(results) == 2
     assert math.isclose(results[0]["score"], 1.0, abs_tol=1e-6)
     assert results[0]["tags"] == {"n": "1"} and results[0]["ref"]["inline"]  # base64 of b"body 1"
     r = http.post("/v1/search", json={"vector": E[1], "filters": {"tags": {"n": "2"}}}, headers=auth)
@@ -162,9 +162,9 @@ def test_sync_and_async_clients_attach_and_search(
     (hit,) = client.search(E[3], k=1, namespace="kb", tags={"kind": "note"})
     assert (hit.chunk_id, hit.span, hit.ref.uri.split("/")[-1]) == ("tail", (6, 12), "c@1")
     assert hit.ref.inline == b"client value" and hit.meta["tags"] == {"kind": "note"}
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DimensionMismatch) as err:
         client.search([1.0] * 7, namespace="kb")
-    assert err.value.status == 422
+    assert err.value.status == 422 and err.value.field == "vector"
 
     async def main() -> list[Any]:
         async with AsyncClient(base_url, api_key=tk.key, retries=0) as lq:
