@@ -85,7 +85,7 @@ def create_app(
         shm=shm,
         stats={"postgres": PostgresStats(service.engine, prices=settings.cost_model)},
     )
-    vectors = VectorSearch(settings, engine=service.engine, clock=service.clock)
+    vectors = VectorSearch(settings, engine=service.engine, access=service.access, clock=service.clock)
     if stats_sink is not None:
         ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, prices=settings.cost_model)
 

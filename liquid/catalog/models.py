@@ -360,6 +360,8 @@ class VectorPosting(Base):
     __tablename__ = "vector_postings"
     __table_args__ = (
         Index("ix_vector_postings_purged", "purged_at", postgresql_where="purged_at IS NOT NULL"),
+        # The purge path finds an object's postings by object id alone.
+        Index("ix_vector_postings_object", "object_id"),
     )
 
     index_name: Mapped[str] = mapped_column(Text, primary_key=True)

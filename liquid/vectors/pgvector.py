@@ -148,9 +148,14 @@ class PgVectorIndex:
 
     def _ensure_hnsw(self, conn: Any, dims: int, metric: str) -> None:
         opclass = OPS[metric][1]
+        name = f"ix_object_vectors_hnsw_{metric}_{dims}"
+        # Looked up first: CREATE INDEX takes a SHARE lock on the table even when the index exists,
+        # which would make every new namespace wait for (and block) all vector writes.
+        if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None:
+            return
         conn.execute(
             text(
-                f"CREATE INDEX IF NOT EXISTS ix_object_vectors_hnsw_{metric}_{dims} ON object_vectors"
+                f"CREATE INDEX IF NOT EXISTS {name} ON object_vectors"
                 f" USING hnsw ((embedding::vector({dims})) {opclass})"
                 f" WITH (m = {self.settings.hnsw_m}, ef_construction = {self.settings.hnsw_ef_construction})"
                 f" WHERE dims = {dims} AND metric = '{metric}'"

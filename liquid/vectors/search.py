@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from liquid.access import AccessTracker
 from liquid.config import CATALOG_STORE, Settings
 from liquid.errors import InvalidInput, LiquidError, ObjectGone, ObjectNotFound
 from liquid.refs import RefInfo, ResultRef, check_slug
@@ -83,6 +84,9 @@ class VectorSearch:
         settings: ``vectors`` (indexes, limits, HNSW knobs) and ``inline_threshold``.
         engine: the catalog engine.
         indexes: already open indexes by name (tests); the rest open from configuration on first use.
+        access: the read tracker: a hit that carries its value inline is that value's read (a hit
+            without one is counted when the caller resolves its ref), so a search-then-read is
+            one read either way.
         clock: the current UTC time (expiry checks).
     """
 
@@ -92,12 +96,14 @@ class VectorSearch:
         *,
         engine: Engine,
         indexes: Mapping[str, VectorIndex] | None = None,
+        access: AccessTracker | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.settings = settings
         self.vsettings = settings.vectors
         self.engine = engine
         self.clock = clock
+        self.access = access
         self._indexes: dict[str, VectorIndex] = dict(indexes or {})
         self._lock = threading.Lock()
 
@@ -265,7 +271,12 @@ class VectorSearch:
             )
         _check_filter(where)
         hits = self.index(index).search(tenant, query, k=k, where=where, ef_search=ef_search)
-        return self._resolve(tenant, hits)
+        results = self._resolve(tenant, hits)
+        if self.access is not None:
+            for r in results:
+                if r.ref.inline is not None:
+                    self.access.note(r.ref.ref)
+        return results
 
     def _resolve(self, tenant: str, hits: list[VectorHit]) -> list[SearchResult]:
         """Hits as results, dropping any whose object is not live for ``tenant`` (in hit order)."""

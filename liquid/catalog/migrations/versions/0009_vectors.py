@@ -72,6 +72,7 @@ def upgrade() -> None:
         ["purged_at"],
         postgresql_where=sa.text("purged_at IS NOT NULL"),
     )
+    op.create_index("ix_vector_postings_object", "vector_postings", ["object_id"])
 
 
 def downgrade() -> None:
