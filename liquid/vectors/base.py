@@ -143,9 +143,14 @@ def check_vector(vector: object, where: str, *, max_dims: int) -> list[float]:
         raise InvalidInput(f"{where} must have 1 to {max_dims} numbers, got {len(vector)}", field=where)
     out: list[float] = []
     for i, x in enumerate(vector):
-        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-            raise InvalidInput(f"{where}[{i}] must be a finite number, got {x!r}", field=where)
-        out.append(float(x))
+        try:
+            # float() of a huge int overflows; a float embedding could not hold it anyway.
+            value = float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
+        except OverflowError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InvalidInput(f"{where}[{i}] must be a finite number, got {str(x)[:40]!r}", field=where)
+        out.append(value)
     return out
 
 

@@ -84,6 +84,7 @@ def test_another_tenant_sees_nothing_and_cannot_attach(
         ({"vector": []}, 400, "vector"),
         ({"vector": "abc"}, 400, "vector"),
         ({"vector": [1, "x", 0, 0]}, 400, "vector"),
+        ({"vector": [10**400, 0, 0, 0]}, 400, "vector"),
         ({"vector": E[0], "k": 0}, 400, "k"),
         ({"vector": E[0], "k": 100_000}, 400, "k"),
         ({"vector": E[0], "k": "ten"}, 400, "k"),
