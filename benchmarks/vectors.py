@@ -203,7 +203,8 @@ def api_vs_sql(
                     else:
                         with conn.transaction():
                             conn.execute(
-                                f"SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order"
+                                f"SET LOCAL hnsw.ef_search = {ef};"
+                                " SET LOCAL hnsw.iterative_scan = strict_order"
                             )
                             rows = conn.execute(psql, params).fetchall()
                         assert len(rows) == K
@@ -333,7 +334,8 @@ def render(out: dict[str, Any]) -> str:
         f" clusters), k={m['k']}, cosine · HNSW m={m['hnsw_m']}, ef_construction={m['hnsw_ef_construction']},"
         f" default ef_search={m['default_ef_search']}",
         "",
-        "| backend | n | ef_search | recall@10 | random queries | clustered queries | QPS (1 client) | p50 ms |",
+        "| backend | n | ef_search | recall@10 | random queries | clustered queries | QPS (1 client)"
+        " | p50 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
@@ -357,7 +359,8 @@ def render(out: dict[str, Any]) -> str:
         "|---|---|---|---|",
         f"| POST /v1/search (`liquid api` process, HTTP, refs) | {api['rounds']} | {api['api_p50_ms']:.2f} |"
         f" {api['api_p99_ms']:.2f} |",
-        f"| the same pgvector SQL, psycopg | {api['rounds']} | {api['sql_p50_ms']:.2f} | {api['sql_p99_ms']:.2f} |",
+        f"| the same pgvector SQL, psycopg | {api['rounds']} | {api['sql_p50_ms']:.2f} |"
+        f" {api['sql_p99_ms']:.2f} |",
         "",
         f"p50 ratio {api['ratio_p50']:.2f}x (target ≤ {api['target_ratio']:.1f}x:"
         f" {'met' if api['target_met'] else '**not met**'}). Qdrant ran in qdrant-client local mode"
