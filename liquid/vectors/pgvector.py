@@ -14,7 +14,8 @@ and every query names the same cast and predicate as literals (a bound parameter
 not prove the partial index's predicate under a generic plan). ``tenant_id`` is always a
 condition of the query this module builds; :class:`~liquid.vectors.base.VectorFilter`
 can only add conditions. Searches run with ``hnsw.iterative_scan = strict_order`` so a
-selective filter still finds ``k`` matches when they exist.
+selective filter still finds ``k`` matches when they exist; those settings are session settings
+of the pooled connection, set when they change, so a search is one round trip.
 """
 
 from __future__ import annotations
@@ -228,15 +229,18 @@ class PgVectorIndex:
         ef_search: int | None = None,
     ) -> list[VectorHit]:
         sql, params, metric = self.query(tenant, vector, k=k, where=where)
-        ef = ef_search or self.settings.ef_search
-        with self.engine.begin() as conn:
-            if metric is None:
-                return []
-            # Literals, validated ints: SET does not take parameters.
-            conn.exec_driver_sql(
-                f"SET LOCAL hnsw.ef_search = {max(int(ef), int(k))};"
-                " SET LOCAL hnsw.iterative_scan = strict_order"
-            )
+        if metric is None:
+            return []
+        ef = max(int(ef_search or self.settings.ef_search), int(k))
+        # One round trip: a read-only statement in autocommit, on a connection whose session
+        # already has these HNSW settings (they touch nothing but HNSW scans, so they may stay
+        # on a pooled connection; each connection remembers what it was given).
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            wanted = (ef, "strict_order")
+            if conn.info.get("liquid_hnsw") != wanted:
+                # Literals, validated ints: SET does not take parameters.
+                conn.exec_driver_sql(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = strict_order")
+                conn.info["liquid_hnsw"] = wanted
             rows = conn.execute(text(sql), params).all()
         return [
             VectorHit(
@@ -324,4 +328,4 @@ class PgVectorIndex:
 
 
 def _literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    return "[" + ",".join(map(repr, map(float, vector))) + "]"
