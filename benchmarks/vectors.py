@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -318,6 +319,8 @@ def main() -> None:
         rt.close()
         for srv in reversed(started):
             srv.stop()
+        # 100k vectors with their HNSW index take about a gigabyte: do not leave it in /tmp.
+        shutil.rmtree(workdir, ignore_errors=True)
     default_ef = settings.vectors.ef_search
     pg_default = next(r for r in rows if r["backend"] == "pgvector HNSW" and r["ef_search"] == default_ef)
     meta = {
