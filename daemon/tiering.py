@@ -21,7 +21,8 @@ Jobs (intervals from ``Settings.daemon``):
 * ``move`` (all, ``move_interval``): one mover pass over the journal.
 * ``flush`` (all, ``access.flush_interval``): access counts from Redis into the catalog (the
   drain is atomic, so two daemons flushing at once never count a read twice).
-* ``gc`` (leader, ``gc_interval``): reconcile stores against the catalog.
+* ``gc`` (leader, ``gc_interval``): reconcile stores against the catalog; sweep purged objects'
+  vectors out of external vector indexes.
 * ``export`` (leader, ``events.export_interval``): the event log into ClickHouse
   (:mod:`liquid.events.export`) when ``events.sink`` is set; the lag is a metric.
 * ``prune`` (leader, ``events.prune_interval``): create the coming months' event partitions,
@@ -370,8 +371,17 @@ class TieringDaemon:
         if not self.try_lead():
             return {}
         from liquid.tiering.gc import reconcile_service
+        from liquid.vectors.search import VectorSearch
 
-        return reconcile_service(self.service, clock=self.clock).as_dict()
+        report = reconcile_service(self.service, clock=self.clock).as_dict()
+        if self.settings.vectors.indexes:
+            # Purged objects' vectors in external indexes (pgvector's went with the purge itself).
+            search = VectorSearch(self.settings, engine=self.service.engine, clock=self.clock)
+            try:
+                report["vectors_swept"] = search.sweep()
+            finally:
+                search.close()
+        return report
 
     def exporter(self) -> EventExporter | None:
         """The leader's exporter, opened on first use (chDB allows one process per path)."""

@@ -296,6 +296,110 @@ def ls(
         err.print(f"more rows: next cursor {page.next_cursor}")
 
 
+def _vector_arg(text: str, what: str) -> Any:
+    """JSON from the argument, from stdin (``-``) or from a file (``@path``)."""
+    source = sys.stdin.read() if text == "-" else Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not JSON: {exc}", field=what) from None
+
+
+@app.command()
+def search(
+    vector: Annotated[str, typer.Argument(help="The query vector as a JSON array, '-' for stdin or @file.")],
+    tenant: TenantOpt,
+    namespace: Annotated[str | None, typer.Option(help="Search one namespace.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many results.")] = 10,
+    tag: Annotated[list[str] | None, typer.Option(help="key=value a result must be tagged with.")] = None,
+    content_type: Annotated[str | None, typer.Option(help="Only this content type.")] = None,
+    classification: Annotated[str | None, typer.Option(help="Only this classification.")] = None,
+    ef_search: Annotated[
+        int | None, typer.Option(help="HNSW candidates (vectors.ef_search if unset).")
+    ] = None,
+    index: Annotated[
+        str | None, typer.Option(help="A configured vector index (vectors.default if unset).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Nearest object versions of TENANT to VECTOR, with metadata filters."""
+    from liquid.vectors import VectorFilter
+    from liquid.vectors.search import VectorSearch
+
+    tags: dict[str, str] = {}
+    for item in tag or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--tag {item!r} must look like key=value", field="tag")
+        tags[name] = value
+    query = _vector_arg(vector, "vector")
+    where = VectorFilter(
+        namespace=namespace, tags=tags, content_type=content_type, classification=classification
+    )
+    with _runtime() as rt:
+        vs = VectorSearch(rt.service.settings, engine=rt.service.engine, clock=rt.service.clock)
+        try:
+            results = vs.search(tenant, query, k=k, where=where, ef_search=ef_search, index=index)
+        finally:
+            vs.close()
+    if as_json:
+        for r in results:
+            print(json.dumps(r.to_json(), ensure_ascii=False))
+        return
+    table = Table("score", "ref", "chunk", "size", "content type")
+    for r in results:
+        table.add_row(
+            f"{r.score:.4f}", str(r.ref.ref), r.chunk_id or "", format_size(r.ref.size), r.ref.content_type
+        )
+    console.print(table)
+
+
+@app.command("attach-vectors")
+def attach_vectors(
+    ref: str,
+    embeddings: Annotated[
+        str,
+        typer.Argument(
+            help='JSON list of vectors or {"vector", "chunk_id", "span"} objects; \'-\' or @file.'
+        ),
+    ],
+    metric: Annotated[str | None, typer.Option(help="cosine | l2 | ip (first write of a namespace).")] = None,
+    index: Annotated[
+        str | None, typer.Option(help="A configured vector index (vectors.default if unset).")
+    ] = None,
+) -> None:
+    """Attach embeddings to REF (replacing those with the same chunk id)."""
+    from liquid.vectors import Embedding
+    from liquid.vectors.base import check_metric
+    from liquid.vectors.search import VectorSearch
+
+    r = _ref(ref)
+    items = _vector_arg(embeddings, "embeddings")
+    if not isinstance(items, list):
+        raise InvalidInput("embeddings must be a JSON list", field="embeddings")
+    parsed = []
+    for i, e in enumerate(items):
+        if isinstance(e, dict):
+            span = e.get("span")
+            if span is not None and (not isinstance(span, list) or len(span) != 2):
+                raise InvalidInput(
+                    f"embeddings[{i}].span must be [start, end]", field=f"embeddings[{i}].span"
+                )
+            vec: Any = e.get("vector")
+            parsed.append(
+                Embedding(vec, chunk_id=e.get("chunk_id") or "", span=(span[0], span[1]) if span else None)
+            )
+        else:
+            parsed.append(Embedding(e))
+    with _runtime() as rt:
+        vs = VectorSearch(rt.service.settings, engine=rt.service.engine, clock=rt.service.clock)
+        try:
+            n = vs.attach(r.tenant, r, parsed, index=index, metric=check_metric(metric) if metric else None)
+        finally:
+            vs.close()
+    console.print(f"attached {n} embedding(s) to {r}")
+
+
 def _policies(rt: Runtime, files: list[Path] | None) -> tuple[Any, int | None]:
     """The policy set to plan with: the given files, else the newest applied version."""
     from liquid.policy.loader import load_policies

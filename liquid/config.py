@@ -293,6 +293,39 @@ class ResilienceSettings(BaseModel):
     busy_retry_after: Duration = 1.0
 
 
+class VectorSettings(BaseModel):
+    """Vector search (:mod:`liquid.vectors`): the default index, other named indexes, HNSW knobs.
+
+    ``indexes`` maps a name to an index URL (see :func:`liquid.vectors.open_index`); a query or a
+    write names one to use it, and its credentials stay here::
+
+        vectors:
+          default: catalog                     # pgvector in the catalog database
+          indexes:
+            kb2: qdrant://qdrant.internal:6333?api_key=secret
+          ef_search: 100
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The index writes and searches use unless they name another: ``catalog`` (pgvector in the
+    #: catalog database) or a key of ``indexes``.
+    default: str = "catalog"
+    indexes: dict[str, str] = Field(default_factory=dict)
+    #: The distance a namespace gets at its first write unless the write names one.
+    metric: Literal["cosine", "l2", "ip"] = "cosine"
+    #: HNSW build parameters (pgvector ``m``/``ef_construction``; Qdrant ``m``/``ef_construct``).
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
+    #: Candidates an HNSW search keeps (recall against speed); a query may override it.
+    ef_search: int = Field(default=100, ge=1, le=1000)
+    #: Largest ``k`` a query may ask for, and most embeddings one write may carry.
+    max_k: int = Field(default=1000, ge=1, le=1000)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    #: Longest embedding accepted (pgvector's HNSW indexes at most 2000 dimensions).
+    max_dimensions: int = Field(default=2000, ge=1, le=2000)
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -332,6 +365,7 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    vectors: VectorSettings = Field(default_factory=VectorSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -355,6 +389,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"tiers.{tier} names store {name!r}, which is not in stores ({', '.join(self.stores)})"
                 )
+        if self.vectors.default != CATALOG_STORE and self.vectors.default not in self.vectors.indexes:
+            raise ValueError(
+                f"vectors.default names index {self.vectors.default!r}, which is neither 'catalog' nor"
+                f" in vectors.indexes ({', '.join(self.vectors.indexes) or 'none configured'})"
+            )
         return self
 
     @classmethod

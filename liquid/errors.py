@@ -37,6 +37,13 @@ class InvalidRef(InvalidInput):
     type = "liquid:invalid-ref"
 
 
+class DimensionMismatch(InvalidInput):
+    """An embedding's length differs from the dimension its namespace was fixed at by its first write."""
+
+    type = "liquid:vector-dimension"
+    status = 422
+
+
 class ConfigError(LiquidError, ValueError):
     """Invalid configuration: names the key and the reason."""
 

@@ -3,7 +3,8 @@
 A user's delete (:meth:`LiquidService.delete`), retention through the mover
 (:meth:`Mover._purge`) and gc's backstop (:func:`liquid.tiering.gc.reconcile`) all call
 :func:`purge`. It deletes the bytes at the version's home (if they are in a store, not in
-the catalog row), then — in the caller's transaction — marks the row ``purged``, appends
+the catalog row), then — in the caller's transaction — marks the row ``purged``, removes its vectors
+(:mod:`liquid.vectors`), appends
 one ``object.purged`` receipt of one shape, and tells the planner. So a deletion receipt
 (what, where, when, why, checksum) exists in the log for every purged version
 (:func:`receipt` reads it back).
@@ -77,6 +78,13 @@ def purge(
     ).first()
     if updated is None:
         return False
+    # Its vectors go with its bytes: pgvector's rows in this transaction, an external index's
+    # through its posting (liquid.vectors.sweep deletes those; searches skip purged hits meanwhile).
+    conn.execute(text("DELETE FROM object_vectors WHERE object_id = :id"), {"id": obj.id})
+    conn.execute(
+        text("UPDATE vector_postings SET purged_at = :now WHERE object_id = :id AND purged_at IS NULL"),
+        {"now": now, "id": obj.id},
+    )
     events.append(
         conn,
         events.NewEvent.about(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -45,13 +45,14 @@ from liquid.api.problems import Problem
 from liquid.api.routes import ApiContext, lean_routes, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
+from liquid.api.vectors import router as vectors_router
 from liquid.config import Settings
 from liquid.events.sinks import EventSink
 from liquid.events.stats import ClickHouseStats, PostgresStats
 from liquid.policy.models import PolicySet
 from liquid.policy.store import active_policies
 from liquid.service import LiquidService
-from liquid.shm import ShmCache
+from liquid.vectors.search import VectorSearch
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,20 @@ def create_app(
         stats={"postgres": PostgresStats(service.engine, policies=applied)},
         upload_threads=anyio.CapacityLimiter(settings.resilience.max_uploads),
     )
+    vectors = VectorSearch(settings, engine=service.engine, access=service.access, clock=service.clock)
     if stats_sink is not None:
         ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, policies=applied)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sweeper(shm, settings.shm.sweep_interval)) if shm is not None else None
+        tasks = []
+        if shm is not None:
+            tasks.append(
+                asyncio.create_task(_sweeper(shm.sweep, settings.shm.sweep_interval, "shared-memory"))
+            )
+        if settings.vectors.indexes:
+            # Purged objects' vectors in external indexes (pgvector's go in the purge's transaction).
+            tasks.append(asyncio.create_task(_sweeper(vectors.sweep, 10.0, "vector")))
         # Hot hits read Redis on this loop (redis-py's asyncio client), not in a worker thread.
         hot = service.hot.async_client() if service.hot is not None else None
         ctx.hot_async, ctx.hot_loop = hot, asyncio.get_running_loop()
@@ -111,10 +120,11 @@ def create_app(
             ctx.hot_async = ctx.hot_loop = None
             if hot is not None:
                 await hot.aclose()
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            vectors.close()
 
     app = FastAPI(
         title="Liquid",
@@ -125,7 +135,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.liquid = ctx
+    app.state.vectors = vectors
     app.router.routes.extend(lean_routes())
+    app.include_router(vectors_router)
     app.include_router(router)
     app.include_router(stats_router)
     app.include_router(events_router)
@@ -175,12 +187,12 @@ def _offline_docs(app: FastAPI) -> None:
         )
 
 
-async def _sweeper(shm: ShmCache, interval: float) -> None:
+async def _sweeper(sweep: Callable[[], object], interval: float, what: str) -> None:
     while True:
         try:
-            await anyio.to_thread.run_sync(shm.sweep)
+            await anyio.to_thread.run_sync(sweep)
         except Exception:
-            log.exception("shared-memory sweep failed")
+            log.exception("%s sweep failed", what)
         await asyncio.sleep(max(interval, 0.05))
 
 
@@ -199,7 +211,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            responses.pop("422", None)
+            if "HTTPValidationError" in str(responses.get("422")):
+                responses.pop("422")  # request validation errors are 400s
+            elif "422" in responses:
+                responses["422"]["content"] = {"application/problem+json": {"schema": ref}}
             for code in _ERROR_CODES:
                 entry = responses.setdefault(code, {"description": problems.phrase(int(code))})
                 if code == "503" and "content" in entry:

@@ -158,3 +158,81 @@ class ExplainModel(BaseModel):
     #: The object's open move-queue row (kind, step, from, to, reason, attempts, queued_at) and
     #: ``waits``: why a restore has not started (a retrieval spend cap); None when nothing is queued.
     queued: dict[str, Any] | None = None
+
+
+class EmbeddingModel(BaseModel):
+    """One embedding of an object version, or of one chunk of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vector: list[Any] = Field(
+        description="The embedding: finite numbers, as many as the namespace's dimension."
+    )
+    chunk_id: str | None = Field(
+        default=None, description="Which chunk it embeds; the same chunk id again replaces its vector."
+    )
+    span: list[int] | None = Field(
+        default=None, min_length=2, max_length=2, description="`[start, end)` of the chunk in the object."
+    )
+
+
+class AttachVectorsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embeddings: list[EmbeddingModel] = Field(min_length=1, max_length=100_000)
+    metric: str | None = Field(
+        default=None, description="cosine | l2 | ip; fixed for the namespace by its first write."
+    )
+    index: str | None = Field(default=None, description="A configured index name; the default one if unset.")
+
+
+class AttachVectorsResponse(BaseModel):
+    uri: str
+    count: int
+    index: str
+
+
+class SearchFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Every pair must be among the object's tags."
+    )
+    content_type: str | None = None
+    classification: str | None = None
+    namespace: str | None = None
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector: list[Any] = Field(description="The query embedding.")
+    k: Any = Field(default=10, description="How many results (1 to `vectors.max_k`).")
+    namespace: str | None = Field(
+        default=None, description="Search one namespace (else all of the tenant's)."
+    )
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    ef_search: Any = Field(
+        default=None, description="HNSW candidates (1-1000); `vectors.ef_search` if unset."
+    )
+    index: str | None = Field(default=None, description="A configured index name; the default one if unset.")
+
+
+class SearchResultModel(BaseModel):
+    ref: RefModel
+    score: float = Field(description="Higher is closer: cosine similarity, inner product, or -L2 distance.")
+    chunk_id: str | None
+    span: list[int] | None
+    namespace: str
+    key: str
+    version: int
+    content_type: str
+    size: int
+    tags: dict[str, Any]
+    classification: str | None
+    created_at: str
+
+
+class SearchResponse(BaseModel):
+    index: str
+    results: list[SearchResultModel]

@@ -11,6 +11,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+# Imported for its side effect too: SQLAlchemy reflection learns the ``vector`` type.
+from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -300,3 +302,71 @@ class TieringChange(Base):
     __table_args__ = {"prefixes": ["UNLOGGED"]}
 
     object_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class VectorSpace(Base):
+    """A namespace's embedding space in pgvector: its dimension and metric, fixed by its first write."""
+
+    __tablename__ = "vector_spaces"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(63), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
+    dims: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ObjectVector(Base):
+    """One embedding of an object version (or of a chunk of it), in the pgvector index.
+
+    ``dims`` and ``metric`` are copied from the namespace's :class:`VectorSpace`, because each
+    HNSW index is a partial expression index on ``embedding::vector(dims)`` for one
+    (dims, metric) pair (pgvector indexes one dimension per index). Tags, content type and
+    classification are copied from the object so filters need no join; a version is immutable.
+    """
+
+    __tablename__ = "object_vectors"
+    __table_args__ = (
+        UniqueConstraint("object_id", "chunk_id", name="uq_object_vectors_chunk"),
+        Index("ix_object_vectors_tenant_ns", "tenant_id", "namespace"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    namespace: Mapped[str] = mapped_column(String(63))
+    object_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("objects.id", ondelete="CASCADE"))
+    #: '' when the embedding stands for the whole object.
+    chunk_id: Mapped[str] = mapped_column(Text, server_default="")
+    span_start: Mapped[int | None] = mapped_column(BigInteger)
+    span_end: Mapped[int | None] = mapped_column(BigInteger)
+    dims: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(8))
+    tags: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    content_type: Mapped[str] = mapped_column(Text)
+    classification: Mapped[str | None] = mapped_column(Text)
+    embedding: Mapped[Any] = mapped_column(VECTOR())
+
+
+class VectorPosting(Base):
+    """Which external (non-catalog) index holds vectors of an object; the purge path's outbox for them.
+
+    A purge stamps ``purged_at`` in its own transaction; :func:`liquid.vectors.sweep` then deletes
+    the vectors from that index and the row. Searches never serve a purged object meanwhile:
+    every hit is checked against the catalog.
+    """
+
+    __tablename__ = "vector_postings"
+    __table_args__ = (
+        Index("ix_vector_postings_purged", "purged_at", postgresql_where="purged_at IS NOT NULL"),
+        # The purge path finds an object's postings by object id alone.
+        Index("ix_vector_postings_object", "object_id"),
+    )
+
+    index_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    object_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    purged_at: Mapped[datetime | None]

@@ -15,12 +15,13 @@ lq = Client.embedded(service, "acme")                   # same interface, no ser
 
 from __future__ import annotations
 
-from liquid.client._base import ClientStats, ObjectMeta, Page, Resolved, SignedRef
+from liquid.client._base import ClientStats, ObjectMeta, Page, Resolved, SearchHit, SignedRef
 from liquid.client.aio import AsyncClient
 from liquid.client.errors import (
     ApiError,
     BadRequest,
     Conflict,
+    DimensionMismatch,
     Forbidden,
     Gone,
     IntegrityError,
@@ -41,6 +42,7 @@ __all__ = [
     "Client",
     "ClientStats",
     "Conflict",
+    "DimensionMismatch",
     "Forbidden",
     "Gone",
     "IntegrityError",
@@ -51,6 +53,7 @@ __all__ = [
     "Page",
     "RangeNotSatisfiable",
     "Resolved",
+    "SearchHit",
     "ServerError",
     "SignedRef",
     "TooLarge",

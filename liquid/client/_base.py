@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -314,3 +314,72 @@ def table_from(data: bytes) -> pa.Table:
         return read_ipc(pa.py_buffer(data))
     except pa.ArrowInvalid as exc:
         raise errors.BadRequest(f"the object is not an Arrow IPC stream or file: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One result of :meth:`Client.search`: the ref (value inline when small), score, chunk and metadata."""
+
+    ref: RefInfo
+    score: float
+    chunk_id: str | None
+    span: tuple[int, int] | None
+    #: namespace, key, version, content_type, size, tags, classification, created_at.
+    meta: dict[str, Any]
+
+
+def vectors_path(namespace: str, key: str) -> str:
+    return f"/v1/vectors/{quote(namespace, safe='')}/{quote(key, safe='/')}"
+
+
+def embeddings_payload(
+    embeddings: Sequence[Sequence[float] | dict[str, Any]], *, metric: str | None, index: str | None
+) -> dict[str, Any]:
+    """The body of ``PUT .../vectors``: each embedding a vector, or ``{vector, chunk_id, span}``."""
+    items = [dict(e) if isinstance(e, dict) else {"vector": list(e)} for e in embeddings]
+    body: dict[str, Any] = {"embeddings": items}
+    if metric is not None:
+        body["metric"] = metric
+    if index is not None:
+        body["index"] = index
+    return body
+
+
+def search_payload(
+    vector: Sequence[float],
+    *,
+    k: int,
+    namespace: str | None,
+    tags: dict[str, str] | None,
+    content_type: str | None,
+    classification: str | None,
+    ef_search: int | None,
+    index: str | None,
+) -> dict[str, Any]:
+    filters: dict[str, Any] = {"tags": dict(tags or {})}
+    if content_type is not None:
+        filters["content_type"] = content_type
+    if classification is not None:
+        filters["classification"] = classification
+    body: dict[str, Any] = {"vector": list(vector), "k": k, "filters": filters}
+    for name, value in (("namespace", namespace), ("ef_search", ef_search), ("index", index)):
+        if value is not None:
+            body[name] = value
+    return body
+
+
+def hits_from(data: dict[str, Any]) -> list[SearchHit]:
+    out = []
+    for item in data.get("results", []):
+        span = item.get("span")
+        meta = {k: v for k, v in item.items() if k not in ("ref", "score", "chunk_id", "span")}
+        out.append(
+            SearchHit(
+                ref=RefInfo.from_json(item["ref"]),
+                score=float(item["score"]),
+                chunk_id=item.get("chunk_id"),
+                span=(int(span[0]), int(span[1])) if span else None,
+                meta=meta,
+            )
+        )
+    return out

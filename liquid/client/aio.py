@@ -216,6 +216,56 @@ class AsyncClient:
             return table
         return b.table_from(await self._fetch(ref))
 
+    async def attach_vectors(
+        self,
+        namespace: str,
+        key: str,
+        embeddings: Sequence[Sequence[float] | dict[str, Any]],
+        *,
+        version: int | None = None,
+        metric: str | None = None,
+        index: str | None = None,
+    ) -> int:
+        """Attach embeddings to a version (the latest unless ``version``); returns how many were stored.
+
+        Each embedding is a vector, or ``{"vector": [...], "chunk_id": "c1", "span": [0, 512]}``;
+        the same chunk id again replaces its vector. A vector of another length than the
+        namespace's raises :class:`~liquid.client.errors.ApiError` with status 422.
+        """
+        params = {"version": version} if version is not None else {}
+        body = b.embeddings_payload(embeddings, metric=metric, index=index)
+        response = await self._call("PUT", b.vectors_path(namespace, key), json=body, params=params)
+        return int(response.json()["count"])
+
+    async def search(
+        self,
+        vector: Sequence[float],
+        *,
+        k: int = 10,
+        namespace: str | None = None,
+        tags: dict[str, str] | None = None,
+        content_type: str | None = None,
+        classification: str | None = None,
+        ef_search: int | None = None,
+        index: str | None = None,
+    ) -> list[b.SearchHit]:
+        """The ``k`` nearest object versions (or chunks) of this tenant, closest first, with filters.
+
+        Each hit's ref carries the value inline when it is small; resolve the others as usual.
+        """
+        body = b.search_payload(
+            vector,
+            k=k,
+            namespace=namespace,
+            tags=tags,
+            content_type=content_type,
+            classification=classification,
+            ef_search=ef_search,
+            index=index,
+        )
+        response = await self._call("POST", "/v1/search", json=body)
+        return b.hits_from(response.json())
+
     async def resolve_many(self, refs: Sequence[b.RefLike], *, inline: bool = True) -> list[b.Resolved]:
         payload = {"refs": [b.uri_of(r) if not isinstance(r, str) else r for r in refs], "inline": inline}
         return b.resolved_from((await self._call("POST", "/v1/refs:resolve", json=payload)).json())

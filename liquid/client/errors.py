@@ -44,6 +44,10 @@ class InvalidRef(BadRequest, errors.InvalidRef):
     """400: a string that is not a well-formed ref."""
 
 
+class DimensionMismatch(BadRequest, errors.DimensionMismatch):
+    """422: an embedding's length differs from its namespace's dimension."""
+
+
 class Unauthorized(ApiError, errors.Unauthorized):
     """401: missing, unknown or revoked key, or a bad or expired ref signature."""
 
@@ -93,6 +97,7 @@ class Unavailable(ServerError, errors.StoreError):
 BY_TYPE: dict[str, type[ApiError]] = {
     "liquid:invalid-input": BadRequest,
     "liquid:invalid-ref": InvalidRef,
+    "liquid:vector-dimension": DimensionMismatch,
     "liquid:unauthorized": Unauthorized,
     "liquid:forbidden": Forbidden,
     "liquid:not-found": NotFound,
@@ -113,6 +118,7 @@ BY_STATUS: dict[int, type[ApiError]] = {
     410: Gone,
     413: TooLarge,
     416: RangeNotSatisfiable,
+    422: DimensionMismatch,
     502: IntegrityError,
     503: Unavailable,
 }

@@ -96,3 +96,24 @@ def test_errors_are_one_clear_line_and_exit_1(cli_env: dict[str, str]) -> None:
     )
     assert missing.returncode == 1
     assert "no object liquid://acme/docs/nothing@1" in missing.stderr
+
+
+def test_attach_vectors_and_search(cli_env: dict[str, str], tmp_path: Path) -> None:
+    tenant = f"cli-{uuid.uuid4().hex[:8]}"
+    run(cli_env, "tenant", "create", tenant)
+    refs = []
+    for name in ("a", "b"):
+        src = tmp_path / name
+        src.write_bytes(name.encode() * 10)
+        refs.append(json.loads(run(cli_env, "put", "kb", name, str(src), "--tenant", tenant).stdout)["uri"])
+    run(cli_env, "attach-vectors", refs[0], "[[1, 0, 0]]")
+    emb = tmp_path / "emb.json"
+    emb.write_text(json.dumps([{"vector": [0, 1, 0], "chunk_id": "c1", "span": [0, 5]}]))
+    assert "attached 1" in run(cli_env, "attach-vectors", refs[1], f"@{emb}").stdout
+    out = run(cli_env, "search", "[0, 0.9, 0.1]", "--tenant", tenant, "-k", "1", "--json").stdout
+    (hit,) = [json.loads(line) for line in out.splitlines()]
+    assert (hit["ref"]["uri"], hit["chunk_id"], hit["span"]) == (refs[1], "c1", [0, 5])
+    table = run(cli_env, "search", "-", "--tenant", tenant, "--namespace", "kb", input=b"[1, 0, 0]").stdout
+    assert "1.0000" in table and "10B" in table  # the exact match's score; rich may wrap the long ref
+    bad = CliRunner().invoke(app, ["search", "[1, 0]", "--tenant", tenant], env=cli_env)
+    assert bad.exit_code != 0 and "dimensions" in str(bad.exception or bad.output)

@@ -1,0 +1,88 @@
+"""The vector routes: attach embeddings to an object version, and search them.
+
+Embeddings attach at ``PUT /v1/vectors/{namespace}/{key}``, not under ``/v1/objects/.../vectors``:
+a key may itself end in ``/vectors`` (the same reason versions live under ``/v1/versions``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import JSONResponse, Response
+
+from liquid.api.models import AttachVectorsRequest, AttachVectorsResponse, SearchRequest, SearchResponse
+from liquid.api.routes import Ctx, Key, Namespace, Who, _object_ref, run, utf8_path
+from liquid.errors import InvalidInput
+from liquid.limits import MAX_VERSION
+from liquid.vectors import Embedding, VectorFilter
+from liquid.vectors.base import check_metric
+from liquid.vectors.search import VectorSearch
+
+router = APIRouter(dependencies=[Depends(utf8_path)])
+_422: dict[int | str, dict[str, Any]] = {
+    422: {"description": "An embedding's dimension differs from the namespace's (fixed by its first write)."}
+}
+
+
+def vector_search(request: Request) -> VectorSearch:
+    search: VectorSearch = request.app.state.vectors
+    return search
+
+
+Vectors = Annotated[VectorSearch, Depends(vector_search)]
+
+
+@router.put(
+    "/v1/vectors/{namespace}/{key:path}",
+    response_model=AttachVectorsResponse,
+    summary="Attach embeddings (whole object or chunks) to a version (the latest unless `version`)",
+    tags=["vectors"],
+    responses=_422,
+)
+async def attach_vectors(
+    c: Ctx,
+    who: Who,
+    vs: Vectors,
+    namespace: Namespace,
+    key: Key,
+    body: AttachVectorsRequest,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+) -> Response:
+    ref = await _object_ref(c, who.tenant, namespace, key, version)
+    metric = check_metric(body.metric) if body.metric is not None else None
+    embeddings = []
+    for i, e in enumerate(body.embeddings):
+        if e.span is not None and not all(isinstance(x, int) for x in e.span):
+            raise InvalidInput(f"embeddings[{i}].span must be two integers", field=f"embeddings[{i}].span")
+        span = (e.span[0], e.span[1]) if e.span is not None else None
+        embeddings.append(Embedding(e.vector, chunk_id=e.chunk_id or "", span=span))
+    count = await run(vs.attach, who.tenant, ref, embeddings, index=body.index, metric=metric)
+    return JSONResponse({"uri": ref.uri, "count": count, "index": body.index or c.settings.vectors.default})
+
+
+@router.post(
+    "/v1/search",
+    response_model=SearchResponse,
+    summary="Nearest object versions (or chunks) to a vector, with metadata filters",
+    tags=["vectors"],
+    responses=_422,
+)
+async def search(c: Ctx, who: Who, vs: Vectors, body: SearchRequest) -> Response:
+    f = body.filters
+    if body.namespace is not None and f.namespace is not None and body.namespace != f.namespace:
+        raise InvalidInput(
+            f"namespace {body.namespace!r} and filters.namespace {f.namespace!r} disagree", field="namespace"
+        )
+    where = VectorFilter(
+        namespace=body.namespace or f.namespace,
+        tags=f.tags,
+        content_type=f.content_type,
+        classification=f.classification,
+    )
+    results = await run(
+        vs.search, who.tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index
+    )
+    return JSONResponse(
+        {"index": body.index or c.settings.vectors.default, "results": [r.to_json() for r in results]}
+    )

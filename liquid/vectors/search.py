@@ -1,0 +1,379 @@
+"""Vector search put to work: attach embeddings to object versions, search them, sweep purged ones.
+
+:class:`VectorSearch` sits above the catalog and the indexes. It turns refs into
+:class:`~liquid.vectors.base.VectorRecord` s (copying the version's tags, content type
+and classification for filters) and turns :class:`~liquid.vectors.base.VectorHit` s back
+into scored ResultRefs, checking each against the catalog: a hit whose object is not
+live for this tenant (deleted, expired, purged) is never returned, whatever an index
+still holds.
+
+Purges remove vectors on the one purge path (:func:`liquid.purge.purge`): pgvector rows in
+the purge's transaction, and for an external index a posting stamped ``purged_at`` that
+:meth:`VectorSearch.sweep` turns into deletes there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from liquid.access import AccessTracker
+from liquid.config import CATALOG_STORE, Settings
+from liquid.errors import InvalidInput, LiquidError, ObjectGone, ObjectNotFound
+from liquid.refs import RefInfo, ResultRef, check_slug
+from liquid.vectors import open_index
+from liquid.vectors.base import (
+    Embedding,
+    Metric,
+    VectorFilter,
+    VectorHit,
+    VectorIndex,
+    VectorRecord,
+    check_embedding,
+    check_metric,
+    check_vector,
+)
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One search hit: the ref (with its value inline when small), how close, and the object's metadata."""
+
+    ref: RefInfo
+    score: float
+    chunk_id: str
+    span: tuple[int, int] | None
+    tags: dict[str, Any]
+    classification: str | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref.to_json(),
+            "score": self.score,
+            "chunk_id": self.chunk_id or None,
+            "span": list(self.span) if self.span else None,
+            "namespace": self.ref.ref.namespace,
+            "key": self.ref.ref.key,
+            "version": self.ref.ref.version,
+            "content_type": self.ref.content_type,
+            "size": self.ref.size,
+            "tags": self.tags,
+            "classification": self.classification,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class VectorSearch:
+    """Attach, search and sweep over the configured vector indexes (see the module docstring).
+
+    Args:
+        settings: ``vectors`` (indexes, limits, HNSW knobs) and ``inline_threshold``.
+        engine: the catalog engine.
+        indexes: already open indexes by name (tests); the rest open from configuration on first use.
+        access: the read tracker: a hit that carries its value inline is that value's read (a hit
+            without one is counted when the caller resolves its ref), so a search-then-read is
+            one read either way.
+        clock: the current UTC time (expiry checks).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine,
+        indexes: Mapping[str, VectorIndex] | None = None,
+        access: AccessTracker | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.vsettings = settings.vectors
+        self.engine = engine
+        self.clock = clock
+        self.access = access
+        self._indexes: dict[str, VectorIndex] = dict(indexes or {})
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VectorSearch(default={self.vsettings.default!r}, open={sorted(self._indexes)})"
+
+    def close(self) -> None:
+        for index in self._indexes.values():
+            index.close()
+        self._indexes.clear()
+
+    def index(self, name: str | None = None) -> VectorIndex:
+        """The index called ``name`` (the default one when None), opened on first use.
+
+        Raises:
+            InvalidInput: no index of that name is configured.
+        """
+        name = name or self.vsettings.default
+        found = self._indexes.get(name)
+        if found is not None:
+            return found
+        if name == CATALOG_STORE:
+            url = CATALOG_STORE
+        elif name in self.vsettings.indexes:
+            url = self.vsettings.indexes[name]
+        else:
+            known = ", ".join(sorted({CATALOG_STORE, *self.vsettings.indexes}))
+            raise InvalidInput(f"no vector index named {name!r} is configured; known: {known}", field="index")
+        with self._lock:  # API threads: open each index once
+            found = self._indexes.get(name)
+            if found is not None:
+                return found
+            opened = self._indexes[name] = open_index(
+                url,
+                settings=self.vsettings,
+                catalog=self.engine,
+                name=name,
+                inline_threshold=self.settings.inline_threshold,
+                clock=self.clock,
+            )
+        return opened
+
+    # ------------------------------------------------------------------ writes
+
+    def attach(
+        self,
+        tenant: str,
+        ref: ResultRef,
+        embeddings: Sequence[Embedding],
+        *,
+        index: str | None = None,
+        metric: Metric | None = None,
+    ) -> int:
+        """Attach embeddings to one live object version; returns how many were stored.
+
+        Each embedding replaces an earlier one with the same chunk id. All or none are stored.
+
+        Raises:
+            InvalidInput: an empty or too large batch, a bad vector, chunk id or span (named by index).
+            DimensionMismatch: a vector's length differs from the namespace's dimension (422).
+            ObjectNotFound / ObjectGone: no such live version for this tenant.
+        """
+        if ref.tenant != tenant:
+            raise ObjectNotFound(f"no object {ref.uri}", field="ref")
+        if metric is not None:
+            metric = check_metric(metric)
+        if not 1 <= len(embeddings) <= self.vsettings.max_batch:
+            raise InvalidInput(
+                f"a write carries 1 to {self.vsettings.max_batch} embeddings, got {len(embeddings)}",
+                field="embeddings",
+            )
+        vectors: list[list[float]] = []
+        seen: set[str] = set()
+        for i, e in enumerate(embeddings):
+            vectors.append(check_embedding(e, f"embeddings[{i}]", max_dims=self.vsettings.max_dimensions))
+            if e.chunk_id in seen:
+                raise InvalidInput(
+                    f"embeddings[{i}].chunk_id {e.chunk_id!r} appears twice in this write",
+                    field=f"embeddings[{i}].chunk_id",
+                )
+            seen.add(e.chunk_id)
+        dims = {len(v) for v in vectors}
+        if len(dims) > 1:
+            raise InvalidInput(
+                f"the embeddings of one write must have one length, got {sorted(dims)}", field="embeddings"
+            )
+        target = self.index(index)
+        row = self._live(ref)
+        records = [
+            VectorRecord(
+                object_id=row.id,
+                namespace=ref.namespace,
+                key=ref.key,
+                version=ref.version,
+                vector=v,
+                chunk_id=e.chunk_id,
+                span=e.span,
+                tags=dict(row.tags or {}),
+                content_type=row.content_type,
+                classification=row.classification,
+            )
+            for e, v in zip(embeddings, vectors, strict=True)
+        ]
+        if target.name != CATALOG_STORE:
+            # Recorded before the vectors go out, so a purge from now on sweeps them too.
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO vector_postings (index_name, object_id, tenant_id)"
+                        " VALUES (:i, :o, :t) ON CONFLICT DO NOTHING"
+                    ),
+                    {"i": target.name, "o": row.id, "t": tenant},
+                )
+        n = target.add(tenant, records, metric=metric)
+        try:
+            self._live(ref)
+        except (ObjectGone, ObjectNotFound):
+            # Deleted while the vectors were being written: the purge may have missed them.
+            target.delete_objects(tenant, [row.id])
+            raise
+        return n
+
+    def _live(self, ref: ResultRef) -> Any:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT id, state, expires_at, deleted_at, tags, content_type, classification"
+                    " FROM objects WHERE tenant_id = :t AND namespace = :ns AND key = :k AND version = :v"
+                ),
+                {"t": ref.tenant, "ns": ref.namespace, "k": ref.key, "v": ref.version},
+            ).first()
+        if row is None:
+            raise ObjectNotFound(f"no object {ref.uri}", field="ref")
+        if row.state != "live" or (row.expires_at is not None and row.expires_at <= self.clock()):
+            raise ObjectGone(f"{ref.uri} is {row.state if row.state != 'live' else 'expired'}", field="ref")
+        return row
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        k: int = 10,
+        where: VectorFilter | None = None,
+        ef_search: int | None = None,
+        index: str | None = None,
+    ) -> list[SearchResult]:
+        """The ``k`` closest live object versions (or chunks) of ``tenant`` matching ``where``.
+
+        Raises:
+            InvalidInput: a bad vector, ``k``, ``ef_search``, filter or index name.
+            DimensionMismatch: the query's length differs from the namespace's dimension (422).
+        """
+        where = where or VectorFilter()
+        query = check_vector(vector, "vector", max_dims=self.vsettings.max_dimensions)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.vsettings.max_k:
+            raise InvalidInput(f"k must be an integer from 1 to {self.vsettings.max_k}, got {k!r}", field="k")
+        if ef_search is not None and (
+            isinstance(ef_search, bool) or not isinstance(ef_search, int) or not 1 <= ef_search <= 1000
+        ):
+            raise InvalidInput(
+                f"ef_search must be an integer from 1 to 1000, got {ef_search!r}", field="ef_search"
+            )
+        _check_filter(where)
+        hits = self.index(index).search(tenant, query, k=k, where=where, ef_search=ef_search)
+        results = self._resolve(tenant, hits)
+        if self.access is not None:
+            for r in results:
+                if r.ref.inline is not None:
+                    self.access.note(r.ref.ref)
+        return results
+
+    def _resolve(self, tenant: str, hits: list[VectorHit]) -> list[SearchResult]:
+        """Hits as results, dropping any whose object is not live for ``tenant`` (in hit order)."""
+        if not hits:
+            return []
+        if all(h.live_row is not None for h in hits):
+            # The index checked them in the catalog in its own query (pgvector).
+            return [self._result(tenant, h, h.live_row) for h in hits]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, namespace, key, version, size, sha256, content_type, tags, classification,"
+                    " created_at, CASE WHEN size < :inline THEN inline_data END AS inline_data"
+                    " FROM objects WHERE tenant_id = :t AND id = ANY(:ids) AND state = 'live'"
+                    " AND (expires_at IS NULL OR expires_at > :now)"
+                ),
+                {
+                    "t": tenant,
+                    "ids": sorted({h.object_id for h in hits}),
+                    "inline": self.settings.inline_threshold,
+                    "now": self.clock(),
+                },
+            ).all()
+        live = {r.id: r for r in rows}
+        return [self._result(tenant, h, live[h.object_id]) for h in hits if h.object_id in live]
+
+    @staticmethod
+    def _result(tenant: str, h: VectorHit, r: Any) -> SearchResult:
+        ref = RefInfo(
+            ref=ResultRef(tenant, r.namespace, r.key, r.version),
+            size=r.size,
+            sha256=r.sha256,
+            content_type=r.content_type,
+            inline=bytes(r.inline_data) if r.inline_data is not None else None,
+        )
+        return SearchResult(
+            ref=ref,
+            score=h.score,
+            chunk_id=h.chunk_id,
+            span=h.span,
+            tags=dict(r.tags or {}),
+            classification=r.classification,
+            created_at=r.created_at,
+        )
+
+    # ------------------------------------------------------------------- sweep
+
+    def sweep(self, *, limit: int = 1000) -> int:
+        """Delete purged objects' vectors from external indexes (the purge stamped their postings).
+
+        Returns how many postings were swept; an index that fails keeps its postings for the next sweep.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT index_name, tenant_id, object_id FROM vector_postings"
+                    " WHERE purged_at IS NOT NULL ORDER BY purged_at LIMIT :n"
+                ),
+                {"n": limit},
+            ).all()
+        groups: dict[tuple[str, str], list[int]] = {}
+        for r in rows:
+            groups.setdefault((r.index_name, r.tenant_id), []).append(r.object_id)
+        swept = 0
+        for (name, tenant), ids in groups.items():
+            try:
+                self.index(name).delete_objects(tenant, ids)
+            except (LiquidError, OSError, RuntimeError) as exc:
+                log.warning(
+                    "vector sweep of %d objects in index %r failed (retried later): %s", len(ids), name, exc
+                )
+                continue
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "DELETE FROM vector_postings WHERE index_name = :i AND object_id = ANY(:ids)"
+                        " AND purged_at IS NOT NULL"
+                    ),
+                    {"i": name, "ids": ids},
+                )
+            swept += len(ids)
+        return swept
+
+
+def _check_filter(where: VectorFilter) -> None:
+    if where.namespace is not None:
+        check_slug(where.namespace, "namespace")
+    if not isinstance(where.tags, Mapping):
+        raise InvalidInput("filters.tags must be an object of string values", field="filters.tags")
+    for key, value in where.tags.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key or "\x00" in key + value:
+            raise InvalidInput(f"filters.tags {key!r}: keys and values must be strings", field="filters.tags")
+    for name in ("content_type", "classification"):
+        value = getattr(where, name)
+        if value is not None and (
+            not isinstance(value, str) or not value or len(value) > 256 or "\x00" in value
+        ):
+            raise InvalidInput(
+                f"filters.{name} must be 1-256 characters, got {value!r}", field=f"filters.{name}"
+            )

@@ -1,0 +1,178 @@
+"""Vector routes over HTTP: attach, search, filters, tenant isolation, problem+json for bad input, clients."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from liquid.client import AsyncClient, Client
+from liquid.client.errors import DimensionMismatch
+from liquid.service import LiquidService
+from tests.api.conftest import TenantKey
+from tests.problems import problem_of
+
+E = [[1.0 if i == j else 0.0 for i in range(4)] for j in range(4)]
+
+
+def _put(
+    http: httpx.Client, auth: dict[str, str], key: str, body: bytes = b"v", **headers: str
+) -> dict[str, Any]:
+    r = http.put(f"/v1/objects/kb/{key}", content=body, headers={**auth, **headers})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+@pytest.fixture
+def http(base_url: str) -> httpx.Client:
+    with httpx.Client(base_url=base_url, timeout=30) as c:
+        yield c  # type: ignore[misc]
+
+
+def test_attach_then_search_returns_scored_refs_with_inline_values(
+    http: httpx.Client, auth: dict[str, str]
+) -> None:
+    for i in range(3):
+        _put(http, auth, f"doc/{i}", f"body {i}".encode(), **{"X-Liquid-Tags": f"n={i}"})
+        r = http.put(f"/v1/vectors/kb/doc/{i}", json={"embeddings": [{"vector": E[i]}]}, headers=auth)
+        assert r.status_code == 200 and r.json()["count"] == 1, r.text
+    r = http.post("/v1/search", json={"vector": E[1], "k": 2, "namespace": "kb"}, headers=auth)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert results[0]["key"] == "doc/1" and len(results) == 2
+    assert math.isclose(results[0]["score"], 1.0, abs_tol=1e-6)
+    assert results[0]["tags"] == {"n": "1"} and results[0]["ref"]["inline"]  # base64 of b"body 1"
+    r = http.post("/v1/search", json={"vector": E[1], "filters": {"tags": {"n": "2"}}}, headers=auth)
+    assert [x["key"] for x in r.json()["results"]] == ["doc/2"]
+
+
+def test_chunks_with_spans_and_a_version_query(http: httpx.Client, auth: dict[str, str]) -> None:
+    _put(http, auth, "long", b"a" * 100)
+    v2 = _put(http, auth, "long", b"b" * 100)
+    body = {
+        "embeddings": [
+            {"vector": E[0], "chunk_id": "c0", "span": [0, 50]},
+            {"vector": E[3], "chunk_id": "c1", "span": [50, 100]},
+        ]
+    }
+    r = http.put("/v1/vectors/kb/long", json=body, params={"version": 1}, headers=auth)
+    assert r.status_code == 200 and r.json()["uri"].endswith("@1"), r.text
+    (hit,) = http.post("/v1/search", json={"vector": E[3], "k": 1}, headers=auth).json()["results"]
+    assert (hit["chunk_id"], hit["span"], hit["version"]) == ("c1", [50, 100], 1)
+    assert v2["uri"].endswith("@2")
+
+
+def test_another_tenant_sees_nothing_and_cannot_attach(
+    http: httpx.Client, auth: dict[str, str], make_tenant: Callable[[], TenantKey]
+) -> None:
+    _put(http, auth, "secret")
+    assert http.put("/v1/vectors/kb/secret", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+    other = {"Authorization": f"Bearer {make_tenant().key}"}
+    r = http.post("/v1/search", json={"vector": E[0], "k": 10, "namespace": "kb"}, headers=other)
+    assert r.status_code == 200 and r.json()["results"] == []
+    r = http.put("/v1/vectors/kb/secret", json={"embeddings": [{"vector": E[0]}]}, headers=other)
+    problem_of(r, 404, "liquid:not-found")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"vector": []}, 400, "vector"),
+        ({"vector": "abc"}, 400, "vector"),
+        ({"vector": [1, "x", 0, 0]}, 400, "vector"),
+        ({"vector": [10**400, 0, 0, 0]}, 400, "vector"),
+        ({"vector": E[0], "k": 0}, 400, "k"),
+        ({"vector": E[0], "k": 100_000}, 400, "k"),
+        ({"vector": E[0], "k": "ten"}, 400, "k"),
+        ({"vector": E[0], "ef_search": 0}, 400, "ef_search"),
+        ({"vector": E[0], "namespace": "NOPE/.."}, 400, "namespace"),
+        ({"vector": E[0], "index": "elsewhere"}, 400, "index"),
+        ({"vector": E[0], "filters": {"tags": {"a": 1}}}, 400, None),
+        ({"vector": E[0], "surprise": 1}, 400, None),
+        ({"vector": [1.0] * 5, "namespace": "kb"}, 422, "vector"),
+    ],
+)
+def test_bad_search_input_is_a_problem_not_a_5xx(
+    http: httpx.Client, auth: dict[str, str], body: dict[str, Any], status: int, field: str | None
+) -> None:
+    _put(http, auth, "x")
+    assert http.put("/v1/vectors/kb/x", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+    problem = problem_of(http.post("/v1/search", json=body, headers=auth), status)
+    if field is not None:
+        assert problem["field"] == field, problem
+
+
+def test_bad_vector_writes_are_problems_and_store_nothing(http: httpx.Client, auth: dict[str, str]) -> None:
+    _put(http, auth, "x")
+    url = "/v1/vectors/kb/x"
+    assert http.put(url, json={"embeddings": [{"vector": E[0]}]}, headers=auth).status_code == 200
+    problem = problem_of(
+        http.put(url, json={"embeddings": [{"vector": [1.0] * 5, "chunk_id": "b"}]}, headers=auth),
+        422,
+        "liquid:vector-dimension",
+    )
+    assert "4-dimensional" in problem["detail"]
+    for bad in (
+        {"embeddings": []},
+        '{"embeddings": [{"vector": [Infinity, 0, 0, 0]}]}',
+        '{"embeddings": [{"vector": [NaN, 0, 0, 0]}]}',
+        "{not json",
+        {"embeddings": [{"vector": E[0], "span": [3, 1]}]},
+        {"embeddings": [{"vector": E[0], "span": [1]}]},
+        {"embeddings": [{"vector": E[0], "chunk_id": "a"}, {"vector": E[1], "chunk_id": "a"}]},
+        {"embeddings": [{"vector": E[0]}], "metric": "manhattan"},
+        {"embeddings": [{"vector": E[0]}], "index": "nope"},
+        {"embeddings": "no"},
+    ):
+        if isinstance(bad, str):
+            r = http.put(url, content=bad, headers={**auth, "Content-Type": "application/json"})
+        else:
+            r = http.put(url, json=bad, headers=auth)
+        problem_of(r, 400)
+    problem_of(http.put("/v1/vectors/kb/missing", json={"embeddings": [{"vector": E[0]}]}, headers=auth), 404)
+    hits = http.post("/v1/search", json={"vector": E[0], "k": 10}, headers=auth).json()["results"]
+    assert [(h["key"], h["chunk_id"]) for h in hits] == [("x", None)]
+
+
+def test_delete_removes_vectors_from_search(http: httpx.Client, auth: dict[str, str]) -> None:
+    _put(http, auth, "gone")
+    _put(http, auth, "kept")
+    for key in ("gone", "kept"):
+        http.put(f"/v1/vectors/kb/{key}", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+    assert http.delete("/v1/objects/kb/gone", headers=auth).status_code == 200
+    hits = http.post("/v1/search", json={"vector": E[0], "k": 10}, headers=auth).json()["results"]
+    assert [h["key"] for h in hits] == ["kept"]
+    problem_of(http.put("/v1/vectors/kb/gone", json={"embeddings": [{"vector": E[0]}]}, headers=auth), 404)
+
+
+def test_sync_and_async_clients_attach_and_search(
+    client: Client, base_url: str, tk: TenantKey, api_service: LiquidService
+) -> None:
+    client.put("kb", "c", b"client value", tags={"kind": "note"})
+    assert (
+        client.attach_vectors("kb", "c", [E[2], {"vector": E[3], "chunk_id": "tail", "span": [6, 12]}]) == 2
+    )
+    (hit,) = client.search(E[3], k=1, namespace="kb", tags={"kind": "note"})
+    assert (hit.chunk_id, hit.span, hit.ref.uri.split("/")[-1]) == ("tail", (6, 12), "c@1")
+    assert hit.ref.inline == b"client value" and hit.meta["tags"] == {"kind": "note"}
+    with pytest.raises(DimensionMismatch) as err:
+        client.search([1.0] * 7, namespace="kb")
+    assert err.value.status == 422 and err.value.field == "vector"
+
+    async def main() -> list[Any]:
+        async with AsyncClient(base_url, api_key=tk.key, retries=0) as lq:
+            await lq.attach_vectors("kb", "c", [{"vector": E[1], "chunk_id": "mid"}])
+            return await lq.search(E[1], k=1)
+
+    (ahit,) = asyncio.run(main())
+    assert ahit.chunk_id == "mid" and ahit.score == pytest.approx(1.0)
+
+
+def test_a_key_ending_in_vectors_is_an_ordinary_object(http: httpx.Client, auth: dict[str, str]) -> None:
+    r = http.put("/v1/objects/kb/model/vectors", content=b"not embeddings", headers=auth)
+    assert r.status_code == 201, r.text
+    assert http.get("/v1/objects/kb/model/vectors", headers=auth).content == b"not embeddings"

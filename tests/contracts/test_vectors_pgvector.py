@@ -1,0 +1,16 @@
+"""PgVectorIndex (pgvector in the catalog database) passes the vector contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from .vector_contract import VectorContract
+
+
+@pytest.fixture(scope="class")
+def vector_index_url() -> str:
+    return "catalog"
+
+
+class TestPgVectorIndex(VectorContract):
+    pass
