@@ -668,6 +668,29 @@ def gc_cmd(
 
 app.command("api")(api_command)
 
+
+@app.command()
+def doctor() -> None:
+    """Check the configuration and every configured server: reach, put/read/delete a probe, clock, schema.
+
+    One line per check with a fix hint; exit code 1 if any check fails. Starts nothing embedded.
+    """
+    from liquid.doctor import Check, run_doctor
+    from liquid.errors import ConfigError
+
+    try:
+        checks = run_doctor(load_settings())
+    except ConfigError as exc:
+        checks = [Check("config", "FAIL", exc.detail.replace("\n", " "), "fix the keys named above")]
+    for check in checks:
+        colour = {"ok": "green", "warn": "yellow", "FAIL": "red"}[check.status]
+        console.print(f"[{colour}]{escape(check.line())}[/]", highlight=False, soft_wrap=True)
+    failed = sum(c.status == "FAIL" for c in checks)
+    if failed:
+        err.print(f"[red]{failed} check(s) failed[/]")
+        raise typer.Exit(1)
+
+
 export_app = typer.Typer(help="Export the event log.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 

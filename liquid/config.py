@@ -408,7 +408,11 @@ def load_settings(**overrides: Any) -> Settings:
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             shown = repr(err.get("input"))
-            lines.append(f"  {key}: {msg}" + ("" if shown in msg else f" (got {shown})"))
+            # Never echo a whole mapping or a URL/secret back: it may carry passwords into logs.
+            private = not err["loc"] or any(
+                word in key for word in ("url", "secret", "password", "stores", "key", "sink")
+            )
+            lines.append(f"  {key}: {msg}" + ("" if private or shown in msg else f" (got {shown})"))
         raise ConfigError(
             f"invalid configuration (from {source}, LIQUID_* environment or arguments):\n" + "\n".join(lines),
             field=str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else None,
