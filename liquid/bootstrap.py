@@ -14,15 +14,18 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from sqlalchemy import Engine
 
 from liquid.access import AccessTracker
 from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
+from liquid.keyring import DataKeys, MasterKeys
 from liquid.service import LiquidService, utcnow
 from liquid.shm import ShmCache
 from liquid.stores import open_store
 from liquid.stores.base import Store
+from liquid.stores.envelope import EnvelopeStore
 from liquid.stores.guard import Guard, GuardedStore
 from liquid.stores.traced import TracedStore
 from liquid.tracing import Tracing
@@ -112,6 +115,27 @@ def guarded(name: str, store: Store, settings: Settings) -> GuardedStore:
     return GuardedStore(store, guard)
 
 
+def master_keys(settings: Settings) -> MasterKeys | None:
+    """The master keys when envelope encryption is on (read before anything connects: a bad key
+    file fails the start at once)."""
+    enc = settings.encryption
+    if not enc.envelope:
+        return None
+    inline = enc.master_keys.get_secret_value() if enc.master_keys is not None else None
+    return MasterKeys.load(inline, enc.master_keys_file)
+
+
+def envelope_stores(
+    settings: Settings, masters: MasterKeys | None, engine: Engine
+) -> Callable[[str, Store], Store]:
+    """Wraps the stores of ``encryption.tiers`` in :class:`EnvelopeStore` (the identity when off)."""
+    if masters is None:
+        return lambda name, store: store
+    keys = DataKeys(engine, masters)
+    names = {settings.store_for(tier) for tier in settings.encryption.tiers} - {None, CATALOG_STORE}
+    return lambda name, store: EnvelopeStore(store, keys) if name in names else store
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -124,6 +148,7 @@ def open_runtime(
     ``tracing`` replaces the one ``settings.tracing`` configures (tests: an in-memory exporter).
     """
     tracing = tracing or Tracing.from_settings(settings.tracing)
+    masters = master_keys(settings)
     urls, stack = resolve_urls(settings)
     engine = db.make_engine(urls["catalog"])
     if migrate:
@@ -155,8 +180,9 @@ def open_runtime(
                 access.start()
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
+    encrypt = envelope_stores(settings, masters, engine)
     durable: dict[str, Store] = {
-        name: guarded(name, open_store(url), settings)
+        name: guarded(name, encrypt(name, open_store(url)), settings)
         for name, url in urls.items()
         if name not in ("catalog", hot_name)
     }

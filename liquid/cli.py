@@ -668,6 +668,61 @@ def gc_cmd(
 
 app.command("api")(api_command)
 
+enc_app = typer.Typer(
+    help="Envelope encryption keys (see liquid.keyring for rotation).", no_args_is_help=True
+)
+app.add_typer(enc_app, name="encryption")
+
+
+@contextmanager
+def _data_keys() -> Iterator[Any]:
+    from liquid.bootstrap import master_keys
+    from liquid.catalog import db
+    from liquid.keyring import DataKeys
+
+    settings = load_settings()
+    masters = master_keys(settings)
+    if masters is None:
+        raise InvalidInput("envelope encryption is off (encryption.envelope: false)", field="encryption")
+    if settings.catalog_url is None:
+        raise InvalidInput(
+            "set catalog_url (LIQUID_CATALOG_URL): keys live in the catalog", field="catalog_url"
+        )
+    engine = db.make_engine(settings.catalog_url, pool_size=1)
+    try:
+        yield DataKeys(engine, masters)
+    finally:
+        engine.dispose()
+
+
+@enc_app.command("status")
+def encryption_status() -> None:
+    """How many tenant data keys each master key wraps (an old master key can go at zero)."""
+    with _data_keys() as keys:
+        console.print(f"active master key: [bold]{keys.masters.active_id}[/]")
+        for master, count in sorted(keys.count_by_master().items()):
+            console.print(f"  {master}: {count} data key(s)")
+
+
+@enc_app.command("rotate-master")
+def encryption_rotate_master() -> None:
+    """Rewrap every tenant data key with the active (first) master key."""
+    with _data_keys() as keys:
+        done, failed = keys.rotate_master()
+    console.print(f"rewrapped {done} data key(s) with master key {keys.masters.active_id!r}")
+    for reason in failed:
+        err.print(f"[red]not rewrapped:[/] {escape(reason)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@enc_app.command("rotate-tenant")
+def encryption_rotate_tenant(tenant: TenantOpt) -> None:
+    """Give a tenant a new data key; new objects use it, older ones keep theirs."""
+    with _data_keys() as keys:
+        version = keys.rotate(tenant)
+    console.print(f"tenant [bold]{tenant}[/] now writes with data key v{version}")
+
 
 @app.command()
 def doctor() -> None:

@@ -51,6 +51,7 @@ from liquid.units import parse_duration, parse_size
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Tier = Literal["hot", "warm", "cold", "archive"]
+EncryptedTier = Literal["cold", "archive"]
 DURABLE_TIERS: tuple[Tier, ...] = ("warm", "cold", "archive")
 #: Store name meaning "the catalog's own PostgreSQL database".
 CATALOG_STORE = "catalog"
@@ -312,6 +313,25 @@ class ResilienceSettings(BaseModel):
     catalog_retry_after: Duration = 2.0
 
 
+class EncryptionSettings(BaseModel):
+    """Client-side envelope encryption of cold and archive objects (``liquid.stores.envelope``).
+
+    Master keys come only from the environment or a file (see :mod:`liquid.keyring` for the
+    format and rotation); they are never logged or shown.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Encrypt every object the stores of ``tiers`` hold with its tenant's data key.
+    envelope: bool = False
+    #: Warm bytes live in PostgreSQL rows and the hot tier is a cache, so only these two apply.
+    tiers: list[EncryptedTier] = Field(default_factory=lambda: list[EncryptedTier](["cold", "archive"]))
+    #: ``id:base64key`` items, comma-separated, the active key first (``LIQUID_ENCRYPTION__MASTER_KEYS``).
+    master_keys: SecretStr | None = None
+    #: A file of ``id base64key`` lines, the active key first (a mounted secret).
+    master_keys_file: Path | None = None
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -352,6 +372,7 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

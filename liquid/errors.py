@@ -124,6 +124,12 @@ class StoreUnavailable(StoreError):
         self.backend = backend
 
 
+class KeyUnavailable(StoreError):
+    """An encryption key needed to read or write an object is not configured or does not match."""
+
+    type = "liquid:key-unavailable"
+
+
 class MissingDependency(LiquidError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
 

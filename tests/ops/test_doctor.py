@@ -50,15 +50,20 @@ def catalog(pg_url: str) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="module")
+def bucket(s3_server: S3Server) -> str:
+    # One bucket for the module: SeaweedFS gives every bucket its own volumes, and runs out.
+    return s3_server.make_bucket()
+
+
 @pytest.fixture
-def config(catalog: str, redis_url: str, s3_server: S3Server, tmp_path: Path) -> dict[str, Any]:
-    bucket = s3_server.make_bucket()
+def config(catalog: str, redis_url: str, s3_server: S3Server, bucket: str, tmp_path: Path) -> dict[str, Any]:
     return {
         "catalog_url": catalog,
         "stores": {
             "hot": redis_url,
             "warm": "catalog",
-            "cold": s3_server.store_url(bucket, "cold"),
+            "cold": s3_server.store_url(bucket, f"cold-{uuid.uuid4().hex[:8]}"),
             "archive": f"file://{tmp_path}/archive",
         },
         "tiers": {"hot": "hot", "warm": "warm", "cold": "cold", "archive": "archive"},
@@ -69,7 +74,9 @@ def _by_name(checks: list[Any]) -> dict[str, Any]:
     return {c.name: c for c in checks}
 
 
-def test_working_deployment_passes_every_check(config: dict[str, Any], s3_server: S3Server) -> None:
+def test_working_deployment_passes_every_check(
+    config: dict[str, Any], s3_server: S3Server, bucket: str
+) -> None:
     checks = run_doctor(load_settings(**config))
     failed = [c.line() for c in checks if c.status == "FAIL"]
     assert not failed, failed
@@ -77,8 +84,8 @@ def test_working_deployment_passes_every_check(config: dict[str, Any], s3_server
     assert {"config", "catalog", "migrations", "clock", "policy tiers"} <= names
     assert {"store:hot", "store:warm", "store:cold", "store:archive"} <= names
     # The probes were deleted again.
-    bucket = config["stores"]["cold"].split("/")[2]
-    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"cold/{PROBE_PREFIX}")
+    prefix = config["stores"]["cold"].split("/")[3].split("?")[0]
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{PROBE_PREFIX}")
     assert listed.get("KeyCount", 0) == 0
 
 
@@ -100,8 +107,9 @@ def test_cli_exit_codes_and_one_line_per_check(config: dict[str, Any], s3_server
     assert s3_server.secret_key not in bad.output
 
 
-def test_broken_deployment_names_each_failure(config: dict[str, Any], s3_server: S3Server) -> None:
-    bucket = s3_server.make_bucket()
+def test_broken_deployment_names_each_failure(
+    config: dict[str, Any], s3_server: S3Server, bucket: str
+) -> None:
     stores = {
         **config["stores"],
         "hot": "redis://127.0.0.1:1/0",  # nothing listens on port 1

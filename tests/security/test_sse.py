@@ -14,6 +14,12 @@ from tests.conftest import S3Server
 MiB = 1024 * 1024
 
 
+@pytest.fixture(scope="module")
+def bucket(s3_server: S3Server) -> str:
+    # One bucket for the module: SeaweedFS gives every bucket its own volumes, and runs out.
+    return s3_server.make_bucket()
+
+
 def _recorded(store: S3Store) -> list[tuple[str, dict[str, str]]]:
     """(operation, headers) of every request the store's client sends from now on, as sent."""
     sent: list[tuple[str, dict[str, str]]] = []
@@ -29,9 +35,9 @@ def _recorded(store: S3Store) -> list[tuple[str, dict[str, str]]]:
 
 
 @pytest.mark.parametrize("size", [10, 12 * MiB])  # one PUT, and a multipart upload
-def test_sse_is_on_by_default_and_reaches_the_server(s3_server: S3Server, size: int) -> None:
-    bucket = s3_server.make_bucket()
-    store = open_store(s3_server.store_url(bucket, "p", part_size="5MiB", multipart_threshold="6MiB"))
+def test_sse_is_on_by_default_and_reaches_the_server(s3_server: S3Server, bucket: str, size: int) -> None:
+    prefix = f"p{size}"
+    store = open_store(s3_server.store_url(bucket, prefix, part_size="5MiB", multipart_threshold="6MiB"))
     assert isinstance(store, S3Store) and store.sse == "AES256"
     sent = _recorded(store)
     data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
@@ -39,14 +45,13 @@ def test_sse_is_on_by_default_and_reaches_the_server(s3_server: S3Server, size: 
     writes = [h for op, h in sent if op in ("PutObject", "CreateMultipartUpload")]
     assert writes and all(h.get("x-amz-server-side-encryption") == "AES256" for h in writes)
     # The server took it as an encrypted object and says so.
-    head = s3_server.client().head_object(Bucket=bucket, Key="p/obj")
+    head = s3_server.client().head_object(Bucket=bucket, Key=f"{prefix}/obj")
     assert head.get("ServerSideEncryption") == "AES256"
     assert read_bytes(store, "obj") == data
 
 
-def test_sse_none_turns_it_off(s3_server: S3Server) -> None:
-    bucket = s3_server.make_bucket()
-    store = open_store(s3_server.store_url(bucket, "p", sse="none"))
+def test_sse_none_turns_it_off(s3_server: S3Server, bucket: str) -> None:
+    store = open_store(s3_server.store_url(bucket, "off", sse="none"))
     assert isinstance(store, S3Store) and store.sse is None
     sent = _recorded(store)
     write_bytes(store, "obj", b"plain")
