@@ -80,6 +80,7 @@ class Doctor:
         yield Check("config", "ok", "settings valid (LIQUID_* environment, liquid.yaml)")
         try:
             yield from self._catalog()
+            yield from self._encryption()
             yield from self._stores()
             yield from self._policy_tiers()
         finally:
@@ -160,6 +161,42 @@ class Doctor:
                 "install pgvector (e.g. the pgvector/pgvector image) for vector search",
             )  # fmt: skip
         return Check("pgvector", "ok", f"pgvector {available[0]} {'enabled' if found else 'available'}")
+
+    # --- encryption -----------------------------------------------------------------------------
+
+    def _encryption(self) -> Iterator[Check]:
+        if not self.settings.encryption.envelope:
+            return
+        from liquid.bootstrap import master_keys
+        from liquid.keyring import DataKeys
+
+        try:
+            masters = master_keys(self.settings)
+        except LiquidError as exc:
+            yield Check("encryption", "FAIL", _reason(exc), "fix encryption.master_keys(_file)")
+            return
+        assert masters is not None
+        if self.engine is None:
+            yield Check("encryption", "ok", f"master keys load ({masters!r}); data keys not checked")
+            return
+        try:
+            wrapped_by = DataKeys(self.engine, masters).count_by_master()
+        except Exception as exc:
+            yield Check("encryption", "FAIL", f"cannot read tenant data keys: {_reason(exc)}", "")
+            return
+        missing = {m: n for m, n in wrapped_by.items() if m not in masters}
+        if missing:
+            yield Check(
+                "encryption", "FAIL",
+                "data keys wrapped by master keys not configured: "
+                + ", ".join(f"{m} ({n} keys)" for m, n in sorted(missing.items())),
+                "add those master keys back (objects under them are unreadable) or run "
+                "`liquid encryption rotate-master` where they are still configured",
+            )  # fmt: skip
+            return
+        yield Check(
+            "encryption", "ok", f"{masters!r}; {sum(wrapped_by.values())} tenant data keys all unwrappable"
+        )
 
     # --- stores --------------------------------------------------------------------------------
 

@@ -142,3 +142,15 @@ def test_pending_commands_are_still_pending() -> None:
     names = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     landed = PENDING_COMMANDS & names
     assert not landed, f"{landed} exist now: drop them from PENDING_COMMANDS so they are checked"
+
+
+def test_secrets_used_are_declared(prod: dict[str, dict[str, Any]]) -> None:
+    declared = set(yaml.safe_load(PROD.read_text()).get("secrets", {}))
+    for name, svc in prod.items():
+        assert set(svc.get("secrets", [])) <= declared, name
+    files = {
+        n for n, s in prod.items() if "LIQUID_ENCRYPTION__MASTER_KEYS_FILE" in (s.get("environment") or {})
+    }
+    for name in files:
+        path = prod[name]["environment"]["LIQUID_ENCRYPTION__MASTER_KEYS_FILE"]
+        assert path.startswith("/run/secrets/") and path.rsplit("/", 1)[1] in prod[name]["secrets"], name

@@ -136,3 +136,20 @@ def test_network_policy_keeps_postgres_and_redis_private(docs: list[dict[str, An
         exprs = {e["key"]: e["values"] for e in peer["podSelector"]["matchExpressions"]}
         assert exprs["app.kubernetes.io/part-of"] == ["liquid"]
         assert "dashboard" not in exprs["app.kubernetes.io/component"]
+
+
+def test_mounted_secrets_and_config_maps_exist(docs: list[dict[str, Any]]) -> None:
+    secrets, maps = _kind(docs, "Secret"), _kind(docs, "ConfigMap")
+    for doc in _workloads(docs):
+        volumes = doc["spec"]["template"]["spec"].get("volumes", [])
+        for vol in volumes:
+            if "secret" in vol:
+                assert vol["secret"]["secretName"] in secrets, vol
+            if "configMap" in vol:
+                cm = maps[vol["configMap"]["name"]]
+                for item in vol["configMap"].get("items", []):
+                    assert item["key"] in cm["data"], item
+        names = {v["name"] for v in volumes}
+        for c in _containers(doc):
+            for mount in c.get("volumeMounts", []):
+                assert mount["name"] in names, f"{doc['metadata']['name']}/{c['name']} mounts {mount['name']}"

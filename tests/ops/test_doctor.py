@@ -151,3 +151,25 @@ def test_invalid_config_is_one_failed_line(monkeypatch: pytest.MonkeyPatch) -> N
     result = CliRunner().invoke(app, ["doctor"], env={"LIQUID_INLINE_THRESHOLD": "lots"})
     assert result.exit_code == 1
     assert result.output.startswith("FAIL  config") and "inline_threshold" in result.output
+
+
+def test_encryption_checks(config: dict[str, Any], catalog: str) -> None:
+    import base64
+    import os
+
+    from liquid.keyring import DataKeys, MasterKeys
+
+    old = MasterKeys({"k1": os.urandom(32)})
+    engine = db.make_engine(catalog)
+    DataKeys(engine, old).active("doctor-tenant")
+    engine.dispose()
+    other = f"k2:{base64.b64encode(os.urandom(32)).decode()}"
+    checks = _by_name(
+        run_doctor(load_settings(**config, encryption={"envelope": True, "master_keys": other}))
+    )
+    assert checks["encryption"].status == "FAIL" and "k1 (1 keys)" in checks["encryption"].detail
+    assert other.split(":")[1] not in checks["encryption"].line()
+    bad = _by_name(
+        run_doctor(load_settings(**config, encryption={"envelope": True, "master_keys": "k1:QUJD"}))
+    )
+    assert bad["encryption"].status == "FAIL" and "not 32" in bad["encryption"].detail
