@@ -149,6 +149,14 @@ class ApiSettings(BaseModel):
     #: Total inline bytes one batch resolve returns; refs past it come without ``inline`` (and say
     #: ``inline_omitted``), so 1,000 refs of 60 KiB cannot build an 80 MB response.
     batch_inline_total: Size = 4 * 1024 * 1024
+    #: Requests a second each tenant may make to one API process (a token bucket; 0: no limit).
+    #: Over it: 429 with ``Retry-After``. Per process: N replicas admit about N times this.
+    rate_limit: float = Field(default=0.0, ge=0.0)
+    #: Requests a tenant may make at once before the rate applies.
+    rate_burst: int = Field(default=100, ge=1)
+    #: Largest body of any request but an object upload (JSON batches, signing); uploads are
+    #: bounded by ``max_object_size``.
+    max_request_body: Size = 8 * 1024 * 1024
 
 
 class ShmSettings(BaseModel):

@@ -79,6 +79,17 @@ class TooLarge(LiquidError, ValueError):
     status = 413
 
 
+class RateLimited(LiquidError):
+    """A tenant sent more requests than ``api.rate_limit`` allows; ``retry_after`` says when to come back."""
+
+    type = "liquid:rate-limited"
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after
+
+
 class Unauthorized(LiquidError, PermissionError):
     """Missing, unknown or revoked credentials."""
 

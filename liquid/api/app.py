@@ -39,6 +39,7 @@ from liquid.api.auth import Authenticator, RefSigner
 from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.problems import Problem
+from liquid.api.ratelimit import BodyLimitMiddleware, TenantRateLimiter
 from liquid.api.routes import ApiContext, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
@@ -51,7 +52,7 @@ from liquid.shm import ShmCache
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
-_ERROR_CODES = ("400", "401", "403", "404", "410", "413", "416", "502", "503")
+_ERROR_CODES = ("400", "401", "403", "404", "410", "413", "416", "429", "502", "503")
 
 
 def create_app(
@@ -83,6 +84,7 @@ def create_app(
         metrics=metrics,
         shm=shm,
         stats={"postgres": PostgresStats(service.engine, prices=settings.cost_model)},
+        limiter=TenantRateLimiter(settings.api.rate_limit, settings.api.rate_burst),
     )
     if stats_sink is not None:
         ctx.stats["clickhouse"] = ClickHouseStats(stats_sink, prices=settings.cost_model)
@@ -114,6 +116,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.api.max_request_body)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if service.tracing.enabled:
         app.add_middleware(TracingMiddleware, tracing=service.tracing)

@@ -37,6 +37,7 @@ from liquid.api.models import (
     SignResponse,
 )
 from liquid.api.problems import TYPE_RANGE, error_body, problem
+from liquid.api.ratelimit import TenantRateLimiter
 from liquid.api.streaming import BodyBridge, etag_matches, parse_range
 from liquid.config import Settings
 from liquid.errors import (
@@ -77,6 +78,7 @@ class ApiContext:
     shm: ShmCache | None
     #: Sources of /v1/stats by name: "postgres" always, "clickhouse" when a sink was given.
     stats: dict[str, Any]
+    limiter: TenantRateLimiter
 
 
 #: The request's deadline for one call into the core (``resilience.request_timeout``), set per
@@ -128,7 +130,11 @@ async def optional_principal(
         if request.headers.get("authorization"):
             raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
         return None
-    return await app_context(request).auth.authenticate(credentials.credentials)
+    ctx = app_context(request)
+    principal = await ctx.auth.authenticate(credentials.credentials)
+    # Before any other work: an over-limit tenant costs one token-bucket check.
+    ctx.limiter.check(principal.tenant if principal.tenant is not None else f"admin:{principal.key_prefix}")
+    return principal
 
 
 TenantHeader = Annotated[
@@ -187,6 +193,7 @@ async def ref_reader(
         if signer is None:
             raise Unauthorized("signed refs are not enabled on this server (api.signing_secret)", field="sig")
         signer.verify(r, sig, exp)
+        app_context(request).limiter.check(r.tenant)
         return r.tenant, r
     if principal is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
