@@ -100,6 +100,33 @@ class TierCost(BaseModel):
     min_storage_days: float = Field(default=0.0, ge=0)
 
 
+#: Query options that carry credentials in store URLs (``liquid.stores._common.SECRET_OPTIONS``).
+_SECRET_QUERY = frozenset({"access_key", "secret_key", "password", "session_token"})
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password and credential options replaced by ``***``, for logs and reprs.
+
+    >>> redact_url("postgresql://liquid:pw@db/liquid")
+    'postgresql://liquid:***@db/liquid'
+    >>> redact_url("s3://b/p?region=eu&secret_key=abc")
+    's3://b/p?region=eu&secret_key=***'
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password:
+            netloc = netloc.replace(f":{parts.password}@", ":***@")
+        query = [
+            (k, "***" if k in _SECRET_QUERY else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe=":/*")))
+    except ValueError:
+        return "<unparseable URL>"
+
+
 def _default_costs() -> dict[Tier, TierCost]:
     # Public list prices, us-east-1, checked 2026-11: ElastiCache memory (~$0.0125/GB-hour ≈ $9/GB-month),
     # RDS gp3 storage $0.115/GB-month, S3 Standard $0.023 + $0.0004/1k GET + $0.005/1k PUT,
@@ -254,6 +281,10 @@ class EventsSettings(BaseModel):
     retention: Duration = 90 * 86400.0
     prune_interval: Duration = 3600.0
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "sink" and isinstance(value, str) else value
+
 
 class TracingSettings(BaseModel):
     """OpenTelemetry spans around API requests, store calls and moves (``liquid.tracing``)."""
@@ -381,6 +412,15 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+
+    def __repr_args__(self) -> Any:
+        # Settings get logged; URLs in them carry passwords and keys.
+        for name, value in super().__repr_args__():
+            if name == "catalog_url" and isinstance(value, str):
+                value = redact_url(value)
+            elif name == "stores" and isinstance(value, dict):
+                value = {k: redact_url(v) for k, v in value.items()}
+            yield name, value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

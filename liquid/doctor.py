@@ -24,7 +24,7 @@ from typing import Literal
 
 from sqlalchemy import Engine, create_engine, text
 
-from liquid.config import CATALOG_STORE, Settings
+from liquid.config import CATALOG_STORE, Settings, redact_url
 from liquid.errors import LiquidError
 from liquid.stores import open_store, read_bytes, write_bytes
 from liquid.stores.base import Store
@@ -50,13 +50,8 @@ class Check:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (doctor output ends up in tickets)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return url.split("?", 1)[0] if "secret" in url or "key=" in url else url
+    """``url`` without credentials (doctor output ends up in tickets)."""
+    return redact_url(url)
 
 
 def _reason(exc: BaseException) -> str:
