@@ -371,6 +371,37 @@ class EncryptionSettings(BaseModel):
     master_keys_file: Path | None = None
 
 
+class ClassificationRule(BaseModel):
+    """Where objects of one classification may live (``liquid.classification``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Tiers the object may have a copy or home in.
+    tiers: list[Tier] = Field(default_factory=lambda: list[Tier](["hot", "warm", "cold", "archive"]))
+    #: Only in tiers whose store encrypts: envelope encryption (``encryption.tiers``) or a store
+    #: named in ``classification.encrypted_stores``. The hot tier (Redis) never counts.
+    encrypted_only: bool = False
+    #: Whether same-node shared-memory copies (plain files in /dev/shm) are allowed.
+    shm: bool = True
+
+
+def _default_classes() -> dict[str, ClassificationRule]:
+    return {
+        "restricted": ClassificationRule(tiers=["warm", "cold", "archive"], encrypted_only=True, shm=False)
+    }
+
+
+class ClassificationSettings(BaseModel):
+    """Per-classification placement rules; objects with no classification, or one not listed, go anywhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: dict[str, ClassificationRule] = Field(default_factory=_default_classes)
+    #: Stores the platform encrypts at rest (e.g. the catalog on encrypted disks, S3 with SSE-KMS):
+    #: an operator's statement, counted as encrypted for ``encrypted_only``.
+    encrypted_stores: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -412,6 +443,7 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
 
     def __repr_args__(self) -> Any:
         # Settings get logged; URLs in them carry passwords and keys.

@@ -104,6 +104,13 @@ class Forbidden(LiquidError, PermissionError):
     status = 403
 
 
+class ClassificationRefused(LiquidError, PermissionError):
+    """This deployment may not store an object of this classification anywhere it would go."""
+
+    type = "liquid:classification-refused"
+    status = 403
+
+
 class Conflict(LiquidError, ValueError):
     """The request conflicts with current state (e.g. a tenant that already exists)."""
 

@@ -44,6 +44,7 @@ from liquid.access import AccessTracker
 from liquid.catalog.changes import MARK, mark_changed
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Object
+from liquid.classification import Classifier
 from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
 from liquid.errors import (
     Forbidden,
@@ -141,6 +142,8 @@ class ObjectReader:
     chunks: Iterator[bytes] = field(repr=False)
     #: The version's own expiry, when it has one and the bytes came from its home.
     expires_at: datetime | None = None
+    #: The version's classification, when the bytes came from its home (liquid.classification).
+    classification: str | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
@@ -330,6 +333,8 @@ class LiquidService:
         tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        #: Which tiers each classification may live in (liquid.classification).
+        self.classifier = Classifier(settings)
         self.engine = engine
         self.tracing = tracing or Tracing.off()
         self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
@@ -432,6 +437,8 @@ class LiquidService:
                     field="expires_at",
                 )
 
+        # Refused before a byte is read when no tier here may hold this classification.
+        self.classifier.birth_tier(classification, "warm")
         meter = _Meter(self.settings.max_object_size)
         source = meter.wrap(_as_chunks(body))
         # Read just enough to know whether the value lives in its catalog row (inline or small warm),
@@ -468,7 +475,8 @@ class LiquidService:
             "actor": actor,
             "started": started,
         }
-        if exhausted and (len(head) < inline_limit or len(head) <= row_limit):
+        warm_ok = self.classifier.allows(classification, "warm")
+        if warm_ok and exhausted and (len(head) < inline_limit or len(head) <= row_limit):
             # One statement writes the row and its bytes: no store round trip, one commit.
             data = bytes(head)
             if size_hint is not None and len(data) != size_hint:
@@ -495,6 +503,7 @@ class LiquidService:
             tier: Tier = "warm" if size_hint <= warm_limit else "cold"
         else:
             tier = "warm" if exhausted and len(head) <= warm_limit else "cold"
+        tier = self.classifier.birth_tier(classification, tier)
         store_name = self.settings.store_for(tier)
         assert store_name is not None
         store = self.stores[store_name]
@@ -712,6 +721,7 @@ class LiquidService:
                 raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
             reader = self._reader_from_bytes(r, data, row.sha256, row.content_type, "warm", start, end)
             reader.expires_at = row.expires_at
+            reader.classification = row.classification
             return reader
 
         size = row.size
@@ -757,6 +767,7 @@ class LiquidService:
             end=hi,
             chunks=chunks,
             expires_at=row.expires_at,
+            classification=row.classification,
         )
 
     def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
@@ -794,6 +805,8 @@ class LiquidService:
             reader = self.open(ref.tenant, ref, track=False, cached=False)
             if reader.size > self.hot.max_object_size:
                 return False
+            if not self.classifier.allows(reader.classification, "hot"):
+                return False  # the planner never asks; a stale admission must not either
             data = reader.read()
         except (ObjectNotFound, ObjectGone):
             return False

@@ -358,6 +358,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     if (
         whole
         and c.shm is not None
+        and c.service.classifier.allows_shm(reader.classification)
         and c.shm.wants(reader.content_type, reader.size)
         and c.shm.hint(reader.ref, reader.sha256) is None
     ):
@@ -554,7 +555,13 @@ async def put_object(
         trace.get_current_span().set_attribute(TRACE_ID_ATTR, trace_id)
     bridge = BodyBridge(request.stream(), limit=limit)
     shm = c.shm
-    writer = shm.writer() if shm is not None and shm.wants(content_type, size_hint) else None
+    writer = (
+        shm.writer()
+        if shm is not None
+        and shm.wants(content_type, size_hint)
+        and c.service.classifier.allows_shm(x_liquid_classification)
+        else None
+    )
 
     def tee() -> Iterator[bytes]:
         for chunk in bridge:
