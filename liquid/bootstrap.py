@@ -21,6 +21,7 @@ from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
 from liquid.keyring import DataKeys, MasterKeys
+from liquid.redis_client import connect_redis
 from liquid.service import LiquidService, utcnow
 from liquid.shm import ShmCache
 from liquid.stores import open_store
@@ -159,7 +160,7 @@ def open_runtime(
         # One client for the cache and the tracker, so a hot read and its access record share a round trip.
         # Short timeouts: the hot tier is a cache, and a slow answer is worse than a miss.
         r = settings.resilience
-        client = redis.Redis.from_url(
+        client = connect_redis(
             urls[hot_name], socket_timeout=r.hot_timeout, socket_connect_timeout=r.hot_timeout
         )
         if settings.hot.enabled:

