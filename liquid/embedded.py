@@ -486,11 +486,16 @@ class EmbeddedS3:
         *,
         access_key: str = "liquid",
         secret_key: str = "liquid-secret-key",
+        max_volumes: int | None = None,
     ) -> None:
+        """``max_volumes``: weed's ``-volume.max``. Unset, weed derives it from free disk space
+        divided by the volume size, which on a nearly full disk allows only a handful of
+        buckets (each bucket is a collection with volumes of its own)."""
         self.data_dir = Path(data_dir).absolute()
         self.port = port
         self.access_key = access_key
         self.secret_key = secret_key
+        self.max_volumes = max_volumes
         self._process = _Process("weed mini (S3)", self.data_dir / "weed.log")
 
     def __repr__(self) -> str:
@@ -543,6 +548,8 @@ class EmbeddedS3:
             f"-volume.port={volume}",
             f"-filer.port={filer}",
         ]
+        if self.max_volumes is not None:
+            argv.append(f"-volume.max={self.max_volumes}")
         (self.data_dir / "data").mkdir(exist_ok=True)
         env = {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self._process.spawn(argv, env=env, cwd=self.data_dir)

@@ -122,8 +122,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield info
         _drop_buckets(info)
         return
+    # A fixed volume cap: weed's default follows free disk space, and a nearly full disk (a shared
+    # CI machine) then holds only a handful of buckets. Volumes grow only as data is written.
     server = EmbeddedS3(
-        tmp_path_factory.mktemp("s3"), access_key="liquid-test", secret_key="liquid-test-secret"
+        tmp_path_factory.mktemp("s3"),
+        access_key="liquid-test",
+        secret_key="liquid-test-secret",
+        max_volumes=200,
     )
     try:
         endpoint = server.start()
@@ -131,6 +136,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     finally:
         # Throwaway data: do not wait long for weed to flush (it can take ~30 s after heavy use).
         server.stop(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def shared_bucket(s3_server: S3Server) -> str:
+    """One bucket for tests that need only a prefix of their own (SeaweedFS gives every bucket volumes)."""
+    return s3_server.make_bucket()
 
 
 def _drop_buckets(info: S3Server) -> None:

@@ -51,9 +51,8 @@ def catalog(pg_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def bucket(s3_server: S3Server) -> str:
-    # One bucket for the module: SeaweedFS gives every bucket its own volumes, and runs out.
-    return s3_server.make_bucket()
+def bucket(shared_bucket: str) -> str:
+    return shared_bucket
 
 
 @pytest.fixture

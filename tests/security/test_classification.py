@@ -101,10 +101,18 @@ def test_apply_refuses_a_move_into_an_unencrypted_tier(
         Change(_object_id(svc, i.ref), i.ref.uri, 3000, "move", "cold", "archive", "p", "r", "test")
         for i in (secret, plain)
     ]
-    report = CatalogApplier(svc, svc.settings).apply(Plan(at=now, policy_version=None, changes=changes))
-    assert report.moves_queued == 1
-    ((_, uri, why),) = report.skipped
-    assert uri == secret.ref.uri and "'restricted' may not live in archive" in why
+    try:
+        report = CatalogApplier(svc, svc.settings).apply(Plan(at=now, policy_version=None, changes=changes))
+        assert report.moves_queued == 1
+        ((_, uri, why),) = report.skipped
+        assert uri == secret.ref.uri and "'restricted' may not live in archive" in why
+    finally:
+        # The catalog is shared: a queued move left behind would be claimed by other tests' movers.
+        with svc.engine.begin() as conn:
+            conn.execute(
+                sa.text("DELETE FROM move_journal WHERE object_id = ANY(:ids)"),
+                {"ids": [c.object_id for c in changes]},
+            )
 
 
 POLICY = """

@@ -15,8 +15,8 @@ from tests.security.conftest import ServiceFactory, new_key
 
 
 @pytest.fixture(scope="module")
-def bucket(s3_server: S3Server) -> str:
-    return s3_server.make_bucket()
+def bucket(shared_bucket: str) -> str:
+    return shared_bucket
 
 
 def test_no_secret_in_debug_logs_reprs_or_doctor(
@@ -28,7 +28,7 @@ def test_no_secret_in_debug_logs_reprs_or_doctor(
 ) -> None:
     master = new_key("k1")
     signing = "signing-secret-never-shown"
-    cold = s3_server.store_url(bucket, "secrets")
+    cold = s3_server.store_url(bucket, f"secrets-{tenant}")
     overrides: dict[str, Any] = {
         "encryption": {"envelope": True, "master_keys": master},
         "api": {"signing_secret": signing},

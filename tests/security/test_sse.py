@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -15,9 +16,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def bucket(s3_server: S3Server) -> str:
-    # One bucket for the module: SeaweedFS gives every bucket its own volumes, and runs out.
-    return s3_server.make_bucket()
+def bucket(shared_bucket: str) -> str:
+    return shared_bucket
 
 
 def _recorded(store: S3Store) -> list[tuple[str, dict[str, str]]]:
@@ -36,7 +36,7 @@ def _recorded(store: S3Store) -> list[tuple[str, dict[str, str]]]:
 
 @pytest.mark.parametrize("size", [10, 12 * MiB])  # one PUT, and a multipart upload
 def test_sse_is_on_by_default_and_reaches_the_server(s3_server: S3Server, bucket: str, size: int) -> None:
-    prefix = f"p{size}"
+    prefix = f"sse-{size}-{uuid.uuid4().hex[:8]}"
     store = open_store(s3_server.store_url(bucket, prefix, part_size="5MiB", multipart_threshold="6MiB"))
     assert isinstance(store, S3Store) and store.sse == "AES256"
     sent = _recorded(store)
@@ -51,7 +51,7 @@ def test_sse_is_on_by_default_and_reaches_the_server(s3_server: S3Server, bucket
 
 
 def test_sse_none_turns_it_off(s3_server: S3Server, bucket: str) -> None:
-    store = open_store(s3_server.store_url(bucket, "off", sse="none"))
+    store = open_store(s3_server.store_url(bucket, f"off-{uuid.uuid4().hex[:8]}", sse="none"))
     assert isinstance(store, S3Store) and store.sse is None
     sent = _recorded(store)
     write_bytes(store, "obj", b"plain")
