@@ -211,12 +211,15 @@ class EnvelopeStore:
 
         for chunk in raw:
             buf += chunk
-            while len(buf) > CFRAME:  # more follows: the frame in hand is not the last
-                frame, buf = bytes(buf[:CFRAME]), buf[CFRAME:]
+            pos = 0
+            while len(buf) - pos > CFRAME:  # more follows: the frame in hand is not the last
+                frame = bytes(buf[pos : pos + CFRAME])
+                pos += CFRAME
                 yield emit(self._decrypt(locator, header, aead, index, frame, last=False, must_final=False))
                 index += 1
                 if remaining == 0:
                     return
+            del buf[:pos]  # one move per chunk, not one copy of the rest per frame
         if buf:
             yield emit(self._decrypt(locator, header, aead, index, bytes(buf), last=True, must_final=to_end))
         elif to_end and index == 0 and frame is None and skip == 0:
