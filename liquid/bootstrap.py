@@ -21,6 +21,7 @@ from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
 from liquid.keyring import DataKeys, MasterKeys
+from liquid.redaction import PayloadRedaction
 from liquid.redis_client import connect_redis
 from liquid.service import LiquidService, utcnow
 from liquid.shm import ShmCache
@@ -150,6 +151,7 @@ def open_runtime(
     """
     tracing = tracing or Tracing.from_settings(settings.tracing)
     masters = master_keys(settings)
+    redaction = PayloadRedaction.from_settings(settings)  # a bad hook fails before anything connects
     urls, stack = resolve_urls(settings)
     engine = db.make_engine(urls["catalog"])
     if migrate:
@@ -191,6 +193,14 @@ def open_runtime(
         durable = {name: TracedStore(store, tracing, name=name) for name, store in durable.items()}
     shm = ShmCache.from_settings(settings.shm, node_id=settings.node_id) if settings.shm.enabled else None
     service = LiquidService(
-        settings, engine=engine, stores=durable, hot=hot, access=access, shm=shm, clock=clock, tracing=tracing
+        settings,
+        engine=engine,
+        stores=durable,
+        hot=hot,
+        access=access,
+        shm=shm,
+        clock=clock,
+        tracing=tracing,
+        redaction=redaction,
     )
     return Runtime(service=service, urls=urls, embedded=stack)

@@ -402,6 +402,22 @@ class ClassificationSettings(BaseModel):
     encrypted_stores: list[str] = Field(default_factory=list)
 
 
+class RedactionSettings(BaseModel):
+    """Redaction of text payloads before storage (``liquid.redaction``); off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    #: Content-type globs whose payloads are redacted.
+    content_types: list[str] = Field(
+        default_factory=lambda: ["text/*", "application/json", "application/*+json"]
+    )
+    #: Redaction reads a payload into memory: larger text payloads are refused (413).
+    max_size: Size = 16 * 1024 * 1024
+    #: ``package.module:factory``: a callable taking the settings, returning a Redactor.
+    hook: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -444,6 +460,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
     def __repr_args__(self) -> Any:
         # Settings get logged; URLs in them carry passwords and keys.

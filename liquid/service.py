@@ -58,6 +58,7 @@ from liquid.events import log as events
 from liquid.hotcache import HotCache
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
 from liquid.purge import purge
+from liquid.redaction import PayloadRedaction
 from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_slug
 from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
@@ -331,10 +332,13 @@ class LiquidService:
         shm: ShmCache | None = None,
         clock: Clock = utcnow,
         tracing: Tracing | None = None,
+        redaction: PayloadRedaction | None = None,
     ) -> None:
         self.settings = settings
         #: Which tiers each classification may live in (liquid.classification).
         self.classifier = Classifier(settings)
+        #: Text payloads redacted before storage, when redaction.enabled (liquid.redaction).
+        self.redaction = redaction if redaction is not None else PayloadRedaction.from_settings(settings)
         self.engine = engine
         self.tracing = tracing or Tracing.off()
         self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
@@ -439,6 +443,15 @@ class LiquidService:
 
         # Refused before a byte is read when no tier here may hold this classification.
         self.classifier.birth_tier(classification, "warm")
+        if self.redaction is not None and self.redaction.applies(content_type):
+            # The original never reaches a store: what is stored (and hashed) is the redacted text.
+            original = _Meter(self.settings.max_object_size)
+            body = self.redaction.apply(original.wrap(_as_chunks(body)))
+            if size_hint is not None and original.size != size_hint:
+                raise InvalidInput(
+                    f"body was {original.size} bytes but its declared length is {size_hint}", field="body"
+                )
+            size_hint = len(body)
         meter = _Meter(self.settings.max_object_size)
         source = meter.wrap(_as_chunks(body))
         # Read just enough to know whether the value lives in its catalog row (inline or small warm),

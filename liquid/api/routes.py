@@ -560,6 +560,8 @@ async def put_object(
         if shm is not None
         and shm.wants(content_type, size_hint)
         and c.service.classifier.allows_shm(x_liquid_classification)
+        # The shm copy would hold the text before redaction.
+        and not (c.service.redaction is not None and c.service.redaction.applies(content_type))
         else None
     )
 
