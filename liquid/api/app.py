@@ -42,6 +42,7 @@ from liquid.api.events import router as events_router
 from liquid.api.metrics import ApiMetrics, MetricsMiddleware
 from liquid.api.policies import router as policies_router
 from liquid.api.problems import Problem
+from liquid.api.ratelimit import BodyLimitMiddleware, TenantRateLimiter
 from liquid.api.routes import ApiContext, lean_routes, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
@@ -57,7 +58,7 @@ from liquid.vectors.search import VectorSearch
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
-_ERROR_CODES = ("400", "401", "403", "404", "410", "413", "416", "502", "503")
+_ERROR_CODES = ("400", "401", "403", "404", "410", "413", "416", "429", "502", "503")
 
 
 def create_app(
@@ -95,6 +96,7 @@ def create_app(
         metrics=metrics,
         shm=shm,
         stats={"postgres": PostgresStats(service.engine, policies=applied)},
+        limiter=TenantRateLimiter(settings.api.rate_limit, settings.api.rate_burst),
         upload_threads=anyio.CapacityLimiter(settings.resilience.max_uploads),
     )
     vectors = VectorSearch(settings, engine=service.engine, access=service.access, clock=service.clock)
@@ -154,6 +156,7 @@ def create_app(
         limits={UPLOADS: res.max_uploads, READS: res.max_reads, OTHER: res.max_other},
         retry_after=res.busy_retry_after,
     )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.api.max_request_body)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if service.tracing.enabled:
         app.add_middleware(TracingMiddleware, tracing=service.tracing)

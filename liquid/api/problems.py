@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from liquid.errors import LiquidError, StoreUnavailable
+from liquid.errors import LiquidError, RateLimited, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,19 @@ _PUBLIC_DETAIL = {
     "liquid:integrity": "the stored bytes failed their integrity check and were not served",
     "liquid:config": "the server is misconfigured",
     "liquid:missing-dependency": "the server lacks a component it needs",
+    "liquid:key-unavailable": "an encryption key this object needs is not available to the server",
 }
 
 
 async def _liquid_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LiquidError)
     if exc.status < 500:
-        return problem(exc.type, exc.status, exc.detail, field=exc.field, instance=request.url.path)
+        limited = (
+            {"Retry-After": str(max(1, math.ceil(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        )
+        return problem(
+            exc.type, exc.status, exc.detail, field=exc.field, instance=request.url.path, headers=limited
+        )
     incident = uuid.uuid4().hex[:12]
     log.warning("incident %s on %s %s: %r", incident, request.method, request.url.path, exc)
     headers: dict[str, str] | None = None

@@ -41,6 +41,7 @@ from liquid.api.models import (
     SignResponse,
 )
 from liquid.api.problems import TYPE_RANGE, error_body, problem
+from liquid.api.ratelimit import TenantRateLimiter
 from liquid.api.streaming import BodyBridge, etag_matches, parse_range
 from liquid.config import Settings
 from liquid.errors import (
@@ -81,6 +82,7 @@ class ApiContext:
     shm: ShmCache | None
     #: Sources of /v1/stats by name: "postgres" always, "clickhouse" when a sink was given.
     stats: dict[str, Any]
+    limiter: TenantRateLimiter
     #: Every request acts as this principal, keys unchecked (in-process clients); None: by key.
     fixed_principal: Principal | None = None
     #: The hot cache's asyncio client, opened by the app's lifespan on its event loop (hot hits
@@ -154,7 +156,11 @@ async def optional_principal(
         if request.headers.get("authorization"):
             raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
         return None
-    return await app_context(request).auth.authenticate(credentials.credentials)
+    ctx = app_context(request)
+    principal = await ctx.auth.authenticate(credentials.credentials)
+    # Before any other work: an over-limit tenant costs one token-bucket check.
+    ctx.limiter.check(principal.tenant if principal.tenant is not None else f"admin:{principal.key_prefix}")
+    return principal
 
 
 TenantHeader = Annotated[
@@ -219,6 +225,7 @@ def read_target(
         if c.signer is None:
             raise Unauthorized("signed refs are not enabled on this server (api.signing_secret)", field="sig")
         c.signer.verify(r, sig, exp)
+        c.limiter.check(r.tenant)
         return r.tenant, r
     if principal is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
@@ -394,6 +401,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     if (
         whole
         and c.shm is not None
+        and c.service.classifier.allows_shm(reader.classification)
         and c.shm.wants(reader.content_type, reader.size)
         and c.shm.hint(reader.ref, reader.sha256) is None
     ):
@@ -590,7 +598,15 @@ async def put_object(
         trace.get_current_span().set_attribute(TRACE_ID_ATTR, trace_id)
     bridge = BodyBridge(request.stream(), limit=limit)
     shm = c.shm
-    writer = shm.writer() if shm is not None and shm.wants(content_type, size_hint) else None
+    writer = (
+        shm.writer()
+        if shm is not None
+        and shm.wants(content_type, size_hint)
+        and c.service.classifier.allows_shm(x_liquid_classification)
+        # The shm copy would hold the text before redaction.
+        and not (c.service.redaction is not None and c.service.redaction.applies(content_type))
+        else None
+    )
 
     def tee() -> Iterator[bytes]:
         for chunk in bridge:
@@ -1033,7 +1049,9 @@ async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
     scheme, _, key = header.partition(" ")
     if not (scheme and key) or scheme.lower() != "bearer":
         raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
-    return await c.auth.authenticate(key)
+    principal = await c.auth.authenticate(key)
+    c.limiter.check(principal.tenant if principal.tenant is not None else f"admin:{principal.key_prefix}")
+    return principal
 
 
 def lean_routes() -> list[Route]:

@@ -24,6 +24,7 @@ from liquid.api.app import create_app
 
 if TYPE_CHECKING:
     from liquid.bootstrap import Runtime
+    from liquid.config import Settings
     from liquid.events.sinks import EventSink
     from liquid.service import LiquidService
 
@@ -56,8 +57,9 @@ class ApiServer:
         port: int = 0,
         log_level: str = "warning",
         stats_sink: EventSink | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        self.app = create_app(service, stats_sink=stats_sink)
+        self.app = create_app(service, settings, stats_sink=stats_sink)
         self.config = uvicorn.Config(
             self.app, host=host, port=port, log_level=log_level, lifespan="on", access_log=False
         )

@@ -83,7 +83,7 @@ SELECT_MANY = (
 # What a read needs, and no more: decoding jsonb and timestamps it does not use costs more than the query.
 SELECT_FOR_READ = (
     "SELECT id, state, deleted_at, expires_at, size, sha256, content_type, compression, home_tier, "
-    f"home_store, locator, inline_data FROM objects {_WHERE}"
+    f"home_store, locator, inline_data, classification FROM objects {_WHERE}"
 )
 
 

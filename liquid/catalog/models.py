@@ -220,6 +220,23 @@ class MoverHeartbeat(Base):
     beat_at: Mapped[datetime]
 
 
+class TenantDataKey(Base):
+    """A tenant's data key for envelope encryption, wrapped by a master key (``liquid.keyring``).
+
+    The newest version encrypts new objects; older versions stay to read objects written with
+    them. Rotating the master key rewraps these rows; the objects are not rewritten.
+    """
+
+    __tablename__ = "tenant_data_keys"
+
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    master_key_id: Mapped[str] = mapped_column(Text)
+    #: 12-byte nonce + AES-256-GCM ciphertext of the 32-byte key + 16-byte tag.
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class MoveJournal(Base):
     """One planned move or purge, stepped through copy → verify → switch → delete-source."""
 

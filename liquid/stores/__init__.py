@@ -40,6 +40,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "redis": ("liquid.stores.redis", "RedisStore"),
     "rediss": ("liquid.stores.redis", "RedisStore"),
     "unix": ("liquid.stores.redis", "RedisStore"),
+    "redis+sentinel": ("liquid.stores.redis", "RedisStore"),
     "postgresql": ("liquid.stores.postgres", "PostgresStore"),
     "postgresql+psycopg": ("liquid.stores.postgres", "PostgresStore"),
     "postgres": ("liquid.stores.postgres", "PostgresStore"),
@@ -56,8 +57,9 @@ def open_store(url: str) -> Store:
 
     Schemes and classes (each class's module docstring lists all its options):
 
-    - ``redis``, ``rediss``, ``unix`` → :class:`~liquid.stores.redis.RedisStore`:
+    - ``redis``, ``rediss``, ``unix``, ``redis+sentinel`` → :class:`~liquid.stores.redis.RedisStore`:
       ``redis://127.0.0.1:6379/0?prefix=liquid:hot:&ttl=3600&chunk_size=1MiB&timeout=30``
+      (``&cluster=true`` for a Redis/Valkey Cluster; ``redis+sentinel://s1:26379,s2:26379/mymaster/0``)
     - ``postgresql``, ``postgresql+psycopg``, ``postgres`` → :class:`~liquid.stores.postgres.PostgresStore`:
       ``postgresql://user:pw@host:5432/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60``
     - ``file`` → :class:`~liquid.stores.files.FileStore`: ``file:///var/lib/liquid/cold``

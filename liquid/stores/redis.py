@@ -7,8 +7,12 @@ URL: ``redis://host:port/db?prefix=liquid:hot:&ttl=3600&chunk_size=1MiB&timeout=
 Layout: one Redis hash per object, so one key holds the whole version and a single
 ``RENAME`` publishes it atomically::
 
-    {prefix}o:{locator}  -> hash  size, cs (chunk size), gen (version id), mtime, "0", "1", ...
-    {prefix}t:{uuid}     -> the same hash while it is being written (expires if the writer dies)
+    <prefix>o:{<locator>}         -> hash  size, cs (chunk size), gen (version id), mtime, "0", "1", ...
+    <prefix>t:{<locator>}:<uuid>  -> the same hash while it is being written (expires if the writer dies)
+
+The braces are a hash tag: both keys of one object hash to the same slot, so the ``RENAME`` works
+on a Redis/Valkey Cluster too (``?cluster=true``, see :mod:`liquid.redis_client`), and objects
+spread over the cluster's primaries by locator. ``redis+sentinel://`` URLs work as well.
 
 Chunks are hash fields of ``chunk_size`` bytes, which keeps every value far below
 Redis' 512 MB string limit and lets a range read fetch only the chunks it needs. A
@@ -18,6 +22,7 @@ mid-read raises :class:`~liquid.errors.StoreError` instead of mixing versions.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +34,7 @@ from urllib.parse import urlencode, urlunsplit
 import redis
 
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
+from liquid.redis_client import connect_redis, is_cluster_url
 from liquid.stores._common import Options, public_url
 from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_range, rechunk
 
@@ -39,6 +45,13 @@ DEFAULT_TIMEOUT = 30
 #: A temp hash left by a crashed writer disappears after this many seconds.
 TEMP_TTL_SECONDS = 3600
 _GLOB_SPECIALS = "\\*?[]"
+# KEYS: temp hash, final key. ARGV: size, mtime, ttl seconds (0: persistent).
+_PUBLISH = """
+redis.call('HSET', KEYS[1], 'size', ARGV[1], 'mtime', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) else redis.call('PERSIST', KEYS[1]) end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+"""
 
 
 def _glob_escape(text: str) -> str:
@@ -82,18 +95,21 @@ class RedisStore:
         netloc = f"{host}:{p.port}" if p.port else host
         self.url = public_url(
             urlunsplit((p.scheme, netloc, p.path, "", "")),
-            {"prefix": self.prefix, "ttl": str(self.ttl or "")},
+            {
+                "prefix": self.prefix,
+                "ttl": str(self.ttl or ""),
+                "cluster": "true" if is_cluster_url(url) else "",
+            },
         )
-        try:
-            self.client = redis.Redis.from_url(client_url)
-        except ValueError as exc:
-            raise InvalidInput(f"bad redis store URL {self.url}: {exc}", field="url") from exc
+        self.cluster = is_cluster_url(url)
+        self.client = connect_redis(client_url)  # the cluster option rides along in ``rest``
+        self._publish = self.client.register_script(_PUBLISH)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
 
     def _key(self, locator: str) -> str:
-        return f"{self.prefix}o:{check_locator(locator)}"
+        return f"{self.prefix}o:{{{check_locator(locator)}}}"
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -106,7 +122,7 @@ class RedisStore:
     def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
         """Write chunks into a temp hash, then publish it with one MULTI/RENAME."""
         key = self._key(locator)
-        tmp = f"{self.prefix}t:{uuid.uuid4().hex}"
+        tmp = f"{self.prefix}t:{{{locator}}}:{uuid.uuid4().hex}"  # the object's slot: RENAME stays in it
         written = 0
         with self._errors(f"put {locator!r}"):
             try:
@@ -117,14 +133,9 @@ class RedisStore:
                 for seq, chunk in enumerate(rechunk(chunks, self.chunk_size)):
                     self.client.hset(tmp, str(seq), chunk)
                     written += len(chunk)
-                tx = self.client.pipeline(transaction=True)
-                tx.hset(tmp, mapping={"size": written, "mtime": repr(time.time())})
-                if self.ttl:
-                    tx.expire(tmp, self.ttl)
-                else:
-                    tx.persist(tmp)
-                tx.rename(tmp, key)
-                tx.execute()
+                # One script publishes it (atomic on a single server and, both keys sharing a hash
+                # tag, on a cluster, where redis-py refuses RENAME inside a pipeline).
+                self._publish(keys=[tmp, key], args=[written, repr(time.time()), math.ceil(self.ttl or 0)])
             except BaseException:
                 with suppress(redis.RedisError):  # else it expires on its own
                     self.client.unlink(tmp)
@@ -174,12 +185,12 @@ class RedisStore:
 
     def list(self, prefix: str = "") -> Iterator[ObjectStat]:
         """SCAN the key space for the prefix, sort the names, then fetch stats in batches."""
-        base = f"{self.prefix}o:"
+        base = f"{self.prefix}o:{{"
         with self._errors(f"list {prefix!r}"):
-            # A set, because SCAN may return a key more than once.
+            # A set, because SCAN may return a key more than once (on a cluster it scans every primary).
             names = sorted(
                 {
-                    k.decode("utf-8")[len(base) :]
+                    k.decode("utf-8")[len(base) : -1]
                     for k in self.client.scan_iter(match=_glob_escape(base + prefix) + "*", count=1000)
                 }
             )
@@ -191,7 +202,7 @@ class RedisStore:
             with self._errors("list"):
                 pipe = self.client.pipeline(transaction=False)
                 for name in batch:
-                    pipe.hmget(base + name, ["size", "mtime"])
+                    pipe.hmget(base + name + "}", ["size", "mtime"])
                 rows = pipe.execute()
             for name, (size_b, mtime_b) in zip(batch, rows, strict=True):
                 if size_b is not None:  # deleted or expired since the scan

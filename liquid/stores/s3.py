@@ -5,6 +5,10 @@ URL::
     s3://bucket/prefix?endpoint=http://127.0.0.1:8333&region=us-east-1&sse=AES256
         &storage_class=STANDARD_IA&multipart_threshold=8MiB&part_size=8MiB
 
+Server-side encryption is on by default: every PUT and multipart upload asks for ``sse=AES256``
+(SSE-S3). ``sse=aws:kms`` (with ``sse_kms_key_id=...``) uses KMS; ``sse=none`` turns it off for a
+server that refuses the header (MinIO without a KMS configured, for instance).
+
 Credentials come from boto3's standard chain (``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles) unless the URL carries
 ``access_key`` and ``secret_key``; they never appear in :attr:`S3Store.url`.
@@ -64,7 +68,13 @@ class S3Store:
         self.prefix = key_prefix(opts.parts.path)
         self.endpoint = opts.text("endpoint")
         self.region = opts.text("region")
-        self.sse = opts.text("sse")
+        sse = opts.text("sse", "AES256")
+        self.sse = None if sse in ("none", "") else sse
+        self.sse_kms_key_id = opts.text("sse_kms_key_id")
+        if self.sse not in (None, "AES256", "aws:kms", "aws:kms:dsse"):
+            raise InvalidInput(
+                f"S3 sse must be AES256, aws:kms, aws:kms:dsse or none, got {self.sse!r}", field="url"
+            )
         self.storage_class = opts.text("storage_class")
         self.part_size = opts.size("part_size", DEFAULT_PART_SIZE)
         self.multipart_threshold = opts.size("multipart_threshold", self.part_size)
@@ -90,7 +100,7 @@ class S3Store:
             {
                 "endpoint": self.endpoint or "",
                 "region": self.region or "",
-                "sse": self.sse or "",
+                "sse": self.sse or "none",
                 "storage_class": self.storage_class or "",
             },
         )
@@ -168,6 +178,8 @@ class S3Store:
         args: dict[str, Any] = {}
         if self.sse:
             args["ServerSideEncryption"] = self.sse
+            if self.sse_kms_key_id:
+                args["SSEKMSKeyId"] = self.sse_kms_key_id
         if self.storage_class:
             args["StorageClass"] = self.storage_class
         return args

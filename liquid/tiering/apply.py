@@ -172,9 +172,35 @@ class CatalogApplier:
                 (ResultRef.parse(c.uri), queued[c.object_id]) for c in part if c.object_id in queued
             )
 
+    def _forbidden(self, changes: list[Change]) -> dict[int, str]:
+        """Object id -> why, for moves a classification rule forbids (planned by a policy or a budget)."""
+        classifier = self.service.classifier
+        if not classifier.rules or not changes:
+            return {}
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT id, classification FROM objects"
+                    " WHERE id = ANY(:ids) AND classification IS NOT NULL"
+                ),
+                {"ids": [c.object_id for c in changes]},
+            ).all()
+        cls = {int(r.id): str(r.classification) for r in found}
+        return {
+            c.object_id: f"classification {cls[c.object_id]!r} may not live in {c.to_tier}"
+            for c in changes
+            if c.object_id in cls
+            and c.to_tier is not None
+            and not classifier.allows(cls[c.object_id], c.to_tier)
+        }
+
     def _moves(self, changes: list[Change], report: ApplyReport) -> None:
         rows: list[tuple[int, str, str, str]] = []
+        forbidden = self._forbidden(changes)
         for c in changes:
+            if c.object_id in forbidden:
+                report.skipped.append((c.object_id, c.uri, forbidden[c.object_id]))
+                continue
             assert c.to_tier is not None
             store = self.settings.store_for(_tier(c.to_tier))
             if store is None or store == CATALOG_STORE:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from liquid.classification import Classifier
 from liquid.config import Settings
 from liquid.hotcache import entry_size
 from liquid.policy.checks import CatalogSummary, TierUsage, budget_warnings
@@ -103,6 +104,10 @@ class _Pass:
     namespaces_before: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
 
 
+#: How often an object whose classification blocks the move its policy wants is judged again.
+BLOCKED_RECHECK = 3600.0
+
+
 class Planner:
     """Plans placements into a :class:`PlacementState`. Everything it needs comes through the constructor.
 
@@ -117,6 +122,8 @@ class Planner:
         self.knobs = self.values.knobs
         self.hot_enabled = settings.hot.enabled and settings.tiers.hot is not None
         self.hot_max = settings.hot.max_object_size
+        #: Tiers each classification may live in (liquid.classification).
+        self.classifier = Classifier(settings)
         k = self.knobs
         #: The hot rank's half-life, chosen by miniature simulations (liquid.tiering.adaptive).
         self.adaptive = AdaptiveHalfLife(
@@ -240,7 +247,11 @@ class Planner:
         if self.hot_enabled:
             for row in rows:
                 f = row.facts
-                if f.size > self.hot_max or not self._policy_may_be_hot(policies, f):
+                if (
+                    f.size > self.hot_max
+                    or not self._policy_may_be_hot(policies, f)
+                    or not self.classifier.allows(f.classification, "hot")
+                ):
                     continue
                 p.rows[row.object_id] = row
                 if row.object_id in hot.members:
@@ -328,6 +339,15 @@ class Planner:
                 want = self._durable_home(policy, f, now)
             else:
                 want = home if d.action == "keep" else d.tier
+            if want != home and not self.classifier.allows(f.classification, want):
+                # A rule of its classification forbids the tier the policy asks for: it stays.
+                p.plan.changes.append(
+                    self._change(
+                        row, "hold", home, f"classification {f.classification!r} may not live in {want}"
+                    )
+                )
+                want = home
+                due = max(due, t + BLOCKED_RECHECK)  # not every cycle: the rule will not change by then
             row.target = want
             # minResidency matters only to budgets: skip it where there are none.
             pinned = self._pinned_until(policy, f) if budgeted else -math.inf
@@ -361,7 +381,12 @@ class Planner:
                     tier, due = want, math.inf
             p.updates[oid] = (TIER_INDEX[tier], f.size, tenant, f.legal_hold, due)
             # Hot copy.
-            if d.tier == "hot" and self.hot_enabled and f.size <= self.hot_max:
+            if (
+                d.tier == "hot"
+                and self.hot_enabled
+                and f.size <= self.hot_max
+                and self.classifier.allows(f.classification, "hot")
+            ):
                 size = entry_size(f.size, f.content_type)
                 rank = self._hot_rank(oid, size, f, t, wanted=True)
                 hot.offer(oid, size, rank, tenant=f.tenant, namespace=f.namespace, label=row.uri)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from liquid.access import AccessTracker, DecayedCounts, decay, fold_burst, rate_per_hour
+from liquid.redis_keys import TAG
 from liquid.service import LiquidService
 from tests.fakes import FakeClock
 
@@ -99,7 +100,7 @@ def test_losing_redis_loses_at_most_the_unflushed_counts(
     svc.get(tenant, ref)
     svc.get(tenant, ref)
     tracker.push()  # in Redis, not yet in the catalog
-    for key in tracker.client.scan_iter("liquid:acc:*"):
+    for key in tracker.client.scan_iter(TAG + ":acc:*"):
         tracker.client.delete(key)  # what a Redis restart does to unflushed deltas
     tracker.client.script_flush()
     assert svc.get(tenant, ref) == b"v"  # reads go on; the tracker reloads its script

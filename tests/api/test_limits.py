@@ -1,0 +1,91 @@
+"""Per-tenant rate limits (429 + Retry-After, before any work) and request body limits (413)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from liquid.api.ratelimit import TenantRateLimiter
+from liquid.api.server import ApiServer
+from liquid.errors import RateLimited
+from liquid.service import LiquidService
+from tests.api.conftest import TenantKey
+
+
+def test_token_bucket_with_a_fake_clock() -> None:
+    now = [100.0]
+    limiter = TenantRateLimiter(2.0, 3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("acme")
+    with pytest.raises(RateLimited, match="'acme' is over its rate limit of 2 requests/s") as caught:
+        limiter.check("acme")
+    assert caught.value.retry_after == pytest.approx(0.5)
+    limiter.check("other")  # tenants do not share a bucket
+    now[0] += 0.5
+    limiter.check("acme")  # one token back after 1/rate seconds
+    with pytest.raises(RateLimited):
+        limiter.check("acme")
+    now[0] += 60
+    for _ in range(3):  # refilled to the burst, not beyond
+        limiter.check("acme")
+    with pytest.raises(RateLimited):
+        limiter.check("acme")
+    assert limiter.limited == 3
+
+
+def test_off_by_default() -> None:
+    limiter = TenantRateLimiter(0.0, 1)
+    for _ in range(1000):
+        limiter.check("acme")
+
+
+@pytest.fixture(scope="module")
+def limited_url(api_service: LiquidService) -> Iterator[str]:
+    # One token per 1000 s after a burst of 3: the fourth request is over the limit however slow
+    # the machine runs, so nothing here depends on timing.
+    settings = api_service.settings.model_copy(deep=True)
+    settings.api.rate_limit = 0.001
+    settings.api.rate_burst = 3
+    settings.api.max_request_body = 1024
+    server = ApiServer(api_service, settings=settings)
+    server.start()
+    yield server.base_url
+    server.stop()
+
+
+def test_over_the_limit_is_a_fast_429_with_retry_after(
+    limited_url: str, make_tenant: Callable[[], TenantKey]
+) -> None:
+    a, b = make_tenant(), make_tenant()
+    ha = {"Authorization": f"Bearer {a.key}"}
+    for _ in range(3):
+        assert httpx.get(f"{limited_url}/v1/objects/ns", headers=ha).status_code == 200
+    over = httpx.put(f"{limited_url}/v1/objects/ns/k", headers=ha, content=b"not stored")
+    assert over.status_code == 429
+    assert over.headers["content-type"].startswith("application/problem+json")
+    assert over.json()["type"] == "liquid:rate-limited"
+    assert 900 <= int(over.headers["Retry-After"]) <= 1000
+    # Refused before any work: the write did not happen.
+    listed = httpx.get(f"{limited_url}/v1/objects/ns", headers={"Authorization": f"Bearer {b.key}"})
+    assert listed.status_code == 200  # another tenant is unaffected
+    assert httpx.get(f"{limited_url}/v1/objects/ns", headers=ha).status_code == 429
+
+
+def test_request_bodies_are_bounded_but_uploads_are_not(
+    limited_url: str, make_tenant: Callable[[], TenantKey]
+) -> None:
+    h = {"Authorization": f"Bearer {make_tenant().key}", "Content-Type": "application/json"}
+    big = b'{"refs": [' + b",".join([b'"liquid://x/ns/k@1"'] * 100) + b"]}"
+    declared = httpx.post(f"{limited_url}/v1/refs:resolve", headers=h, content=big)
+    assert declared.status_code == 413 and declared.json()["type"] == "liquid:too-large"
+
+    def chunked() -> Iterator[bytes]:
+        yield big[:600]
+        yield big[600:]
+
+    streamed = httpx.post(f"{limited_url}/v1/refs:resolve", headers=h, content=chunked())
+    assert streamed.status_code == 413, streamed.text
+    upload = httpx.put(f"{limited_url}/v1/objects/ns/big", headers=h, content=b"x" * 4096)
+    assert upload.status_code == 201, upload.text
