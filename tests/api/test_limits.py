@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -89,3 +90,13 @@ def test_request_bodies_are_bounded_but_uploads_are_not(
     assert streamed.status_code == 413, streamed.text
     upload = httpx.put(f"{limited_url}/v1/objects/ns/big", headers=h, content=b"x" * 4096)
     assert upload.status_code == 201, upload.text
+
+
+def test_the_lean_ref_read_is_limited_too(
+    limited_url: str, api_service: LiquidService, make_tenant: Callable[[], TenantKey]
+) -> None:
+    a = make_tenant()
+    ref = api_service.put(a.tenant, "ns", "hot", b"v" * 2000).ref  # GET /v1/refs: the lean route
+    h = {"Authorization": f"Bearer {a.key}"}
+    url = f"{limited_url}/v1/refs/{quote(ref.uri, safe='')}"
+    assert [httpx.get(url, headers=h).status_code for _ in range(4)] == [200, 200, 200, 429]
