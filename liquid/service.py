@@ -705,12 +705,9 @@ class LiquidService:
             IntegrityError: the stored bytes do not match the checksum.
         """
         r = self._ref(tenant, ref)
-        if start < 0 or (end is not None and end < start):
-            raise InvalidInput(f"invalid range start={start} end={end}", field="range")
-        if isinstance(ref, RefInfo) and ref.inline is not None:
-            data = ref.inline
-            if hashlib.sha256(data).hexdigest() == ref.sha256:
-                return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
+        inline = self._inline_reader(r, ref, start, end)
+        if inline is not None:
+            return inline
         counted = self.access is not None and track
         if self.hot is not None and cached:
             expect = ref.sha256 if isinstance(ref, RefInfo) else None
@@ -810,12 +807,9 @@ class LiquidService:
         ``hot.kills_pending``: :meth:`open` then decides whether copies may be trusted.
         """
         r = self._ref(tenant, ref)
-        if start < 0 or (end is not None and end < start):
-            raise InvalidInput(f"invalid range start={start} end={end}", field="range")
-        if isinstance(ref, RefInfo) and ref.inline is not None:
-            data = ref.inline
-            if hashlib.sha256(data).hexdigest() == ref.sha256:
-                return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
+        inline = self._inline_reader(r, ref, start, end)
+        if inline is not None:
+            return inline
         if self.hot is None:
             return None
         expect = ref.sha256 if isinstance(ref, RefInfo) else None
@@ -1083,6 +1077,16 @@ class LiquidService:
         if fresh.inline_data is None and (fresh.locator is None or fresh.home_store not in self.stores):
             return None
         return fresh
+
+    def _inline_reader(self, r: ResultRef, ref: RefLike, start: int, end: int | None) -> ObjectReader | None:
+        """Checks the range; serves a ref that carries its value (verified) without any lookup."""
+        if start < 0 or (end is not None and end < start):
+            raise InvalidInput(f"invalid range start={start} end={end}", field="range")
+        if isinstance(ref, RefInfo) and ref.inline is not None:
+            data = ref.inline
+            if hashlib.sha256(data).hexdigest() == ref.sha256:
+                return self._reader_from_bytes(r, data, ref.sha256, ref.content_type, "inline", start, end)
+        return None
 
     @staticmethod
     def _reader_from_bytes(
