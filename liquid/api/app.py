@@ -51,8 +51,8 @@ from liquid.config import Settings
 from liquid.events.sinks import EventSink
 from liquid.events.stats import ClickHouseStats, PostgresStats
 from liquid.policy.models import PolicySet
-from liquid.policy.store import active_policies
 from liquid.service import LiquidService
+from liquid.tiering.engine import AppliedPolicies
 from liquid.vectors.search import VectorSearch
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,12 @@ def create_app(
         else None
     )
 
+    source = AppliedPolicies(service.engine)
+
     def applied() -> PolicySet | None:
         """The applied policy set, whose CostModels price ``/v1/stats`` as ``policy plan`` does."""
-        current = active_policies(service.engine)
-        return current.policies if current is not None else None
+        current = source.current()
+        return current[0] if current is not None else None
 
     ctx = ApiContext(
         service=service,

@@ -315,7 +315,7 @@ class ClickHouseStats:
         rows = self._rows(
             f"SELECT tenant, tier, {cols} FROM ("
             " SELECT object_id, any(tenant_id) AS tenant,"
-            " maxIf(at, kind IN ('object.created', 'object.read')) AS last_at,"
+            " maxIfOrNull(at, kind IN ('object.created', 'object.read')) AS last_at,"
             " countIf(kind = 'object.purged') > 0 AS purged,"
             " argMaxIf(tier, id, kind IN ('object.created', 'object.moved')) AS tier,"
             " maxIf(bytes, kind = 'object.created') AS bytes"

@@ -321,10 +321,16 @@ class RedisLedger:
 
 
 class AppliedPolicies:
-    """The newest applied policy version in the catalog (``liquid policy apply``)."""
+    """The newest applied policy version in the catalog (``liquid policy apply``).
+
+    :meth:`current` parses the stored files only when the version changed since its last call
+    (a version query otherwise), so frequent callers — the mover's spend gate before each
+    claim, ``/v1/stats`` — do not re-validate the same YAML every time.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._cached: tuple[PolicySet, int | None] | None = None
 
     def version(self) -> int | None:
         with self.engine.connect() as conn:
@@ -332,8 +338,13 @@ class AppliedPolicies:
         return int(v) if v is not None else None
 
     def current(self) -> tuple[PolicySet, int | None] | None:
-        applied = active_policies(self.engine)
-        return None if applied is None else (applied.policies, applied.version)
+        version = self.version()
+        if version is None:
+            return None
+        if self._cached is None or self._cached[1] != version:
+            applied = active_policies(self.engine)
+            self._cached = None if applied is None else (applied.policies, applied.version)
+        return self._cached
 
 
 class FixedPolicies:

@@ -122,8 +122,8 @@ def _next_month(now: datetime) -> datetime:
 class AppliedSpendGate:
     """The gate of the applied policies, for the mover: ``gate()`` before each claim.
 
-    Re-reads the policy set only when its version changes, and the event log only when some
-    applied Budget sets ``maxMonthlyRetrievalCost`` (otherwise a pass costs one version query).
+    The policy set is re-read only when its version changes (:class:`AppliedPolicies`), and the
+    event log only when some applied Budget sets ``maxMonthlyRetrievalCost``.
     """
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
@@ -132,16 +132,10 @@ class AppliedSpendGate:
         self.engine = engine
         self.clock = clock
         self._source = AppliedPolicies(engine)
-        self._version: int | None = None
-        self._policies: PolicySet | None = None
 
     def __repr__(self) -> str:
-        return f"AppliedSpendGate(version={self._version})"
+        return f"AppliedSpendGate({self.engine.url.database!r})"
 
     def __call__(self) -> SpendGate:
-        version = self._source.version()
-        if version != self._version:
-            current = self._source.current()
-            self._policies = current[0] if current is not None else None
-            self._version = version
-        return spend_gate(self.engine, self._policies, self.clock())
+        current = self._source.current()
+        return spend_gate(self.engine, current[0] if current is not None else None, self.clock())

@@ -148,3 +148,49 @@ def test_costs_are_priced_by_the_applied_cost_model_per_tenant(
         apply_policies(
             api_service.engine, before.sources if before else {}, actor="test", clock=api_service.clock
         )
+
+
+def test_an_object_whose_log_has_only_moves_is_not_idle_in_either_source(
+    api_service: LiquidService,
+    sink: EventSink,
+    stats_server: str,
+    admin_key: str,
+    make_tenant: Callable[[], TenantKey],
+) -> None:
+    # Retention may prune an object's object.created while a later object.moved stays: with no
+    # write or read in the log, neither source may call it idle (ClickHouse's maxIf gave 1970).
+    from datetime import UTC, datetime
+
+    from liquid.events import log as events
+
+    a = make_tenant()
+    with api_service.engine.begin() as conn:
+        events.append(
+            conn,
+            events.NewEvent(
+                events.MOVED,
+                datetime.now(UTC),
+                tenant_id=a.tenant,
+                object_id=10**12,
+                namespace="ns",
+                key="k",
+                version=1,
+                tier="cold",
+                from_tier="warm",
+                bytes=100,
+                data={
+                    "journal_id": 0,
+                    "from_store": "warm",
+                    "from_locator": None,
+                    "to_store": "cold",
+                    "to_locator": "x",
+                    "size": 100,
+                    "reason": "test",
+                },
+            ),
+        )
+    EventExporter(api_service.engine, sink).run_once()
+    pg = _get(stats_server, admin_key, "idle", source="postgres", tenant=a.tenant).json()["rows"]
+    ch = _get(stats_server, admin_key, "idle", source="clickhouse", tenant=a.tenant).json()["rows"]
+    assert pg == ch
+    assert all(r["objects_30d"] == 0 for r in ch)

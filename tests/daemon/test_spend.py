@@ -32,6 +32,11 @@ def _budget(tenant: str | None, cap: float) -> str:
 
 
 def _restore_event(service: LiquidService, tenant: str, at: datetime, size: int) -> None:
+    """An ``object.moved`` archive → warm event of a real object (the log stays consistent for
+    readers such as ``/v1/stats``), claiming ``size`` bytes were retrieved."""
+    ref = service.put(tenant, "ns", f"k-{at.timestamp():.0f}", b"x").ref
+    obj = service.fast.find(ref.tenant, ref.namespace, ref.key, ref.version)
+    assert obj is not None
     with service.engine.begin() as conn:
         events.append(
             conn,
@@ -39,10 +44,10 @@ def _restore_event(service: LiquidService, tenant: str, at: datetime, size: int)
                 events.MOVED,
                 at,
                 tenant_id=tenant,
-                object_id=0,  # no row needed: the spend reads the event alone
+                object_id=obj.id,
                 namespace="ns",
-                key="k",
-                version=1,
+                key=ref.key,
+                version=ref.version,
                 tier="warm",
                 from_tier="archive",
                 bytes=size,
