@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -265,6 +266,11 @@ class TieringDaemon:
         hold = self.lease.acquire()
         if hold.fresh:
             self.engine.invalidate()
+            if self.service.hot is not None:
+                try:  # copies under the one-tag names of earlier versions: once, by the leader
+                    self.service.hot.drop_legacy()
+                except redis.RedisError as exc:
+                    log.warning("could not drop the old-layout hot copies (they expire by TTL): %s", exc)
             log.info("%s is now the leader: %r", self.worker_id, self.lease)
         self.metrics.leader.set(1 if hold.held else 0)
         return hold.held
