@@ -127,11 +127,10 @@ class LeaderLease:
         """
         self._take()
         with self._lock:
+            if not self.held:
+                self._fresh = True  # whoever leads meanwhile may drain the change feed
+                return Hold(False, False)
             fresh, self._fresh = self._fresh, False
-            held = self.held
-        if not held:
-            self._fresh = True
-            return Hold(False, False)
         self._start_beating()
         return Hold(True, fresh)
 
