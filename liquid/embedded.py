@@ -533,8 +533,9 @@ class EmbeddedValkeySentinel:
         import redis
 
         try:
-            primary = self._node("primary", [])
-            self._node("replica", ["--replicaof", LOOPBACK, str(primary)])
+            # No 5 s wait for more replicas before the first full sync (the default delay).
+            primary = self._node("primary", ["--repl-diskless-sync-delay", "0"])
+            replica = self._node("replica", ["--replicaof", LOOPBACK, str(primary)])
             self.sentinel_port = port = free_port(below=55535)
             sentinel_dir = self.data_dir / "sentinel"
             sentinel_dir.mkdir(parents=True, exist_ok=True)
@@ -544,23 +545,27 @@ class EmbeddedValkeySentinel:
                 f"sentinel monitor {self.SERVICE} {LOOPBACK} {primary} 1\n"
                 f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.SERVICE} {self.failover_timeout_ms}\n"
+                # Known from the start, instead of from the primary's INFO some seconds later.
+                f"sentinel known-replica {self.SERVICE} {LOOPBACK} {replica}\n"
             )
             self._sentinel = _Process("valkey sentinel", sentinel_dir / "sentinel.log")
             self._sentinel.spawn([self._binary(), str(conf), "--sentinel"], cwd=sentinel_dir)
             # Any: redis-py leaves the SENTINEL commands' replies untyped.
             client: Any = redis.Redis(host=LOOPBACK, port=port, socket_timeout=5, decode_responses=True)
 
+            node: Any = redis.Redis(host=LOOPBACK, port=replica, socket_timeout=5, decode_responses=True)
+
             def ready() -> bool:
-                replicas = client.sentinel_slaves(self.SERVICE)
-                return any(
-                    r.get("master-link-status") == "ok" and "s_down" not in str(r.get("flags"))
-                    for r in replicas
-                )
+                # The replica synced (its own word), and the Sentinel knows it: it can promote it.
+                if node.info("replication").get("master_link_status") != "up":
+                    return False
+                return any(int(r.get("port", 0)) == replica for r in client.sentinel_slaves(self.SERVICE))
 
             try:
                 self._sentinel.wait_ready(ready, timeout=timeout)
             finally:
                 client.close()
+                node.close()
         except BaseException:
             self.stop()
             raise
