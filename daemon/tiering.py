@@ -439,7 +439,7 @@ class TieringDaemon:
         say("planning")
         if not self.try_lead():
             summary.not_planned = (
-                "another daemon holds the leader lock and plans; this run flushed and moved only"
+                "another daemon holds the leader lease and plans; this run flushed and moved only"
             )
         else:
             summary.plan = self.job_cycle()
