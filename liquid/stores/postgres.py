@@ -132,6 +132,7 @@ class PostgresStore:
             libpq.setdefault("tcp_user_timeout", ms)
         # quote, not quote_plus: libpq does not read "+" as a space in the options value.
         conninfo = urlunsplit(("postgresql", p.netloc, p.path, urlencode(libpq, quote_via=quote), ""))
+        self._conninfo = conninfo
         host = p.hostname or ""
         netloc = (f"{p.username}@" if p.username else "") + host + (f":{p.port}" if p.port else "")
         self.url = public_url(
@@ -165,10 +166,24 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
+            reason = self._connect_error() if self._pool.get_stats().get("connections_errors") else None
+            if reason is not None:  # not busy: connections fail. Say why, not "all in use".
+                raise StoreError(f"postgres store {self.url}: cannot connect: {reason}") from exc
             raise StoreError(
                 f"postgres store {self.url}: no connection free within {self.acquire_timeout:g}s"
                 f" (all {self.pool_size} in use; raise pool_size or acquire_timeout)"
             ) from exc
+
+    def _connect_error(self) -> str | None:
+        """Why a direct connection attempt fails (the pool only logs its failures), or None if it works."""
+        try:
+            psycopg.connect(self._conninfo, autocommit=True).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            if "unsupported startup parameter" in reason:
+                reason += " (a transaction-mode pooler such as PgBouncer: add pooler=transaction to the URL)"
+            return reason
+        return None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"

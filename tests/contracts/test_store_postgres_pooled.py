@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import make_url
 
 from liquid.catalog.fastpath import conninfo
-from liquid.errors import InvalidInput
+from liquid.errors import InvalidInput, StoreError
 from liquid.stores.postgres import PostgresStore
 
 from .store_contract import StoreContract, StoreFactory
@@ -52,3 +52,15 @@ def test_a_schema_is_refused_behind_a_transaction_pooler(pgbouncer_url: str) -> 
 def test_an_unknown_pooler_is_refused(pg_url: str) -> None:
     with pytest.raises(InvalidInput, match="pooler must be none or transaction, got 'sometimes'"):
         PostgresStore(f"{pg_url}&pooler=sometimes")
+
+
+def test_a_direct_mode_url_through_pgbouncer_says_what_to_add(pgbouncer_url: str) -> None:
+    """PgBouncer refuses the statement_timeout startup option: the error says so, not 'all in use'."""
+    store = PostgresStore(f"{pgbouncer_url}?acquire_timeout=1")
+    try:
+        with pytest.raises(
+            StoreError, match=r"unsupported startup parameter: options.*add pooler=transaction"
+        ):
+            store.create_schema()
+    finally:
+        store.close()
