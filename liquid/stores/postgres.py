@@ -177,7 +177,8 @@ class PostgresStore:
     def _connect_error(self) -> str | None:
         """Why a direct connection attempt fails (the pool only logs its failures), or None if it works."""
         try:
-            psycopg.connect(self._conninfo, autocommit=True).close()
+            # Briefly: the caller already waited acquire_timeout for the pool.
+            psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2).close()
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             if "unsupported startup parameter" in reason:
