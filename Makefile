@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run test test-all lint typecheck bench clean
+.PHONY: install browser pgbouncer run test test-all lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -28,10 +28,20 @@ browser:
 	      || echo "could not install chromium: the browser test will be skipped"; \
 	  else echo "no chromium and no root apt: the browser test will be skipped"; fi; }
 
-test: install browser
+# The catalog-behind-PgBouncer tests need Debian's pgbouncer (no PyPI wheel): installed the same way,
+# never failing the run (without it those tests skip and say why).
+pgbouncer:
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing pgbouncer for the pooled-catalog tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer) >/dev/null 2>&1 \
+	      || echo "could not install pgbouncer: the pooled-catalog tests will be skipped"; \
+	  else echo "no pgbouncer and no root apt: the pooled-catalog tests will be skipped"; fi; }
+
+test: install browser pgbouncer
 	$(BIN)/python -m pytest
 
-test-all: install browser
+test-all: install browser pgbouncer
 	$(BIN)/python -m pytest -m ''
 
 lint: install

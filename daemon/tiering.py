@@ -1,12 +1,15 @@
 """The tiering daemon: APScheduler jobs around one :class:`~liquid.tiering.engine.TieringEngine`.
 
 Several daemons may run against one catalog. Exactly one is the **leader** at a time —
-the holder of a PostgreSQL session advisory lock on a connection of its own — and only
-the leader plans, admits hot copies and runs gc. **Every** daemon executes moves: the
-mover claims journal rows with ``FOR UPDATE SKIP LOCKED`` and a lease, so two daemons
-never work on one object at once, and a dead daemon's rows come back when its lease
-expires. If the leader dies, its lock dies with its connection and another daemon
-takes over on its next cycle; a daemon that becomes leader rebuilds its state first.
+the holder of the ``tiering`` lease, a catalog row it renews in the background
+(:mod:`liquid.tiering.leader`; a row, not a session lock, so it works behind a
+transaction-mode PgBouncer) — and only the leader plans, admits hot copies and runs gc.
+**Every** daemon executes moves: the mover claims journal rows with ``FOR UPDATE SKIP
+LOCKED`` and a lease, so two daemons never work on one object at once, and a dead daemon's
+rows come back when its lease expires. If the leader dies, its lease runs out
+(``daemon.leader_lease``) and another daemon takes over on its next cycle; a daemon that
+becomes leader rebuilds its state first, and so does a leader that finds the catalog
+server restarted (a crash empties the unlogged change feed).
 
 Jobs (intervals from ``Settings.daemon``):
 
@@ -45,14 +48,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
+import redis
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from liquid.bootstrap import Runtime
 from liquid.catalog import changes
-from liquid.catalog.fastpath import conninfo
 from liquid.events import retention
 from liquid.events.export import EventExporter
 from liquid.events.sinks import SinkUnavailable, migrate, open_sink
@@ -60,14 +62,12 @@ from liquid.tiering.apply import ApplyReport, CatalogApplier
 from liquid.tiering.engine import catalog_engine
 from liquid.tiering.expiry import ObjectExpiry
 from liquid.tiering.journal import queue_depth
+from liquid.tiering.leader import LeaderLease
 from liquid.tiering.mover import Mover
 from liquid.tiering.plan import Plan
 from liquid.tiering.spend import AppliedSpendGate
 
 log = logging.getLogger("liquid.daemon")
-
-#: Advisory lock key held by the leader (any constant; this one spells "LIQD").
-LEADER_LOCK = 0x4C495144
 
 
 class Metrics:
@@ -228,7 +228,7 @@ class TieringDaemon:
             clock=self.clock,
         )
         self.metrics = Metrics()
-        self._leader_conn: psycopg.Connection[Any] | None = None
+        self.lease = LeaderLease(self.service.engine, self.worker_id, ttl=self.settings.daemon.leader_lease)
         self._scheduler: BackgroundScheduler | None = None
         self._stopped = threading.Event()
         # One planning pass at a time: cycle and admit share the engine's state.
@@ -254,37 +254,30 @@ class TieringDaemon:
 
     @property
     def is_leader(self) -> bool:
-        return self._leader_conn is not None and not self._leader_conn.closed
+        return self.lease.held
 
     def try_lead(self) -> bool:
-        """Hold the leader lock if nobody does; keep it while our connection lives.
+        """Take the leader lease if nobody holds it, or renew ours.
 
-        A daemon that (re)gains the lock drops its planner state: the next cycle rebuilds,
+        A daemon that (re)gains the lease drops its planner state: the next cycle rebuilds,
         since another leader may have planned (and the change feed been drained) meanwhile.
+        So does a leader whose catalog server restarted (the change feed is unlogged).
         """
-        if self.is_leader:
-            try:
-                assert self._leader_conn is not None
-                self._leader_conn.execute("SELECT 1")
-                return True
-            except psycopg.Error:
-                self._leader_conn = None  # connection lost: so is the lock
-        url = self.service.engine.url.render_as_string(hide_password=False)
-        conn = psycopg.connect(conninfo(url), autocommit=True)
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
-        if got and got[0]:
-            self._leader_conn = conn
+        hold = self.lease.acquire()
+        if hold.fresh:
             self.engine.invalidate()
-            log.info("%s is now the leader", self.worker_id)
-        else:
-            conn.close()
-        self.metrics.leader.set(1 if self.is_leader else 0)
-        return self.is_leader
+            if self.service.hot is not None:
+                try:  # copies under the one-tag names of earlier versions: once, by the leader
+                    self.service.hot.drop_legacy()
+                except redis.RedisError as exc:
+                    log.warning("could not drop the old-layout hot copies (they expire by TTL): %s", exc)
+            log.info("%s is now the leader: %r", self.worker_id, self.lease)
+        self.metrics.leader.set(1 if hold.held else 0)
+        return hold.held
 
     def resign(self) -> None:
-        if self._leader_conn is not None:
-            self._leader_conn.close()  # the session lock goes with the session
-            self._leader_conn = None
+        """Give up the lease at once (another daemon may lead on its next cycle)."""
+        self.lease.release()
         self.metrics.leader.set(0)
 
     # -------------------------------------------------------------------- jobs
@@ -446,7 +439,7 @@ class TieringDaemon:
         say("planning")
         if not self.try_lead():
             summary.not_planned = (
-                "another daemon holds the leader lock and plans; this run flushed and moved only"
+                "another daemon holds the leader lease and plans; this run flushed and moved only"
             )
         else:
             summary.plan = self.job_cycle()

@@ -138,6 +138,13 @@ def envelope_stores(
     return lambda name, store: EnvelopeStore(store, keys) if name in names else store
 
 
+def pooled_store_url(settings: Settings, urls: dict[str, str], url: str) -> str:
+    """A store URL, told about the catalog's pooler when the store lives in the catalog database."""
+    if settings.catalog_pooler == "none" or url != urls["catalog"]:
+        return url
+    return url + ("&" if "?" in url else "?") + f"pooler={settings.catalog_pooler}"
+
+
 def open_runtime(
     settings: Settings,
     *,
@@ -153,7 +160,7 @@ def open_runtime(
     masters = master_keys(settings)
     redaction = PayloadRedaction.from_settings(settings)  # a bad hook fails before anything connects
     urls, stack = resolve_urls(settings)
-    engine = db.make_engine(urls["catalog"])
+    engine = db.make_engine(urls["catalog"], pooler=settings.catalog_pooler)
     if migrate:
         db.upgrade(engine)
     hot_name = settings.tiers.hot
@@ -185,7 +192,7 @@ def open_runtime(
                 log.warning("access tracking off: Redis at %s unreachable (%s)", hot_name, exc)
     encrypt = envelope_stores(settings, masters, engine)
     durable: dict[str, Store] = {
-        name: guarded(name, encrypt(name, open_store(url)), settings)
+        name: guarded(name, encrypt(name, open_store(pooled_store_url(settings, urls, url))), settings)
         for name, url in urls.items()
         if name not in ("catalog", hot_name)
     }

@@ -886,7 +886,7 @@ def _data_keys() -> Iterator[Any]:
         raise InvalidInput(
             "set catalog_url (LIQUID_CATALOG_URL): keys live in the catalog", field="catalog_url"
         )
-    engine = db.make_engine(settings.catalog_url, pool_size=1)
+    engine = db.make_engine(settings.catalog_url, pool_size=1, pooler=settings.catalog_pooler)
     try:
         yield DataKeys(engine, masters)
     finally:

@@ -237,6 +237,9 @@ class DaemonSettings(BaseModel):
     admit_interval: Duration = 1.0
     move_interval: Duration = 5.0
     gc_interval: Duration = 3600.0
+    #: The leader's lease (a catalog row): renewed every third of this; another daemon takes over
+    #: this long after the leader stopped renewing (died, hung, lost the catalog).
+    leader_lease: Duration = Field(default=30.0, ge=1.0)
     #: Serve Prometheus metrics on 127.0.0.1 at this port (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
@@ -446,6 +449,11 @@ class Settings(BaseSettings):
     home: Path = Path(".liquid")
     #: SQLAlchemy URL of the catalog; unset means the embedded PostgreSQL under ``home``.
     catalog_url: str | None = None
+    #: What sits between Liquid and the catalog's PostgreSQL: ``none`` (a direct connection, or a
+    #: session-mode pool) or ``transaction`` (PgBouncer in transaction mode, or any pooler that hands
+    #: each transaction a different server session): then no server-side prepared statements and no
+    #: session settings are used. docs/scaling.md says what each mode needs.
+    catalog_pooler: Literal["none", "transaction"] = "none"
     #: Named stores, by URL (see :func:`liquid.stores.open_store`); ``catalog`` means the catalog database.
     stores: dict[str, str] = Field(default_factory=dict)
     tiers: TierMap = Field(default_factory=TierMap)

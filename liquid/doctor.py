@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, text
 
@@ -96,7 +96,10 @@ class Doctor:
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         try:
             # A short connect timeout: an unroutable host must fail the check, not hang the doctor.
-            engine = create_engine(url, connect_args={"connect_timeout": 5}, pool_size=1, max_overflow=0)
+            connect: dict[str, Any] = {"connect_timeout": 5}
+            if self.settings.catalog_pooler == "transaction":
+                connect["prepare_threshold"] = None  # see liquid.catalog.db.make_engine
+            engine = create_engine(url, connect_args=connect, pool_size=1, max_overflow=0)
             with engine.connect() as conn:
                 version = conn.execute(text("SHOW server_version")).scalar_one()
                 db_now = conn.execute(text("SELECT clock_timestamp()")).scalar_one()

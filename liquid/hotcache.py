@@ -9,14 +9,16 @@ no data.
 and leaves it at that (the access tracker tells the daemon, which decides by rank and
 budget whether the object earns a copy). Every copy is written by :meth:`HotCache.fill`
 and removed by :meth:`HotCache.evict` or :meth:`HotCache.kill`, each one Lua script that
-updates the copy and its **ledger** entry together (``liquid:hot:ledger``, member →
-object id and bytes, plus their sum). So what Redis holds for Liquid is exactly what the
-planner admitted, and the ledger is the number a hot-tier budget is checked against.
+updates the copy and its **ledger** entry together (member → object id and bytes, plus
+their sum, in the ledger shard that shares the copy's hash tag: see :mod:`liquid.redis_keys`).
+So what Redis holds for Liquid is exactly what the planner admitted, and the ledger (the sum
+of its shards) is the number a hot-tier budget is checked against. On a Redis/Valkey Cluster
+the shards' 256 hash tags spread the copies over the primaries.
 Entries also expire after ``ttl``, a safety net only (a copy whose key expired is
 refilled on its next miss; its ledger entry keeps counting it until then).
 
 **Deleted means gone.** A delete, expiry or purge calls :meth:`HotCache.kill`, which
-leaves a short-lived tombstone (``liquid:hot:tomb:<member>``) before it deletes the copy;
+leaves a short-lived tombstone (:func:`~liquid.redis_keys.hot_tomb`) before it deletes the copy;
 :meth:`HotCache.fill` refuses to write a tombstoned version, so a fill that read the bytes
 just before the delete cannot bring the copy back. (The fill's caller re-checks the catalog
 after writing, which covers a fill slower than the tombstone's life.)
@@ -38,9 +40,20 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.cluster import RedisCluster
 
 from liquid.errors import StoreUnavailable
-from liquid.redis_keys import HOT_BYTES, HOT_LEDGER, HOT_OBJECT, HOT_TOMB
+from liquid.redis_keys import (
+    HOT_SHARDS,
+    LEGACY_HOT_BYTES,
+    LEGACY_HOT_LEDGER,
+    LEGACY_HOT_OBJECT,
+    hot_bytes,
+    hot_ledger,
+    hot_object,
+    hot_shard,
+    hot_tomb,
+)
 from liquid.refs import ResultRef
 from liquid.stores.guard import Guard
 
@@ -91,7 +104,13 @@ def member(ref: ResultRef) -> str:
 
 def hot_key(ref: ResultRef) -> str:
     """Redis key of one object version's copy."""
-    return HOT_OBJECT + member(ref)
+    return hot_object(member(ref))
+
+
+def _keys(m: str) -> list[str]:
+    """A version's copy and its ledger shard (entries, sum): one hash tag, so one slot."""
+    shard = hot_shard(m)
+    return [hot_object(m), hot_ledger(shard), hot_bytes(shard)]
 
 
 def entry_size(size: int, content_type: str) -> int:
@@ -268,7 +287,7 @@ class HotCache:
             return [None] * len(refs)
         try:
             with self.guard.slot():
-                raws = self.client.mget([hot_key(r) for r in refs])
+                raws = self._mget([hot_key(r) for r in refs])
         except (redis.RedisError, StoreUnavailable) as exc:
             self.errors += 1
             log.warning("hot cache unavailable, reading through: %s", exc)
@@ -311,7 +330,7 @@ class HotCache:
         life = self.ttl if ttl is None else min(ttl, self.ttl)
         try:
             done = self._fill(
-                keys=[HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES, HOT_TOMB + m],
+                keys=[*_keys(m), hot_tomb(m)],
                 args=[m, object_id, encode(data, sha256, content_type), max(int(life * 1000), 1)],
             )
         except redis.RedisError as exc:
@@ -334,14 +353,14 @@ class HotCache:
 
     def _evict_pipeline(self, refs: Sequence[ResultRef], *, tombstone: bool) -> Any:
         # EVALSHA through execute_command: redis-py's cluster pipeline refuses its evalsha method
-        # (every key here shares the {liquid} hash tag, so one node runs them all).
+        # (each call's keys share their shard's hash tag, so the cluster routes it to one node).
         pipe = self.client.pipeline(transaction=False)
         for r in refs:
             m = member(r)
-            keys = [HOT_OBJECT + m, HOT_LEDGER, HOT_BYTES]
+            keys = _keys(m)
             args: list[str | int] = [m]
             if tombstone:
-                keys.append(HOT_TOMB + m)
+                keys.append(hot_tomb(m))
                 args.append(int(TOMBSTONE_TTL * 1000))
             pipe.execute_command("EVALSHA", self._evict.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
         return pipe
@@ -373,17 +392,63 @@ class HotCache:
     # ----------------------------------------------------------------- ledger
 
     def ledger(self) -> dict[str, tuple[int, int]]:
-        """Every admitted copy: member → (object id, bytes). Raises redis errors."""
+        """Every admitted copy: member → (object id, bytes), from all shards. Raises redis errors."""
         out: dict[str, tuple[int, int]] = {}
-        for m, value in self.client.hscan_iter(HOT_LEDGER, count=1000):
-            oid, _, n = _text(value).partition(" ")
-            out[_text(m)] = (int(oid), int(n))
+        # One pipeline of HSCANs per round, over the shards whose scan is not finished yet.
+        cursors: dict[int, int] = dict.fromkeys(range(HOT_SHARDS), 0)
+        while cursors:
+            pipe = self.client.pipeline(transaction=False)
+            for shard, cursor in cursors.items():
+                pipe.hscan(hot_ledger(shard), cursor, count=1000)
+            pending: dict[int, int] = {}
+            for shard, (cursor, entries) in zip(list(cursors), pipe.execute(), strict=True):
+                for m, value in entries.items():
+                    oid, _, n = _text(value).partition(" ")
+                    out[_text(m)] = (int(oid), int(n))
+                if int(cursor):
+                    pending[shard] = int(cursor)
+            cursors = pending
         return out
 
+    def holds(self, ref: ResultRef) -> bool:
+        """Whether the ledger counts a copy of this version. Raises redis errors."""
+        m = member(ref)
+        return bool(self.client.hexists(hot_ledger(hot_shard(m)), m))
+
     def used_bytes(self) -> int:
-        """The ledger's sum: bytes of the copies the planner admitted. Raises redis errors."""
-        raw = self.client.get(HOT_BYTES)
-        return int(raw) if raw is not None else 0
+        """The ledger's sum over its shards: bytes of the copies the planner admitted. Raises redis errors."""
+        return sum(
+            int(raw) for raw in self._mget([hot_bytes(s) for s in range(HOT_SHARDS)]) if raw is not None
+        )
+
+    def _mget(self, keys: list[str]) -> list[Any]:
+        # Keys of many shards: a cluster answers MGET within one slot only; redis-py splits it there.
+        if isinstance(self.client, RedisCluster):
+            return list(self.client.mget_nonatomic(keys))
+        return list(self.client.mget(keys))
+
+    def drop_legacy(self) -> int:
+        """Remove the copies and ledger of the one-tag layout earlier versions wrote; how many copies went.
+
+        Readers never look at those names, so the copies were already misses (the reads went to
+        each object's home); this frees their memory at once instead of after ``hot.ttl``, and the
+        planner refills what it still wants under the sharded names. Cheap when there is nothing.
+        Raises redis errors.
+        """
+        if not self.client.exists(LEGACY_HOT_LEDGER, LEGACY_HOT_BYTES):
+            return 0
+        gone = 0
+        batch: list[str] = []
+        for m, _value in self.client.hscan_iter(LEGACY_HOT_LEDGER, count=1000):
+            batch.append(LEGACY_HOT_OBJECT + _text(m))
+            if len(batch) >= 1000:
+                gone += int(self.client.unlink(*batch))
+                batch = []
+        if batch:
+            gone += int(self.client.unlink(*batch))
+        self.client.unlink(LEGACY_HOT_LEDGER, LEGACY_HOT_BYTES)
+        log.info("dropped %d hot copies of the one-tag layout; the hot tier refills", gone)
+        return gone
 
     def ping(self) -> None:
         self.client.ping()

@@ -20,11 +20,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.cluster import RedisCluster
+from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.sentinel import Sentinel
 
 from liquid.errors import InvalidInput
 
 _TRUE = {"1", "true", "yes", "on"}
+_URL_PARSERS: dict[str, Any] = dict(URL_QUERY_ARGUMENT_PARSERS)
 
 
 def is_cluster_url(url: str) -> bool:
@@ -75,6 +77,8 @@ def _sentinel(parts: Any, query: dict[str, str], options: dict[str, Any]) -> red
         )
     service, db = path[0], int(path[1]) if len(path) > 1 else 0
     password = parts.password
+    # Query options arrive as text; read them as redis-py reads a redis:// URL's (timeouts as floats, ...).
+    options = {**options, **{k: _URL_PARSERS.get(k, str)(v) for k, v in query.items()}}
     make: Any = Sentinel  # untyped in redis-py
     sentinel = make(hosts, sentinel_kwargs={k: v for k, v in options.items() if "timeout" in k}, **options)
-    return cast(redis.Redis, sentinel.master_for(service, db=db, password=password, **query))
+    return cast(redis.Redis, sentinel.master_for(service, db=db, password=password))

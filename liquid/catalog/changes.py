@@ -8,8 +8,9 @@ so a cycle costs what changed, not the size of the catalog.
 
 The table is a set (one row per object, however often it changed) and ``UNLOGGED``:
 writing it costs no WAL on the request path. A PostgreSQL crash empties it, but it also
-ends the leader's session (and its advisory lock), and a daemon that becomes leader
-always rebuilds its state from a full scan first, so nothing is missed.
+changes the server's start time, which the leader sees when it renews its lease
+(:mod:`liquid.tiering.leader`) and answers with a rebuild from a full scan, as does a
+daemon that becomes leader; so nothing is missed.
 """
 
 from __future__ import annotations

@@ -33,18 +33,41 @@ def stale(conn: psycopg.Connection[Any]) -> bool:
     return bool(readable)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+#: ``catalog_pooler`` values: a direct connection (or a session-mode pool), or a transaction-mode pooler.
+POOLERS = ("none", "transaction")
+
+
+def make_engine(url: str, *, pool_size: int = 10, pooler: str = "none") -> Engine:
     """An engine for the catalog URL (``postgresql://`` is read as psycopg 3).
 
     Connections are checked on checkout by :func:`stale` (a socket poll, not the round trip
     of SQLAlchemy's ``pool_pre_ping``), so after a PostgreSQL restart the pool replaces its
     dead connections instead of handing each to a request that then fails.
+
+    ``pooler="transaction"`` (PgBouncer in transaction mode in front of the server): psycopg
+    prepares no statements (it would after 5 runs of one, and the next transaction may meet a
+    server session that never saw it); the engine remembers the mode for the code that opens
+    connections of its own (:func:`pooler`).
     """
+    if pooler not in POOLERS:
+        raise ValueError(f"catalog pooler must be one of {', '.join(POOLERS)}, got {pooler!r}")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        connect_args={"prepare_threshold": None} if pooler == "transaction" else {},
+        execution_options={"liquid_pooler": pooler},
+    )
     event.listen(engine, "checkout", _check_checkout)
     return engine
+
+
+def pooler(engine: Engine) -> str:
+    """The ``pooler`` an engine was made with (``none`` for engines not made by :func:`make_engine`)."""
+    return str(engine.get_execution_options().get("liquid_pooler", "none"))
 
 
 def _check_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:

@@ -5,6 +5,9 @@ reset, compilation cache lookup, row processing) — more than the PostgreSQL ro
 trip itself. Object lookup by ref and the one-statement write go through a psycopg
 pool of autocommit connections with server-side prepared statements instead; the
 rest of the catalog keeps using SQLAlchemy.
+
+Behind a transaction-mode pooler (``catalog_pooler: transaction``) the statements are not
+prepared: each one may meet a server session that never saw the PREPARE.
 """
 
 from __future__ import annotations
@@ -95,12 +98,12 @@ def conninfo(url: str) -> str:
 class CatalogFastPath:
     """Object lookup and insert on a pool of autocommit psycopg connections."""
 
-    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 10.0, prepare: bool = True) -> None:
         self.pool = ConnectionPool(
             conninfo(url),
             min_size=1,
             max_size=max_size,
-            kwargs={"autocommit": True, "prepare_threshold": 1},
+            kwargs={"autocommit": True, "prepare_threshold": 1 if prepare else None},
             open=True,
             name="liquid-catalog",
             timeout=timeout,

@@ -220,6 +220,21 @@ class MoverHeartbeat(Base):
     beat_at: Mapped[datetime]
 
 
+class DaemonLease(Base):
+    """Who leads the daemons, until when (``liquid.tiering.leader``); one row per lease name."""
+
+    __tablename__ = "daemon_leases"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text)
+    #: Goes up each time the lease changes hands: a holder that sees another epoch lost it meanwhile.
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime]
+    #: ``pg_postmaster_start_time()`` when last renewed: a restart (which empties the unlogged
+    #: change feed) shows as a new value, and the leader then rebuilds.
+    server_started: Mapped[datetime]
+
+
 class TenantDataKey(Base):
     """A tenant's data key for envelope encryption, wrapped by a master key (``liquid.keyring``).
 

@@ -1,6 +1,6 @@
 """PostgresStore: the warm tier's bytes as chunked ``bytea`` rows in PostgreSQL.
 
-URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60&acquire_timeout=10``
+URL: ``postgresql://user:pw@host:port/db?schema=liquid&chunk_size=1MiB&pool_size=4&timeout=60&acquire_timeout=10&pooler=none``
 (``postgresql+psycopg://`` is accepted, so the catalog's SQLAlchemy URL works as is;
 other query options, e.g. ``host=/socket/dir`` or ``sslmode``, go to libpq).
 ``timeout`` (seconds, default 60, 0 for none) bounds every statement on the server
@@ -10,6 +10,12 @@ never waits forever on a stuck server or a lock. Connections come from a
 ``acquire_timeout`` seconds (default 10) fails with a StoreError instead of queueing
 forever, and each connection is checked before use, so one left broken by a server
 restart is replaced, not handed out.
+
+``pooler=transaction``: the URL points at PgBouncer (or another pooler) in transaction mode,
+where consecutive transactions may run on different server sessions. Statements are then not
+prepared, ``timeout`` is set per transaction (``SET LOCAL``) instead of as a startup option
+(PgBouncer refuses those), so single-statement reads are bounded by ``tcp_user_timeout`` and
+the pooler's ``query_timeout`` only; ``schema`` is refused (it is a session setting).
 
 Each object is one ``liquid_blobs`` row plus ``ceil(size / chunk_size)`` rows of
 ``liquid_blob_chunks``, so neither a write nor a read ever holds more than a chunk
@@ -103,15 +109,30 @@ class PostgresStore:
         if not acquire:
             raise InvalidInput("postgres store acquire_timeout must be at least 1 second", field="url")
         self.acquire_timeout: float = acquire
+        self.pooler = opts.text("pooler", "none") or "none"
+        if self.pooler not in ("none", "transaction"):
+            raise InvalidInput(
+                f"postgres store pooler must be none or transaction, got {self.pooler!r}", field="url"
+            )
+        if self.pooler == "transaction" and self.schema:
+            raise InvalidInput(
+                f"postgres store schema={self.schema} needs a session setting (search_path), which a"
+                " transaction-mode pooler does not keep: connect directly or through a session-mode pool,"
+                " or drop schema= and set the role's search_path (ALTER ROLE ... SET search_path)",
+                field="url",
+            )
         p = opts.parts
         libpq = opts.rest()
         libpq.setdefault("connect_timeout", "10")  # libpq waits forever by default
         if self.timeout:
             ms = str(self.timeout * 1000)
-            libpq["options"] = f"{libpq.get('options', '')} -c statement_timeout={ms}".strip()
+            if self.pooler == "none":
+                libpq["options"] = f"{libpq.get('options', '')} -c statement_timeout={ms}".strip()
+            # else PgBouncer refuses the options startup parameter; transactions SET LOCAL it (_conn).
             libpq.setdefault("tcp_user_timeout", ms)
         # quote, not quote_plus: libpq does not read "+" as a space in the options value.
         conninfo = urlunsplit(("postgresql", p.netloc, p.path, urlencode(libpq, quote_via=quote), ""))
+        self._conninfo = conninfo
         host = p.hostname or ""
         netloc = (f"{p.username}@" if p.username else "") + host + (f":{p.port}" if p.port else "")
         self.url = public_url(
@@ -124,7 +145,8 @@ class PostgresStore:
             conninfo,
             min_size=0,
             max_size=size,
-            kwargs={"autocommit": True},
+            # Behind a transaction pooler a prepared statement may be gone by the next transaction.
+            kwargs={"autocommit": True, "prepare_threshold": None if self.pooler == "transaction" else 5},
             configure=self._configure,
             check=ConnectionPool.check_connection,
             timeout=self.acquire_timeout,
@@ -144,10 +166,25 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
+            reason = self._connect_error() if self._pool.get_stats().get("connections_errors") else None
+            if reason is not None:  # not busy: connections fail. Say why, not "all in use".
+                raise StoreError(f"postgres store {self.url}: cannot connect: {reason}") from exc
             raise StoreError(
                 f"postgres store {self.url}: no connection free within {self.acquire_timeout:g}s"
                 f" (all {self.pool_size} in use; raise pool_size or acquire_timeout)"
             ) from exc
+
+    def _connect_error(self) -> str | None:
+        """Why a direct connection attempt fails (the pool only logs its failures), or None if it works."""
+        try:
+            # Briefly: the caller already waited acquire_timeout for the pool.
+            psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            if "unsupported startup parameter" in reason:
+                reason += " (a transaction-mode pooler such as PgBouncer: add pooler=transaction to the URL)"
+            return reason
+        return None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
@@ -161,6 +198,8 @@ class PostgresStore:
             with self._connection() as conn:
                 conn.isolation_level = isolation
                 with conn.transaction():
+                    if self.pooler == "transaction" and self.timeout:
+                        conn.execute(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
                     yield conn
         except psycopg.Error as exc:
             raise StoreError(f"postgres store {self.url}: {what} failed: {exc}".rstrip()) from exc

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from liquid.hotcache import HotCache, entry_size, member
+from liquid.hotcache import HotCache, entry_size
 from liquid.policy.evaluate import select_policy
 from liquid.policy.models import PolicySet
-from liquid.redis_keys import HOT_ADAPTIVE, HOT_LEDGER
+from liquid.redis_keys import HOT_ADAPTIVE
 from liquid.tiering.adaptive import LN2, AdaptiveHalfLife
 from liquid.tiering.budgets import tier_caps
 from liquid.tiering.journal import open_row
@@ -50,7 +50,7 @@ def explain(
     saved: dict[str, Any] | None = None
     if hot is not None:
         try:
-            has_copy = bool(hot.client.hexists(HOT_LEDGER, member(row.ref)))
+            has_copy = hot.holds(row.ref)
             tier_bytes = hot.used_bytes()
             raw = hot.client.get(HOT_ADAPTIVE)
             saved = json.loads(raw) if raw else None

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert
 
+from liquid.catalog import db
 from liquid.catalog.models import ObjectVector
 from liquid.config import CATALOG_STORE, VectorSettings
 from liquid.errors import DimensionMismatch, InvalidInput
@@ -232,16 +233,24 @@ class PgVectorIndex:
         if metric is None:
             return []
         ef = max(int(ef_search or self.settings.ef_search), int(k))
-        # One round trip: a read-only statement in autocommit, on a connection whose session
-        # already has these HNSW settings (they touch nothing but HNSW scans, so they may stay
-        # on a pooled connection; each connection remembers what it was given).
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            wanted = (ef, "strict_order")
-            if conn.info.get("liquid_hnsw") != wanted:
-                # Literals, validated ints: SET does not take parameters.
-                conn.exec_driver_sql(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = strict_order")
-                conn.info["liquid_hnsw"] = wanted
-            rows = conn.execute(text(sql), params).all()
+        # Literals, validated ints: SET does not take parameters.
+        hnsw = f"hnsw.ef_search = {ef}; SET {{local}}hnsw.iterative_scan = strict_order"
+        if db.pooler(self.engine) == "transaction":
+            # The next transaction may run on another server session: the settings live and die
+            # with this one (SET LOCAL), at the price of BEGIN and COMMIT round trips.
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL " + hnsw.format(local="LOCAL "))
+                rows = conn.execute(text(sql), params).all()
+        else:
+            # One round trip: a read-only statement in autocommit, on a connection whose session
+            # already has these HNSW settings (they touch nothing but HNSW scans, so they may stay
+            # on a pooled connection; each connection remembers what it was given).
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                wanted = (ef, "strict_order")
+                if conn.info.get("liquid_hnsw") != wanted:
+                    conn.exec_driver_sql("SET " + hnsw.format(local=""))
+                    conn.info["liquid_hnsw"] = wanted
+                rows = conn.execute(text(sql), params).all()
         return [
             VectorHit(
                 object_id=r.object_id,

@@ -37,6 +37,26 @@ class TestRedisStore(StoreContract):
     pass
 
 
+class TestRedisStoreThroughSentinel(StoreContract):
+    """The same contract on the primary a Sentinel names (``redis+sentinel://``)."""
+
+    @pytest.fixture
+    def store_factory(self, valkey_sentinel_url: str) -> Iterator[StoreFactory]:
+        made: list[RedisStore] = []
+
+        def make() -> RedisStore:
+            store = RedisStore(valkey_sentinel_url, prefix=f"liquid:test:{uuid.uuid4().hex[:12]}:")
+            made.append(store)
+            return store
+
+        yield make
+        for store in made:
+            keys = list(store.client.scan_iter(match=store.prefix + "*"))
+            if keys:
+                store.client.unlink(*keys)
+            store.close()
+
+
 class TestRedisStoreOnCluster(StoreContract):
     """The same contract on a three-primary cluster: every multi-key step stays in one slot."""
 

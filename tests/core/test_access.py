@@ -190,7 +190,7 @@ def test_reads_from_the_home_are_signalled_as_misses_and_never_write_redis(
     clocked: tuple[LiquidService, FakeClock], tenant: str
 ) -> None:
     from liquid.catalog import changes
-    from liquid.redis_keys import HOT_LEDGER, HOT_OBJECT
+    from liquid.hotcache import hot_key
 
     svc, _ = clocked
     assert svc.access is not None and svc.hot is not None
@@ -207,9 +207,7 @@ def test_reads_from_the_home_are_signalled_as_misses_and_never_write_redis(
     assert svc.access.drain_missed() == [ids["small"]]  # once, however often; never the large one
     assert svc.access.drain_missed() == []
     client = svc.hot.client
-    assert not client.exists(HOT_OBJECT + f"{tenant}/ns/small@1") and not client.hexists(
-        HOT_LEDGER, f"{tenant}/ns/small@1"
-    )
+    assert not client.exists(hot_key(small)) and not svc.hot.holds(small)
     # A hit is not a miss.
     assert svc.fill_hot(small, ids["small"])
     svc.get(tenant, small)

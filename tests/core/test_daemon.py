@@ -209,7 +209,7 @@ def test_run_once_says_another_daemon_leads_rather_than_no_policies(
         summary = other.run_once(move=False)
         assert summary.plan is None
         assert (
-            summary.not_planned is not None and "another daemon holds the leader lock" in summary.not_planned
+            summary.not_planned is not None and "another daemon holds the leader lease" in summary.not_planned
         )
         assert summary.as_dict()["not_planned"] == summary.not_planned
     finally:

@@ -20,7 +20,6 @@ import pytest
 from daemon.tiering import TieringDaemon
 from liquid.bootstrap import Runtime
 from liquid.policy.store import apply_policies
-from liquid.redis_keys import HOT_OBJECT
 from liquid.service import LiquidService
 
 from .conftest import ServiceFactory
@@ -73,7 +72,7 @@ def hot_bytes(svc: LiquidService, tenant: str) -> int:
     """What Redis holds for this tenant's copies, read from Redis itself."""
     assert svc.hot is not None
     client = svc.hot.client
-    keys = list(client.scan_iter(match=f"{HOT_OBJECT}{tenant}/*", count=1000))
+    keys = list(client.scan_iter(match=f"{{lqh:*}}:obj:{tenant}/*", count=1000))
     if not keys:
         return 0
     pipe = client.pipeline(transaction=False)

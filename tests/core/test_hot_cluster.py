@@ -12,8 +12,8 @@ from redis.cluster import RedisCluster
 
 from liquid.bootstrap import Runtime, open_runtime
 from liquid.config import load_settings
-from liquid.hotcache import hot_key
-from liquid.redis_keys import HOT_LEDGER, TAG
+from liquid.hotcache import hot_key, member
+from liquid.redis_keys import hot_ledger, hot_shard, hot_tomb
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +38,12 @@ def test_fill_read_evict_kill_and_ledger_on_a_cluster(cluster_runtime: Runtime) 
     infos = [svc.put(tenant, "ns", f"k{i}", bytes([i]) * 5000) for i in range(6)]
     for i, info in enumerate(infos):
         assert svc.fill_hot(info.ref, _oid(cluster_runtime, tenant, f"k{i}"))
-    # Every hot key of an object, and the ledger they are written with, share one slot.
+    # An object's copy, tombstone and ledger shard share one slot (its scripts need that).
     client = svc.hot.client
-    slots = {client.keyslot(hot_key(info.ref)) for info in infos} | {client.keyslot(HOT_LEDGER)}
-    assert len(slots) == 1 and hot_key(infos[0].ref).startswith(TAG)
+    for info in infos:
+        m = member(info.ref)
+        shard = hot_shard(m)
+        assert len({client.keyslot(k) for k in (hot_key(info.ref), hot_tomb(m), hot_ledger(shard))}) == 1
     reader = svc.open(tenant, infos[2].ref)
     assert reader.source == "hot" and reader.read() == bytes([2]) * 5000
     ledger = svc.hot.ledger()
@@ -70,3 +72,25 @@ def test_access_tracking_on_a_cluster(cluster_runtime: Runtime) -> None:
             {"o": _oid(cluster_runtime, tenant, "read-me")},
         ).scalar_one()
     assert hits == 5
+
+
+def test_hot_copies_spread_over_every_primary(cluster_runtime: Runtime) -> None:
+    """The shards' hash tags put copies on all three primaries, and the ledger sums them all."""
+    svc = cluster_runtime.service
+    assert svc.hot is not None and isinstance(svc.hot.client, RedisCluster)
+    tenant = f"hs-{uuid.uuid4().hex[:8]}"
+    svc.tenancy.create_tenant(tenant)
+    infos = [svc.put(tenant, "ns", f"k{i}", bytes([i % 251]) * 5000) for i in range(60)]
+    for i, info in enumerate(infos):
+        assert svc.fill_hot(info.ref, _oid(cluster_runtime, tenant, f"k{i}"))
+    client = svc.hot.client
+    nodes = {client.get_node_from_key(hot_key(info.ref)).name for info in infos}
+    assert len(nodes) == 3, nodes
+    ledger = svc.hot.ledger()
+    mine = {m: v for m, v in ledger.items() if m.startswith(tenant + "/")}
+    assert set(mine) == {member(info.ref) for info in infos}
+    assert svc.hot.used_bytes() >= sum(n for _oid_, n in mine.values())
+    hits = svc.hot.get_many([info.ref for info in infos])  # MGET across slots, split by the client
+    assert all(h is not None for h in hits)
+    assert svc.hot.evict([info.ref for info in infos]) == 60
+    assert not any(m.startswith(tenant + "/") for m in svc.hot.ledger())

@@ -14,7 +14,7 @@ from liquid.bootstrap import Runtime
 from liquid.errors import ObjectGone
 from liquid.hotcache import HotCache, entry_size, hot_key, member
 from liquid.policy.store import apply_policies
-from liquid.redis_keys import HOT_TOMB
+from liquid.redis_keys import hot_tomb
 from liquid.refs import ResultRef
 from liquid.service import LiquidService
 from tests.fakes import FakeClock
@@ -72,7 +72,7 @@ def test_a_fill_slower_than_the_tombstone_takes_its_copy_back(
         # The delete lands while the fill is in flight, and the fill takes longer than the
         # tombstone lives: only the fill's own check of the catalog afterwards can catch it.
         service.delete(tenant, r)
-        hot.client.delete(HOT_TOMB + member(r))
+        hot.client.delete(hot_tomb(member(r)))
         return real_fill(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(hot, "fill", late_fill)
@@ -145,4 +145,4 @@ spec:
     assert svc.shm.hint(r, info.sha256) is None
     with pytest.raises(ObjectGone):
         svc.get(tenant, r)
-    assert svc.hot.client.exists(HOT_TOMB + member(r))  # a late fill would be refused
+    assert svc.hot.client.exists(hot_tomb(member(r)))  # a late fill would be refused
