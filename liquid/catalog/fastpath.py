@@ -75,16 +75,19 @@ SELECT id, version FROM obj
 _WHERE = "WHERE tenant_id = %s AND namespace = %s AND key = %s AND version = %s"
 SELECT_OBJECT = f"SELECT * FROM objects {_WHERE}"
 # Many versions in one statement (a batch resolve): the unique index answers each tuple.
-SELECT_MANY = (
-    "SELECT o.* FROM objects o JOIN unnest(CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS text[]),"
+_MANY = (
+    " FROM objects o JOIN unnest(CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS text[]),"
     " CAST(%s AS integer[])) AS r(tenant_id, namespace, key, version)"
     " USING (tenant_id, namespace, key, version)"
 )
+SELECT_MANY = "SELECT o.*" + _MANY
 # What a read needs, and no more: decoding jsonb and timestamps it does not use costs more than the query.
-SELECT_FOR_READ = (
-    "SELECT id, state, deleted_at, expires_at, size, sha256, content_type, compression, home_tier, "
-    f"home_store, locator, inline_data, classification FROM objects {_WHERE}"
+_READ_COLUMNS = (
+    "id, state, deleted_at, expires_at, size, sha256, content_type, compression, home_tier, "
+    "home_store, locator, inline_data, classification"
 )
+SELECT_FOR_READ = f"SELECT {_READ_COLUMNS} FROM objects {_WHERE}"
+SELECT_MANY_FOR_READ = f"SELECT tenant_id, namespace, key, version, {_READ_COLUMNS}" + _MANY
 
 
 def conninfo(url: str) -> str:
@@ -116,13 +119,18 @@ class CatalogFastPath:
             row: NamedTuple | None = cur.fetchone()
             return row
 
-    def find_many(self, refs: Sequence[tuple[str, str, str, int]]) -> dict[tuple[str, str, str, int], Any]:
-        """Full objects rows of many versions in one round trip, by (tenant, namespace, key, version)."""
+    def find_many(
+        self, refs: Sequence[tuple[str, str, str, int]], *, full: bool = True
+    ) -> dict[tuple[str, str, str, int], Any]:
+        """Objects rows of many versions in one round trip, by (tenant, namespace, key, version).
+
+        Full rows, or with ``full=False`` only the read columns (as :meth:`find`).
+        """
         if not refs:
             return {}
         columns = [list(c) for c in zip(*refs, strict=True)]
         with self.pool.connection() as conn, conn.cursor(row_factory=namedtuple_row) as cur:
-            cur.execute(SELECT_MANY, columns)
+            cur.execute(SELECT_MANY if full else SELECT_MANY_FOR_READ, columns)
             rows: list[Any] = cur.fetchall()
             return {(r.tenant_id, r.namespace, r.key, r.version): r for r in rows}
 

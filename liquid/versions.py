@@ -1,0 +1,92 @@
+"""What a ref names, remembered in-process: the immutable facts of object versions.
+
+A version never changes once written (a new write makes a new version, and no path
+deletes an ``objects`` or ``key_heads`` row, so a version number is never reused).
+Its size, SHA-256, content type and expiry are therefore as good from memory as from
+the catalog, for as long as the process lives. :class:`VersionCache` keeps them, and
+the parsed form of the ref texts readers send, so a hot read needs no catalog round
+trip and no re-parsing to check a copy against its version's checksum.
+
+**It never says a version is live.** Liveness (deleted, expired, purged) is not a fact
+of the version and is not kept here: a reader that finds the facts still needs proof of
+life, which is either a hot copy (copies exist only of live versions: every delete,
+expiry and purge kills them, :meth:`liquid.hotcache.HotCache.kill`, and a copy's Redis
+TTL ends by its version's ``expires_at``) or the catalog row. The expiry kept here is
+checked on every use as well, so a version past it goes back to the catalog (and its
+410) even if a copy lingered.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cachetools import LRUCache
+
+from liquid.refs import ResultRef
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFacts:
+    """What never changes about one object version."""
+
+    ref: ResultRef
+    size: int
+    sha256: str
+    content_type: str
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, ref: ResultRef, row: Any) -> VersionFacts:
+        """The facts of a catalog row (any row with size, sha256, content_type and expires_at)."""
+        return cls(ref, int(row.size), str(row.sha256), str(row.content_type), row.expires_at)
+
+    def alive_at(self, now: datetime) -> bool:
+        """False once the version's own expiry passed (it may still be gone earlier: see the module)."""
+        return self.expires_at is None or self.expires_at > now
+
+
+class VersionCache:
+    """Bounded, thread-safe LRU maps: ref text → :class:`ResultRef`, and ref → :class:`VersionFacts`.
+
+    Args:
+        max_versions: versions whose facts are kept (about 300 bytes each).
+        max_texts: ref texts whose parse is kept.
+    """
+
+    def __init__(self, *, max_versions: int = 100_000, max_texts: int = 100_000) -> None:
+        self._facts: LRUCache[ResultRef, VersionFacts] = LRUCache(maxsize=max_versions)
+        self._texts: LRUCache[str, ResultRef] = LRUCache(maxsize=max_texts)
+        # cachetools' caches reorder on every read: not safe across threads without a lock.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VersionCache(versions={len(self._facts)}, texts={len(self._texts)})"
+
+    def parse(self, text: object) -> ResultRef:
+        """:meth:`ResultRef.parse`, remembered for texts seen before (raises the same InvalidRef)."""
+        if isinstance(text, str):
+            with self._lock:
+                ref = self._texts.get(text)
+            if ref is not None:
+                return ref
+        ref = ResultRef.parse(text)
+        with self._lock:
+            self._texts[text] = ref  # type: ignore[index]
+        return ref
+
+    def get(self, ref: ResultRef) -> VersionFacts | None:
+        with self._lock:
+            return self._facts.get(ref)
+
+    def learn(self, ref: ResultRef, row: Any) -> VersionFacts:
+        """Remember (and return) the facts of ``ref`` from its catalog row."""
+        facts = VersionFacts.of(ref, row)
+        with self._lock:
+            self._facts[ref] = facts
+        return facts
+
+    def __len__(self) -> int:
+        return len(self._facts)
