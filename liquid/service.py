@@ -173,7 +173,8 @@ class Resolution:
     """One version of a batch resolve: its facts, and its value and catalog facts when asked for."""
 
     facts: VersionFacts
-    data: bytes | None
+    #: A hot value is a view of the buffer Redis answered with (not copied).
+    data: bytes | memoryview | None
     info: ObjectInfo | None = None
 
 
@@ -882,15 +883,17 @@ class LiquidService:
         for i, row in rows.items():
             facts[i] = self.versions.learn(refs[i], row)
         wanted = [i for i in sorted(facts) if want(i, facts[i])]
-        data: dict[int, bytes] = {}
+        data: dict[int, bytes | memoryview] = {}
         if self.hot is not None and wanted:
-            entries = self.hot.get_many([refs[i] for i in wanted])
+            # Checked against the version's checksum, not only the copy's own digest.
+            entries = self.hot.get_many(
+                [refs[i] for i in wanted], expect_sha256=[facts[i].sha256 for i in wanted]
+            )
             for i, entry in zip(wanted, entries, strict=True):
-                # Checked against the version's checksum, not only the copy's own digest.
-                if entry is not None and entry.sha256 == facts[i].sha256:
-                    data[i] = bytes(entry.data)
-                    if self.access is not None:
-                        self.access.note(refs[i])
+                if entry is not None:
+                    data[i] = entry.data
+            if self.access is not None and data:
+                self.access.note_many([refs[i] for i in data])
         # Known versions without a copy that proved them live: the catalog says whether they are.
         self._rows_of(refs, [i for i in facts if i not in rows and i not in data], rows, out, False)
         for i in wanted:

@@ -18,12 +18,11 @@ checked on every use as well, so a version past it goes back to the catalog (and
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from cachetools import LRUCache
 
 from liquid.refs import ResultRef
 
@@ -49,7 +48,11 @@ class VersionFacts:
 
 
 class VersionCache:
-    """Bounded, thread-safe LRU maps: ref text → :class:`ResultRef`, and ref → :class:`VersionFacts`.
+    """Bounded, thread-safe maps: ref text → :class:`ResultRef`, and version → :class:`VersionFacts`.
+
+    Both sit on every ref of a batch, so both are C-speed lookups: the parse is
+    :func:`functools.lru_cache` (thread-safe), the facts a dict read without a lock, bounded
+    first-in first-out (a version pushed out costs one catalog read when it comes back).
 
     Args:
         max_versions: versions whose facts are kept (about 300 bytes each).
@@ -57,35 +60,30 @@ class VersionCache:
     """
 
     def __init__(self, *, max_versions: int = 100_000, max_texts: int = 100_000) -> None:
-        self._facts: LRUCache[ResultRef, VersionFacts] = LRUCache(maxsize=max_versions)
-        self._texts: LRUCache[str, ResultRef] = LRUCache(maxsize=max_texts)
-        # cachetools' caches reorder on every read: not safe across threads without a lock.
+        self.max_versions = max_versions
+        self._facts: dict[str, VersionFacts] = {}
         self._lock = threading.Lock()
+        self._parse = functools.lru_cache(maxsize=max_texts)(ResultRef.parse)
 
     def __repr__(self) -> str:
-        return f"VersionCache(versions={len(self._facts)}, texts={len(self._texts)})"
+        return f"VersionCache(versions={len(self._facts)}/{self.max_versions})"
 
     def parse(self, text: object) -> ResultRef:
         """:meth:`ResultRef.parse`, remembered for texts seen before (raises the same InvalidRef)."""
-        if isinstance(text, str):
-            with self._lock:
-                ref = self._texts.get(text)
-            if ref is not None:
-                return ref
-        ref = ResultRef.parse(text)
-        with self._lock:
-            self._texts[text] = ref  # type: ignore[index]
-        return ref
+        if not isinstance(text, str):
+            return ResultRef.parse(text)  # the error, as parse words it (unhashable input included)
+        return self._parse(text)
 
     def get(self, ref: ResultRef) -> VersionFacts | None:
-        with self._lock:
-            return self._facts.get(ref)
+        return self._facts.get(ref.uri)
 
     def learn(self, ref: ResultRef, row: Any) -> VersionFacts:
         """Remember (and return) the facts of ``ref`` from its catalog row."""
         facts = VersionFacts.of(ref, row)
         with self._lock:
-            self._facts[ref] = facts
+            self._facts[ref.uri] = facts
+            while len(self._facts) > self.max_versions:
+                del self._facts[next(iter(self._facts))]
         return facts
 
     def __len__(self) -> int:

@@ -15,8 +15,10 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes
 import anyio
 import anyio.to_thread
 import orjson
+import pydantic
 import redis.asyncio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import trace
 from sqlalchemy import text
@@ -56,7 +58,7 @@ from liquid.errors import (
     Unauthorized,
 )
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
-from liquid.refs import IpcHint, RefInfo, ResultRef
+from liquid.refs import IpcHint, RefInfo, ResultRef, ref_json
 from liquid.service import LiquidService, ObjectInfo, ObjectReader
 from liquid.shm import ShmCache, ShmWriter
 from liquid.tenancy import Principal
@@ -849,13 +851,17 @@ async def explain_object(
     "/v1/refs:resolve", response_model=ResolveResponse, summary="Resolve a batch of refs", tags=["refs"]
 )
 async def resolve_refs(c: Ctx, who: Who, body: ResolveRequest) -> Response:
+    return await _resolve(c, who.tenant, body)
+
+
+async def _resolve(c: ApiContext, tenant: str, body: ResolveRequest) -> Response:
     if len(body.refs) > c.settings.api.max_batch:
         raise InvalidInput(
             f"a batch holds at most {c.settings.api.max_batch} refs, got {len(body.refs)}", field="refs"
         )
     inline_max = c.settings.api.batch_inline_max if body.inline else -1
     budget = InlineBudget(c.settings.api.batch_inline_total)
-    results = await run(resolve_batch, c, who.tenant, body.refs, inline_max, budget, facts=body.facts)
+    results = await run(resolve_batch, c, tenant, body.refs, inline_max, budget, facts=body.facts)
     # orjson: a batch's answer is mostly base64 strings, which it writes several times faster.
     answer = {"results": results, "inline_bytes": budget.used, "inline_omitted": budget.omitted}
     return Response(orjson.dumps(answer), media_type="application/json")
@@ -930,15 +936,8 @@ def resolve_batch(
         hint: IpcHint | None = None
         if shm is not None and version.size >= shm.min_size:
             hint = shm.hint(ref, version.sha256)
-        ref_json = RefInfo(
-            ref=ref,
-            size=version.size,
-            sha256=version.sha256,
-            content_type=version.content_type,
-            inline=result.data,
-            ipc=hint,
-        ).to_json()
-        done: dict[str, Any] = {"index": i, "ok": True, "ref": ref_json}
+        shape = ref_json(ref, version.size, version.sha256, version.content_type, result.data, hint)
+        done: dict[str, Any] = {"index": i, "ok": True, "ref": shape}
         if result.info is not None:
             done["object"] = result.info.to_json()
         if position in omitted:
@@ -1060,6 +1059,29 @@ async def read_ref(request: Request) -> Response:
     return await _serve(request, c, tenant, ref)
 
 
+async def resolve_refs_lean(request: Request) -> Response:
+    """``POST /v1/refs:resolve`` without FastAPI's dependency solving (its twin above documents it).
+
+    A runtime's step resolves its inputs in one batch; the framework's share of that request is
+    worth the few lines. The body is validated by the same model, and its errors answered by the
+    same handler, as the twin's.
+    """
+    c = app_context(request)
+    _DEADLINE.set(c.settings.resilience.request_timeout)
+    principal = await _principal_of(request, c)
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    tenant = acting_tenant(principal, request.headers.get(TENANT_HEADER))
+    try:
+        body = ResolveRequest.model_validate_json(await request.body())
+    except pydantic.ValidationError as exc:
+        # As FastAPI reports a body's errors: located under "body".
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    return await _resolve(c, tenant, body)
+
+
 async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
     """:func:`optional_principal` without the dependency machinery (same answers)."""
     if c.fixed_principal is not None:
@@ -1077,7 +1099,10 @@ async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
 
 def lean_routes() -> list[Route]:
     """Routes matched before the routers' (see :func:`liquid.api.app.create_app`)."""
-    return [LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False)]
+    return [
+        LeanRoute("/v1/refs:resolve", resolve_refs_lean, methods=["POST"], include_in_schema=False),
+        LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False),
+    ]
 
 
 # ------------------------------------------------------------------- health

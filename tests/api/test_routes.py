@@ -366,6 +366,9 @@ def test_bad_input_is_400_problem_naming_the_field(http: httpx.Client) -> None:
         (http.get("/v1/refs/liquid%3A%2F%2Fx%2Fy%2Fz%400"), "ref"),
         (http.post("/v1/refs:resolve", json={"refs": "nope"}), "refs"),
         (http.post("/v1/refs:resolve", json={"refs": [], "extra": 1}), "extra"),
+        (http.post("/v1/refs:resolve", json={}), "refs"),
+        (http.post("/v1/refs:resolve", json={"refs": [], "facts": "maybe"}), "facts"),
+        (http.post("/v1/refs:resolve", json=["liquid://a/b/c@1"]), "body"),
         (
             http.post("/v1/refs:resolve", content=b"{not json", headers={"Content-Type": "application/json"}),
             "body",
