@@ -533,8 +533,7 @@ class LiquidService:
                 locator=None,
                 inline_data=data,
             )
-            version = self._record(fields, tier="warm", store=CATALOG_STORE)
-            ref = ResultRef(tenant, namespace, key, version)
+            ref = self._record(fields, tier="warm", store=CATALOG_STORE)
             inline = data if len(data) < inline_limit else None
             return RefInfo(ref=ref, size=len(data), sha256=sha, content_type=content_type, inline=inline)
 
@@ -573,7 +572,7 @@ class LiquidService:
             inline_data=None,
         )
         try:
-            version = self._record(fields, tier=tier, store=store_name)
+            ref = self._record(fields, tier=tier, store=store_name)
         except BaseException:
             # Not acknowledged: do not leave the bytes behind (gc catches them if this fails too).
             try:
@@ -581,14 +580,14 @@ class LiquidService:
             except Exception:
                 log.warning("could not remove unrecorded bytes %s in %s", locator, store_name)
             raise
-        ref = ResultRef(tenant, namespace, key, version)
         return RefInfo(ref=ref, size=size, sha256=sha, content_type=content_type)
 
-    def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> int:
+    def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> ResultRef:
+        """Insert the version's row (and its event); its facts are remembered for reads that follow."""
         # The object.created event carries the write's latency so far (body read, bytes stored).
         fields["latency_ms"] = round((time.perf_counter() - fields.pop("started")) * 1000.0, 3)
         try:
-            return self.fast.insert(fields)
+            object_id, version = self.fast.insert(fields)
         except psycopg.errors.ForeignKeyViolation as exc:
             # The tenant is checked by its foreign key rather than by an extra query on every write.
             if "objects_tenant_id_fkey" in str(exc) or "key_heads_tenant_id_fkey" in str(exc):
@@ -598,6 +597,13 @@ class LiquidService:
                     field="tenant",
                 ) from None
             raise
+        ref = ResultRef(fields["tenant"], fields["namespace"], fields["key"], version)
+        self.versions.remember(
+            VersionFacts(
+                ref, fields["size"], fields["sha256"], fields["content_type"], fields["expires_at"], object_id
+            )
+        )
+        return ref
 
     def finish_execution(
         self, tenant: str, execution_id: str, *, at: datetime | None = None, actor: str | None = None
@@ -1119,6 +1125,9 @@ class LiquidService:
         return (c.tenant_id == r.tenant, c.namespace == r.namespace, c.key == r.key, c.version == r.version)
 
     def _live_row(self, r: ResultRef, *, full: bool = False) -> Any:
+        facts = None if full else self.versions.get(r)
+        if facts is not None:
+            return self._check_live(r, self.fast.find_by_id(facts.object_id))
         return self._check_live(r, self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full))
 
     def _check_live(self, r: ResultRef, row: Any | None) -> Any:

@@ -36,11 +36,13 @@ class VersionFacts:
     sha256: str
     content_type: str
     expires_at: datetime | None
+    #: The catalog row's id: the primary key finds the version again without its name.
+    object_id: int
 
     @classmethod
     def of(cls, ref: ResultRef, row: Any) -> VersionFacts:
-        """The facts of a catalog row (any row with size, sha256, content_type and expires_at)."""
-        return cls(ref, int(row.size), str(row.sha256), str(row.content_type), row.expires_at)
+        """The facts of a catalog row (any row with id, size, sha256, content_type and expires_at)."""
+        return cls(ref, int(row.size), str(row.sha256), str(row.content_type), row.expires_at, int(row.id))
 
     def alive_at(self, now: datetime) -> bool:
         """False once the version's own expiry passed (it may still be gone earlier: see the module)."""
@@ -79,7 +81,11 @@ class VersionCache:
 
     def learn(self, ref: ResultRef, row: Any) -> VersionFacts:
         """Remember (and return) the facts of ``ref`` from its catalog row."""
-        facts = VersionFacts.of(ref, row)
+        return self.remember(VersionFacts.of(ref, row))
+
+    def remember(self, facts: VersionFacts) -> VersionFacts:
+        """Remember the facts of a version (its writer knows them all)."""
+        ref = facts.ref
         with self._lock:
             self._facts[ref.uri] = facts
             while len(self._facts) > self.max_versions:

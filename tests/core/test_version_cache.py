@@ -54,6 +54,8 @@ def test_a_known_hot_version_is_read_without_the_catalog_until_it_is_deleted(
 ) -> None:
     a, b = os.urandom(900), os.urandom(700)
     ra, rb = hot_object(service, tenant, "a", a), hot_object(service, tenant, "b", b)
+    assert service.known(ra) is not None  # its writer remembered it
+    monkeypatch.setattr(service, "versions", VersionCache())  # as another process sees them
     calls = CatalogCalls(service, monkeypatch)
     assert values(service, tenant, [ra, rb]) == [a, b]
     assert calls.n == 1  # first sight: one statement for both
@@ -124,7 +126,7 @@ def test_known_versions_without_a_copy_are_read_from_their_home(
 def test_the_cache_is_bounded_and_parses_as_refs_do() -> None:
     cache = VersionCache(max_versions=2, max_texts=2)
     refs = [ResultRef("t", "n", f"k{i}", 1) for i in range(3)]
-    row = type("Row", (), {"size": 1, "sha256": "0" * 64, "content_type": "x/y", "expires_at": None})
+    row = type("Row", (), {"id": 7, "size": 1, "sha256": "0" * 64, "content_type": "x/y", "expires_at": None})
     for r in refs:
         cache.learn(r, row)
     assert len(cache) == 2 and cache.get(refs[0]) is None and cache.get(refs[2]) is not None
@@ -133,3 +135,17 @@ def test_the_cache_is_bounded_and_parses_as_refs_do() -> None:
     for bad in ("liquid://t/n/k@0", "nope", 42):
         with pytest.raises(InvalidRef):
             cache.parse(bad)
+
+
+def test_a_known_version_read_from_its_home_is_found_by_id_and_still_checked_for_life(
+    service: LiquidService, tenant: str, other_tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2000)
+    ref = service.put(tenant, "vc", "warm", data).ref
+    by_name = CatalogCalls(service, monkeypatch)  # counts find/find_many: the by-name lookups
+    assert service.get(tenant, ref) == data and by_name.n == 0
+    with pytest.raises(ObjectNotFound):  # the facts are this tenant's: others still get a 404
+        service.get(other_tenant, ResultRef(other_tenant, "vc", "warm", ref.version))
+    service.delete(tenant, ref)
+    with pytest.raises(ObjectGone):
+        service.get(tenant, ref)
