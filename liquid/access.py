@@ -410,21 +410,27 @@ class AccessTracker:
 
     def note(self, ref: ResultRef, *, now: datetime | None = None) -> None:
         """Count one read in memory (microseconds, no I/O); :meth:`push` sends the batch to Redis."""
+        self.note_many((ref,), now=now)
+
+    def note_many(self, refs: Iterable[ResultRef], *, now: datetime | None = None) -> None:
+        """:meth:`note` of several reads at one time (a batch resolve): one clock read, one lock."""
         when = (now or self.clock()).timestamp()
-        # One entry per object and minute, so the hourly counts and the per-minute read events
-        # stay exact across a boundary; formatting waits for the push, off the read path.
-        m = (ref, int(when // 60))
+        minute = int(when // 60)
         with self._lock:
-            entry = self._pending.get(m)
-            if entry is None:
-                self._pending[m] = [1.0, when, 1, when, when]  # score, last read, reads, first/last counted
-            else:
-                # Reads batched between pushes fold into one decayed delta, exactly as if sent one by one.
-                entry[0], entry[1], entry[4] = count_read(
-                    entry[0], entry[1], entry[4], when, self.half_life, self.correlation
-                )
-                entry[2] += 1
-            self.noted += 1
+            for ref in refs:
+                # One entry per object and minute, so the hourly counts and the per-minute read
+                # events stay exact across a boundary; formatting waits for the push, off the read path.
+                m = (ref, minute)
+                entry = self._pending.get(m)
+                if entry is None:
+                    self._pending[m] = [1.0, when, 1, when, when]  # score, last read, reads, first/last
+                else:
+                    # Reads batched between pushes fold into one decayed delta, as if sent one by one.
+                    entry[0], entry[1], entry[4] = count_read(
+                        entry[0], entry[1], entry[4], when, self.half_life, self.correlation
+                    )
+                    entry[2] += 1
+                self.noted += 1
 
     def record(self, ref: ResultRef, *, now: datetime | None = None) -> bool:
         """Count one read and push at once; False when Redis is down."""

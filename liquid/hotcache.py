@@ -281,8 +281,13 @@ class HotCache:
         self.hits += 1
         return entry
 
-    def get_many(self, refs: Sequence[ResultRef]) -> list[HotEntry | None]:
-        """:meth:`get` of many versions in one round trip (``MGET``); all misses while kills are pending."""
+    def get_many(
+        self, refs: Sequence[ResultRef], *, expect_sha256: Sequence[str] | None = None
+    ) -> list[HotEntry | None]:
+        """:meth:`get` of many versions in one round trip (``MGET``); all misses while kills are pending.
+
+        ``expect_sha256`` (one per ref): a copy of other bytes is dropped, as :meth:`get` drops it.
+        """
         if not refs or self._unkilled or self.guard.is_open:
             return [None] * len(refs)
         try:
@@ -292,7 +297,12 @@ class HotCache:
             self.errors += 1
             log.warning("hot cache unavailable, reading through: %s", exc)
             return [None] * len(refs)
-        return [self.accept(r, raw) for r, raw in zip(refs, raws, strict=True)]
+        if expect_sha256 is None:
+            return [self.accept(r, raw) for r, raw in zip(refs, raws, strict=True)]
+        return [
+            self.accept(r, raw, expect_sha256=sha)
+            for r, raw, sha in zip(refs, raws, expect_sha256, strict=True)
+        ]
 
     def exists(self, refs: Sequence[ResultRef]) -> list[bool] | None:
         """Whether each version has a copy now (one pipeline); None when Redis is down."""

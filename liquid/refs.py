@@ -135,6 +135,11 @@ class ResultRef:
     def uri(self) -> str:
         return self._uri
 
+    def __hash__(self) -> int:
+        # The URI names the version one-to-one, and a str caches its hash: refs key many dicts
+        # on the read path (copies, counts, facts), where hashing four fields each time showed.
+        return hash(self._uri)
+
     def __str__(self) -> str:
         return self.uri
 
@@ -176,6 +181,23 @@ class ResultRef:
             raise InvalidRef(f"ref {text!r}: {exc.detail}", field="ref") from None
 
 
+def ref_json(
+    ref: ResultRef,
+    size: int,
+    sha256: str,
+    content_type: str,
+    inline: bytes | memoryview | None = None,
+    ipc: IpcHint | None = None,
+) -> dict[str, Any]:
+    """The JSON form of a ref (:meth:`RefInfo.to_json`), without making a RefInfo (a batch makes many)."""
+    out: dict[str, Any] = {"uri": ref.uri, "size": size, "sha256": sha256, "content_type": content_type}
+    if inline is not None:
+        out["inline"] = base64.b64encode(inline).decode("ascii")
+    if ipc is not None:
+        out["ipc"] = ipc.to_json()
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class RefInfo:
     """A ref with what a reader needs to fetch and check it: the JSON form of DESIGN.md."""
@@ -193,16 +215,7 @@ class RefInfo:
         return self.ref.uri
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "uri": self.ref.uri,
-            "size": self.size,
-            "sha256": self.sha256,
-            "content_type": self.content_type,
-        }
-        if self.inline is not None:
-            out["inline"] = base64.b64encode(self.inline).decode("ascii")
-        if self.ipc is not None:
-            out["ipc"] = self.ipc.to_json()
+        out = ref_json(self.ref, self.size, self.sha256, self.content_type, self.inline, self.ipc)
         out.update(self.extra)
         return out
 

@@ -67,6 +67,7 @@ from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
 from liquid.tracing import Tracing
+from liquid.versions import VersionCache, VersionFacts
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,16 @@ class ObjectReader:
     @property
     def length(self) -> int:
         return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """One version of a batch resolve: its facts, and its value and catalog facts when asked for."""
+
+    facts: VersionFacts
+    #: A hot value is a view of the buffer Redis answered with (not copied).
+    data: bytes | memoryview | None
+    info: ObjectInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +341,8 @@ class LiquidService:
             when a version is deleted or expires).
         clock: returns the current UTC time; tests inject a fake one.
         tracing: spans (:mod:`liquid.tracing`); the API and the mover take theirs from here.
+        redaction: text payload redaction (default: from ``settings``).
+        versions: the facts of versions already read (default: a new cache of its own).
     """
 
     def __init__(
@@ -344,8 +357,11 @@ class LiquidService:
         clock: Clock = utcnow,
         tracing: Tracing | None = None,
         redaction: PayloadRedaction | None = None,
+        versions: VersionCache | None = None,
     ) -> None:
         self.settings = settings
+        #: Immutable facts of versions read before (liquid.versions): hot hits check copies against them.
+        self.versions = versions if versions is not None else VersionCache()
         #: Which tiers each classification may live in (liquid.classification).
         self.classifier = Classifier(settings)
         #: Text payloads redacted before storage, when redaction.enabled (liquid.redaction).
@@ -520,8 +536,7 @@ class LiquidService:
                 locator=None,
                 inline_data=data,
             )
-            version = self._record(fields, tier="warm", store=CATALOG_STORE)
-            ref = ResultRef(tenant, namespace, key, version)
+            ref = self._record(fields, tier="warm", store=CATALOG_STORE)
             inline = data if len(data) < inline_limit else None
             return RefInfo(ref=ref, size=len(data), sha256=sha, content_type=content_type, inline=inline)
 
@@ -560,7 +575,7 @@ class LiquidService:
             inline_data=None,
         )
         try:
-            version = self._record(fields, tier=tier, store=store_name)
+            ref = self._record(fields, tier=tier, store=store_name)
         except BaseException:
             # Not acknowledged: do not leave the bytes behind (gc catches them if this fails too).
             try:
@@ -568,14 +583,14 @@ class LiquidService:
             except Exception:
                 log.warning("could not remove unrecorded bytes %s in %s", locator, store_name)
             raise
-        ref = ResultRef(tenant, namespace, key, version)
         return RefInfo(ref=ref, size=size, sha256=sha, content_type=content_type)
 
-    def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> int:
+    def _record(self, fields: dict[str, Any], *, tier: str, store: str) -> ResultRef:
+        """Insert the version's row (and its event); its facts are remembered for reads that follow."""
         # The object.created event carries the write's latency so far (body read, bytes stored).
         fields["latency_ms"] = round((time.perf_counter() - fields.pop("started")) * 1000.0, 3)
         try:
-            return self.fast.insert(fields)
+            object_id, version = self.fast.insert(fields)
         except psycopg.errors.ForeignKeyViolation as exc:
             # The tenant is checked by its foreign key rather than by an extra query on every write.
             if "objects_tenant_id_fkey" in str(exc) or "key_heads_tenant_id_fkey" in str(exc):
@@ -585,6 +600,13 @@ class LiquidService:
                     field="tenant",
                 ) from None
             raise
+        ref = ResultRef(fields["tenant"], fields["namespace"], fields["key"], version)
+        self.versions.remember(
+            VersionFacts(
+                ref, fields["size"], fields["sha256"], fields["content_type"], fields["expires_at"], object_id
+            )
+        )
+        return ref
 
     def finish_execution(
         self, tenant: str, execution_id: str, *, at: datetime | None = None, actor: str | None = None
@@ -712,9 +734,14 @@ class LiquidService:
         if inline is not None:
             return inline
         counted = self.access is not None and track
+        row: Any | None = None
         if self.hot is not None and cached:
-            expect = ref.sha256 if isinstance(ref, RefInfo) else None
-            entry = self.hot.get(r, expect_sha256=expect)
+            facts = self.known(r)
+            if facts is None:
+                # First read of this version here: its row gives the checksum a copy must match.
+                row = self._live_row(r)
+                facts = self.versions.learn(r, row)
+            entry = self.hot.get(r, expect_sha256=facts.sha256)
             if entry is not None:
                 # Copies exist only of live versions (deletes and expiries kill them; a copy's
                 # Redis TTL ends no later than its object's expires_at), so the hit is counted.
@@ -724,7 +751,8 @@ class LiquidService:
                     r, entry.data, entry.sha256, entry.content_type, "hot", start, end
                 )
 
-        row = self._live_row(r)
+        if row is None:
+            row = self._live_row(r)
         # Counted only once the version is known to exist: a read of a missing or gone ref must
         # not reach the access flush (whose batch it would share with every other tenant's reads).
         if counted:
@@ -805,18 +833,21 @@ class LiquidService:
         """The inline or hot part of :meth:`open` on an asyncio Redis client; None on a miss.
 
         For the API's event loop: a hit costs no worker thread and no catalog round trip (copies
-        exist only of live versions: deletes and expiries kill them). On None, call :meth:`open`
-        with ``cached=False`` (it counts the read once it finds the version). Do not call it while
+        exist only of live versions: deletes and expiries kill them) once this process knows the
+        version's checksum (:meth:`known`); a version it does not know is None at once, for
+        :meth:`open` to look up. After a miss of a known version, call :meth:`open` with
+        ``cached=False`` (it counts the read once it finds the version). Do not call it while
         ``hot.kills_pending``: :meth:`open` then decides whether copies may be trusted.
         """
         r = self._ref(tenant, ref)
         inline = self._inline_reader(r, ref, start, end)
         if inline is not None:
             return inline
-        if self.hot is None:
+        facts = self.known(r)
+        if self.hot is None or facts is None:
             return None
-        expect = ref.sha256 if isinstance(ref, RefInfo) else None
-        entry = await self.hot.aget(r, client, expect_sha256=expect)
+        # Checked against the version's checksum, not only the copy's own digest.
+        entry = await self.hot.aget(r, client, expect_sha256=facts.sha256)
         if entry is None:
             return None
         if self.access is not None:
@@ -824,56 +855,99 @@ class LiquidService:
         return self._reader_from_bytes(r, entry.data, entry.sha256, entry.content_type, "hot", start, end)
 
     def resolve_many(
-        self, tenant: str, refs: Sequence[ResultRef], *, want: Callable[[int, ObjectInfo], bool]
-    ) -> list[tuple[ObjectInfo, bytes | None] | LiquidError]:
+        self,
+        tenant: str,
+        refs: Sequence[ResultRef],
+        *,
+        want: Callable[[int, VersionFacts], bool],
+        full: bool = False,
+    ) -> list[Resolution | LiquidError]:
         """Facts of many versions, and the bytes of those ``want`` picks, in a few round trips.
 
-        One catalog statement for all the facts, one Redis ``MGET`` for the hot copies of the
-        wanted ones; values kept in their catalog row come with it; only the rest are read from
-        their homes one by one. ``want(position, info)`` is called in order, once per live version
-        (a batch's byte budget can be kept in it). Each wanted value is counted as a read, like :meth:`get`;
-        missing and gone versions are not.
+        A version whose facts this process knows (:class:`~liquid.versions.VersionCache`) and whose
+        hot copy is there costs no catalog statement: the copy proves it live (see
+        :mod:`liquid.versions`) and is checked against the version's own SHA-256. The others take
+        one catalog statement for all of them, and the wanted ones among them one Redis ``MGET``;
+        values kept in their catalog row come with it; only the rest are read from their homes one
+        by one. ``full`` adds every version's catalog facts (:class:`ObjectInfo`: a statement for
+        all). ``want(position, facts)`` is called in order, once per version not known to be
+        missing or gone (a batch's byte budget can be kept in it). Each value returned is counted
+        as a read, like :meth:`get`; missing and gone versions are not.
 
-        Returns, per ref and in order, ``(info, bytes or None)`` or the error a single read gets.
+        Returns, per ref and in order, a :class:`Resolution` or the error a single read gets.
         """
-        out: list[tuple[ObjectInfo, bytes | None] | LiquidError] = []
-        keys = [(r.tenant, r.namespace, r.key, r.version) for r in refs if r.tenant == tenant]
-        rows = self.fast.find_many(keys)
-        picked: list[tuple[int, ResultRef, Any, ObjectInfo]] = []
+        now = self.clock()
+        out: list[Resolution | LiquidError | None] = [None] * len(refs)
+        facts: dict[int, VersionFacts] = {}
+        rows: dict[int, Any] = {}
         for i, r in enumerate(refs):
-            try:
-                row = self._check_live(r, rows.get((r.tenant, r.namespace, r.key, r.version)))
-            except LiquidError as exc:
-                out.append(exc)
+            if r.tenant != tenant:
+                out[i] = ObjectNotFound(f"no object {r.uri}", field="ref")
                 continue
-            info = _info(row, ref=r)
-            out.append((info, None))
-            if want(i, info):
-                picked.append((i, r, row, info))
-        entries = self.hot.get_many([p[1] for p in picked]) if self.hot is not None else []
-        for n, (i, r, row, info) in enumerate(picked):
+            known = None if full else self.versions.get(r)
+            if known is not None and known.alive_at(now):
+                facts[i] = known
+        # Versions this process has not seen (or every one, for their full facts): one statement.
+        self._rows_of(refs, [i for i, o in enumerate(out) if o is None and i not in facts], rows, out, full)
+        for i, row in rows.items():
+            facts[i] = self.versions.learn(refs[i], row)
+        wanted = [i for i in sorted(facts) if want(i, facts[i])]
+        data: dict[int, bytes | memoryview] = {}
+        if self.hot is not None and wanted:
+            # Checked against the version's checksum, not only the copy's own digest.
+            entries = self.hot.get_many(
+                [refs[i] for i in wanted], expect_sha256=[facts[i].sha256 for i in wanted]
+            )
+            for i, entry in zip(wanted, entries, strict=True):
+                if entry is not None:
+                    data[i] = entry.data
+            if self.access is not None and data:
+                self.access.note_many([refs[i] for i in data])
+        # Known versions without a copy that proved them live: the catalog says whether they are.
+        self._rows_of(refs, [i for i in facts if i not in rows and i not in data], rows, out, False)
+        for i in wanted:
+            if i in data or out[i] is not None:
+                continue
             try:
-                entry = entries[n] if entries else None
-                if entry is not None and entry.sha256 == row.sha256:
-                    data = bytes(entry.data)
-                    if self.access is not None:
-                        self.access.note(r)
-                elif row.inline_data is not None:
-                    data = bytes(row.inline_data)
-                    if hashlib.sha256(data).hexdigest() != row.sha256:
-                        raise IntegrityError(
-                            f"{r.uri}: inline bytes in the catalog do not match their checksum"
-                        )
-                    if self.access is not None:
-                        self.access.note(r)
-                        if self.hot is not None and row.size <= self.hot.max_object_size:
-                            self.access.note_miss(row.id)
-                else:
-                    data = self.open(tenant, r, cached=False).read()
-                out[i] = (info, data)
+                data[i] = self._home_value(tenant, refs[i], rows[i])
             except LiquidError as exc:
                 out[i] = exc
-        return out
+        for i, f in facts.items():
+            if out[i] is None:
+                out[i] = Resolution(f, data.get(i), _info(rows[i], ref=refs[i]) if full else None)
+        return [o for o in out if o is not None]
+
+    def _rows_of(
+        self,
+        refs: Sequence[ResultRef],
+        positions: list[int],
+        rows: dict[int, Any],
+        out: list[Resolution | LiquidError | None],
+        full: bool,
+    ) -> None:
+        """Rows of ``refs[positions]`` into ``rows`` (live ones) or ``out`` (errors), in one statement."""
+        if not positions:
+            return
+        keys = [(r.tenant, r.namespace, r.key, r.version) for r in (refs[i] for i in positions)]
+        found = self.fast.find_many(keys, full=full)
+        for i, k in zip(positions, keys, strict=True):
+            try:
+                rows[i] = self._check_live(refs[i], found.get(k))
+            except LiquidError as exc:
+                out[i] = exc
+
+    def _home_value(self, tenant: str, r: ResultRef, row: Any) -> bytes:
+        """A live version's whole value from its catalog row or home store (verified, counted)."""
+        if row.inline_data is None:
+            return self.open(tenant, r, cached=False).read()
+        data = bytes(row.inline_data)
+        if hashlib.sha256(data).hexdigest() != row.sha256:
+            raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
+        if self.access is not None:
+            self.access.note(r)
+            if self.hot is not None and row.size <= self.hot.max_object_size:
+                self.access.note_miss(row.id)
+        return data
 
     def presign_get(self, tenant: str, ref: RefLike, *, expires: int = 300) -> tuple[ObjectInfo, str] | None:
         """A short-lived direct URL to the bytes of one version, when its home store can presign.
@@ -929,6 +1003,11 @@ class LiquidService:
             self.hot.kill([ref])
             return False
         return True
+
+    def known(self, ref: ResultRef) -> VersionFacts | None:
+        """The version's facts if this process has read them and its own expiry has not passed."""
+        facts = self.versions.get(ref)
+        return facts if facts is not None and facts.alive_at(self.clock()) else None
 
     def is_live(self, ref: ResultRef) -> bool:
         """Whether the version exists and is live right now (one indexed lookup)."""
@@ -1049,6 +1128,9 @@ class LiquidService:
         return (c.tenant_id == r.tenant, c.namespace == r.namespace, c.key == r.key, c.version == r.version)
 
     def _live_row(self, r: ResultRef, *, full: bool = False) -> Any:
+        facts = None if full else self.versions.get(r)
+        if facts is not None:
+            return self._check_live(r, self.fast.find_by_id(facts.object_id))
         return self._check_live(r, self.fast.find(r.tenant, r.namespace, r.key, r.version, full=full))
 
     def _check_live(self, r: ResultRef, row: Any | None) -> Any:

@@ -66,6 +66,11 @@ class ResolveRequest(BaseModel):
         max_length=100_000,
     )
     inline: bool = Field(default=True, description="Return values up to `api.batch_inline_max` inline.")
+    facts: bool = Field(
+        default=False,
+        description="Also return each version's catalog facts (`object`: tier, tags, state, ...). "
+        "Off by default: they take a catalog read of every ref, where a hot batch otherwise takes none.",
+    )
 
 
 class ProblemModel(BaseModel):
@@ -81,7 +86,9 @@ class ResolveResult(BaseModel):
     index: int
     ok: bool
     ref: RefModel | None = Field(default=None, description="The ref's JSON form when `ok`.")
-    object: ObjectModel | None = Field(default=None, description="Catalog facts when `ok`.")
+    object: ObjectModel | None = Field(
+        default=None, description="Catalog facts when `ok` and the request asked for `facts`."
+    )
     error: ProblemModel | None = Field(default=None, description="Why not, when not `ok`.")
     inline_omitted: bool = Field(
         default=False,

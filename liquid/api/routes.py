@@ -14,8 +14,11 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 import anyio
 import anyio.to_thread
+import orjson
+import pydantic
 import redis.asyncio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import trace
 from sqlalchemy import text
@@ -55,12 +58,13 @@ from liquid.errors import (
     Unauthorized,
 )
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
-from liquid.refs import IpcHint, RefInfo, ResultRef
+from liquid.refs import IpcHint, RefInfo, ResultRef, ref_json
 from liquid.service import LiquidService, ObjectInfo, ObjectReader
 from liquid.shm import ShmCache, ShmWriter
 from liquid.tenancy import Principal
 from liquid.tracing import TRACE_ID_ATTR, current_trace_id
 from liquid.units import parse_duration
+from liquid.versions import VersionFacts
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -370,8 +374,14 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     reader: ObjectReader | None = None
     cached = True
     hot_client = c.hot_client()
-    if hot_client is not None and svc.hot is not None and not svc.hot.kills_pending:
-        # A hot hit on the event loop itself: no worker thread, no catalog round trip.
+    if (
+        hot_client is not None
+        and svc.hot is not None
+        and not svc.hot.kills_pending
+        and svc.known(ref) is not None
+    ):
+        # A hot hit on the event loop itself: no worker thread, no catalog round trip (the copy is
+        # checked against the version's checksum, known from an earlier read in this process).
         reader = await svc.aopen_hot(tenant, ref, hot_client, start=start, end=end)
         cached = False
     if reader is None:
@@ -841,14 +851,20 @@ async def explain_object(
     "/v1/refs:resolve", response_model=ResolveResponse, summary="Resolve a batch of refs", tags=["refs"]
 )
 async def resolve_refs(c: Ctx, who: Who, body: ResolveRequest) -> Response:
+    return await _resolve(c, who.tenant, body)
+
+
+async def _resolve(c: ApiContext, tenant: str, body: ResolveRequest) -> Response:
     if len(body.refs) > c.settings.api.max_batch:
         raise InvalidInput(
             f"a batch holds at most {c.settings.api.max_batch} refs, got {len(body.refs)}", field="refs"
         )
     inline_max = c.settings.api.batch_inline_max if body.inline else -1
     budget = InlineBudget(c.settings.api.batch_inline_total)
-    results = await run(resolve_batch, c, who.tenant, body.refs, inline_max, budget)
-    return JSONResponse({"results": results, "inline_bytes": budget.used, "inline_omitted": budget.omitted})
+    results = await run(resolve_batch, c, tenant, body.refs, inline_max, budget, facts=body.facts)
+    # orjson: a batch's answer is mostly base64 strings, which it writes several times faster.
+    answer = {"results": results, "inline_bytes": budget.used, "inline_omitted": budget.omitted}
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 class InlineBudget:
@@ -872,15 +888,23 @@ class InlineBudget:
 
 
 def resolve_batch(
-    c: ApiContext, tenant: str, refs: list[Any], inline_max: int, budget: InlineBudget
+    c: ApiContext,
+    tenant: str,
+    refs: list[Any],
+    inline_max: int,
+    budget: InlineBudget,
+    *,
+    facts: bool = False,
 ) -> list[dict[str, Any]]:
-    """One result per ref, in order: its JSON form and catalog facts, or a problem.
+    """One result per ref, in order: its JSON form (and catalog facts if ``facts``), or a problem.
 
-    Pipelined: one catalog statement for every ref, one Redis ``MGET`` for the hot values
-    (:meth:`LiquidService.resolve_many`), so a batch costs about one request, not one per ref.
+    Pipelined (:meth:`LiquidService.resolve_many`): hot versions this process has read before cost
+    one Redis ``MGET`` for the batch, the others one catalog statement more, so a batch costs about
+    one request, not one per ref. Ref texts seen before are not parsed again.
     """
     out: list[dict[str, Any] | None] = [None] * len(refs)
     parsed: list[tuple[int, ResultRef]] = []
+    versions = c.service.versions
     for i, item in enumerate(refs):
         try:
             uri = item.get("uri") if isinstance(item, dict) else item
@@ -888,38 +912,34 @@ def resolve_batch(
                 raise InvalidRef(
                     f"refs[{i}] must be a liquid:// string or an object with 'uri'", field=f"refs.{i}"
                 )
-            parsed.append((i, ResultRef.parse(uri)))
+            parsed.append((i, versions.parse(uri)))
         except LiquidError as exc:
             out[i] = _batch_error(i, exc)
     omitted: set[int] = set()
 
-    def want(position: int, info: ObjectInfo) -> bool:
-        if not 0 <= info.size <= inline_max:
+    def want(position: int, version: VersionFacts) -> bool:
+        if not 0 <= version.size <= inline_max:
             return False
         # Checked before the read: a batch past its total reads no more bodies.
-        if budget.take(info.size):
+        if budget.take(version.size):
             return True
         omitted.add(position)
         return False
 
-    found = c.service.resolve_many(tenant, [r for _, r in parsed], want=want)
+    found = c.service.resolve_many(tenant, [r for _, r in parsed], want=want, full=facts)
+    shm = c.shm
     for position, ((i, ref), result) in enumerate(zip(parsed, found, strict=True)):
         if isinstance(result, LiquidError):
             out[i] = _batch_error(i, result)
             continue
-        info, inline = result
+        version = result.facts
         hint: IpcHint | None = None
-        if c.shm is not None and info.size >= c.shm.min_size:
-            hint = c.shm.hint(ref, info.sha256)
-        ref_json = RefInfo(
-            ref=ref,
-            size=info.size,
-            sha256=info.sha256,
-            content_type=info.content_type,
-            inline=inline,
-            ipc=hint,
-        ).to_json()
-        done: dict[str, Any] = {"index": i, "ok": True, "ref": ref_json, "object": info.to_json()}
+        if shm is not None and version.size >= shm.min_size:
+            hint = shm.hint(ref, version.sha256)
+        shape = ref_json(ref, version.size, version.sha256, version.content_type, result.data, hint)
+        done: dict[str, Any] = {"index": i, "ok": True, "ref": shape}
+        if result.info is not None:
+            done["object"] = result.info.to_json()
         if position in omitted:
             done["inline_omitted"] = True
         out[i] = done
@@ -1039,6 +1059,29 @@ async def read_ref(request: Request) -> Response:
     return await _serve(request, c, tenant, ref)
 
 
+async def resolve_refs_lean(request: Request) -> Response:
+    """``POST /v1/refs:resolve`` without FastAPI's dependency solving (its twin above documents it).
+
+    A runtime's step resolves its inputs in one batch; the framework's share of that request is
+    worth the few lines. The body is validated by the same model, and its errors answered by the
+    same handler, as the twin's.
+    """
+    c = app_context(request)
+    _DEADLINE.set(c.settings.resilience.request_timeout)
+    principal = await _principal_of(request, c)
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    tenant = acting_tenant(principal, request.headers.get(TENANT_HEADER))
+    try:
+        body = ResolveRequest.model_validate_json(await request.body())
+    except pydantic.ValidationError as exc:
+        # As FastAPI reports a body's errors: located under "body".
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    return await _resolve(c, tenant, body)
+
+
 async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
     """:func:`optional_principal` without the dependency machinery (same answers)."""
     if c.fixed_principal is not None:
@@ -1056,7 +1099,10 @@ async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
 
 def lean_routes() -> list[Route]:
     """Routes matched before the routers' (see :func:`liquid.api.app.create_app`)."""
-    return [LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False)]
+    return [
+        LeanRoute("/v1/refs:resolve", resolve_refs_lean, methods=["POST"], include_in_schema=False),
+        LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False),
+    ]
 
 
 # ------------------------------------------------------------------- health

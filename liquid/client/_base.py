@@ -67,7 +67,10 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """One result of :meth:`Client.resolve_many`: ``ref`` and ``object`` when ``ok``, else ``error``."""
+    """One result of :meth:`Client.resolve_many`: ``ref`` when ``ok``, else ``error``.
+
+    ``object`` holds the version's catalog facts when they were asked for (``facts=True``).
+    """
 
     index: int
     ref: RefInfo | None = None
@@ -247,6 +250,15 @@ def meta_from(response: httpx.Response) -> ObjectMeta:
         created_at=when("x-liquid-created-at"),
         expires_at=when("x-liquid-expires-at"),
     )
+
+
+def resolve_payload(refs: Sequence[RefLike], *, inline: bool, facts: bool) -> dict[str, Any]:
+    """The body of ``POST /v1/refs:resolve``."""
+    uris = [uri_of(r) if not isinstance(r, str) else r for r in refs]
+    body: dict[str, Any] = {"refs": uris, "inline": inline}
+    if facts:
+        body["facts"] = True
+    return body
 
 
 def resolved_from(data: dict[str, Any]) -> list[Resolved]:

@@ -266,8 +266,10 @@ class AsyncClient:
         response = await self._call("POST", "/v1/search", json=body)
         return b.hits_from(response.json())
 
-    async def resolve_many(self, refs: Sequence[b.RefLike], *, inline: bool = True) -> list[b.Resolved]:
-        payload = {"refs": [b.uri_of(r) if not isinstance(r, str) else r for r in refs], "inline": inline}
+    async def resolve_many(
+        self, refs: Sequence[b.RefLike], *, inline: bool = True, facts: bool = False
+    ) -> list[b.Resolved]:
+        payload = b.resolve_payload(refs, inline=inline, facts=facts)
         return b.resolved_from((await self._call("POST", "/v1/refs:resolve", json=payload)).json())
 
     async def list(

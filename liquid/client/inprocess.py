@@ -180,7 +180,9 @@ class InProcess:
             if writer is not None and writer.active:
                 writer.abort()
 
-    def resolve_many(self, refs: Sequence[b.RefLike], *, inline: bool) -> list[b.Resolved]:
+    def resolve_many(
+        self, refs: Sequence[b.RefLike], *, inline: bool, facts: bool = False
+    ) -> list[b.Resolved]:
         """``POST /v1/refs:resolve``: the route's own batch function on this context."""
         from liquid.api.routes import InlineBudget, resolve_batch
 
@@ -192,7 +194,9 @@ class InProcess:
             )
         budget = InlineBudget(api.batch_inline_total)
         inline_max = api.batch_inline_max if inline else -1
-        results = self._core(lambda: resolve_batch(self.ctx, self.tenant, items, inline_max, budget))
+        results = self._core(
+            lambda: resolve_batch(self.ctx, self.tenant, items, inline_max, budget, facts=facts)
+        )
         return b.resolved_from({"results": results})
 
 

@@ -477,12 +477,17 @@ class Client:
         response = self._call("POST", "/v1/search", json=body)
         return b.hits_from(response.json())
 
-    def resolve_many(self, refs: Sequence[b.RefLike], *, inline: bool = True) -> list[b.Resolved]:
-        """Resolve many refs in one call; each result has the ref's JSON form or its own error."""
+    def resolve_many(
+        self, refs: Sequence[b.RefLike], *, inline: bool = True, facts: bool = False
+    ) -> list[b.Resolved]:
+        """Resolve many refs in one call; each result has the ref's JSON form or its own error.
+
+        ``facts`` adds each version's catalog facts (``Resolved.object``), at a catalog read per batch.
+        """
         if self.direct is not None:
             direct = self.direct
-            return self._direct(lambda: direct.resolve_many(refs, inline=inline))
-        payload = {"refs": [b.uri_of(r) if not isinstance(r, str) else r for r in refs], "inline": inline}
+            return self._direct(lambda: direct.resolve_many(refs, inline=inline, facts=facts))
+        payload = b.resolve_payload(refs, inline=inline, facts=facts)
         return b.resolved_from(self._call("POST", "/v1/refs:resolve", json=payload).json())
 
     def list(

@@ -118,6 +118,22 @@ def test_a_corrupt_copy_is_dropped_and_the_home_serves(
     assert hot.client.get(hot_key(ref)) is None
 
 
+def test_a_copy_of_other_bytes_is_not_served_on_the_event_loop(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    # The copy checks out against its own digest, but not against its version's checksum.
+    hot = api_service.hot
+    assert hot is not None
+    right = os.urandom(1500)
+    ref = hot_object(api_service, tk.tenant, "other-bytes", right)
+    assert http.get(ref_url(ref)).headers["x-liquid-source"] == "hot"  # known to the API now
+    wrong = os.urandom(1500)
+    hot.client.set(hot_key(ref), encode(wrong, hashlib.sha256(wrong).hexdigest(), "text/plain"))
+    r = http.get(ref_url(ref))
+    assert r.status_code == 200 and r.content == right and r.headers["x-liquid-source"] == "warm"
+    assert hot.client.get(hot_key(ref)) is None
+
+
 def test_another_tenants_hot_copy_is_not_found(
     http: httpx.Client, api_service: LiquidService, make_tenant: Callable[[], TenantKey]
 ) -> None:

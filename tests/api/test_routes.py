@@ -215,7 +215,10 @@ def test_batch_resolve_mixed(http: httpx.Client, make_tenant: Callable[[], Tenan
     assert [x["ok"] for x in results] == [True, True, False, False, False, False, False, False]
     assert results[0]["ref"]["inline"] == "dGlueQ=="
     assert results[1]["ref"]["size"] == 100_000 and "inline" not in results[1]["ref"]
-    assert results[1]["object"]["home_tier"] == "warm"
+    assert "object" not in results[1]  # catalog facts only when asked for
+    with_facts = http.post("/v1/refs:resolve", json={**body, "facts": True}).json()["results"]
+    assert with_facts[1]["object"]["home_tier"] == "warm" and with_facts[0]["object"]["size"] == 4
+    assert [x["ok"] for x in with_facts] == [x["ok"] for x in results]
     assert [x["error"]["type"] for x in results[2:]] == [
         "liquid:not-found",
         "liquid:gone",
@@ -363,6 +366,9 @@ def test_bad_input_is_400_problem_naming_the_field(http: httpx.Client) -> None:
         (http.get("/v1/refs/liquid%3A%2F%2Fx%2Fy%2Fz%400"), "ref"),
         (http.post("/v1/refs:resolve", json={"refs": "nope"}), "refs"),
         (http.post("/v1/refs:resolve", json={"refs": [], "extra": 1}), "extra"),
+        (http.post("/v1/refs:resolve", json={}), "refs"),
+        (http.post("/v1/refs:resolve", json={"refs": [], "facts": "maybe"}), "facts"),
+        (http.post("/v1/refs:resolve", json=["liquid://a/b/c@1"]), "body"),
         (
             http.post("/v1/refs:resolve", content=b"{not json", headers={"Content-Type": "application/json"}),
             "body",

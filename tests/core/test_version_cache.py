@@ -1,0 +1,151 @@
+"""What a ref names, remembered: hot reads skip the catalog, yet never serve a gone or wrong copy."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from liquid.errors import InvalidRef, LiquidError, ObjectGone, ObjectNotFound
+from liquid.hotcache import encode, hot_key
+from liquid.refs import ResultRef
+from liquid.service import LiquidService, Resolution
+from liquid.versions import VersionCache
+
+
+def hot_object(svc: LiquidService, tenant: str, key: str, data: bytes, **kw: Any) -> ResultRef:
+    ref = svc.put(tenant, "vc", key, data, **kw).ref
+    row = svc.fast.find(ref.tenant, ref.namespace, ref.key, ref.version)
+    assert row is not None and svc.fill_hot(ref, row.id)
+    return ref
+
+
+def values(svc: LiquidService, tenant: str, refs: list[ResultRef]) -> list[bytes | type[LiquidError]]:
+    out: list[bytes | type[LiquidError]] = []
+    for r in svc.resolve_many(tenant, refs, want=lambda i, f: True):
+        if isinstance(r, Resolution):
+            assert r.data is not None
+            out.append(r.data)
+        else:
+            out.append(type(r))
+    return out
+
+
+class CatalogCalls:
+    """Counts the fast path's lookups (the catalog statements on the read path)."""
+
+    def __init__(self, svc: LiquidService, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.n = 0
+        for name in ("find", "find_many"):
+            real = getattr(svc.fast, name)
+
+            def counted(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+                self.n += 1
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(svc.fast, name, counted)
+
+
+def test_a_known_hot_version_is_read_without_the_catalog_until_it_is_deleted(
+    service: LiquidService, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = os.urandom(900), os.urandom(700)
+    ra, rb = hot_object(service, tenant, "a", a), hot_object(service, tenant, "b", b)
+    assert service.known(ra) is not None  # its writer remembered it
+    monkeypatch.setattr(service, "versions", VersionCache())  # as another process sees them
+    calls = CatalogCalls(service, monkeypatch)
+    assert values(service, tenant, [ra, rb]) == [a, b]
+    assert calls.n == 1  # first sight: one statement for both
+    assert values(service, tenant, [ra, rb, ra]) == [a, b, a]
+    assert service.get(tenant, ra) == a and service.open(tenant, rb).source == "hot"
+    assert calls.n == 1  # known and hot: Redis alone
+    service.delete(tenant, ra)
+    # The delete killed the copy: liveness comes from the copy or the catalog, never the cache.
+    assert values(service, tenant, [ra, rb]) == [ObjectGone, b]
+    with pytest.raises(ObjectGone):
+        service.get(tenant, ra)
+
+
+def test_a_copy_that_is_not_its_versions_bytes_is_never_served(service: LiquidService, tenant: str) -> None:
+    hot = service.hot
+    assert hot is not None
+    for learned in (False, True):
+        right = os.urandom(500)
+        ref = hot_object(service, tenant, f"stale-{learned}", right)
+        if learned:
+            assert service.get(tenant, ref) == right  # the process knows the version's checksum
+        wrong = b"other bytes, with a digest of their own"
+        # A well-formed copy that checks out against itself but names other bytes.
+        hot.client.set(hot_key(ref), encode(wrong, hashlib.sha256(wrong).hexdigest(), "text/plain"))
+        reader = service.open(tenant, ref)
+        assert reader.read() == right and reader.source == "warm"
+        assert hot.client.get(hot_key(ref)) is None  # dropped
+        assert service.fill_hot(ref, service.fast.find(tenant, "vc", ref.key, ref.version).id)
+        hot.client.set(hot_key(ref), encode(wrong, hashlib.sha256(wrong).hexdigest(), "text/plain"))
+        assert values(service, tenant, [ref]) == [right]
+
+
+def test_a_version_past_its_own_expiry_is_gone_though_its_copy_lingers(
+    service: LiquidService, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(300)
+    ref = hot_object(service, tenant, "ttl", data, ttl=300)
+    assert values(service, tenant, [ref]) == [data] and service.get(tenant, ref) == data
+    assert service.known(ref) is not None
+    # Redis still holds the copy (its TTL follows Redis's clock); ours says the version expired.
+    later = service.clock() + timedelta(seconds=301)
+    monkeypatch.setattr(service, "clock", lambda: later)
+    assert service.known(ref) is None
+    assert values(service, tenant, [ref]) == [ObjectGone]
+    with pytest.raises(ObjectGone):
+        service.get(tenant, ref)
+
+
+def test_known_versions_without_a_copy_are_read_from_their_home(
+    service: LiquidService, tenant: str, other_tenant: str
+) -> None:
+    hot = service.hot
+    assert hot is not None
+    data = os.urandom(800)
+    ref = hot_object(service, tenant, "evicted", data)
+    assert values(service, tenant, [ref]) == [data]
+    hot.evict([ref])
+    theirs = ResultRef(other_tenant, "vc", "evicted", 1)
+    missing = ResultRef(tenant, "vc", "never", 1)
+    assert values(service, tenant, [ref, theirs, missing, ref]) == [
+        data,
+        ObjectNotFound,
+        ObjectNotFound,
+        data,
+    ]
+
+
+def test_the_cache_is_bounded_and_parses_as_refs_do() -> None:
+    cache = VersionCache(max_versions=2, max_texts=2)
+    refs = [ResultRef("t", "n", f"k{i}", 1) for i in range(3)]
+    row = type("Row", (), {"id": 7, "size": 1, "sha256": "0" * 64, "content_type": "x/y", "expires_at": None})
+    for r in refs:
+        cache.learn(r, row)
+    assert len(cache) == 2 and cache.get(refs[0]) is None and cache.get(refs[2]) is not None
+    assert cache.parse("liquid://t/n/a%2Fb@3") == ResultRef("t", "n", "a/b", 3)
+    assert cache.parse("liquid://t/n/a%2Fb@3") is cache.parse("liquid://t/n/a%2Fb@3")
+    for bad in ("liquid://t/n/k@0", "nope", 42):
+        with pytest.raises(InvalidRef):
+            cache.parse(bad)
+
+
+def test_a_known_version_read_from_its_home_is_found_by_id_and_still_checked_for_life(
+    service: LiquidService, tenant: str, other_tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2000)
+    ref = service.put(tenant, "vc", "warm", data).ref
+    by_name = CatalogCalls(service, monkeypatch)  # counts find/find_many: the by-name lookups
+    assert service.get(tenant, ref) == data and by_name.n == 0
+    with pytest.raises(ObjectNotFound):  # the facts are this tenant's: others still get a 404
+        service.get(other_tenant, ResultRef(other_tenant, "vc", "warm", ref.version))
+    service.delete(tenant, ref)
+    with pytest.raises(ObjectGone):
+        service.get(tenant, ref)
