@@ -26,6 +26,14 @@ it as a duplicate (``non_replicated_deduplication_window`` keeps the last 1000 t
 this one batch is ever replayed). ``tests/events/test_export.py`` kills the exporter there
 and counts event ids.
 
+**Reading** (:mod:`liquid.events.reader`): each batch is an ordered index range of the
+partitions, never a sort of the backlog, streamed over one connection per run. Batch N+1
+is read on a second thread while batch N is inserted; its horizon is read when its read
+starts, so what it holds is final all the same. Only reads run there: the three steps
+above run in the calling thread, one batch at a time, and steps 1 and 3 are
+compare-and-set on the watermark, so a second exporter on the same sink stops the first
+(:class:`ExportConflict`) instead of interleaving with it.
+
 **Backpressure.** An insert that fails is retried with exponential backoff
 (``retries``); when the sink stays down the run stops with :class:`SinkUnavailable`, the
 watermark stays, the events stay in PostgreSQL (retention never prunes what a sink has
