@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -167,6 +168,7 @@ def main() -> None:
     finally:
         for srv in reversed(started):
             srv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the servers' data: ~40 MB a run
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "read_events.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "read_events.md").write_text(_render(result))
