@@ -7,13 +7,16 @@ catalog's ``access_stats`` row (``score_cat · 2^-(Δt/h) + delta``) and reset i
 Losing Redis therefore loses at most one flush interval of counts, never objects, and a
 read with Redis down just is not counted.
 
-A read only touches memory (:meth:`AccessTracker.note`, about a microsecond): reads are
-folded per object into one decayed delta and pushed to Redis every 100 ms by a background
-thread, one Lua call (``EVALSHA``) per object per push. Reads served from the durable home
-are also noted (:meth:`AccessTracker.note_miss`) and pushed as a set of object ids, which the
-daemon drains to decide which of them earn a hot copy. Reads are also counted per object per
-minute, and the flush turns each finished minute into one ``object.read`` event per object
-(:meth:`AccessTracker.flush_minutes`): the event log sees reads without one row per read.
+A read only touches memory (:meth:`AccessTracker.note` queues the ref and its time); a
+background thread folds the queued reads per object into one decayed delta and pushes them
+to Redis every 100 ms, one Lua call (``EVALSHA``) per push for all the objects read (the
+per-object calls it replaced cost the reading process ~38 µs of CPU per object per push;
+``benchmarks/read_events.py`` measures the read path's and the pusher's shares). Reads
+served from the durable home are also noted (:meth:`AccessTracker.note_miss`) and pushed as
+a set of object ids, which the daemon drains to decide which of them earn a hot copy. Reads
+are also counted per object per minute, and the flush turns each finished minute into one
+``object.read`` event per object (:meth:`AccessTracker.flush_minutes`): the event log sees
+reads without one row per read.
 A crash loses at most that window of counts; a Redis outage keeps them in memory (bounded) until it is back.
 
 A decayed count converts to a rate: with half-life ``h`` seconds, a steady ``r`` reads/s
@@ -23,9 +26,13 @@ settles at ``S = r · h / ln 2``; :func:`rate_per_hour` inverts that for the pol
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
+import time
+from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,42 +54,57 @@ from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
-# KEYS: object hash, dirty set, hourly hash, minute hash, set of minute hashes.
-# ARGV: time of the batch's last read, half-life, member, hour field, ttl, batch score, reads,
-# the batch's first and last counted reads, correlation window (see fold_burst).
-# The hash holds what accumulated since the last flush: s (score at t), t (last read), n (reads),
-# f (first counted read) and c (last counted read).
+# One call per push records every object's batch of reads.
+# KEYS: dirty set, set of minute hashes, then the push's distinct hourly hashes, then its
+# distinct minute hashes. The per-object hashes are named from ARGV[1] (their prefix) and each
+# member, as ``_DRAIN`` does; every key shares the {liquid} hash tag, so a cluster runs it on
+# one node.
+# ARGV[2]: JSON [half-life, ttl, correlation window (see fold_burst), number of hourly hashes,
+# [hour field of each minute hash]]. ARGV[3]: the members, one per line (URI-quoted: none holds
+# a newline). ARGV[4]: per member, seven little-endian doubles: its hourly hash index, minute
+# hash index, time of the batch's last read, batch score, reads, the batch's first and last
+# counted reads. Binary doubles cost the push no formatting and lose no digits; Redis writes a
+# number argument in its shortest exact form.
+# Each object hash holds what accumulated since the last flush: s (score at t), t (last read),
+# n (reads), f (first counted read) and c (last counted read).
 _RECORD = """
-local v = redis.call('HMGET', KEYS[1], 's', 't', 'c')
-local now = tonumber(ARGV[1])
-local hl = tonumber(ARGV[2])
-local bf = tonumber(ARGV[8])
-local bc = tonumber(ARGV[9])
-local w = tonumber(ARGV[10])
-local s = tonumber(v[1]) or 0
-local t = tonumber(v[2]) or now
-local c = tonumber(v[3])
-local dt = now - t
-if dt < 0 then dt = 0 end
-s = s * math.pow(0.5, dt / hl) + tonumber(ARGV[6])
-if w > 0 and c and bf - c < w then
-  local d = now - bf
-  if d < 0 then d = 0 end
-  s = s - math.pow(0.5, d / hl)
-  if bc == bf then bc = c end
+local p = cjson.decode(ARGV[2])
+local hl, ttl, w, hours, hour_fields = p[1], p[2], p[3], p[4], p[5]
+local blob = ARGV[4]
+local pos = 1
+for member in string.gmatch(ARGV[3], '[^\\n]+') do
+  local h, mi, now, bs, n, bf, bc
+  h, mi, now, bs, n, bf, bc, pos = struct.unpack('<ddddddd', blob, pos)
+  local key = ARGV[1] .. member
+  local v = redis.call('HMGET', key, 's', 't', 'c')
+  local s = tonumber(v[1]) or 0
+  local t = tonumber(v[2]) or now
+  local c = tonumber(v[3])
+  local dt = now - t
+  if dt < 0 then dt = 0 end
+  s = s * math.pow(0.5, dt / hl) + bs
+  if w > 0 and c and bf - c < w then
+    local d = now - bf
+    if d < 0 then d = 0 end
+    s = s - math.pow(0.5, d / hl)
+    if bc == bf then bc = c end
+  end
+  if c and c > bc then bc = c end
+  if t < now then t = now end
+  redis.call('HSET', key, 's', tostring(s), 't', tostring(t), 'c', tostring(bc))
+  if not v[1] then redis.call('HSET', key, 'f', bf) end
+  redis.call('HINCRBY', key, 'n', n)
+  redis.call('EXPIRE', key, ttl)
+  redis.call('SADD', KEYS[1], member)
+  redis.call('HINCRBY', KEYS[2 + h], hour_fields[mi], n)
+  redis.call('HINCRBY', KEYS[2 + hours + mi], member, n)
 end
-if c and c > bc then bc = c end
-if t < now then t = now end
-redis.call('HSET', KEYS[1], 's', tostring(s), 't', tostring(t), 'c', tostring(bc))
-if not v[1] then redis.call('HSET', KEYS[1], 'f', ARGV[8]) end
-redis.call('HINCRBY', KEYS[1], 'n', tonumber(ARGV[7]))
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('HINCRBY', KEYS[3], ARGV[4], tonumber(ARGV[7]))
-redis.call('EXPIRE', KEYS[3], 691200)
-redis.call('HINCRBY', KEYS[4], ARGV[3], tonumber(ARGV[7]))
-redis.call('EXPIRE', KEYS[4], 691200)
-redis.call('SADD', KEYS[5], KEYS[4])
+for i = 3, #KEYS do
+  redis.call('EXPIRE', KEYS[i], 691200)
+end
+for i = 3 + hours, #KEYS do
+  redis.call('SADD', KEYS[2], KEYS[i])
+end
 return 1
 """
 
@@ -367,6 +389,8 @@ class AccessTracker:
         clock: current UTC time; tests inject a fake one.
         key_ttl: seconds an untouched per-object hash survives in Redis (a backstop if flushes stop).
         correlation: the correlated-reference period in seconds (0: off; see :func:`fold_burst`).
+        timer: ``clock`` as epoch seconds, if there is a cheaper way to it than ``clock().timestamp()``
+            (``time.time`` for the system clock); None derives it from ``clock``.
     """
 
     def __init__(
@@ -377,60 +401,128 @@ class AccessTracker:
         clock: Callable[[], datetime],
         key_ttl: int = 7 * 86400,
         correlation: float = 0.0,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         if half_life <= 0:
             raise ValueError(f"half_life must be positive, got {half_life}")
         self.client = client
         self.half_life = half_life
         self.correlation = correlation
-        self.clock = clock
+        self._clock = clock
+        # Building a datetime per read costs more than the rest of note() together: when the
+        # clock is the system's, its epoch seconds come straight from time.time.
+        self.timer = timer
         self.key_ttl = key_ttl
         self._record_sha = client.script_load(_RECORD)
         self._drain_sha = client.script_load(_DRAIN)
         self._lock = threading.Lock()
-        self._pending: dict[tuple[ResultRef, int], list[Any]] = {}
+        # Reads noted since the last push, as (ref, epoch seconds): the read path only appends.
+        self._reads: deque[tuple[ResultRef, float]] = deque()
+        self.max_reads = 500_000
+        self.dropped = 0
+        # (uri, minute) -> [score, last read, reads, first counted, last counted, ref]; only the
+        # pusher (under _push_lock) touches it.
+        self._pending: dict[tuple[str, int], list[Any]] = {}
         self._missed: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._push_lock = threading.Lock()
         self.max_pending = 1_000_000
-        self.noted = 0
+        self._folded = 0
         self.pushed = 0
         self.errors = 0
+        #: CPU seconds this process spent pushing (the reads' cost off the read path).
+        self.push_seconds = 0.0
 
     def __repr__(self) -> str:
         return (
             f"AccessTracker(half_life={self.half_life}s, noted={self.noted}, pushed={self.pushed}, "
-            f"errors={self.errors})"
+            f"errors={self.errors}, dropped={self.dropped})"
         )
+
+    @property
+    def noted(self) -> int:
+        """Reads counted so far (queued or folded)."""
+        with self._lock:
+            return self._folded + len(self._reads)
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], datetime]) -> None:
+        """A new clock (tests move time): reads take their time from it, not from the old ``timer``."""
+        self._clock = clock
+        self.timer = None
 
     @staticmethod
     def member(ref: ResultRef) -> str:
         return ref.uri.removeprefix("liquid://")
 
     def note(self, ref: ResultRef, *, now: datetime | None = None) -> None:
-        """Count one read in memory (microseconds, no I/O); :meth:`push` sends the batch to Redis."""
-        self.note_many((ref,), now=now)
+        """Count one read: queue it in memory (a fraction of a microsecond, no I/O, no lock).
+
+        This runs on every hot read, so it does only what cannot wait: take the read's time
+        and queue it (``deque.append`` is atomic). The pusher folds the queue into one entry
+        per object and minute at its next :meth:`push`, off the read path. Past
+        ``max_reads`` queued (the pusher stopped), reads are dropped and counted in ``dropped``.
+        """
+        if now is not None:
+            when = now.timestamp()
+        elif self.timer is not None:
+            when = self.timer()
+        else:
+            when = self.clock().timestamp()
+        reads = self._reads
+        if len(reads) < self.max_reads:
+            reads.append((ref, when))
+        else:
+            self.dropped += 1
 
     def note_many(self, refs: Iterable[ResultRef], *, now: datetime | None = None) -> None:
-        """:meth:`note` of several reads at one time (a batch resolve): one clock read, one lock."""
-        when = (now or self.clock()).timestamp()
-        minute = int(when // 60)
-        with self._lock:
-            for ref in refs:
-                # One entry per object and minute, so the hourly counts and the per-minute read
-                # events stay exact across a boundary; formatting waits for the push, off the read path.
-                m = (ref, minute)
-                entry = self._pending.get(m)
-                if entry is None:
-                    self._pending[m] = [1.0, when, 1, when, when]  # score, last read, reads, first/last
-                else:
-                    # Reads batched between pushes fold into one decayed delta, as if sent one by one.
-                    entry[0], entry[1], entry[4] = count_read(
-                        entry[0], entry[1], entry[4], when, self.half_life, self.correlation
-                    )
-                    entry[2] += 1
-                self.noted += 1
+        """:meth:`note` of several reads at one time (a batch resolve): one clock read, one extend."""
+        if now is not None:
+            when = now.timestamp()
+        elif self.timer is not None:
+            when = self.timer()
+        else:
+            when = self.clock().timestamp()
+        reads = self._reads
+        room = self.max_reads - len(reads)
+        batch = [(ref, when) for ref in refs]
+        if room < len(batch):
+            self.dropped += len(batch) - max(room, 0)
+            batch = batch[: max(room, 0)]
+        reads.extend(batch)
+
+    def _fold(self) -> None:
+        """Fold the queued reads into their object-minute entries (under the push lock).
+
+        One entry per object and minute keeps the hourly counts and per-minute read events exact
+        across a boundary; the entry is keyed by the ref's URI, whose hash Python caches. Reads
+        fold into one decayed delta exactly as if sent one by one: :func:`count_read`'s
+        arithmetic, written out, since a function call per read costs more than the sums.
+        """
+        reads, pending = self._reads, self._pending
+        half_life, correlation = self.half_life, self.correlation
+        with self._lock:  # taken off the queue and counted at once, for ``noted``
+            batch = [reads.popleft() for _ in range(len(reads))]
+            self._folded += len(batch)
+        for ref, when in batch:
+            m = (ref.uri, int(when // 60))
+            entry = pending.get(m)
+            if entry is None:
+                pending[m] = [1.0, when, 1, when, when, ref]  # score, last read, reads, first/last counted
+                continue
+            if when > entry[1]:
+                entry[0] *= 0.5 ** ((when - entry[1]) / half_life)
+                entry[1] = when
+            if when - entry[4] >= correlation:
+                entry[0] += 1.0
+                if when > entry[4]:
+                    entry[4] = when
+            entry[2] += 1
 
     def record(self, ref: ResultRef, *, now: datetime | None = None) -> bool:
         """Count one read and push at once; False when Redis is down."""
@@ -444,40 +536,24 @@ class AccessTracker:
         so a flush sees every read noted before it was called.
         """
         with self._push_lock:
-            return self._push()
+            started = time.thread_time()
+            try:
+                return self._push()
+            finally:
+                self.push_seconds += time.thread_time() - started
 
     def _push(self) -> bool:
+        self._fold()
+        pending, self._pending = self._pending, {}
         with self._lock:
-            pending, self._pending = self._pending, {}
             missed, self._missed = self._missed, set()
         if not pending and not missed:
             return True
         pipe = self.client.pipeline(transaction=False)
         if missed:
             pipe.sadd(HOT_MISSED, *missed)
-        for (ref, minute), (score, when, n, first, counted) in pending.items():
-            m = self.member(ref)
-            start = datetime.fromtimestamp(minute * 60, UTC)
-            pipe.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA",
-                self._record_sha,
-                5,
-                ACCESS_OBJECT + m,
-                ACCESS_DIRTY,
-                f"{ACCESS_HOURLY}{ref.tenant}:{ref.namespace}",
-                ACCESS_MINUTE + start.strftime("%Y%m%d%H%M"),
-                ACCESS_MINUTES,
-                repr(when),
-                repr(self.half_life),
-                m,
-                start.strftime("%Y%m%d%H"),
-                self.key_ttl,
-                repr(score),
-                n,
-                repr(first),
-                repr(counted),
-                repr(self.correlation),
-            )
+        if pending:
+            pipe.execute_command("EVALSHA", self._record_sha, *self._record_args(pending))  # type: ignore[no-untyped-call]
         try:
             results = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
@@ -496,12 +572,62 @@ class AccessTracker:
         self.pushed += len(pending)
         return True
 
-    def _requeue(self, pending: dict[tuple[ResultRef, int], list[Any]], missed: set[int]) -> None:
+    def _record_args(self, pending: dict[tuple[str, int], list[Any]]) -> list[Any]:
+        """``numkeys, *KEYS, *ARGV`` of one ``_RECORD`` call for the whole push (see the script).
+
+        This runs for every object read since the last push, so it only collects: the names
+        are made once per namespace and minute, the numbers packed in one C call.
+        """
+        hourly: dict[tuple[str, str], int] = {}
+        minutes: dict[int, int] = {}
+        members: list[str] = []
+        numbers: list[float] = []
+        for (uri, minute), (score, when, n, first, counted, ref) in pending.items():
+            h = hourly.setdefault((ref.tenant, ref.namespace), len(hourly) + 1)
+            m = minutes.setdefault(minute, len(minutes) + 1)
+            members.append(uri[9:])  # the URI without liquid://
+            numbers += (h, m, when, score, n, first, counted)
+        starts = [datetime.fromtimestamp(minute * 60, UTC) for minute in minutes]
+        keys = [
+            ACCESS_DIRTY,
+            ACCESS_MINUTES,
+            *(f"{ACCESS_HOURLY}{tenant}:{namespace}" for tenant, namespace in hourly),
+            *(ACCESS_MINUTE + start.strftime("%Y%m%d%H%M") for start in starts),
+        ]
+        head = [
+            self.half_life,
+            self.key_ttl,
+            self.correlation,
+            len(hourly),
+            [t.strftime("%Y%m%d%H") for t in starts],
+        ]
+        return [
+            len(keys),
+            *keys,
+            ACCESS_OBJECT,
+            json.dumps(head),
+            "\n".join(members),
+            array("d", numbers).tobytes(),
+        ]
+
+    def _requeue(self, pending: dict[tuple[str, int], list[Any]], missed: set[int]) -> None:
+        self._fold()  # reads noted during the failed push go first: the older batch merges into them
         with self._lock:
             if len(self._pending) + len(pending) + len(self._missed) > self.max_pending:
                 return  # Redis is away for long: drop rather than grow without bound
             for m, entry in pending.items():
-                self._pending.setdefault(m, entry)
+                newer = self._pending.get(m)
+                if newer is None:
+                    self._pending[m] = entry
+                else:
+                    # Reads noted meanwhile for the same object and minute: both batches count.
+                    score, at, counted = fold_burst(
+                        (entry[0], entry[1], entry[4]),
+                        (newer[0], newer[1], newer[3], newer[4]),
+                        self.half_life,
+                        self.correlation,
+                    )
+                    self._pending[m] = [score, at, entry[2] + newer[2], entry[3], counted, entry[5]]
             self._missed |= missed
 
     def start(self, interval: float = 0.1) -> None:

@@ -8,6 +8,7 @@ and nothing embedded starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -186,6 +187,8 @@ def open_runtime(
                     half_life=settings.access.half_life,
                     clock=clock,
                     correlation=settings.access.correlation_window,
+                    # The system clock's epoch seconds without a datetime per read (a hot read's cost).
+                    timer=time.time if clock is utcnow else None,
                 )
                 access.start()
             except redis.RedisError as exc:

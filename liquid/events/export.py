@@ -26,6 +26,14 @@ it as a duplicate (``non_replicated_deduplication_window`` keeps the last 1000 t
 this one batch is ever replayed). ``tests/events/test_export.py`` kills the exporter there
 and counts event ids.
 
+**Reading** (:mod:`liquid.events.reader`): each batch is an ordered index range of the
+partitions, never a sort of the backlog, streamed over one connection per run. Batch N+1
+is read on a second thread while batch N is inserted; its horizon is read when its read
+starts, so what it holds is final all the same. Only reads run there: the three steps
+above run in the calling thread, one batch at a time, and steps 1 and 3 are
+compare-and-set on the watermark, so a second exporter on the same sink stops the first
+(:class:`ExportConflict`) instead of interleaving with it.
+
 **Backpressure.** An insert that fails is retried with exponential backoff
 (``retries``); when the sink stays down the run stops with :class:`SinkUnavailable`, the
 watermark stays, the events stay in PostgreSQL (retention never prunes what a sink has
@@ -38,6 +46,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,46 +56,18 @@ from sqlalchemy import Engine, text
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from liquid.catalog.fastpath import conninfo
-from liquid.events.clickhouse import EVENT_COLUMNS
+from liquid.errors import Conflict
+from liquid.events.reader import PostgresEventReader
 from liquid.events.sinks import EventSink, SinkUnavailable
 
 log = logging.getLogger(__name__)
 
+
+class ExportConflict(Conflict):
+    """The sink's watermark moved under a run: a second exporter writes to the same sink."""
+
+
 _HORIZON = "SELECT (pg_snapshot_xmin(pg_current_snapshot()))::text::bigint"
-# The columns as ClickHouse stores them (no NULLs where it has none).
-_SELECT = """
-SELECT id, at, txid, coalesce(tenant_id, '') AS tenant_id, kind, object_id,
-       coalesce(namespace, '') AS namespace, coalesce(key, '') AS key, version,
-       coalesce(actor, '') AS actor, coalesce(tier, '') AS tier, coalesce(from_tier, '') AS from_tier,
-       coalesce(bytes, 0) AS bytes, coalesce(count, 0) AS count, latency_ms,
-       coalesce(trace_id, '') AS trace_id, coalesce(correlation_id, '') AS correlation_id,
-       coalesce(execution_id, '') AS execution_id, data::text AS data
-FROM events
-"""
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("id", pa.uint64()),
-        ("at", pa.timestamp("us", tz="UTC")),
-        ("txid", pa.uint64()),
-        ("tenant_id", pa.string()),
-        ("kind", pa.string()),
-        ("object_id", pa.uint64()),
-        ("namespace", pa.string()),
-        ("key", pa.string()),
-        ("version", pa.uint32()),
-        ("actor", pa.string()),
-        ("tier", pa.string()),
-        ("from_tier", pa.string()),
-        ("bytes", pa.int64()),
-        ("count", pa.int64()),
-        ("latency_ms", pa.float64()),
-        ("trace_id", pa.string()),
-        ("correlation_id", pa.string()),
-        ("execution_id", pa.string()),
-        ("data", pa.string()),
-    ]
-)
-assert tuple(_ARROW_SCHEMA.names) == EVENT_COLUMNS
 
 
 @dataclass
@@ -158,7 +139,7 @@ class EventExporter:
         self.backoff = backoff
         self.clock = clock
         self._crash = crash or (lambda _point: None)
-        self._url = conninfo(engine.url.render_as_string(hide_password=False))
+        self.reader = PostgresEventReader(conninfo(engine.url.render_as_string(hide_password=False)))
         self.exported = 0
 
     def __repr__(self) -> str:
@@ -230,32 +211,47 @@ class EventExporter:
         """
         report = ExportReport()
         started = time.perf_counter()
+        # One reader thread: batch N+1 comes out of PostgreSQL while batch N goes into the sink.
+        # Only reads run there; every step of the protocol runs here, in order.
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquid-export-read")
         try:
+            t, i, pending = self.watermark()
+            report.watermark = (t, i)
+            if pending is not None:
+                batch = ahead.submit(self.reader.between, (t, i), pending).result()
+                self._write(report, (t, i), pending, batch, replay=True, progress=progress)
+                t, i = pending
+            if max_batches is not None and report.batches >= max_batches:
+                return report
+            following = ahead.submit(self._next_batch, t, i)
             while max_batches is None or report.batches < max_batches:
-                n = self._one_batch(report)
-                if n == 0:
+                batch, end = following.result()
+                if end is None:
                     break
-                if progress is not None:
-                    progress(n)
+                self._set_pending((t, i), end)
+                if max_batches is None or report.batches + 1 < max_batches:
+                    following = ahead.submit(self._next_batch, *end)
+                self._write(report, (t, i), end, batch, replay=False, progress=progress)
+                t, i = end
         finally:
+            ahead.shutdown(wait=True, cancel_futures=True)
+            # One reader connection per run: kept across its batches, never left open between runs.
+            self.reader.close()
             report.seconds = time.perf_counter() - started
         return report
 
-    def _one_batch(self, report: ExportReport) -> int:
-        t, i, pending = self.watermark()
-        replay = pending is not None
-        if pending is None:
-            batch, end = self._next_batch(t, i)
-            if end is None:
-                report.watermark = (t, i)
-                return 0
-            self._set_pending(end)
-        else:
-            end = pending
-            batch = self._read(
-                "WHERE (txid, id) > ($1, $2) AND (txid, id) <= ($3, $4) ORDER BY txid, id", (t, i, *end)
-            )
-        token = f"{self.sink.name}:{t}.{i}-{end[0]}.{end[1]}"
+    def _write(
+        self,
+        report: ExportReport,
+        start: tuple[int, int],
+        end: tuple[int, int],
+        batch: pa.Table,
+        *,
+        replay: bool,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Steps 2 and 3 of the protocol: insert with the range's token, then move the watermark."""
+        token = f"{self.sink.name}:{start[0]}.{start[1]}-{end[0]}.{end[1]}"
         self._insert(batch, token)
         self._crash("after_insert")
         self._commit(end, batch.num_rows)
@@ -264,47 +260,49 @@ class EventExporter:
         report.replayed += int(replay)
         report.watermark = end
         self.exported += batch.num_rows
-        return max(int(batch.num_rows), 1)
+        if progress is not None:
+            progress(batch.num_rows)
 
     def _next_batch(self, t: int, i: int) -> tuple[pa.Table, tuple[int, int] | None]:
         with self.engine.connect() as conn:
             horizon = int(conn.execute(text(_HORIZON)).scalar_one())
-        batch = self._read(
-            "WHERE (txid, id) > ($1, $2) AND txid < $3 ORDER BY txid, id LIMIT $4",
-            (t, i, horizon, self.batch_size),
-        )
+        batch = self.reader.after(t, i, horizon=horizon, limit=self.batch_size)
         if batch.num_rows == 0:
             return batch, None
         last = batch.num_rows - 1
         return batch, (int(batch.column("txid")[last].as_py()), int(batch.column("id")[last].as_py()))
 
-    def _read(self, where: str, params: tuple[int, ...]) -> pa.Table:
-        import adbc_driver_postgresql.dbapi as adbc
-
-        # ADBC decodes rows into Arrow columns in C: the batch goes to ClickHouse as is.
-        with adbc.connect(self._url) as conn, conn.cursor() as cur:
-            cur.execute(_SELECT + where, params)
-            table: pa.Table = cur.fetch_arrow_table()
-        return table.cast(_ARROW_SCHEMA)
-
-    def _set_pending(self, end: tuple[int, int]) -> None:
+    def _set_pending(self, start: tuple[int, int], end: tuple[int, int]) -> None:
+        """Step 1: record the batch's end, if the watermark is still where this run left it."""
         with self.engine.begin() as conn:
-            conn.execute(
+            moved = conn.execute(
                 text(
                     "UPDATE event_exports SET pending_txid = :t, pending_event_id = :i, updated_at = now()"
-                    " WHERE sink = :s"
+                    " WHERE sink = :s AND txid = :t0 AND event_id = :i0 AND pending_txid IS NULL"
                 ),
-                {"t": end[0], "i": end[1], "s": self.sink.name},
+                {"t": end[0], "i": end[1], "s": self.sink.name, "t0": start[0], "i0": start[1]},
+            ).rowcount
+        if moved != 1:
+            raise ExportConflict(
+                f"the watermark of {self.sink.name} moved away from {start} during this run: another"
+                " exporter writes to the same sink; run one exporter per sink (the daemon's leader)"
             )
 
     def _commit(self, end: tuple[int, int], n: int) -> None:
+        """Step 3: the watermark to the end of the batch, pending cleared, in one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(
+            moved = conn.execute(
                 text(
                     "UPDATE event_exports SET txid = :t, event_id = :i, pending_txid = NULL,"
-                    " pending_event_id = NULL, exported = exported + :n, updated_at = now() WHERE sink = :s"
+                    " pending_event_id = NULL, exported = exported + :n, updated_at = now()"
+                    " WHERE sink = :s AND pending_txid = :t AND pending_event_id = :i"
                 ),
                 {"t": end[0], "i": end[1], "n": n, "s": self.sink.name},
+            ).rowcount
+        if moved != 1:
+            raise ExportConflict(
+                f"the pending batch of {self.sink.name} ending at {end} was taken over during this run:"
+                " another exporter writes to the same sink; run one exporter per sink (the daemon's leader)"
             )
 
     def _insert(self, batch: pa.Table, token: str) -> None:

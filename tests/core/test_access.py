@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import text
 
 from liquid.access import AccessTracker, DecayedCounts, decay, fold_burst, rate_per_hour
@@ -287,3 +289,125 @@ def test_reads_become_one_event_per_object_per_minute(
     ]
     assert all(r.tier == "warm" and r.data == {} for r in rows)
     assert svc.access.flush(svc.engine).read_events == 0  # drained: nothing twice
+
+
+def test_one_push_of_many_objects_namespaces_and_minutes_counts_each_exactly(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    """The push sends every object's reads in one script call; each lands in its own hashes."""
+    svc, clock = clocked
+    tracker = svc.access
+    assert tracker is not None
+    refs = {(ns, i): svc.put(tenant, ns, f"k{i}", b"v").ref for ns in ("left", "right") for i in range(40)}
+    expected: dict[str, int] = {}
+    minutes: dict[str, int] = {}
+    for (ns, i), ref in refs.items():  # minute 12:00: i+1 reads each
+        for _ in range(i + 1):
+            tracker.note(ref)
+        expected[f"{ref.key}/{ns}"] = i + 1
+        minutes[f"{ref.key}/{ns}"] = 1
+    clock.advance(seconds=60)
+    for (ns, i), ref in refs.items():  # minute 12:01: one more read of the even ones
+        if i % 2 == 0:
+            tracker.note(ref)
+            expected[f"{ref.key}/{ns}"] += 1
+            minutes[f"{ref.key}/{ns}"] = 2
+    assert tracker.push()
+    per_ns = {ns: sum(i + 1 + (i % 2 == 0) for i in range(40)) for ns in ("left", "right")}
+    assert {ns: sum(tracker.hourly(tenant, ns).values()) for ns in per_ns} == per_ns
+    clock.advance(seconds=120)
+    report = tracker.flush(svc.engine)
+    assert report.read_events == 80 + 40 and report.hits == sum(expected.values())
+    with svc.engine.connect() as conn:
+        hits = conn.execute(
+            text(
+                "SELECT o.key || '/' || o.namespace AS k, a.hits FROM access_stats a"
+                " JOIN objects o ON o.id = a.object_id WHERE a.tenant_id = :t"
+            ),
+            {"t": tenant},
+        ).all()
+        events = conn.execute(
+            text(
+                "SELECT key || '/' || namespace AS k, sum(count) AS n, count(*) AS e FROM events"
+                " WHERE tenant_id = :t AND kind = 'object.read' GROUP BY 1"
+            ),
+            {"t": tenant},
+        ).all()
+    assert {r.k: r.hits for r in hits} == expected
+    assert {r.k: r.n for r in events} == expected
+    assert {r.k: r.e for r in events} == minutes
+
+
+class _PushFailsAfter:
+    """A Redis connection that drops while a push is in flight, after ``meanwhile`` ran (reads
+    noted on other threads during the push)."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self.meanwhile = meanwhile
+
+    def pipeline(self, transaction: bool = False) -> _PushFailsAfter:
+        return self
+
+    def sadd(self, *args: object) -> None: ...
+
+    def execute_command(self, *args: object) -> None: ...
+
+    def execute(self, raise_on_error: bool = True) -> list[object]:
+        self.meanwhile()
+        raise redis.ConnectionError("connection dropped mid-push")
+
+
+def test_reads_kept_through_a_redis_outage_add_up_with_reads_noted_meanwhile(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    svc, clock = clocked
+    tracker = svc.access
+    assert tracker is not None
+    ref = svc.put(tenant, "ns", "k", b"v").ref
+
+    def two_more_reads() -> None:
+        clock.advance(seconds=10)
+        tracker.note(ref)
+        tracker.note(ref)
+
+    for _ in range(3):
+        tracker.note(ref)
+    live, tracker.client = tracker.client, _PushFailsAfter(two_more_reads)  # type: ignore[assignment]
+    try:
+        assert not tracker.push()  # the 3 go back to memory, where the 2 already wait
+    finally:
+        tracker.client = live
+    assert tracker.push()
+    tracker.flush(svc.engine)
+    row = _stats(svc, tenant)["k"]
+    assert row.hits == 5
+    assert row.score == pytest.approx(decay(3.0, 10, HALF_LIFE) + 2.0)
+
+
+def test_reads_noted_on_many_threads_while_the_pusher_runs_are_all_counted(
+    clocked: tuple[LiquidService, FakeClock], tenant: str
+) -> None:
+    """note() only appends to a queue the pusher drains: no read is lost in the hand-off."""
+    import threading
+
+    svc, _ = clocked
+    tracker = svc.access
+    assert tracker is not None
+    refs = [svc.put(tenant, "ns", f"k{i}", b"v").ref for i in range(10)]
+    tracker.close()
+    tracker.start(interval=0.001)  # pushes all the time, while the readers note
+    before = tracker.noted
+
+    def reader(offset: int) -> None:
+        for i in range(2000):
+            tracker.note(refs[(i + offset) % len(refs)])
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tracker.noted - before == 8000
+    tracker.flush(svc.engine)
+    assert sum(row.hits for row in _stats(svc, tenant).values()) == 8000
+    assert tracker.dropped == 0

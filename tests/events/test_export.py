@@ -273,3 +273,109 @@ def test_retention_drops_only_old_exported_months(
         assert conn.execute(mine, {"t": tenant}).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM events")).scalar()
     assert retention.prune(service.engine, now, retention=keep, sinks=[]).dropped == []
+
+
+def test_crashes_at_every_step_of_a_pipelined_run_still_give_every_event_once(
+    service: LiquidService, tenant: str, sink: EventSink
+) -> None:
+    """Runs that die after their second insert (the next batch already being read) and resume."""
+    _seed(service, tenant, 24)
+    runs = 0
+    while True:
+        inserts: list[str] = []
+
+        def die_on_second_insert(point: str, inserts: list[str] = inserts) -> None:
+            inserts.append(point)
+            if len(inserts) == 2:
+                raise Crash(point)
+
+        runs += 1
+        try:
+            EventExporter(service.engine, sink, batch_size=4, crash=die_on_second_insert).run_once()
+            break
+        except Crash:
+            if runs <= 2:
+                _seed(service, tenant, 1)  # the log grows between crashes too
+        assert runs < 100
+    assert runs > 3
+    ids = exported_ids(sink)
+    assert len(ids) == len(set(ids)), "duplicates"
+    assert ids == _all_ids(service, sink), "gaps"
+    assert _rollup_writes(sink, tenant) == _raw_writes(sink, tenant) == 26
+
+
+def test_a_second_exporter_on_the_same_sink_makes_the_first_stop_not_interleave(
+    service: LiquidService, tenant: str, sink: EventSink
+) -> None:
+    from liquid.events.export import ExportConflict
+
+    _seed(service, tenant, 8)
+    done: list[int] = []
+
+    def other_exporter_runs_meanwhile(point: str) -> None:
+        if not done:
+            done.append(EventExporter(service.engine, sink, batch_size=3).run_once().events)
+
+    first = EventExporter(service.engine, sink, batch_size=3, crash=other_exporter_runs_meanwhile)
+    with pytest.raises(ExportConflict, match="another exporter writes to the same sink"):
+        first.run_once()
+    ids = exported_ids(sink)
+    assert len(ids) == len(set(ids)) and ids == _all_ids(service, sink)
+
+
+_TERMINATE = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :a")
+
+
+def test_the_reader_replaces_a_connection_that_died_between_batches(
+    service: LiquidService, tenant: str, sink: EventSink
+) -> None:
+    from liquid.events.reader import APPLICATION_NAME
+
+    _seed(service, tenant, 12)
+    killed: list[object] = []
+
+    def kill_reader(point: str) -> None:
+        if killed:
+            return
+        with service.engine.begin() as conn:
+            killed.extend(
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :a"
+                    ),
+                    {"a": APPLICATION_NAME},
+                ).all()
+            )
+        assert killed, "the reader's connection is kept across batches"
+
+    exporter = EventExporter(service.engine, sink, batch_size=5, crash=kill_reader)
+    report = exporter.run_once()
+    assert report.batches > 2
+    ids = exported_ids(sink)
+    assert len(ids) == len(set(ids)) and ids == _all_ids(service, sink)
+    assert exporter.lag().events == 0
+
+
+def _plan_nodes(plan: dict[str, object]) -> Iterator[str]:
+    yield str(plan["Node Type"])
+    for child in plan.get("Plans", []):  # type: ignore[attr-defined]
+        yield from _plan_nodes(child)
+
+
+def test_a_batch_read_never_sorts_the_backlog(service: LiquidService, tenant: str, sink: EventSink) -> None:
+    """The partitions' (txid, id) indexes give the order: no sort of everything past the watermark."""
+    import psycopg
+
+    from liquid.catalog.fastpath import conninfo
+    from liquid.events.reader import PostgresEventReader
+
+    _seed(service, tenant, 4)
+    reader = PostgresEventReader(conninfo(service.engine.url.render_as_string(hide_password=False)))
+    with psycopg.connect(reader.url, autocommit=True) as conn:
+        row = conn.execute(
+            "EXPLAIN (FORMAT JSON) " + reader.query_after(0, 0, horizon=2**62, limit=50_000)
+        ).fetchone()
+    assert row is not None
+    nodes = list(_plan_nodes(row[0][0]["Plan"]))
+    assert "Sort" not in nodes and "Incremental Sort" not in nodes, nodes
+    assert nodes[0] == "Limit" and {"Index Scan", "Index Only Scan"} & set(nodes), nodes
