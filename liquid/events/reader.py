@@ -6,11 +6,12 @@ Why each choice (measured on 1M events, ``benchmarks/event_export.py``; PostgreS
   ``(txid, id)`` index. The planner estimates a row comparison ``(txid, id) > (t, i)`` at
   a handful of rows, so it chose *Append + Sort*: every batch read and sorted (on disk)
   every event past the watermark, only to keep the first ``batch_size`` — quadratic in the
-  backlog (0.9 s per 50k-event batch at 500k behind). The reader's connection runs with
-  ``enable_sort = off``, which leaves the planner one plan: *Merge Append* of the
-  partitions' index scans, each starting at the watermark, stopping after the batch
-  (55 ms for the same batch). Only this connection is affected, and it runs only the
-  reader's queries.
+  backlog (0.9 s per 50k-event batch at 500k behind). Each read runs in a transaction of its
+  own with ``enable_sort = off`` set for that transaction alone (``set_config(..., true)``),
+  which leaves the planner one plan: *Merge Append* of the partitions' index scans, each
+  starting at the watermark, stopping after the batch (55 ms for the same batch). Nothing
+  else is affected, and a transaction-mode pooler (PgBouncer, which refuses the ``options``
+  startup parameter and may hand the next transaction another server session) keeps it too.
 * **Plain columns.** ``coalesce()`` per column and ``data::text`` made the server project
   every row (125 ms against 85 ms per 50k rows, server side); NULLs are filled here in
   Arrow instead, and ``jsonb`` arrives as its text.
@@ -19,9 +20,9 @@ Why each choice (measured on 1M events, ``benchmarks/event_export.py``; PostgreS
   make libpq buffer the whole result first (370 ms against 540 ms per 50k rows). The
   parameters are integers, written into the SQL with ``int()``.
 * **One connection** for all the batches of a run, opened on first use and closed by
-  :meth:`close` (autocommit: it holds no snapshot back). A kept connection that broke
-  between batches is replaced once, transparently; it shows in ``pg_stat_activity`` as
-  ``liquid-event-reader``.
+  :meth:`close` (each read's transaction ends with the read: no snapshot is held between
+  batches). A kept connection that broke between batches is replaced once, transparently;
+  it shows in ``pg_stat_activity`` as ``liquid-event-reader``.
 """
 
 from __future__ import annotations
@@ -63,18 +64,17 @@ assert tuple(ARROW_SCHEMA.names) == EVENT_COLUMNS
 #: Columns ClickHouse keeps as ``Nullable``; every other NULL becomes the type's empty value.
 _NULLABLE = frozenset({"object_id", "version", "latency_ms"})
 _SELECT = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events "
-#: The reader's session: its own planner setting, and a name operators see in ``pg_stat_activity``.
+#: The reader's name in ``pg_stat_activity``.
 APPLICATION_NAME = "liquid-event-reader"
-_OPTIONS = "-c enable_sort=off"
+#: The read's own planner setting, undone when its transaction ends.
+NO_SORT = "SELECT set_config('enable_sort', 'off', true)"
 
 
 def reader_url(url: str) -> str:
-    """``url`` (a libpq URI) with the reader's session settings added to any it already has."""
+    """``url`` (a libpq URI) naming the reader's connection for operators."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options = " ".join([v for k, v in query if k == "options"] + [_OPTIONS])
-    query = [(k, v) for k, v in query if k not in ("options", "application_name")]
-    query += [("options", options), ("application_name", APPLICATION_NAME)]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "application_name"]
+    query.append(("application_name", APPLICATION_NAME))
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
@@ -122,7 +122,7 @@ class PostgresEventReader:
         if self._conn is None:
             import adbc_driver_postgresql.dbapi as adbc  # imported on first use: the CLI starts faster
 
-            self._conn = adbc.connect(self.url, autocommit=True)
+            self._conn = adbc.connect(self.url, autocommit=False)
         return self._conn
 
     def _read(self, sql: str) -> pa.Table:
@@ -141,10 +141,21 @@ class PostgresEventReader:
             self.close()
             raise
 
+    def in_transaction(self, sql: str) -> pa.Table:
+        """``sql``'s rows, read as every batch is: in a transaction of its own, without sorts."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(NO_SORT)
+                cur.fetchall()
+                cur.execute(sql)
+                table: pa.Table = cur.fetch_arrow_table()
+        finally:
+            conn.rollback()  # a read: ending its transaction ends the setting and the snapshot
+        return table
+
     def _fetch(self, sql: str) -> pa.Table:
-        with self._connection().cursor() as cur:
-            cur.execute(sql)
-            table: pa.Table = cur.fetch_arrow_table()
+        table = self.in_transaction(sql)
         self.reads += 1
         return _conform(table)
 
