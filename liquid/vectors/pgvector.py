@@ -80,7 +80,9 @@ class PgVectorQuery:
     sql: str
     #: The same question by a sequential scan: exact, and what a search falls back to.
     exact_sql: str
-    #: The vectors of the searched set before metadata filters (for the fallback's sample and count).
+    #: How many vectors the searched set holds before metadata filters, counted up to ``:cap``.
+    count_sql: str
+    #: A uniform sample of those vectors (for the fallback's test).
     sample_sql: str
     params: dict[str, Any] = field(repr=False)
     metric: str
@@ -347,10 +349,15 @@ class PgVectorIndex:
             found = self._samples.get(q.set_key)
         if found is not None:
             return found
-        rows = conn.execute(text(q.sample_sql), q.params).all()
-        n = int(rows[0].n) if rows else 0
-        vectors = np.array([r.v for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
-        sample = SetSample(n, vectors)
+        cap = self.settings.exact_fallback_max
+        # Counted no further than the cap: a set too large to fall back costs no more than that.
+        n = int(conn.execute(text(q.count_sql), {**q.params, "cap": cap + 1}).scalar_one())
+        if n > cap:
+            sample = SetSample(n, np.zeros((0, q.dims), dtype=np.float32))
+        else:
+            rows = conn.execute(text(q.sample_sql), q.params).all()
+            vectors = np.array([r.v for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
+            sample = SetSample(n, vectors)
         with self._samples_lock:
             self._samples[q.set_key] = sample
         return sample
@@ -436,9 +443,11 @@ class PgVectorIndex:
             # Without the typmod cast the expression is not the index's: a scan of the set (by the
             # tenant/namespace b-tree when the set is a small part of the table), then a sort.
             exact_sql=statement(f"embedding {op} CAST(:q AS vector)"),
+            count_sql=f"SELECT count(*) FROM (SELECT 1 FROM object_vectors WHERE {base} LIMIT :cap) s",
+            # The cast outside the sort: only the sampled rows are converted.
             sample_sql=(
-                f"SELECT embedding::real[] AS v, count(*) OVER () AS n FROM object_vectors"
-                f" WHERE {base} ORDER BY random() LIMIT {SAMPLE_SIZE}"
+                f"SELECT embedding::real[] AS v FROM (SELECT embedding FROM object_vectors"
+                f" WHERE {base} ORDER BY random() LIMIT {SAMPLE_SIZE}) s"
             ),
             params=params,
             metric=metric,
