@@ -320,7 +320,7 @@ class PgVectorIndex:
     ) -> bool:
         """Whether the HNSW answer (its hits' ``scores``, closest first) stands or the exact scan must run.
 
-        Public so the benchmark replays exactly the statements a search runs.
+        ``conn`` reads the searched set's count and sample when they are not cached.
         """
         limit = self.settings.exact_fallback_max
         if limit <= 0:
