@@ -337,8 +337,8 @@ class PgVectorIndex:
         chance = _scores(q.metric, sample.vectors, np.asarray(vector, dtype=np.float32))
         # Median and MAD, not mean and standard deviation: the query's own neighbourhood is in the
         # sample too, and a dense one would inflate the spread that stands for chance.
-        centre = float(np.median(chance))
-        sd = 1.4826 * float(np.median(np.abs(chance - centre)))
+        centre = _median(chance)
+        sd = 1.4826 * _median(np.abs(chance - centre))
         if not sd > 0.0:
             return True  # most vectors equally far: nothing to tell chance from structure by
         z = (min(scores) - centre) / sd
@@ -356,7 +356,10 @@ class PgVectorIndex:
             sample = SetSample(n, np.zeros((0, q.dims), dtype=np.float32))
         else:
             rows = conn.execute(text(q.sample_sql), q.params).all()
-            vectors = np.array([r.v for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
+            vectors: Any = np.array([r.v for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
+            if q.metric == "cosine":  # normalised once here, not on every search
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
             sample = SetSample(n, vectors)
         with self._samples_lock:
             self._samples[q.set_key] = sample
@@ -457,13 +460,26 @@ class PgVectorIndex:
 
 
 def _scores(metric: str, sample: Any, query: Any) -> Any:
-    """Higher-is-closer scores of a sample's rows against ``query``, as :func:`_score` gives pgvector's."""
+    """Higher-is-closer scores of a sample's rows against ``query``, as :func:`_score` gives pgvector's.
+
+    For ``cosine`` the sample's rows are already unit length (:meth:`PgVectorIndex._sample`).
+    """
     if metric == "cosine":
-        norms = np.linalg.norm(sample, axis=1) * float(np.linalg.norm(query))
-        return (sample @ query) / np.where(norms > 0, norms, 1.0)
+        norm = float(np.linalg.norm(query))
+        return (sample @ query) / (norm if norm > 0 else 1.0)
     if metric == "ip":
         return sample @ query
     return -np.linalg.norm(sample - query, axis=1)
+
+
+def _median(values: Any) -> float:
+    """The median by one partial sort (``np.median`` without its generality)."""
+    n = len(values)
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float(part[half - 1] + part[half]) / 2.0
 
 
 def _literal(vector: Sequence[float]) -> str:
