@@ -110,16 +110,23 @@ def test_random_queries_fall_back_to_the_exact_top_k(world: dict[str, Any]) -> N
     assert (index.searches, index.exact_fallbacks) == (8, 8)
 
 
-def test_without_the_fallback_the_sparse_graph_misses_them(world: dict[str, Any]) -> None:
-    """The case above is one the index alone gets wrong: the fallback is what makes it exact."""
+def test_with_the_fallback_off_a_search_is_the_index_statement_alone(world: dict[str, Any]) -> None:
+    """``exact_fallback_max: 0`` is honoured: the answer is the HNSW statement's, whatever it finds.
+
+    (How much that statement misses depends on the plan PostgreSQL picks for this tenant's share
+    of the table: the benchmark measures it at 100k, recall@10 0.12 on random queries.)
+    """
     index = _index(world, exact_fallback_max=0)
-    queries = _unit(world["rng"].standard_normal((8, DIMS))).astype(np.float32)
-    recalls = []
-    for q in queries:
-        got, exact = _top(world, index, q)
-        recalls.append(len(set(got) & set(exact)) / 10)
-    assert index.exact_fallbacks == 0
-    assert np.mean(recalls) < 0.9
+    where = VectorFilter(namespace="kb")
+    for q in _unit(world["rng"].standard_normal((4, DIMS))).astype(np.float32):
+        hits = index.search(world["tenant"], q.tolist(), k=10, where=where)
+        plan = index.query(world["tenant"], q.tolist(), k=10, where=where)
+        assert plan is not None
+        with world["rt"].service.engine.connect() as conn:
+            conn.exec_driver_sql("SET hnsw.ef_search = 10; SET hnsw.iterative_scan = strict_order")
+            rows = conn.execute(text(plan.sql), plan.params).all()
+        assert [h.object_id for h in hits] == [r.object_id for r in rows]
+    assert (index.searches, index.exact_fallbacks) == (4, 0)
 
 
 class RecordingIndex(PgVectorIndex):
