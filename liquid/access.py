@@ -460,6 +460,14 @@ class AccessTracker:
     def member(ref: ResultRef) -> str:
         return ref.uri.removeprefix("liquid://")
 
+    def _when(self, now: datetime | None) -> float:
+        """A read's time in epoch seconds: ``now`` if given, else the cheapest way to the clock."""
+        if now is not None:
+            return now.timestamp()
+        if self.timer is not None:
+            return self.timer()
+        return self.clock().timestamp()
+
     def note(self, ref: ResultRef, *, now: datetime | None = None) -> None:
         """Count one read: queue it in memory (a fraction of a microsecond, no I/O, no lock).
 
@@ -468,12 +476,7 @@ class AccessTracker:
         per object and minute at its next :meth:`push`, off the read path. Past
         ``max_reads`` queued (the pusher stopped), reads are dropped and counted in ``dropped``.
         """
-        if now is not None:
-            when = now.timestamp()
-        elif self.timer is not None:
-            when = self.timer()
-        else:
-            when = self.clock().timestamp()
+        when = self._when(now)
         reads = self._reads
         if len(reads) < self.max_reads:
             reads.append((ref, when))
@@ -482,12 +485,7 @@ class AccessTracker:
 
     def note_many(self, refs: Iterable[ResultRef], *, now: datetime | None = None) -> None:
         """:meth:`note` of several reads at one time (a batch resolve): one clock read, one extend."""
-        if now is not None:
-            when = now.timestamp()
-        elif self.timer is not None:
-            when = self.timer()
-        else:
-            when = self.clock().timestamp()
+        when = self._when(now)
         reads = self._reads
         room = self.max_reads - len(reads)
         batch = [(ref, when) for ref in refs]
