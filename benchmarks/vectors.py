@@ -138,17 +138,17 @@ def load(
 
 
 def measure_index(
-    vs: VectorSearch,
-    index: str,
+    target: Any,
     tenant: str,
     ids: dict[int, int],
     q: np.ndarray,
     truth: list[set[int]],
     ef: int,
 ) -> dict[str, Any]:
-    target = vs.index(index)
+    """Recall and single-client QPS of an index's own ``search`` (what ``VectorSearch.search`` calls)."""
     where = VectorFilter(namespace="kb")
     recalls, times = [], []
+    fallbacks_before = getattr(target, "exact_fallbacks", 0)
     for i, query in enumerate(q):
         started = time.perf_counter()
         hits = target.search(tenant, query.tolist(), k=K, where=where, ef_search=ef)
@@ -161,8 +161,11 @@ def measure_index(
         "recall_at_10": statistics.fmean(recalls),
         "recall_random": statistics.fmean(recalls[:half]),
         "recall_clustered": statistics.fmean(recalls[half:]),
+        "exact_fallbacks": getattr(target, "exact_fallbacks", 0) - fallbacks_before,
         "qps": len(q) / sum(times),
         "p50_ms": pct(times, 50) * 1000,
+        "p50_random_ms": pct(times[:half], 50) * 1000,
+        "p50_clustered_ms": pct(times[half:], 50) * 1000,
     }
 
 
@@ -178,71 +181,110 @@ def api_vs_sql(
 ) -> dict[str, Any]:
     """``POST /v1/search`` to ``liquid api`` in its own process vs the same SQL on one psycopg connection.
 
-    Rounds alternate which goes first. Beside them, each round also times ``GET /healthz`` on the
-    same API (the HTTP floor: no work at all) and ``VectorSearch.search`` in this process (the
-    library's own cost over the SQL, without HTTP). The raw connection does what the index does:
-    the HNSW session settings once, then the statement in autocommit, one round trip per query.
+    "The same SQL" is every statement the index runs for that query: the HNSW statement, and the
+    exact one after it when the fallback takes the query (decided once per query beforehand by
+    the index itself; the raw side does not pay for the decision, only the statements). Rounds
+    alternate which goes first. Beside them, each round also times ``GET /healthz`` on the same
+    API through httpx and through the standard library's ``http.client`` (the HTTP floor with
+    two clients) and ``VectorSearch.search`` in this process (the library, no HTTP).
     """
+    import http.client
+
     from benchmarks.resolve import spawn_api
 
     service = rt.service
     index = PgVectorIndex(
         service.engine, settings=service.settings.vectors, inline_threshold=service.settings.inline_threshold
     )
+    where = VectorFilter(namespace="kb")
+    exact_needed = []
+    for vec in q:
+        before = index.exact_fallbacks
+        index.search(tenant, vec.tolist(), k=K, where=where)
+        exact_needed.append(index.exact_fallbacks > before)
     key = service.tenancy.create_api_key(tenant)
     proc, base = spawn_api(workdir, env)
+    host, port = base.removeprefix("http://").split(":")
     conninfo = env["LIQUID_CATALOG_URL"].replace("postgresql+psycopg://", "postgresql://")
-    times: dict[str, list[float]] = {"api": [], "sql": [], "healthz": [], "library": []}
-    where = VectorFilter(namespace="kb")
+    kinds = ("api", "sql", "healthz", "healthz_stdlib", "library")
+    times: dict[str, list[float]] = {what: [] for what in kinds}
+    took_exact: list[bool] = []
     try:
         with (
-            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http,
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http_client,
             psycopg.connect(conninfo, autocommit=True) as conn,
         ):
+            raw_http = http.client.HTTPConnection(host, int(port))
             conn.execute(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = strict_order")
             for r in range(rounds + 20):  # the first 20 rounds warm every path up and are not counted
-                vec = q[r % len(q)].tolist()
+                i = r % len(q)
+                vec = q[i].tolist()
                 body = {"vector": vec, "k": K, "namespace": "kb"}
-                sql, params, _ = index.query(tenant, vec, k=K, where=where)
-                # SQLAlchemy's :name style to psycopg's %(name)s, same statement otherwise.
-                psql = sql
-                for name in sorted(params, key=len, reverse=True):
-                    psql = psql.replace(f":{name}", f"%({name})s")
-                order = ["api", "sql", "healthz", "library"]
+                plan = index.query(tenant, vec, k=K, where=where)
+                assert plan is not None
+                # SQLAlchemy's :name style to psycopg's %(name)s, same statements otherwise.
+                statements = [plan.sql, plan.exact_sql] if exact_needed[i] else [plan.sql]
+                psql = []
+                for sql in statements:
+                    for name in sorted(plan.params, key=len, reverse=True):
+                        sql = sql.replace(f":{name}", f"%({name})s")
+                    psql.append(sql)
+                order = list(kinds)
                 if r % 2:
                     order.reverse()
                 for what in order:
                     started = time.perf_counter()
                     if what == "api":
-                        resp = http.post("/v1/search", json=body)
+                        resp = http_client.post("/v1/search", json=body)
                         assert resp.status_code == 200 and len(resp.json()["results"]) == K, resp.text
                     elif what == "sql":
-                        assert len(conn.execute(psql, params).fetchall()) == K
+                        for sql in psql:
+                            rows = conn.execute(sql, plan.params).fetchall()
+                        assert len(rows) == K
                     elif what == "healthz":
-                        assert http.get("/healthz").status_code == 200
+                        assert http_client.get("/healthz").status_code == 200
+                    elif what == "healthz_stdlib":
+                        raw_http.request("GET", "/healthz")
+                        resp_raw = raw_http.getresponse()
+                        assert resp_raw.status == 200 and resp_raw.read()
                     else:
                         assert len(vs.search(tenant, vec, k=K, where=where)) == K
                     if r >= 20:
                         times[what].append(time.perf_counter() - started)
+                if r >= 20:
+                    took_exact.append(exact_needed[i])
+            raw_http.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    p50 = {what: pct(t, 50) * 1000 for what, t in times.items()}
-    ratio = p50["api"] / p50["sql"]
-    return {
+
+    def p50(what: str, exact: bool | None = None) -> float:
+        picked = [t for t, e in zip(times[what], took_exact, strict=True) if exact is None or e == exact]
+        return pct(picked, 50) * 1000 if picked else float("nan")
+
+    out: dict[str, Any] = {
         "rounds": rounds,
         "ef_search": ef,
-        "api_p50_ms": p50["api"],
+        "exact_share": statistics.fmean(took_exact),
         "api_p99_ms": pct(times["api"], 99) * 1000,
-        "sql_p50_ms": p50["sql"],
         "sql_p99_ms": pct(times["sql"], 99) * 1000,
-        "healthz_p50_ms": p50["healthz"],
-        "library_p50_ms": p50["library"],
-        "library_ratio_p50": p50["library"] / p50["sql"],
-        "ratio_p50": ratio,
+        "healthz_p50_ms": p50("healthz"),
+        "healthz_stdlib_p50_ms": p50("healthz_stdlib"),
         "target_ratio": 1.5,
-        "target_met": ratio <= 1.5,
     }
+    for label, exact in (("", None), ("hnsw_", False), ("exact_", True)):
+        for what in ("api", "sql", "library"):
+            out[f"{label}{what}_p50_ms"] = p50(what, exact)
+        out[f"{label}ratio_p50"] = out[f"{label}api_p50_ms"] / out[f"{label}sql_p50_ms"]
+        out[f"{label}library_ratio_p50"] = out[f"{label}library_p50_ms"] / out[f"{label}sql_p50_ms"]
+    # Half the queries take two statements and half one, so the p50 over all of them falls between
+    # the two modes; the target is judged on each kind of query on its own.
+    out["target_met"] = all(
+        not out[f"{label}ratio_p50"] > 1.5
+        for label in ("hnsw_", "exact_")
+        if out[f"{label}ratio_p50"] == out[f"{label}ratio_p50"]
+    )
+    return out
 
 
 def main() -> None:
@@ -290,9 +332,23 @@ def main() -> None:
         print(f"pgvector: {args.n} vectors attached (incremental HNSW) in {build_s:.1f} s", flush=True)
         for ef in EF_SETTINGS:
             row = {
-                "backend": "pgvector HNSW",
+                "backend": "pgvector HNSW + exact fallback",
                 "n": args.n,
-                **measure_index(vs, "catalog", tenant, ids, q, truth, ef),
+                **measure_index(vs.index("catalog"), tenant, ids, q, truth, ef),
+            }
+            rows.append(row)
+            print(row, flush=True)
+        # The index alone, for comparison: the same searches with the fallback off.
+        hnsw_only = PgVectorIndex(
+            rt.service.engine,
+            settings=settings.vectors.model_copy(update={"exact_fallback_max": 0}),
+            inline_threshold=settings.inline_threshold,
+        )
+        for ef in EF_SETTINGS:
+            row = {
+                "backend": "pgvector HNSW only (fallback off)",
+                "n": args.n,
+                **measure_index(hnsw_only, tenant, ids, q, truth, ef),
             }
             rows.append(row)
             print(row, flush=True)
@@ -309,7 +365,7 @@ def main() -> None:
         row = {
             "backend": "Qdrant local (exact)",
             "n": qdrant_n,
-            **measure_index(vs, "qdrant", qtenant, qids, q, qtruth, settings.vectors.ef_search),
+            **measure_index(vs.index("qdrant"), qtenant, qids, q, qtruth, settings.vectors.ef_search),
         }
         row["ef_search"] = "n/a"
         rows.append(row)
@@ -326,7 +382,9 @@ def main() -> None:
         # 100k vectors with their HNSW index take about a gigabyte: do not leave it in /tmp.
         shutil.rmtree(workdir, ignore_errors=True)
     default_ef = settings.vectors.ef_search
-    pg_default = next(r for r in rows if r["backend"] == "pgvector HNSW" and r["ef_search"] == default_ef)
+    pg_default = next(
+        r for r in rows if r["backend"] == "pgvector HNSW + exact fallback" and r["ef_search"] == default_ef
+    )
     meta = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {platform.python_version()}, 2 shared cores",
@@ -337,6 +395,8 @@ def main() -> None:
         "hnsw_m": settings.vectors.hnsw_m,
         "hnsw_ef_construction": settings.vectors.hnsw_ef_construction,
         "default_ef_search": default_ef,
+        "exact_fallback_max": settings.vectors.exact_fallback_max,
+        "exact_fallback_margin": settings.vectors.exact_fallback_margin,
         "numpy_exact_s": numpy_s,
         "recall_target": 0.95,
         "recall_target_met": pg_default["recall_at_10"] >= 0.95,
@@ -355,55 +415,75 @@ def render(out: dict[str, Any]) -> str:
         "",
         f"{m['when']} · {m['machine']} · {m['dims']} dims, {m['queries']} queries (half random, half near"
         f" clusters), k={m['k']}, cosine · HNSW m={m['hnsw_m']}, ef_construction={m['hnsw_ef_construction']},"
-        f" default ef_search={m['default_ef_search']}",
+        f" default ef_search={m['default_ef_search']} · exact fallback up to"
+        f" {m['exact_fallback_max']} vectors,"
+        f" margin {m['exact_fallback_margin']}",
         "",
-        "| backend | n | ef_search | recall@10 | random queries | clustered queries | QPS (1 client)"
-        " | p50 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | n | ef_search | recall@10 | random queries | clustered queries | exact fallbacks"
+        " | QPS (1 client) | p50 ms | p50 random | p50 clustered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in out["rows"]:
         lines.append(
             f"| {r['backend']} | {r['n']} | {r['ef_search']} | {r['recall_at_10']:.3f} |"
-            f" {r['recall_random']:.3f} | {r['recall_clustered']:.3f} | {r['qps']:.1f} | {r['p50_ms']:.2f} |"
+            f" {r['recall_random']:.3f} | {r['recall_clustered']:.3f} | {r.get('exact_fallbacks', 0)} |"
+            f" {r['qps']:.1f} | {r['p50_ms']:.2f} | {r['p50_random_ms']:.2f} | {r['p50_clustered_ms']:.2f} |"
         )
     lines += [
         "",
-        "| build | n | seconds | vectors/s |",
+        "| build (production's path: `add`, batches of 500, index present) | n | seconds | vectors/s |",
         "|---|---|---|---|",
     ]
     for name, b in out["builds"].items():
         lines.append(f"| {name} | {b['n']} | {b['build_s']:.1f} | {b['per_s']:.0f} |")
     lines += [
         "",
-        f"Recall target ≥ 0.95 at the default ef_search ({m['default_ef_search']}):"
+        f"Recall target ≥ 0.95 at the default settings (ef_search {m['default_ef_search']}, fallback on):"
         f" {'met' if m['recall_target_met'] else '**not met**'}.",
         "",
-        "| path | rounds | p50 ms | p99 ms |",
-        "|---|---|---|---|",
-        f"| POST /v1/search (`liquid api` process, HTTP, refs) | {api['rounds']} | {api['api_p50_ms']:.2f} |"
-        f" {api['api_p99_ms']:.2f} |",
-        f"| the same pgvector SQL, psycopg | {api['rounds']} | {api['sql_p50_ms']:.2f} |"
-        f" {api['sql_p99_ms']:.2f} |",
-        f"| `VectorSearch.search` in process (library, no HTTP) | {api['rounds']} |"
-        f" {api['library_p50_ms']:.2f} | |",
-        f"| GET /healthz on the same API (HTTP floor) | {api['rounds']} | {api['healthz_p50_ms']:.2f} | |",
+        f"/v1/search against the same statements on one psycopg connection, {api['rounds']} rounds;"
+        f" {api['exact_share']:.0%} of the rounds' queries take the exact fallback (two statements), the"
+        " rest the HNSW statement alone, so each kind is also shown on its own:",
         "",
-        f"p50 ratio /v1/search : SQL {api['ratio_p50']:.2f}x (target ≤ {api['target_ratio']:.1f}x:"
-        f" {'met' if api['target_met'] else '**not met**'}); library : SQL {api['library_ratio_p50']:.2f}x.",
+        "| path | all p50 ms | HNSW-answered p50 ms | fallback p50 ms | all p99 ms |",
+        "|---|---|---|---|---|",
+        f"| POST /v1/search (`liquid api` process, httpx) | {api['api_p50_ms']:.2f}"
+        f" | {api['hnsw_api_p50_ms']:.2f}"
+        f" | {api['exact_api_p50_ms']:.2f} | {api['api_p99_ms']:.2f} |",
+        f"| the same SQL statements, psycopg | {api['sql_p50_ms']:.2f} | {api['hnsw_sql_p50_ms']:.2f}"
+        f" | {api['exact_sql_p50_ms']:.2f} | {api['sql_p99_ms']:.2f} |",
+        f"| `VectorSearch.search` in process (library, no HTTP) | {api['library_p50_ms']:.2f} |"
+        f" {api['hnsw_library_p50_ms']:.2f} | {api['exact_library_p50_ms']:.2f} | |",
+        f"| ratio /v1/search : SQL | {api['ratio_p50']:.2f}x | {api['hnsw_ratio_p50']:.2f}x"
+        f" | {api['exact_ratio_p50']:.2f}x | |",
         "",
-        "Reading it: the two query sets behave apart. Queries near the clustered set (the shape real"
-        " embeddings have) are found at the default ef_search; uniform random 384-dimensional queries"
-        " against uniform random vectors have no neighbourhood structure for a graph to follow, and"
-        " HNSW at m=16, ef_construction=64 finds few of their true top 10 even at ef_search=400."
-        " A denser graph (larger m and ef_construction) would raise that half at a multiple of the"
-        " build time above. The API's p50 includes its HTTP floor (the /healthz row: a route that does"
-        " nothing), which alone is close to the raw statement's p50 at this n, so the 1.5x target"
-        " leaves the route less than the floor for everything else.",
+        f"HTTP floor, GET /healthz on the same API: {api['healthz_p50_ms']:.2f} ms p50 through httpx,"
+        f" {api['healthz_stdlib_p50_ms']:.2f} ms through `http.client` (the difference is the client's own).",
         "",
-        "Qdrant ran in qdrant-client local mode (no Qdrant server is installable here): it searches by"
-        " brute force with its filters evaluated in Python, so recall is exact and ef_search has no effect;"
-        " a query's time grows with n (the p50 above), so 200 queries at 100k would take many minutes"
-        " on this machine and it was measured at the n shown.",
+        f"Target /v1/search p50 ≤ {api['target_ratio']:.1f}x the raw SQL, for each kind of query:"
+        f" {'met' if api['target_met'] else '**not met**'}.",
+        "",
+        "Reading it: uniformly random 384-dimensional queries against uniformly random vectors have no"
+        " neighbourhood for HNSW's graph to follow: the index alone finds few of their true top 10 even"
+        " at ef_search 400 (the 'fallback off' rows), and a denser graph costs more than an exact scan"
+        " (measured once in this session with a bulk CREATE INDEX at m=32, ef_construction=128: 466 s"
+        " to build, recall 0.876 on random queries at ef_search 1000 at 152 ms p50, against 86 ms for"
+        " an exact scan). The exact fallback answers exactly those queries with a sequential scan, so"
+        " they cost an exact scan; queries near the clustered set (the shape real embeddings have) stay"
+        " on the index at its speed.",
+        "",
+        f"For the queries the index answers, the raw statement takes {api['hnsw_sql_p50_ms']:.2f} ms, and a"
+        f" request that does nothing at all on the same API (GET /healthz) already takes"
+        f" {api['healthz_stdlib_p50_ms']:.2f} ms through the leanest client: 1.5x leaves the route less than"
+        f" that HTTP floor for parsing, checking, searching and answering. The library in process"
+        f" ({api['hnsw_library_p50_ms']:.2f} ms: the statement, the fallback's check, SQLAlchemy, the refs it"
+        f" builds) is itself {api['hnsw_library_ratio_p50']:.2f}x the statement on this loaded machine. For"
+        f" fallback queries the statements dominate: {api['exact_ratio_p50']:.2f}x.",
+        "",
+        "Qdrant ran in qdrant-client local mode (no Qdrant server is installable from PyPI here): it"
+        " searches by brute force with its filters evaluated in Python, so recall is exact and ef_search"
+        " has no effect; a query's time grows with n (the p50 above), so 200 queries at 100k would take"
+        " many minutes on this machine and it was measured at the n shown.",
         "",
     ]
     return "\n".join(lines)

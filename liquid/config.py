@@ -362,6 +362,16 @@ class VectorSettings(BaseModel):
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
     #: Candidates an HNSW search keeps (recall against speed); a query may override it.
     ef_search: int = Field(default=100, ge=1, le=1000)
+    #: pgvector: a search whose k-th hit is no closer than chance alone would put it (the query
+    #: has no neighbourhood in the data, where HNSW's graph has nothing to follow and misses most
+    #: true neighbours) is answered again by an exact scan, when the searched set holds at most
+    #: this many vectors; 0 turns the fallback off. An exact scan costs about 1 µs per vector
+    #: (~90 ms at 100k on 2 shared cores; ``benchmarks/results/vectors.md``), so this bounds
+    #: what such a query may cost; above it, structureless queries get HNSW's own recall.
+    exact_fallback_max: int = Field(default=200_000, ge=0)
+    #: How far (in standard deviations of the distances to a sample of the set) the k-th hit must
+    #: stand beyond the best of ``n`` chance draws (``sqrt(2 ln n)``) for the HNSW answer to stand.
+    exact_fallback_margin: float = Field(default=1.0, ge=0.0, le=20.0)
     #: Largest ``k`` a query may ask for, and most embeddings one write may carry.
     max_k: int = Field(default=1000, ge=1, le=1000)
     max_batch: int = Field(default=1000, ge=1, le=100_000)

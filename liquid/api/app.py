@@ -46,6 +46,7 @@ from liquid.api.ratelimit import BodyLimitMiddleware, TenantRateLimiter
 from liquid.api.routes import ApiContext, lean_routes, router
 from liquid.api.stats import router as stats_router
 from liquid.api.tracing import TracingMiddleware
+from liquid.api.vectors import lean_routes as vector_lean_routes
 from liquid.api.vectors import router as vectors_router
 from liquid.config import Settings
 from liquid.events.sinks import EventSink
@@ -141,6 +142,7 @@ def create_app(
     app.state.liquid = ctx
     app.state.vectors = vectors
     app.router.routes.extend(lean_routes())
+    app.router.routes.extend(vector_lean_routes())
     app.include_router(vectors_router)
     app.include_router(router)
     app.include_router(stats_router)

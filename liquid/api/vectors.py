@@ -9,11 +9,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from liquid.api.auth import TENANT_HEADER, acting_tenant
 from liquid.api.models import AttachVectorsRequest, AttachVectorsResponse, SearchRequest, SearchResponse
-from liquid.api.routes import Ctx, Key, Namespace, Who, _object_ref, run, utf8_path
-from liquid.errors import InvalidInput
+from liquid.api.routes import (
+    _DEADLINE,
+    ApiContext,
+    Ctx,
+    Key,
+    LeanRoute,
+    Namespace,
+    Who,
+    _object_ref,
+    _principal_of,
+    app_context,
+    run,
+    utf8_path,
+)
+from liquid.errors import InvalidInput, Unauthorized
 from liquid.limits import MAX_VERSION
 from liquid.vectors import Embedding, VectorFilter
 from liquid.vectors.base import check_metric
@@ -69,6 +86,10 @@ async def attach_vectors(
     responses=_422,
 )
 async def search(c: Ctx, who: Who, vs: Vectors, body: SearchRequest) -> Response:
+    return await _search(c, vs, who.tenant, body)
+
+
+async def _search(c: ApiContext, vs: VectorSearch, tenant: str, body: SearchRequest) -> Response:
     f = body.filters
     if body.namespace is not None and f.namespace is not None and body.namespace != f.namespace:
         raise InvalidInput(
@@ -81,8 +102,41 @@ async def search(c: Ctx, who: Who, vs: Vectors, body: SearchRequest) -> Response
         classification=f.classification,
     )
     results = await run(
-        vs.search, who.tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index
+        vs.search, tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index
     )
     return JSONResponse(
         {"index": body.index or c.settings.vectors.default, "results": [r.to_json() for r in results]}
     )
+
+
+# ---------------------------------------------------------- the lean search route
+
+
+async def search_lean(request: Request) -> Response:
+    """``POST /v1/search`` without FastAPI's per-request dependency solving.
+
+    A runtime agent searches on every step. The FastAPI route above documents it (OpenAPI) and
+    defines its behaviour; this does the same work by hand: the same key check and tenant rate
+    limit (:func:`~liquid.api.routes._principal_of`), the same acting tenant, the same model
+    validating the body (in pydantic-core, straight from the JSON bytes), the same handler, and
+    the same problem+json answers.
+    """
+    c = app_context(request)
+    _DEADLINE.set(c.settings.resilience.request_timeout)
+    principal = await _principal_of(request, c)
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    tenant = acting_tenant(principal, request.headers.get(TENANT_HEADER))
+    try:
+        body = SearchRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        # FastAPI's own error for a bad body, so the problem+json answer is the same.
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    return await _search(c, request.app.state.vectors, tenant, body)
+
+
+def lean_routes() -> list[Route]:
+    """Routes matched before the routers' (see :func:`liquid.api.app.create_app`)."""
+    return [LeanRoute("/v1/search", search_lean, methods=["POST"], include_in_schema=False)]

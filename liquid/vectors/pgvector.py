@@ -16,16 +16,35 @@ condition of the query this module builds; :class:`~liquid.vectors.base.VectorFi
 can only add conditions. Searches run with ``hnsw.iterative_scan = strict_order`` so a
 selective filter still finds ``k`` matches when they exist; those settings are session settings
 of the pooled connection, set when they change, so a search is one round trip.
+
+**Exact fallback.** HNSW finds neighbours by walking a graph towards the query; when the
+query has no neighbourhood in the data (a uniformly random query among uniformly random
+high-dimensional vectors: its nearest neighbours are barely closer than anything else), the
+walk has nothing to follow and misses most of them whatever ``ef_search`` (recall@10 0.13 at
+ef_search 100 on 100k x 384; ``benchmarks/results/vectors.md``). Such an answer betrays
+itself: its k-th hit is no closer than chance alone would put the best of ``n`` vectors.
+Each space keeps a sample of its vectors (:data:`SAMPLE_SIZE`, refreshed every
+:data:`SAMPLE_TTL` seconds); a search standardises its k-th hit's score by the sample's
+scores against the query (median and MAD) and, when it stands less than ``sqrt(2 ln n)`` (the expected best of
+``n`` Gaussian draws) plus ``vectors.exact_fallback_margin`` standard deviations out, or the
+index returned fewer than ``k`` hits of a larger set, runs the same query as an exact scan
+(:attr:`PgVectorQuery.exact_sql`). Sets larger than ``vectors.exact_fallback_max`` never fall
+back, which bounds the cost of one query (an exact scan reads every vector of the set).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+import numpy as np
+from cachetools import TTLCache
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import insert
 
 from liquid.catalog import db
@@ -49,6 +68,36 @@ OPS: dict[str, tuple[str, str]] = {
     "ip": ("<#>", "vector_ip_ops"),
 }
 _SPACE_LOCK = 0x6C717663  # advisory lock key: one space/index creation at a time
+#: Vectors sampled per searched set for the exact fallback's test, and how long a sample stands.
+SAMPLE_SIZE = 512
+SAMPLE_TTL = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class PgVectorQuery:
+    """The statements one search may run, and what the exact fallback needs to decide between them."""
+
+    #: The HNSW statement (what every search runs first).
+    sql: str
+    #: The same question by a sequential scan: exact, and what a search falls back to.
+    exact_sql: str
+    #: How many vectors the searched set holds before metadata filters, counted up to ``:cap``.
+    count_sql: str
+    #: A uniform sample of those vectors (for the fallback's test).
+    sample_sql: str
+    params: dict[str, Any] = field(repr=False)
+    metric: str
+    dims: int
+    #: Identifies the searched set: (tenant, namespace or None for all, dims, metric).
+    set_key: tuple[str, str | None, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SetSample:
+    """How many vectors a searched set holds, and a uniform sample of them (rows of a float32 matrix)."""
+
+    n: int
+    vectors: Any = field(repr=False)  # numpy (m, dims) float32
 
 
 def _utcnow() -> datetime:
@@ -87,10 +136,18 @@ class PgVectorIndex:
         self.clock = clock
         # A space never changes once fixed, so a query need not read it again (bounded, not evicted).
         self._spaces: dict[tuple[str, str], VectorSpace] = {}
+        self._samples: TTLCache[tuple[str, str | None, int, str], SetSample] = TTLCache(
+            maxsize=10_000, ttl=SAMPLE_TTL
+        )
+        self._samples_lock = threading.Lock()  # TTLCache is not thread-safe; API threads share it
+        #: Searches run, and how many of them the exact fallback answered.
+        self.searches = 0
+        self.exact_fallbacks = 0
 
     def __repr__(self) -> str:
         return (
-            f"PgVectorIndex(name={self.name!r}, db={self.engine.url.render_as_string(hide_password=True)!r})"
+            f"PgVectorIndex(name={self.name!r}, db={self.engine.url.render_as_string(hide_password=True)!r},"
+            f" searches={self.searches}, exact_fallbacks={self.exact_fallbacks})"
         )
 
     def close(self) -> None:
@@ -229,8 +286,8 @@ class PgVectorIndex:
         where: VectorFilter,
         ef_search: int | None = None,
     ) -> list[VectorHit]:
-        sql, params, metric = self.query(tenant, vector, k=k, where=where)
-        if metric is None:
+        q = self.query(tenant, vector, k=k, where=where)
+        if q is None:
             return []
         ef = max(int(ef_search or self.settings.ef_search), int(k))
         # Literals, validated ints: SET does not take parameters.
@@ -240,7 +297,7 @@ class PgVectorIndex:
             # with this one (SET LOCAL), at the price of BEGIN and COMMIT round trips.
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("SET LOCAL " + hnsw.format(local="LOCAL "))
-                rows = conn.execute(text(sql), params).all()
+                rows = self._rows(conn, q, vector, k=k)
         else:
             # One round trip: a read-only statement in autocommit, on a connection whose session
             # already has these HNSW settings (they touch nothing but HNSW scans, so they may stay
@@ -250,30 +307,90 @@ class PgVectorIndex:
                 if conn.info.get("liquid_hnsw") != wanted:
                     conn.exec_driver_sql("SET " + hnsw.format(local=""))
                     conn.info["liquid_hnsw"] = wanted
-                rows = conn.execute(text(sql), params).all()
+                rows = self._rows(conn, q, vector, k=k)
         return [
             VectorHit(
                 object_id=r.object_id,
                 chunk_id=r.chunk_id,
                 span=None if r.span_start is None else (r.span_start, r.span_end),
-                score=_score(metric, float(r.distance)),
+                score=_score(q.metric, float(r.distance)),
                 live_row=r,
             )
             for r in rows
         ]
 
+    def _rows(self, conn: Connection, q: PgVectorQuery, vector: Sequence[float], *, k: int) -> list[Any]:
+        """The HNSW statement's rows, or the exact scan's when they do not stand (:meth:`stands`)."""
+        rows = list(conn.execute(text(q.sql), q.params).all())
+        self.searches += 1
+        scores = [_score(q.metric, float(r.distance)) for r in rows]
+        if not self.stands(conn, q, vector, scores, k=k):
+            self.exact_fallbacks += 1
+            rows = list(conn.execute(text(q.exact_sql), q.params).all())
+        return rows
+
+    def stands(
+        self, conn: Connection, q: PgVectorQuery, vector: Sequence[float], scores: Sequence[float], *, k: int
+    ) -> bool:
+        """Whether the HNSW answer (its hits' ``scores``, closest first) stands or the exact scan must run.
+
+        ``conn`` reads the searched set's count and sample when they are not cached.
+        """
+        limit = self.settings.exact_fallback_max
+        if limit <= 0:
+            return True
+        sample = self._sample(conn, q)
+        if sample.n > limit:
+            return True
+        if len(scores) < k:
+            # Fewer than k: a filter or dead objects, or a graph walk that ended early; only an
+            # exact scan tells them apart, and the set is small enough for one.
+            return sample.n <= len(scores)
+        if len(sample.vectors) < 2:
+            return True
+        chance = _scores(q.metric, sample.vectors, np.asarray(vector, dtype=np.float32))
+        # Median and MAD, not mean and standard deviation: the query's own neighbourhood is in the
+        # sample too, and a dense one would inflate the spread that stands for chance.
+        centre = _median(chance)
+        sd = 1.4826 * _median(np.abs(chance - centre))
+        if not sd > 0.0:
+            return True  # most vectors equally far: nothing to tell chance from structure by
+        z = (min(scores) - centre) / sd
+        return z >= math.sqrt(2.0 * math.log(max(sample.n, 2))) + self.settings.exact_fallback_margin
+
+    def _sample(self, conn: Connection, q: PgVectorQuery) -> SetSample:
+        with self._samples_lock:
+            found = self._samples.get(q.set_key)
+        if found is not None:
+            return found
+        cap = self.settings.exact_fallback_max
+        # Counted no further than the cap: a set too large to fall back costs no more than that.
+        n = int(conn.execute(text(q.count_sql), {**q.params, "cap": cap + 1}).scalar_one())
+        if n > cap:
+            sample = SetSample(n, np.zeros((0, q.dims), dtype=np.float32))
+        else:
+            rows = conn.execute(text(q.sample_sql), q.params).all()
+            vectors: Any = np.array([r.v for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
+            if q.metric == "cosine":  # normalised once here, not on every search
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+            sample = SetSample(n, vectors)
+        with self._samples_lock:
+            self._samples[q.set_key] = sample
+        return sample
+
     def query(
         self, tenant: str, vector: Sequence[float], *, k: int, where: VectorFilter
-    ) -> tuple[str, dict[str, Any], str | None]:
-        """The SQL a search runs, its parameters and its metric (None: the tenant has no vectors yet).
+    ) -> PgVectorQuery | None:
+        """The statements a search runs and their parameters (None: the tenant has no vectors yet).
 
-        Public so the benchmark can time the very statement the API runs, without the API.
+        Public so the benchmark can time the very statements the API runs, without the API.
         """
         dims = len(vector)
         if where.namespace is not None:
             space = self.space(tenant, where.namespace)
             if space is None:
-                return "", {}, None
+                return None
             check_dims(space, dims, where.namespace)
             metric: str = space.metric
         else:
@@ -283,7 +400,7 @@ class PgVectorIndex:
                     {"t": tenant},
                 ).all()
             if not found:
-                return "", {}, None
+                return None
             metrics = sorted({m for d, m in found if d == dims})
             if not metrics:
                 have = ", ".join(sorted({str(d) for d, _ in found}))
@@ -320,20 +437,63 @@ class PgVectorIndex:
         if where.classification is not None:
             conds.append("classification = :classification")
             params["classification"] = where.classification
-        distance = f"embedding::vector({dims}) {op} CAST(:q AS vector({dims}))"
-        # The k nearest, then their objects (live, this tenant's) in the same round trip: the
-        # catalog is this database, so the liveness check and the refs' facts cost one join.
-        sql = (
-            f"SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
-            f" o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
-            f" CASE WHEN o.size < :inline THEN o.inline_data END AS inline_data"
-            f" FROM (SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
-            f" FROM object_vectors WHERE {' AND '.join(conds)} ORDER BY {distance} LIMIT :k) v"
-            f" JOIN objects o ON o.id = v.object_id AND o.tenant_id = :tenant AND o.state = 'live'"
-            f" AND (o.expires_at IS NULL OR o.expires_at > :now)"
-            f" ORDER BY v.distance"
+        base = " AND ".join(conds[:4] if where.namespace is not None else conds[:3])
+        filters = " AND ".join(conds)
+
+        def statement(distance: str) -> str:
+            # The k nearest, then their objects (live, this tenant's) in the same round trip: the
+            # catalog is this database, so the liveness check and the refs' facts cost one join.
+            return (
+                f"SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
+                f" o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
+                f" CASE WHEN o.size < :inline THEN o.inline_data END AS inline_data"
+                f" FROM (SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
+                f" FROM object_vectors WHERE {filters} ORDER BY {distance} LIMIT :k) v"
+                f" JOIN objects o ON o.id = v.object_id AND o.tenant_id = :tenant AND o.state = 'live'"
+                f" AND (o.expires_at IS NULL OR o.expires_at > :now)"
+                f" ORDER BY v.distance"
+            )
+
+        return PgVectorQuery(
+            # The HNSW index's own expression: the planner walks the index.
+            sql=statement(f"embedding::vector({dims}) {op} CAST(:q AS vector({dims}))"),
+            # Without the typmod cast the expression is not the index's: a scan of the set (by the
+            # tenant/namespace b-tree when the set is a small part of the table), then a sort.
+            exact_sql=statement(f"embedding {op} CAST(:q AS vector)"),
+            count_sql=f"SELECT count(*) FROM (SELECT 1 FROM object_vectors WHERE {base} LIMIT :cap) s",
+            # The cast outside the sort: only the sampled rows are converted.
+            sample_sql=(
+                f"SELECT embedding::real[] AS v FROM (SELECT embedding FROM object_vectors"
+                f" WHERE {base} ORDER BY random() LIMIT {SAMPLE_SIZE}) s"
+            ),
+            params=params,
+            metric=metric,
+            dims=dims,
+            set_key=(tenant, where.namespace, dims, metric),
         )
-        return sql, params, metric
+
+
+def _scores(metric: str, sample: Any, query: Any) -> Any:
+    """Higher-is-closer scores of a sample's rows against ``query``, as :func:`_score` gives pgvector's.
+
+    For ``cosine`` the sample's rows are already unit length (:meth:`PgVectorIndex._sample`).
+    """
+    if metric == "cosine":
+        norm = float(np.linalg.norm(query))
+        return (sample @ query) / (norm if norm > 0 else 1.0)
+    if metric == "ip":
+        return sample @ query
+    return -np.linalg.norm(sample - query, axis=1)
+
+
+def _median(values: Any) -> float:
+    """The median by one partial sort (``np.median`` without its generality)."""
+    n = len(values)
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float(part[half - 1] + part[half]) / 2.0
 
 
 def _literal(vector: Sequence[float]) -> str:

@@ -100,3 +100,13 @@ def test_the_lean_ref_read_is_limited_too(
     h = {"Authorization": f"Bearer {a.key}"}
     url = f"{limited_url}/v1/refs/{quote(ref.uri, safe='')}"
     assert [httpx.get(url, headers=h).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_the_lean_search_is_limited_too(limited_url: str, make_tenant: Callable[[], TenantKey]) -> None:
+    a = make_tenant()
+    h = {"Authorization": f"Bearer {a.key}"}
+    statuses = [
+        httpx.post(f"{limited_url}/v1/search", json={"vector": [1.0, 0.0]}, headers=h).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]  # no vectors yet: an empty answer, then the limit

@@ -176,3 +176,40 @@ def test_a_key_ending_in_vectors_is_an_ordinary_object(http: httpx.Client, auth:
     r = http.put("/v1/objects/kb/model/vectors", content=b"not embeddings", headers=auth)
     assert r.status_code == 201, r.text
     assert http.get("/v1/objects/kb/model/vectors", headers=auth).content == b"not embeddings"
+
+
+def test_search_is_served_by_the_lean_route(api_service: LiquidService) -> None:
+    from liquid.api.app import create_app
+    from liquid.api.vectors import search_lean
+
+    app = create_app(api_service)
+    first = next(r for r in app.router.routes if getattr(r, "path", None) == "/v1/search")
+    assert getattr(first, "endpoint", None) is search_lean  # matched before the FastAPI twin
+
+
+def test_lean_search_checks_keys_and_tenants_like_every_route(
+    http: httpx.Client,
+    tk: TenantKey,
+    auth: dict[str, str],
+    make_tenant: Callable[[], TenantKey],
+    admin_key: str,
+) -> None:
+    _put(http, auth, "mine")
+    assert http.put("/v1/vectors/kb/mine", json={"embeddings": [{"vector": E[2]}]}, headers=auth)
+    body = {"vector": E[2], "k": 5}
+    problem_of(http.post("/v1/search", json=body), 401)
+    problem_of(http.post("/v1/search", json=body, headers={"Authorization": "Bearer lq_nope"}), 401)
+    problem_of(http.post("/v1/search", json=body, headers={"Authorization": "Basic x"}), 401)
+    other = {"Authorization": f"Bearer {make_tenant().key}"}
+    # A tenant key naming another tenant is refused, never obeyed.
+    problem_of(http.post("/v1/search", json=body, headers={**other, "X-Liquid-Tenant": tk.tenant}), 403)
+    assert http.post("/v1/search", json=body, headers=other).json()["results"] == []
+    # An admin key acts on the tenant it names, and must name one.
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    (hit,) = http.post(
+        "/v1/search", json={**body, "k": 1}, headers={**admin, "X-Liquid-Tenant": tk.tenant}
+    ).json()["results"]
+    assert hit["key"] == "mine"
+    assert http.post("/v1/search", json=body, headers=admin).status_code == 400
+    bad = http.post("/v1/search", content="{not json", headers={**auth, "Content-Type": "application/json"})
+    assert problem_of(bad, 400)["field"] == "body"
