@@ -12,9 +12,12 @@ prepared: each one may meet a server session that never saw the PREPARE.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from psycopg import Connection
 from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
@@ -105,8 +108,19 @@ def conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+#: How long the warm read lane keeps a connection before giving it back to the pool (whose
+#: lifetime and health checks then apply to it) and taking another.
+LANE_SECONDS = 60.0
+
+
 class CatalogFastPath:
-    """Object lookup and insert on a pool of autocommit psycopg connections."""
+    """Object lookup and insert on a pool of autocommit psycopg connections.
+
+    The warm read of a small value (:meth:`live_value`) also has a lane: one connection taken
+    from the pool and kept, used by whichever thread finds it free (a try-lock); a thread that
+    finds it busy uses the pool as before, so the lane never makes anyone wait. A pool checkout
+    and return costs about a fifth of that read on this class of machine (8 µs of ~40).
+    """
 
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 10.0, prepare: bool = True) -> None:
         self.pool = ConnectionPool(
@@ -118,6 +132,11 @@ class CatalogFastPath:
             name="liquid-catalog",
             timeout=timeout,
         )
+        # A pool of one has nothing to spare: its only connection must stay free for the rest.
+        self._use_lane = max_size > 1
+        self._lane_lock = threading.Lock()
+        self._lane: Connection[Any] | None = None
+        self._lane_until = 0.0
 
     def __repr__(self) -> str:
         return f"CatalogFastPath({self.pool.get_stats()})"
@@ -143,14 +162,32 @@ class CatalogFastPath:
         The whole warm read of a small value: one prepared statement (unprepared behind a
         transaction-mode pooler), its one column fetched in binary (no hex decoding of bytea).
         """
-        # getconn/putconn rather than pool.connection(): the latter's `with conn` block commits,
-        # which costs a sixth of this read and has nothing to do on an autocommit connection.
-        # putconn still discards a connection that broke.
-        conn = self.pool.getconn()
-        try:
-            row = conn.execute(SELECT_LIVE_VALUE, (object_id,), binary=True).fetchone()
-        finally:
-            self.pool.putconn(conn)
+        params = (object_id,)
+        if self._use_lane and self._lane_lock.acquire(blocking=False):
+            try:
+                conn = self._lane
+                if conn is None:
+                    conn = self._lane = self.pool.getconn()
+                    self._lane_until = time.monotonic() + LANE_SECONDS
+                try:
+                    row = conn.execute(SELECT_LIVE_VALUE, params, binary=True).fetchone()
+                except BaseException:
+                    self._lane = None
+                    self.pool.putconn(conn)  # which discards it if it broke
+                    raise
+                if time.monotonic() > self._lane_until:
+                    self._lane = None
+                    self.pool.putconn(conn)
+            finally:
+                self._lane_lock.release()
+        else:
+            # getconn/putconn rather than pool.connection(): the latter's `with conn` block
+            # commits, which has nothing to do on an autocommit connection.
+            conn = self.pool.getconn()
+            try:
+                row = conn.execute(SELECT_LIVE_VALUE, params, binary=True).fetchone()
+            finally:
+                self.pool.putconn(conn)
         return None if row is None else row[0]
 
     def find_many(
@@ -176,4 +213,8 @@ class CatalogFastPath:
             return int(row[0]), int(row[1])
 
     def close(self) -> None:
+        with self._lane_lock:
+            if self._lane is not None:
+                self.pool.putconn(self._lane)
+                self._lane = None
         self.pool.close()

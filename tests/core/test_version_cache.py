@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -202,3 +204,22 @@ def test_a_known_warm_value_is_one_narrow_statement_that_still_judges_life_and_c
         service.get(tenant, ref)
     with pytest.raises(ObjectGone):
         service.open(tenant, ref)
+
+
+def test_the_warm_read_lane_survives_a_lost_connection_and_busy_threads(
+    service: LiquidService, tenant: str
+) -> None:
+    data = [os.urandom(1000 + i) for i in range(4)]
+    refs = [service.put(tenant, "vc", f"lane{i}", d).ref for i, d in enumerate(data)]
+    assert service.get(tenant, refs[0]) == data[0]
+    lane = service.fast._lane
+    assert lane is not None  # a connection kept for the next warm read
+    with service.engine.begin() as conn:  # the server drops it, as a restart or a proxy would
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lane.info.backend_pid})
+    with pytest.raises(psycopg.OperationalError):
+        service.get(tenant, refs[1])  # the one read in flight fails, as on any pooled connection
+    assert service.get(tenant, refs[1]) == data[1]  # and the next takes another connection
+    assert service.fast._lane is not lane
+    with ThreadPoolExecutor(8) as pool:  # most threads find the lane busy and use the pool
+        got = list(pool.map(lambda i: service.get(tenant, refs[i % 4]), range(400)))
+    assert got == [data[i % 4] for i in range(400)]
