@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from psycopg import Connection
+from psycopg import Connection, Cursor
 from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
@@ -136,6 +136,8 @@ class CatalogFastPath:
         self._use_lane = max_size > 1
         self._lane_lock = threading.Lock()
         self._lane: Connection[Any] | None = None
+        # The lane's one cursor, kept with it: a cursor per statement costs what its setup does.
+        self._lane_cursor: Cursor[Any] | None = None
         self._lane_until = 0.0
 
     def __repr__(self) -> str:
@@ -165,19 +167,18 @@ class CatalogFastPath:
         params = (object_id,)
         if self._use_lane and self._lane_lock.acquire(blocking=False):
             try:
-                conn = self._lane
-                if conn is None:
+                conn, cur = self._lane, self._lane_cursor
+                if conn is None or cur is None:
                     conn = self._lane = self.pool.getconn()
+                    cur = self._lane_cursor = conn.cursor(binary=True)
                     self._lane_until = time.monotonic() + LANE_SECONDS
                 try:
-                    row = conn.execute(SELECT_LIVE_VALUE, params, binary=True).fetchone()
+                    row = cur.execute(SELECT_LIVE_VALUE, params).fetchone()
                 except BaseException:
-                    self._lane = None
-                    self.pool.putconn(conn)  # which discards it if it broke
+                    self._give_back_lane()  # the pool discards the connection if it broke
                     raise
                 if time.monotonic() > self._lane_until:
-                    self._lane = None
-                    self.pool.putconn(conn)
+                    self._give_back_lane()
             finally:
                 self._lane_lock.release()
         else:
@@ -214,7 +215,14 @@ class CatalogFastPath:
 
     def close(self) -> None:
         with self._lane_lock:
-            if self._lane is not None:
-                self.pool.putconn(self._lane)
-                self._lane = None
+            self._give_back_lane()
         self.pool.close()
+
+    def _give_back_lane(self) -> None:
+        """Return the lane's connection to the pool (holding the lane lock); the next read takes another."""
+        conn, cur = self._lane, self._lane_cursor
+        self._lane = self._lane_cursor = None
+        if cur is not None:
+            cur.close()
+        if conn is not None:
+            self.pool.putconn(conn)
