@@ -372,6 +372,10 @@ class LiquidService:
             engine.url.render_as_string(hide_password=False), prepare=db.pooler(engine) != "transaction"
         )
         self.stores = dict(stores)
+        # The largest value put keeps in its catalog row (as put decides); larger ones are never there.
+        self._row_max_size = max(
+            settings.inline_threshold - 1, min(settings.warm_row_max_size, settings.warm_max_object_size)
+        )
         self.hot = hot if settings.hot.enabled else None
         self.access = access
         self.shm = shm
@@ -603,7 +607,13 @@ class LiquidService:
         ref = ResultRef(fields["tenant"], fields["namespace"], fields["key"], version)
         self.versions.remember(
             VersionFacts(
-                ref, fields["size"], fields["sha256"], fields["content_type"], fields["expires_at"], object_id
+                ref,
+                fields["size"],
+                fields["sha256"],
+                fields["content_type"],
+                fields["expires_at"],
+                object_id,
+                fields["classification"],
             )
         )
         return ref
@@ -730,13 +740,37 @@ class LiquidService:
             IntegrityError: the stored bytes do not match the checksum.
         """
         r = self._ref(tenant, ref)
+        found = self._read(tenant, r, ref, start, end, track=track, cached=cached)
+        if isinstance(found, ObjectReader):
+            return found
+        data, facts = found
+        reader = self._reader_from_bytes(r, data, facts.sha256, facts.content_type, "warm", start, end)
+        reader.expires_at = facts.expires_at
+        reader.classification = facts.classification
+        return reader
+
+    def _read(
+        self,
+        tenant: str,
+        r: ResultRef,
+        ref: RefLike,
+        start: int,
+        end: int | None,
+        *,
+        track: bool,
+        cached: bool,
+    ) -> ObjectReader | tuple[bytes, VersionFacts]:
+        """:meth:`open`'s work: a reader, or a known version's whole value from its catalog row.
+
+        The value comes back bare (verified, counted) so that :meth:`get` returns it without a reader.
+        """
         inline = self._inline_reader(r, ref, start, end)
         if inline is not None:
             return inline
         counted = self.access is not None and track
         row: Any | None = None
+        facts = self.known(r)
         if self.hot is not None and cached:
-            facts = self.known(r)
             if facts is None:
                 # First read of this version here: its row gives the checksum a copy must match.
                 row = self._live_row(r)
@@ -751,6 +785,12 @@ class LiquidService:
                     r, entry.data, entry.sha256, entry.content_type, "hot", start, end
                 )
 
+        if row is None and facts is not None and facts.size <= self._row_max_size:
+            # A known version whose value its row probably keeps: one narrow statement by primary
+            # key, liveness judged in it; None sends the read the long way (gone, moved, or big).
+            data = self._row_value(r, facts, track=track)
+            if data is not None:
+                return data, facts
         if row is None:
             row = self._live_row(r)
         # Counted only once the version is known to exist: a read of a missing or gone ref must
@@ -936,6 +976,21 @@ class LiquidService:
             except LiquidError as exc:
                 out[i] = exc
 
+    def _row_value(self, r: ResultRef, facts: VersionFacts, *, track: bool) -> bytes | None:
+        """A known version's value from its catalog row, verified and counted; None unless it is live
+        and its value is kept there."""
+        data = self.fast.live_value(facts.object_id)
+        if data is None:
+            return None
+        if hashlib.sha256(data).hexdigest() != facts.sha256:
+            raise IntegrityError(f"{r.uri}: inline bytes in the catalog do not match their checksum")
+        if track and self.access is not None:
+            self.access.note(r)
+            if self.hot is not None and facts.size <= self.hot.max_object_size:
+                # Served from the home: the daemon decides whether it earns a hot copy (see open).
+                self.access.note_miss(facts.object_id)
+        return data
+
     def _home_value(self, tenant: str, r: ResultRef, row: Any) -> bytes:
         """A live version's whole value from its catalog row or home store (verified, counted)."""
         if row.inline_data is None:
@@ -968,7 +1023,14 @@ class LiquidService:
 
     def get(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> bytes:
         """The bytes of one version in memory; see :meth:`open`."""
-        return self.open(tenant, ref, start=start, end=end).read()
+        r = self._ref(tenant, ref)
+        found = self._read(tenant, r, ref, start, end, track=True, cached=True)
+        if isinstance(found, ObjectReader):
+            return found.read()
+        data = found[0]
+        size = len(data)
+        # A whole value is the very bytes object the catalog row gave (a full slice is no copy).
+        return data[min(start, size) : size if end is None else min(end, size)]
 
     def fill_hot(self, ref: ResultRef, object_id: int) -> bool:
         """Write a verified copy of a live object into the hot tier (the tiering engine's fill).
@@ -1007,7 +1069,9 @@ class LiquidService:
     def known(self, ref: ResultRef) -> VersionFacts | None:
         """The version's facts if this process has read them and its own expiry has not passed."""
         facts = self.versions.get(ref)
-        return facts if facts is not None and facts.alive_at(self.clock()) else None
+        if facts is None or facts.expires_at is None:
+            return facts  # no clock read for a version that never expires (every read asks)
+        return facts if facts.alive_at(self.clock()) else None
 
     def is_live(self, ref: ResultRef) -> bool:
         """Whether the version exists and is live right now (one indexed lookup)."""

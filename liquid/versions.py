@@ -38,11 +38,21 @@ class VersionFacts:
     expires_at: datetime | None
     #: The catalog row's id: the primary key finds the version again without its name.
     object_id: int
+    #: Its data classification (liquid.classification), which no path changes after the write.
+    classification: str | None = None
 
     @classmethod
     def of(cls, ref: ResultRef, row: Any) -> VersionFacts:
-        """The facts of a catalog row (any row with id, size, sha256, content_type and expires_at)."""
-        return cls(ref, int(row.size), str(row.sha256), str(row.content_type), row.expires_at, int(row.id))
+        """The facts of a catalog row (id, size, sha256, content_type, expires_at and classification)."""
+        return cls(
+            ref,
+            int(row.size),
+            str(row.sha256),
+            str(row.content_type),
+            row.expires_at,
+            int(row.id),
+            row.classification,
+        )
 
     def alive_at(self, now: datetime) -> bool:
         """False once the version's own expiry passed (it may still be gone earlier: see the module)."""

@@ -12,9 +12,12 @@ prepared: each one may meet a server session that never saw the PREPARE.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from psycopg import Connection, Cursor
 from psycopg.rows import namedtuple_row
 from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
@@ -94,6 +97,10 @@ SELECT_FOR_READ = f"SELECT {_READ_COLUMNS} FROM objects {_WHERE}"
 # comparing four columns of text in the ref's unique index (about half the server's time).
 SELECT_FOR_READ_BY_ID = f"SELECT {_READ_COLUMNS} FROM objects WHERE id = %s"
 SELECT_MANY_FOR_READ = f"SELECT tenant_id, namespace, key, version, {_READ_COLUMNS}" + _MANY
+# A known version's value, if it is live and kept in its row: nothing else is decoded. Liveness is
+# judged in the select list, not the WHERE clause: a predicate on state there let the planner take
+# the (state, home_tier) index over the primary key and filter every live row by id.
+SELECT_LIVE_VALUE = "SELECT CASE WHEN state = 'live' THEN inline_data END FROM objects WHERE id = %s"
 
 
 def conninfo(url: str) -> str:
@@ -101,8 +108,19 @@ def conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+#: How long the warm read lane keeps a connection before giving it back to the pool (whose
+#: lifetime and health checks then apply to it) and taking another.
+LANE_SECONDS = 60.0
+
+
 class CatalogFastPath:
-    """Object lookup and insert on a pool of autocommit psycopg connections."""
+    """Object lookup and insert on a pool of autocommit psycopg connections.
+
+    The warm read of a small value (:meth:`live_value`) also has a lane: one connection taken
+    from the pool and kept, used by whichever thread finds it free (a try-lock); a thread that
+    finds it busy uses the pool as before, so the lane never makes anyone wait. A pool checkout
+    and return costs about a fifth of that read on this class of machine (8 µs of ~40).
+    """
 
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 10.0, prepare: bool = True) -> None:
         self.pool = ConnectionPool(
@@ -114,6 +132,13 @@ class CatalogFastPath:
             name="liquid-catalog",
             timeout=timeout,
         )
+        # A pool of one has nothing to spare: its only connection must stay free for the rest.
+        self._use_lane = max_size > 1
+        self._lane_lock = threading.Lock()
+        self._lane: Connection[Any] | None = None
+        # The lane's one cursor, kept with it: a cursor per statement costs what its setup does.
+        self._lane_cursor: Cursor[Any] | None = None
+        self._lane_until = 0.0
 
     def __repr__(self) -> str:
         return f"CatalogFastPath({self.pool.get_stats()})"
@@ -131,6 +156,40 @@ class CatalogFastPath:
             cur.execute(SELECT_FOR_READ_BY_ID, (object_id,))
             row: NamedTuple | None = cur.fetchone()
             return row
+
+    def live_value(self, object_id: int) -> bytes | None:
+        """The bytes kept in the row of version ``object_id`` if it is live; None if it is not live,
+        does not exist, or keeps its bytes in a store (the caller then reads the row as usual).
+
+        The whole warm read of a small value: one prepared statement (unprepared behind a
+        transaction-mode pooler), its one column fetched in binary (no hex decoding of bytea).
+        """
+        params = (object_id,)
+        if self._use_lane and self._lane_lock.acquire(blocking=False):
+            try:
+                conn, cur = self._lane, self._lane_cursor
+                if conn is None or cur is None:
+                    conn = self._lane = self.pool.getconn()
+                    cur = self._lane_cursor = conn.cursor(binary=True)
+                    self._lane_until = time.monotonic() + LANE_SECONDS
+                try:
+                    row = cur.execute(SELECT_LIVE_VALUE, params).fetchone()
+                except BaseException:
+                    self._give_back_lane()  # the pool discards the connection if it broke
+                    raise
+                if time.monotonic() > self._lane_until:
+                    self._give_back_lane()
+            finally:
+                self._lane_lock.release()
+        else:
+            # getconn/putconn rather than pool.connection(): the latter's `with conn` block
+            # commits, which has nothing to do on an autocommit connection.
+            conn = self.pool.getconn()
+            try:
+                row = conn.execute(SELECT_LIVE_VALUE, params, binary=True).fetchone()
+            finally:
+                self.pool.putconn(conn)
+        return None if row is None else row[0]
 
     def find_many(
         self, refs: Sequence[tuple[str, str, str, int]], *, full: bool = True
@@ -155,4 +214,15 @@ class CatalogFastPath:
             return int(row[0]), int(row[1])
 
     def close(self) -> None:
+        with self._lane_lock:
+            self._give_back_lane()
         self.pool.close()
+
+    def _give_back_lane(self) -> None:
+        """Return the lane's connection to the pool (holding the lane lock); the next read takes another."""
+        conn, cur = self._lane, self._lane_cursor
+        self._lane = self._lane_cursor = None
+        if cur is not None:
+            cur.close()
+        if conn is not None:
+            self.pool.putconn(conn)

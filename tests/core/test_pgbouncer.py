@@ -227,7 +227,10 @@ def test_vector_search_settings_stay_in_their_transaction(
     finally:
         vs.close()
     # Nothing leaked into the shared server sessions: each is at the server default again.
-    with psycopg.connect(conninfo(svc.settings.catalog_url or ""), autocommit=True) as conn:
+    # The probe prepares nothing either: psycopg's default would prepare its 5th statement as
+    # _pg3_0 on a shared session, which may already hold the control test's _pg3_0.
+    url = conninfo(svc.settings.catalog_url or "")
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         for _ in range(6):
             row = conn.execute("SELECT current_setting('hnsw.ef_search', true)").fetchone()
             assert row is not None and row[0] in (None, "", "40")

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
+from sqlalchemy import text
 
-from liquid.errors import InvalidRef, LiquidError, ObjectGone, ObjectNotFound
+from liquid.errors import IntegrityError, InvalidRef, LiquidError, ObjectGone, ObjectNotFound
 from liquid.hotcache import encode, hot_key
 from liquid.refs import ResultRef
 from liquid.service import LiquidService, Resolution
 from liquid.versions import VersionCache
+from tests.fakes import FakeClock
 
 
 def hot_object(svc: LiquidService, tenant: str, key: str, data: bytes, **kw: Any) -> ResultRef:
@@ -126,7 +130,18 @@ def test_known_versions_without_a_copy_are_read_from_their_home(
 def test_the_cache_is_bounded_and_parses_as_refs_do() -> None:
     cache = VersionCache(max_versions=2, max_texts=2)
     refs = [ResultRef("t", "n", f"k{i}", 1) for i in range(3)]
-    row = type("Row", (), {"id": 7, "size": 1, "sha256": "0" * 64, "content_type": "x/y", "expires_at": None})
+    row = type(
+        "Row",
+        (),
+        {
+            "id": 7,
+            "size": 1,
+            "sha256": "0" * 64,
+            "content_type": "x/y",
+            "expires_at": None,
+            "classification": None,
+        },
+    )
     for r in refs:
         cache.learn(r, row)
     assert len(cache) == 2 and cache.get(refs[0]) is None and cache.get(refs[2]) is not None
@@ -149,3 +164,62 @@ def test_a_known_version_read_from_its_home_is_found_by_id_and_still_checked_for
     service.delete(tenant, ref)
     with pytest.raises(ObjectGone):
         service.get(tenant, ref)
+
+
+def test_a_known_warm_value_is_one_narrow_statement_that_still_judges_life_and_checksum(
+    service: LiquidService, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3000)
+    soon = service.clock() + timedelta(hours=1)
+    ref = service.put(tenant, "vc", "row", data, classification="internal", expires_at=soon).ref
+    oid = service.fast.find(ref.tenant, ref.namespace, ref.key, ref.version).id  # type: ignore[union-attr]
+    rows = CatalogCalls(service, monkeypatch)
+    monkeypatch.setattr(service.fast, "find_by_id", lambda *a: pytest.fail("the full row was read"))
+    noted = service.access.noted  # type: ignore[union-attr]
+    assert service.get(tenant, ref) == data
+    assert service.get(tenant, ref, start=10, end=20) == data[10:20]
+    reader = service.open(tenant, ref)
+    assert (reader.source, reader.classification, reader.expires_at) == ("warm", "internal", soon)
+    assert reader.read() == data and rows.n == 0
+    assert service.access.noted == noted + 3  # type: ignore[union-attr]
+    monkeypatch.undo()
+
+    def catalog(sql: str) -> None:
+        with service.engine.begin() as conn:
+            conn.execute(text(sql), {"id": oid})
+
+    # Bytes that no longer match the version's checksum are refused, not returned.
+    catalog("UPDATE objects SET inline_data = 'tampered'::bytea WHERE id = :id")
+    with pytest.raises(IntegrityError):
+        service.get(tenant, ref)
+    # Gone in the catalog while its bytes are still in the row: the statement itself says so.
+    catalog(f"UPDATE objects SET inline_data = '\\x{data.hex()}'::bytea, state = 'expired' WHERE id = :id")
+    with pytest.raises(ObjectGone):
+        service.get(tenant, ref)
+    catalog("UPDATE objects SET state = 'live' WHERE id = :id")
+    assert service.get(tenant, ref) == data
+    # Past its own expiry before any daemon ran: gone for readers at once.
+    monkeypatch.setattr(service, "clock", FakeClock(soon))
+    with pytest.raises(ObjectGone):
+        service.get(tenant, ref)
+    with pytest.raises(ObjectGone):
+        service.open(tenant, ref)
+
+
+def test_the_warm_read_lane_survives_a_lost_connection_and_busy_threads(
+    service: LiquidService, tenant: str
+) -> None:
+    data = [os.urandom(1000 + i) for i in range(4)]
+    refs = [service.put(tenant, "vc", f"lane{i}", d).ref for i, d in enumerate(data)]
+    assert service.get(tenant, refs[0]) == data[0]
+    lane = service.fast._lane
+    assert lane is not None  # a connection kept for the next warm read
+    with service.engine.begin() as conn:  # the server drops it, as a restart or a proxy would
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lane.info.backend_pid})
+    with pytest.raises(psycopg.OperationalError):
+        service.get(tenant, refs[1])  # the one read in flight fails, as on any pooled connection
+    assert service.get(tenant, refs[1]) == data[1]  # and the next takes another connection
+    assert service.fast._lane is not lane
+    with ThreadPoolExecutor(8) as pool:  # most threads find the lane busy and use the pool
+        got = list(pool.map(lambda i: service.get(tenant, refs[i % 4]), range(400)))
+    assert got == [data[i % 4] for i in range(400)]
