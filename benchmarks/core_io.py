@@ -130,8 +130,10 @@ class RawPostgres:
         self.ids.append(row[0])
 
     def get(self, i: int) -> None:
+        # Binary results: bytea as its bytes, not hex text twice their size (the floor Liquid's own
+        # warm read uses; text would make large values look slow for the raw side).
         self.conn.execute(
-            "SELECT data FROM bench_raw WHERE id = %s", (self.ids[i % len(self.ids)],)
+            "SELECT data FROM bench_raw WHERE id = %s", (self.ids[i % len(self.ids)],), binary=True
         ).fetchone()
 
 
