@@ -44,7 +44,7 @@ from liquid.bootstrap import open_runtime
 from liquid.config import Settings
 from liquid.vectors import VectorFilter
 from liquid.vectors.base import VectorRecord
-from liquid.vectors.pgvector import PgVectorIndex
+from liquid.vectors.pgvector import PgVectorIndex, register_vector_dumper
 from liquid.vectors.search import VectorSearch
 
 RESULTS = Path(__file__).with_name("results")
@@ -215,6 +215,7 @@ def api_vs_sql(
             psycopg.connect(conninfo, autocommit=True) as conn,
         ):
             raw_http = http.client.HTTPConnection(host, int(port))
+            register_vector_dumper(conn)  # the same binary query vector the index sends
             conn.execute(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = strict_order")
             for r in range(rounds + 20):  # the first 20 rounds warm every path up and are not counted
                 i = r % len(q)
@@ -222,13 +223,7 @@ def api_vs_sql(
                 body = {"vector": vec, "k": K, "namespace": "kb"}
                 plan = index.query(tenant, vec, k=K, where=where)
                 assert plan is not None
-                # SQLAlchemy's :name style to psycopg's %(name)s, same statements otherwise.
-                statements = [plan.sql, plan.exact_sql] if exact_needed[i] else [plan.sql]
-                psql = []
-                for sql in statements:
-                    for name in sorted(plan.params, key=len, reverse=True):
-                        sql = sql.replace(f":{name}", f"%({name})s")
-                    psql.append(sql)
+                psql = [plan.sql, plan.exact_sql] if exact_needed[i] else [plan.sql]
                 order = list(kinds)
                 if r % 2:
                     order.reverse()
