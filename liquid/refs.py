@@ -131,6 +131,20 @@ class ResultRef:
         check_version(self.version)
         object.__setattr__(self, "_uri", format_uri(self.tenant, self.namespace, self.key, self.version))
 
+    @classmethod
+    def known(cls, tenant: str, namespace: str, key: str, version: int) -> ResultRef:
+        """A ref read back from the catalog, not checked again: its parts were checked when it was written.
+
+        For hot paths that turn many catalog rows into refs (a search's hits); never for input.
+        """
+        ref = object.__new__(cls)
+        object.__setattr__(ref, "tenant", tenant)
+        object.__setattr__(ref, "namespace", namespace)
+        object.__setattr__(ref, "key", key)
+        object.__setattr__(ref, "version", version)
+        object.__setattr__(ref, "_uri", format_uri(tenant, namespace, key, version))
+        return ref
+
     @property
     def uri(self) -> str:
         return self._uri

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -104,9 +105,9 @@ async def _search(c: ApiContext, vs: VectorSearch, tenant: str, body: SearchRequ
     results = await run(
         vs.search, tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index
     )
-    return JSONResponse(
-        {"index": body.index or c.settings.vectors.default, "results": [r.to_json() for r in results]}
-    )
+    # orjson: ten results with their inline values and metadata, written several times faster.
+    answer = {"index": body.index or c.settings.vectors.default, "results": [r.to_json() for r in results]}
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 # ---------------------------------------------------------- the lean search route

@@ -30,6 +30,11 @@ scores against the query (median and MAD) and, when it stands less than ``sqrt(2
 index returned fewer than ``k`` hits of a larger set, runs the same query as an exact scan
 (:attr:`PgVectorQuery.exact_sql`). Sets larger than ``vectors.exact_fallback_max`` never fall
 back, which bounds the cost of one query (an exact scan reads every vector of the set).
+
+**Searches run on psycopg directly** (the engine's pooled connection, its driver connection),
+as :mod:`liquid.catalog.fastpath` does: SQLAlchemy's statement and row handling cost about as
+much as the HNSW statement itself. The query vector goes as pgvector's binary ``vector``
+(:func:`register_vector_dumper`), not as a text literal of every float to format and parse.
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import psycopg
 from cachetools import TTLCache
+from pgvector import Vector
+from pgvector.psycopg.vector import VectorBinaryDumper
+from psycopg.rows import namedtuple_row
+from psycopg.types import TypeInfo
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects.postgresql import insert
 
@@ -77,7 +87,7 @@ SAMPLE_TTL = 300.0
 class PgVectorQuery:
     """The statements one search may run, and what the exact fallback needs to decide between them."""
 
-    #: The HNSW statement (what every search runs first).
+    #: The HNSW statement (what every search runs first), in psycopg's ``%(name)s`` style.
     sql: str
     #: The same question by a sequential scan: exact, and what a search falls back to.
     exact_sql: str
@@ -296,18 +306,20 @@ class PgVectorIndex:
             # The next transaction may run on another server session: the settings live and die
             # with this one (SET LOCAL), at the price of BEGIN and COMMIT round trips.
             with self.engine.begin() as conn:
-                conn.exec_driver_sql("SET LOCAL " + hnsw.format(local="LOCAL "))
-                rows = self._rows(conn, q, vector, k=k)
+                raw = _driver(conn)
+                raw.execute("SET LOCAL " + hnsw.format(local="LOCAL "))
+                rows = self._rows(raw, q, k=k)
         else:
             # One round trip: a read-only statement in autocommit, on a connection whose session
             # already has these HNSW settings (they touch nothing but HNSW scans, so they may stay
             # on a pooled connection; each connection remembers what it was given).
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                raw = _driver(conn)
                 wanted = (ef, "strict_order")
                 if conn.info.get("liquid_hnsw") != wanted:
-                    conn.exec_driver_sql("SET " + hnsw.format(local=""))
+                    raw.execute("SET " + hnsw.format(local=""))
                     conn.info["liquid_hnsw"] = wanted
-                rows = self._rows(conn, q, vector, k=k)
+                rows = self._rows(raw, q, k=k)
         return [
             VectorHit(
                 object_id=r.object_id,
@@ -319,22 +331,30 @@ class PgVectorIndex:
             for r in rows
         ]
 
-    def _rows(self, conn: Connection, q: PgVectorQuery, vector: Sequence[float], *, k: int) -> list[Any]:
+    def _rows(self, conn: psycopg.Connection[Any], q: PgVectorQuery, *, k: int) -> list[Any]:
         """The HNSW statement's rows, or the exact scan's when they do not stand (:meth:`stands`)."""
-        rows = list(conn.execute(text(q.sql), q.params).all())
-        self.searches += 1
-        scores = [_score(q.metric, float(r.distance)) for r in rows]
-        if not self.stands(conn, q, vector, scores, k=k):
-            self.exact_fallbacks += 1
-            rows = list(conn.execute(text(q.exact_sql), q.params).all())
+        with conn.cursor(row_factory=namedtuple_row) as cur:
+            rows: list[Any] = cur.execute(q.sql, q.params).fetchall()
+            self.searches += 1
+            scores = [_score(q.metric, float(r.distance)) for r in rows]
+            if not self.stands(conn, q, q.params["q"].to_numpy(), scores, k=k):
+                self.exact_fallbacks += 1
+                rows = cur.execute(q.exact_sql, q.params).fetchall()
         return rows
 
     def stands(
-        self, conn: Connection, q: PgVectorQuery, vector: Sequence[float], scores: Sequence[float], *, k: int
+        self,
+        conn: psycopg.Connection[Any],
+        q: PgVectorQuery,
+        vector: Any,
+        scores: Sequence[float],
+        *,
+        k: int,
     ) -> bool:
         """Whether the HNSW answer (its hits' ``scores``, closest first) stands or the exact scan must run.
 
-        ``conn`` reads the searched set's count and sample when they are not cached.
+        ``conn`` (psycopg) reads the searched set's count and sample when they are not cached;
+        ``vector`` is the query (a float32 array).
         """
         limit = self.settings.exact_fallback_max
         if limit <= 0:
@@ -358,19 +378,20 @@ class PgVectorIndex:
         z = (min(scores) - centre) / sd
         return z >= math.sqrt(2.0 * math.log(max(sample.n, 2))) + self.settings.exact_fallback_margin
 
-    def _sample(self, conn: Connection, q: PgVectorQuery) -> SetSample:
+    def _sample(self, conn: psycopg.Connection[Any], q: PgVectorQuery) -> SetSample:
         with self._samples_lock:
             found = self._samples.get(q.set_key)
         if found is not None:
             return found
         cap = self.settings.exact_fallback_max
         # Counted no further than the cap: a set too large to fall back costs no more than that.
-        n = int(conn.execute(text(q.count_sql), {**q.params, "cap": cap + 1}).scalar_one())
+        counted = conn.execute(q.count_sql, {**q.params, "cap": cap + 1}).fetchone()
+        n = int(counted[0]) if counted is not None else 0
         if n > cap:
             sample = SetSample(n, np.zeros((0, q.dims), dtype=np.float32))
         else:
-            rows = conn.execute(text(q.sample_sql), q.params).all()
-            vectors: Any = np.array([r.v for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
+            rows = conn.execute(q.sample_sql, q.params).fetchall()
+            vectors: Any = np.array([r[0] for r in rows], dtype=np.float32).reshape(len(rows), q.dims)
             if q.metric == "cosine":  # normalised once here, not on every search
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)
                 vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
@@ -417,25 +438,26 @@ class PgVectorIndex:
                 )
             metric = metrics[0]
         op = OPS[metric][0]
-        conds = [f"dims = {dims}", f"metric = '{metric}'", "tenant_id = :tenant"]
+        conds = [f"dims = {dims}", f"metric = '{metric}'", "tenant_id = %(tenant)s"]
         params: dict[str, Any] = {
             "tenant": tenant,
-            "q": _literal(vector),
+            # Binary on the wire (register_vector_dumper): 4 bytes a float, nothing to format or parse.
+            "q": Vector(vector if isinstance(vector, list) else list(vector)),
             "k": k,
             "inline": self.inline_threshold,
             "now": self.clock(),
         }
         if where.namespace is not None:
-            conds.append("namespace = :namespace")
+            conds.append("namespace = %(namespace)s")
             params["namespace"] = where.namespace
         if where.tags:
-            conds.append("tags @> CAST(:tags AS jsonb)")
+            conds.append("tags @> CAST(%(tags)s AS jsonb)")
             params["tags"] = json.dumps(dict(where.tags))
         if where.content_type is not None:
-            conds.append("content_type = :content_type")
+            conds.append("content_type = %(content_type)s")
             params["content_type"] = where.content_type
         if where.classification is not None:
-            conds.append("classification = :classification")
+            conds.append("classification = %(classification)s")
             params["classification"] = where.classification
         base = " AND ".join(conds[:4] if where.namespace is not None else conds[:3])
         filters = " AND ".join(conds)
@@ -446,21 +468,21 @@ class PgVectorIndex:
             return (
                 f"SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
                 f" o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
-                f" CASE WHEN o.size < :inline THEN o.inline_data END AS inline_data"
+                f" CASE WHEN o.size < %(inline)s THEN o.inline_data END AS inline_data"
                 f" FROM (SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
-                f" FROM object_vectors WHERE {filters} ORDER BY {distance} LIMIT :k) v"
-                f" JOIN objects o ON o.id = v.object_id AND o.tenant_id = :tenant AND o.state = 'live'"
-                f" AND (o.expires_at IS NULL OR o.expires_at > :now)"
+                f" FROM object_vectors WHERE {filters} ORDER BY {distance} LIMIT %(k)s) v"
+                f" JOIN objects o ON o.id = v.object_id AND o.tenant_id = %(tenant)s AND o.state = 'live'"
+                f" AND (o.expires_at IS NULL OR o.expires_at > %(now)s)"
                 f" ORDER BY v.distance"
             )
 
         return PgVectorQuery(
             # The HNSW index's own expression: the planner walks the index.
-            sql=statement(f"embedding::vector({dims}) {op} CAST(:q AS vector({dims}))"),
+            sql=statement(f"embedding::vector({dims}) {op} CAST(%(q)s AS vector({dims}))"),
             # Without the typmod cast the expression is not the index's: a scan of the set (by the
             # tenant/namespace b-tree when the set is a small part of the table), then a sort.
-            exact_sql=statement(f"embedding {op} CAST(:q AS vector)"),
-            count_sql=f"SELECT count(*) FROM (SELECT 1 FROM object_vectors WHERE {base} LIMIT :cap) s",
+            exact_sql=statement(f"embedding {op} CAST(%(q)s AS vector)"),
+            count_sql=f"SELECT count(*) FROM (SELECT 1 FROM object_vectors WHERE {base} LIMIT %(cap)s) s",
             # The cast outside the sort: only the sampled rows are converted.
             sample_sql=(
                 f"SELECT embedding::real[] AS v FROM (SELECT embedding FROM object_vectors"
@@ -496,5 +518,22 @@ def _median(values: Any) -> float:
     return float(part[half - 1] + part[half]) / 2.0
 
 
-def _literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(map(repr, map(float, vector))) + "]"
+def register_vector_dumper(conn: psycopg.Connection[Any]) -> None:
+    """Send :class:`pgvector.Vector` parameters to ``conn`` as binary ``vector`` values.
+
+    Only the dumper: pgvector's ``register_vector`` also installs loaders, which would change what
+    SQLAlchemy reads from ``vector`` columns on the same pooled connection.
+    """
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:
+        raise psycopg.ProgrammingError("the vector type is not in this database: CREATE EXTENSION vector")
+    conn.adapters.register_dumper(Vector, type("VectorDumper", (VectorBinaryDumper,), {"oid": info.oid}))
+
+
+def _driver(conn: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one, able to send query vectors (once per connection)."""
+    raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    if not conn.info.get("liquid_vector_dumper"):
+        register_vector_dumper(raw)
+        conn.info["liquid_vector_dumper"] = True
+    return raw

@@ -306,7 +306,7 @@ class VectorSearch:
     @staticmethod
     def _result(tenant: str, h: VectorHit, r: Any) -> SearchResult:
         ref = RefInfo(
-            ref=ResultRef(tenant, r.namespace, r.key, r.version),
+            ref=ResultRef.known(tenant, r.namespace, r.key, r.version),  # catalog rows, checked at write
             size=r.size,
             sha256=r.sha256,
             content_type=r.content_type,

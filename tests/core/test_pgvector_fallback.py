@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from liquid.bootstrap import Runtime, open_runtime
+from liquid.catalog.fastpath import conninfo
 from liquid.config import Settings, VectorSettings
 from liquid.vectors import VectorFilter
 from liquid.vectors.base import VectorRecord
-from liquid.vectors.pgvector import PgVectorIndex
+from liquid.vectors.pgvector import PgVectorIndex, register_vector_dumper
 
 DIMS = 97  # no other test uses it: the HNSW index of (97, cosine) gets this module's settings
 N_RANDOM, N_CLUSTERED, CENTRES = 2400, 600, 6
@@ -122,10 +124,12 @@ def test_with_the_fallback_off_a_search_is_the_index_statement_alone(world: dict
         hits = index.search(world["tenant"], q.tolist(), k=10, where=where)
         plan = index.query(world["tenant"], q.tolist(), k=10, where=where)
         assert plan is not None
-        with world["rt"].service.engine.connect() as conn:
-            conn.exec_driver_sql("SET hnsw.ef_search = 10; SET hnsw.iterative_scan = strict_order")
-            rows = conn.execute(text(plan.sql), plan.params).all()
-        assert [h.object_id for h in hits] == [r.object_id for r in rows]
+        url = world["rt"].service.engine.url.render_as_string(hide_password=False)
+        with psycopg.connect(conninfo(url), autocommit=True) as conn:
+            register_vector_dumper(conn)
+            conn.execute("SET hnsw.ef_search = 10; SET hnsw.iterative_scan = strict_order")
+            rows = conn.execute(plan.sql, plan.params).fetchall()
+        assert [h.object_id for h in hits] == [r[0] for r in rows]
     assert (index.searches, index.exact_fallbacks) == (4, 0)
 
 

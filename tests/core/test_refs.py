@@ -28,6 +28,15 @@ def test_format_then_parse_is_identity(tenant: str, namespace: str, key: str, ve
     assert ref.uri.endswith(f"@{version}")
 
 
+@given(tenant=slug, namespace=slug, key=key, version=st.integers(1, 2**31 - 1))
+def test_a_known_ref_is_the_checked_ref(tenant: str, namespace: str, key: str, version: int) -> None:
+    """``ResultRef.known`` (catalog rows on the search path) makes what the checking constructor makes."""
+    checked = ResultRef(tenant, namespace, key, version)
+    known = ResultRef.known(tenant, namespace, key, version)
+    assert (known, hash(known), known.uri) == (checked, hash(checked), checked.uri)
+    assert repr(known) == repr(checked)
+
+
 def test_keys_with_at_sign_and_percent_round_trip() -> None:
     ref = ResultRef("acme", "docs", "a@b/100%/x y@2", 7)
     assert ref.uri == "liquid://acme/docs/a%40b/100%25/x%20y%402@7"
