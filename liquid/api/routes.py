@@ -67,6 +67,7 @@ from liquid.units import parse_duration
 from liquid.versions import VersionFacts
 
 T = TypeVar("T")
+B = TypeVar("B", bound=pydantic.BaseModel)
 log = logging.getLogger(__name__)
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -1066,6 +1067,17 @@ async def resolve_refs_lean(request: Request) -> Response:
     worth the few lines. The body is validated by the same model, and its errors answered by the
     same handler, as the twin's.
     """
+    c, tenant, body = await lean_call(request, ResolveRequest)
+    return await _resolve(c, tenant, body)
+
+
+async def lean_call(request: Request, model: type[B]) -> tuple[ApiContext, str, B]:
+    """What a lean route's FastAPI twin gets from its dependencies: context, acting tenant, body.
+
+    The same deadline, key check and tenant rate limit (:func:`_principal_of`), the same acting
+    tenant, and the body validated by the twin's model straight from the JSON bytes, its errors
+    raised as FastAPI raises them (under ``body``) so the problem+json answer is the same.
+    """
     c = app_context(request)
     _DEADLINE.set(c.settings.resilience.request_timeout)
     principal = await _principal_of(request, c)
@@ -1073,13 +1085,12 @@ async def resolve_refs_lean(request: Request) -> Response:
         raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
     tenant = acting_tenant(principal, request.headers.get(TENANT_HEADER))
     try:
-        body = ResolveRequest.model_validate_json(await request.body())
+        body = model.model_validate_json(await request.body())
     except pydantic.ValidationError as exc:
-        # As FastAPI reports a body's errors: located under "body".
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
-    return await _resolve(c, tenant, body)
+    return c, tenant, body
 
 
 async def _principal_of(request: Request, c: ApiContext) -> Principal | None:

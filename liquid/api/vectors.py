@@ -10,15 +10,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from liquid.api.auth import TENANT_HEADER, acting_tenant
 from liquid.api.models import AttachVectorsRequest, AttachVectorsResponse, SearchRequest, SearchResponse
 from liquid.api.routes import (
-    _DEADLINE,
     ApiContext,
     Ctx,
     Key,
@@ -26,12 +22,11 @@ from liquid.api.routes import (
     Namespace,
     Who,
     _object_ref,
-    _principal_of,
-    app_context,
+    lean_call,
     run,
     utf8_path,
 )
-from liquid.errors import InvalidInput, Unauthorized
+from liquid.errors import InvalidInput
 from liquid.limits import MAX_VERSION
 from liquid.vectors import Embedding, VectorFilter
 from liquid.vectors.base import check_metric
@@ -122,19 +117,7 @@ async def search_lean(request: Request) -> Response:
     validating the body (in pydantic-core, straight from the JSON bytes), the same handler, and
     the same problem+json answers.
     """
-    c = app_context(request)
-    _DEADLINE.set(c.settings.resilience.request_timeout)
-    principal = await _principal_of(request, c)
-    if principal is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
-    tenant = acting_tenant(principal, request.headers.get(TENANT_HEADER))
-    try:
-        body = SearchRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        # FastAPI's own error for a bad body, so the problem+json answer is the same.
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
+    c, tenant, body = await lean_call(request, SearchRequest)
     return await _search(c, request.app.state.vectors, tenant, body)
 
 
