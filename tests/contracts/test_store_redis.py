@@ -16,21 +16,26 @@ from liquid.stores.redis import RedisStore
 from .store_contract import StoreContract, StoreFactory
 
 
-@pytest.fixture
-def store_factory(redis_url: str) -> Iterator[StoreFactory]:
+def _stores(url: str) -> Iterator[StoreFactory]:
+    """RedisStores on ``url``, each under a prefix of its own, emptied and closed afterwards."""
     made: list[RedisStore] = []
 
     def make() -> RedisStore:
-        store = RedisStore(redis_url, prefix=f"liquid:test:{uuid.uuid4().hex[:12]}:")
+        store = RedisStore(url, prefix=f"liquid:test:{uuid.uuid4().hex[:12]}:")
         made.append(store)
         return store
 
     yield make
     for store in made:
-        keys = list(store.client.scan_iter(match=store.prefix + "*"))
-        if keys:
-            store.client.unlink(*keys)
+        # One key per UNLINK: a cluster takes the keys of one slot only in one command.
+        for key in list(store.client.scan_iter(match=store.prefix + "*")):
+            store.client.unlink(key)
         store.close()
+
+
+@pytest.fixture
+def store_factory(redis_url: str) -> Iterator[StoreFactory]:
+    yield from _stores(redis_url)
 
 
 class TestRedisStore(StoreContract):
@@ -42,19 +47,7 @@ class TestRedisStoreThroughSentinel(StoreContract):
 
     @pytest.fixture
     def store_factory(self, valkey_sentinel_url: str) -> Iterator[StoreFactory]:
-        made: list[RedisStore] = []
-
-        def make() -> RedisStore:
-            store = RedisStore(valkey_sentinel_url, prefix=f"liquid:test:{uuid.uuid4().hex[:12]}:")
-            made.append(store)
-            return store
-
-        yield make
-        for store in made:
-            keys = list(store.client.scan_iter(match=store.prefix + "*"))
-            if keys:
-                store.client.unlink(*keys)
-            store.close()
+        yield from _stores(valkey_sentinel_url)
 
 
 class TestRedisStoreOnCluster(StoreContract):
@@ -62,18 +55,7 @@ class TestRedisStoreOnCluster(StoreContract):
 
     @pytest.fixture
     def store_factory(self, valkey_cluster_url: str) -> Iterator[StoreFactory]:
-        made: list[RedisStore] = []
-
-        def make() -> RedisStore:
-            store = RedisStore(valkey_cluster_url, prefix=f"liquid:test:{uuid.uuid4().hex[:12]}:")
-            made.append(store)
-            return store
-
-        yield make
-        for store in made:
-            for key in list(store.client.scan_iter(match=store.prefix + "*")):
-                store.client.unlink(key)
-            store.close()
+        yield from _stores(valkey_cluster_url)
 
 
 def test_cluster_spreads_objects_and_keeps_each_in_one_slot(valkey_cluster_url: str) -> None:
