@@ -201,20 +201,7 @@ class Client:
         Raises:
             BadRequest, TooLarge, Unauthorized, Forbidden: see :mod:`liquid.client.errors`.
         """
-        content, size = b.body_parts(data)
-        headers = b.put_headers(
-            content_type=content_type,
-            size=size,
-            tags=tags,
-            classification=classification,
-            ttl=ttl,
-            expires_at=expires_at,
-            trace_id=trace_id,
-            correlation_id=correlation_id,
-            execution_id=execution_id,
-            legal_hold=legal_hold,
-            scope=scope,
-        )
+        # In process, the service's put checks and reads the body itself (liquid.client.inprocess).
         if self.direct is not None:
             direct = self.direct
             return self._direct(
@@ -235,6 +222,20 @@ class Client:
                 ),
                 idempotent=False,
             )
+        content, size = b.body_parts(data)
+        headers = b.put_headers(
+            content_type=content_type,
+            size=size,
+            tags=tags,
+            classification=classification,
+            ttl=ttl,
+            expires_at=expires_at,
+            trace_id=trace_id,
+            correlation_id=correlation_id,
+            execution_id=execution_id,
+            legal_hold=legal_hold,
+            scope=scope,
+        )
         # Only bytes can be sent twice; a stream is retried only if it was never started.
         response = self._call(
             "PUT", b.object_path(namespace, key), content=content, headers=headers, idempotent=False
