@@ -24,7 +24,8 @@ from sqlalchemy import make_url
 
 from liquid.events import log as events
 
-# One statement allocates the version under the key_heads row lock, inserts the object,
+# One statement allocates the version under the key_heads row lock, inserts the object (its id
+# carries the tenant's bucket: liquid.catalog.partitions),
 # appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
 # round trips.
 _CREATED_EVENT = events.insert_from(
@@ -60,11 +61,12 @@ WITH head AS (
     RETURNING last_version
 ), obj AS (
     INSERT INTO objects (
-        tenant_id, namespace, key, version, size, stored_size, sha256, content_type, compression,
+        id, tenant_id, namespace, key, version, size, stored_size, sha256, content_type, compression,
         tags, classification, trace_id, correlation_id, execution_id, scope, created_at, expires_at,
         legal_hold, home_tier, home_store, locator, inline_data, home_since, state
     )
-    SELECT %(tenant)s, %(namespace)s, %(key)s, head.last_version, %(size)s, %(stored_size)s, %(sha256)s,
+    SELECT liquid_object_id(%(tenant)s), %(tenant)s, %(namespace)s, %(key)s, head.last_version, %(size)s,
+           %(stored_size)s, %(sha256)s,
            %(content_type)s, %(compression)s, CAST(%(tags)s AS jsonb), %(classification)s, %(trace_id)s,
            %(correlation_id)s, %(execution_id)s, %(scope)s, %(now)s, %(expires_at)s, %(legal_hold)s,
            %(home_tier)s, %(home_store)s, %(locator)s, %(inline_data)s, %(now)s, 'live'
