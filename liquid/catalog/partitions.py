@@ -35,6 +35,20 @@ SHIFT = 48
 LEGACY = "objects_legacy"
 
 
+#: Ids below this are the legacy partition's.
+LEGACY_END = 1 << SHIFT
+#: Prunes a lookup by reference to the tenant's partition and the legacy one (a reference names
+#: no id, and PostgreSQL cannot derive the bucket from ``tenant_id``): the values of
+#: :func:`tenant_ids` fill it. Without it a lookup probes the unique index of every partition.
+TENANT_IDS = "({col} < %s OR ({col} >= %s AND {col} < %s))"
+
+
+def tenant_ids(tenant: str) -> tuple[int, int, int]:
+    """The values of :data:`TENANT_IDS` for ``tenant``: legacy end, its partition's low and high."""
+    low, high = id_range(tenant_bucket(tenant))
+    return LEGACY_END, low, high
+
+
 def tenant_bucket(tenant: str) -> int:
     """The tenant's bucket, 1 … BUCKETS; the same as SQL ``liquid_tenant_bucket(tenant)``."""
     return 1 + int(hashlib.md5(tenant.encode(), usedforsecurity=False).hexdigest()[:8], 16) % BUCKETS

@@ -228,3 +228,31 @@ def test_service_writes_land_in_the_tenant_partition_and_id_lookups_prune(
     for t, made in refs.items():
         for i, ref in enumerate(made):
             assert service.get(t, ref.uri) == b"x" * (i * 3000)
+
+
+def test_fast_path_lookups_by_ref_prune_to_the_tenant_partition(service: LiquidService, tenant: str) -> None:
+    """The statements the read path runs, executed as it runs them (prepared, generic plan)."""
+    import psycopg
+
+    from liquid.catalog import fastpath
+
+    ref = service.put(tenant, "ns", "k", b"v" * 5000)
+    with service.fast.pool.connection() as conn:
+        assert conn.execute("SHOW plan_cache_mode").fetchone() == ("force_generic_plan",)
+    params = (tenant, "ns", "k", 1, *partitions.tenant_ids(tenant))
+    with psycopg.connect(fastpath.conninfo(service.settings.catalog_url), autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        sql = fastpath.SELECT_FOR_READ.replace("%s", "$%d") % tuple(range(1, len(params) + 1))
+        conn.execute(f"PREPARE by_ref AS {sql}")
+        args = ", ".join(psycopg.sql.quote(p) for p in params)
+        plan = [
+            r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE by_ref({args})")
+        ]
+    scanned = [line for line in plan if " on objects_" in line and "never executed" not in line]
+    # The tenant's partition and the legacy one, never the other fifteen.
+    assert len(scanned) <= 2, plan
+    assert any(partitions.partition_name(partitions.tenant_bucket(tenant)) in line for line in scanned), plan
+    assert service.fast.find(tenant, "ns", "k", 1) is not None
+    many = service.fast.find_many([(tenant, "ns", "k", 1), (tenant, "ns", "nope", 1)])
+    assert list(many) == [(tenant, "ns", "k", 1)]
+    assert service.get(tenant, ref.uri) == b"v" * 5000
