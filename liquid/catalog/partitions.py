@@ -76,6 +76,35 @@ def partition_names() -> list[str]:
     return [partition_name(b) for b in range(BUCKETS + 1)]
 
 
+def bucket_names() -> list[str]:
+    """The buckets' partitions (not the legacy one): the units daemons split (``liquid.tiering.shards``)."""
+    return [partition_name(b) for b in range(1, BUCKETS + 1)]
+
+
+def bucket_of_partition(name: str) -> int:
+    """The bucket whose partition is ``name`` (``objects_b07`` → 7)."""
+    for b in range(1, BUCKETS + 1):
+        if partition_name(b) == name:
+            return b
+    raise ValueError(f"{name!r} is not the partition of a bucket (objects_b01 … objects_b{BUCKETS:02d})")
+
+
+def bucket_rows(bucket: int, *, alias: str = "o") -> str:
+    """SQL: the rows of ``bucket``'s tenants — its partition and their rows in the legacy one.
+
+    A planner shard reads this: all of a tenant's rows, whatever their age, so a tenant's
+    budget is planned by one daemon. PostgreSQL prunes it to the two partitions; in the legacy
+    one the migration's index on ``liquid_tenant_bucket(tenant_id)`` finds the bucket's rows.
+    """
+    if not 1 <= bucket <= BUCKETS:
+        raise ValueError(f"bucket {bucket} is outside 1 … {BUCKETS}")
+    low, high = id_range(bucket)
+    return (
+        f"(({alias}.id >= {low} AND {alias}.id < {high}) OR"
+        f" ({alias}.id < {LEGACY_END} AND liquid_tenant_bucket({alias}.tenant_id) = {bucket}))"
+    )
+
+
 def id_range(bucket: int) -> tuple[int, int]:
     """The ids ``[low, high)`` of ``bucket``'s partition."""
     partition_name(bucket)

@@ -225,10 +225,10 @@ class CatalogRows:
     def scan_columns(
         self, now: datetime, policies: PolicySet | None = None, *, bucket: int | None = None
     ) -> Iterator[ColumnBatch]:
-        """Every live object (of one partition, with ``bucket``) as column batches, read with ADBC.
+        """Every live object (of one tenant bucket, with ``bucket``) as column batches, read with ADBC.
 
-        ``bucket`` limits the scan to the ids of that tenant bucket's partition (0: the legacy
-        one; :mod:`liquid.catalog.partitions`), which PostgreSQL prunes to that partition alone.
+        ``bucket`` (1 … ``partitions.BUCKETS``) limits the scan to that bucket's tenants: their
+        partition and their rows in the legacy one (:func:`liquid.catalog.partitions.bucket_rows`).
 
         The driver decodes rows into Arrow columns in C, about ten times faster than Python
         row objects; memory stays one batch. No ``ORDER BY``: a rebuild needs no order, and
@@ -238,8 +238,7 @@ class CatalogRows:
         """
         sql = self._lean(_SCAN_COLUMNS, policies)
         if bucket is not None:
-            low, high = partitions.id_range(bucket)
-            sql += f" AND o.id >= {low} AND o.id < {high}"
+            sql += " AND " + partitions.bucket_rows(bucket)
         adbc = _adbc()
         url = conninfo(self.engine.url.render_as_string(hide_password=False))
         with adbc.connect(url) as conn, conn.cursor() as cur:

@@ -1,11 +1,13 @@
 """Daemons split the partitions of ``objects`` between them: a lease row per partition.
 
 The catalog's ``objects`` table has one partition per tenant bucket plus the legacy one
-(:mod:`liquid.catalog.partitions`); a partition is the unit a daemon plans (the planner's rows
-read with ``CatalogRows.scan_columns(bucket=...)``). Each daemon holds the partitions named in
-``daemon_leases`` rows ``<prefix>objects_bNN`` with its name and an ``expires_at`` in the
-future, taken and renewed like the leader lease (:mod:`liquid.tiering.leader`: the database's
-``now()`` judges expiry, the epoch goes up when a row changes hands).
+(:mod:`liquid.catalog.partitions`); a bucket is the unit a daemon plans: its partition and its
+tenants' rows in the legacy one (the planner's rows read with
+``CatalogRows.scan_columns(bucket=...)``), so each tenant is planned by one daemon. Each daemon
+holds the partitions named in ``daemon_leases`` rows ``<prefix>objects_bNN`` with its name and
+an ``expires_at`` in the future, taken and renewed like the leader lease
+(:mod:`liquid.tiering.leader`: the database's ``now()`` judges expiry, the epoch goes up when a
+row changes hands).
 
 A daemon also keeps a membership row (``<prefix>member:<holder>``), so that each one knows how
 many are alive and takes a fair share, ``ceil(partitions / members)``. One :meth:`PartitionShards.claim`
@@ -90,7 +92,7 @@ class PartitionShards:
         holder: this daemon's unique name.
         ttl: a lease's length in seconds; claim every ``ttl / 3``.
         prefix: the lease names' prefix (one per group of daemons that split the partitions).
-        names: the partitions to split (default: every partition of ``objects``).
+        names: the partitions to split (default: every bucket's partition of ``objects``).
         monotonic: the local clock that bounds how long a renewal counts.
     """
 
@@ -110,7 +112,7 @@ class PartitionShards:
         self.holder = holder
         self.ttl = float(ttl)
         self.prefix = prefix
-        self.names = list(names if names is not None else partitions.partition_names())
+        self.names = list(names if names is not None else partitions.bucket_names())
         self.monotonic = monotonic
         self.rounds = 0
         self._lock = threading.Lock()

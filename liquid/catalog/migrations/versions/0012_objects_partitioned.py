@@ -129,6 +129,8 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO objects SELECT * FROM objects_legacy WHERE id >= {1 << SHIFT}")
     op.execute(f"DELETE FROM objects_legacy WHERE id >= {1 << SHIFT}")
     op.execute(f"ALTER TABLE objects ATTACH PARTITION objects_legacy FOR VALUES FROM (0) TO ({1 << SHIFT})")
+    # A planner shard reads its bucket's tenants' legacy rows too (liquid.catalog.partitions.bucket_rows).
+    op.execute("CREATE INDEX ix_objects_legacy_bucket ON objects_legacy (liquid_tenant_bucket(tenant_id))")
     _add_foreign_keys(keys, "objects_legacy", "objects")
 
 
@@ -136,6 +138,7 @@ def downgrade() -> None:
     keys = _referencing("objects")
     _drop_foreign_keys(keys)
     op.execute("ALTER TABLE objects DETACH PARTITION objects_legacy")
+    op.execute("DROP INDEX ix_objects_legacy_bucket")
     op.execute("INSERT INTO objects_legacy SELECT * FROM objects")
     op.execute("ALTER SEQUENCE objects_id_seq OWNED BY NONE")
     op.execute("DROP TABLE objects")
