@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,29 +46,39 @@ POLICIES = Path(__file__).parent.parent / "policies"
 T0 = datetime(2031, 6, 1, tzinfo=UTC)
 console = Console(stderr=True)
 
-SEED_SQL = """
+# Object g of tenant t gets the id liquid_object_id would give it from sequence value g (the
+# objects table is partitioned by the tenant's bucket in the id: liquid.catalog.partitions), so a
+# sample of g finds its rows by primary key; the sequence is moved past them afterwards.
+_TENANT = "CASE WHEN g % 3 = 0 THEN 'acme' ELSE 'demo' END"
+_ID = f"((liquid_tenant_bucket({_TENANT})::bigint << 48) | g)"
+SEED_SQL = f"""
 INSERT INTO tenants (id, display_name, created_at, disabled)
 VALUES ('acme', '', now(), false), ('demo', '', now(), false) ON CONFLICT DO NOTHING;
-INSERT INTO objects (tenant_id, namespace, key, version, size, stored_size, sha256, content_type, compression,
-                     tags, created_at, legal_hold, home_tier, home_store, locator, home_since, state)
-SELECT CASE WHEN g % 3 = 0 THEN 'acme' ELSE 'demo' END,
+WITH o AS (
+INSERT INTO objects (id, tenant_id, namespace, key, version, size, stored_size, sha256, content_type,
+                     compression, tags, created_at, legal_hold, home_tier, home_store, locator, home_since,
+                     state)
+SELECT {_ID}, {_TENANT},
        (ARRAY['results', 'kb', 'audit', 'artifacts'])[1 + g % 4],
        'k/' || g, 1, 1000 + (g * 7919) % 10000000, 1000 + (g * 7919) % 10000000, repeat('0', 64),
-       'application/octet-stream', 'none', '{}'::jsonb,
+       'application/octet-stream', 'none', '{{}}'::jsonb,
        :now - make_interval(secs => ((g * 104729) % 8000000)::float8), false,
        (ARRAY['warm', 'cold'])[1 + g % 2], (ARRAY['warm', 'cold'])[1 + g % 2], 'l/' || g,
        :now - interval '3 days', 'live'
-FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g;
+FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
+RETURNING id, tenant_id
+)
 INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, updated_at)
-SELECT id, tenant_id, (id % 97)::float, id % 50,
-       :now - make_interval(secs => ((id * 31) % 900000)::float8), :now
-FROM objects WHERE id BETWEEN CAST(:lo AS bigint) AND CAST(:hi AS bigint) ON CONFLICT DO NOTHING;
+SELECT id, tenant_id, (g % 97)::float, g % 50, :now - make_interval(secs => ((g * 31) % 900000)::float8), :now
+FROM (SELECT id, tenant_id, id & ((1::bigint << 48) - 1) AS g FROM o) s ON CONFLICT DO NOTHING;
+SELECT setval('objects_id_seq', CAST(:hi AS bigint))
 """
 
 # Reads of a random sample, written as the access flush writes them (and into the change feed).
-TOUCH_SQL = """
+TOUCH_SQL = f"""
 WITH r AS (
-    SELECT DISTINCT (1 + floor(random() * :size))::bigint AS id FROM generate_series(1, :n)
+    SELECT DISTINCT {_ID} AS id
+    FROM (SELECT (1 + floor(random() * :size))::bigint AS g FROM generate_series(1, :n)) AS sample
 ), s AS (
     SELECT o.id FROM objects o JOIN r ON o.id = r.id WHERE o.state = 'live'
 ), a AS (
@@ -288,6 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         valkey.stop()
         pg.stop()
+        # The catalogs are gigabytes on a shared disk.
+        shutil.rmtree(workdir, ignore_errors=True)
     doc = {
         "meta": {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),

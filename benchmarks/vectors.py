@@ -97,10 +97,11 @@ def make_objects(service: Any, tenant: str, n: int) -> dict[int, int]:
         )
         rows = conn.execute(
             text(
-                "INSERT INTO objects (tenant_id, namespace, key, version, size, stored_size, sha256,"
+                "INSERT INTO objects (id, tenant_id, namespace, key, version, size, stored_size, sha256,"
                 " content_type, compression, tags, home_tier, home_store, inline_data, home_since, state,"
                 " created_at, legal_hold)"
-                " SELECT :t, 'kb', 'v' || i, 1, length(b), length(b), encode(sha256(b), 'hex'),"
+                " SELECT liquid_object_id(:t), :t, 'kb', 'v' || i, 1, length(b), length(b),"
+                " encode(sha256(b), 'hex'),"
                 " 'text/plain', 'none', '{}'::jsonb, 'warm', 'catalog', b, now(), 'live', now(), false"
                 " FROM (SELECT i, convert_to('vector ' || i, 'UTF8') AS b"
                 " FROM generate_series(0, :n - 1) i) s"

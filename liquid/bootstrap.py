@@ -21,7 +21,7 @@ from liquid.access import AccessTracker
 from liquid.catalog import db
 from liquid.config import CATALOG_STORE, Settings
 from liquid.hotcache import HotCache
-from liquid.keyring import DataKeys, MasterKeys
+from liquid.keyring import DataKeys, KeyringChain, MasterKeyring, MasterKeys
 from liquid.redaction import PayloadRedaction
 from liquid.redis_client import connect_redis
 from liquid.service import LiquidService, utcnow
@@ -118,18 +118,25 @@ def guarded(name: str, store: Store, settings: Settings) -> GuardedStore:
     return GuardedStore(store, guard)
 
 
-def master_keys(settings: Settings) -> MasterKeys | None:
+def master_keys(settings: Settings) -> MasterKeyring | None:
     """The master keys when envelope encryption is on (read before anything connects: a bad key
-    file fails the start at once)."""
+    file fails the start at once): KMS keys, keys from the environment or a file, or both."""
     enc = settings.encryption
     if not enc.envelope:
         return None
     inline = enc.master_keys.get_secret_value() if enc.master_keys is not None else None
-    return MasterKeys.load(inline, enc.master_keys_file)
+    if not enc.kms_keys:
+        return MasterKeys.load(inline, enc.master_keys_file)
+    from liquid.kms import KmsKeyring
+
+    kms = KmsKeyring(enc.kms_keys, endpoint=enc.kms_endpoint, region=enc.kms_region)
+    if inline is None and enc.master_keys_file is None:
+        return kms
+    return KeyringChain([kms, MasterKeys.load(inline, enc.master_keys_file)])
 
 
 def envelope_stores(
-    settings: Settings, masters: MasterKeys | None, engine: Engine
+    settings: Settings, masters: MasterKeyring | None, engine: Engine
 ) -> Callable[[str, Store], Store]:
     """Wraps the stores of ``encryption.tiers`` in :class:`EnvelopeStore` (the identity when off)."""
     if masters is None:

@@ -396,6 +396,14 @@ class EncryptionSettings(BaseModel):
     master_keys: SecretStr | None = None
     #: A file of ``id base64key`` lines, the active key first (a mounted secret).
     master_keys_file: Path | None = None
+    #: KMS keys (key id, ARN or ``alias/NAME``), the active one first: data keys are wrapped by
+    #: KMS (``liquid.kms``), credentials from boto3's chain. With a key file or ``master_keys``
+    #: as well, the KMS key is active and ``liquid keys rotate-master`` moves data keys to it.
+    kms_keys: list[str] = Field(default_factory=list)
+    #: A KMS-API endpoint other than AWS's own (``LIQUID_ENCRYPTION__KMS_ENDPOINT``).
+    kms_endpoint: str | None = None
+    #: The KMS region (else boto3's: ``AWS_REGION``, the config files).
+    kms_region: str | None = None
 
 
 class ClassificationRule(BaseModel):

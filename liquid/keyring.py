@@ -20,6 +20,11 @@ The first key is the active one: new data keys are wrapped with it. Rotation:
 
 Unwrapping fails with a :class:`~liquid.errors.KeyError_` that names the tenant, the data-key
 version and the master key id, and says what to configure.
+
+Master keys can also live in a KMS (``encryption.kms_keys``: :class:`liquid.kms.KmsKeyring`):
+data keys are then wrapped by the KMS's Encrypt and unwrapped by its Decrypt, and the master key
+never leaves it. Both sources can be configured at once (:class:`KeyringChain`, the KMS key
+active): ``liquid keys rotate-master`` then moves every data key from the file's keys to KMS.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import binascii
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -45,8 +51,32 @@ _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ITEM = re.compile(r"^([^\s:]+)\s*[\s:]\s*(\S+)$")
 
 
+class WrongKey(Exception):
+    """A master key that does not unwrap a data key; the message says why (never key bytes)."""
+
+
+class MasterKeyring(Protocol):
+    """Where master keys live: wraps and unwraps tenant data keys by master key id."""
+
+    #: The master key new data keys are wrapped with.
+    active_id: str
+
+    def __contains__(self, key_id: object) -> bool: ...
+
+    def wrap(self, key_id: str, key: bytes, context: bytes) -> bytes:
+        """``key`` encrypted under master key ``key_id``, bound to ``context``."""
+        ...
+
+    def unwrap(self, key_id: str, wrapped: bytes, context: bytes) -> bytes:
+        """The key :meth:`wrap` encrypted; :class:`WrongKey` if ``key_id`` or ``context`` does not match."""
+        ...
+
+
 class MasterKeys:
-    """Master keys by id; the first is active. ``repr`` shows ids only, never key bytes."""
+    """Master keys by id (from the environment or a file); the first is active.
+
+    ``repr`` shows ids only, never key bytes.
+    """
 
     def __init__(self, keys: Mapping[str, bytes]) -> None:
         if not keys:
@@ -72,6 +102,16 @@ class MasterKeys:
 
     def aead(self, key_id: str) -> AESGCM:
         return AESGCM(self._keys[key_id])
+
+    def wrap(self, key_id: str, key: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self.aead(key_id).encrypt(nonce, key, context)
+
+    def unwrap(self, key_id: str, wrapped: bytes, context: bytes) -> bytes:
+        try:
+            return self.aead(key_id).decrypt(wrapped[:12], wrapped[12:], context)
+        except InvalidTag:
+            raise WrongKey("the configured key under that id is not the one it was wrapped with") from None
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> MasterKeys:
@@ -119,6 +159,31 @@ class MasterKeys:
         return cls.parse(inline, source="encryption.master_keys")
 
 
+class KeyringChain:
+    """Several keyrings as one (a KMS and a key file during a move to KMS); the first one's key is active."""
+
+    def __init__(self, rings: Sequence[MasterKeyring]) -> None:
+        if not rings:
+            raise ConfigError("envelope encryption needs at least one master key", field="encryption")
+        self.rings = list(rings)
+        self.active_id = self.rings[0].active_id
+
+    def __repr__(self) -> str:
+        return f"KeyringChain({self.rings!r})"
+
+    def __contains__(self, key_id: object) -> bool:
+        return any(key_id in r for r in self.rings)
+
+    def _ring(self, key_id: str) -> MasterKeyring:
+        return next(r for r in self.rings if key_id in r)
+
+    def wrap(self, key_id: str, key: bytes, context: bytes) -> bytes:
+        return self._ring(key_id).wrap(key_id, key, context)
+
+    def unwrap(self, key_id: str, wrapped: bytes, context: bytes) -> bytes:
+        return self._ring(key_id).unwrap(key_id, wrapped, context)
+
+
 def _aad(tenant: str, version: int) -> bytes:
     # Binds a wrapped key to its row: a wrapped key copied to another tenant or version fails.
     return f"liquid-dek/{tenant}/{version}".encode()
@@ -127,7 +192,7 @@ def _aad(tenant: str, version: int) -> bytes:
 class DataKeys:
     """Tenant data keys, created on first use and cached unwrapped in this process."""
 
-    def __init__(self, engine: Engine, masters: MasterKeys) -> None:
+    def __init__(self, engine: Engine, masters: MasterKeyring) -> None:
         self.engine = engine
         self.masters = masters
         self._cache: dict[tuple[str, int], bytes] = {}
@@ -180,17 +245,15 @@ class DataKeys:
                 field="encryption",
             )
         try:
-            return self.masters.aead(master_id).decrypt(wrapped[:12], wrapped[12:], _aad(tenant, version))
-        except InvalidTag:
+            return self.masters.unwrap(master_id, wrapped, _aad(tenant, version))
+        except WrongKey as exc:
             raise KeyUnavailable(
-                f"master key {master_id!r} does not unwrap data key v{version} of tenant {tenant!r}: the "
-                "configured key under that id is not the one it was wrapped with",
+                f"master key {master_id!r} does not unwrap data key v{version} of tenant {tenant!r}: {exc}",
                 field="encryption",
             ) from None
 
     def _wrap(self, tenant: str, version: int, key: bytes) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self.masters.aead(self.masters.active_id).encrypt(nonce, key, _aad(tenant, version))
+        return self.masters.wrap(self.masters.active_id, key, _aad(tenant, version))
 
     def _create(self, tenant: str, version: int) -> int:
         key = AESGCM.generate_key(bit_length=256)

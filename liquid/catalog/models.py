@@ -76,11 +76,20 @@ class KeyHead(Base):
 
 
 class Object(Base):
-    """One immutable object version and where its bytes live."""
+    """One immutable object version and where its bytes live.
+
+    Partitioned by range of ``id``, whose high bits carry the tenant's hash bucket: one partition
+    per bucket plus ``objects_legacy`` for rows from before migration 0012
+    (:mod:`liquid.catalog.partitions`). Writers give the id as ``liquid_object_id(tenant_id)``;
+    the default refuses an insert without one. The reference (tenant, namespace, key, version)
+    is unique in each partition (the migration makes those constraints), not on the parent.
+    """
 
     __tablename__ = "objects"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, server_default=text("liquid_object_id_required()")
+    )
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
     namespace: Mapped[str] = mapped_column(String(63))
     key: Mapped[str] = mapped_column(Text)
@@ -116,7 +125,6 @@ class Object(Base):
     # The id indexes are partial: most objects carry no trace/correlation/execution id, and an
     # index entry per NULL would tax every write for lookups that never ask for NULL.
     __table_args__ = (
-        UniqueConstraint("tenant_id", "namespace", "key", "version", name="uq_objects_ref"),
         Index("ix_objects_tenant_trace", "tenant_id", "trace_id", postgresql_where="trace_id IS NOT NULL"),
         Index(
             "ix_objects_tenant_correlation",
@@ -134,6 +142,7 @@ class Object(Base):
         # Planner and retention scans are global, by state and tier.
         Index("ix_objects_state_tier", "state", "home_tier"),
         Index("ix_objects_expires", "expires_at", postgresql_where="expires_at IS NOT NULL"),
+        {"postgresql_partition_by": "RANGE (id)"},
     )
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine
 
+from liquid.catalog import partitions
 from liquid.catalog.fastpath import conninfo
 from liquid.errors import MissingDependency
 from liquid.policy.columns import FactColumns
@@ -221,8 +222,13 @@ class CatalogRows:
     def _sql(self, template: str) -> str:
         return template.replace("{tags}", self._tags_sql()).replace("{newer}", _NEWER_NONCURRENT)
 
-    def scan_columns(self, now: datetime, policies: PolicySet | None = None) -> Iterator[ColumnBatch]:
-        """Every live object as column batches, read with the ADBC PostgreSQL driver.
+    def scan_columns(
+        self, now: datetime, policies: PolicySet | None = None, *, bucket: int | None = None
+    ) -> Iterator[ColumnBatch]:
+        """Every live object (of one tenant bucket, with ``bucket``) as column batches, read with ADBC.
+
+        ``bucket`` (1 … ``partitions.BUCKETS``) limits the scan to that bucket's tenants: their
+        partition and their rows in the legacy one (:func:`liquid.catalog.partitions.bucket_rows`).
 
         The driver decodes rows into Arrow columns in C, about ten times faster than Python
         row objects; memory stays one batch. No ``ORDER BY``: a rebuild needs no order, and
@@ -230,10 +236,13 @@ class CatalogRows:
         ``policies`` select nothing by tags or by version, those columns are not read (finding
         each object's newer version is a join of the catalog with itself).
         """
+        sql = self._lean(_SCAN_COLUMNS, policies)
+        if bucket is not None:
+            sql += " AND " + partitions.bucket_rows(bucket)
         adbc = _adbc()
         url = conninfo(self.engine.url.render_as_string(hide_password=False))
         with adbc.connect(url) as conn, conn.cursor() as cur:
-            cur.execute(self._lean(_SCAN_COLUMNS, policies))
+            cur.execute(sql)
             for batch in cur.fetch_record_batch():
                 if batch.num_rows:
                     yield self._columns(batch, now)

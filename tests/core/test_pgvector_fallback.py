@@ -65,11 +65,11 @@ def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
         )
         rows = conn.execute(
             text(
-                "INSERT INTO objects (tenant_id, namespace, key, version, size, stored_size, sha256,"
+                "INSERT INTO objects (id, tenant_id, namespace, key, version, size, stored_size, sha256,"
                 " content_type, compression, tags, home_tier, home_store, inline_data, home_since, state,"
                 " created_at, legal_hold)"
-                " SELECT :t, 'kb', 'v' || i, 1, 1, 1, repeat('0', 64), 'text/plain', 'none', '{}'::jsonb,"
-                " 'warm', 'catalog', '\\x00'::bytea, now(), 'live', now(), false"
+                " SELECT liquid_object_id(:t), :t, 'kb', 'v' || i, 1, 1, 1, repeat('0', 64), 'text/plain',"
+                " 'none', '{}'::jsonb, 'warm', 'catalog', '\\x00'::bytea, now(), 'live', now(), false"
                 " FROM generate_series(0, :n - 1) i RETURNING id, key"
             ),
             {"t": tenant, "n": len(data)},
