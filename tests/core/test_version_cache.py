@@ -225,7 +225,9 @@ def test_the_warm_read_lane_survives_a_lost_connection_and_busy_threads(
     deadline = time.monotonic() + 10
     alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)")
     with service.engine.connect() as conn:  # gone on the server's side (their sockets now say so)
+        # One transaction per look: pg_stat_activity is a snapshot taken once per transaction.
         while conn.execute(alive, {"p": pids}).scalar():
+            conn.rollback()
             assert time.monotonic() < deadline, "the terminated backends did not exit"
             time.sleep(0.02)
     # No read fails for it: a dead connection is seen before use and replaced.
