@@ -58,8 +58,9 @@ from pgvector import Vector
 from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.rows import namedtuple_row
 from psycopg.types import TypeInfo
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.types import UserDefinedType
 
 from liquid.catalog import db
 from liquid.catalog.models import ObjectVector
@@ -119,6 +120,19 @@ class SetSample:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class BinaryVector(UserDefinedType[Vector]):
+    """``vector`` written as a :class:`pgvector.Vector` handed to psycopg as is (binary on the wire).
+
+    The column's own type (pgvector's ``VECTOR``) formats each value as text, ``[0.1,...]``:
+    about 0.5 ms of Python per 384-dimensional vector, a sixth of a bulk attach's time.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "VECTOR"
 
 
 def _in_thread(fn: Callable[[], None]) -> None:
@@ -280,10 +294,11 @@ class PgVectorIndex:
                         "tags": dict(r.tags),
                         "content_type": r.content_type,
                         "classification": r.classification,
-                        "embedding": r.vector,
+                        "embedding": Vector(r.vector),
                     }
                 )
-            stmt = insert(ObjectVector)
+            _driver(conn)  # psycopg sends the Vector values as binary vectors
+            stmt = insert(ObjectVector).values(embedding=bindparam("embedding", type_=BinaryVector()))
             stmt = stmt.on_conflict_do_update(
                 constraint="uq_object_vectors_chunk",
                 set_={
