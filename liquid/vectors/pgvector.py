@@ -87,6 +87,9 @@ _SPACE_LOCK = 0x6C717663  # advisory lock key: one space/index creation at a tim
 #: a search that uses a sample also has a new one read in the background.
 SAMPLE_SIZE = 512
 SAMPLE_TTL = 300.0
+#: Memory the cached samples may take, least recently searched sets out first (a 384-dimensional
+#: sample is 0.75 MiB: about 340 sets).
+SAMPLE_CACHE_BYTES = 256 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +180,9 @@ class PgVectorIndex:
         self._spaces: dict[tuple[str, str], VectorSpace] = {}
         self.timer = timer
         self.spawn = spawn
-        # set key -> (sample, when it was read); bounded, least recently used first out.
+        # set key -> (sample, when it was read); bounded by bytes, least recently used first out.
         self._samples: LRUCache[tuple[str, str | None, int, str], tuple[SetSample, float]] = LRUCache(
-            maxsize=10_000
+            maxsize=SAMPLE_CACHE_BYTES, getsizeof=lambda entry: 64 + int(entry[0].vectors.nbytes)
         )
         self._refreshing: set[tuple[str, str | None, int, str]] = set()
         self._samples_lock = threading.Lock()  # LRUCache is not thread-safe; API threads share it
