@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -315,6 +316,7 @@ def main() -> None:
 
     from benchmarks.core_io import start_catalog_and_cache
 
+    load_before = os.getloadavg()  # four engineers share two cores: every timing here moves with it
     workdir = Path(tempfile.mkdtemp(prefix="liquid-bench-vectors-"))
     pg, redis_url, started = start_catalog_and_cache(workdir)
     data, q = make_data(args.n, args.dims, args.queries)
@@ -413,6 +415,8 @@ def main() -> None:
         "numpy_exact_s": numpy_s,
         "recall_target": 0.95,
         "recall_target_met": pg_default["recall_at_10"] >= 0.95,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
     }
     out = {"meta": meta, "builds": builds, "rows": rows, "api_vs_sql": api}
     RESULTS.mkdir(exist_ok=True)
@@ -430,7 +434,13 @@ def render(out: dict[str, Any]) -> str:
         f" clusters), k={m['k']}, cosine · HNSW m={m['hnsw_m']}, ef_construction={m['hnsw_ef_construction']},"
         f" default ef_search={m['default_ef_search']} · exact fallback up to"
         f" {m['exact_fallback_max']} vectors,"
-        f" margin {m['exact_fallback_margin']}",
+        f" margin {m['exact_fallback_margin']}"
+        + (
+            f" · load average (1, 5, 15 min) {', '.join(map(str, m['load_before']))} at the start,"
+            f" {', '.join(map(str, m['load_after']))} at the end"
+            if "load_before" in m
+            else ""
+        ),
         "",
         "| backend | n | ef_search | recall@10 | random queries | clustered queries | exact fallbacks"
         " | QPS (1 client) | p50 ms | p50 random | p50 clustered |",
@@ -483,7 +493,7 @@ def render(out: dict[str, Any]) -> str:
         "Reading it: uniformly random 384-dimensional queries against uniformly random vectors have no"
         " neighbourhood for HNSW's graph to follow: the index alone finds few of their true top 10 even"
         " at ef_search 400 (the 'fallback off' rows), and a denser graph costs more than an exact scan"
-        " (measured once in this session with a bulk CREATE INDEX at m=32, ef_construction=128: 466 s"
+        " (measured once in an earlier session with a bulk CREATE INDEX at m=32, ef_construction=128: 466 s"
         " to build, recall 0.876 on random queries at ef_search 1000 at 152 ms p50, against 86 ms for"
         " an exact scan). The exact fallback answers exactly those queries with a sequential scan, so"
         " they cost an exact scan; queries near the clustered set (the shape real embeddings have) stay"
