@@ -1,8 +1,11 @@
-"""The framework floor: a bare Starlette endpoint that does the same Redis read Liquid's hot GET does.
+"""The framework floor: bare Starlette endpoints under the same server stack as the Liquid API.
 
 ``GET /floor/{name}`` returns the value of the Redis key ``floor:{name}`` (redis-py's asyncio
-client, no thread hop, no checks). The benchmarks serve it with uvicorn exactly as the Liquid
-API is served, so ``Liquid / floor`` is what Liquid's own work costs over the framework's.
+client, no thread hop, no checks): the same Redis read Liquid's hot GET does.
+``POST /floor/echo`` reads the request body and answers a fixed small JSON object: what any
+endpoint taking a JSON body (``POST /v1/search``) pays before doing any work of its own.
+The benchmarks serve it with uvicorn exactly as the Liquid API is served, so ``Liquid / floor``
+is what Liquid's own work costs over the framework's.
 
     python -m uvicorn benchmarks.floor:app_from_env --factory   # LIQUID_FLOOR_REDIS_URL=redis://...
 """
@@ -32,7 +35,11 @@ def create_floor_app(redis_url: str) -> Starlette:
             return Response(status_code=404)
         return Response(data, media_type="application/octet-stream")
 
-    return Starlette(routes=[Route("/floor/{name}", get)])
+    async def echo(request: Request) -> Response:
+        await request.body()
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return Starlette(routes=[Route("/floor/echo", echo, methods=["POST"]), Route("/floor/{name}", get)])
 
 
 def app_from_env() -> Starlette:

@@ -23,11 +23,13 @@ high-dimensional vectors: its nearest neighbours are barely closer than anything
 walk has nothing to follow and misses most of them whatever ``ef_search`` (recall@10 0.13 at
 ef_search 100 on 100k x 384; ``benchmarks/results/vectors.md``). Such an answer betrays
 itself: its k-th hit is no closer than chance alone would put the best of ``n`` vectors.
-Each space keeps a sample of its vectors (:data:`SAMPLE_SIZE`, refreshed every
-:data:`SAMPLE_TTL` seconds); a search standardises its k-th hit's score by the sample's
-scores against the query (median and MAD) and, when it stands less than ``sqrt(2 ln n)`` (the expected best of
-``n`` Gaussian draws) plus ``vectors.exact_fallback_margin`` standard deviations out, or the
-index returned fewer than ``k`` hits of a larger set, runs the same query as an exact scan
+Each searched set keeps a sample of its vectors (:data:`SAMPLE_SIZE`); a sample older than
+:data:`SAMPLE_TTL` seconds still serves while a background thread reads a new one, so only a
+set's first search pays for reading it (a count and a random sort of the set). A search
+standardises its k-th hit's score by the sample's scores against the query (median and MAD)
+and, when it stands less than ``sqrt(2 ln n)`` (the expected best of ``n`` Gaussian draws)
+plus ``vectors.exact_fallback_margin`` standard deviations out, or the index returned fewer
+than ``k`` hits of a larger set, runs the same query as an exact scan
 (:attr:`PgVectorQuery.exact_sql`). Sets larger than ``vectors.exact_fallback_max`` never fall
 back, which bounds the cost of one query (an exact scan reads every vector of the set).
 
@@ -40,8 +42,10 @@ much as the HNSW statement itself. The query vector goes as pgvector's binary ``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,13 +53,14 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from cachetools import TTLCache
+from cachetools import LRUCache
 from pgvector import Vector
 from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.rows import namedtuple_row
 from psycopg.types import TypeInfo
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.types import UserDefinedType
 
 from liquid.catalog import db
 from liquid.catalog.models import ObjectVector
@@ -78,9 +83,15 @@ OPS: dict[str, tuple[str, str]] = {
     "ip": ("<#>", "vector_ip_ops"),
 }
 _SPACE_LOCK = 0x6C717663  # advisory lock key: one space/index creation at a time
-#: Vectors sampled per searched set for the exact fallback's test, and how long a sample stands.
+#: Vectors sampled per searched set for the exact fallback's test, and the age (seconds) past which
+#: a search that uses a sample also has a new one read in the background.
 SAMPLE_SIZE = 512
 SAMPLE_TTL = 300.0
+#: Memory the cached samples may take, least recently searched sets out first (a 384-dimensional
+#: sample is 0.75 MiB: about 340 sets).
+SAMPLE_CACHE_BYTES = 256 * 2**20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class BinaryVector(UserDefinedType[Vector]):
+    """``vector`` written as a :class:`pgvector.Vector` handed to psycopg as is (binary on the wire).
+
+    The column's own type (pgvector's ``VECTOR``) formats each value as text, ``[0.1,...]``:
+    about 0.5 ms of Python per 384-dimensional vector, a sixth of a bulk attach's time.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "VECTOR"
+
+
+def _in_thread(fn: Callable[[], None]) -> None:
+    threading.Thread(target=fn, name="pgvector-sample", daemon=True).start()
+
+
 def _score(metric: str, distance: float) -> float:
     """pgvector's distance as a higher-is-closer score (``<#>`` is the negated inner product)."""
     if metric == "cosine":
@@ -128,6 +156,8 @@ class PgVectorIndex:
         engine: the catalog engine (migrated to 0009 or later).
         settings: HNSW build parameters, the default metric and ``ef_search``.
         name: the name queries use for this index.
+        timer: monotonic seconds, for the age of the fallback's samples.
+        spawn: runs a sample refresh off the request path (a daemon thread; tests run it inline).
     """
 
     def __init__(
@@ -138,6 +168,8 @@ class PgVectorIndex:
         name: str = CATALOG_STORE,
         inline_threshold: int = 4096,
         clock: Callable[[], datetime] = _utcnow,
+        timer: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] = _in_thread,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -146,10 +178,14 @@ class PgVectorIndex:
         self.clock = clock
         # A space never changes once fixed, so a query need not read it again (bounded, not evicted).
         self._spaces: dict[tuple[str, str], VectorSpace] = {}
-        self._samples: TTLCache[tuple[str, str | None, int, str], SetSample] = TTLCache(
-            maxsize=10_000, ttl=SAMPLE_TTL
+        self.timer = timer
+        self.spawn = spawn
+        # set key -> (sample, when it was read); bounded by bytes, least recently used first out.
+        self._samples: LRUCache[tuple[str, str | None, int, str], tuple[SetSample, float]] = LRUCache(
+            maxsize=SAMPLE_CACHE_BYTES, getsizeof=lambda entry: 64 + int(entry[0].vectors.nbytes)
         )
-        self._samples_lock = threading.Lock()  # TTLCache is not thread-safe; API threads share it
+        self._refreshing: set[tuple[str, str | None, int, str]] = set()
+        self._samples_lock = threading.Lock()  # LRUCache is not thread-safe; API threads share it
         #: Searches run, and how many of them the exact fallback answered.
         self.searches = 0
         self.exact_fallbacks = 0
@@ -261,10 +297,11 @@ class PgVectorIndex:
                         "tags": dict(r.tags),
                         "content_type": r.content_type,
                         "classification": r.classification,
-                        "embedding": r.vector,
+                        "embedding": Vector(r.vector),
                     }
                 )
-            stmt = insert(ObjectVector)
+            _driver(conn)  # psycopg sends the Vector values as binary vectors
+            stmt = insert(ObjectVector).values(embedding=bindparam("embedding", type_=BinaryVector()))
             stmt = stmt.on_conflict_do_update(
                 constraint="uq_object_vectors_chunk",
                 set_={
@@ -379,10 +416,32 @@ class PgVectorIndex:
         return z >= math.sqrt(2.0 * math.log(max(sample.n, 2))) + self.settings.exact_fallback_margin
 
     def _sample(self, conn: psycopg.Connection[Any], q: PgVectorQuery) -> SetSample:
+        """The set's sample: read now on its first search, else the cached one (refreshed when old)."""
         with self._samples_lock:
             found = self._samples.get(q.set_key)
-        if found is not None:
-            return found
+            stale = found is not None and self.timer() - found[1] >= SAMPLE_TTL
+            refresh = stale and q.set_key not in self._refreshing
+            if refresh:
+                self._refreshing.add(q.set_key)
+        if found is None:
+            return self._read_sample(conn, q)
+        if refresh:
+            # Off the request path: reading a sample sorts the whole set (~100 ms at 100k vectors).
+            self.spawn(lambda: self._refresh_sample(q))
+        return found[0]
+
+    def _refresh_sample(self, q: PgVectorQuery) -> None:
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                self._read_sample(_driver(conn), q)
+        except Exception as exc:  # the old sample keeps serving; the next search past its age retries
+            log.warning("refreshing the exact fallback's sample of %s failed: %r", q.set_key[1:], exc)
+        finally:
+            with self._samples_lock:
+                self._refreshing.discard(q.set_key)
+
+    def _read_sample(self, conn: psycopg.Connection[Any], q: PgVectorQuery) -> SetSample:
+        """Count the set (up to the fallback's cap) and sample it on ``conn``; cached for later searches."""
         cap = self.settings.exact_fallback_max
         # Counted no further than the cap: a set too large to fall back costs no more than that.
         counted = conn.execute(q.count_sql, {**q.params, "cap": cap + 1}).fetchone()
@@ -397,7 +456,7 @@ class PgVectorIndex:
                 vectors = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
             sample = SetSample(n, vectors)
         with self._samples_lock:
-            self._samples[q.set_key] = sample
+            self._samples[q.set_key] = (sample, self.timer())
         return sample
 
     def query(

@@ -8,9 +8,11 @@ URLs (see :func:`liquid.vectors.open_index`)::
 
 Tenant isolation is structural: one collection per tenant and namespace, named
 ``<prefix>+<tenant>+<namespace>`` (``+`` cannot occur in a slug, so no namespace a caller
-chooses names another tenant's collection), and every query and delete also carries a
-``tenant`` payload condition this module adds itself. A collection's vector size is the
-namespace's dimension, fixed by its first write; its distance is the metric.
+chooses names another tenant's collection), and every query to a server and every delete also
+carries a ``tenant`` payload condition this module adds itself (in local mode, where this
+process alone writes the collections, a query leaves it out: see :meth:`QdrantIndex.search`).
+A collection's vector size is the namespace's dimension, fixed by its first write; its
+distance is the metric.
 
 Local mode searches exactly (it has no HNSW graph), so ``ef_search`` changes nothing
 there; a server uses it as ``hnsw_ef``. Local mode is not thread-safe, so calls to it are
@@ -221,7 +223,13 @@ class QdrantIndex:
         where: VectorFilter,
         ef_search: int | None = None,
     ) -> list[VectorHit]:
-        must: list[Any] = [models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))]
+        must: list[Any] = []
+        if self._lock is None:
+            # A server may hold collections other writers share: the tenant condition stays. In local
+            # mode (this process alone writes its collections) the collection name already pins the
+            # tenant, and local mode evaluates every condition in Python on every point (about 40 us
+            # each: 4 s a query at 100k), where a search without conditions is one numpy product.
+            must.append(models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)))
         for tag_key, tag_value in sorted(where.tags.items()):
             must.append(
                 models.FieldCondition(key="tags", match=models.MatchValue(value=f"{tag_key}={tag_value}"))
@@ -267,7 +275,7 @@ class QdrantIndex:
                 result = self.client.query_points(
                     name,
                     query=list(vector),
-                    query_filter=models.Filter(must=must),
+                    query_filter=models.Filter(must=must) if must else None,
                     # Local mode searches exactly and warns about search parameters.
                     search_params=None if self._lock is not None else models.SearchParams(hnsw_ef=ef),
                     limit=k,

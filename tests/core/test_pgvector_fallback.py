@@ -9,7 +9,7 @@ notice and answer them exactly, and must leave queries near a cluster to the ind
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from liquid.catalog.fastpath import conninfo
 from liquid.config import Settings, VectorSettings
 from liquid.vectors import VectorFilter
 from liquid.vectors.base import VectorRecord
-from liquid.vectors.pgvector import PgVectorIndex, register_vector_dumper
+from liquid.vectors.pgvector import SAMPLE_SIZE, SAMPLE_TTL, PgVectorIndex, SetSample, register_vector_dumper
 
 DIMS = 97  # no other test uses it: the HNSW index of (97, cosine) gets this module's settings
 N_RANDOM, N_CLUSTERED, CENTRES = 2400, 600, 6
@@ -173,3 +173,40 @@ def test_fewer_hits_than_k_under_a_filter_are_checked_exactly(world: dict[str, A
         world["tenant"], q.tolist(), k=10, where=VectorFilter(namespace="kb", content_type="text/none")
     )
     assert hits == [] and index.exact_fallbacks == 1
+
+
+def test_an_old_sample_serves_while_a_new_one_is_read_off_the_request_path(world: dict[str, Any]) -> None:
+    """A set's first search reads its sample; later ones use it, and one past its age hands the
+    re-read to ``spawn`` (a background thread in production) and answers with the old sample."""
+    now = [0.0]
+    pending: list[Callable[[], None]] = []
+    index = PgVectorIndex(
+        world["rt"].service.engine,
+        settings=VectorSettings(**SPARSE),
+        timer=lambda: now[0],
+        spawn=pending.append,
+    )
+    queries = _unit(world["rng"].standard_normal((5, DIMS))).astype(np.float32)
+
+    def sample() -> SetSample:
+        (cached,) = index._samples.values()
+        return cached[0]
+
+    got, exact = _top(world, index, queries[0])
+    assert got == exact and not pending
+    first = sample()
+    assert first.n == N_RANDOM + N_CLUSTERED and first.vectors.shape == (SAMPLE_SIZE, DIMS)
+    now[0] = SAMPLE_TTL - 1
+    _top(world, index, queries[1])
+    assert not pending and sample() is first
+    now[0] = SAMPLE_TTL + 1
+    for q in queries[2:4]:  # both answered with the old sample; one re-read is asked for, not two
+        got, exact = _top(world, index, q)
+        assert got == exact
+    assert len(pending) == 1 and sample() is first
+    pending.pop()()
+    fresh = sample()
+    assert fresh is not first and fresh.n == first.n and not np.array_equal(fresh.vectors, first.vectors)
+    _top(world, index, queries[4])
+    assert not pending and sample() is fresh
+    assert index.exact_fallbacks == index.searches == 5
