@@ -223,3 +223,41 @@ def test_the_warm_read_lane_survives_a_lost_connection_and_busy_threads(
     with ThreadPoolExecutor(8) as pool:  # most threads find the lane busy and use the pool
         got = list(pool.map(lambda i: service.get(tenant, refs[i % 4]), range(400)))
     assert got == [data[i % 4] for i in range(400)]
+
+
+def test_a_put_on_the_lane_is_one_statement_that_fails_whole_and_numbers_versions_apart(
+    service: LiquidService, tenant: str
+) -> None:
+    first = service.put(tenant, "vc", "lane-put", b"one").ref
+    assert service.get(tenant, first) == b"one"  # the lane now holds a connection
+    lane = service.fast._lane
+    assert lane is not None
+    with service.engine.begin() as conn:  # the server drops it, as a restart or a proxy would
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lane.info.backend_pid})
+    with pytest.raises(psycopg.OperationalError):
+        service.put(tenant, "vc", "lane-put", b"lost")  # not acknowledged, and nothing of it kept
+    with service.engine.connect() as conn:
+        kept = conn.execute(
+            text("SELECT count(*) FROM objects WHERE tenant_id = :t AND key = 'lane-put'"), {"t": tenant}
+        ).scalar_one()
+        logged = conn.execute(
+            text("SELECT count(*) FROM events WHERE tenant_id = :t AND key = 'lane-put'"), {"t": tenant}
+        ).scalar_one()
+    assert (kept, logged) == (1, 1)
+    # Writers on many threads share the lane and the pool; each still gets its own version.
+    bodies = [b"x" * i for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        infos = list(pool.map(lambda b: service.put(tenant, "vc", "lane-put", b), bodies))
+    assert sorted(i.ref.version for i in infos) == list(range(2, 202))
+    assert [service.get(tenant, i.ref) for i in infos] == bodies
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, lambda b: iter([b[:3], b[3:]])])
+def test_a_small_value_is_stored_alike_whatever_buffer_it_came_in(
+    service: LiquidService, tenant: str, kind: Any
+) -> None:
+    data = os.urandom(700)
+    info = service.put(tenant, "vc", "kinds", kind(data))
+    assert (info.size, info.sha256, info.inline) == (700, hashlib.sha256(data).hexdigest(), data)
+    assert service.head(tenant, info.ref).home_store == "catalog"
+    assert service.get(tenant, info.ref) == data
