@@ -242,6 +242,31 @@ def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -
     return _anatomy(steps, n, progress, "warm put anatomy")
 
 
+def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> list[dict[str, Any]]:
+    """The raw INSERT and Liquid's write statement without waiting for the commit's fsync.
+
+    A diagnostic of the server's own work, which the fsync otherwise hides or inflates as the
+    disk is quiet or busy: ``synchronous_commit = off`` on this one connection only (never what
+    Liquid runs; its puts wait for the flush).
+    """
+    import psycopg
+
+    payload = os.urandom(KiB)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        raw = RawPostgres(conn, payload)
+        count = iter(range(10**9))
+
+        def statement(i: int) -> None:
+            conn.execute(INSERT_OBJECT, _put_fields(tenant, f"nosync/{next(count)}", payload)).fetchone()
+
+        steps = {
+            "raw INSERT, not waiting for the fsync (diagnostic)": raw.put,
+            "Liquid's write statement, not waiting for the fsync (diagnostic)": statement,
+        }
+        return _anatomy(steps, n, progress, "warm put server work")
+
+
 def cold_get_anatomy(svc: Any, tenant: str, raw: RawS3, n: int, progress: Progress) -> list[dict[str, Any]]:
     """Cold 4 MiB get step by step, each beside boto3's GET in the same rounds."""
     payload = raw.payload
@@ -346,7 +371,8 @@ def main() -> None:
     warm_rt.service.tenancy.create_tenant(tenant)
 
     rclient = redis.Redis.from_url(urls["redis"])
-    pconn = psycopg.connect(urls["pg"].replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    pg_dsn = urls["pg"].replace("postgresql+psycopg://", "postgresql://")
+    pconn = psycopg.connect(pg_dsn, autocommit=True)
     pconn.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, data bytea NOT NULL)")
 
     cells: list[Cell] = []
@@ -378,6 +404,7 @@ def main() -> None:
 
         anatomy = {
             "warm_put_1KiB": put_anatomy(warm_rt.service, tenant, pconn, counts["1KiB"], progress),
+            "warm_put_1KiB_server": put_server_anatomy(tenant, pg_dsn, counts["1KiB"], progress),
             "cold_get_4MiB": cold_get_anatomy(
                 cold_rt.service,
                 tenant,
@@ -433,6 +460,7 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]], anatomy: dict[str, 
         )
     titles = {
         "warm_put_1KiB": "Warm 1 KiB put, step by step (ratio to the raw INSERT, same rounds)",
+        "warm_put_1KiB_server": "Warm 1 KiB put: the server's work, fsync aside (ratio to the raw INSERT)",
         "cold_get_4MiB": "Cold 4 MiB get, step by step (ratio to boto3's GET, same rounds)",
     }
     for name, steps in anatomy.items():
