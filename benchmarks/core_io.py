@@ -14,11 +14,22 @@ then for each tier and size runs the same number of operations through
 Liquid and raw runs alternate in rounds so drift on the machine hits both alike.
 Writes ``benchmarks/results/core_io.json`` and ``benchmarks/results/core_io.md``;
 the ratio column is Liquid p50 / raw p50 (1.00 = no overhead).
+
+Two breakdowns follow in the same run, each step beside its raw client in alternating rounds:
+
+* **warm 1 KiB put**: the raw ``INSERT``; Liquid's own write statement
+  (:data:`liquid.catalog.fastpath.INSERT_OBJECT`: version head, object row, event, change feed)
+  run on a plain psycopg connection; the same through
+  :meth:`~liquid.catalog.fastpath.CatalogFastPath.insert` (what ``put`` calls); and ``put``.
+  The statement's line is the floor of any put that writes those rows in one round trip.
+* **cold 4 MiB get**: boto3 ``get_object``; the SHA-256 of the value alone; the raw ``GET``
+  then its SHA-256; and Liquid's ``get`` (which must check the digest before the last byte).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -27,7 +38,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +48,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from liquid.bootstrap import open_runtime
+from liquid.catalog.fastpath import INSERT_OBJECT
 from liquid.config import Settings
 from liquid.refs import ResultRef
 
@@ -177,6 +189,124 @@ def durable_cells(
     return cells
 
 
+def _put_fields(tenant: str, key: str, payload: bytes) -> dict[str, Any]:
+    """What ``LiquidService.put`` hands the write statement for a small warm value."""
+    return {
+        "tenant": tenant,
+        "namespace": "anatomy",
+        "key": key,
+        "content_type": "application/octet-stream",
+        "tags": "{}",
+        "classification": None,
+        "trace_id": None,
+        "correlation_id": None,
+        "execution_id": None,
+        "now": datetime.now(UTC),
+        "expires_at": None,
+        "legal_hold": False,
+        "scope": None,
+        "actor": None,
+        "size": len(payload),
+        "stored_size": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "compression": "none",
+        "home_tier": "warm",
+        "home_store": "catalog",
+        "locator": None,
+        "inline_data": payload,
+        "latency_ms": 0.0,
+    }
+
+
+def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -> list[dict[str, Any]]:
+    """Warm 1 KiB put step by step, each beside the raw INSERT in the same rounds."""
+    payload = os.urandom(KiB)
+    raw = RawPostgres(pconn, payload)
+    count = iter(range(10**9))
+
+    def statement(i: int) -> None:
+        pconn.execute(INSERT_OBJECT, _put_fields(tenant, f"stmt/{next(count)}", payload)).fetchone()
+
+    def fast_insert(i: int) -> None:
+        svc.fast.insert(_put_fields(tenant, f"fast/{next(count)}", payload))
+
+    def put(i: int) -> None:
+        svc.put(tenant, "anatomy", f"put/{next(count)}", payload)
+
+    steps = {
+        "raw INSERT of one bytea row (psycopg)": raw.put,
+        "Liquid's write statement on psycopg (prepared, own connection)": statement,
+        "CatalogFastPath.insert (the statement as put runs it)": fast_insert,
+        "LiquidService.put": put,
+    }
+    return _anatomy(steps, n, progress, "warm put anatomy")
+
+
+def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> list[dict[str, Any]]:
+    """The raw INSERT and Liquid's write statement without waiting for the commit's fsync.
+
+    A diagnostic of the server's own work, which the fsync otherwise hides or inflates as the
+    disk is quiet or busy: ``synchronous_commit = off`` on this one connection only (never what
+    Liquid runs; its puts wait for the flush).
+    """
+    import psycopg
+
+    payload = os.urandom(KiB)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        raw = RawPostgres(conn, payload)
+        count = iter(range(10**9))
+
+        def statement(i: int) -> None:
+            conn.execute(INSERT_OBJECT, _put_fields(tenant, f"nosync/{next(count)}", payload)).fetchone()
+
+        steps = {
+            "raw INSERT, not waiting for the fsync (diagnostic)": raw.put,
+            "Liquid's write statement, not waiting for the fsync (diagnostic)": statement,
+        }
+        return _anatomy(steps, n, progress, "warm put server work")
+
+
+def cold_get_anatomy(svc: Any, tenant: str, raw: RawS3, n: int, progress: Progress) -> list[dict[str, Any]]:
+    """Cold 4 MiB get step by step, each beside boto3's GET in the same rounds."""
+    payload = raw.payload
+    refs = [svc.put(tenant, "anatomy", f"cold/{i}", payload).ref for i in range(4)]
+    for i in range(4):
+        raw.put(i)
+
+    def serial(i: int) -> None:
+        hashlib.sha256(raw.s3.get_object(Bucket=raw.bucket, Key=raw.keys[i % 4])["Body"].read()).hexdigest()
+
+    steps = {
+        "boto3 get_object().read()": lambda i: raw.get(i % 4),
+        "SHA-256 of the 4 MiB alone (hashlib)": lambda i: hashlib.sha256(payload).hexdigest(),
+        "boto3 GET, then SHA-256 of it": serial,
+        "LiquidService.get (digest checked before the last byte)": lambda i: svc.get(tenant, refs[i % 4]),
+    }
+    return _anatomy(steps, n, progress, "cold get anatomy")
+
+
+def _anatomy(
+    steps: Mapping[str, Callable[[int], object]], n: int, progress: Progress, label: str, rounds: int = 4
+) -> list[dict[str, Any]]:
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    task = progress.add_task(label, total=len(steps) * (n // rounds) * rounds)
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            timed(fn, n, rounds, times[name], progress, task)
+    progress.remove_task(task)
+    base = statistics.median(next(iter(times.values())))
+    return [
+        {
+            "step": name,
+            "n": len(xs),
+            "p50_ms": statistics.median(xs) * 1e3,
+            "ratio": statistics.median(xs) / base,
+        }
+        for name, xs in times.items()
+    ]
+
+
 def start_catalog_and_cache(workdir: Path) -> tuple[str, str, list[Any]]:
     """PostgreSQL and Redis URLs from the environment, or embedded servers under ``workdir``."""
     from liquid import embedded
@@ -241,7 +371,8 @@ def main() -> None:
     warm_rt.service.tenancy.create_tenant(tenant)
 
     rclient = redis.Redis.from_url(urls["redis"])
-    pconn = psycopg.connect(urls["pg"].replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    pg_dsn = urls["pg"].replace("postgresql+psycopg://", "postgresql://")
+    pconn = psycopg.connect(pg_dsn, autocommit=True)
     pconn.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, data bytea NOT NULL)")
 
     cells: list[Cell] = []
@@ -271,6 +402,18 @@ def main() -> None:
                 raw = RawPostgres(pconn, payload) if tier == "warm" else RawS3(s3, bucket, size_name, payload)
                 cells += durable_cells(rt.service, tenant, tier, size_name, payload, raw, n, progress)
 
+        anatomy = {
+            "warm_put_1KiB": put_anatomy(warm_rt.service, tenant, pconn, counts["1KiB"], progress),
+            "warm_put_1KiB_server": put_server_anatomy(tenant, pg_dsn, counts["1KiB"], progress),
+            "cold_get_4MiB": cold_get_anatomy(
+                cold_rt.service,
+                tenant,
+                RawS3(s3, bucket, "anatomy", os.urandom(4 * MiB)),
+                counts["4MiB"],
+                progress,
+            ),
+        }
+
     summaries = [c.summary() for c in cells]
     meta = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -279,9 +422,12 @@ def main() -> None:
         "quick": args.quick,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "core_io.json").write_text(json.dumps({"meta": meta, "results": summaries}, indent=2) + "\n")
-    (RESULTS / "core_io.md").write_text(render(meta, summaries))
-    console.print(render(meta, summaries))
+    load = os.getloadavg()
+    meta["load_average"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    doc = {"meta": meta, "results": summaries, "anatomy": anatomy}
+    (RESULTS / "core_io.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / "core_io.md").write_text(render(meta, summaries, anatomy))
+    console.print(render(meta, summaries, anatomy))
 
     for rt in (warm_rt, cold_rt, hot_rt):
         rt.close()
@@ -292,11 +438,12 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)  # the servers' data: the disk is shared
 
 
-def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def render(meta: dict[str, Any], rows: list[dict[str, Any]], anatomy: dict[str, list[dict[str, Any]]]) -> str:
     lines = [
         "# Core I/O: Liquid vs raw client, same servers, same run",
         "",
-        f"{meta['when']} · {meta['machine']} · {meta['servers']}",
+        f"{meta['when']} · {meta['machine']} · {meta['servers']} · load average at the end "
+        f"{meta.get('load_average', '?')}",
         "",
         "| tier | size | op | n | Liquid p50 ms | raw p50 ms | p50 ratio | Liquid p99 ms | raw p99 ms | "
         "Liquid MB/s | raw MB/s | target | met |",
@@ -311,6 +458,14 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"{r['raw']['p99_ms']:.3f} | {r['liquid']['mb_per_s']:.1f} | {r['raw']['mb_per_s']:.1f} | "
             f"{target} | {met} |"
         )
+    titles = {
+        "warm_put_1KiB": "Warm 1 KiB put, step by step (ratio to the raw INSERT, same rounds)",
+        "warm_put_1KiB_server": "Warm 1 KiB put: the server's work, fsync aside (ratio to the raw INSERT)",
+        "cold_get_4MiB": "Cold 4 MiB get, step by step (ratio to boto3's GET, same rounds)",
+    }
+    for name, steps in anatomy.items():
+        lines += ["", f"## {titles[name]}", "", "| step | n | p50 ms | ratio |", "|---|---|---|---|"]
+        lines += [f"| {s['step']} | {s['n']} | {s['p50_ms']:.3f} | {s['ratio']:.2f}x |" for s in steps]
     lines.append("")
     return "\n".join(lines)
 

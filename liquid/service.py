@@ -203,6 +203,18 @@ def _as_chunks(body: Body) -> Iterator[bytes]:
             yield bytes(chunk)
 
 
+def _small_value(body: Body, most: int) -> bytes | None:
+    """``body`` as one bytes object when it was given as one buffer of at most ``most`` bytes.
+
+    None for streams and larger buffers, which go through the chunked path.
+    """
+    if not isinstance(body, bytes | bytearray | memoryview):
+        return None
+    if (body.nbytes if isinstance(body, memoryview) else len(body)) > most:
+        return None
+    return bytes(body)  # the same object for bytes; one copy of a mutable buffer the caller owns
+
+
 class _Meter:
     """Counts and hashes bytes as they pass; refuses to pass more than ``limit``."""
 
@@ -486,30 +498,40 @@ class LiquidService:
                 )
             size_hint = len(body)
         meter = _Meter(self.settings.max_object_size)
-        source = meter.wrap(_as_chunks(body))
-        # Read just enough to know whether the value lives in its catalog row (inline or small warm),
-        # and, without a size hint, in which tier it is born.
         inline_limit = self.settings.inline_threshold
         warm_limit = self.settings.warm_max_object_size
         row_limit = min(self.settings.warm_row_max_size, warm_limit)
-        probe_limit = max(inline_limit, row_limit + 1)
-        if size_hint is None:
-            probe_limit = max(probe_limit, warm_limit + 1)
-        head = bytearray()
-        exhausted = False
-        while len(head) < probe_limit:
-            try:
-                head += next(source)
-            except StopIteration:
-                exhausted = True
-                break
+        whole = _small_value(body, min(max(inline_limit - 1, row_limit), self.settings.max_object_size))
+        if whole is not None:
+            # A value given in one buffer and small enough for its row: hashed once, not copied
+            # through chunks (the probe below would take all of it anyway, as one piece).
+            meter.size = len(whole)
+            meter.digest.update(whole)
+            head: bytes | bytearray = whole
+            exhausted = True
+            source: Iterator[bytes] = iter(())
+        else:
+            source = meter.wrap(_as_chunks(body))
+            # Read just enough to know whether the value lives in its catalog row (inline or small
+            # warm), and, without a size hint, in which tier it is born.
+            probe_limit = max(inline_limit, row_limit + 1)
+            if size_hint is None:
+                probe_limit = max(probe_limit, warm_limit + 1)
+            head = bytearray()
+            exhausted = False
+            while len(head) < probe_limit:
+                try:
+                    head += next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
 
         fields: dict[str, Any] = {
             "tenant": tenant,
             "namespace": namespace,
             "key": key,
             "content_type": content_type,
-            "tags": _json(tag_map),
+            "tags": _json(tag_map) if tag_map else "{}",
             "classification": classification,
             "trace_id": trace_id,
             "correlation_id": correlation_id,
@@ -604,7 +626,8 @@ class LiquidService:
                     field="tenant",
                 ) from None
             raise
-        ref = ResultRef(fields["tenant"], fields["namespace"], fields["key"], version)
+        # Its parts were checked on the way in and the catalog numbered it: nothing to check again.
+        ref = ResultRef.known(fields["tenant"], fields["namespace"], fields["key"], version)
         self.versions.remember(
             VersionFacts(
                 ref,

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -239,3 +240,50 @@ def test_the_warm_read_lane_survives_a_lost_connection_and_busy_threads(
     with ThreadPoolExecutor(8) as pool:  # most threads find the lane busy and use the pool
         got = list(pool.map(lambda i: service.get(tenant, refs[i % 4]), range(400)))
     assert got == [data[i % 4] for i in range(400)]
+
+
+def test_a_put_on_the_lane_is_one_statement_that_fails_whole_and_numbers_versions_apart(
+    service: LiquidService, tenant: str
+) -> None:
+    first = service.put(tenant, "vc", "lane-put", b"one").ref
+    assert service.get(tenant, first) == b"one"  # the lane now holds a connection
+    lane = service.fast._lane
+    assert lane is not None
+    # A put that fails in flight (here: cancelled while it waits for the key's row lock, which
+    # another transaction holds) keeps nothing of itself: no row, no event.
+    lane.execute("SET statement_timeout = 300")
+    try:
+        with service.engine.begin() as conn:
+            conn.execute(
+                text("SELECT 1 FROM key_heads WHERE tenant_id = :t AND key = 'lane-put' FOR UPDATE"),
+                {"t": tenant},
+            )
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                service.put(tenant, "vc", "lane-put", b"lost")  # not acknowledged, and nothing of it kept
+    finally:
+        lane.execute("RESET statement_timeout")
+    with service.engine.connect() as conn:
+        kept = conn.execute(
+            text("SELECT count(*) FROM objects WHERE tenant_id = :t AND key = 'lane-put'"), {"t": tenant}
+        ).scalar_one()
+        logged = conn.execute(
+            text("SELECT count(*) FROM events WHERE tenant_id = :t AND key = 'lane-put'"), {"t": tenant}
+        ).scalar_one()
+    assert (kept, logged) == (1, 1)
+    # Writers on many threads share the lane and the pool; each still gets its own version.
+    bodies = [b"x" * i for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        infos = list(pool.map(lambda b: service.put(tenant, "vc", "lane-put", b), bodies))
+    assert sorted(i.ref.version for i in infos) == list(range(2, 202))
+    assert [service.get(tenant, i.ref) for i in infos] == bodies
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, lambda b: iter([b[:3], b[3:]])])
+def test_a_small_value_is_stored_alike_whatever_buffer_it_came_in(
+    service: LiquidService, tenant: str, kind: Any
+) -> None:
+    data = os.urandom(700)
+    info = service.put(tenant, "vc", "kinds", kind(data))
+    assert (info.size, info.sha256, info.inline) == (700, hashlib.sha256(data).hexdigest(), data)
+    assert service.head(tenant, info.ref).home_store == "catalog"
+    assert service.get(tenant, info.ref) == data
