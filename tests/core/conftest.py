@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, make_url, text
 
 from liquid.bootstrap import Runtime, open_runtime
+from liquid.catalog import db
 from liquid.config import Settings, load_settings
 from liquid.service import LiquidService
 
@@ -73,3 +75,18 @@ def other_tenant(service: LiquidService) -> str:
     name = f"o-{uuid.uuid4().hex[:12]}"
     service.tenancy.create_tenant(name)
     return name
+
+
+@pytest.fixture
+def fresh_engine(pg_url: str) -> Iterator[Engine]:
+    """An engine on a new empty database of the test server (dropped afterwards): for migrations."""
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    admin = db.make_engine(pg_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = db.make_engine(make_url(pg_url).set(database=name).render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from sqlalchemy import Engine, inspect, make_url, text
+from sqlalchemy import Engine, inspect
 
 from liquid.catalog import db
-
-
-@pytest.fixture
-def fresh_engine(pg_url: str) -> Iterator[Engine]:
-    name = f"mig_{uuid.uuid4().hex[:10]}"
-    admin = db.make_engine(pg_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(pg_url).set(database=name).render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_upgrade_creates_schema_and_is_idempotent(fresh_engine: Engine) -> None:

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from alembic import command
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from liquid.catalog import db, partitions
 from liquid.service import LiquidService
-
-
-@pytest.fixture
-def fresh_engine(pg_url: str) -> Iterator[Engine]:
-    name = f"part_{uuid.uuid4().hex[:10]}"
-    admin = db.make_engine(pg_url)
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(pg_url).set(database=name).render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
 
 _OLD_ROW = (
     "INSERT INTO objects (tenant_id, namespace, key, version, size, stored_size, sha256, content_type,"
