@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import select
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
@@ -14,23 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
+from liquid.catalog.liveness import stale
+
 MIGRATIONS = Path(__file__).with_name("migrations")
-
-
-def stale(conn: psycopg.Connection[Any]) -> bool:
-    """Whether an idle pooled connection is dead: a zero-timeout poll of its socket, no round trip.
-
-    An idle connection has nothing to read. When the server restarts or kills the backend it
-    sends a FATAL message and closes the socket, which makes it readable; so does anything
-    unexpected, after which the connection is not worth keeping either.
-    """
-    if conn.closed:
-        return True
-    try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError, psycopg.Error):
-        return True
-    return bool(readable)
 
 
 #: ``catalog_pooler`` values: a direct connection (or a session-mode pool), or a transaction-mode pooler.

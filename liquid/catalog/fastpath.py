@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from psycopg import Connection, Cursor
@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from sqlalchemy import make_url
 
 from liquid.catalog import partitions
-from liquid.catalog.db import stale
+from liquid.catalog.liveness import live_connection, stale, take_live
 from liquid.catalog.partitions import TENANT_IDS
 from liquid.events import log as events
 
@@ -146,7 +146,7 @@ class CatalogFastPath:
     anyone wait. A pool checkout
     and return costs about a fifth of that read on this class of machine (8 µs of ~40).
 
-    Every connection is checked for death before use by :func:`~liquid.catalog.db.stale` (a
+    Every connection is checked for death before use by :func:`~liquid.catalog.liveness.stale` (a
     zero-timeout socket poll, no round trip): after a PostgreSQL restart, or a backend killed by
     the server or a proxy, the dead connection is closed and replaced instead of failing a read or a put.
     """
@@ -267,25 +267,11 @@ class CatalogFastPath:
         self.pool.close()
 
     def _take(self) -> Connection[Any]:
-        """A pooled connection not known to be dead; dead ones are closed and given back (the
-        pool then discards them and opens others). psycopg_pool's own ``check`` would also do,
-        but it sleeps with backoff after each failed check: a second for the first dead one."""
-        for _ in range(self._max_size):
-            conn = self.pool.getconn()
-            if not stale(conn):
-                return conn
-            conn.close()
-            self.pool.putconn(conn)
-        return self.pool.getconn()  # every idle connection was dead: this one is new
+        conn: Connection[Any] = take_live(self.pool, self._max_size)
+        return conn
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection[Any]]:
-        """``pool.connection()`` with :meth:`_take`'s check (autocommit: nothing to commit)."""
-        conn = self._take()
-        try:
-            yield conn
-        finally:
-            self.pool.putconn(conn)
+    def _connection(self) -> AbstractContextManager[Connection[Any]]:
+        return live_connection(self.pool, self._max_size)
 
     def _give_back_lane(self) -> None:
         """Return the lane's connection to the pool (holding the lane lock); the next read takes another."""

@@ -39,6 +39,7 @@ from psycopg import IsolationLevel, sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from liquid.catalog.liveness import live_connection
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
 from liquid.stores._common import Options, public_url
 from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_range, rechunk
@@ -148,7 +149,7 @@ class PostgresStore:
             # Behind a transaction pooler a prepared statement may be gone by the next transaction.
             kwargs={"autocommit": True, "prepare_threshold": None if self.pooler == "transaction" else 5},
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            # No check= hook: :meth:`_connection` polls each connection's socket instead (liveness).
             timeout=self.acquire_timeout,
             name=f"liquid-pg-store-{self.schema or 'public'}",
             open=True,
@@ -163,7 +164,7 @@ class PostgresStore:
         if self._pool.closed:
             raise StoreError(f"postgres store {self.url} is closed")
         try:
-            with self._pool.connection() as conn:
+            with live_connection(self._pool, self.pool_size) as conn:
                 yield conn
         except PoolTimeout as exc:
             reason = self._connect_error() if self._pool.get_stats().get("connections_errors") else None

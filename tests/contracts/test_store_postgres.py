@@ -113,3 +113,36 @@ def test_a_call_that_finds_no_free_connection_fails_after_the_acquire_timeout(pg
     finally:
         store.drop_schema()
         store.close()
+
+
+def test_connections_the_server_dropped_are_replaced_before_use(pg_url: str) -> None:
+    """After a restart or a proxy's kill, no call fails on a dead pooled connection, nor waits for it."""
+    import time
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(_with_schema(pg_url, schema) + "&pool_size=3")
+    try:
+        store.create_schema()
+        write_bytes(store, "k", b"value")
+        held = [store._pool.getconn() for _ in range(3)]  # every connection of the pool exists
+        pids = [c.info.backend_pid for c in held]
+        for c in held:
+            store._pool.putconn(c)
+        with psycopg.connect(
+            pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
+            deadline = time.monotonic() + 10
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the terminated backends did not exit"
+                time.sleep(0.02)
+        started = time.monotonic()
+        for _ in range(3):
+            assert read_bytes(store, "k") == b"value"
+        # Not psycopg_pool's check hook, which sleeps 1 s, then 2 s, ... after each dead connection.
+        assert time.monotonic() - started < 2.5
+    finally:
+        store.drop_schema()
+        store.close()
