@@ -8,10 +8,14 @@ expected text is in the DOM and Streamlit's status widget (shown while a script 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -81,6 +85,9 @@ class Browser:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
+            # Its own process group: Chromium's helpers (zygote, crashpad) outlive the browser
+            # process by a moment and write into the profile; the whole group is stopped on exit.
+            start_new_session=True,
         )
         for attempt in Retrying(
             stop=stop_after_delay(30), wait=wait_fixed(0.2), retry=retry_if_exception_type(httpx.HTTPError)
@@ -97,12 +104,7 @@ class Browser:
         if self.ws is not None:
             self.ws.close()
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            _stop_group(self.process)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -152,3 +154,28 @@ class Browser:
     def screenshot(self, path: Path) -> None:
         data = self.send("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the browser and every helper it started, then wait until none is left.
+
+    Removing the profile while a helper still runs leaves a ``Default`` directory behind in /tmp.
+    """
+    group = process.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        process.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
