@@ -8,10 +8,14 @@ one autocommit psycopg connection, in alternating rounds, without waiting for th
 otherwise hides or inflates as the disk is quiet or busy):
 
 * a raw single-row INSERT of one bytea (the floor ``benchmarks.core_io`` compares with);
-* :data:`liquid.catalog.fastpath.INSERT_OBJECT` as ``put`` runs it;
+* the write statement as ``put`` runs it (:func:`liquid.catalog.fastpath.insert_object_sql`:
+  :data:`~liquid.catalog.fastpath.INSERT_OBJECT` into the tenant's partition);
 * the same statement with one CTE left out at a time (the event, the change feed), and
-  the objects insert alone, the key_heads upsert alone, the event insert alone;
-* the statement with the foreign-key triggers off (``session_replication_role = replica``).
+  the key_heads upsert alone, the event insert alone;
+* the statement with every trigger off (``session_replication_role = replica``: after
+  migration 0013 none fires on insert, so this should match), through the parent table (as
+  before), and with the event written straight into the month's partition too;
+* the floor: the same four rows in one statement into unpartitioned tables with only their keys.
 
 Then ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of one statement (trigger times included), the indexes
 each insert maintains, the triggers on the four tables, and the per-call time of the SQL
@@ -22,7 +26,6 @@ functions the statement calls (``track_functions = 'all'``). Writes
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -38,34 +41,21 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.core_io import _put_fields
-from liquid.catalog import fastpath, partitions
-from liquid.catalog.fastpath import INSERT_OBJECT
+from liquid.catalog import fastpath
+from liquid.catalog.fastpath import INSERT_OBJECT, insert_object_sql
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("objects", "events", "key_heads", "tiering_changes")
 
 
-def _without(cte: str) -> str:
-    """INSERT_OBJECT with the CTE ``cte`` left out."""
-    pattern = re.compile(rf"\), {cte} AS \(\n.*?\n(?=\), |\)\nSELECT)", re.S)
-    sql, n = pattern.subn("", INSERT_OBJECT)
-    if n != 1:
-        raise SystemExit(f"could not find CTE {cte!r} in INSERT_OBJECT (did the statement change?)")
+def _without(sql: str, *ctes: str) -> str:
+    """``sql`` (the write statement) with the CTEs named left out."""
+    for cte in ctes:
+        pattern = re.compile(rf"\), {cte} AS \(\n.*?\n(?=\), |\)\nSELECT)", re.S)
+        sql, n = pattern.subn("", sql)
+        if n != 1:
+            raise SystemExit(f"could not find CTE {cte!r} in the write statement (did it change?)")
     return sql
-
-
-def _only(ctes: tuple[str, ...]) -> str:
-    """INSERT_OBJECT keeping ``head``, ``obj`` and only the other CTEs named."""
-    sql = INSERT_OBJECT
-    for cte in ("ev", "changed"):
-        if cte not in ctes:
-            sql = _without_from(sql, cte)
-    return sql
-
-
-def _without_from(sql: str, cte: str) -> str:
-    pattern = re.compile(rf"\), {cte} AS \(\n.*?\n(?=\), |\)\nSELECT)", re.S)
-    return pattern.sub("", sql)
 
 
 HEAD_ONLY = """
@@ -177,37 +167,31 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
     def ex(sql: str) -> Callable[[int], object]:
         return lambda i: conn.execute(sql, fields()).fetchone()
 
-    def no_fk(i: int) -> object:
-        return conn.execute(INSERT_OBJECT, fields()).fetchone()
-
-    steps: dict[str, tuple[Callable[[int], object], str | None]] = {
-        "raw INSERT of one bytea row": (ex(RAW), None),
-        "INSERT_OBJECT (head, obj, ev, changed)": (ex(INSERT_OBJECT), None),
-        "without the event (head, obj, changed)": (ex(_without("ev")), None),
-        "without the change feed (head, obj, ev)": (ex(_without("changed")), None),
-        "head and obj only": (ex(_only(())), None),
-        "key_heads upsert alone": (ex(HEAD_ONLY), None),
-        "created event INSERT alone": (ex(_event_only()), None),
-        "INSERT_OBJECT, foreign-key triggers off (replica role)": (no_fk, "replica"),
-    }
-    bucket = partitions.tenant_bucket(tenant)
+    stmt = insert_object_sql(tenant)  # what CatalogFastPath.insert runs for this tenant
     month = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'events'::regclass AND pg_get_expr(c.relpartbound, c.oid) LIKE %s",
         (f"%{datetime.now(UTC):%Y-%m}-01%",),
     ).fetchone()[0]
-    direct = INSERT_OBJECT.replace(
-        "INSERT INTO objects (", f"INSERT INTO {partitions.partition_name(bucket)} ("
-    )
-    direct = direct.replace("INSERT INTO events (", f"INSERT INTO {month} (")
-    steps["into the tenant's partition and the month's directly"] = (ex(direct), None)
-    objects_direct = INSERT_OBJECT.replace(
-        "INSERT INTO objects (", f"INSERT INTO {partitions.partition_name(bucket)} ("
-    )
-    steps["into the tenant's objects partition directly (events through the parent)"] = (
-        ex(objects_direct),
-        None,
-    )
+
+    def triggers_off(i: int) -> object:
+        return conn.execute(stmt, fields()).fetchone()
+
+    steps: dict[str, tuple[Callable[[int], object], str | None]] = {
+        "raw INSERT of one bytea row": (ex(RAW), None),
+        "the write statement as put runs it (head, obj, ev, changed)": (ex(stmt), None),
+        "without the event (head, obj, changed)": (ex(_without(stmt, "ev")), None),
+        "without the change feed (head, obj, ev)": (ex(_without(stmt, "changed")), None),
+        "head and obj only": (ex(_without(stmt, "ev", "changed")), None),
+        "key_heads upsert alone": (ex(HEAD_ONLY), None),
+        "created event INSERT alone": (ex(_event_only()), None),
+        "the statement, every trigger off (replica role)": (triggers_off, "replica"),
+        "the statement through the parent objects table (INSERT_OBJECT, before)": (ex(INSERT_OBJECT), None),
+        "the statement, events into the month's partition directly too": (
+            ex(stmt.replace("INSERT INTO events (", f"INSERT INTO {month} (")),
+            None,
+        ),
+    }
     conn.execute(FLOOR_TABLES)
     steps["floor: the four rows in one statement, unpartitioned, keys only"] = (ex(FLOOR), None)
     table = measure(conn, steps, n)
@@ -219,16 +203,16 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
     with_idx: list[float] = []
     without_idx: list[float] = []
     for _ in range(4):
-        with_idx += timed(ex(INSERT_OBJECT), n // 4)
+        with_idx += timed(ex(stmt), n // 4)
         for name in unused:
             conn.execute(f"DROP INDEX {name}")
-        without_idx += timed(ex(INSERT_OBJECT), n // 4)
+        without_idx += timed(ex(stmt), n // 4)
         for name, cols in unused.items():
             conn.execute(f"CREATE INDEX {name} ON objects {cols}")
     whatif = [
-        {"step": "INSERT_OBJECT", "n": len(with_idx), "p50_ms": statistics.median(with_idx) * 1e3},
+        {"step": "the write statement", "n": len(with_idx), "p50_ms": statistics.median(with_idx) * 1e3},
         {
-            "step": "INSERT_OBJECT without " + ", ".join(unused),
+            "step": "the write statement without " + ", ".join(unused),
             "n": len(without_idx),
             "p50_ms": statistics.median(without_idx) * 1e3,
         },
@@ -240,7 +224,7 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
         conn,
         {
             "raw INSERT of one bytea row, fsync waited": (ex(RAW), None),
-            "INSERT_OBJECT, fsync waited": (ex(INSERT_OBJECT), None),
+            "the write statement, fsync waited": (ex(stmt), None),
             "floor (four rows, keys only), fsync waited": (ex(FLOOR), None),
         },
         n,
@@ -250,9 +234,7 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
     # EXPLAIN of one statement (substituted literals: EXPLAIN cannot take bind parameters here).
     explain = []
     for _ in range(3):  # the last of three: caches warm
-        rows = conn.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, WAL, VERBOSE, SUMMARY) " + INSERT_OBJECT, fields()
-        ).fetchall()
+        rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, WAL, VERBOSE, SUMMARY) " + stmt, fields()).fetchall()
         explain = [r[0] for r in rows]
 
     indexes = {
@@ -279,7 +261,7 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
     conn.execute("SET track_functions = 'all'")
     conn.execute("SELECT pg_stat_reset()")
     for _ in range(500):
-        conn.execute(INSERT_OBJECT, fields()).fetchone()
+        conn.execute(stmt, fields()).fetchone()
     conn.execute("SELECT pg_stat_force_next_flush()")
     functions = [
         {"function": r[0], "calls": r[1], "self_ms_per_call": r[2] / max(r[1], 1)}
@@ -288,7 +270,6 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
         ).fetchall()
     ]
     conn.execute("SET track_functions = 'none'")
-    digest = hashlib.sha256(INSERT_OBJECT.encode()).hexdigest()[:12]
     return {
         "steps": table,
         "synced": synced,
@@ -297,7 +278,6 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
         "indexes": indexes,
         "triggers": triggers,
         "functions": functions,
-        "statement_sha": digest,
     }
 
 
