@@ -18,7 +18,7 @@ the ratio column is Liquid p50 / raw p50 (1.00 = no overhead).
 Two breakdowns follow in the same run, each step beside its raw client in alternating rounds:
 
 * **warm 1 KiB put**: the raw ``INSERT``; Liquid's own write statement
-  (:func:`liquid.catalog.fastpath.insert_object_sql`: version head, object row, event, change feed)
+  (:data:`liquid.catalog.fastpath.INSERT_OBJECT`: version head, object row, event, change feed)
   run on a plain psycopg connection; the same through
   :meth:`~liquid.catalog.fastpath.CatalogFastPath.insert` (what ``put`` calls); and ``put``.
   The statement's line is the floor of any put that writes those rows in one round trip.
@@ -48,7 +48,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from liquid.bootstrap import open_runtime
-from liquid.catalog.fastpath import insert_object_sql
+from liquid.catalog.fastpath import INSERT_OBJECT
 from liquid.config import Settings
 from liquid.refs import ResultRef
 
@@ -224,10 +224,8 @@ def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -
     raw = RawPostgres(pconn, payload)
     count = iter(range(10**9))
 
-    sql = insert_object_sql(tenant)  # the statement CatalogFastPath.insert runs for this tenant
-
     def statement(i: int) -> None:
-        pconn.execute(sql, _put_fields(tenant, f"stmt/{next(count)}", payload)).fetchone()
+        pconn.execute(INSERT_OBJECT, _put_fields(tenant, f"stmt/{next(count)}", payload)).fetchone()
 
     def fast_insert(i: int) -> None:
         svc.fast.insert(_put_fields(tenant, f"fast/{next(count)}", payload))
@@ -259,10 +257,8 @@ def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> lis
         raw = RawPostgres(conn, payload)
         count = iter(range(10**9))
 
-        sql = insert_object_sql(tenant)
-
         def statement(i: int) -> None:
-            conn.execute(sql, _put_fields(tenant, f"nosync/{next(count)}", payload)).fetchone()
+            conn.execute(INSERT_OBJECT, _put_fields(tenant, f"nosync/{next(count)}", payload)).fetchone()
 
         steps = {
             "raw INSERT, not waiting for the fsync (diagnostic)": raw.put,

@@ -8,13 +8,12 @@ one autocommit psycopg connection, in alternating rounds, without waiting for th
 otherwise hides or inflates as the disk is quiet or busy):
 
 * a raw single-row INSERT of one bytea (the floor ``benchmarks.core_io`` compares with);
-* the write statement as ``put`` runs it (:func:`liquid.catalog.fastpath.insert_object_sql`:
-  :data:`~liquid.catalog.fastpath.INSERT_OBJECT` into the tenant's partition);
+* the write statement as ``put`` runs it (:data:`liquid.catalog.fastpath.INSERT_OBJECT`);
 * the same statement with one CTE left out at a time (the event, the change feed), and
   the key_heads upsert alone, the event insert alone;
 * the statement with every trigger off (``session_replication_role = replica``: after
-  migration 0013 none fires on insert, so this should match), through the parent table (as
-  before), and with the event written straight into the month's partition too;
+  migration 0013 none fires on insert, so this should match), and written straight into the
+  tenant's objects partition (and the month's events partition) instead of through the parents;
 * the floor: the same four rows in one statement into unpartitioned tables with only their keys.
 
 Then ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of one statement (trigger times included), the indexes
@@ -41,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.core_io import _put_fields
-from liquid.catalog import fastpath
-from liquid.catalog.fastpath import INSERT_OBJECT, insert_object_sql
+from liquid.catalog import fastpath, partitions
+from liquid.catalog.fastpath import INSERT_OBJECT
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("objects", "events", "key_heads", "tiering_changes")
@@ -167,7 +166,11 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
     def ex(sql: str) -> Callable[[int], object]:
         return lambda i: conn.execute(sql, fields()).fetchone()
 
-    stmt = insert_object_sql(tenant)  # what CatalogFastPath.insert runs for this tenant
+    stmt = INSERT_OBJECT  # what CatalogFastPath.insert runs
+    objects_direct = stmt.replace(
+        "INSERT INTO objects (",
+        f"INSERT INTO {partitions.partition_name(partitions.tenant_bucket(tenant))} (",
+    )
     month = conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = 'events'::regclass AND pg_get_expr(c.relpartbound, c.oid) LIKE %s",
@@ -186,9 +189,9 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
         "key_heads upsert alone": (ex(HEAD_ONLY), None),
         "created event INSERT alone": (ex(_event_only()), None),
         "the statement, every trigger off (replica role)": (triggers_off, "replica"),
-        "the statement through the parent objects table (INSERT_OBJECT, before)": (ex(INSERT_OBJECT), None),
-        "the statement, events into the month's partition directly too": (
-            ex(stmt.replace("INSERT INTO events (", f"INSERT INTO {month} (")),
+        "the statement into the tenant's objects partition directly": (ex(objects_direct), None),
+        "the same, events into the month's partition directly too": (
+            ex(objects_direct.replace("INSERT INTO events (", f"INSERT INTO {month} (")),
             None,
         ),
     }
@@ -196,27 +199,51 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
     steps["floor: the four rows in one statement, unpartitioned, keys only"] = (ex(FLOOR), None)
     table = measure(conn, steps, n)
 
-    # What-if: the statement without the one objects index beyond the keys that every row enters
-    # (kept: the planner's scan of live rows reads it once purged rows outnumber them), dropped and
-    # made again between rounds (the same rounds time the statement with it).
-    unused = {"ix_objects_state_tier": "(state, home_tier)"}
-    with_idx: list[float] = []
-    without_idx: list[float] = []
-    for _ in range(4):
-        with_idx += timed(ex(stmt), n // 4)
-        for name in unused:
-            conn.execute(f"DROP INDEX {name}")
-        without_idx += timed(ex(stmt), n // 4)
-        for name, cols in unused.items():
-            conn.execute(f"CREATE INDEX {name} ON objects {cols}")
-    whatif = [
-        {"step": "the write statement", "n": len(with_idx), "p50_ms": statistics.median(with_idx) * 1e3},
-        {
-            "step": "the write statement without " + ", ".join(unused),
-            "n": len(without_idx),
-            "p50_ms": statistics.median(without_idx) * 1e3,
-        },
-    ]
+    # What-ifs, each toggled by DDL between bursts of 50 and timed against the statement as it is
+    # in the same bursts: the schema before migration 0013 (the two tenant foreign keys, the
+    # (tenant_id, created_at) index, and the head's VALUES that relied on the foreign key), and
+    # the statement without the (state, home_tier) index (kept: the planner's scan of live rows
+    # reads it once purged rows outnumber them).
+    before = stmt.replace(
+        "SELECT id, %(namespace)s, %(key)s, 1 FROM tenants WHERE id = %(tenant)s",
+        "VALUES (%(tenant)s, %(namespace)s, %(key)s, 1)",
+    )
+    assert before != stmt
+    whatifs = {
+        "schema and statement before migration 0013 (tenant foreign keys, created index)": (
+            before,
+            [
+                "ALTER TABLE key_heads ADD CONSTRAINT key_heads_tenant_id_fkey FOREIGN KEY (tenant_id)"
+                " REFERENCES tenants (id) ON DELETE CASCADE NOT VALID",
+                "ALTER TABLE objects ADD CONSTRAINT objects_tenant_id_fkey FOREIGN KEY (tenant_id)"
+                " REFERENCES tenants (id) NOT VALID",
+                "CREATE INDEX ix_objects_tenant_created ON objects (tenant_id, created_at)",
+            ],
+            [
+                "ALTER TABLE objects DROP CONSTRAINT objects_tenant_id_fkey",
+                "ALTER TABLE key_heads DROP CONSTRAINT key_heads_tenant_id_fkey",
+                "DROP INDEX ix_objects_tenant_created",
+            ],
+        ),
+        "without ix_objects_state_tier": (
+            stmt,
+            ["DROP INDEX ix_objects_state_tier"],
+            ["CREATE INDEX ix_objects_state_tier ON objects (state, home_tier)"],
+        ),
+    }
+    whatif = []
+    for name, (sql, apply, undo) in whatifs.items():
+        now_t: list[float] = []
+        then_t: list[float] = []
+        for _ in range(n // 50):
+            now_t += timed(ex(stmt), 50)
+            for ddl in apply:
+                conn.execute(ddl)
+            then_t += timed(ex(sql), 50)
+            for ddl in undo:
+                conn.execute(ddl)
+        a, b = statistics.median(now_t) * 1e3, statistics.median(then_t) * 1e3
+        whatif.append({"step": name, "n": len(then_t), "now_p50_ms": a, "whatif_p50_ms": b, "ratio": b / a})
 
     # Fsync included (what put waits for): the raw INSERT, the statement, the floor.
     conn.execute("SET synchronous_commit = on")
@@ -282,14 +309,16 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
 
 
 def measure(
-    conn: Any, steps: dict[str, tuple[Callable[[int], object], str | None]], n: int, rounds: int = 4
+    conn: Any, steps: dict[str, tuple[Callable[[int], object], str | None]], n: int, burst: int = 10
 ) -> list[dict[str, Any]]:
+    """Each step ``n`` times, interleaved in bursts of ``burst`` (so drift on a shared machine hits
+    every step alike: blocks of hundreds let one step's block meet a checkpoint or a neighbour's job)."""
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
+    for _ in range(n // burst):
         for name, (fn, role) in steps.items():
             if role:
                 conn.execute(f"SET session_replication_role = {role}")
-            times[name] += timed(fn, n // rounds)
+            times[name] += timed(fn, burst)
             if role:
                 conn.execute("SET session_replication_role = origin")
     base = statistics.median(next(iter(times.values())))
@@ -321,12 +350,15 @@ def render(report: dict[str, Any]) -> str:
     lines += [f"| {s['step']} | {s['n']} | {s['p50_ms']:.3f} | {s['ratio']:.2f}x |" for s in report["steps"]]
     lines += [
         "",
-        "## What-if: the objects index (state, home_tier), dropped between rounds",
+        "## What-ifs: toggled by DDL between bursts of 50, beside the statement as it is in the same bursts",
         "",
-        "| step | n | p50 ms |",
-        "|---|---|---|",
+        "| what-if | n | statement now p50 ms | what-if p50 ms | what-if / now |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {s['step']} | {s['n']} | {s['p50_ms']:.3f} |" for s in report["whatif"]]
+    lines += [
+        f"| {s['step']} | {s['n']} | {s['now_p50_ms']:.3f} | {s['whatif_p50_ms']:.3f} | {s['ratio']:.2f}x |"
+        for s in report["whatif"]
+    ]
     lines += [
         "",
         "## With the commit's fsync waited for (as put does)",

@@ -87,21 +87,6 @@ SELECT id, version FROM obj
 """
 
 
-def insert_object_sql(tenant: str) -> str:
-    """:data:`INSERT_OBJECT` writing straight into ``tenant``'s partition of ``objects``.
-
-    What :meth:`CatalogFastPath.insert` runs. The row's id (``liquid_object_id``) carries the same
-    bucket, so the partition's range constraint holds; routing each row through the parent instead
-    cost about a tenth of the server's time for the statement (``benchmarks/put_server.py``).
-    """
-    return _INSERT_BY_BUCKET[partitions.tenant_bucket(tenant)]
-
-
-_INSERT_BY_BUCKET = {
-    b: INSERT_OBJECT.replace("INSERT INTO objects (", f"INSERT INTO {partitions.partition_name(b)} (", 1)
-    for b in range(1, partitions.BUCKETS + 1)
-}
-
 # The id range prunes the lookup to the tenant's partition (and the legacy one): see
 # liquid.catalog.partitions.TENANT_IDS; its three values follow the ref's four.
 _WHERE = "WHERE tenant_id = %s AND namespace = %s AND key = %s AND version = %s AND " + TENANT_IDS.format(
@@ -247,7 +232,7 @@ class CatalogFastPath:
         One prepared statement, one round trip, one commit (autocommit): on the lane when it is
         free, like the warm read, since a pool checkout and return is a tenth of a small put.
         """
-        row = self._one(insert_object_sql(fields["tenant"]), fields)
+        row = self._one(INSERT_OBJECT, fields)
         if row is None:
             return None
         return int(row[0]), int(row[1])
