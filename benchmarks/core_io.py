@@ -15,7 +15,8 @@ Liquid and raw runs alternate in rounds so drift on the machine hits both alike.
 Writes ``benchmarks/results/core_io.json`` and ``benchmarks/results/core_io.md``;
 the ratio column is Liquid p50 / raw p50 (1.00 = no overhead).
 
-Two breakdowns follow in the same run, each step beside its raw client in alternating rounds:
+Breakdowns follow in the same run, each step beside its raw client in alternating rounds, with
+the CPU each step costs per call, in this process (every thread) and in the embedded server:
 
 * **warm 1 KiB put**: the raw ``INSERT``; Liquid's own write statement
   (:data:`liquid.catalog.fastpath.INSERT_OBJECT`: version head, object row, event, change feed)
@@ -23,7 +24,9 @@ Two breakdowns follow in the same run, each step beside its raw client in altern
   :meth:`~liquid.catalog.fastpath.CatalogFastPath.insert` (what ``put`` calls); and ``put``.
   The statement's line is the floor of any put that writes those rows in one round trip.
 * **cold 4 MiB get**: boto3 ``get_object``; the SHA-256 of the value alone; the raw ``GET``
-  then its SHA-256; and Liquid's ``get`` (which must check the digest before the last byte).
+  then its SHA-256; Liquid's ``get`` (which must check the digest before the last byte); and,
+  as a diagnostic, the same store read and digest check in the caller's thread, without the
+  read-ahead thread ``get`` uses for large values.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from liquid.bootstrap import open_runtime
 from liquid.catalog.fastpath import INSERT_OBJECT
 from liquid.config import Settings
 from liquid.refs import ResultRef
+from liquid.service import _verified
 
 RESULTS = Path(__file__).parent / "results"
 KiB, MiB = 1024, 1024 * 1024
@@ -218,7 +222,9 @@ def _put_fields(tenant: str, key: str, payload: bytes) -> dict[str, Any]:
     }
 
 
-def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -> list[dict[str, Any]]:
+def put_anatomy(
+    svc: Any, tenant: str, pconn: Any, n: int, progress: Progress, server_cpu: Callable[[], float] | None
+) -> list[dict[str, Any]]:
     """Warm 1 KiB put step by step, each beside the raw INSERT in the same rounds."""
     payload = os.urandom(KiB)
     raw = RawPostgres(pconn, payload)
@@ -239,7 +245,7 @@ def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -
         "CatalogFastPath.insert (the statement as put runs it)": fast_insert,
         "LiquidService.put": put,
     }
-    return _anatomy(steps, n, progress, "warm put anatomy")
+    return _anatomy(steps, n, progress, "warm put anatomy", server_cpu=server_cpu)
 
 
 def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> list[dict[str, Any]]:
@@ -267,7 +273,9 @@ def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> lis
         return _anatomy(steps, n, progress, "warm put server work")
 
 
-def cold_get_anatomy(svc: Any, tenant: str, raw: RawS3, n: int, progress: Progress) -> list[dict[str, Any]]:
+def cold_get_anatomy(
+    svc: Any, tenant: str, raw: RawS3, n: int, progress: Progress, server_cpu: Callable[[], float] | None
+) -> list[dict[str, Any]]:
     """Cold 4 MiB get step by step, each beside boto3's GET in the same rounds."""
     payload = raw.payload
     refs = [svc.put(tenant, "anatomy", f"cold/{i}", payload).ref for i in range(4)]
@@ -277,23 +285,49 @@ def cold_get_anatomy(svc: Any, tenant: str, raw: RawS3, n: int, progress: Progre
     def serial(i: int) -> None:
         hashlib.sha256(raw.s3.get_object(Bucket=raw.bucket, Key=raw.keys[i % 4])["Body"].read()).hexdigest()
 
+    rows = [svc.fast.find(tenant, r.namespace, r.key, r.version) for r in refs]
+    store = svc.stores[rows[0].home_store]
+
+    def without_read_ahead(i: int) -> None:
+        # Diagnostic: the store's chunks checked in the caller's thread, no read-ahead thread.
+        row = rows[i % 4]
+        chunks = _verified(store.open(row.locator), sha256=row.sha256, size=row.size, what="diagnostic")
+        b"".join(chunks)
+
     steps = {
         "boto3 get_object().read()": lambda i: raw.get(i % 4),
         "SHA-256 of the 4 MiB alone (hashlib)": lambda i: hashlib.sha256(payload).hexdigest(),
         "boto3 GET, then SHA-256 of it": serial,
         "LiquidService.get (digest checked before the last byte)": lambda i: svc.get(tenant, refs[i % 4]),
+        "S3Store.open + digest check, one thread (diagnostic: get without read-ahead)": without_read_ahead,
     }
-    return _anatomy(steps, n, progress, "cold get anatomy")
+    return _anatomy(steps, n, progress, "cold get anatomy", server_cpu=server_cpu)
 
 
 def _anatomy(
-    steps: Mapping[str, Callable[[int], object]], n: int, progress: Progress, label: str, rounds: int = 4
+    steps: Mapping[str, Callable[[int], object]],
+    n: int,
+    progress: Progress,
+    label: str,
+    rounds: int = 4,
+    server_cpu: Callable[[], float] | None = None,
 ) -> list[dict[str, Any]]:
+    """Each step ``n`` times in alternating rounds: p50 wall time, and CPU per call of this process
+    (every thread) and, when ``server_cpu`` reads it, of the server (mean over the step's calls)."""
     times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
+    server: dict[str, float] = dict.fromkeys(steps, 0.0)
     task = progress.add_task(label, total=len(steps) * (n // rounds) * rounds)
     for _ in range(rounds):
         for name, fn in steps.items():
-            timed(fn, n, rounds, times[name], progress, task)
+            before = server_cpu() if server_cpu else 0.0
+            for i in range(n // rounds):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(i)
+                times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+                progress.advance(task)
+            server[name] += (server_cpu() - before) if server_cpu else 0.0
     progress.remove_task(task)
     base = statistics.median(next(iter(times.values())))
     return [
@@ -302,9 +336,33 @@ def _anatomy(
             "n": len(xs),
             "p50_ms": statistics.median(xs) * 1e3,
             "ratio": statistics.median(xs) / base,
+            "client_cpu_ms": statistics.fmean(cpu[name]) * 1e3,
+            "server_cpu_ms": server[name] / len(xs) * 1e3 if server_cpu else None,
         }
         for name, xs in times.items()
     ]
+
+
+def process_cpu(pid: int) -> Callable[[], float] | None:
+    """CPU seconds so far of process ``pid`` and its children (Linux ``/proc``), or None elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def one(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0  # a child that ended meanwhile
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    def children(p: int) -> list[int]:
+        try:
+            return [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            return []
+
+    if not Path(f"/proc/{pid}/stat").exists():
+        return None
+    return lambda: one(pid) + sum(one(c) for c in children(pid))
 
 
 def start_catalog_and_cache(workdir: Path) -> tuple[str, str, list[Any]]:
@@ -338,6 +396,23 @@ def start_servers(workdir: Path) -> tuple[dict[str, Any], list[Any]]:
         endpoint = srv_s.start()
         started.append(srv_s)
     return {"pg": pg, "redis": redis_url, "s3": endpoint, "access": access, "secret": secret}, started
+
+
+def server_cpus(started: list[Any]) -> tuple[Callable[[], float] | None, Callable[[], float] | None]:
+    """CPU readers of the embedded PostgreSQL (postmaster and its children) and S3 server, if started here."""
+    from liquid import embedded
+
+    pg = s3 = None
+    for srv in started:
+        if isinstance(srv, embedded.EmbeddedPostgres):
+            pid_file = srv.data_dir / "postmaster.pid"
+            if pid_file.exists():
+                pg = process_cpu(int(pid_file.read_text().split()[0]))
+        elif isinstance(srv, embedded.EmbeddedS3):
+            proc = getattr(getattr(srv, "_process", None), "proc", None)
+            if proc is not None:
+                s3 = process_cpu(proc.pid)
+    return pg, s3
 
 
 def main() -> None:
@@ -402,8 +477,9 @@ def main() -> None:
                 raw = RawPostgres(pconn, payload) if tier == "warm" else RawS3(s3, bucket, size_name, payload)
                 cells += durable_cells(rt.service, tenant, tier, size_name, payload, raw, n, progress)
 
+        pg_cpu, s3_cpu = server_cpus(started)
         anatomy = {
-            "warm_put_1KiB": put_anatomy(warm_rt.service, tenant, pconn, counts["1KiB"], progress),
+            "warm_put_1KiB": put_anatomy(warm_rt.service, tenant, pconn, counts["1KiB"], progress, pg_cpu),
             "warm_put_1KiB_server": put_server_anatomy(tenant, pg_dsn, counts["1KiB"], progress),
             "cold_get_4MiB": cold_get_anatomy(
                 cold_rt.service,
@@ -411,6 +487,7 @@ def main() -> None:
                 RawS3(s3, bucket, "anatomy", os.urandom(4 * MiB)),
                 counts["4MiB"],
                 progress,
+                s3_cpu,
             ),
         }
 
@@ -436,6 +513,10 @@ def main() -> None:
     for srv in reversed(started):
         srv.stop()
     shutil.rmtree(workdir, ignore_errors=True)  # the servers' data: the disk is shared
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def render(meta: dict[str, Any], rows: list[dict[str, Any]], anatomy: dict[str, list[dict[str, Any]]]) -> str:
@@ -464,8 +545,18 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]], anatomy: dict[str, 
         "cold_get_4MiB": "Cold 4 MiB get, step by step (ratio to boto3's GET, same rounds)",
     }
     for name, steps in anatomy.items():
-        lines += ["", f"## {titles[name]}", "", "| step | n | p50 ms | ratio |", "|---|---|---|---|"]
-        lines += [f"| {s['step']} | {s['n']} | {s['p50_ms']:.3f} | {s['ratio']:.2f}x |" for s in steps]
+        lines += [
+            "",
+            f"## {titles[name]}",
+            "",
+            "| step | n | p50 ms | ratio | client CPU ms/op | server CPU ms/op |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['step']} | {s['n']} | {s['p50_ms']:.3f} | {s['ratio']:.2f}x | "
+            f"{_ms(s.get('client_cpu_ms'))} | {_ms(s.get('server_cpu_ms'))} |"
+            for s in steps
+        ]
     lines.append("")
     return "\n".join(lines)
 
