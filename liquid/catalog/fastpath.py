@@ -86,7 +86,6 @@ WITH head AS (
 SELECT id, version FROM obj
 """
 
-
 # The id range prunes the lookup to the tenant's partition (and the legacy one): see
 # liquid.catalog.partitions.TENANT_IDS; its three values follow the ref's four.
 _WHERE = "WHERE tenant_id = %s AND namespace = %s AND key = %s AND version = %s AND " + TENANT_IDS.format(
