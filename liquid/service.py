@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import IO, Any
 
-import psycopg
 import redis.asyncio
 import zstandard
 from sqlalchemy import Engine, Row, Table, and_, select, text, update
@@ -615,17 +614,15 @@ class LiquidService:
         """Insert the version's row (and its event); its facts are remembered for reads that follow."""
         # The object.created event carries the write's latency so far (body read, bytes stored).
         fields["latency_ms"] = round((time.perf_counter() - fields.pop("started")) * 1000.0, 3)
-        try:
-            object_id, version = self.fast.insert(fields)
-        except psycopg.errors.ForeignKeyViolation as exc:
-            # The tenant is checked by its foreign key rather than by an extra query on every write.
-            if "objects_tenant_id_fkey" in str(exc) or "key_heads_tenant_id_fkey" in str(exc):
-                tenant = fields["tenant"]
-                raise InvalidInput(
-                    f"tenant {tenant!r} does not exist; create it with `liquid tenant create {tenant}`",
-                    field="tenant",
-                ) from None
-            raise
+        # The statement looks the tenant up itself (no extra round trip): no row, nothing written.
+        recorded = self.fast.insert(fields)
+        if recorded is None:
+            tenant = fields["tenant"]
+            raise InvalidInput(
+                f"tenant {tenant!r} does not exist; create it with `liquid tenant create {tenant}`",
+                field="tenant",
+            )
+        object_id, version = recorded
         # Its parts were checked on the way in and the catalog numbered it: nothing to check again.
         ref = ResultRef.known(fields["tenant"], fields["namespace"], fields["key"], version)
         self.versions.remember(

@@ -31,7 +31,9 @@ from liquid.events import log as events
 # One statement allocates the version under the key_heads row lock, inserts the object (its id
 # carries the tenant's bucket: liquid.catalog.partitions),
 # appends its event and tells the planner (liquid.catalog.changes): atomic without BEGIN/COMMIT
-# round trips.
+# round trips. The tenant is looked up, not checked by foreign keys (migration 0013: their triggers
+# locked the tenant's row on every put): an unknown tenant makes every CTE empty, so the statement
+# writes nothing and returns no row.
 _CREATED_EVENT = events.insert_from(
     "obj",
     events.CREATED,
@@ -59,7 +61,7 @@ _CREATED_EVENT = events.insert_from(
 INSERT_OBJECT = f"""
 WITH head AS (
     INSERT INTO key_heads (tenant_id, namespace, key, last_version)
-    VALUES (%(tenant)s, %(namespace)s, %(key)s, 1)
+    SELECT id, %(namespace)s, %(key)s, 1 FROM tenants WHERE id = %(tenant)s
     ON CONFLICT (tenant_id, namespace, key)
     DO UPDATE SET last_version = key_heads.last_version + 1
     RETURNING last_version
@@ -221,14 +223,17 @@ class CatalogFastPath:
             rows: list[Any] = cur.fetchall()
             return {(r.tenant_id, r.namespace, r.key, r.version): r for r in rows}
 
-    def insert(self, fields: dict[str, Any]) -> tuple[int, int]:
+    def insert(self, fields: dict[str, Any]) -> tuple[int, int] | None:
         """Record a new object version; returns its object id and version number.
+
+        None when ``fields["tenant"]`` names no tenant: nothing was written.
 
         One prepared statement, one round trip, one commit (autocommit): on the lane when it is
         free, like the warm read, since a pool checkout and return is a tenth of a small put.
         """
         row = self._one(INSERT_OBJECT, fields)
-        assert row is not None
+        if row is None:
+            return None
         return int(row[0]), int(row[1])
 
     def _one(self, query: str, params: Any) -> Any | None:

@@ -65,11 +65,16 @@ class ApiKey(Base):
 
 
 class KeyHead(Base):
-    """The last version handed out per (tenant, namespace, key); the row lock serialises writers."""
+    """The last version handed out per (tenant, namespace, key); the row lock serialises writers.
+
+    No foreign key to ``tenants`` (nor on ``objects.tenant_id``): the one writer,
+    :data:`liquid.catalog.fastpath.INSERT_OBJECT`, looks the tenant up in its own statement,
+    without the row lock a foreign-key check takes on every put (migration 0013).
+    """
 
     __tablename__ = "key_heads"
 
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     last_version: Mapped[int] = mapped_column(Integer)
@@ -90,7 +95,7 @@ class Object(Base):
     id: Mapped[int] = mapped_column(
         BigInteger, primary_key=True, autoincrement=False, server_default=text("liquid_object_id_required()")
     )
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    tenant_id: Mapped[str] = mapped_column(String(63))
     namespace: Mapped[str] = mapped_column(String(63))
     key: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
@@ -138,7 +143,6 @@ class Object(Base):
             "execution_id",
             postgresql_where="execution_id IS NOT NULL",
         ),
-        Index("ix_objects_tenant_created", "tenant_id", "created_at"),
         # Planner and retention scans are global, by state and tier.
         Index("ix_objects_state_tier", "state", "home_tier"),
         Index("ix_objects_expires", "expires_at", postgresql_where="expires_at IS NOT NULL"),

@@ -213,8 +213,17 @@ def test_bad_options_name_the_field(service: LiquidService, tenant: str, kwargs:
 
 
 def test_unknown_tenant_is_a_clear_error(service: LiquidService) -> None:
+    """The write statement looks the tenant up itself (no foreign keys): nothing may be left behind."""
     with pytest.raises(InvalidInput, match="tenant 'no-such-tenant' does not exist"):
         service.put("no-such-tenant", "ns", "k", b"x")
+    with pytest.raises(InvalidInput, match="tenant 'no-such-tenant' does not exist"):
+        service.put("no-such-tenant", "ns", "k", b"x" * 100_000)  # born in a store: its bytes removed
+    with service.engine.connect() as conn:
+        for table in ("key_heads", "objects", "events"):
+            n = conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE tenant_id = 'no-such-tenant'")
+            ).scalar()
+            assert n == 0, f"{table} kept a row of a put that failed"
 
 
 def test_max_object_size_enforced_while_streaming(
