@@ -396,7 +396,9 @@ class PgVectorIndex:
             name=f"liquid-vectors-{self.name}",
             timeout=timeout,
         )
-        await pool.open(wait=True, timeout=timeout)
+        # Not waiting for the first connection: an API may start while the catalog is down (its
+        # readiness says so); a search then waits for a connection as long as the pool's timeout.
+        await pool.open(wait=False)
         self._apool, self._aloop = pool, asyncio.get_running_loop()
 
     async def astop(self) -> None:
