@@ -119,9 +119,12 @@ def create_app(
         # Hot hits read Redis on this loop (redis-py's asyncio client), not in a worker thread.
         hot = service.hot.async_client() if service.hot is not None else None
         ctx.hot_async, ctx.hot_loop = hot, asyncio.get_running_loop()
+        # pgvector searches wait on PostgreSQL in this loop (their own pool), not in worker threads.
+        await vectors.astart()
         try:
             yield
         finally:
+            await vectors.astop()
             ctx.hot_async = ctx.hot_loop = None
             if hot is not None:
                 await hot.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -126,6 +126,21 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         with anyio.fail_after(timeout):
             return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), abandon_on_cancel=True)
+    except TimeoutError:
+        raise StoreUnavailable(
+            f"the request did not finish within {timeout:g} s (a backend is slow); retry later",
+            retry_after=min(timeout, 10.0),
+        ) from None
+
+
+async def within_deadline(work: Awaitable[T]) -> T:
+    """Await core work that runs on the event loop itself, within the request's deadline (as :func:`run`)."""
+    timeout = _DEADLINE.get()
+    if timeout is None:
+        return await work
+    try:
+        with anyio.fail_after(timeout):
+            return await work
     except TimeoutError:
         raise StoreUnavailable(
             f"the request did not finish within {timeout:g} s (a backend is slow); retry later",

@@ -25,6 +25,7 @@ from liquid.api.routes import (
     lean_call,
     run,
     utf8_path,
+    within_deadline,
 )
 from liquid.errors import InvalidInput
 from liquid.limits import MAX_VERSION
@@ -97,9 +98,16 @@ async def _search(c: ApiContext, vs: VectorSearch, tenant: str, body: SearchRequ
         content_type=f.content_type,
         classification=f.classification,
     )
-    results = await run(
-        vs.search, tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index
-    )
+    if vs.on_loop(body.index):
+        # pgvector in the catalog: the search waits on PostgreSQL's socket in this loop, no worker
+        # thread to hop to and back from (benchmarks/results/vectors.md: the hop cost the most).
+        results = await within_deadline(
+            vs.asearch(tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index)
+        )
+    else:
+        results = await run(
+            vs.search, tenant, body.vector, k=body.k, where=where, ef_search=body.ef_search, index=body.index
+        )
     # orjson: ten results with their inline values and metadata, written several times faster.
     answer = {"index": body.index or c.settings.vectors.default, "results": [r.to_json() for r in results]}
     return Response(orjson.dumps(answer), media_type="application/json")

@@ -17,7 +17,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 
-def stale(conn: psycopg.Connection[Any]) -> bool:
+def stale(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     """Whether an idle pooled connection is dead: a zero-timeout poll of its socket, no round trip.
 
     An idle connection has nothing to read. When the server restarts or kills the backend it

@@ -41,28 +41,35 @@ much as the HNSW statement itself. The query vector goes as pgvector's binary ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
+import orjson
 import psycopg
 from cachetools import LRUCache
 from pgvector import Vector
 from pgvector.psycopg.vector import VectorBinaryDumper
 from psycopg.rows import namedtuple_row
 from psycopg.types import TypeInfo
-from sqlalchemy import Connection, Engine, bindparam, text
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Connection, Engine, bindparam, make_url, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.types import UserDefinedType
 
 from liquid.catalog import db
+from liquid.catalog.liveness import stale
 from liquid.catalog.models import ObjectVector
 from liquid.config import CATALOG_STORE, VectorSettings
 from liquid.errors import DimensionMismatch, InvalidInput
@@ -186,6 +193,12 @@ class PgVectorIndex:
         )
         self._refreshing: set[tuple[str, str | None, int, str]] = set()
         self._samples_lock = threading.Lock()  # LRUCache is not thread-safe; API threads share it
+        # asearch's pool, the loop it belongs to, and each of its connections' ef_search.
+        self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._asession: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Searches run, and how many of them the exact fallback answered.
         self.searches = 0
         self.exact_fallbacks = 0
@@ -212,9 +225,12 @@ class PgVectorIndex:
             ).first()
         if row is None:
             return None
+        return self._remember(tenant, namespace, VectorSpace(row.dims, row.metric))
+
+    def _remember(self, tenant: str, namespace: str, space: VectorSpace) -> VectorSpace:
         if len(self._spaces) >= 100_000:
             self._spaces.clear()
-        space = self._spaces[(tenant, namespace)] = VectorSpace(row.dims, row.metric)
+        self._spaces[(tenant, namespace)] = space
         return space
 
     def _fix_space(
@@ -337,14 +353,12 @@ class PgVectorIndex:
         if q is None:
             return []
         ef = max(int(ef_search or self.settings.ef_search), int(k))
-        # Literals, validated ints: SET does not take parameters.
-        hnsw = f"hnsw.ef_search = {ef}; SET {{local}}hnsw.iterative_scan = strict_order"
         if db.pooler(self.engine) == "transaction":
             # The next transaction may run on another server session: the settings live and die
             # with this one (SET LOCAL), at the price of BEGIN and COMMIT round trips.
             with self.engine.begin() as conn:
                 raw = _driver(conn)
-                raw.execute("SET LOCAL " + hnsw.format(local="LOCAL "))
+                raw.execute(_hnsw_settings(ef, local=True))
                 rows = self._rows(raw, q, k=k)
         else:
             # One round trip: a read-only statement in autocommit, on a connection whose session
@@ -354,9 +368,157 @@ class PgVectorIndex:
                 raw = _driver(conn)
                 wanted = (ef, "strict_order")
                 if conn.info.get("liquid_hnsw") != wanted:
-                    raw.execute("SET " + hnsw.format(local=""))
+                    raw.execute(_hnsw_settings(ef, local=False))
                     conn.info["liquid_hnsw"] = wanted
                 rows = self._rows(raw, q, k=k)
+        return self._hits(q, rows)
+
+    # ------------------------------------------------------ search on the event loop
+
+    async def astart(self, *, max_size: int = 10, timeout: float = 10.0) -> None:
+        """Open this event loop's connection pool for :meth:`asearch` (the API's lifespan calls it).
+
+        Its own psycopg ``AsyncConnectionPool`` of autocommit connections to the catalog database,
+        each set up once: binary query vectors, the HNSW session settings (unless behind a
+        transaction-mode pooler), jsonb read by orjson.
+        """
+        if self._apool is not None:
+            return
+        prepare = db.pooler(self.engine) != "transaction"
+        url = self.engine.url.render_as_string(hide_password=False)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True, "prepare_threshold": 5 if prepare else None},
+            configure=self._aconfigure,
+            open=False,
+            name=f"liquid-vectors-{self.name}",
+            timeout=timeout,
+        )
+        # Not waiting for the first connection: an API may start while the catalog is down (its
+        # readiness says so); a search then waits for a connection as long as the pool's timeout.
+        await pool.open(wait=False)
+        self._apool, self._aloop = pool, asyncio.get_running_loop()
+
+    async def astop(self) -> None:
+        """Close the pool :meth:`astart` opened (on the loop that opened it)."""
+        pool, self._apool, self._aloop = self._apool, None, None
+        if pool is not None:
+            await pool.close()
+
+    def on_loop(self) -> bool:
+        """Whether :meth:`asearch` can run here: :meth:`astart` opened a pool on the running loop."""
+        if self._apool is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is self._aloop
+        except RuntimeError:
+            return False
+
+    async def _aconfigure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        info = await TypeInfo.fetch(conn, "vector")
+        if info is None:
+            raise psycopg.ProgrammingError("the vector type is not in this database: CREATE EXTENSION vector")
+        conn.adapters.register_dumper(Vector, type("VectorDumper", (VectorBinaryDumper,), {"oid": info.oid}))
+        set_json_loads(_json_loads, conn)
+        if db.pooler(self.engine) != "transaction":
+            await conn.execute(_hnsw_settings(self.settings.ef_search, local=False))
+            self._asession[conn] = self.settings.ef_search
+
+    async def asearch(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        k: int,
+        where: VectorFilter,
+        ef_search: int | None = None,
+    ) -> list[VectorHit]:
+        """:meth:`search` on the event loop (after :meth:`astart`): the same statements and answers.
+
+        A search waits on PostgreSQL's socket in the loop itself, so it costs no worker-thread
+        hop there and back (two thread wake-ups, each a scheduling delay on a busy machine). Only
+        a set's first search, which reads its sample (a sort of the set), runs in a worker thread.
+        """
+        pool = self._apool
+        if pool is None or not self.on_loop():
+            raise RuntimeError("PgVectorIndex.asearch needs astart() on the running event loop")
+        ef = max(int(ef_search or self.settings.ef_search), int(k))
+        conn = await pool.getconn()
+        try:
+            if stale(conn):  # closed by the server while idle: get a fresh one, no round trip spent
+                await conn.close()
+                await pool.putconn(conn)
+                conn = await pool.getconn()
+            q = await self._aquery(conn, tenant, vector, k=k, where=where)
+            if q is None:
+                return []
+            if db.pooler(self.engine) == "transaction":
+                async with conn.transaction():
+                    await conn.execute(_hnsw_settings(ef, local=True))
+                    rows = await self._arows(conn, q, k=k)
+            else:
+                if self._asession.get(conn) != ef:
+                    await conn.execute(_hnsw_settings(ef, local=False))
+                    self._asession[conn] = ef
+                rows = await self._arows(conn, q, k=k)
+        finally:
+            await pool.putconn(conn)
+        return self._hits(q, rows)
+
+    async def _aquery(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        k: int,
+        where: VectorFilter,
+    ) -> PgVectorQuery | None:
+        """:meth:`query`, reading what the space cache lacks on ``conn``."""
+        dims = len(vector)
+        if where.namespace is not None:
+            space = self._spaces.get((tenant, where.namespace))
+            if space is None:
+                cur = await conn.execute(
+                    "SELECT dims, metric FROM vector_spaces WHERE tenant_id = %s AND namespace = %s",
+                    (tenant, where.namespace),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    return None
+                space = self._remember(tenant, where.namespace, VectorSpace(int(row[0]), row[1]))
+            check_dims(space, dims, where.namespace)
+            return self._plan(tenant, vector, k=k, where=where, metric=space.metric)
+        cur = await conn.execute(
+            "SELECT DISTINCT dims, metric FROM vector_spaces WHERE tenant_id = %s", (tenant,)
+        )
+        found = [(int(d), str(m)) for d, m in await cur.fetchall()]
+        if not found:
+            return None
+        return self._plan(tenant, vector, k=k, where=where, metric=_metric_of(found, dims))
+
+    async def _arows(self, conn: psycopg.AsyncConnection[Any], q: PgVectorQuery, *, k: int) -> list[Any]:
+        """:meth:`_rows` on the event loop."""
+        async with conn.cursor(row_factory=namedtuple_row) as cur:
+            await cur.execute(q.sql, q.params)
+            rows: list[Any] = await cur.fetchall()
+            self.searches += 1
+            if self.settings.exact_fallback_max > 0:
+                sample = self._cached_sample(q)
+                if sample is None:  # the set's first search: its count and sample, off the loop
+                    sample = await anyio.to_thread.run_sync(self._load_sample, q)
+                scores = [_score(q.metric, float(r.distance)) for r in rows]
+                if not self._stands(sample, q, q.params["q"].to_numpy(), scores, k=k):
+                    self.exact_fallbacks += 1
+                    await cur.execute(q.exact_sql, q.params)
+                    rows = await cur.fetchall()
+        return rows
+
+    # ------------------------------------------------------------ shared by both
+
+    def _hits(self, q: PgVectorQuery, rows: list[Any]) -> list[VectorHit]:
         return [
             VectorHit(
                 object_id=r.object_id,
@@ -393,11 +555,19 @@ class PgVectorIndex:
         ``conn`` (psycopg) reads the searched set's count and sample when they are not cached;
         ``vector`` is the query (a float32 array).
         """
-        limit = self.settings.exact_fallback_max
-        if limit <= 0:
+        if self.settings.exact_fallback_max <= 0:
             return True
-        sample = self._sample(conn, q)
-        if sample.n > limit:
+        sample = self._cached_sample(q)
+        if sample is None:
+            sample = self._read_sample(conn, q)
+        return self._stands(sample, q, vector, scores, k=k)
+
+    def _stands(
+        self, sample: SetSample, q: PgVectorQuery, vector: Any, scores: Sequence[float], *, k: int
+    ) -> bool:
+        """:meth:`stands`, given the set's sample."""
+        limit = self.settings.exact_fallback_max
+        if limit <= 0 or sample.n > limit:
             return True
         if len(scores) < k:
             # Fewer than k: a filter or dead objects, or a graph walk that ended early; only an
@@ -415,16 +585,16 @@ class PgVectorIndex:
         z = (min(scores) - centre) / sd
         return z >= math.sqrt(2.0 * math.log(max(sample.n, 2))) + self.settings.exact_fallback_margin
 
-    def _sample(self, conn: psycopg.Connection[Any], q: PgVectorQuery) -> SetSample:
-        """The set's sample: read now on its first search, else the cached one (refreshed when old)."""
+    def _cached_sample(self, q: PgVectorQuery) -> SetSample | None:
+        """The set's cached sample (a new one read in the background when it is old); None if never read."""
         with self._samples_lock:
             found = self._samples.get(q.set_key)
-            stale = found is not None and self.timer() - found[1] >= SAMPLE_TTL
-            refresh = stale and q.set_key not in self._refreshing
+            old = found is not None and self.timer() - found[1] >= SAMPLE_TTL
+            refresh = old and q.set_key not in self._refreshing
             if refresh:
                 self._refreshing.add(q.set_key)
         if found is None:
-            return self._read_sample(conn, q)
+            return None
         if refresh:
             # Off the request path: reading a sample sorts the whole set (~100 ms at 100k vectors).
             self.spawn(lambda: self._refresh_sample(q))
@@ -432,13 +602,17 @@ class PgVectorIndex:
 
     def _refresh_sample(self, q: PgVectorQuery) -> None:
         try:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                self._read_sample(_driver(conn), q)
+            self._load_sample(q)
         except Exception as exc:  # the old sample keeps serving; the next search past its age retries
             log.warning("refreshing the exact fallback's sample of %s failed: %r", q.set_key[1:], exc)
         finally:
             with self._samples_lock:
                 self._refreshing.discard(q.set_key)
+
+    def _load_sample(self, q: PgVectorQuery) -> SetSample:
+        """:meth:`_read_sample` on a connection of the engine's own."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return self._read_sample(_driver(conn), q)
 
     def _read_sample(self, conn: psycopg.Connection[Any], q: PgVectorQuery) -> SetSample:
         """Count the set (up to the fallback's cap) and sample it on ``conn``; cached for later searches."""
@@ -472,30 +646,23 @@ class PgVectorIndex:
             if space is None:
                 return None
             check_dims(space, dims, where.namespace)
-            metric: str = space.metric
-        else:
-            with self.engine.connect() as conn:
-                found = conn.execute(
-                    text("SELECT DISTINCT dims, metric FROM vector_spaces WHERE tenant_id = :t"),
-                    {"t": tenant},
-                ).all()
-            if not found:
-                return None
-            metrics = sorted({m for d, m in found if d == dims})
-            if not metrics:
-                have = ", ".join(sorted({str(d) for d, _ in found}))
-                raise DimensionMismatch(
-                    f"vector has {dims} dimensions but this tenant's embeddings have {have};"
-                    " embed with the same model",
-                    field="vector",
-                )
-            if len(metrics) > 1:
-                raise InvalidInput(
-                    f"{dims}-dimensional embeddings of this tenant use several metrics"
-                    f" ({', '.join(metrics)}); name a namespace",
-                    field="namespace",
-                )
-            metric = metrics[0]
+            return self._plan(tenant, vector, k=k, where=where, metric=space.metric)
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT DISTINCT dims, metric FROM vector_spaces WHERE tenant_id = :t"),
+                {"t": tenant},
+            ).all()
+        if not found:
+            return None
+        return self._plan(
+            tenant, vector, k=k, where=where, metric=_metric_of([(int(d), str(m)) for d, m in found], dims)
+        )
+
+    def _plan(
+        self, tenant: str, vector: Sequence[float], *, k: int, where: VectorFilter, metric: str
+    ) -> PgVectorQuery:
+        """The statements for a query of ``metric`` (the searched space's, already looked up)."""
+        dims = len(vector)
         op = OPS[metric][0]
         conds = [f"dims = {dims}", f"metric = '{metric}'", "tenant_id = %(tenant)s"]
         params: dict[str, Any] = {
@@ -552,6 +719,47 @@ class PgVectorIndex:
             dims=dims,
             set_key=(tenant, where.namespace, dims, metric),
         )
+
+
+def _metric_of(found: Sequence[tuple[int, str]], dims: int) -> str:
+    """The metric of a tenant's ``dims``-dimensional spaces (``found``: all its (dims, metric) pairs).
+
+    Raises:
+        DimensionMismatch: no space of that dimension.
+        InvalidInput: spaces of that dimension with different metrics (the caller names a namespace).
+    """
+    metrics = sorted({m for d, m in found if d == dims})
+    if not metrics:
+        have = ", ".join(sorted({str(d) for d, _ in found}))
+        raise DimensionMismatch(
+            f"vector has {dims} dimensions but this tenant's embeddings have {have};"
+            " embed with the same model",
+            field="vector",
+        )
+    if len(metrics) > 1:
+        raise InvalidInput(
+            f"{dims}-dimensional embeddings of this tenant use several metrics ({', '.join(metrics)});"
+            " name a namespace",
+            field="namespace",
+        )
+    return metrics[0]
+
+
+def _hnsw_settings(ef: int, *, local: bool) -> str:
+    """The session (or, ``local``, transaction) settings of an HNSW search: literals, validated ints."""
+    scope = "SET LOCAL " if local else "SET "
+    return f"{scope}hnsw.ef_search = {int(ef)}; {scope}hnsw.iterative_scan = strict_order"
+
+
+def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """jsonb as orjson reads it (tags of ten hits, several times faster), json's reading as a fallback.
+
+    orjson refuses a few things PostgreSQL's jsonb holds, such as integers past 64 bits.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
 
 def _scores(metric: str, sample: Any, query: Any) -> Any:

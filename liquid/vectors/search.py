@@ -39,6 +39,7 @@ from liquid.vectors.base import (
     check_metric,
     check_vector,
 )
+from liquid.vectors.pgvector import PgVectorIndex
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -260,6 +261,57 @@ class VectorSearch:
             DimensionMismatch: the query's length differs from the namespace's dimension (422).
         """
         where = where or VectorFilter()
+        query = self._checked(vector, k=k, where=where, ef_search=ef_search)
+        hits = self.index(index).search(tenant, query, k=k, where=where, ef_search=ef_search)
+        return self._finish(tenant, hits)
+
+    async def asearch(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        k: int = 10,
+        where: VectorFilter | None = None,
+        ef_search: int | None = None,
+        index: str | None = None,
+    ) -> list[SearchResult]:
+        """:meth:`search` on the event loop, when :meth:`on_loop` says the index can (same answers).
+
+        Raises:
+            RuntimeError: the index cannot search on this loop (:meth:`on_loop` was False).
+            InvalidInput / DimensionMismatch: as :meth:`search`.
+        """
+        where = where or VectorFilter()
+        query = self._checked(vector, k=k, where=where, ef_search=ef_search)
+        target = self._indexes.get(index or self.vsettings.default)
+        if not isinstance(target, PgVectorIndex):
+            raise RuntimeError(f"vector index {index!r} does not search on the event loop")
+        hits = await target.asearch(tenant, query, k=k, where=where, ef_search=ef_search)
+        return self._finish(tenant, hits)
+
+    async def astart(self, *, max_size: int = 10) -> None:
+        """Let the catalog's pgvector index search on the running loop (the API's lifespan).
+
+        Indexes elsewhere (Qdrant) keep searching in worker threads.
+        """
+        target = self.index(CATALOG_STORE)
+        if isinstance(target, PgVectorIndex):
+            await target.astart(max_size=max_size)
+
+    async def astop(self) -> None:
+        for target in list(self._indexes.values()):
+            if isinstance(target, PgVectorIndex):
+                await target.astop()
+
+    def on_loop(self, index: str | None = None) -> bool:
+        """Whether :meth:`asearch` can search index ``index`` (the default when None) on this loop."""
+        target = self._indexes.get(index or self.vsettings.default)
+        return isinstance(target, PgVectorIndex) and target.on_loop()
+
+    def _checked(
+        self, vector: Sequence[float], *, k: int, where: VectorFilter, ef_search: int | None
+    ) -> list[float]:
+        """The query as floats, after checking it, ``k``, ``ef_search`` and the filter."""
         query = check_vector(vector, "vector", max_dims=self.vsettings.max_dimensions)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.vsettings.max_k:
             raise InvalidInput(f"k must be an integer from 1 to {self.vsettings.max_k}, got {k!r}", field="k")
@@ -270,7 +322,9 @@ class VectorSearch:
                 f"ef_search must be an integer from 1 to 1000, got {ef_search!r}", field="ef_search"
             )
         _check_filter(where)
-        hits = self.index(index).search(tenant, query, k=k, where=where, ef_search=ef_search)
+        return query
+
+    def _finish(self, tenant: str, hits: list[VectorHit]) -> list[SearchResult]:
         results = self._resolve(tenant, hits)
         if self.access is not None:  # one clock read for the search's inline hits
             self.access.note_many(r.ref.ref for r in results if r.ref.inline is not None)

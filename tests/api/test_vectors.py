@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from liquid.api.server import ApiServer
 from liquid.client import AsyncClient, Client
 from liquid.client.errors import DimensionMismatch
 from liquid.service import LiquidService
@@ -213,3 +214,20 @@ def test_lean_search_checks_keys_and_tenants_like_every_route(
     assert http.post("/v1/search", json=body, headers=admin).status_code == 400
     bad = http.post("/v1/search", content="{not json", headers={**auth, "Content-Type": "application/json"})
     assert problem_of(bad, 400)["field"] == "body"
+
+
+def test_search_waits_on_postgresql_in_the_event_loop(
+    http: httpx.Client, auth: dict[str, str], api_server: ApiServer
+) -> None:
+    """The server's lifespan gave the catalog's pgvector index a pool on its loop: searches use it."""
+    _put(http, auth, "looped")
+    assert http.put("/v1/vectors/kb/looped", json={"embeddings": [{"vector": E[3]}]}, headers=auth)
+    index = api_server.app.state.vectors.index("catalog")
+    pool = index._apool
+    assert pool is not None
+    before = (index.searches, pool.get_stats().get("requests_num", 0))
+    (hit,) = http.post("/v1/search", json={"vector": E[3], "k": 1, "namespace": "kb"}, headers=auth).json()[
+        "results"
+    ]
+    assert hit["key"] == "looped"
+    assert index.searches == before[0] + 1 and pool.get_stats()["requests_num"] == before[1] + 1

@@ -8,6 +8,7 @@ notice and answer them exactly, and must leave queries near a cluster to the ind
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from liquid.bootstrap import Runtime, open_runtime
 from liquid.catalog.fastpath import conninfo
 from liquid.config import Settings, VectorSettings
+from liquid.errors import DimensionMismatch
 from liquid.vectors import VectorFilter
 from liquid.vectors.base import VectorRecord
 from liquid.vectors.pgvector import SAMPLE_SIZE, SAMPLE_TTL, PgVectorIndex, SetSample, register_vector_dumper
@@ -210,3 +212,79 @@ def test_an_old_sample_serves_while_a_new_one_is_read_off_the_request_path(world
     _top(world, index, queries[4])
     assert not pending and sample() is fresh
     assert index.exact_fallbacks == index.searches == 5
+
+
+def test_a_search_on_the_event_loop_answers_as_the_worker_thread_one(world: dict[str, Any]) -> None:
+    """``asearch`` (the API's path) runs the same statements: same hits, same fallbacks, same errors;
+    its first search of a set reads the sample (in a thread), later ones use the cache."""
+    threaded, looped = _index(world), _index(world)
+    rng = world["rng"]
+    queries = [
+        *_unit(rng.standard_normal((3, DIMS))).astype(np.float32),  # the fallback's
+        *(
+            _unit(world["centres"][c] + 0.05 * rng.standard_normal(DIMS)).astype(np.float32)
+            for c in range(CENTRES)
+        ),
+    ]
+    wheres = [
+        VectorFilter(namespace="kb"),
+        VectorFilter(),
+        VectorFilter(namespace="kb", content_type="application/octet-stream"),
+    ]
+    tenant = world["tenant"]
+
+    def key(hits: list[Any]) -> list[tuple[int, float]]:
+        return [(h.object_id, round(h.score, 5)) for h in hits]
+
+    async def main() -> None:
+        await looped.astart(max_size=2)
+        try:
+            assert looped.on_loop()
+            for q in queries:
+                for where in wheres:
+                    want = threaded.search(tenant, q.tolist(), k=10, where=where)
+                    got = await looped.asearch(tenant, q.tolist(), k=10, where=where)
+                    assert key(got) == key(want) and len(got) == 10
+                    assert got[0].live_row.key == want[0].live_row.key
+            assert (
+                await looped.asearch("nobody-" + uuid.uuid4().hex, queries[0].tolist(), k=3, where=wheres[0])
+                == []
+            )
+            with pytest.raises(DimensionMismatch):
+                await looped.asearch(tenant, [1.0, 0.0], k=3, where=wheres[0])
+            with pytest.raises(DimensionMismatch):
+                await looped.asearch(tenant, [1.0, 0.0], k=3, where=VectorFilter())
+        finally:
+            await looped.astop()
+        assert not looped.on_loop()
+
+    asyncio.run(main())
+    assert (looped.searches, looped.exact_fallbacks) == (threaded.searches, threaded.exact_fallbacks)
+    assert 0 < looped.exact_fallbacks < looped.searches
+
+
+def test_a_search_on_the_event_loop_survives_a_killed_connection(world: dict[str, Any]) -> None:
+    """A pooled connection the server closed while idle is replaced before the search, not failed on."""
+    index = _index(world)
+    q = _unit(world["centres"][1]).astype(np.float32).tolist()
+    url = world["rt"].service.engine.url.render_as_string(hide_password=False)
+
+    async def main() -> None:
+        await index.astart(max_size=1)
+        try:
+            first = await index.asearch(world["tenant"], q, k=5, where=VectorFilter(namespace="kb"))
+            pool = index._apool
+            assert pool is not None
+            async with pool.connection() as conn:
+                pid = conn.info.backend_pid
+            with psycopg.connect(conninfo(url), autocommit=True) as admin:
+                assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+            await asyncio.sleep(0.2)  # the FATAL message reaches the idle socket
+            again = await index.asearch(world["tenant"], q, k=5, where=VectorFilter(namespace="kb"))
+            async with pool.connection() as conn:
+                assert conn.info.backend_pid != pid
+            assert [h.object_id for h in again] == [h.object_id for h in first]
+        finally:
+            await index.astop()
+
+    asyncio.run(main())
