@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +60,12 @@ from liquid.tiering.state import TIER_INDEX, PlacementState
 from liquid.tiering.values import COLDER, TEMP, PlannerSettings, Prices, ValueModel
 
 LN2 = math.log(2)
+
+
+class CapSplit(Protocol):
+    """Sets each global cap's limit to this planner's share of it (a planner shard: liquid.tiering.shares)."""
+
+    def __call__(self, state: PlacementState, *, rebuild: bool) -> None: ...
 
 
 @dataclass(slots=True)
@@ -134,6 +140,9 @@ class Planner:
         )
         #: False while a dry run plans: it ranks like the daemon but teaches the simulations nothing.
         self.learning = True
+        #: A planner shard's split of the global caps, run before each rebuild's and cycle's
+        #: settle (None: this planner plans the whole catalog and holds every cap whole).
+        self.shares: CapSplit | None = None
         # Caches that belong to one policy set (dropped when it changes: bounded memory).
         self._policies: PolicySet | None = None
         self._by_name: dict[str, TieringPolicy] = {}
@@ -198,6 +207,8 @@ class Planner:
         state.warnings = [str(w) for w in budget_warnings(policies, summary.catalog())]
         state.warnings += unreachable_rates(policies, self.settings.access.correlation_window)
         self._adapt(state)
+        if self.shares is not None and self.learning:
+            self.shares(state, rebuild=True)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return state, plan
@@ -224,6 +235,8 @@ class Planner:
             self._place_columns(state, p, batch)
         self._commit_columns(state, p)
         self._adapt(state)
+        if self.shares is not None:
+            self.shares(state, rebuild=False)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return p.plan

@@ -59,6 +59,8 @@ class Cap:
     unit: str = "bytes"
     #: Units used by members, kept as they come and go.
     used: float = 0.0
+    #: The policy's limit when ``limit`` is a planner shard's share of it (liquid.tiering.shares).
+    policy_limit: float | None = None
 
     def applies(self, tenant: str, namespace: str = "") -> bool:
         return self.tenant is None or (
@@ -148,6 +150,36 @@ class RankedTier:
         self.namespace_bytes = {}
         for oid, size in self.members.items():
             self._count_namespace(oid, size)
+
+    def set_limit(self, cap: Cap, limit: float) -> None:
+        """A new limit for one of the caps (a planner shard's share of a global cap).
+
+        Lower: the next :meth:`trim` evicts down to it. Higher: the next :meth:`settle` also
+        tries the parked offers (room was made).
+        """
+        if cap.limit != limit:
+            cap.limit = limit
+            self._derive()
+            self._freed = True
+
+    def demand(self, cap: Cap) -> tuple[list[float], list[float]]:
+        """(ranks, units) of every member and offer ``cap`` applies to (released members too).
+
+        Ranks are without the member bonus; a member adopted without a rank counts at ``-inf``.
+        What a planner shard publishes of its wants under a global cap (:mod:`liquid.tiering.shares`).
+        """
+        ranks: list[float] = []
+        units: list[float] = []
+        everyone = cap.tenant is None
+        per_byte = cap.is_bytes and not cap.factors and cap.default_factor == 1.0
+        for oid in self._rank.keys() | self.members.keys():
+            tenant = self._tenant.get(oid, "")
+            if not everyone and not cap.applies(tenant, self._ns.get(oid, "")):
+                continue
+            size = self.members.get(oid, self._size.get(oid, 0))
+            ranks.append(self._rank.get(oid, -math.inf))
+            units.append(float(size) if per_byte else size * cap.factor(tenant))
+        return ranks, units
 
     def _derive(self) -> None:
         """What the caps imply, worked out once per set of caps (these run per offer)."""
