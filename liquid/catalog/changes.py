@@ -19,6 +19,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, text
 
+from liquid.catalog import partitions
+
 TABLE = "tiering_changes"
 
 #: SQL to add the ids of a CTE or subquery (``SELECT id ...``) to the feed: ``MARK.format(select)``.
@@ -40,12 +42,42 @@ def mark_changed(conn: Connection, object_ids: Iterable[int]) -> None:
         conn.execute(_MARK_IDS, {"ids": ids})
 
 
-def drain(engine: Engine, *, batch: int = 10_000) -> list[int]:
-    """Take every id out of the feed, ``batch`` per statement; returns them sorted."""
+# A planner shard's part: ids whose high bits name one of its buckets, and legacy ids (below
+# 1 << 48, from before the partitioning) whose row's tenant hashes to one of them. A legacy id
+# without a row (none is ever deleted but by a migration's downgrade) goes to bucket 1's owner.
+_DRAIN_BUCKETS = text(
+    f"""
+DELETE FROM tiering_changes WHERE object_id IN (
+    SELECT c.object_id FROM tiering_changes c
+    WHERE (c.object_id >= {partitions.LEGACY_END}
+           AND (c.object_id >> {partitions.SHIFT})::int = ANY(CAST(:buckets AS int[])))
+       OR (c.object_id < {partitions.LEGACY_END} AND coalesce(
+              (SELECT liquid_tenant_bucket(o.tenant_id) FROM objects o
+               WHERE o.id = c.object_id AND o.id < {partitions.LEGACY_END}), 1)
+           = ANY(CAST(:buckets AS int[])))
+    LIMIT :n FOR UPDATE SKIP LOCKED)
+RETURNING object_id
+"""
+)
+
+
+def drain(engine: Engine, *, batch: int = 10_000, buckets: Iterable[int] | None = None) -> list[int]:
+    """Take every id out of the feed, ``batch`` per statement; returns them sorted.
+
+    ``buckets``: only the ids of these tenant buckets' objects (a planner shard's,
+    :mod:`liquid.tiering.shards`); the others stay for their owners.
+    """
     out: list[int] = []
+    args: dict[str, object] = {"n": batch}
+    sql = _DRAIN
+    if buckets is not None:
+        args["buckets"] = sorted(int(b) for b in buckets)
+        if not args["buckets"]:
+            return out
+        sql = _DRAIN_BUCKETS
     while True:
         with engine.begin() as conn:
-            got = [int(i) for i in conn.execute(_DRAIN, {"n": batch}).scalars()]
+            got = [int(i) for i in conn.execute(sql, args).scalars()]
         out.extend(got)
         if len(got) < batch:
             return sorted(out)
