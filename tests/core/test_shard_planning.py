@@ -11,7 +11,9 @@ partitioning (legacy ids), the applier queueing real journal rows. Checked:
     the other's, the two daemons' combined warm set holds at least 95% of the bytes one global
     planner puts there, and the sum of what both plan into warm never exceeds the cap;
 (c) a daemon that stops renewing: its buckets are taken over once its leases ran out, and
-    planned (and its budget share freed) by the survivor.
+    planned (and its budget share freed) by the survivor;
+(d) the same split on the hot tier, with a Valkey of this module's own: what Redis holds (the
+    ledger, after the daemons filled and evicted copies) never exceeds the global hot budget.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from liquid.bootstrap import Runtime, open_runtime
 from liquid.catalog import changes, db, partitions
 from liquid.catalog.fastpath import conninfo
 from liquid.config import Settings
+from liquid.embedded import EmbeddedValkey
 from liquid.policy.loader import load_policy_text
 from liquid.policy.store import apply_policies
 from liquid.service import LiquidService
@@ -359,3 +362,92 @@ def test_a_stopped_daemons_buckets_are_taken_over_after_the_lease(
     (grant,) = a.cap_shares.grants.values()
     assert grant.shards == 1 and grant.granted == pytest.approx(cap)
     assert warm_used(a) <= cap
+
+
+HOT_POLICY = """
+apiVersion: liquid/v1
+kind: TieringPolicy
+metadata: {{name: hot-when-read}}
+spec:
+  rules:
+    - {{tier: hot, promoteAbove: 1/h, demoteBelow: 0.5/h}}
+    - {{tier: warm}}
+  minResidency: 0s
+---
+apiVersion: liquid/v1
+kind: Budget
+metadata: {{name: hot-cap}}
+spec:
+  tiers:
+    hot: {{maxBytes: {cap}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def own_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Valkey of this module's own: the shards' hot ledgers must not see other tests' copies."""
+    server = EmbeddedValkey(tmp_path_factory.mktemp("shard-valkey"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_the_hot_tiers_global_budget_is_shared_and_redis_stays_within_it(
+    catalog: Catalog, daemons: Callable[..., TieringDaemon], own_valkey: str
+) -> None:
+    a, b = daemons("a", hot=own_valkey), daemons("b", hot=own_valkey)
+    split_buckets(a, b)
+    assert a.shards is not None and b.shards is not None
+    svc = a.service
+    assert svc.hot is not None
+    cold_t = tenant_in(frozenset(partitions.bucket_of_partition(n) for n in a.shards.held), "hcold")
+    hot_t = tenant_in(frozenset(partitions.bucket_of_partition(n) for n in b.shards.held), "hhot")
+    size = 20 * 1024
+    ids: dict[str, list[int]] = {}
+    for t in (cold_t, hot_t):
+        svc.tenancy.create_tenant(t)
+        ids[t] = []
+        for k in range(40):
+            svc.put(t, "data", f"o{k:02d}", bytes([k]) * size)
+    with catalog.engine.begin() as conn:
+        for t, rate in ((cold_t, lambda k: 2.0 + 0.05 * k), (hot_t, lambda k: 20.0 + 2.0 * k)):
+            got = conn.execute(
+                text("SELECT id FROM objects WHERE tenant_id = :t ORDER BY key"), {"t": t}
+            ).scalars()
+            ids[t] = [int(i) for i in got]
+            conn.execute(
+                text(
+                    "INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, updated_at)"
+                    " SELECT unnest(CAST(:ids AS bigint[])), :t, unnest(CAST(:s AS float8[])), 10, :now, :now"
+                    " ON CONFLICT (object_id) DO UPDATE SET score = excluded.score,"
+                    " last_access_at = excluded.last_access_at"
+                ),
+                {"ids": ids[t], "t": t, "s": [rate(k) for k in range(len(ids[t]))], "now": NOW},
+            )
+        changes.mark_changed(conn, ids[cold_t] + ids[hot_t])
+    cap = 30 * (size + 512)
+    apply_policies(catalog.engine, {"p.yaml": HOT_POLICY.format(cap=cap)}, actor="test", clock=lambda: NOW)
+
+    policies = load_policy_text(HOT_POLICY.format(cap=cap))
+    single, _ = Planner(a.settings).rebuild(
+        policies,
+        CatalogRows(catalog.engine, half_life=a.settings.access.half_life).scan_columns(NOW, policies),
+        NOW,
+    )
+    one = dict(single.hot.members)
+    assert cap - size - 1024 < sum(one.values()) <= cap
+
+    in_redis, planned_hot = [], []
+    for _ in range(4):
+        for d in (a, b):
+            d.job_shards()
+            d.job_cycle()
+            planned_hot.append(sum(x.engine.state.hot.bytes for x in (a, b) if x.engine.state is not None))
+            in_redis.append(svc.hot.used_bytes())
+    assert max(planned_hot) <= cap and max(in_redis) <= cap, (planned_hot, in_redis)
+    both = {**a.engine.state.hot.members, **b.engine.state.hot.members}  # type: ignore[union-attr]
+    agree = sum(s for i, s in one.items() if i in both) / sum(one.values())
+    print(f"hot agreement with one planner: {agree:.4f}; Redis held at most {max(in_redis)} of {cap}")
+    assert agree >= 0.95
+    assert in_redis[-1] > cap // 2, "the hot tier should fill up to near its budget"
