@@ -6,10 +6,12 @@ Budget without ``tenant``, on the hot tier or a durable one) spans every shard. 
 plans under a *grant*, a part of the limit, and the grants are chosen so that
 
 * **the sum never exceeds the limit**, whatever order the shards run in: a shard's grant is at
-  most ``limit - sum of the others' hold``, where a shard's *hold* is ``max(used, granted)`` as of its
-  last split (what it may occupy until its next one: it only grows up to its grant, and trims
-  down to a lower grant at its next pass). Budget moves between shards by one giving back
-  (its hold drops at its next split) and the other then growing into the room; never overshooting.
+  most ``limit - sum of the others' hold``, where a shard's *hold* is what it occupies once the
+  pass of its last split settled — its grant (the settle trims down to it; members that may not
+  move excepted), or for a deferred rebuild the part of its share its residents occupy (a
+  reservation: its plan holds nothing meanwhile). It holds that until its next split. Budget
+  moves between shards by one giving back (its hold drops at its next split) and the other then
+  growing into the room; never overshooting.
 * **the split follows value, not 1/N**: each shard publishes a compact histogram of what it
   wants in the capped tier — units (bytes, or cost for a cost cap) per rank bin, members and
   waiting or parked offers alike — and the split is the greedy-knapsack answer computed over
@@ -77,7 +79,9 @@ ON CONFLICT (cap, holder) DO UPDATE SET
 )
 _LIVE = text("SELECT holder, demand, used, granted FROM tiering_shares WHERE cap = :cap AND holder <> ''")
 _SHARE = text("UPDATE tiering_shares SET share = :share WHERE cap = :cap AND holder = :holder")
-_GRANT = text("UPDATE tiering_shares SET granted = :granted WHERE cap = :cap AND holder = :holder")
+_GRANT = text(
+    "UPDATE tiering_shares SET granted = :granted, used = :used WHERE cap = :cap AND holder = :holder"
+)
 _RELEASE = text("DELETE FROM tiering_shares WHERE holder = :holder")
 _ROWS = text(
     "SELECT cap, holder, used, share, granted FROM tiering_shares WHERE holder <> '' ORDER BY cap, holder"
@@ -210,6 +214,8 @@ class Grant:
     share: float
     granted: float
     shards: int
+    #: A rebuild that waits for budget (see :class:`ShareDeferred`).
+    deferred: bool = False
 
 
 def global_caps(state: PlacementState) -> list[tuple[str, RankedTier, Cap]]:
@@ -264,15 +270,13 @@ class CapShares:
             ):
                 if cap.policy_limit is None:  # from here on ``limit`` is this shard's grant
                     cap.policy_limit = cap.limit
-                grants[key] = self._split(conn, key, cap.policy_limit, ranked, cap)
+                durable = rebuild and not key.startswith("hot/")
+                grants[key] = self._split(conn, key, cap.policy_limit, ranked, cap, may_defer=durable)
         self.splits += 1
         self.grants = grants
-        deferred = []
-        for key, tier, ranked, cap in ((f"{t}/{c.name}", t, r, c) for t, r, c in caps):
-            g = grants[key]
-            ranked.set_limit(cap, g.granted)
-            if rebuild and tier != "hot" and g.granted < min(g.share, g.used) - 1e-6:
-                deferred.append(g)
+        for key, _tier, ranked, cap in ((f"{t}/{c.name}", t, r, c) for t, r, c in caps):
+            ranked.set_limit(cap, grants[key].granted)
+        deferred = [g for g in grants.values() if g.deferred]
         if deferred:
             g = deferred[0]
             raise ShareDeferred(
@@ -281,7 +285,9 @@ class CapShares:
                 " shard(s) give the rest back on their next pass, and this shard rebuilds on its next cycle"
             )
 
-    def _split(self, conn: Connection, key: str, limit: float, ranked: RankedTier, cap: Cap) -> Grant:
+    def _split(
+        self, conn: Connection, key: str, limit: float, ranked: RankedTier, cap: Cap, *, may_defer: bool
+    ) -> Grant:
         ranks, units = ranked.demand(cap)
         demand = Demand.of(ranks, units, limit)
         conn.execute(_LOCK_ROW, {"cap": key, "limit": limit})
@@ -309,8 +315,14 @@ class CapShares:
             # Someone alive has not published yet (a daemon just started): its demand is unknown,
             # so grow no further than this shard's part of the buckets (what it has stays).
             granted = min(granted, max(cap.used, limit * self.fraction))
-        conn.execute(_GRANT, {"cap": key, "holder": self.holder, "granted": granted})
-        return Grant(key, limit, cap.used, shares[self.holder], granted, len(rows))
+        deferred = may_defer and granted < min(shares[self.holder], cap.used) - 1e-6
+        # What this shard holds once the pass settles: its grant (the settle trims down to it;
+        # members that may not move stay); deferred, the part of its share its residents occupy
+        # (reserved, so that the others shrink to their own shares and leave it the room).
+        share = shares[self.holder]
+        holds = min(cap.used, share) if deferred else min(cap.used, max(granted, demand.pinned))
+        conn.execute(_GRANT, {"cap": key, "holder": self.holder, "granted": granted, "used": holds})
+        return Grant(key, limit, cap.used, shares[self.holder], granted, len(rows), deferred)
 
     def release(self) -> None:
         """Give every share back at once (a clean stop: the others may grow into it)."""
