@@ -129,6 +129,8 @@ class RankedTier:
         self._parked: list[tuple[float, int]] = []
         self._freed = False
         self._since_compact = 0
+        #: Offers, seats, releases and withdrawals so far: what :meth:`demand` depends on changed.
+        self.mutations = 0
 
     def __repr__(self) -> str:
         caps = ", ".join(f"{c.name}={c.used:.0f}/{c.limit:.0f}" for c in self.caps)
@@ -226,6 +228,7 @@ class RankedTier:
         self, oid: int, size: int, rank: float, *, tenant: str = "", namespace: str = "", label: str = ""
     ) -> None:
         """The policy wants ``oid`` here with this rank."""
+        self.mutations += 1
         self._rank[oid] = rank
         self._size[oid] = size
         self._tenant[oid] = tenant
@@ -250,6 +253,7 @@ class RankedTier:
 
         Call :meth:`trim` once every resident is seated; it evicts the lowest until caps hold.
         """
+        self.mutations += 1
         if oid in self.members:
             self.offer(oid, size, rank, tenant=tenant, namespace=namespace, label=label)
             return
@@ -266,6 +270,7 @@ class RankedTier:
 
         It is displaced first unless an offer ranks it before the next :meth:`settle`.
         """
+        self.mutations += 1
         if oid in self.members:
             return
         self._tenant[oid] = tenant
@@ -285,6 +290,7 @@ class RankedTier:
         The same rule as :meth:`settle`, applied between cycles, so objects read a few times
         within minutes (workflow results) are cached while they are read. True if admitted.
         """
+        self.mutations += 1
         if oid in self.members:
             return True
         room = self.window_limit
@@ -321,6 +327,7 @@ class RankedTier:
         already below every object read since: released members are displaced first, least
         valuable first. A waiting offer is dropped.
         """
+        self.mutations += 1
         if oid not in self.members:
             self._forget(oid)
             return
@@ -332,6 +339,7 @@ class RankedTier:
 
     def withdraw(self, oid: int) -> bool:
         """``oid`` leaves (or may not enter) the tier; True if it was a member."""
+        self.mutations += 1
         self._forget(oid)
         was = oid in self.members
         if was:
@@ -350,6 +358,10 @@ class RankedTier:
     def known(self) -> set[int]:
         """Every member and offer (what :meth:`knows` answers for one)."""
         return self._rank.keys() | self.members.keys()
+
+    def ranked_count(self) -> int:
+        """How many members and offers have a rank (cheap, unlike ``len(known())``)."""
+        return len(self._rank)
 
     def knows(self, oid: int) -> bool:
         """Whether ``oid`` is a member or an offer (something to release or withdraw)."""
@@ -407,6 +419,7 @@ class RankedTier:
         Pinned members keep theirs. Every offer waits again (parked ones too), so the next
         :meth:`settle` compares everyone on the new ranks.
         """
+        self.mutations += len(ranks)
         for oid, rank in ranks.items():
             old = self._rank.get(oid)
             if old is not None and old != PINNED:

@@ -48,7 +48,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,14 +232,33 @@ class CapShares:
         engine: the catalog (migrated to 0013 or later).
         holder: this shard's unique name (the daemon's worker id).
         ttl: how long a published row holds without a new split (longer than between two passes).
+        refresh: seconds a histogram is reused for at most (see :meth:`_demand`).
+        drift: share of a tier's members and offers that may change before the histogram is made
+            again sooner than ``refresh``.
+        monotonic: the local clock of ``refresh``.
     """
 
-    def __init__(self, engine: Engine, holder: str, *, ttl: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        holder: str,
+        *,
+        ttl: float,
+        refresh: float = 30.0,
+        drift: float = 0.01,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if ttl <= 0:
             raise ValueError(f"a share must last more than 0 seconds, got {ttl}")
         self.engine = engine
         self.holder = holder
         self.ttl = float(ttl)
+        self.refresh = refresh
+        self.drift = drift
+        self.monotonic = monotonic
+        #: Histograms made (the others were reused: see :meth:`_demand`).
+        self.histograms = 0
+        self._demands: dict[str, tuple[RankedTier, int, float, Demand]] = {}
         self.splits = 0
         #: Daemons alive and this one's part of the buckets (set from each bucket claim): until
         #: every daemon alive has published, a shard grows no further than its part of a limit.
@@ -288,8 +308,7 @@ class CapShares:
     def _split(
         self, conn: Connection, key: str, limit: float, ranked: RankedTier, cap: Cap, *, may_defer: bool
     ) -> Grant:
-        ranks, units = ranked.demand(cap)
-        demand = Demand.of(ranks, units, limit)
+        demand = self._demand(key, limit, ranked, cap)
         conn.execute(_LOCK_ROW, {"cap": key, "limit": limit})
         conn.execute(_LOCK, {"cap": key})
         conn.execute(_EXPIRE, {"cap": key})
@@ -323,6 +342,29 @@ class CapShares:
         holds = min(cap.used, share) if deferred else min(cap.used, max(granted, demand.pinned))
         conn.execute(_GRANT, {"cap": key, "holder": self.holder, "granted": granted, "used": holds})
         return Grant(key, limit, cap.used, shares[self.holder], granted, len(rows), deferred)
+
+    def _demand(self, key: str, limit: float, ranked: RankedTier, cap: Cap) -> Demand:
+        """This shard's histogram under ``cap``, made again only when it may have moved.
+
+        Making it reads every member and offer of the tier; a cycle should cost what changed. So
+        the last one is reused until ``drift`` of the tier's objects were offered, withdrawn or
+        re-ranked since, or ``refresh`` seconds passed (a new state, after a rebuild, always
+        makes one). The split is then at most that stale; the grant's guarantees do not depend
+        on it.
+        """
+        now = self.monotonic()
+        last = self._demands.get(key)
+        if last is not None:
+            tier, mutations, made, demand = last
+            size = max(len(ranked.members), ranked.ranked_count())
+            fresh = now - made < self.refresh and ranked.mutations - mutations < max(1.0, self.drift * size)
+            if tier is ranked and fresh:
+                return demand
+        ranks, units = ranked.demand(cap)
+        demand = Demand.of(ranks, units, limit)
+        self.histograms += 1
+        self._demands[key] = (ranked, ranked.mutations, now, demand)
+        return demand
 
     def release(self) -> None:
         """Give every share back at once (a clean stop: the others may grow into it)."""
