@@ -63,9 +63,10 @@ LN2 = math.log(2)
 
 
 class CapSplit(Protocol):
-    """Sets each global cap's limit to this planner's share of it (a planner shard: liquid.tiering.shares)."""
+    """Sets a tier's global caps' limits to this planner's share of them (a planner shard:
+    liquid.tiering.shares); called once the pass's offers are in, before the tier settles."""
 
-    def __call__(self, state: PlacementState, *, rebuild: bool) -> None: ...
+    def __call__(self, state: PlacementState, *, tier: str, rebuild: bool) -> None: ...
 
 
 @dataclass(slots=True)
@@ -140,8 +141,8 @@ class Planner:
         )
         #: False while a dry run plans: it ranks like the daemon but teaches the simulations nothing.
         self.learning = True
-        #: A planner shard's split of the global caps, run before each rebuild's and cycle's
-        #: settle (None: this planner plans the whole catalog and holds every cap whole).
+        #: A planner shard's split of the global caps, run in each rebuild and cycle as each
+        #: budgeted tier settles (None: this planner plans the whole catalog, every cap whole).
         self.shares: CapSplit | None = None
         # Caches that belong to one policy set (dropped when it changes: bounded memory).
         self._policies: PolicySet | None = None
@@ -207,8 +208,6 @@ class Planner:
         state.warnings = [str(w) for w in budget_warnings(policies, summary.catalog())]
         state.warnings += unreachable_rates(policies, self.settings.access.correlation_window)
         self._adapt(state)
-        if self.shares is not None and self.learning:
-            self.shares(state, rebuild=True)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return state, plan
@@ -235,8 +234,6 @@ class Planner:
             self._place_columns(state, p, batch)
         self._commit_columns(state, p)
         self._adapt(state)
-        if self.shares is not None:
-            self.shares(state, rebuild=False)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return p.plan
@@ -545,6 +542,7 @@ class Planner:
                     ranked.seat(a.oid, a.size, a.rank, tenant=a.tenant, namespace=a.namespace, label=a.label)
                 else:
                     ranked.offer(a.oid, a.size, a.rank, tenant=a.tenant, namespace=a.namespace, label=a.label)
+            self._split(state, p, tier)
             ranked.trim()
             ranked.settle()
             joined, left = ranked.drain(withdrawn=False)
@@ -573,6 +571,11 @@ class Planner:
             self._move(state, p, a, tier)
         self._relocate(state, p)
         self._hot_changes(state, p)
+
+    def _split(self, state: PlacementState, p: _Pass, tier: str) -> None:
+        """A planner shard: this tier's global caps become its grants, once its offers are in."""
+        if self.shares is not None and self.learning:
+            self.shares(state, tier=tier, rebuild=p.plan.kind == "rebuild")
 
     def _victim(self, ranked: RankedTier, oid: int, *, home: str) -> _Arrival:
         """An object a capped tier displaced (or re-admitted) that is not among this pass's rows."""
@@ -648,6 +651,8 @@ class Planner:
 
     def _hot_changes(self, state: PlacementState, p: _Pass) -> None:
         hot = state.hot
+        if p.plan.kind != "admit":  # admission passes stay within the last cycle's grant
+            self._split(state, p, "hot")
         hot.trim()
         hot.settle()
         joined, left = hot.drain()

@@ -25,10 +25,11 @@ plans under a *grant*, a part of the limit, and the grants are chosen so that
 A split runs in one transaction under the cap's lock row (``holder = ''``, ``FOR UPDATE``): it
 records the shard's demand and use, recomputes every live shard's *share* (written to every
 row, so all agree), and sets this shard's grant ``min(share, limit - the others' hold)``. Each shard
-splits once per planning pass, after placing the pass's objects and before settling them (the
-:class:`~liquid.tiering.planner.Planner`'s ``shares`` hook), so a cycle settles under a grant
-that reflects every shard's latest demand. A row lasts ``ttl`` (the bucket lease plus two plan
-intervals, so it outlives a live shard's gap between passes); a dead shard's hold is freed then.
+splits each budgeted tier once per planning pass, once the pass's offers are in and before the
+tier settles (the :class:`~liquid.tiering.planner.Planner`'s ``shares`` hook), so a pass settles
+under a grant that reflects every shard's latest demand, its own included. A row lasts ``ttl``
+(the bucket lease plus two plan intervals, so it outlives a live shard's gap between passes); a
+dead shard's hold is freed then.
 
 A rebuild whose grant in a durable tier is below both its share and what its own residents
 already occupy would evict residents only to have them return once the others give back, so it
@@ -63,6 +64,9 @@ log = logging.getLogger(__name__)
 
 #: Histogram bins per natural-log unit of rank.
 BINS_PER_LOG = 4
+#: A rebuild is deferred only when its grant falls short of its share (and its residents) by more
+#: than this part of the limit; a smaller shortfall is trimmed and comes back a pass later.
+DEFER_SLACK = 0.02
 
 _LOCK_ROW = text(
     "INSERT INTO tiering_shares (cap, holder, demand, used, share, granted, expires_at)"
@@ -271,8 +275,8 @@ class CapShares:
         grants = ", ".join(f"{k}={g.granted:.0f}/{g.limit:.0f}" for k, g in sorted(self.grants.items()))
         return f"CapShares({self.holder!r}, splits={self.splits}, grants=[{grants}])"
 
-    def __call__(self, state: PlacementState, *, rebuild: bool) -> None:
-        """Publish this shard's demand, split every global cap, plan under the grants.
+    def __call__(self, state: PlacementState, *, tier: str, rebuild: bool) -> None:
+        """Publish this shard's demand under ``tier``'s global caps, split them, plan under the grants.
 
         Raises:
             ShareDeferred: a rebuild would evict residents of a durable tier that another shard
@@ -280,7 +284,7 @@ class CapShares:
             sqlalchemy.exc.SQLAlchemyError: the catalog could not be asked (the pass fails and
                 the next one rebuilds).
         """
-        caps = global_caps(state)
+        caps = [(t, r, c) for t, r, c in global_caps(state) if t == tier]
         if not caps:
             return
         grants: dict[str, Grant] = {}
@@ -293,7 +297,8 @@ class CapShares:
                 durable = rebuild and not key.startswith("hot/")
                 grants[key] = self._split(conn, key, cap.policy_limit, ranked, cap, may_defer=durable)
         self.splits += 1
-        self.grants = grants
+        current = {f"{t}/{c.name}" for t, _, c in global_caps(state)}
+        self.grants = {k: g for k, g in self.grants.items() if k in current} | grants
         for key, _tier, ranked, cap in ((f"{t}/{c.name}", t, r, c) for t, r, c in caps):
             ranked.set_limit(cap, grants[key].granted)
         deferred = [g for g in grants.values() if g.deferred]
@@ -334,7 +339,8 @@ class CapShares:
             # Someone alive has not published yet (a daemon just started): its demand is unknown,
             # so grow no further than this shard's part of the buckets (what it has stays).
             granted = min(granted, max(cap.used, limit * self.fraction))
-        deferred = may_defer and granted < min(shares[self.holder], cap.used) - 1e-6
+        # A shortfall under DEFER_SLACK of the limit is trimmed rather than worth a second scan.
+        deferred = may_defer and granted < min(shares[self.holder], cap.used) - DEFER_SLACK * limit
         # What this shard holds once the pass settles: its grant (the settle trims down to it;
         # members that may not move stay); deferred, the part of its share its residents occupy
         # (reserved, so that the others shrink to their own shares and leave it the room).
@@ -378,4 +384,13 @@ class CapShares:
             return [(str(c), str(h), float(u), float(s), float(g)) for c, h, u, s, g in conn.execute(_ROWS)]
 
 
-__all__ = ["BINS_PER_LOG", "CapShares", "Demand", "Grant", "ShareDeferred", "global_caps", "split"]
+__all__ = [
+    "BINS_PER_LOG",
+    "DEFER_SLACK",
+    "CapShares",
+    "Demand",
+    "Grant",
+    "ShareDeferred",
+    "global_caps",
+    "split",
+]
