@@ -372,6 +372,10 @@ class TieringDaemon:
             )
             self._buckets = held
             self.engine.invalidate()
+            if not held and self.cap_shares is not None:
+                # Planning nothing: give the budget shares back now, not when they expire.
+                with contextlib.suppress(Exception):
+                    self.cap_shares.release()
         return bool(held)
 
     @property
