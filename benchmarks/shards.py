@@ -119,6 +119,27 @@ spec:
 """
 
 
+class Timed:
+    """Times the calls of one method of a production part (the part itself runs unchanged)."""
+
+    def __init__(self, inner: Any, method: str) -> None:
+        self.inner, self.method, self.seconds = inner, method, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        return timed
+
+
 class NoApply:
     """Applies nothing: both sides' numbers are planning's."""
 
@@ -206,10 +227,10 @@ def run(url: str, rounds: int, every: int) -> dict[str, Any]:
             planner.shares = CapShares(catalog, holder, ttl=3600.0)
         return TieringEngine(
             planner,
-            rows if buckets is None else BucketRows(rows, buckets),
+            Timed(rows if buckets is None else BucketRows(rows, buckets), "columns"),
             NoApply(),
             policies=FixedPolicies(policies, 1),
-            feed=CatalogFeed(catalog, buckets=buckets),
+            feed=Timed(CatalogFeed(catalog, buckets=buckets), "changed"),
             clock=clock,
         )
 
@@ -245,6 +266,8 @@ def run(url: str, rounds: int, every: int) -> dict[str, Any]:
     idle: dict[str, list[float]] = {"single": [], "a": [], "b": []}
     changed: dict[str, list[float]] = {"single": [], "a": [], "b": []}
     evaluated: dict[str, int] = {}
+    planning: dict[str, list[float]] = {"single": [], "a": [], "b": []}
+    parts: dict[str, list[dict[str, float]]] = {"single": [], "a": [], "b": []}
     most = 0.0
     deferred: dict[str, list[float]] = {"a": [], "b": []}
     for r in range(rounds):
@@ -290,11 +313,17 @@ def run(url: str, rounds: int, every: int) -> dict[str, Any]:
                 with catalog.begin() as conn:
                     conn.execute(text(MARK_SQL), {"every": every, "phase": phase})
             e = single if name == "single" else shard[name]
+            feed, rows = e.feed, e.rows
+            assert isinstance(feed, Timed) and isinstance(rows, Timed)
+            feed.seconds = rows.seconds = 0.0
             t = time.perf_counter()
             plan = e.cycle()
             changed[name].append(time.perf_counter() - t)
             assert plan is not None
             evaluated[name] = plan.evaluated
+            planning[name].append(plan.duration_s)
+            parts[name].append({"feed": feed.seconds, "rows": rows.seconds, "planner": plan.duration_s})
+            console.print(f"round {r}: 1% cycle {name} {changed[name][-1]:.2f}s: {parts[name][-1]}")
             most = max(most, combined_warm())
         console.print(f"round {r}: cycles idle {idle}, 1% {changed}")
     one = warm_bytes(single)
@@ -308,6 +337,8 @@ def run(url: str, rounds: int, every: int) -> dict[str, Any]:
             "cycle_idle_s": idle,
             "cycle_1pct_s": changed,
             "cycle_1pct_evaluated": evaluated,
+            "cycle_1pct_planner_s": planning,
+            "cycle_1pct_parts_s": parts,
             "warm_bytes": {"single": sum(one.values()), "shards": sum(both.values())},
             "agreement": agree,
             "most_planned_by_shards": most,
