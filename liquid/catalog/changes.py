@@ -43,9 +43,9 @@ def mark_changed(conn: Connection, object_ids: Iterable[int]) -> None:
 
 
 # A planner shard's part: ids whose high bits name one of its buckets (no lookup needed)...
-# ``= ANY(ARRAY(subquery))`` runs the subquery once and deletes by the primary key: with ``IN``,
-# a small estimate for the filtered subquery let PostgreSQL pick a nested loop that scanned the
-# feed once per id (7 s for 5,000 ids in benchmarks/shards.py).
+# ``= ANY(ARRAY(subquery))`` runs the subquery once and deletes by the primary key: written with
+# ``IN``, the drain took 7 s for 5,000 ids in one round of benchmarks/shards.py (a plan whose cost
+# grew with feed rows times ids, likely a nested loop picked after the feed's statistics changed).
 _DRAIN_BUCKETS = text(
     f"""
 DELETE FROM tiering_changes WHERE object_id = ANY(ARRAY(
