@@ -13,7 +13,9 @@ partitioning (legacy ids), the applier queueing real journal rows. Checked:
 (c) a daemon that stops renewing: its buckets are taken over once its leases ran out, and
     planned (and its budget share freed) by the survivor;
 (d) the same split on the hot tier, with a Valkey of this module's own: what Redis holds (the
-    ledger, after the daemons filled and evicted copies) never exceeds the global hot budget.
+    ledger, after the daemons filled and evicted copies) never exceeds the global hot budget;
+(e) a rebuild whose residents are worth budget the other daemon still holds waits a pass (it
+    does not evict them to take them back later), and the budget then changes hands.
 """
 
 from __future__ import annotations
@@ -327,6 +329,38 @@ def test_a_global_cap_is_shared_by_value_close_to_one_planner(
         ("a", round(grant_a.share)),
         ("b", round(grant_b.share)),
     }
+
+
+def test_a_rebuild_waits_for_budget_rather_than_evicting_residents_it_gets_back(
+    catalog: Catalog, daemons: Callable[..., TieringDaemon]
+) -> None:
+    a, b = daemons("a"), daemons("b")
+    split_buckets(a, b)
+    assert a.shards is not None and b.shards is not None
+    cold_t = tenant_in(frozenset(partitions.bucket_of_partition(n) for n in a.shards.held), "rcold")
+    hot_t = tenant_in(frozenset(partitions.bucket_of_partition(n) for n in b.shards.held), "rhot")
+    # Everything is in warm already, 240 MiB against a 100 MiB cap.
+    catalog.seed(cold_t, 120, size=MiB, score=lambda k: 0.5 + 0.01 * k, home="warm")
+    catalog.seed(hot_t, 120, size=MiB, score=lambda k: 2.0 + 0.5 * k, home="warm")
+    cap = 100 * MiB
+    apply_policies(catalog.engine, {"p.yaml": policy(cap)}, actor="test", clock=lambda: NOW)
+    first = a.job_cycle()  # b has not published: a plans under the whole cap
+    assert first is not None and warm_used(a, b) <= cap
+    # b's residents are worth the cap but a holds it: b waits instead of evicting them.
+    assert b.job_cycle() is None and b.engine.state is None
+    assert b.metrics.shares_deferred._value.get() == 1
+    assert warm_used(a, b) <= cap
+    shrunk = a.job_cycle()  # a learns b's demand and gives back
+    assert shrunk is not None and warm_used(a, b) <= cap
+    assert sum(in_warm(a).values()) < 10 * MiB
+    grown = b.job_cycle()
+    assert grown is not None and grown.kind == "rebuild"
+    assert warm_used(a, b) <= cap
+    kept = in_warm(b)
+    assert sum(kept.values()) > cap - 2 * MiB
+    # b evicted only its own least valuable residents, never more than it had to.
+    evicted = [c for c in grown.changes if c.action == "move" and c.from_tier == "warm"]
+    assert len(evicted) <= 120 - len(kept)
 
 
 def expire(engine: Engine, holder: str) -> None:
