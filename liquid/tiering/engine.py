@@ -346,8 +346,11 @@ class ShardMisses:
                 found: dict[int, int] = {
                     int(i): int(b) for i, b in conn.execute(_LEGACY_BUCKETS, {"ids": legacy})
                 }
-            # A legacy id without a row goes to bucket 1's owner, as in the change feed.
-            ids += self.access.take_missed(i for i in legacy if found.get(i, 1) in mine)
+            # A legacy id without a row goes to bucket 1's owner, as in the change feed; a new id
+            # in the shared set (an API replica of an earlier release put it there) by its bits.
+            ids += self.access.take_missed(
+                i for i in legacy if (partitions.object_id_bucket(i) or found.get(i, 1)) in mine
+            )
         return sorted(ids)
 
 
