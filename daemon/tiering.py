@@ -31,6 +31,15 @@ Jobs (intervals from ``Settings.daemon``):
 * ``prune`` (leader, ``events.prune_interval``): create the coming months' event partitions,
   drop those past ``events.retention`` that every sink has exported.
 
+**Shard planning** (``daemon.shard_planning``, off by default): every daemon plans the tenant
+buckets it holds instead of the leader planning all (:mod:`liquid.tiering.shards`: a lease row
+per bucket, a fair share each, claimed by the ``shards`` job every third of
+``daemon.leader_lease``), its change feed, read misses and hot ledger filtered to them, and each
+global budget cap shared with the other daemons by value (:mod:`liquid.tiering.shares`). A
+daemon whose buckets change rebuilds; one in the middle of a pass only renews, and rebalances
+after. ``cycle`` and ``admit`` then run on every daemon that holds buckets; the leader alone
+still runs ``expire`` (inside ``cycle``), ``gc``, ``export`` and ``prune``.
+
 SIGTERM or SIGINT stops the scheduler; the mover finishes (or safely abandons: every
 step is resumable) the row it is on, and the process exits.
 """
@@ -52,9 +61,10 @@ import redis
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import text
 
 from liquid.bootstrap import Runtime
-from liquid.catalog import changes
+from liquid.catalog import changes, partitions
 from liquid.events import retention
 from liquid.events.export import EventExporter
 from liquid.events.sinks import SinkUnavailable, migrate, open_sink
@@ -65,6 +75,8 @@ from liquid.tiering.journal import queue_depth
 from liquid.tiering.leader import LeaderLease
 from liquid.tiering.mover import Mover
 from liquid.tiering.plan import Plan
+from liquid.tiering.shards import Claim, PartitionShards
+from liquid.tiering.shares import CapShares, ShareDeferred
 from liquid.tiering.spend import AppliedSpendGate
 
 log = logging.getLogger("liquid.daemon")
@@ -148,6 +160,26 @@ class Metrics:
         )
         self.redis_memory = Gauge("liquid_redis_used_memory_bytes", "Redis used_memory", registry=r)
         self.leader = Gauge("liquid_daemon_leader", "1 while this daemon is the leader", registry=r)
+        self.buckets = Gauge(
+            "liquid_planner_buckets", "Tenant buckets this daemon plans (shard planning; else 0)", registry=r
+        )
+        self.share_granted = Gauge(
+            "liquid_budget_share_granted",
+            "This daemon's grant of a global budget cap (shard planning), in the cap's units",
+            ["cap"],
+            registry=r,
+        )
+        self.share_target = Gauge(
+            "liquid_budget_share_target",
+            "This daemon's share of a global budget cap by value (the grant converges to it)",
+            ["cap"],
+            registry=r,
+        )
+        self.shares_deferred = Counter(
+            "liquid_budget_share_deferred_rebuilds",
+            "Rebuilds deferred until other daemons give back budget this one's residents use",
+            registry=r,
+        )
         self.restores_held = Gauge(
             "liquid_restores_held",
             "Restores waiting in the queue because a Budget's maxMonthlyRetrievalCost is reached",
@@ -215,7 +247,26 @@ class TieringDaemon:
         self.settings = self.service.settings
         self.clock = clock or self.service.clock
         self.worker_id = worker_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.engine = catalog_engine(self.service, clock=self.clock, actor=f"daemon {self.worker_id}")
+        d = self.settings.daemon
+        #: Shard planning: this daemon's bucket leases (None: the leader plans everything).
+        self.shards: PartitionShards | None = None
+        #: The buckets the engine plans now; changed only between passes, under ``_planning``.
+        self._buckets: frozenset[int] = frozenset()
+        self._server_started: object = None
+        self.engine = catalog_engine(
+            self.service,
+            clock=self.clock,
+            actor=f"daemon {self.worker_id}",
+            buckets=(lambda: self._buckets) if d.shard_planning else None,
+        )
+        self.cap_shares: CapShares | None = None
+        if d.shard_planning:
+            self.shards = PartitionShards(self.service.engine, self.worker_id, ttl=d.leader_lease)
+            # A share must outlive a live shard's gap between two passes.
+            self.cap_shares = CapShares(
+                self.service.engine, self.worker_id, ttl=d.leader_lease + 2 * d.plan_interval
+            )
+            self.engine.planner.shares = self.cap_shares
         self.mover = Mover.from_service(
             self.service,
             worker_id=self.worker_id,
@@ -265,7 +316,8 @@ class TieringDaemon:
         """
         hold = self.lease.acquire()
         if hold.fresh:
-            self.engine.invalidate()
+            if self.shards is None:  # a shard's state follows its buckets, not the leadership
+                self.engine.invalidate()
             if self.service.hot is not None:
                 try:  # copies under the one-tag names of earlier versions: once, by the leader
                     self.service.hot.drop_legacy()
@@ -280,16 +332,75 @@ class TieringDaemon:
         self.lease.release()
         self.metrics.leader.set(0)
 
+    # ------------------------------------------------------------ shard planning
+
+    def job_shards(self) -> Claim | None:
+        """All (shard planning): renew this daemon's bucket leases; between passes, rebalance them."""
+        if self.shards is None:
+            return None
+        with self.service.engine.connect() as conn:
+            started = conn.execute(text("SELECT pg_postmaster_start_time()")).scalar()
+        if self._planning.acquire(blocking=False):
+            try:
+                claim = self.shards.claim()
+                if self._server_started is not None and started != self._server_started:
+                    # A crash empties the unlogged change feed: only a rebuild sees everything.
+                    log.info("%s: the catalog server restarted; rebuilding", self.worker_id)
+                    self.engine.invalidate()
+                self._server_started = started
+                self._sync_buckets()
+            finally:
+                self._planning.release()
+        else:  # a pass is planning these buckets: keep them until it is over
+            claim = self.shards.claim(rebalance=False)
+        if self.cap_shares is not None:
+            self.cap_shares.members = claim.members
+            self.cap_shares.fraction = len(claim.held) / len(self.shards.names)
+        self.metrics.buckets.set(len(claim.held))
+        return claim
+
+    def _sync_buckets(self) -> bool:
+        """Under ``_planning``: plan the buckets held now (a change rebuilds); False when none."""
+        assert self.shards is not None
+        held = frozenset(partitions.bucket_of_partition(n) for n in self.shards.held)
+        if held != self._buckets:
+            log.info(
+                "%s plans buckets %s now (was %s): rebuilding",
+                self.worker_id,
+                sorted(held),
+                sorted(self._buckets),
+            )
+            self._buckets = held
+            self.engine.invalidate()
+            if not held and self.cap_shares is not None:
+                # Planning nothing: give the budget shares back now, not when they expire.
+                with contextlib.suppress(Exception):
+                    self.cap_shares.release()
+        return bool(held)
+
+    @property
+    def buckets(self) -> frozenset[int]:
+        """The tenant buckets this daemon plans (shard planning; empty otherwise)."""
+        return self._buckets
+
     # -------------------------------------------------------------------- jobs
 
     def job_cycle(self) -> Plan | None:
-        """Leader: plan what changed (or rebuild) with the applied policies, and apply it."""
-        if not self.try_lead():
+        """Leader (or each shard): plan what changed (or rebuild) with the applied policies, and apply it."""
+        if self.shards is None and not self.try_lead():
             return None
-        # Objects' own expiry first: it holds with or without applied policies.
+        # Objects' own expiry first: it holds with or without applied policies (the leader's job).
         self.job_expire()
         with self._planning:
-            plan = self.engine.cycle()
+            if self.shards is not None and not self._sync_buckets():
+                return None
+            try:
+                plan = self.engine.cycle()
+            except ShareDeferred as exc:
+                self.metrics.shares_deferred.inc()
+                log.info("%s", exc)
+                return None
+            self._observe_shares()
         if plan is None:
             log.info("no policies applied yet; nothing to plan (liquid policy apply FILE...)")
             return None
@@ -324,9 +435,16 @@ class TieringDaemon:
             return 0
         return self.expiry.run().purges_queued
 
+    def _observe_shares(self) -> None:
+        if self.cap_shares is None:
+            return
+        for key, grant in self.cap_shares.grants.items():
+            self.metrics.share_granted.labels(key).set(grant.granted)
+            self.metrics.share_target.labels(key).set(grant.share)
+
     def job_admit(self) -> Plan | None:
-        """Leader: flush access counts, then hot copies for objects just read from their home."""
-        if not self.try_lead():
+        """Leader (or each shard): flush access counts, then hot copies for objects read from their home."""
+        if self.shards is None and not self.try_lead():
             return None
         access = self.service.access
         if access is not None:  # ranks from fresh counts (the hourly ones wait for the flush job)
@@ -334,6 +452,10 @@ class TieringDaemon:
         with self._planning:
             if self.engine.state is None:
                 return None  # the next cycle rebuilds first
+            if self.shards is not None and not self._sync_buckets():
+                return None
+            if self.engine.state is None:
+                return None  # the buckets changed: the next cycle rebuilds
             plan = self.engine.admit()
         if plan is not None:
             self.metrics.observe(plan, self.engine.last_report)
@@ -437,7 +559,15 @@ class TieringDaemon:
         say("recovering interrupted moves")
         self.mover.recover()
         say("planning")
-        if not self.try_lead():
+        if self.shards is not None:
+            self.job_shards()
+            summary.plan = self.job_cycle()
+            if summary.plan is None:
+                summary.not_planned = (
+                    "this daemon holds no tenant bucket yet (shard planning), or waits for budget"
+                    " other daemons give back, or no policies are applied"
+                )
+        elif not self.try_lead():
             summary.not_planned = (
                 "another daemon holds the leader lease and plans; this run flushed and moved only"
             )
@@ -466,6 +596,11 @@ class TieringDaemon:
         scheduler.add_job(
             self._guard(self.job_flush), "interval", seconds=self.settings.access.flush_interval, id="flush"
         )
+        if self.shards is not None:
+            self.job_shards()
+            scheduler.add_job(
+                self._guard(self.job_shards), "interval", seconds=d.leader_lease / 3, id="shards"
+            )
         scheduler.add_job(self._guard(self.job_cycle), "interval", seconds=d.plan_interval, id="cycle")
         scheduler.add_job(self._guard(self.job_admit), "interval", seconds=d.admit_interval, id="admit")
         scheduler.add_job(self._guard(self.job_move), "interval", seconds=d.move_interval, id="move")
@@ -495,10 +630,21 @@ class TieringDaemon:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         self.resign()
+        self.release_shards()
         if self._exporter is not None:
             self._exporter.sink.close()
             self._exporter = None
         self._stopped.set()
+
+    def release_shards(self) -> None:
+        """Give this daemon's buckets and budget shares back at once (a clean stop)."""
+        if self.shards is None:
+            return
+        with contextlib.suppress(Exception):  # unreachable catalog: they expire by themselves
+            self.shards.release()
+            if self.cap_shares is not None:
+                self.cap_shares.release()
+        self.metrics.buckets.set(0)
 
     def run_forever(self) -> None:
         """Start, then block until SIGTERM/SIGINT."""

@@ -41,6 +41,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
+from liquid.catalog import partitions
 from liquid.events import log as events
 from liquid.redis_keys import (
     ACCESS_DIRTY,
@@ -49,6 +50,7 @@ from liquid.redis_keys import (
     ACCESS_MINUTES,
     ACCESS_OBJECT,
     HOT_MISSED,
+    hot_missed,
 )
 from liquid.refs import ResultRef
 
@@ -549,7 +551,11 @@ class AccessTracker:
             return True
         pipe = self.client.pipeline(transaction=False)
         if missed:
-            pipe.sadd(HOT_MISSED, *missed)
+            by_bucket: dict[int, list[int]] = {}
+            for oid in missed:
+                by_bucket.setdefault(partitions.object_id_bucket(oid), []).append(oid)
+            for bucket, ids in sorted(by_bucket.items()):
+                pipe.sadd(hot_missed(bucket), *ids)
         if pending:
             pipe.execute_command("EVALSHA", self._record_sha, *self._record_args(pending))  # type: ignore[no-untyped-call]
         try:
@@ -658,11 +664,38 @@ class AccessTracker:
         with self._lock:
             self._missed.add(object_id)
 
-    def drain_missed(self, limit: int = 10_000) -> list[int]:
-        """Object ids whose reads missed the hot tier since the last call (at most ``limit``)."""
+    def drain_missed(self, limit: int = 10_000, *, buckets: Iterable[int] | None = None) -> list[int]:
+        """Object ids whose reads missed the hot tier since the last call (at most ``limit`` per bucket).
+
+        ``buckets``: only these tenant buckets' ids (a planner shard's); ids from before the
+        catalog's partitioning carry no bucket: see :meth:`legacy_missed`.
+        """
         self.push()
-        raw: list[Any] = self.client.spop(HOT_MISSED, limit) or []  # type: ignore[assignment]
+        wanted = range(partitions.BUCKETS + 1) if buckets is None else sorted(buckets)
+        keys = [hot_missed(b) for b in wanted]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.spop(key, limit)
+        out: set[int] = set()
+        for raw in pipe.execute():
+            out.update(int(m) for m in raw or [])
+        return sorted(out)
+
+    def legacy_missed(self, limit: int = 10_000) -> list[int]:
+        """Read misses of objects from before the partitioning, left in place (their owner takes them)."""
+        self.push()
+        raw: list[Any] = self.client.srandmember(HOT_MISSED, limit) or []  # type: ignore[assignment]
         return sorted(int(m) for m in raw)
+
+    def take_missed(self, object_ids: Iterable[int]) -> list[int]:
+        """Take these legacy read misses; those another daemon took first are left out."""
+        ids = sorted(object_ids)
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for oid in ids:
+            pipe.srem(HOT_MISSED, oid)
+        return [oid for oid, n in zip(ids, pipe.execute(), strict=True) if n]
 
     def hourly(self, tenant: str, namespace: str) -> dict[str, int]:
         """Reads per hour (``YYYYMMDDHH`` → count) still held in Redis for one namespace."""

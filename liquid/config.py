@@ -242,6 +242,11 @@ class DaemonSettings(BaseModel):
     leader_lease: Duration = Field(default=30.0, ge=1.0)
     #: Serve Prometheus metrics on 127.0.0.1 at this port (0: off).
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Every daemon plans the tenant buckets it holds (leases split them fairly, claimed every
+    #: third of ``leader_lease``), each global budget cap shared between them by value
+    #: (``liquid.tiering.shares``); the leader alone still expires, runs gc, exports and prunes.
+    #: Off: the leader alone plans the whole catalog. Needs the catalog at migration 0014.
+    shard_planning: bool = False
 
 
 class EventsSettings(BaseModel):

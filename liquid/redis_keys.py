@@ -71,7 +71,9 @@ LEGACY_HOT_BYTES = TAG + ":hot:bytes"
 
 #: The hot rank's adaptive state (JSON), written by the leader; explain shows it, a new leader resumes it.
 HOT_ADAPTIVE = TAG + ":hot:adaptive"
-#: Set of object ids read from their home since the daemon last looked (candidates for a copy).
+#: Set of object ids read from their home since the daemon last looked (candidates for a copy):
+#: ids from before the catalog's partitioning; the others are in one set per tenant bucket
+#: (:func:`hot_missed`), so each planner shard takes only its own.
 HOT_MISSED = TAG + ":hot:missed"
 #: Per-object access deltas since the last flush (hash: s, t, n).
 ACCESS_OBJECT = TAG + ":acc:o:"
@@ -84,3 +86,8 @@ ACCESS_HOURLY = TAG + ":acc:h:"
 ACCESS_MINUTE = TAG + ":acc:m:"
 #: Set of the per-minute hashes not yet flushed.
 ACCESS_MINUTES = TAG + ":acc:minutes"
+
+
+def hot_missed(bucket: int) -> str:
+    """The set of read misses of one tenant bucket's objects (0: ids from before the partitioning)."""
+    return HOT_MISSED if bucket == 0 else f"{HOT_MISSED}:b{bucket:02d}"

@@ -248,6 +248,28 @@ class DaemonLease(Base):
     server_started: Mapped[datetime]
 
 
+class TieringShare(Base):
+    """A planner shard's demand and share under one global budget cap (``liquid.tiering.shares``).
+
+    The row with ``holder = ''`` is the cap's lock (every split takes it ``FOR UPDATE``).
+    """
+
+    __tablename__ = "tiering_shares"
+
+    #: ``<tier>/<cap name>`` (the cap names are the Budgets': ``<budget>/<tier>/bytes``).
+    cap: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: ``{"bins": [[bin, units], ...], "pinned": units, "worthless": units, "below": [bin, units]}``.
+    demand: Mapped[dict[str, Any]]
+    used: Mapped[float] = mapped_column(Float)
+    #: The split's answer for this holder (the greedy plan's units above the common threshold).
+    share: Mapped[float] = mapped_column(Float)
+    #: What the holder may use until its next split: at most the limit minus the others' hold.
+    granted: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class TenantDataKey(Base):
     """A tenant's data key for envelope encryption, wrapped by a master key (``liquid.keyring``).
 

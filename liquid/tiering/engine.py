@@ -27,14 +27,15 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Engine, text
 
-from liquid.catalog import changes
+from liquid.access import AccessTracker
+from liquid.catalog import changes, partitions
 from liquid.hotcache import HotCache
 from liquid.policy.models import PolicySet
 from liquid.policy.store import active_policies
@@ -43,7 +44,7 @@ from liquid.service import LiquidService
 from liquid.tiering.apply import Applier, ApplyReport, CatalogApplier
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
-from liquid.tiering.rows import CatalogRows, ColumnBatch, RowSource
+from liquid.tiering.rows import CatalogRows, ColumnBatch, Row, RowSource
 from liquid.tiering.state import PlacementState
 
 log = logging.getLogger(__name__)
@@ -283,14 +284,27 @@ class TieringEngine:
 # ---------------------------------------------------------------- production
 
 
-class CatalogFeed:
-    """The change feed in the catalog (:mod:`liquid.catalog.changes`)."""
+#: The tenant buckets a planner shard plans now (:mod:`liquid.tiering.shards`), asked once per read.
+Buckets = Callable[[], frozenset[int]]
 
-    def __init__(self, engine: Engine) -> None:
+
+def member_bucket(oid: int, member: str) -> int:
+    """The tenant bucket of a hot copy: from its id, or (a legacy id) from its ref's tenant."""
+    bucket = partitions.object_id_bucket(oid)
+    return bucket if bucket else partitions.tenant_bucket(member.partition("/")[0])
+
+
+class CatalogFeed:
+    """The change feed in the catalog (:mod:`liquid.catalog.changes`); with ``buckets``, a shard's part."""
+
+    def __init__(self, engine: Engine, *, buckets: Buckets | None = None) -> None:
         self.engine = engine
+        self.buckets = buckets
 
     def changed(self) -> list[int]:
-        return changes.drain(self.engine)
+        if self.buckets is None:
+            return changes.drain(self.engine)
+        return changes.drain(self.engine, buckets=self.buckets())
 
 
 class TrackerMisses:
@@ -303,14 +317,80 @@ class TrackerMisses:
         return self._drain()
 
 
-class RedisLedger:
-    """The hot cache's ledger in Redis, and the hot rank's adaptive state beside it."""
+_LEGACY_BUCKETS = text(
+    f"SELECT id, liquid_tenant_bucket(tenant_id) FROM objects WHERE id = ANY(CAST(:ids AS bigint[]))"
+    f" AND id < {partitions.LEGACY_END}"
+)
 
-    def __init__(self, hot: HotCache) -> None:
+
+class ShardMisses:
+    """A planner shard's read misses: its buckets' sets, and the legacy ids whose tenant is in one.
+
+    A legacy id (from before the partitioning) carries no bucket, so its tenant's is looked up
+    in the catalog (one query per pass) before the shard takes it out of the shared set.
+    """
+
+    def __init__(self, access: AccessTracker, engine: Engine, buckets: Buckets) -> None:
+        self.access = access
+        self.engine = engine
+        self.buckets = buckets
+
+    def missed(self) -> list[int]:
+        mine = self.buckets()
+        if not mine:
+            return []
+        ids = self.access.drain_missed(buckets=mine)
+        legacy = self.access.legacy_missed()
+        if legacy:
+            with self.engine.connect() as conn:
+                found: dict[int, int] = {
+                    int(i): int(b) for i, b in conn.execute(_LEGACY_BUCKETS, {"ids": legacy})
+                }
+            # A legacy id without a row goes to bucket 1's owner, as in the change feed; a new id
+            # in the shared set (an API replica of an earlier release put it there) by its bits.
+            ids += self.access.take_missed(
+                i for i in legacy if (partitions.object_id_bucket(i) or found.get(i, 1)) in mine
+            )
+        return sorted(ids)
+
+
+class BucketRows:
+    """A planner shard's rows: the catalog's, a rebuild scanning only the shard's buckets."""
+
+    def __init__(self, rows: CatalogRows, buckets: Buckets) -> None:
+        self.inner = rows
+        self.buckets = buckets
+
+    def scan_columns(self, now: datetime, policies: PolicySet | None = None) -> Iterator[ColumnBatch]:
+        for bucket in sorted(self.buckets()):
+            yield from self.inner.scan_columns(now, policies, bucket=bucket)
+
+    def columns(self, ids: Sequence[int], now: datetime, policies: PolicySet | None = None) -> ColumnBatch:
+        return self.inner.columns(ids, now, policies)
+
+    def rows(self, ids: Sequence[int], now: datetime) -> list[Row]:
+        return self.inner.rows(ids, now)
+
+    def predecessors(self, rows: Sequence[Row], now: datetime) -> list[Row]:
+        return self.inner.predecessors(rows, now)
+
+
+class RedisLedger:
+    """The hot cache's ledger in Redis, and the hot rank's adaptive state beside it.
+
+    With ``buckets``, a planner shard's part: the copies of its buckets' objects.
+    """
+
+    def __init__(self, hot: HotCache, *, buckets: Buckets | None = None) -> None:
         self.hot = hot
+        self.buckets = buckets
 
     def residents(self) -> dict[int, tuple[str, int]]:
-        return {oid: (member, n) for member, (oid, n) in self.hot.ledger().items()}
+        everything = {oid: (member, n) for member, (oid, n) in self.hot.ledger().items()}
+        if self.buckets is None:
+            return everything
+        mine = self.buckets()
+        return {oid: v for oid, v in everything.items() if member_bucket(oid, v[0]) in mine}
 
     def save_adaptive(self, state: dict[str, Any]) -> None:
         self.hot.client.set(HOT_ADAPTIVE, json.dumps(state))
@@ -387,24 +467,39 @@ def catalog_engine(
     actor: str = "planner",
     policies: PolicySource | None = None,
     planner: Planner | None = None,
+    buckets: Buckets | None = None,
 ) -> TieringEngine:
-    """The engine production runs: the catalog's rows and feed, Redis's misses and ledger, the journal."""
+    """The engine production runs: the catalog's rows and feed, Redis's misses and ledger, the journal.
+
+    ``buckets``: a planner shard's engine, planning only the tenant buckets this returns (the
+    rows, both feeds and the hot ledger are filtered by it); None plans the whole catalog.
+    """
     settings = service.settings
     access = service.access
+    rows = CatalogRows(service.engine, half_life=settings.access.half_life)
+    misses: MissFeed | None = None
+    if access is not None and service.hot is not None:
+        misses = (
+            TrackerMisses(access.drain_missed)
+            if buckets is None
+            else ShardMisses(access, service.engine, buckets)
+        )
     return TieringEngine(
         planner or Planner(settings),
-        CatalogRows(service.engine, half_life=settings.access.half_life),
+        rows if buckets is None else BucketRows(rows, buckets),
         CatalogApplier(service, settings, actor=actor),
         policies=policies or AppliedPolicies(service.engine),
-        feed=CatalogFeed(service.engine),
-        misses=TrackerMisses(access.drain_missed) if access is not None and service.hot is not None else None,
-        hot=RedisLedger(service.hot) if service.hot is not None else None,
+        feed=CatalogFeed(service.engine, buckets=buckets),
+        misses=misses,
+        hot=RedisLedger(service.hot, buckets=buckets) if service.hot is not None else None,
         clock=clock or service.clock,
     )
 
 
 __all__ = [
     "AppliedPolicies",
+    "BucketRows",
+    "Buckets",
     "CatalogFeed",
     "ChangeFeed",
     "FixedPolicies",
@@ -412,6 +507,7 @@ __all__ = [
     "MissFeed",
     "PolicySource",
     "RedisLedger",
+    "ShardMisses",
     "TieringEngine",
     "TrackerMisses",
     "catalog_engine",

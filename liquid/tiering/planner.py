@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +60,13 @@ from liquid.tiering.state import TIER_INDEX, PlacementState
 from liquid.tiering.values import COLDER, TEMP, PlannerSettings, Prices, ValueModel
 
 LN2 = math.log(2)
+
+
+class CapSplit(Protocol):
+    """Sets a tier's global caps' limits to this planner's share of them (a planner shard:
+    liquid.tiering.shares); called once the pass's offers are in, before the tier settles."""
+
+    def __call__(self, state: PlacementState, *, tier: str, rebuild: bool) -> None: ...
 
 
 @dataclass(slots=True)
@@ -134,6 +141,9 @@ class Planner:
         )
         #: False while a dry run plans: it ranks like the daemon but teaches the simulations nothing.
         self.learning = True
+        #: A planner shard's split of the global caps, run in each rebuild and cycle as each
+        #: budgeted tier settles (None: this planner plans the whole catalog, every cap whole).
+        self.shares: CapSplit | None = None
         # Caches that belong to one policy set (dropped when it changes: bounded memory).
         self._policies: PolicySet | None = None
         self._by_name: dict[str, TieringPolicy] = {}
@@ -532,6 +542,7 @@ class Planner:
                     ranked.seat(a.oid, a.size, a.rank, tenant=a.tenant, namespace=a.namespace, label=a.label)
                 else:
                     ranked.offer(a.oid, a.size, a.rank, tenant=a.tenant, namespace=a.namespace, label=a.label)
+            self._split(state, p, tier)
             ranked.trim()
             ranked.settle()
             joined, left = ranked.drain(withdrawn=False)
@@ -560,6 +571,11 @@ class Planner:
             self._move(state, p, a, tier)
         self._relocate(state, p)
         self._hot_changes(state, p)
+
+    def _split(self, state: PlacementState, p: _Pass, tier: str) -> None:
+        """A planner shard: this tier's global caps become its grants, once its offers are in."""
+        if self.shares is not None and self.learning:
+            self.shares(state, tier=tier, rebuild=p.plan.kind == "rebuild")
 
     def _victim(self, ranked: RankedTier, oid: int, *, home: str) -> _Arrival:
         """An object a capped tier displaced (or re-admitted) that is not among this pass's rows."""
@@ -635,6 +651,8 @@ class Planner:
 
     def _hot_changes(self, state: PlacementState, p: _Pass) -> None:
         hot = state.hot
+        if p.plan.kind != "admit":  # admission passes stay within the last cycle's grant
+            self._split(state, p, "hot")
         hot.trim()
         hot.settle()
         joined, left = hot.drain()

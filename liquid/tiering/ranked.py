@@ -59,6 +59,8 @@ class Cap:
     unit: str = "bytes"
     #: Units used by members, kept as they come and go.
     used: float = 0.0
+    #: The policy's limit when ``limit`` is a planner shard's share of it (liquid.tiering.shares).
+    policy_limit: float | None = None
 
     def applies(self, tenant: str, namespace: str = "") -> bool:
         return self.tenant is None or (
@@ -127,6 +129,8 @@ class RankedTier:
         self._parked: list[tuple[float, int]] = []
         self._freed = False
         self._since_compact = 0
+        #: Offers, seats, releases and withdrawals so far: what :meth:`demand` depends on changed.
+        self.mutations = 0
 
     def __repr__(self) -> str:
         caps = ", ".join(f"{c.name}={c.used:.0f}/{c.limit:.0f}" for c in self.caps)
@@ -148,6 +152,36 @@ class RankedTier:
         self.namespace_bytes = {}
         for oid, size in self.members.items():
             self._count_namespace(oid, size)
+
+    def set_limit(self, cap: Cap, limit: float) -> None:
+        """A new limit for one of the caps (a planner shard's share of a global cap).
+
+        Lower: the next :meth:`trim` evicts down to it. Higher: the next :meth:`settle` also
+        tries the parked offers (room was made).
+        """
+        if cap.limit != limit:
+            cap.limit = limit
+            self._derive()
+            self._freed = True
+
+    def demand(self, cap: Cap) -> tuple[list[float], list[float]]:
+        """(ranks, units) of every member and offer ``cap`` applies to (released members too).
+
+        Ranks are without the member bonus; a member adopted without a rank counts at ``-inf``.
+        What a planner shard publishes of its wants under a global cap (:mod:`liquid.tiering.shares`).
+        """
+        ranks: list[float] = []
+        units: list[float] = []
+        everyone = cap.tenant is None
+        per_byte = cap.is_bytes and not cap.factors and cap.default_factor == 1.0
+        for oid in self._rank.keys() | self.members.keys():
+            tenant = self._tenant.get(oid, "")
+            if not everyone and not cap.applies(tenant, self._ns.get(oid, "")):
+                continue
+            size = self.members.get(oid, self._size.get(oid, 0))
+            ranks.append(self._rank.get(oid, -math.inf))
+            units.append(float(size) if per_byte else size * cap.factor(tenant))
+        return ranks, units
 
     def _derive(self) -> None:
         """What the caps imply, worked out once per set of caps (these run per offer)."""
@@ -194,6 +228,7 @@ class RankedTier:
         self, oid: int, size: int, rank: float, *, tenant: str = "", namespace: str = "", label: str = ""
     ) -> None:
         """The policy wants ``oid`` here with this rank."""
+        self.mutations += 1
         self._rank[oid] = rank
         self._size[oid] = size
         self._tenant[oid] = tenant
@@ -218,6 +253,7 @@ class RankedTier:
 
         Call :meth:`trim` once every resident is seated; it evicts the lowest until caps hold.
         """
+        self.mutations += 1
         if oid in self.members:
             self.offer(oid, size, rank, tenant=tenant, namespace=namespace, label=label)
             return
@@ -234,6 +270,7 @@ class RankedTier:
 
         It is displaced first unless an offer ranks it before the next :meth:`settle`.
         """
+        self.mutations += 1
         if oid in self.members:
             return
         self._tenant[oid] = tenant
@@ -253,6 +290,7 @@ class RankedTier:
         The same rule as :meth:`settle`, applied between cycles, so objects read a few times
         within minutes (workflow results) are cached while they are read. True if admitted.
         """
+        self.mutations += 1
         if oid in self.members:
             return True
         room = self.window_limit
@@ -289,6 +327,7 @@ class RankedTier:
         already below every object read since: released members are displaced first, least
         valuable first. A waiting offer is dropped.
         """
+        self.mutations += 1
         if oid not in self.members:
             self._forget(oid)
             return
@@ -300,6 +339,7 @@ class RankedTier:
 
     def withdraw(self, oid: int) -> bool:
         """``oid`` leaves (or may not enter) the tier; True if it was a member."""
+        self.mutations += 1
         self._forget(oid)
         was = oid in self.members
         if was:
@@ -318,6 +358,10 @@ class RankedTier:
     def known(self) -> set[int]:
         """Every member and offer (what :meth:`knows` answers for one)."""
         return self._rank.keys() | self.members.keys()
+
+    def ranked_count(self) -> int:
+        """How many members and offers have a rank (cheap, unlike ``len(known())``)."""
+        return len(self._rank)
 
     def knows(self, oid: int) -> bool:
         """Whether ``oid`` is a member or an offer (something to release or withdraw)."""
@@ -375,6 +419,7 @@ class RankedTier:
         Pinned members keep theirs. Every offer waits again (parked ones too), so the next
         :meth:`settle` compares everyone on the new ranks.
         """
+        self.mutations += len(ranks)
         for oid, rank in ranks.items():
             old = self._rank.get(oid)
             if old is not None and old != PINNED:

@@ -17,9 +17,10 @@ share within two rounds (the others give theirs back on their next one); a daemo
 stops renewing, and its partitions are taken over once its rows expire (one lease's length).
 Call :meth:`claim` every third of the lease, as the leader lease renews.
 
-Budgets are the limit of this split: a per-tenant budget lives in one partition (all of a
-tenant's new rows do), but a global tier budget spans every partition and needs one planner (or
-a share of it per partition) — see ``docs/scaling.md``.
+Budgets: a per-tenant budget lives in one partition (all of a tenant's new rows do), so it is
+planned whole by the bucket's holder; a global tier budget spans every partition, and each
+daemon plans under a share of it split by value (:mod:`liquid.tiering.shares`). The daemon wires
+both when ``daemon.shard_planning`` is on (``daemon/tiering.py``).
 """
 
 from __future__ import annotations
@@ -137,8 +138,11 @@ class PartitionShards:
         with self._lock:
             return self._held if self.monotonic() < self._valid_until else frozenset()
 
-    def claim(self) -> Claim:
+    def claim(self, *, rebalance: bool = True) -> Claim:
         """One round: renew, give back above the share, take up to it (see the module docstring).
+
+        ``rebalance=False`` only renews what is held (a daemon in the middle of planning its
+        buckets keeps them until the pass is over; it rebalances on its next round).
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the catalog could not be asked (what is held then
@@ -156,13 +160,13 @@ class PartitionShards:
             share = math.ceil(len(self.names) / members)
             mine = sorted(r[0] for r in conn.execute(_HELD, {"names": all_leases, "holder": self.holder}))
             # Renew what is still ours; the highest names above the share go back.
-            keep, extra = mine[:share], mine[share:]
+            keep, extra = (mine[:share], mine[share:]) if rebalance else (mine, [])
             if extra:
                 conn.execute(_RELEASE, {"names": extra, "holder": self.holder})
             held = [
                 r[0] for r in conn.execute(_TAKE, {"names": keep, "holder": self.holder, "ttl": self.ttl})
             ]
-            wanted = share - len(held)
+            wanted = share - len(held) if rebalance else 0
             if wanted > 0:
                 free = [r[0] for r in conn.execute(_FREE, {"names": all_leases})][:wanted]
                 if free:
