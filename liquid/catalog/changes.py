@@ -29,9 +29,10 @@ MARK = "INSERT INTO tiering_changes (object_id) {} ON CONFLICT DO NOTHING"
 _MARK_IDS = text(
     "INSERT INTO tiering_changes (object_id) SELECT unnest(CAST(:ids AS bigint[])) ON CONFLICT DO NOTHING"
 )
+# ``= ANY(ARRAY(...))`` rather than ``IN (...)``: see _DRAIN_BUCKETS below for the plan that ``IN`` got.
 _DRAIN = text(
-    "DELETE FROM tiering_changes WHERE object_id IN"
-    " (SELECT object_id FROM tiering_changes LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING object_id"
+    "DELETE FROM tiering_changes WHERE object_id = ANY(ARRAY("
+    "SELECT object_id FROM tiering_changes LIMIT :n FOR UPDATE SKIP LOCKED)) RETURNING object_id"
 )
 
 
