@@ -64,7 +64,7 @@ def test_the_climber_keeps_a_direction_that_helps_and_reverses_one_that_hurts() 
     def period(bhr: float) -> None:
         for _ in range(4):
             c.read(50)  # 200 bytes read: two budgets
-        c.missed(int(round(200 * (1 - bhr))))
+        c.missed(round(200 * (1 - bhr)))
         c.end_cycle(capacity)
 
     period(0.50)  # the baseline
