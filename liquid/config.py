@@ -317,7 +317,7 @@ class PlannerConfig(BaseModel):
     #: reads rank the same whether they come in 3 days or 30. Off: the tracker's wall-clock decay.
     read_clock: bool = False
     #: The read clock's half-life, in hot budgets of bytes read.
-    read_half_life: float = Field(default=1.0, gt=0.0, le=1e6)
+    read_half_life: float = Field(default=2.0, gt=0.0, le=1e6)
 
 
 class ResilienceSettings(BaseModel):

@@ -74,7 +74,7 @@ class PlannerSettings:
     window_period: float = 2.0
     #: The hot rank's recency counts reads, not seconds (liquid.tiering.readclock).
     read_clock: bool = False
-    read_half_life: float = 1.0
+    read_half_life: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerSettings:
