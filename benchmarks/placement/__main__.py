@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks.placement import cost as costs
 from benchmarks.placement.peers import OFFLINE, ONLINE, oracle_file, run_peer
-from benchmarks.placement.replay import POLICY, POLICY_FOR, SETTINGS_FOR, replay
+from benchmarks.placement.replay import POLICY, POLICY_FOR, replay, settings_of
 from benchmarks.placement.traces import (
     Trace,
     TraceFormatError,
@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         help=f"Liquid's policy file (default: {POLICY.name}; the workflow trace's own)",
     )
     ap.add_argument(
-        "--settings", default="", help='Liquid settings as JSON, e.g. \'{"planner": {"hot_window": 0.1}}\''
+        "--settings",
+        default="",
+        help="Liquid settings as JSON, added to each trace kind's own, "
+        'e.g. \'{"planner": {"read_clock": true}}\'',
     )
     ap.add_argument(
         "--out",
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                 "working_set_bytes": ws,
                 "duration_days": round(trace.duration() / 86400, 2),
                 "policy": Path(policy).name if policy else POLICY_FOR.get(trace.kind, POLICY).name,
-                "settings": settings if settings is not None else SETTINGS_FOR.get(trace.kind, {}),
+                "settings": settings_of(trace.kind, settings),
                 "hit_ratios": {},
             }
             path = oracle_file(trace, Path(tmp))

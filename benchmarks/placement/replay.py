@@ -66,6 +66,20 @@ def settings_for(policies: PolicySet, extra: dict[str, Any] | None = None) -> Se
     return Settings(access=access, hot=hot, warm_max_object_size=0, **extra)
 
 
+def settings_of(kind: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """``settings`` on top of the trace kind's own (``SETTINGS_FOR``), section by section: a
+    setting given for every trace (``--settings``) does not drop what a kind's operator set."""
+    out: dict[str, Any] = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in SETTINGS_FOR.get(kind, {}).items()
+    }
+    for key, value in (settings or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 def replay(
     trace: Trace,
     *,
@@ -85,7 +99,7 @@ def replay(
     """
     path = policy or POLICY_FOR.get(trace.kind, POLICY)
     policies = policies_for(hot_bytes, policy_text, half_life=half_life, path=path)
-    extra = settings if settings is not None else SETTINGS_FOR.get(trace.kind)
+    extra = settings_of(trace.kind, settings)
     settings_ = settings_for(policies, extra)
     r = Replay(policies, settings_, cycle=cycle, prices=prices, knobs=knobs)
     return r.run(trace, keep_outcomes=keep_outcomes)
@@ -105,4 +119,5 @@ __all__ = [
     "policies_for",
     "replay",
     "settings_for",
+    "settings_of",
 ]

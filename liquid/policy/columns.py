@@ -60,6 +60,8 @@ class FactColumns:
     superseded: F64
     #: Newer noncurrent versions of the same key (``ObjectFacts.newer_noncurrent``).
     newer_noncurrent: Ints
+    #: Reads counted so far (``access_stats.hits``; 0 when never read).
+    hits: Ints
 
     def __len__(self) -> int:
         return len(self.size)
@@ -98,6 +100,7 @@ class FactColumns:
             finished=np.array([ts(f.execution_finished_at) for f in facts], dtype=np.float64),
             superseded=np.array([ts(f.superseded_at) for f in facts], dtype=np.float64),
             newer_noncurrent=np.array([f.newer_noncurrent for f in facts], dtype=np.int64),
+            hits=np.array([f.hits for f in facts], dtype=np.int64),
         )
 
 

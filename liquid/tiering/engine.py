@@ -240,35 +240,47 @@ class TieringEngine:
             return {}
 
     def _publish(self) -> None:
-        """Save the hot rank's adaptive state where ``explain`` and the next leader find it
-        (on a change, else at most every 30 s). Redis down: it waits for the next pass."""
-        adaptive = self.planner.adaptive
+        """Save the hot rank's adaptive state (the half-life, the window's share, the read clock)
+        where ``explain`` and the next leader find it (on a change, else at most every 30 s).
+        Redis down: it waits for the next pass."""
+        planner = self.planner
+        adaptive, window = planner.adaptive, planner.window
         save = getattr(self.hot, "save_adaptive", None)
-        if save is None or not adaptive.enabled:
+        if save is None or not (adaptive.enabled or window.enabled or planner.knobs.read_clock):
             return
-        if not adaptive.changed and time.monotonic() - self._published < 30.0:
+        if not (adaptive.changed or window.changed) and time.monotonic() - self._published < 30.0:
             return
+        state = adaptive.to_json() if adaptive.enabled else {}
+        if window.enabled:
+            state["window"] = window.to_json()
+        if planner.knobs.read_clock:
+            state["read_clock"] = planner.reads.to_json()
         try:
-            save(adaptive.to_json())
+            save(state)
         except Exception as exc:
             log.warning("could not save the hot rank's adaptive state: %s", exc)
             return
-        adaptive.changed = False
+        adaptive.changed = window.changed = False
         self._published = time.monotonic()
 
     def _restore(self) -> None:
-        """Resume with the half-life a previous leader chose (once)."""
+        """Resume with the half-life and window share a previous leader chose (once)."""
         self._restored = True
         load = getattr(self.hot, "load_adaptive", None)
-        if load is None or not self.planner.adaptive.enabled:
+        adaptive, window = self.planner.adaptive, self.planner.window
+        if load is None or not (adaptive.enabled or window.enabled):
             return
         try:
             saved = load()
         except Exception as exc:
             log.warning("could not read the hot rank's adaptive state: %s", exc)
             return
-        if saved and saved.get("tracker_half_life_s") == self.planner.adaptive.base:
-            self.planner.adaptive.restore(float(saved["half_life_s"]))
+        if not saved:
+            return
+        if adaptive.enabled and saved.get("tracker_half_life_s") == adaptive.base:
+            adaptive.restore(float(saved["half_life_s"]))
+        if window.enabled and isinstance(saved.get("window"), dict):
+            window.restore(float(saved["window"].get("window_share", window.share)))
 
     def _apply(self, plan: Plan) -> None:
         self._publish()

@@ -150,4 +150,26 @@ def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: dat
         out["switches"] = saved.get("switches")
     if not math.isfinite(half_life):
         out["half_life_s"] = None
+    k = planner.knobs
+    leader = saved or {}
+    if k.adaptive_window:
+        window = dict(leader.get("window") or {"window_share": k.hot_window})
+        window["source"] = (
+            "the leader's hill climbing on the hot byte hit ratio"
+            if leader.get("window")
+            else "planner.hot_window (no leader has climbed yet)"
+        )
+        out["window"] = window
+    else:
+        out["window"] = {"window_share": k.hot_window, "source": "planner.hot_window (adaptive_window off)"}
+    if k.read_clock and not a.enabled:
+        clock = leader.get("read_clock")
+        since = planner.reads.since(clock, last) if clock else None
+        out["ranked_by"] = "the tracker's count, forward-decayed in hot budgets read"
+        out["read_clock"] = {
+            "half_life_budgets": k.read_half_life,
+            "budgets_read_since_last_read": None if since is None else round(since, 3),
+            "half_lives_since_last_read": None if since is None else round(since / k.read_half_life, 3),
+            "leader": clock,
+        }
     return out

@@ -55,9 +55,11 @@ from liquid.tiering.adaptive import AdaptiveHalfLife
 from liquid.tiering.budgets import budget_uses, capped_tiers, tier_caps, tier_costs, unreachable_rates
 from liquid.tiering.plan import Change, Plan
 from liquid.tiering.ranked import PINNED, RankedTier
+from liquid.tiering.readclock import ReadClock
 from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.state import TIER_INDEX, PlacementState
 from liquid.tiering.values import COLDER, TEMP, PlannerSettings, Prices, ValueModel
+from liquid.tiering.window import WindowClimber
 
 LN2 = math.log(2)
 
@@ -139,6 +141,11 @@ class Planner:
             hysteresis=k.hysteresis,
             enabled=k.adaptive,
         )
+        #: The hot window's share, tuned by hill climbing (liquid.tiering.window).
+        self.window = WindowClimber(k.hot_window, enabled=k.adaptive_window, period=k.window_period)
+        #: Time in hot budgets read: the hot rank's recency with ``read_clock`` (liquid.tiering.readclock).
+        self.reads = ReadClock(half_life=k.read_half_life)
+        self.counting = k.read_clock or k.adaptive_window
         #: False while a dry run plans: it ranks like the daemon but teaches the simulations nothing.
         self.learning = True
         #: A planner shard's split of the global caps, run in each rebuild and cycle as each
@@ -180,6 +187,9 @@ class Planner:
         state = PlacementState(policies=policies, policy_version=policy_version)
         self._use(policies)
         self._configure(state)
+        if self.learning:
+            self.window.reset()
+            self.reads.reset(now.timestamp())
         before: dict[str, dict[str, int]] = {}
         for oid, (member, size) in sorted((hot_residents or {}).items()):
             tenant, _, rest = member.partition("/")
@@ -230,10 +240,12 @@ class Planner:
             self._forget(state, p, oid)
         if not isinstance(batch, ColumnBatch):
             batch = ColumnBatch.of_rows(batch)
+        self._count_reads(state, batch, p.t)
         if len(batch):
             self._place_columns(state, p, batch)
         self._commit_columns(state, p)
         self._adapt(state)
+        self._climb(state)
         self._settle(state, p)
         self._finish(state, p, before, started)
         return p.plan
@@ -257,6 +269,7 @@ class Planner:
         if self.hot_enabled:
             for row in rows:
                 f = row.facts
+                self.window.missed(f.size)
                 if (
                     f.size > self.hot_max
                     or not self._policy_may_be_hot(policies, f)
@@ -520,6 +533,7 @@ class Planner:
             p.dropped.append(oid)
         state.hot.withdraw(oid)
         self.adaptive.forget(oid)
+        self.reads.forget(oid)
         self._leave_capped(state, oid)
 
     def _leave_capped(self, state: PlacementState, oid: int, *, keep: str | None = None) -> None:
@@ -812,6 +826,8 @@ class Planner:
         """The hot rank of an object at epoch ``t``: what a read saves per byte, plus its adaptive
         score (liquid.tiering.adaptive); the simulations see the object too when it is sampled."""
         rate = f.access_score
+        if self.knobs.read_clock and not self.adaptive.enabled:
+            return self._read_clock_rank(f, t)
         if not self.adaptive.enabled:
             return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
         base = (
@@ -827,6 +843,19 @@ class Planner:
                 oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=last, span=span
             )
         return self.adaptive.rank(oid, base, count, last, span)
+
+    def _read_clock_rank(self, f: ObjectFacts, t: float) -> float:
+        """The hot rank with recency on the read clock (liquid.tiering.readclock): what a read saves
+        per byte, times the tracker's count at the last read, forward-decayed in budgets read."""
+        rate = f.access_score
+        if rate <= 0:
+            return -math.inf
+        base = self.values.saving_per_byte(f.size, "hot", self._prices_of(f.tenant))
+        h0 = self.settings.access.half_life
+        last = f.last_access_at.timestamp() if f.last_access_at is not None else t
+        # The decayed read count at the last read: the rate brought back from now.
+        count = rate * h0 / (3600.0 * LN2) * 2.0 ** (min(t - last, 64 * h0) / h0)
+        return base + math.log(max(count, 1e-12)) + self.reads.at(last) * LN2 / self.reads.half_life
 
     def _adapt(self, state: PlacementState) -> None:
         """Feed the sampled reads since the last cycle to the simulations; a new half-life re-ranks
@@ -844,6 +873,30 @@ class Planner:
         self.adaptive.set_capacity(capacity)
         self.adaptive.end_pass(hot)
 
+    def _count_reads(self, state: PlacementState, batch: ColumnBatch, t: float) -> None:
+        """Advance the read clock by the new reads the cycle's rows carry (their hits since the
+        clock last saw them), and count their bytes for the window's hill climbing."""
+        limit = state.hot.limit
+        if not self.learning or not self.counting or not limit:
+            return
+        new_reads = self.reads.new_reads
+        nbytes = 0
+        f = batch.facts
+        for oid, hits, size, created in zip(
+            batch.ids.tolist(), f.hits.tolist(), f.size.tolist(), f.created.tolist(), strict=True
+        ):
+            nbytes += new_reads(oid, hits, created) * size
+        self.reads.advance(t, nbytes / limit)
+        self.window.read(nbytes)
+
+    def _climb(self, state: PlacementState) -> None:
+        """At the end of a sample period, move the hot window's share (liquid.tiering.window);
+        the evictions it causes are planned by _hot_changes."""
+        if not self.learning or state.hot.limit is None:
+            return
+        if self.window.end_cycle(float(state.hot.limit)):
+            state.hot.set_window(self.window.share)
+
     def _use(self, policies: PolicySet) -> None:
         if policies is not self._policies:
             self._policies = policies
@@ -858,7 +911,10 @@ class Planner:
         assert policies is not None
         k = self.knobs
         state.hot = RankedTier(
-            tier_caps(policies, "hot", self._prices_of), hysteresis=k.hysteresis, window=k.hot_window
+            tier_caps(policies, "hot", self._prices_of),
+            hysteresis=k.hysteresis,
+            window=self.window.share if k.adaptive_window else k.hot_window,
+            window_lru=k.adaptive_window,
         )
         state.capped = {
             tier: RankedTier(tier_caps(policies, tier, self._prices_of), hysteresis=k.hysteresis)

@@ -16,7 +16,9 @@ tenant's members, victims for a global cap from anyone's.
 
 **The window** (hot tier only): a share of the global byte cap where every missed read gets
 a copy at once, whatever its rank; the oldest leave in order and meet the ranked part,
-where rank decides (:meth:`RankedTier.admit_on_read`).
+where rank decides (:meth:`RankedTier.admit_on_read`). With ``window_lru`` a member read
+again (offered by a cycle) goes to the back of the line, so the window is an LRU at the
+cycle's grain; :meth:`RankedTier.set_window` changes its share (``liquid.tiering.window``).
 
 An offer that neither fits nor outranks enough members is **parked**: when a member later
 leaves without a replacement, the best parked offers that fit take the room (so an object a
@@ -92,17 +94,24 @@ class RankedTier:
         caps: the limits (none: every offer is admitted).
         hysteresis: the members' bonus factor (``planner.hysteresis``).
         window: share of the global byte cap kept for read-path admissions (hot tier only).
+        window_lru: a window member offered again (read since the last cycle) goes to the back.
     """
 
     #: Parked offers kept at most (the best ones); see :meth:`_trim_parked`.
     max_parked = 100_000
 
     def __init__(
-        self, caps: list[Cap] | None = None, *, hysteresis: float = 1.25, window: float = 0.0
+        self,
+        caps: list[Cap] | None = None,
+        *,
+        hysteresis: float = 1.25,
+        window: float = 0.0,
+        window_lru: bool = False,
     ) -> None:
         self.caps = list(caps or [])
         self.bonus = math.log(hysteresis)
         self.window_fraction = window
+        self.window_lru = window_lru
         self._derive()
         self.members: dict[int, int] = {}  # object id -> bytes (the window's included)
         self.bytes = 0
@@ -237,6 +246,8 @@ class RankedTier:
             self._label[oid] = label
         self._released.discard(oid)
         if oid in self.window:
+            if self.window_lru:
+                self.window.move_to_end(oid)  # read again: the last to leave
             return  # ranked again; it meets the ranked part when it leaves the window
         if oid in self.members:
             if size != self.members[oid]:
@@ -309,7 +320,26 @@ class RankedTier:
         self.window[oid] = size
         self.window_bytes += size
         self._add(oid, size)
-        while self.window_bytes > room:
+        self._shrink_window(room)
+        self.settle()
+        return True
+
+    def set_window(self, fraction: float) -> None:
+        """The window's share of the global byte cap is now ``fraction``.
+
+        A smaller window lets its oldest go to meet the ranked part; a larger one leaves the
+        ranked part over its share, and :meth:`trim` (or the next :meth:`settle` of an offer)
+        evicts its lowest-ranked members. Call :meth:`trim` and :meth:`settle` after.
+        """
+        self.window_fraction = fraction
+        self.window_limit = 0 if self.limit is None else int(self.limit * fraction)
+        self._shrink_window(self.window_limit)
+        self._freed = True
+
+    def _shrink_window(self, room: int) -> None:
+        """The oldest window members leave until the window fits ``room``; each is offered to the
+        ranked part with its rank (or dropped, if the policy released it)."""
+        while self.window_bytes > room and self.window:
             old, old_size = self.window.popitem(last=False)
             self.window_bytes -= old_size
             self._remove(old)
@@ -317,8 +347,6 @@ class RankedTier:
                 self._forget(old)
             else:
                 heapq.heappush(self._waiting, (-self._rank[old], old))
-        self.settle()
-        return True
 
     def release(self, oid: int) -> None:
         """The policy no longer wants ``oid``, but a member keeps its place until room is needed.

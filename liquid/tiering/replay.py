@@ -176,6 +176,9 @@ class ReplayResult:
     #: The hot rank's half-life at the end (s) and how often the simulations changed it.
     half_life: float = 0.0
     switches: int = 0
+    #: The hot window's share at the end (liquid.tiering.window) and hot budgets read (readclock).
+    window_share: float = 0.0
+    budgets_read: float = 0.0
     ledger: Ledger | None = None
     #: Per request: was it a hot hit (kept only when asked, for tests).
     outcomes: list[bool] = field(default_factory=list)
@@ -203,6 +206,8 @@ class ReplayResult:
             "hot_evicts": self.hot_evicts,
             "half_life_s": self.half_life,
             "half_life_switches": self.switches,
+            "window_share": round(self.window_share, 4),
+            "budgets_read": round(self.budgets_read, 1),
         }
 
 
@@ -418,6 +423,7 @@ class Replay:
             ledger.close(times[-1])
         adaptive = engine.planner.adaptive
         res.half_life, res.switches = adaptive.half_life, adaptive.switches
+        res.window_share, res.budgets_read = engine.planner.window.share, engine.planner.reads.now
         res.seconds = time.perf_counter() - started
         return res
 

@@ -95,7 +95,7 @@ class ColumnBatch:
             facts = ObjectFacts.of(
                 f.tenant[i], f.namespace[i], f.key[i], int(f.size[i]), _when(f.created[i]),
                 TIERS[f.home[i]], f.content_type[i], f.tags[i] or _NO_TAGS, f.classification[i],
-                _when(f.last_access[i]), float(f.score[i]), 0, _when(f.home_since[i]),
+                _when(f.last_access[i]), float(f.score[i]), int(f.hits[i]), _when(f.home_since[i]),
                 bool(f.legal_hold[i]), f.scope[i], _when(f.finished[i]), _when(f.superseded[i]),
                 int(f.newer_noncurrent[i]),
             )  # fmt: skip
@@ -156,7 +156,7 @@ _LEAN = """
     SELECT o.id, o.tenant_id, o.namespace, o.key, o.version, o.size, o.content_type, {tags} AS tags,
            o.classification, o.created_at, o.home_tier, o.home_since, o.legal_hold, o.scope,
            e.finished_at, a.score, a.last_access_at, n.created_at AS superseded_at,
-           {newer} AS newer_noncurrent{extra}
+           {newer} AS newer_noncurrent, a.hits{extra}
     FROM objects o
     LEFT JOIN access_stats a ON a.object_id = o.id
     LEFT JOIN executions e ON e.tenant_id = o.tenant_id AND e.execution_id = o.execution_id
@@ -175,7 +175,7 @@ _NEWER_NONCURRENT = """CASE WHEN n.id IS NULL THEN 0::bigint ELSE (
              WHERE m.tenant_id = o.tenant_id AND m.namespace = o.namespace AND m.key = o.key
                AND m.version > o.version AND m.state = 'live') END"""
 #: ``explain`` shows a few more.
-_FULL = _LEAN.replace("{extra}", ", o.home_store, o.stored_size, o.sha256, a.hits")
+_FULL = _LEAN.replace("{extra}", ", o.home_store, o.stored_size, o.sha256")
 _COLUMNS = _LEAN.replace("{extra}", "")
 _SCAN_COLUMNS = (
     _COLUMNS.replace("{tags} AS tags", "{tags}::text AS tags").replace(
@@ -331,6 +331,9 @@ class CatalogRows:
                 newer_noncurrent=np.asarray(
                     batch.column("newer_noncurrent").to_numpy(zero_copy_only=False), dtype=np.int64
                 ),
+                hits=np.nan_to_num(
+                    np.asarray(batch.column("hits").to_numpy(zero_copy_only=False), dtype=np.float64)
+                ).astype(np.int64),
             ),
         )
 
@@ -380,17 +383,17 @@ class CatalogRows:
         out = []
         for r in got:
             (oid, tenant, ns, key, version, size, ct, tags, cls, created, tier, since, held, scope,
-             finished, score, last, superseded, newer) = r[:19]  # fmt: skip
+             finished, score, last, superseded, newer, hits) = r[:20]  # fmt: skip
             rate = 0.0
             if score is not None and last is not None:
                 # decay() and rate_per_hour() inline: this runs once per object per rebuild.
                 rate = score * 0.5 ** (max(now_ts - last.timestamp(), 0.0) / h) * factor
             facts = ObjectFacts.of(
                 tenant, ns, key, size, created, tier, ct, tags or _NO_TAGS, cls, last, rate,
-                int(r[22] or 0) if full else 0, since, held, scope, finished, superseded, int(newer or 0),
+                int(hits or 0), since, held, scope, finished, superseded, int(newer or 0),
             )  # fmt: skip
             if full:
-                store, stored, sha = r[19], int(r[20]), r[21]
+                store, stored, sha = r[20], int(r[21]), r[22]
             else:
                 store, stored, sha = tier, size, ""
             out.append(Row(oid, version, facts, store, stored, sha))

@@ -69,6 +69,12 @@ class PlannerSettings:
     #: The hot rank's half-life adapts (liquid.tiering.adaptive); off (default): the tracker's.
     adaptive: bool = False
     adaptive_sample: float = 0.125
+    #: The window's share adapts by hill climbing (liquid.tiering.window).
+    adaptive_window: bool = False
+    window_period: float = 2.0
+    #: The hot rank's recency counts reads, not seconds (liquid.tiering.readclock).
+    read_clock: bool = False
+    read_half_life: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerSettings:
@@ -80,6 +86,10 @@ class PlannerSettings:
             hot_window=c.hot_window,
             adaptive=c.adaptive,
             adaptive_sample=c.adaptive_sample,
+            adaptive_window=c.adaptive_window,
+            window_period=c.window_period,
+            read_clock=c.read_clock,
+            read_half_life=c.read_half_life,
         )
 
 

@@ -66,3 +66,45 @@ def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader
     off = make_service()  # the default: adaptive off
     shown = explain(Planner(off.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
     assert shown["adaptive"]["source"] == "the tracker's (adaptive off)"
+
+
+def test_the_leader_saves_its_window_share_and_read_clock_explain_shows_them_and_a_new_leader_resumes(
+    make_service: ServiceFactory, tenant: str
+) -> None:
+    service = make_service(planner={"read_clock": True, "adaptive_window": True})
+    hot = service.hot
+    assert hot is not None
+    hot.client.delete(HOT_ADAPTIVE)
+    apply_policies(service.engine, {"p.yaml": _policy(tenant)}, actor="test", clock=service.clock)
+    r = service.put(tenant, "ns", "k", b"x" * 1000).ref
+    first = catalog_engine(service)
+    first._restored = True  # whatever an earlier test saved is not this leader's business
+    window = first.planner.window
+    window.share, window.changed = 0.3, True  # as if the hill climbing had reached 30%
+    assert first.cycle() is not None
+    saved = json.loads(hot.client.get(HOT_ADAPTIVE))
+    assert saved["window"]["window_share"] == 0.3
+    assert saved["read_clock"]["half_life_budgets"] == 2.0
+    assert "half_life_s" not in saved  # the half-life simulations are off
+
+    second = catalog_engine(service)
+    assert second.planner.window.share == 0.0  # planner.hot_window, until it resumes
+    second.cycle()
+    assert second.planner.window.share == 0.3
+    assert second.state is not None and second.state.hot.window_fraction == 0.3
+
+    now = service.clock()
+    row = CatalogRows(service.engine, half_life=service.settings.access.half_life).row(r, now)
+    assert row is not None
+    out = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
+    shown = out["hot"]["adaptive"]
+    assert shown["window"]["window_share"] == 0.3
+    assert shown["window"]["source"] == "the leader's hill climbing on the hot byte hit ratio"
+    assert shown["ranked_by"] == "the tracker's count, forward-decayed in hot budgets read"
+    assert shown["read_clock"]["half_life_budgets"] == 2.0
+    assert shown["read_clock"]["leader"]["half_life_budgets"] == 2.0
+    hot.client.delete(HOT_ADAPTIVE)
+    off = make_service()
+    shown = explain(Planner(off.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
+    assert shown["adaptive"]["window"]["source"] == "planner.hot_window (adaptive_window off)"
+    assert "read_clock" not in shown["adaptive"]
