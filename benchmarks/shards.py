@@ -49,6 +49,8 @@ from typing import Any
 
 from rich.console import Console
 
+from benchmarks.tiering import object_rows
+
 RESULTS = Path(__file__).parent / "results"
 T0 = datetime(2031, 6, 1, tzinfo=UTC)
 console = Console(stderr=True)
@@ -60,19 +62,7 @@ INSERT INTO tenants (id, display_name, created_at, disabled)
 SELECT 't' || lpad(i::text, 3, '0'), '', now(), false FROM generate_series(0, :tenants - 1) AS i
 ON CONFLICT DO NOTHING;
 WITH o AS (
-INSERT INTO objects (id, tenant_id, namespace, key, version, size, stored_size, sha256, content_type,
-                     compression, tags, created_at, legal_hold, home_tier, home_store, locator, home_since,
-                     state)
-SELECT {_ID}, {_TENANT},
-       (ARRAY['results', 'kb', 'audit', 'artifacts'])[1 + g % 4],
-       'k/' || g, 1, 1000 + (g * 7919) % 10000000, 1000 + (g * 7919) % 10000000, repeat('0', 64),
-       'application/octet-stream', 'none', '{{}}'::jsonb,
-       :now - make_interval(secs => ((g * 104729) % 8000000)::float8), false,
-       (ARRAY['warm', 'cold'])[1 + g % 2], (ARRAY['warm', 'cold'])[1 + g % 2], 'l/' || g,
-       :now - interval '3 days', 'live'
-FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
-RETURNING id, tenant_id
-)
+{object_rows(_ID, _TENANT)})
 INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, updated_at)
 SELECT id, tenant_id, 1 + (g % 97)::float, g % 50,
        :now - make_interval(secs => ((g * 31) % 900000)::float8), :now

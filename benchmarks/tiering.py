@@ -46,6 +46,30 @@ POLICIES = Path(__file__).parent.parent / "policies"
 T0 = datetime(2031, 6, 1, tzinfo=UTC)
 console = Console(stderr=True)
 
+
+def object_rows(id_sql: str, tenant_sql: str) -> str:
+    """SQL inserting objects ``g`` in ``:lo..:hi``, id and tenant given as SQL of ``g``.
+
+    It ends ``RETURNING id, tenant_id``.
+
+    Sizes, ages, namespaces and homes are spread by ``g`` alone, so every run seeds the same rows.
+    """
+    return f"""
+INSERT INTO objects (id, tenant_id, namespace, key, version, size, stored_size, sha256, content_type,
+                     compression, tags, created_at, legal_hold, home_tier, home_store, locator, home_since,
+                     state)
+SELECT {id_sql}, {tenant_sql},
+       (ARRAY['results', 'kb', 'audit', 'artifacts'])[1 + g % 4],
+       'k/' || g, 1, 1000 + (g * 7919) % 10000000, 1000 + (g * 7919) % 10000000, repeat('0', 64),
+       'application/octet-stream', 'none', '{{}}'::jsonb,
+       :now - make_interval(secs => ((g * 104729) % 8000000)::float8), false,
+       (ARRAY['warm', 'cold'])[1 + g % 2], (ARRAY['warm', 'cold'])[1 + g % 2], 'l/' || g,
+       :now - interval '3 days', 'live'
+FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
+RETURNING id, tenant_id
+"""
+
+
 # Object g of tenant t gets the id liquid_object_id would give it from sequence value g (the
 # objects table is partitioned by the tenant's bucket in the id: liquid.catalog.partitions), so a
 # sample of g finds its rows by primary key; the sequence is moved past them afterwards.
@@ -55,19 +79,7 @@ SEED_SQL = f"""
 INSERT INTO tenants (id, display_name, created_at, disabled)
 VALUES ('acme', '', now(), false), ('demo', '', now(), false) ON CONFLICT DO NOTHING;
 WITH o AS (
-INSERT INTO objects (id, tenant_id, namespace, key, version, size, stored_size, sha256, content_type,
-                     compression, tags, created_at, legal_hold, home_tier, home_store, locator, home_since,
-                     state)
-SELECT {_ID}, {_TENANT},
-       (ARRAY['results', 'kb', 'audit', 'artifacts'])[1 + g % 4],
-       'k/' || g, 1, 1000 + (g * 7919) % 10000000, 1000 + (g * 7919) % 10000000, repeat('0', 64),
-       'application/octet-stream', 'none', '{{}}'::jsonb,
-       :now - make_interval(secs => ((g * 104729) % 8000000)::float8), false,
-       (ARRAY['warm', 'cold'])[1 + g % 2], (ARRAY['warm', 'cold'])[1 + g % 2], 'l/' || g,
-       :now - interval '3 days', 'live'
-FROM generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS g
-RETURNING id, tenant_id
-)
+{object_rows(_ID, _TENANT)})
 INSERT INTO access_stats (object_id, tenant_id, score, hits, last_access_at, updated_at)
 SELECT id, tenant_id, (g % 97)::float, g % 50, :now - make_interval(secs => ((g * 31) % 900000)::float8), :now
 FROM (SELECT id, tenant_id, id & ((1::bigint << 48) - 1) AS g FROM o) s ON CONFLICT DO NOTHING;
