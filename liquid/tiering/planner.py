@@ -879,14 +879,17 @@ class Planner:
         limit = state.hot.limit
         if not self.learning or not self.counting or not limit:
             return
-        new_reads = self.reads.new_reads
+        read = self.reads.read
         nbytes = 0
+        again = 0.0
         f = batch.facts
         for oid, hits, size, created in zip(
             batch.ids.tolist(), f.hits.tolist(), f.size.tolist(), f.created.tolist(), strict=True
         ):
-            nbytes += new_reads(oid, hits, created) * size
-        self.reads.advance(t, nbytes / limit)
+            n, w = read(oid, hits, created)
+            nbytes += n * size
+            again += w * size
+        self.reads.advance(t, again / limit)
         self.window.read(nbytes)
 
     def _climb(self, state: PlacementState) -> None:
