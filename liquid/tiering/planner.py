@@ -874,8 +874,9 @@ class Planner:
         self.adaptive.end_pass(hot)
 
     def _count_reads(self, state: PlacementState, batch: ColumnBatch, t: float) -> None:
-        """Advance the read clock by the new reads the cycle's rows carry (their hits since the
-        clock last saw them), and count their bytes for the window's hill climbing."""
+        """Advance the read clock by the re-reads among the new reads the cycle's rows carry
+        (their hits since the clock last saw them; ReadClock.read), and count all the new
+        reads' bytes for the window's hill climbing."""
         limit = state.hot.limit
         if not self.learning or not self.counting or not limit:
             return

@@ -135,6 +135,20 @@ def test_reads_are_counted_once_from_the_hit_counts_the_cycle_sees() -> None:
     assert clock.new_reads(8, 40, created=50.0) == 1  # older than the clock's memory: one
 
 
+def test_only_re_reads_advance_the_read_clock() -> None:
+    clock = ReadClock(half_life=2.0)
+    clock.reset(0.0)
+    assert clock.read(1, 1, created=-50.0) == (1, 0.0)  # a first read: nothing yet
+    assert clock.read(2, 3, created=10.0) == (3, 3.0)  # read thrice in the cycle: all count
+    clock.advance(100.0, 1.0)
+    # Read again one budget later: the read stands at 2^-0.5, and so does the owed first read.
+    n, again = clock.read(1, 2, created=-50.0)
+    assert n == 1 and again == pytest.approx(2 * 2**-0.5)
+    clock.advance(200.0, 40.0)  # twenty half-lives later the object no longer stands
+    n, again = clock.read(1, 3, created=-50.0)
+    assert n == 1 and again < 1e-5
+
+
 def test_the_read_clock_interpolates_between_cycles_and_extrapolates_after() -> None:
     clock = ReadClock(half_life=2.0)
     clock.reset(0.0)
