@@ -318,10 +318,12 @@ class PlannerConfig(BaseModel):
     #: Bytes read per sample period of the window's hill climbing, in hot budgets.
     window_period: float = Field(default=2.0, gt=0.0, le=1000.0)
     #: Rank hot copies with recency counted in reads, not seconds (``liquid.tiering.readclock``):
-    #: an object's standing halves every ``read_half_life`` hot budgets of bytes read, so the same
-    #: reads rank the same whether they come in 3 days or 30. Off: the tracker's wall-clock decay.
-    #: Opt-in: on the placement grid it gains up to 13 points of byte hit ratio where popularity
-    #: drifts fast but loses 1.4-2.4 on the scan trace (benchmarks/results/placement-readclock.md).
+    #: an object's standing halves every ``read_half_life`` hot budgets of bytes re-read (reads
+    #: of objects once read do not count, so a one-time scan does not age the hot set), and the
+    #: same reads rank the same whether they come in 3 days or 30. Off: the tracker's wall-clock
+    #: decay. Opt-in: on the placement grid it gains up to 13 points of byte hit ratio where
+    #: popularity drifts fast but loses 1.5 on the scan trace, whose Zipf part does not drift,
+    #: and 1.6 on workflow at 5% (benchmarks/results/placement-readclock.md).
     read_clock: bool = False
     #: The read clock's half-life, in hot budgets of bytes read.
     read_half_life: float = Field(default=2.0, gt=0.0, le=1e6)

@@ -874,19 +874,23 @@ class Planner:
         self.adaptive.end_pass(hot)
 
     def _count_reads(self, state: PlacementState, batch: ColumnBatch, t: float) -> None:
-        """Advance the read clock by the new reads the cycle's rows carry (their hits since the
-        clock last saw them), and count their bytes for the window's hill climbing."""
+        """Advance the read clock by the re-reads among the new reads the cycle's rows carry
+        (their hits since the clock last saw them; ReadClock.read), and count all the new
+        reads' bytes for the window's hill climbing."""
         limit = state.hot.limit
         if not self.learning or not self.counting or not limit:
             return
-        new_reads = self.reads.new_reads
+        read = self.reads.read
         nbytes = 0
+        again = 0.0
         f = batch.facts
         for oid, hits, size, created in zip(
             batch.ids.tolist(), f.hits.tolist(), f.size.tolist(), f.created.tolist(), strict=True
         ):
-            nbytes += new_reads(oid, hits, created) * size
-        self.reads.advance(t, nbytes / limit)
+            n, w = read(oid, hits, created)
+            nbytes += n * size
+            again += w * size
+        self.reads.advance(t, again / limit)
         self.window.read(nbytes)
 
     def _climb(self, state: PlacementState) -> None:

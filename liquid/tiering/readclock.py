@@ -6,9 +6,14 @@ turns over depends on how densely it is read: a 3-day half-life is a few hundred
 quiet deployment and millions on a busy one, so a wall-clock half-life ranks the same request
 sequence differently when it is packed into 3 days or spread over 30.
 
-:class:`ReadClock` measures time as **hot budgets of bytes read**: it advances by the bytes of
-every read the planner is told about (the new hits each cycle's rows carry, the counts the
-daemon flushes), divided by the hot tier's byte budget. Its checkpoints (wall-clock time →
+:class:`ReadClock` measures time as **hot budgets of bytes re-read**: it advances by the bytes
+of the reads the planner is told about (the new hits each cycle's rows carry, the counts the
+daemon flushes), divided by the hot tier's byte budget, but only of **re-reads**: a read counts
+as far as its object still stands on this clock (its reads, halved every half-life, capped at
+one), and an object's first read counts once it is read again while that read still stands.
+So a scan of objects read once (or read long ago) does not age the objects read before it by
+many half-lives while the scanned ones look fresh; a new hot set, read again soon, moves the
+clock as any other. Its checkpoints (wall-clock time →
 reads so far, one per cycle) turn an object's last read time into a position on this clock,
 interpolated within a cycle (reads are taken as evenly spread between two cycles) and
 extrapolated at the last cycle's pace after it. The hot rank is then (``Planner._hot_rank``)::
@@ -47,7 +52,9 @@ class ReadClock:
         self.now = 0.0
         self._t: list[float] = []  # checkpoints: epoch seconds, ascending
         self._v: list[float] = []  # budgets read by then
-        self._seen: OrderedDict[int, int] = OrderedDict()  # object id -> reads counted so far
+        # object id -> (reads counted so far, reading at its last read, its standing then, the
+        # share of its last read not yet counted on the clock)
+        self._seen: OrderedDict[int, tuple[int, float, float, float]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -61,20 +68,43 @@ class ReadClock:
         self._seen.clear()
 
     def new_reads(self, oid: int, hits: int, created: float) -> int:
-        """Reads of ``oid`` not counted yet, given the ``hits`` counted so far by the tracker.
+        """Reads of ``oid`` not counted yet, given the ``hits`` counted so far by the tracker."""
+        return self.read(oid, hits, created)[0]
+
+    def read(self, oid: int, hits: int, created: float) -> tuple[int, float]:
+        """The new reads of ``oid`` (given the ``hits`` the tracker has counted so far), and how
+        many reads' bytes advance the clock.
 
         An object this clock has not seen counts all its hits when it was created since the
-        last checkpoint, else one (its earlier reads came before the clock's memory).
+        last checkpoint, else one (its earlier reads came before the clock's memory). Only
+        re-reads advance the clock: a read counts as far as the object was still standing
+        (its reads, halved every half-life on this clock, capped at one), and a first read
+        counts later, when the object is read again while that read still stands. A scan of
+        objects read once, or read long ago, thus leaves the clock where it was, while a new
+        hot set, read again soon, moves it as before.
         """
         seen = self._seen.pop(oid, None)
         if seen is None:
             new = hits if not self._t or created >= self._t[-1] else min(hits, 1)
+            standing, owed = 0.0, 0.0
         else:
-            new = hits - seen
-        self._seen[oid] = hits
+            new = hits - seen[0]
+            standing = seen[2] * 2.0 ** (-(self.now - seen[1]) / self.half_life)
+            owed = seen[3]
+        new = max(new, 0)
+        if not new:
+            self._seen[oid] = seen if seen is not None else (hits, self.now, 0.0, 0.0)
+            return 0, 0.0
+        first = min(standing, 1.0)
+        # What is owed by the last read is paid as far as that read still stands.
+        again = owed * first + first + (new - 1)
+        owed = 0.0 if new > 1 else 1.0 - first
+        if new > 1:
+            again += 1.0 - first  # re-read within the cycle: its first read counts now
+        self._seen[oid] = (hits, self.now, standing + new, owed)
         if len(self._seen) > self.tracked:
             self._seen.popitem(last=False)
-        return max(new, 0)
+        return new, again
 
     def forget(self, oid: int) -> None:
         self._seen.pop(oid, None)
