@@ -203,8 +203,18 @@ class CatalogApplier:
                 continue
             assert c.to_tier is not None
             store = self.settings.store_for(_tier(c.to_tier))
-            if store is None or store == CATALOG_STORE:
+            if store is None:
                 why = f"no store is configured for tier {c.to_tier} (set tiers.{c.to_tier} in liquid.yaml)"
+                report.skipped.append((c.object_id, c.uri, why))
+                continue
+            if store == CATALOG_STORE:
+                # The catalog takes an object's bytes only in the put that writes its row; the
+                # mover copies between object stores, so nothing moves back into the catalog.
+                why = (
+                    f"tier {c.to_tier} keeps its bytes in the catalog, which takes them only at put time:"
+                    f" nothing moves into it (give tier {c.to_tier} an object store in liquid.yaml"
+                    " to allow moves there)"
+                )
                 report.skipped.append((c.object_id, c.uri, why))
                 continue
             rows.append(
