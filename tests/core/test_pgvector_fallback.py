@@ -288,3 +288,81 @@ def test_a_search_on_the_event_loop_survives_a_killed_connection(world: dict[str
             await index.astop()
 
     asyncio.run(main())
+
+
+def test_a_search_on_the_event_loop_scores_the_sample_while_the_statement_runs(
+    world: dict[str, Any],
+) -> None:
+    """With the set's sample cached, the fallback's chance statistics are computed while the HNSW
+    statement is out at PostgreSQL (the connection busy with it), and the answer is unchanged."""
+    index, threaded = _index(world), _index(world)
+    tenant, where = world["tenant"], VectorFilter(namespace="kb")
+    queries = [
+        _unit(world["rng"].standard_normal(DIMS)).astype(np.float32),  # the fallback's
+        _unit(world["centres"][2] + 0.05 * world["rng"].standard_normal(DIMS)).astype(np.float32),
+    ]
+    seen: list[psycopg.pq.TransactionStatus] = []
+    chance = index._chance
+
+    def watched(*args: Any) -> Any:
+        [conn] = list(index._asession)  # the pool's only connection
+        seen.append(conn.info.transaction_status)
+        return chance(*args)
+
+    index._chance = watched  # type: ignore[method-assign]
+
+    async def main() -> list[list[tuple[int, float]]]:
+        await index.astart(max_size=1)
+        try:
+            out = []
+            for q in [queries[0], *queries]:  # the first search of the set reads its sample
+                hits = await index.asearch(tenant, q.tolist(), k=10, where=where)
+                out.append([(h.object_id, round(h.score, 5)) for h in hits])
+            return out[1:]
+        finally:
+            await index.astop()
+
+    got = asyncio.run(main())
+    want = [
+        [(h.object_id, round(h.score, 5)) for h in threaded.search(tenant, q.tolist(), k=10, where=where)]
+        for q in queries
+    ]
+    assert got == want
+    # The first search computed them after reading the sample (connection idle), the others with
+    # the statement in progress.
+    assert seen == [psycopg.pq.TransactionStatus.IDLE, *[psycopg.pq.TransactionStatus.ACTIVE] * 2]
+    # The same fallbacks as the worker-thread path (the random query's, searched twice, among them).
+    assert threaded.exact_fallbacks >= 1
+    assert (index.searches, index.exact_fallbacks) == (3, threaded.exact_fallbacks + 1)
+
+
+def test_a_search_cancelled_while_its_statement_runs_leaves_nothing_running(world: dict[str, Any]) -> None:
+    """A deadline that cancels the search while the statement is out cancels the statement too; the
+    pool's connection answers the next search."""
+    index = _index(world)
+    tenant, where = world["tenant"], VectorFilter(namespace="kb")
+    q = _unit(world["centres"][3]).astype(np.float32).tolist()
+    chance = index._chance
+
+    def cancelling(*args: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return chance(*args)
+
+    async def main() -> None:
+        await index.astart(max_size=1)
+        try:
+            first = await index.asearch(tenant, q, k=5, where=where)  # reads the sample
+            index._chance = cancelling  # type: ignore[method-assign]
+            with pytest.raises(asyncio.CancelledError):
+                await index.asearch(tenant, q, k=5, where=where)
+            statements = [t for t in asyncio.all_tasks() if "_arows" in t.get_coro().__qualname__]
+            assert statements == []  # the statement's task was cancelled and awaited, not left behind
+            del index._chance
+            again = await index.asearch(tenant, q, k=5, where=where)
+            assert [h.object_id for h in again] == [h.object_id for h in first] and len(first) == 5
+        finally:
+            await index.astop()
+
+    asyncio.run(main())
