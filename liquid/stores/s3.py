@@ -16,6 +16,10 @@ Other options: ``addressing=path|virtual`` (default path when an endpoint is
 given), ``timeout`` (seconds a socket read may wait, default 10), ``connect_timeout``
 (default 2) and ``retries`` (attempts, default 2).
 
+Whole reads kept in memory (:meth:`S3Store.read_into`, what ``LiquidService.get`` uses) GET
+through a presigned URL on the client's own HTTP session and read the response straight into
+the caller's buffer; anything unusual on that path falls back to the SDK's ``get_object``.
+
 Objects below ``multipart_threshold`` go up in one PUT; larger ones stream as a
 multipart upload of ``part_size`` parts (at most one part in memory), aborted on
 any failure so no half object or orphaned parts remain. S3 publishes an object
