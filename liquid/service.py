@@ -34,7 +34,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -429,11 +428,6 @@ class LiquidService:
         self.shm = shm
         self.clock = clock
         self.tenancy = Tenancy(engine, clock=clock)
-        #: Where whole values read into a buffer lived (object id → store, locator), so the next
-        #: read of the version can start its GET while the catalog says whether it is still live.
-        self._homes: dict[int, tuple[str, str]] = {}
-        self._homes_lock = threading.Lock()
-        self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="liquid-lookup")
         for tier in DURABLE_TIERS:
             name = settings.store_for(tier)
             if name is not None and name != CATALOG_STORE and name not in self.stores:
@@ -450,7 +444,6 @@ class LiquidService:
             self.access.close()
         if self.hot is not None:
             self.hot.close()
-        self._lookups.shutdown(wait=False)
         self.fast.close()
         self.engine.dispose()
         self.tracing.shutdown()
@@ -858,9 +851,8 @@ class LiquidService:
             data = self._row_value(r, facts, track=track)
             if data is not None:
                 return data, facts
-        early: bytes | None = None
         if row is None:
-            row, early = self._live_row_and_value(r, facts, start, end, in_memory=in_memory)
+            row = self._live_row(r)
         # Counted only once the version is known to exist: a read of a missing or gone ref must
         # not reach the access flush (whose batch it would share with every other tenant's reads).
         if counted:
@@ -874,8 +866,6 @@ class LiquidService:
             # Served from the home: the daemon decides (by rank, within the hot budget) whether it
             # earns a copy. The read path never writes Redis itself, so the budget holds.
             self.access.note_miss(row.id)
-        if early is not None:
-            return self._value_reader(r, row, early)
         if row.inline_data is not None:
             data = bytes(row.inline_data)
             if hashlib.sha256(data).hexdigest() != row.sha256:
@@ -947,42 +937,6 @@ class LiquidService:
             data = _read_whole(read_into, row.locator, sha256=row.sha256, size=row.size, what=what)
         except ObjectNotFound:
             return None
-        with self._homes_lock:
-            self._homes[int(row.id)] = (row.home_store, row.locator)
-            while len(self._homes) > self.versions.max_versions:
-                del self._homes[next(iter(self._homes))]
-        return self._value_reader(r, row, data)
-
-    def _live_row_and_value(
-        self, r: ResultRef, facts: VersionFacts | None, start: int, end: int | None, *, in_memory: bool
-    ) -> tuple[Any, bytes | None]:
-        """The version's live row (as :meth:`_live_row`), and its whole value when a read of it
-        could start before that row came back; else None for the value.
-
-        A whole value read into a buffer before (:meth:`_whole_reader`) left where it lived: its
-        GET starts at once while a worker thread asks the catalog, so the two round trips overlap
-        instead of adding up. The bytes are returned only once the catalog says the version is
-        live (its ObjectNotFound or ObjectGone wins over them), and they are checked against the
-        version's SHA-256 as always, so bytes read from where it lived before a move are still
-        its bytes. Any failure of that read leaves the value to the usual path.
-        """
-        whole = start == 0 and (end is None or (facts is not None and end >= facts.size))
-        home = self._homes.get(facts.object_id) if in_memory and whole and facts is not None else None
-        read_into = None if home is None else getattr(self.stores.get(home[0]), "read_into", None)
-        if facts is None or home is None or read_into is None:
-            return self._live_row(r), None
-        lookup: Future[Any] = self._lookups.submit(self._live_row, r)
-        what = f"{r.uri} in store {home[0]!r}"
-        data: bytes | None
-        try:
-            data = _read_whole(read_into, home[1], sha256=facts.sha256, size=facts.size, what=what)
-        except LiquidError:
-            data = None
-            self._homes.pop(facts.object_id, None)
-        return lookup.result(), data
-
-    def _value_reader(self, r: ResultRef, row: Any, data: bytes) -> ObjectReader:
-        """A reader of a whole verified value, in one piece (read() and buffer() return it as it is)."""
         return ObjectReader(
             ref=r,
             size=row.size,
@@ -991,7 +945,7 @@ class LiquidService:
             source=row.home_tier,
             start=0,
             end=row.size,
-            chunks=iter((data,)),
+            chunks=iter((data,)),  # one piece: read() and buffer() return it as it is
             expires_at=row.expires_at,
             classification=row.classification,
         )

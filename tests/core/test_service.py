@@ -353,60 +353,6 @@ def test_cold_s3_bytes_altered_in_the_server_fail_the_read(
         svc.get(tenant, info.ref)
 
 
-def test_cold_s3_read_overlapping_the_catalog_lookup_still_obeys_the_catalog(
-    make_service: ServiceFactory,
-    base_settings: dict[str, Any],
-    tenant: str,
-    s3_server: S3Server,
-    shared_bucket: str,
-) -> None:
-    """A second get of a cold value starts its GET where the first found it, while the catalog is
-    asked: a version the catalog calls gone is refused although its bytes are still there, and a
-    version that moved is read where it went."""
-    prefix = f"overlap-{uuid.uuid4().hex[:8]}"
-    svc = make_service(
-        stores={**base_settings["stores"], "cold": s3_server.store_url(shared_bucket, prefix)},
-        inline_threshold=0,
-        warm_max_object_size=0,
-    )
-    server = s3_server.client()
-    data = [os.urandom(2 * MiB + i) for i in range(3)]
-    infos = [svc.put(tenant, "ns", f"v{i}", d) for i, d in enumerate(data)]
-    rows = [_row(svc, info.ref) for info in infos]
-    for info, d in zip(infos, data, strict=True):
-        assert svc.get(tenant, info.ref) == d  # learns where each lives
-        assert svc.get(tenant, info.ref) == d  # the overlapped read
-    assert all(row.id in svc._homes for row in rows)  # each read below starts its GET at once
-
-    # Deleted and expired in the catalog only (the bytes stay in S3): the catalog's word wins.
-    with svc.engine.begin() as conn:
-        conn.execute(
-            text("UPDATE objects SET state = 'deleted', deleted_at = now() WHERE id = :i"), {"i": rows[0].id}
-        )
-        conn.execute(
-            text("UPDATE objects SET expires_at = now() - interval '1 second' WHERE id = :i"),
-            {"i": rows[1].id},
-        )
-    assert server.head_object(Bucket=shared_bucket, Key=f"{prefix}/{rows[0].locator}")["ContentLength"] > 0
-    with pytest.raises(ObjectGone, match="deleted"):
-        svc.get(tenant, infos[0].ref)
-    with pytest.raises(ObjectGone, match="expired"):
-        svc.get(tenant, infos[1].ref)
-
-    # Moved to another locator (the old one gone): read where the catalog says it is now.
-    moved = f"{rows[2].locator}-moved"
-    server.copy_object(
-        Bucket=shared_bucket,
-        Key=f"{prefix}/{moved}",
-        CopySource={"Bucket": shared_bucket, "Key": f"{prefix}/{rows[2].locator}"},
-    )
-    with svc.engine.begin() as conn:
-        conn.execute(text("UPDATE objects SET locator = :l WHERE id = :i"), {"l": moved, "i": rows[2].id})
-    server.delete_object(Bucket=shared_bucket, Key=f"{prefix}/{rows[2].locator}")
-    assert svc.get(tenant, infos[2].ref) == data[2]
-    assert svc.get(tenant, infos[2].ref) == data[2]
-
-
 def test_truncated_warm_bytes_raise_integrity_error(service: LiquidService, tenant: str) -> None:
     info = service.put(tenant, "ns", "victim", os.urandom(100_000))
     locator = _row(service, info.ref).locator
