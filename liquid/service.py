@@ -11,8 +11,11 @@ object).
 Reads resolve inline → hot → durable home and never return bytes that do not match
 the recorded checksum: the hot copy is verified and dropped on mismatch; a whole-object
 read from the home holds back its last chunk until the digest is checked and raises
-:class:`~liquid.errors.IntegrityError` instead of finishing. Ranged reads of part of
-an object cannot be checked against the whole-object digest; they verify length only.
+:class:`~liquid.errors.IntegrityError` instead of finishing. :meth:`LiquidService.get`
+keeps every byte anyway, so from a store that can (S3) it reads a whole value into one
+buffer, hashing each step as the next arrives, and returns it only once verified. Ranged
+reads of part of an object cannot be checked against the whole-object digest; they verify
+length only.
 
 Small values live in their catalog row (home tier warm, store ``catalog``): those
 smaller than ``inline_threshold`` are also returned inside the ref, and warm values up
@@ -23,6 +26,7 @@ beats a separate chunk store round trip (PostgreSQL TOASTs them out of line).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import queue
@@ -272,6 +276,38 @@ def _verified(chunks: Iterable[bytes], *, sha256: str, size: int, what: str) -> 
         )
     if held is not None:
         yield held
+
+
+def _read_whole(
+    read_into: Callable[[str, memoryview], Iterator[int]],
+    locator: str,
+    *,
+    sha256: str,
+    size: int,
+    what: str,
+) -> bytes:
+    """A whole object read into one buffer, each step hashed while the next arrives; its bytes
+    are returned only once size and digest match (a mismatch raises, and the buffer is dropped).
+
+    The buffer is a ``BytesIO``'s own: ``getvalue()`` hands that very bytes object over (CPython
+    shares it once no view of it is left), so the value is neither joined nor copied on the way.
+    """
+    out = io.BytesIO()
+    if size:
+        out.seek(size - 1)
+        out.write(b"\0")  # sized once, to the byte
+    digest = hashlib.sha256()
+    done = 0
+    with out.getbuffer() as view:
+        for filled in read_into(locator, view):
+            digest.update(view[done:filled])
+            done = filled
+    if done != size or digest.hexdigest() != sha256:
+        raise IntegrityError(
+            f"{what}: stored bytes do not match the catalog (size {done} vs {size}, "
+            f"sha256 {digest.hexdigest()[:16]}… vs {sha256[:16]}…); refusing to return them"
+        )
+    return out.getvalue()
 
 
 #: Whole reads at least this large fetch the next chunk while the current one is hashed.
@@ -779,10 +815,14 @@ class LiquidService:
         *,
         track: bool,
         cached: bool,
+        in_memory: bool = False,
     ) -> ObjectReader | tuple[bytes, VersionFacts]:
         """:meth:`open`'s work: a reader, or a known version's whole value from its catalog row.
 
         The value comes back bare (verified, counted) so that :meth:`get` returns it without a reader.
+        ``in_memory``: the caller keeps all the bytes (:meth:`get`), so a whole uncompressed value in
+        a store that can (:class:`~liquid.stores.base.BufferReadStore`) is read into one buffer and
+        verified before the reader yields it, in one piece.
         """
         inline = self._inline_reader(r, ref, start, end)
         if inline is not None:
@@ -843,6 +883,11 @@ class LiquidService:
             raise IntegrityError(f"{r.uri}: its home store {row.home_store!r} is not configured here")
         whole = lo == 0 and hi == size
         partial = not whole and row.compression != "zstd"
+        what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
+        if in_memory and whole and row.compression == "none":
+            whole_reader = self._whole_reader(r, row, store, what)
+            if whole_reader is not None:
+                return whole_reader
         try:
             raw = store.open(row.locator, start=lo if partial else 0, end=hi if partial else None)
         except ObjectNotFound:
@@ -853,7 +898,7 @@ class LiquidService:
                 return self.open(tenant, ref, start=start, end=end, track=False)
             row, store = moved, self.stores[moved.home_store]
             raw = store.open(row.locator, start=lo if partial else 0, end=hi if partial else None)
-        what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
+            what = f"{r.uri} in {row.home_tier} store {row.home_store!r}"
         chunks: Iterator[bytes | memoryview]
         if row.compression == "zstd":
             plain = _decompress(raw)
@@ -877,6 +922,30 @@ class LiquidService:
             start=lo,
             end=hi,
             chunks=chunks,
+            expires_at=row.expires_at,
+            classification=row.classification,
+        )
+
+    def _whole_reader(self, r: ResultRef, row: Any, store: Store, what: str) -> ObjectReader | None:
+        """A whole uncompressed value read into one buffer and verified (:func:`_read_whole`), as a
+        reader of one piece; None when the store cannot, or no longer holds it (moved meanwhile:
+        the streamed read finds where it went)."""
+        read_into = getattr(store, "read_into", None)
+        if read_into is None:
+            return None
+        try:
+            data = _read_whole(read_into, row.locator, sha256=row.sha256, size=row.size, what=what)
+        except ObjectNotFound:
+            return None
+        return ObjectReader(
+            ref=r,
+            size=row.size,
+            sha256=row.sha256,
+            content_type=row.content_type,
+            source=row.home_tier,
+            start=0,
+            end=row.size,
+            chunks=iter((data,)),  # one piece: read() and buffer() return it as it is
             expires_at=row.expires_at,
             classification=row.classification,
         )
@@ -1044,7 +1113,7 @@ class LiquidService:
     def get(self, tenant: str, ref: RefLike, *, start: int = 0, end: int | None = None) -> bytes:
         """The bytes of one version in memory; see :meth:`open`."""
         r = self._ref(tenant, ref)
-        found = self._read(tenant, r, ref, start, end, track=True, cached=True)
+        found = self._read(tenant, r, ref, start, end, track=True, cached=True, in_memory=True)
         if isinstance(found, ObjectReader):
             return found.read()
         data = found[0]

@@ -117,6 +117,30 @@ class MultipartStore(Protocol):
         ...
 
 
+@runtime_checkable
+class BufferReadStore(Protocol):
+    """The optional capability of reading a whole object straight into the caller's buffer (S3).
+
+    For whole reads kept in memory (:meth:`LiquidService.get <liquid.service.LiquidService.get>`):
+    the bytes go from the socket into one buffer, with no chunk objects and no join, and the
+    caller hashes each step while the next one arrives. Wrappers that change the bytes
+    (:class:`~liquid.stores.envelope.EnvelopeStore`) must not pass it through.
+    """
+
+    def read_into(self, locator: str, buffer: memoryview) -> Iterator[int]:
+        """Request the object now, then fill ``buffer`` (exactly its size) from the start.
+
+        Yields how many bytes of ``buffer`` are filled after each step (about
+        :data:`CHUNK_SIZE`), the last time ``len(buffer)``.
+
+        Raises:
+            ObjectNotFound: no such object (before returning).
+            IntegrityError: the object is not ``len(buffer)`` bytes (before returning).
+            StoreError: the transfer failed or ended early (while iterating).
+        """
+        ...
+
+
 def check_locator(locator: str) -> str:
     """Return ``locator`` if it is a safe relative name, else raise InvalidInput saying why.
 

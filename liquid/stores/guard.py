@@ -193,6 +193,10 @@ class Guard:
                 close()
 
 
+#: Optional capabilities that return an iterator doing the transfer (BufferReadStore).
+_STREAMING = frozenset({"read_into"})
+
+
 class GuardedStore:
     """A :class:`~liquid.stores.base.Store` whose every call goes through a :class:`Guard`."""
 
@@ -210,6 +214,13 @@ class GuardedStore:
         attr = getattr(self.store, name)
         if not callable(attr):
             return attr
+        if name in _STREAMING:
+
+            def streamed(*args: Any, **kwargs: Any) -> Any:
+                # The request, then every step of the transfer, each in a slot (as ``open``).
+                return self.guard.stream(iter(self.guard.call(attr, *args, **kwargs)))
+
+            return streamed
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             return self.guard.call(attr, *args, **kwargs)

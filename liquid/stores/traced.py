@@ -30,7 +30,21 @@ class TracedStore:
 
     def __getattr__(self, name: str) -> Any:
         # Optional capabilities (presign_get, create_schema, ...) and attributes pass through.
-        return getattr(self.store, name)
+        attr = getattr(self.store, name)
+        if name != "read_into":
+            return attr
+
+        def read_into(locator: str, buffer: memoryview) -> Iterator[int]:
+            # A span like open's, lasting the transfer.
+            span = self.tracing.start("store.open", self._attrs("read_into", locator))
+            try:
+                steps = attr(locator, buffer)
+            except BaseException as exc:
+                _end(span, exc)
+                raise
+            return _streamed(span, steps)
+
+        return read_into
 
     def _attrs(self, op: str, locator: str | None = None) -> dict[str, str | int]:
         attrs: dict[str, str | int] = {"liquid.store": self.name, "liquid.store.op": op}
@@ -97,6 +111,8 @@ def _streamed(span: Span, items: Iterable[Any]) -> Iterator[Any]:
         for item in items:
             if isinstance(item, bytes | bytearray | memoryview):
                 n += len(item)
+            elif isinstance(item, int):
+                n = item  # read_into's steps: the bytes filled so far
             yield item
     except BaseException as exc:
         span.set_attribute("liquid.bytes", n)

@@ -56,3 +56,5 @@ def test_no_presign_through_the_envelope(s3_server: S3Server, bucket: str, data_
     inner = open_store(s3_server.store_url(bucket, "presign"))
     store = EnvelopeStore(inner, data_keys)
     assert not hasattr(store, "presign_get") and not hasattr(store, "presign")
+    # A whole read into a buffer would hand over ciphertext: reads go through open, which decrypts.
+    assert hasattr(inner, "read_into") and not hasattr(store, "read_into")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import urllib.request
@@ -11,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from liquid.errors import InvalidInput, StoreError
+from liquid.errors import IntegrityError, InvalidInput, ObjectNotFound, StoreError
 from liquid.stores import delete_prefix, open_store, read_bytes, write_bytes
-from liquid.stores.s3 import S3Store
+from liquid.stores.base import BufferReadStore
+from liquid.stores.guard import Guard, GuardedStore
+from liquid.stores.s3 import S3Store, _socket_reader
+from liquid.stores.traced import TracedStore
 
 from ..conftest import S3Server
 from .store_contract import StoreContract, StoreFactory
@@ -113,3 +117,89 @@ def test_bad_options() -> None:
         open_store("s3://b/p?regoin=us-east-1")
     with pytest.raises(InvalidInput, match="both access_key and secret_key"):
         open_store("s3://b/p?access_key=x")
+
+
+def _read_into(store: Any, locator: str, size: int) -> tuple[bytes, list[int]]:
+    buf = bytearray(size)
+    with memoryview(buf) as view:
+        steps = list(store.read_into(locator, view))
+    return bytes(buf), steps
+
+
+@pytest.mark.parametrize("presigned", [True, False], ids=["presigned-get", "sdk-get"])
+def test_read_into_fills_the_buffer_in_steps(store_factory: Any, presigned: bool, monkeypatch: Any) -> None:
+    store = store_factory()
+    if not presigned:
+        monkeypatch.setattr(S3Store, "_presigned_get", lambda self, key: None)
+    assert isinstance(store, BufferReadStore)
+    data = os.urandom(3 * MiB + 5)
+    write_bytes(store, "big", data)
+    got, steps = _read_into(store, "big", len(data))
+    assert got == data
+    assert steps[-1] == len(data) and steps == sorted(steps) and len(steps) >= 4  # at most 1 MiB a step
+    write_bytes(store, "empty", b"")
+    assert _read_into(store, "empty", 0) == (b"", [])
+    with pytest.raises(ObjectNotFound):
+        store.read_into("absent", memoryview(bytearray(1)))
+    with pytest.raises(IntegrityError, match="catalog says 10"):
+        store.read_into("big", memoryview(bytearray(10)))
+
+
+def test_read_into_reuses_the_connection_and_drops_an_abandoned_one(store_factory: Any) -> None:
+    store = store_factory()
+    data = os.urandom(2 * MiB)
+    write_bytes(store, "k", data)
+    opened = _count_calls(store, "GetObject")  # only the SDK's get_object emits before-call
+    for _ in range(3):
+        assert _read_into(store, "k", len(data))[0] == data
+    assert opened == []  # every read took the presigned GET
+    steps = store.read_into("k", memoryview(bytearray(len(data))))
+    next(steps)
+    steps.close()  # the rest of the body is never read: that connection must not be reused
+    assert _read_into(store, "k", len(data))[0] == data
+    assert read_bytes(store, "k") == data
+
+
+def test_read_into_through_the_guard_holds_a_slot_per_step(store_factory: Any, tmp_path: Any) -> None:
+    store = store_factory()
+    write_bytes(store, "k", b"x" * (2 * MiB))
+    guard = Guard("store:test", what="the test tier", concurrency=1, queue_wait=0.05)
+    guarded = GuardedStore(store, guard)
+    assert isinstance(guarded, BufferReadStore)
+    buf = bytearray(2 * MiB)
+    with memoryview(buf) as view:
+        steps = guarded.read_into("k", view)
+        assert next(steps) > 0
+        # Between steps the slot is free again (as between open's chunks).
+        assert guarded.head("k").size == 2 * MiB
+        assert list(steps)[-1] == 2 * MiB
+    assert bytes(buf) == b"x" * (2 * MiB)
+    assert not hasattr(GuardedStore(open_store(f"file://{tmp_path}"), guard), "read_into")
+
+
+def test_read_into_is_one_span_for_the_whole_transfer(store_factory: Any) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from liquid.config import TracingSettings
+    from liquid.tracing import Tracing
+
+    spans = InMemorySpanExporter()
+    tracing = Tracing.from_settings(TracingSettings(), exporter=spans)
+    traced = TracedStore(store_factory(), tracing, name="cold")
+    data = os.urandom(MiB + 1)
+    write_bytes(traced, "k", data)
+    spans.clear()
+    assert _read_into(traced, "k", len(data))[0] == data
+    (span,) = spans.get_finished_spans()
+    assert span.name == "store.open" and span.attributes is not None
+    assert span.attributes["liquid.store.op"] == "read_into" and span.attributes["liquid.bytes"] == len(data)
+
+
+def test_a_body_without_the_usual_http_response_is_copied_in() -> None:
+    body = io.BytesIO(b"abcdef")
+    readinto, release = _socket_reader(body)
+    buf = bytearray(4)
+    with memoryview(buf) as view:
+        assert readinto(view) == 4
+    assert buf == b"abcd"
+    release()

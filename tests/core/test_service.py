@@ -7,10 +7,12 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -28,7 +30,9 @@ from liquid.errors import (
 from liquid.hotcache import hot_key
 from liquid.refs import RefInfo, ResultRef
 from liquid.service import LiquidService
+from liquid.stores.s3 import S3Store
 
+from ..conftest import S3Server
 from .conftest import ServiceFactory
 
 MiB = 1024 * 1024
@@ -294,6 +298,59 @@ def test_corrupted_cold_bytes_raise_integrity_error(
         for chunk in service.open(tenant, info.ref):
             seen += len(chunk)
     assert seen < len(data)
+
+
+def test_cold_s3_bytes_altered_in_the_server_fail_the_read(
+    make_service: ServiceFactory,
+    base_settings: dict[str, Any],
+    tenant: str,
+    s3_server: S3Server,
+    shared_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prefix = f"tamper-{uuid.uuid4().hex[:8]}"
+    cold = s3_server.store_url(shared_bucket, prefix)
+    svc = make_service(
+        stores={**base_settings["stores"], "cold": cold}, inline_threshold=0, warm_max_object_size=0
+    )
+    data = os.urandom(3 * MiB + 123)  # the last step of the read is a short one
+    info = svc.put(tenant, "ns", "victim", data)
+    row = _row(svc, info.ref)
+    assert (row.home_tier, row.home_store) == ("cold", "cold")
+    key = f"{prefix}/{row.locator}"
+    server = s3_server.client()
+    assert svc.get(tenant, info.ref) == data
+
+    def no_stream(self: S3Store, locator: str, **_: Any) -> Iterator[bytes]:
+        raise AssertionError("get must read the whole object into one buffer, not stream it")
+
+    with monkeypatch.context() as m:
+        m.setattr(S3Store, "open", no_stream)
+        assert svc.get(tenant, info.ref) == data
+        # One flipped bit in the first step, in the middle, and the very last byte (the last step).
+        for offset in (10, len(data) // 2, len(data) - 1):
+            altered = bytearray(data)
+            altered[offset] ^= 0x01
+            server.put_object(Bucket=shared_bucket, Key=key, Body=bytes(altered))
+            with pytest.raises(IntegrityError, match="do not match the catalog"):
+                svc.get(tenant, info.ref)
+        # A shorter object is refused before its bytes are read.
+        server.put_object(Bucket=shared_bucket, Key=key, Body=data[:-1])
+        with pytest.raises(IntegrityError, match="catalog says"):
+            svc.get(tenant, info.ref)
+    # The streamed read (the API's) refuses it too, and never releases its last chunk.
+    server.put_object(Bucket=shared_bucket, Key=key, Body=bytes(altered))
+    seen = 0
+    with pytest.raises(IntegrityError):
+        for chunk in svc.open(tenant, info.ref):
+            seen += len(chunk)
+    assert 0 < seen < len(data)
+    server.put_object(Bucket=shared_bucket, Key=key, Body=data)
+    assert svc.get(tenant, info.ref) == data
+    # Gone from the server: a clear not-found, through the streamed read's own check.
+    server.delete_object(Bucket=shared_bucket, Key=key)
+    with pytest.raises(ObjectNotFound):
+        svc.get(tenant, info.ref)
 
 
 def test_truncated_warm_bytes_raise_integrity_error(service: LiquidService, tenant: str) -> None:
