@@ -214,12 +214,13 @@ RefPath = Annotated[
 ]
 
 
-def parse_ref_path(value: str) -> ResultRef:
+def parse_ref_path(value: str, parse: Callable[[object], ResultRef] = ResultRef.parse) -> ResultRef:
+    """The ref a path names (with or without its scheme, or with one slash left of it by a proxy)."""
     if value.startswith("liquid:/") and not value.startswith("liquid://"):
         value = "liquid://" + value[len("liquid:/") :]
     elif not value.startswith("liquid://"):
         value = "liquid://" + value
-    return ResultRef.parse(value)
+    return parse(value)
 
 
 async def ref_reader(
@@ -238,7 +239,8 @@ def read_target(
     c: ApiContext, ref: str, principal: Principal | None, tenant: str | None, sig: str | None, exp: int | None
 ) -> tuple[str, ResultRef]:
     """(tenant, ref) a read of ``ref`` acts on: by key, or by signature."""
-    r = parse_ref_path(ref)
+    # Parsed once per ref text in this process: a runtime reads the same refs again and again.
+    r = parse_ref_path(ref, c.service.versions.parse)
     if sig is not None or exp is not None:
         if sig is None or exp is None:
             raise InvalidInput("a signed ref needs both sig and exp", field="sig" if sig is None else "exp")
@@ -369,8 +371,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
         ):
             signed = await run(svc.presign_get, tenant, ref, expires=int(api.presign_ttl))
             if signed is not None:
-                c.metrics.tier_reads.labels("redirect").inc()
-                c.metrics.tier_read_bytes.labels("redirect").inc(info.size)
+                c.metrics.read_from("redirect", info.size)
                 return RedirectResponse(
                     signed[1],
                     status_code=307,
@@ -405,8 +406,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     if rng is not None and rng.suffix is None and start >= reader.size:
         _close(reader)
         return _unsatisfiable(request, reader.size)
-    c.metrics.tier_reads.labels(reader.source).inc()
-    c.metrics.tier_read_bytes.labels(reader.source).inc(reader.length)
+    c.metrics.read_from(reader.source, reader.length)
     headers = {
         "ETag": _etag(reader.sha256),
         "Accept-Ranges": "bytes",
