@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -265,6 +266,10 @@ async def ref_writer(
     return acting_tenant(principal, tenant, ref=r), r
 
 
+#: A percent-escape of a byte above 0x7F: only these can make a path's bytes invalid UTF-8.
+_HIGH_ESCAPE = re.compile(rb"%[89a-fA-F]")
+
+
 def utf8_path(request: Request) -> None:
     """Refuse a path whose percent-escapes are not UTF-8.
 
@@ -272,8 +277,8 @@ def utf8_path(request: Request) -> None:
     two different keys silently one, and a read of one returning the other's bytes.
     """
     raw = request.scope.get("raw_path")
-    if not isinstance(raw, bytes):
-        return
+    if not isinstance(raw, bytes) or (raw.isascii() and not _HIGH_ESCAPE.search(raw)):
+        return  # every byte, escaped or not, is ASCII: UTF-8 whatever the escapes
     try:
         unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
@@ -1055,9 +1060,11 @@ async def read_ref(request: Request) -> Response:
     c = app_context(request)
     utf8_path(request)
     _DEADLINE.set(c.settings.resilience.request_timeout)
-    query = request.query_params
-    sig = query.get("sig")
-    exp_text = query.get("exp")
+    sig = exp_text = None
+    if request.scope.get("query_string"):  # a plain read has none: nothing to parse
+        query = request.query_params
+        sig = query.get("sig")
+        exp_text = query.get("exp")
     exp: int | None = None
     if exp_text is not None:
         try:
