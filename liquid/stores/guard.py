@@ -174,23 +174,8 @@ class Guard:
             self._slots.release()
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` in a slot: :meth:`slot`'s rules, without its generator while the
-        circuit is closed (the hot read's path, where the generator cost about a tenth of it)."""
-        if self.breaker.current_state != pybreaker.STATE_CLOSED:
-            with self.slot():
-                return fn(*args, **kwargs)
-        if not self._slots.acquire(timeout=self.queue_wait):
-            raise self.unavailable(f"all {self.concurrency} connections are busy")
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            _count(self.breaker, _raise, exc)
-            raise
-        finally:
-            self._slots.release()
-        if self.breaker.fail_counter:
-            _count(self.breaker, _succeed)  # consecutive failures: a success starts over
-        return result
+        with self.slot():
+            return fn(*args, **kwargs)
 
     def stream(self, chunks: Iterator[T]) -> Iterator[T]:
         """``chunks`` with every ``next`` guarded (a stalled read is one more failure)."""
