@@ -49,7 +49,7 @@ def test_after_its_reset_one_trial_decides_whether_the_circuit_closes() -> None:
 
 
 def test_call_counts_and_refuses_as_the_slot_does() -> None:
-    # call() runs a closed circuit's calls without slot()'s generator: the same outcomes.
+    # call() (what guarded stores and the hot read use) counts and refuses as slot() does.
     guard = Guard("store:z", what="the z tier", failures=2, reset=60.0, concurrency=1)
 
     def raising(exc: BaseException) -> None:
