@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from liquid.bootstrap import open_runtime
-from liquid.catalog.fastpath import INSERT_OBJECT
+from liquid.catalog.fastpath import INSERT_OBJECT, SELECT_LIVE_VALUE, _generic_plans
 from liquid.config import Settings
 from liquid.refs import ResultRef
 from liquid.service import _read_whole
@@ -280,6 +280,78 @@ def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> lis
             "Liquid's write statement, not waiting for the fsync (diagnostic)": statement,
         }
         return _anatomy(steps, n, progress, "warm put server work")
+
+
+def hot_get_anatomy(svc: Any, tenant: str, rclient: Any, n: int, progress: Progress) -> list[dict[str, Any]]:
+    """Hot 1 KiB get step by step, each beside redis-py's GET in the same rounds.
+
+    From the outside in: the raw ``GET`` of the bare value; the ``GET`` of the version's copy on
+    the hot cache's own client (its key, its entry header); the same through the guard (bulkhead
+    and circuit breaker); then the copy's SHA-256 checked (:func:`liquid.hotcache.decode`);
+    :meth:`~liquid.hotcache.HotCache.get` (the version's checksum compared too); and ``get`` (the
+    version's facts from the cache, the access count).
+    """
+    from liquid.hotcache import decode, hot_key
+
+    payload = os.urandom(KiB)
+    ref = svc.put(tenant, "anatomy", "hot", payload).ref
+    assert svc.fill_hot(ref, svc.fast.find(ref.tenant, ref.namespace, ref.key, ref.version).id)
+    assert svc.get(tenant, ref) == payload  # and the version's facts are known
+    facts = svc.known(ref)
+    rclient.set("raw:anatomy", payload)
+    hot, key = svc.hot, hot_key(ref)
+
+    steps = {
+        "redis-py GET of the bare value": lambda i: rclient.get("raw:anatomy"),
+        "GET of the copy on the hot cache's client": lambda i: hot.client.get(key),
+        "the same through the guard (Guard.call)": lambda i: hot.guard.call(hot.client.get, key),
+        "guarded GET, then the copy's SHA-256 checked (decode)": lambda i: decode(
+            hot.guard.call(hot.client.get, key)
+        ),
+        "HotCache.get (also against the version's checksum)": lambda i: hot.get(
+            ref, expect_sha256=facts.sha256
+        ),
+        "LiquidService.get": lambda i: svc.get(tenant, ref),
+    }
+    return _anatomy(steps, n, progress, "hot get anatomy")
+
+
+def warm_get_anatomy(
+    svc: Any, tenant: str, pconn: Any, dsn: str, n: int, progress: Progress
+) -> list[dict[str, Any]]:
+    """Warm 1 KiB get step by step, each beside the raw SELECT in the same rounds.
+
+    From the outside in: the raw ``SELECT`` of a bytea by primary key; Liquid's read statement
+    (:data:`liquid.catalog.fastpath.SELECT_LIVE_VALUE`, on the partitioned ``objects`` table)
+    prepared on a psycopg connection of its own, configured as the fast path's; the same through
+    :meth:`~liquid.catalog.fastpath.CatalogFastPath.live_value` (the kept connection and its
+    liveness check); and ``get`` (the version's facts from the cache, the SHA-256 check, the
+    access count).
+    """
+    import psycopg
+
+    payload = os.urandom(KiB)
+    raw = RawPostgres(pconn, payload)
+    refs = [svc.put(tenant, "anatomy", f"get/{i}", payload).ref for i in range(64)]
+    for i in range(64):
+        raw.put(i)
+    ids = [svc.fast.find(r.tenant, r.namespace, r.key, r.version).id for r in refs]
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=1) as conn:
+        _generic_plans(conn)
+        cur = conn.cursor(binary=True)
+
+        def statement(i: int) -> None:
+            cur.execute(SELECT_LIVE_VALUE, (ids[i % 64],)).fetchone()
+
+        steps = {
+            "raw SELECT of one bytea row by id (psycopg)": lambda i: raw.get(i % 64),
+            "Liquid's read statement on psycopg (prepared, own connection)": statement,
+            "CatalogFastPath.live_value (the statement as get runs it)": lambda i: svc.fast.live_value(
+                ids[i % 64]
+            ),
+            "LiquidService.get": lambda i: svc.get(tenant, refs[i % 64]),
+        }
+        return _anatomy(steps, n, progress, "warm get anatomy")
 
 
 def cold_get_anatomy(
@@ -505,6 +577,10 @@ def main() -> None:
         anatomy = {
             "warm_put_1KiB": put_anatomy(warm_rt.service, tenant, pconn, counts["1KiB"], progress),
             "warm_put_1KiB_server": put_server_anatomy(tenant, pg_dsn, counts["1KiB"], progress),
+            "hot_get_1KiB": hot_get_anatomy(hot_rt.service, tenant, rclient, counts["1KiB"], progress),
+            "warm_get_1KiB": warm_get_anatomy(
+                warm_rt.service, tenant, pconn, pg_dsn, counts["1KiB"], progress
+            ),
             "cold_get_4MiB": cold_get_anatomy(
                 cold_rt.service,
                 tenant,
@@ -566,6 +642,8 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]], anatomy: dict[str, 
     titles = {
         "warm_put_1KiB": "Warm 1 KiB put, step by step (ratio to the raw INSERT, same rounds)",
         "warm_put_1KiB_server": "Warm 1 KiB put: the server's work, fsync aside (ratio to the raw INSERT)",
+        "hot_get_1KiB": "Hot 1 KiB get, step by step (ratio to redis-py's GET, same rounds)",
+        "warm_get_1KiB": "Warm 1 KiB get, step by step (ratio to the raw SELECT, same rounds)",
         "cold_get_4MiB": "Cold 4 MiB get, step by step (ratio to boto3's GET, same rounds)",
     }
     for name, steps in anatomy.items():
@@ -602,6 +680,28 @@ def floors(anatomy: Mapping[str, list[dict[str, Any]]]) -> list[str]:
             f"their floor). With the same flush, the statement alone is {least:.2f}x the raw INSERT "
             f"before any client code: the 1.3x target "
             + ("is within reach only because the flush dominates." if least <= 1.3 else "is out of reach.")
+        )
+    hot = anatomy.get("hot_get_1KiB")
+    if hot and len(hot) == 6:
+        raw_get, copy, guarded, checked, cache, whole = (st["p50_ms"] * 1e3 for st in hot)
+        out.append(
+            f"- Hot 1 KiB get, in µs over the raw GET's {raw_get:.0f}: the copy on the hot cache's client "
+            f"{copy - raw_get:+.1f}, its guard {guarded - copy:+.1f}, the copy's SHA-256 check "
+            f"{checked - guarded:+.1f}, HotCache.get's own work {cache - checked:+.1f}, `get` around it "
+            f"{whole - cache:+.1f} (client CPU per call: raw {hot[0]['client_cpu_ms'] * 1e3:.0f} µs, get "
+            f"{hot[-1]['client_cpu_ms'] * 1e3:.0f} µs)."
+        )
+    warm = anatomy.get("warm_get_1KiB")
+    if warm and len(warm) == 4:
+        raw_sel, stmt, fast, whole = warm
+        out.append(
+            f"- Warm 1 KiB get: Liquid's read statement alone is {stmt['ratio']:.2f}x the raw SELECT "
+            f"({stmt['p50_ms'] - raw_sel['p50_ms']:+.3f} ms: the same primary-key lookup, on the "
+            f"partitioned objects table, with liveness judged in it); the fast path's kept connection "
+            f"adds {fast['p50_ms'] - stmt['p50_ms']:+.3f} ms and `get` around it "
+            f"{whole['p50_ms'] - fast['p50_ms']:+.3f} ms. Client CPU per call: raw "
+            f"{raw_sel['client_cpu_ms'] * 1e3:.0f} µs, statement {stmt['client_cpu_ms'] * 1e3:.0f} µs, "
+            f"live_value {fast['client_cpu_ms'] * 1e3:.0f} µs, get {whole['client_cpu_ms'] * 1e3:.0f} µs."
         )
     get = {s["step"]: s for s in anatomy.get("cold_get_4MiB", [])}
     raw_get = get.get("boto3 get_object().read()")

@@ -290,6 +290,8 @@ def main() -> None:
         "uvicorn on loopback (httptools + uvloop when installed)",
         "quick": args.quick,
     }
+    load = os.getloadavg()
+    meta["load_average"] = f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     targets = check_targets(floor_rows, batch_rows)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "resolve.json").write_text(
@@ -484,7 +486,8 @@ def render(
     lines = [
         "# Resolve: HTTP API and in-process client vs the framework floor and raw clients, same run",
         "",
-        f"{meta['when']} · {meta['machine']} · {meta['servers']}",
+        f"{meta['when']} · {meta['machine']} · {meta['servers']} · load average at the end "
+        f"{meta.get('load_average', '?')}",
         "",
         "## Targets",
         "",

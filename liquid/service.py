@@ -799,10 +799,11 @@ class LiquidService:
         found = self._read(tenant, r, ref, start, end, track=track, cached=cached)
         if isinstance(found, ObjectReader):
             return found
-        data, facts = found
-        reader = self._reader_from_bytes(r, data, facts.sha256, facts.content_type, "warm", start, end)
-        reader.expires_at = facts.expires_at
-        reader.classification = facts.classification
+        data, facts, source = found
+        reader = self._reader_from_bytes(r, data, facts.sha256, facts.content_type, source, start, end)
+        if source != "hot":
+            reader.expires_at = facts.expires_at
+            reader.classification = facts.classification
         return reader
 
     def _read(
@@ -816,8 +817,9 @@ class LiquidService:
         track: bool,
         cached: bool,
         in_memory: bool = False,
-    ) -> ObjectReader | tuple[bytes, VersionFacts]:
-        """:meth:`open`'s work: a reader, or a known version's whole value from its catalog row.
+    ) -> ObjectReader | tuple[bytes | memoryview, VersionFacts, str]:
+        """:meth:`open`'s work: a reader, or a known version's whole value, its facts and its source
+        (``hot``: its copy; ``warm``: its catalog row).
 
         The value comes back bare (verified, counted) so that :meth:`get` returns it without a reader.
         ``in_memory``: the caller keeps all the bytes (:meth:`get`), so a whole uncompressed value in
@@ -841,16 +843,15 @@ class LiquidService:
                 # Redis TTL ends no later than its object's expires_at), so the hit is counted.
                 if counted:
                     self.access.note(r)  # type: ignore[union-attr]
-                return self._reader_from_bytes(
-                    r, entry.data, entry.sha256, entry.content_type, "hot", start, end
-                )
+                # Its checksum is the version's (checked): the facts describe these bytes.
+                return entry.data, facts, "hot"
 
         if row is None and facts is not None and facts.size <= self._row_max_size:
             # A known version whose value its row probably keeps: one narrow statement by primary
             # key, liveness judged in it; None sends the read the long way (gone, moved, or big).
             data = self._row_value(r, facts, track=track)
             if data is not None:
-                return data, facts
+                return data, facts, "warm"
         if row is None:
             row = self._live_row(r)
         # Counted only once the version is known to exist: a read of a missing or gone ref must
@@ -1118,8 +1119,10 @@ class LiquidService:
             return found.read()
         data = found[0]
         size = len(data)
-        # A whole value is the very bytes object the catalog row gave (a full slice is no copy).
-        return data[min(start, size) : size if end is None else min(end, size)]
+        # A whole warm value is the very bytes object the catalog row gave (a full slice is no
+        # copy); a hot one is a view into Redis's answer, copied once here.
+        part = data[min(start, size) : size if end is None else min(end, size)]
+        return part if isinstance(part, bytes) else bytes(part)
 
     def fill_hot(self, ref: ResultRef, object_id: int) -> bool:
         """Write a verified copy of a live object into the hot tier (the tiering engine's fill).

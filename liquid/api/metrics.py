@@ -48,9 +48,35 @@ class ApiMetrics:
             "liquid_tier_read_bytes", "Bytes read, by the tier that served them.", ["source"], registry=r
         )
         self.shm_copies = Counter("liquid_shm_copies", "Copies written to shared memory.", registry=r)
+        # The labelled children each request updates, looked up once: prometheus_client's
+        # ``labels()`` takes a lock and builds a key on every call (~3 µs; four per hot GET).
+        self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._read: dict[str, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
         return "ApiMetrics()"
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and observe its duration."""
+        children = self._done.get((method, route, status))
+        if children is None:
+            children = self._done[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def read_from(self, source: str, nbytes: int) -> None:
+        """Count one object read served from ``source`` and the bytes it asked for."""
+        children = self._read.get(source)
+        if children is None:
+            children = self._read[source] = (
+                self.tier_reads.labels(source),
+                self.tier_read_bytes.labels(source),
+            )
+        children[0].inc()
+        children[1].inc(nbytes)
 
 
 class MetricsMiddleware:
@@ -89,10 +115,8 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
             m = self.metrics
-            m.requests.labels(method, template, str(status)).inc()
-            m.latency.labels(method, template).observe(time.perf_counter() - start)
+            m.request_done(scope.get("method", ""), template, status, time.perf_counter() - start)
             if received:
                 m.bytes_in.inc(received)
             if sent:

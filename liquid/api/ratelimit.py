@@ -78,9 +78,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or self._exempt(scope):
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared is not None and declared > self.limit:
             await self._refuse(scope, send, f"request body of {declared} bytes exceeds {self.limit}")
+            return
+        if not chunked and scope.get("http_version") in ("1.0", "1.1"):
+            # HTTP/1 frames the body by its Content-Length (none: no body), and the server reads
+            # no more than that: nothing to watch (a GET, the hottest request, has no body).
+            await self.app(scope, receive, send)
             return
         seen = 0
         exceeded = started = False
@@ -132,11 +137,18 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The request's declared ``Content-Length`` (None: none or unreadable), and whether it has a
+    ``Transfer-Encoding`` (a chunked body, of any length)."""
+    declared: int | None = None
+    chunked = unreadable = False
     for name, value in scope.get("headers", []):
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                unreadable = True
+        elif name == b"transfer-encoding":
+            chunked = True
+    # A length the server could not read frames nothing we know of: watch the body as it comes.
+    return declared, chunked or unreadable

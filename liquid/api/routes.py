@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -214,12 +215,13 @@ RefPath = Annotated[
 ]
 
 
-def parse_ref_path(value: str) -> ResultRef:
+def parse_ref_path(value: str, parse: Callable[[object], ResultRef] = ResultRef.parse) -> ResultRef:
+    """The ref a path names (with or without its scheme, or with one slash left of it by a proxy)."""
     if value.startswith("liquid:/") and not value.startswith("liquid://"):
         value = "liquid://" + value[len("liquid:/") :]
     elif not value.startswith("liquid://"):
         value = "liquid://" + value
-    return ResultRef.parse(value)
+    return parse(value)
 
 
 async def ref_reader(
@@ -238,7 +240,8 @@ def read_target(
     c: ApiContext, ref: str, principal: Principal | None, tenant: str | None, sig: str | None, exp: int | None
 ) -> tuple[str, ResultRef]:
     """(tenant, ref) a read of ``ref`` acts on: by key, or by signature."""
-    r = parse_ref_path(ref)
+    # Parsed once per ref text in this process: a runtime reads the same refs again and again.
+    r = parse_ref_path(ref, c.service.versions.parse)
     if sig is not None or exp is not None:
         if sig is None or exp is None:
             raise InvalidInput("a signed ref needs both sig and exp", field="sig" if sig is None else "exp")
@@ -263,6 +266,10 @@ async def ref_writer(
     return acting_tenant(principal, tenant, ref=r), r
 
 
+#: A percent-escape of a byte above 0x7F: only these can make a path's bytes invalid UTF-8.
+_HIGH_ESCAPE = re.compile(rb"%[89a-fA-F]")
+
+
 def utf8_path(request: Request) -> None:
     """Refuse a path whose percent-escapes are not UTF-8.
 
@@ -270,8 +277,8 @@ def utf8_path(request: Request) -> None:
     two different keys silently one, and a read of one returning the other's bytes.
     """
     raw = request.scope.get("raw_path")
-    if not isinstance(raw, bytes):
-        return
+    if not isinstance(raw, bytes) or (raw.isascii() and not _HIGH_ESCAPE.search(raw)):
+        return  # every byte, escaped or not, is ASCII: UTF-8 whatever the escapes
     try:
         unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
@@ -369,8 +376,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
         ):
             signed = await run(svc.presign_get, tenant, ref, expires=int(api.presign_ttl))
             if signed is not None:
-                c.metrics.tier_reads.labels("redirect").inc()
-                c.metrics.tier_read_bytes.labels("redirect").inc(info.size)
+                c.metrics.read_from("redirect", info.size)
                 return RedirectResponse(
                     signed[1],
                     status_code=307,
@@ -405,8 +411,7 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     if rng is not None and rng.suffix is None and start >= reader.size:
         _close(reader)
         return _unsatisfiable(request, reader.size)
-    c.metrics.tier_reads.labels(reader.source).inc()
-    c.metrics.tier_read_bytes.labels(reader.source).inc(reader.length)
+    c.metrics.read_from(reader.source, reader.length)
     headers = {
         "ETag": _etag(reader.sha256),
         "Accept-Ranges": "bytes",
@@ -1055,9 +1060,11 @@ async def read_ref(request: Request) -> Response:
     c = app_context(request)
     utf8_path(request)
     _DEADLINE.set(c.settings.resilience.request_timeout)
-    query = request.query_params
-    sig = query.get("sig")
-    exp_text = query.get("exp")
+    sig = exp_text = None
+    if request.scope.get("query_string"):  # a plain read has none: nothing to parse
+        query = request.query_params
+        sig = query.get("sig")
+        exp_text = query.get("exp")
     exp: int | None = None
     if exp_text is not None:
         try:

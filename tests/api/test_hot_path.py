@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import socket
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import httpx
 import pytest
+import redis
 
 from liquid.api.server import ApiServer
-from liquid.hotcache import encode, hot_key
+from liquid.hotcache import HotCache, encode, hot_key
 from liquid.refs import ResultRef
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
@@ -132,6 +135,31 @@ def test_a_copy_of_other_bytes_is_not_served_on_the_event_loop(
     r = http.get(ref_url(ref))
     assert r.status_code == 200 and r.content == right and r.headers["x-liquid-source"] == "warm"
     assert hot.client.get(hot_key(ref)) is None
+
+
+def test_a_stalled_redis_is_a_miss_on_the_event_loop_not_a_hang() -> None:
+    # A Redis that accepts the connection and never answers: the read on the event loop gives up
+    # after the hot timeout (its client has no socket timeout of its own) and counts an error.
+    with socket.create_server(("127.0.0.1", 0)) as stalled:
+        port = stalled.getsockname()[1]
+        hot = HotCache(
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.2, socket_connect_timeout=0.2),
+            ttl=60.0,
+            max_object_size=1024,
+        )
+        ref = ResultRef.parse("liquid://t/ns/stalled@1")
+
+        async def read() -> object:
+            client = hot.async_client()
+            assert client is not None
+            try:
+                # The outer bound only fails the test instead of hanging it.
+                return await asyncio.wait_for(hot.aget(ref, client), 30)
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(read()) is None
+        assert hot.errors == 1
 
 
 def test_another_tenants_hot_copy_is_not_found(

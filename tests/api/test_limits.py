@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from liquid.api.ratelimit import TenantRateLimiter
+from liquid.api.ratelimit import BodyLimitMiddleware, TenantRateLimiter
 from liquid.api.server import ApiServer
 from liquid.errors import RateLimited
 from liquid.service import LiquidService
@@ -110,3 +112,44 @@ def test_the_lean_search_is_limited_too(limited_url: str, make_tenant: Callable[
         for _ in range(4)
     ]
     assert statuses == [200, 200, 200, 429]  # no vectors yet: an empty answer, then the limit
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers", "answer"),
+    [
+        ("1.1", [], 200),  # HTTP/1 without a length or chunks: no body, nothing to watch
+        ("1.1", [(b"transfer-encoding", b"chunked")], 413),
+        ("2", [], 413),  # HTTP/2 frames the body itself: no length header needed, so it is watched
+    ],
+)
+def test_a_body_past_the_limit_is_cut_off_however_it_is_framed(
+    http_version: str, headers: list[tuple[bytes, bytes]], answer: int
+) -> None:
+    async def reading_app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    # A server hands over whatever arrives; HTTP/1 without a length or chunks would send no body.
+    chunks = iter([{"type": "http.request", "body": b"x" * 60, "more_body": True}] * 3)
+
+    async def receive() -> dict[str, Any]:
+        return next(chunks, {"type": "http.request", "body": b"", "more_body": False})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/refs/x",
+        "http_version": http_version,
+        "headers": headers,
+    }
+    if http_version == "1.1" and not headers:
+        chunks = iter([])  # what the server passes for a bodiless HTTP/1 request
+    asyncio.run(BodyLimitMiddleware(reading_app, limit=100)(scope, receive, send))
+    assert sent[0]["status"] == answer

@@ -113,3 +113,21 @@ def test_a_request_and_a_move_carry_the_stored_trace_id(
 def test_tracing_is_off_by_default(api_service: Any) -> None:
     assert not api_service.tracing.enabled and not Tracing.from_settings(TracingSettings()).enabled
     assert TracingSettings().exporter == "none"
+
+
+def test_fastapi_adds_no_spans_of_its_own_under_a_global_provider(
+    base_url: str, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Liquid's request spans are its own (liquid.tracing, no global provider). A global SDK provider
+    # installed by something else in the process must not make FastAPI record a second set.
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    assert httpx.get(f"{base_url}/v1/objects/nothing-here", headers=auth).status_code == 200
+    assert httpx.get(f"{base_url}/healthz").status_code == 200
+    assert spans.get_finished_spans() == ()

@@ -46,3 +46,33 @@ def test_after_its_reset_one_trial_decides_whether_the_circuit_closes() -> None:
     with guard.slot():
         pass
     assert (guard.state, guard.breaker.fail_counter) == ("closed", 0)
+
+
+def test_call_counts_and_refuses_as_the_slot_does() -> None:
+    # call() (what guarded stores and the hot read use) counts and refuses as slot() does.
+    guard = Guard("store:z", what="the z tier", failures=2, reset=60.0, concurrency=1)
+
+    def raising(exc: BaseException) -> None:
+        raise exc
+
+    with pytest.raises(StoreError):
+        guard.call(raising, StoreError("down"))
+    assert guard.call(lambda a, b=0: a + b, 1, b=2) == 3  # a success starts the count over
+    assert guard.breaker.fail_counter == 0
+    with pytest.raises(ObjectNotFound):
+        guard.call(raising, ObjectNotFound("no such object"))  # the backend answered
+    assert guard.breaker.fail_counter == 0
+    for _ in range(2):
+        with pytest.raises(StoreError):
+            guard.call(raising, StoreError("down"))
+    assert guard.state == "open"
+    ran: list[int] = []
+    with pytest.raises(StoreUnavailable, match=r"the z tier is unavailable .*circuit is open"):
+        guard.call(ran.append, 1)
+    assert ran == []
+    assert guard._slots.acquire(blocking=False)  # the one slot was given back every time
+    # Every slot taken: the next call fails at once instead of queueing behind it.
+    held = Guard("store:w", concurrency=1, queue_wait=0.0)
+    with held.slot(), pytest.raises(StoreUnavailable, match="all 1 connections are busy"):
+        held.call(ran.append, 2)
+    assert ran == []

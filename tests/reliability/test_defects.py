@@ -337,6 +337,9 @@ def test_invalid_utf8_in_an_object_key_is_400_not_a_collision(base_url: str, aut
             body = problem_of(r, 400)
             assert body["field"] == "key"
             problem_of(http.get(url), 400)
+            # The lean ref read checks its path as the routers do (an ASCII path needs no decoding).
+            ref_url = httpx.URL(f"{base_url}/v1/refs/liquid%3A%2F%2Ft%2Fns%2F{raw}%401")
+            assert problem_of(http.get(ref_url), 400)["field"] == "key"
         # A key that really holds U+FFFD is fine, percent-encoded as UTF-8.
         r = http.put(f"{base_url}/v1/objects/ns/{quote(chr(0xFFFD))}", content=b"ok")
         assert r.status_code == 201
