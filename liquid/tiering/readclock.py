@@ -24,13 +24,30 @@ with ``H`` (``planner.read_half_life``) in budgets read: an object loses half it
 each time the tier could have been filled ``H`` times over by what was read since, whatever
 the wall-clock time that took. Ranks stay forward-decayed (comparable across cycles without
 re-ranking), and the clock lives only in the daemon's planner (a rebuild starts it again).
+
+Which ``H`` serves best still depends on the traffic: a short one follows a popular set that
+drifts, a long one keeps a stable one through the noise of one-off reads (2 budgets lost 1.5
+points of byte hit ratio to the wall-clock rank on the scan trace's steady Zipf part, 4 budgets
+lost as much where popularity drifts fast; benchmarks/results/placement-readclock.md). With
+``planner.read_adaptive`` :class:`ReadHalfLife` chooses it online, among ``read_half_life``
+times ``2^(j/2)`` for ``j`` in ``-2..4`` (1 to 8 budgets from the default 2), by the miniature
+simulations of :mod:`liquid.tiering.adaptive`: a hashed sample of objects ranked under every
+candidate, each in a tier the sample's share of the budget, the real tier ranking with the one
+whose (decayed) byte hit ratio is best. The simulations read the same clock as the real tier:
+only the half-life differs between them.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import OrderedDict
 from typing import Any
+
+from liquid.tiering.adaptive import LN2, AdaptiveHalfLife
+
+#: Candidate read-clock half-lives as multiples of ``read_half_life``: 1/2 to 4, every √2.
+READ_FACTORS: tuple[float, ...] = tuple(float(2.0 ** (j / 2)) for j in range(-2, 5))
 
 
 class ReadClock:
@@ -157,3 +174,62 @@ class ReadClock:
         if at is None:
             return None
         return max(0.0, (float(at) - t) * float(saved.get("pace_budgets_per_s") or 0.0))
+
+
+class ReadHalfLife(AdaptiveHalfLife):
+    """Chooses the read clock's half-life (in budgets read) by miniature simulations.
+
+    The score of an object is ``log(count) + V(last read) · ln 2 / H`` with ``V`` the read
+    clock's reading (the caller passes it as ``t_last``); the count does not depend on ``H``.
+    See the module docstring; the machinery is :class:`AdaptiveHalfLife`'s.
+
+    Args:
+        base: the configured half-life (``planner.read_half_life``), where it starts.
+        sample, window, margin, hysteresis, enabled: as :class:`AdaptiveHalfLife`'s.
+    """
+
+    def __init__(
+        self,
+        base: float,
+        *,
+        sample: float = 0.125,
+        window: float = 20.0,
+        margin: float = 0.01,
+        hysteresis: float = 1.25,
+        enabled: bool = True,
+    ) -> None:
+        super().__init__(
+            base,
+            factors=READ_FACTORS,
+            sample=sample,
+            window=window,
+            margin=margin,
+            hysteresis=hysteresis,
+            enabled=enabled,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReadHalfLife(half_life={self.half_life:.2f} budgets, sampled={len(self._seen)}, "
+            f"switches={self.switches}, {'on' if self.enabled else 'off'})"
+        )
+
+    def score(
+        self, count: float, t_last: float, half_life: float | None = None, span: float | None = None
+    ) -> float:
+        """The forward-decayed log score of an object read ``count`` (decayed) times, last when
+        the read clock read ``t_last`` budgets; ``span`` is ignored (no wall-clock scaling)."""
+        h = half_life if half_life is not None else self.half_life
+        return math.log(max(count, 1e-12)) + t_last * LN2 / h
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``explain`` and the daemon's metrics show (half-lives in budgets read)."""
+        return {
+            "half_life_budgets": self.half_life,
+            "configured_half_life_budgets": self.base,
+            "candidates_budgets": self.candidates,
+            "byte_hit_ratio": [round(r, 4) for r in self.ratios()],
+            "sampled_objects": len(self._seen),
+            "switches": self.switches,
+            "enabled": self.enabled,
+        }

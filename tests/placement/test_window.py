@@ -184,3 +184,34 @@ def test_a_larger_window_evicts_the_ranked_parts_lowest() -> None:
     assert tier.trim() == [0, 1, 2]
     tier.admit_on_read(100, 10, -5.0)  # a miss gets a copy at once, whatever its rank
     assert 100 in tier.members and tier.bytes <= 100
+
+
+def test_the_read_clock_half_life_lengthens_on_steady_traffic_and_shortens_when_it_drifts() -> None:
+    """``read_adaptive``: the simulations choose a longer half-life than the configured 2 budgets
+    while the popular set stays put (its counts are worth keeping), and a shorter one within
+    4,000 requests once it is re-drawn every 500 (the last reads are what is worth keeping)."""
+    rng = np.random.default_rng(7)
+    policies = policies_for(int(N * SIZE * 0.05))
+    planner = {"read_clock": True, "read_adaptive": True, "adaptive_sample": 1.0}
+    replay = Replay(policies, settings_for(policies, {"planner": planner}), cycle=200)
+    chosen = replay.engine.planner.read_adaptive
+    assert chosen.enabled and chosen.half_life == 2.0
+    objects = rng.permutation(N)
+    start = 0.0
+    for _ in range(20):
+        b = _phase(rng, objects, 1000, start, 2.0)
+        start = float(b.t[-1]) + 2.0
+        replay.run(b)
+    steady = chosen.half_life
+    # Measured: 8 budgets (the longest candidate) from the fourth 1,000 requests on.
+    assert steady > 2.0, chosen.to_json()
+    drifting = []
+    for _ in range(8):
+        objects = rng.permutation(N)
+        b = _phase(rng, objects, 500, start, 2.0)
+        start = float(b.t[-1]) + 2.0
+        replay.run(b)
+        drifting.append(chosen.half_life)
+    # Measured: 1.41 budgets from the second 500 requests on, 1 after 10,000.
+    assert drifting[-1] < 2.0 and max(drifting[3:]) < steady, (drifting, chosen.to_json())
+    assert chosen.switches >= 2
