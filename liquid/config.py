@@ -328,10 +328,11 @@ class PlannerConfig(BaseModel):
     #: The read clock's half-life, in hot budgets of bytes read (with ``read_adaptive``: where
     #: its choice starts, and the middle of its candidates).
     read_half_life: float = Field(default=2.0, gt=0.0, le=1e6)
-    #: Let the read clock's half-life adapt, between half and four times ``read_half_life``, by miniature
-    #: simulations of a sample of objects (``liquid.tiering.readclock.ReadHalfLife``): short
-    #: where popularity drifts, long where it is steady. Needs ``read_clock``; ignored with
-    #: ``adaptive`` (which adapts the wall-clock rank instead).
+    #: Let the read clock's half-life adapt, from an eighth of ``read_half_life`` to eight
+    #: times it, or to the tracker's own wall-clock rank, by miniature simulations of a sample
+    #: of objects (``liquid.tiering.readclock.ReadHalfLife``): short where popularity drifts,
+    #: long where it is steady. Needs ``read_clock``; ignored with ``adaptive`` (which adapts the
+    #: wall-clock rank instead).
     read_adaptive: bool = False
 
 

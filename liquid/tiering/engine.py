@@ -44,6 +44,7 @@ from liquid.service import LiquidService
 from liquid.tiering.apply import Applier, ApplyReport, CatalogApplier
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
+from liquid.tiering.readclock import TRACKER
 from liquid.tiering.rows import CatalogRows, ColumnBatch, Row, RowSource
 from liquid.tiering.state import PlacementState
 
@@ -286,7 +287,8 @@ class TieringEngine:
             adaptive.restore(float(saved["half_life_s"]))
         chosen = (saved.get("read_clock") or {}).get("adaptive") or {}
         if read_adaptive.enabled and chosen.get("configured_half_life_budgets") == read_adaptive.base:
-            read_adaptive.restore(float(chosen["half_life_budgets"]))
+            h = chosen["half_life_budgets"]
+            read_adaptive.restore(math.inf if h == TRACKER else float(h))
         if window.enabled and isinstance(saved.get("window"), dict):
             window.restore(float(saved["window"].get("window_share", window.share)))
 

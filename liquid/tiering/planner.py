@@ -148,6 +148,7 @@ class Planner:
         #: The read clock's half-life, chosen by miniature simulations (``read_adaptive``).
         self.read_adaptive = ReadHalfLife(
             k.read_half_life,
+            tracker=settings.access.half_life,
             sample=k.adaptive_sample,
             hysteresis=k.hysteresis,
             enabled=k.read_clock and k.read_adaptive and not k.adaptive,
@@ -870,8 +871,8 @@ class Planner:
         ra = self.read_adaptive
         if ra.enabled:
             if self.learning:
-                ra.observe(oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=v)
-            return ra.rank(oid, base, count, v)
+                ra.observe(oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=v, span=last)
+            return ra.rank(oid, base, count, v, last)
         if rate <= 0:
             return -math.inf
         return base + math.log(max(count, 1e-12)) + v * LN2 / self.reads.half_life

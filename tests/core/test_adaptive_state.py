@@ -123,7 +123,7 @@ def test_the_leader_saves_the_read_clock_half_life_it_chose_explain_shows_it_and
     first._restored = True  # whatever an earlier test saved is not this leader's business
     chosen = first.planner.read_adaptive
     assert chosen.enabled and chosen.half_life == 2.0  # planner.read_half_life, to start
-    chosen.current, chosen.changed = len(chosen.candidates) - 1, True  # as if it had chosen 8
+    chosen.current, chosen.changed = chosen.candidates.index(8.0), True  # as if it had chosen 8
     assert first.cycle() is not None
     saved = json.loads(hot.client.get(HOT_ADAPTIVE))
     assert saved["read_clock"]["adaptive"]["half_life_budgets"] == 8.0
@@ -141,7 +141,8 @@ def test_the_leader_saves_the_read_clock_half_life_it_chose_explain_shows_it_and
     clock = shown["hot"]["adaptive"]["read_clock"]
     assert clock["half_life_budgets"] == 8.0
     assert clock["source"] == "chosen by the leader's miniature simulations"
-    assert clock["leader"]["adaptive"]["candidates_budgets"][-1] == 8.0
+    # The last candidate is the tracker's wall-clock rank (JSON has no infinity).
+    assert clock["leader"]["adaptive"]["candidates_budgets"][-2:] == [16.0, "tracker"]
     hot.client.delete(HOT_ADAPTIVE)
     shown = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
     clock = shown["hot"]["adaptive"]["read_clock"]
