@@ -325,8 +325,18 @@ class PlannerConfig(BaseModel):
     #: popularity drifts fast but loses 1.5 on the scan trace, whose Zipf part does not drift,
     #: and 1.6 on workflow at 5% (benchmarks/results/placement-readclock.md).
     read_clock: bool = False
-    #: The read clock's half-life, in hot budgets of bytes read.
+    #: The read clock's half-life, in hot budgets of bytes read (with ``read_adaptive``: where
+    #: its choice starts, and the middle of its candidates).
     read_half_life: float = Field(default=2.0, gt=0.0, le=1e6)
+    #: Let the read clock's half-life adapt, from an eighth of ``read_half_life`` to eight
+    #: times it, or to the tracker's own wall-clock rank, by miniature simulations of a sample
+    #: of objects (``liquid.tiering.readclock.ReadHalfLife``): short where popularity drifts,
+    #: long where it is steady. Needs ``read_clock``; ignored with ``adaptive`` (which adapts the
+    #: wall-clock rank instead). Opt-in: on the placement grid it fixes the scan trace (within
+    #: 0.1 of the default) and beats the default in 27 of 33 cells, but loses 1.8 points on
+    #: workflow at 5% and 1.2 on zipf0.7-drift20%-30d at 10%
+    #: (benchmarks/results/placement-readadaptive.md).
+    read_adaptive: bool = False
 
 
 class ResilienceSettings(BaseModel):

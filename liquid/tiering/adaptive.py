@@ -67,12 +67,14 @@ class AdaptiveHalfLife:
         margin: relative byte-hit-ratio advantage a candidate needs to be chosen.
         hysteresis: the members' bonus factor of the simulated tiers (as the real one's).
         enabled: False keeps ``H = H0`` (the policy's own memory) and runs no simulation.
+        factors: the candidate half-lives as multiples of ``base`` (one of them 1.0, the start).
     """
 
     def __init__(
         self,
         base: float,
         *,
+        factors: tuple[float, ...] = FACTORS,
         sample: float = 0.125,
         window: float = 20.0,
         margin: float = 0.01,
@@ -80,17 +82,19 @@ class AdaptiveHalfLife:
         enabled: bool = True,
     ) -> None:
         self.base = base
-        self.candidates = [base * f for f in FACTORS]
+        if 1.0 not in factors:
+            raise ValueError(f"the candidate factors must include 1.0 (the start), got {factors}")
+        self.candidates = [base * f for f in factors]
         self.enabled = enabled
         self.sample = sample
         self._threshold = int(sample * (1 << 64))
         self.window = window
         self.margin = margin
         self.hysteresis = hysteresis
-        self.current = FACTORS.index(1.0)  # start with the policy's own memory
+        self.current = factors.index(1.0)  # start with the policy's own memory
         self.capacity = 0.0
         self._minis: list[RankedTier] = []
-        self._hits = [0.0] * len(FACTORS)
+        self._hits = [0.0] * len(factors)
         self._bytes = 0.0
         self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
         self._batch: dict[int, _Read] = {}

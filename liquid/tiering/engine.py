@@ -44,6 +44,7 @@ from liquid.service import LiquidService
 from liquid.tiering.apply import Applier, ApplyReport, CatalogApplier
 from liquid.tiering.plan import Plan
 from liquid.tiering.planner import Planner
+from liquid.tiering.readclock import TRACKER
 from liquid.tiering.rows import CatalogRows, ColumnBatch, Row, RowSource
 from liquid.tiering.state import PlacementState
 
@@ -248,19 +249,23 @@ class TieringEngine:
         save = getattr(self.hot, "save_adaptive", None)
         if save is None or not (adaptive.enabled or window.enabled or planner.knobs.read_clock):
             return
-        if not (adaptive.changed or window.changed) and time.monotonic() - self._published < 30.0:
+        read_adaptive = planner.read_adaptive
+        changed = adaptive.changed or window.changed or read_adaptive.changed
+        if not changed and time.monotonic() - self._published < 30.0:
             return
         state = adaptive.to_json() if adaptive.enabled else {}
         if window.enabled:
             state["window"] = window.to_json()
         if planner.knobs.read_clock:
             state["read_clock"] = planner.reads.to_json()
+            if read_adaptive.enabled:
+                state["read_clock"]["adaptive"] = read_adaptive.to_json()
         try:
             save(state)
         except Exception as exc:
             log.warning("could not save the hot rank's adaptive state: %s", exc)
             return
-        adaptive.changed = window.changed = False
+        adaptive.changed = window.changed = read_adaptive.changed = False
         self._published = time.monotonic()
 
     def _restore(self) -> None:
@@ -268,7 +273,8 @@ class TieringEngine:
         self._restored = True
         load = getattr(self.hot, "load_adaptive", None)
         adaptive, window = self.planner.adaptive, self.planner.window
-        if load is None or not (adaptive.enabled or window.enabled):
+        read_adaptive = self.planner.read_adaptive
+        if load is None or not (adaptive.enabled or window.enabled or read_adaptive.enabled):
             return
         try:
             saved = load()
@@ -279,6 +285,10 @@ class TieringEngine:
             return
         if adaptive.enabled and saved.get("tracker_half_life_s") == adaptive.base:
             adaptive.restore(float(saved["half_life_s"]))
+        chosen = (saved.get("read_clock") or {}).get("adaptive") or {}
+        if read_adaptive.enabled and chosen.get("configured_half_life_budgets") == read_adaptive.base:
+            h = chosen["half_life_budgets"]
+            read_adaptive.restore(math.inf if h == TRACKER else float(h))
         if window.enabled and isinstance(saved.get("window"), dict):
             window.restore(float(saved["window"].get("window_share", window.share)))
 

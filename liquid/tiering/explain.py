@@ -25,6 +25,7 @@ from liquid.tiering.adaptive import LN2, AdaptiveHalfLife
 from liquid.tiering.budgets import tier_caps
 from liquid.tiering.journal import open_row
 from liquid.tiering.planner import Planner
+from liquid.tiering.readclock import TRACKER
 from liquid.tiering.rows import Row
 from liquid.tiering.spend import spend_gate
 from liquid.tiering.values import GiB
@@ -165,11 +166,31 @@ def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: dat
     if k.read_clock and not a.enabled:
         clock = leader.get("read_clock")
         since = planner.reads.since(clock, last) if clock else None
+        clock_half_life, chosen = _read_half_life(planner, clock)
         out["ranked_by"] = "the tracker's count, forward-decayed in hot budgets read"
+        if clock_half_life == TRACKER:  # the simulations chose the tracker's wall-clock rank
+            out["ranked_by"] = "the tracker's count, forward-decayed in wall-clock time"
+            since = None
         out["read_clock"] = {
-            "half_life_budgets": k.read_half_life,
+            "half_life_budgets": clock_half_life,
+            "source": chosen,
             "budgets_read_since_last_read": None if since is None else round(since, 3),
-            "half_lives_since_last_read": None if since is None else round(since / k.read_half_life, 3),
+            "half_lives_since_last_read": None
+            if since is None or isinstance(clock_half_life, str)
+            else round(since / clock_half_life, 3),
             "leader": clock,
         }
     return out
+
+
+def _read_half_life(planner: Planner, clock: dict[str, Any] | None) -> tuple[float | str, str]:
+    """The read clock's half-life now (the leader's choice under ``read_adaptive``; ``tracker``
+    when it chose the tracker's wall-clock rank) and why."""
+    k = planner.knobs
+    if not planner.read_adaptive.enabled:
+        return k.read_half_life, "planner.read_half_life (read_adaptive off)"
+    chosen = (clock or {}).get("adaptive") or {}
+    if chosen.get("configured_half_life_budgets") != k.read_half_life:
+        return k.read_half_life, "planner.read_half_life (no leader has chosen one yet)"
+    h = chosen["half_life_budgets"]
+    return (h if h == TRACKER else float(h)), "chosen by the leader's miniature simulations"

@@ -55,7 +55,7 @@ from liquid.tiering.adaptive import AdaptiveHalfLife
 from liquid.tiering.budgets import budget_uses, capped_tiers, tier_caps, tier_costs, unreachable_rates
 from liquid.tiering.plan import Change, Plan
 from liquid.tiering.ranked import PINNED, RankedTier
-from liquid.tiering.readclock import ReadClock
+from liquid.tiering.readclock import ReadClock, ReadHalfLife
 from liquid.tiering.rows import ColumnBatch, Row
 from liquid.tiering.state import TIER_INDEX, PlacementState
 from liquid.tiering.values import COLDER, TEMP, PlannerSettings, Prices, ValueModel
@@ -145,6 +145,14 @@ class Planner:
         self.window = WindowClimber(k.hot_window, enabled=k.adaptive_window, period=k.window_period)
         #: Time in hot budgets read: the hot rank's recency with ``read_clock`` (liquid.tiering.readclock).
         self.reads = ReadClock(half_life=k.read_half_life)
+        #: The read clock's half-life, chosen by miniature simulations (``read_adaptive``).
+        self.read_adaptive = ReadHalfLife(
+            k.read_half_life,
+            tracker=settings.access.half_life,
+            sample=k.adaptive_sample,
+            hysteresis=k.hysteresis,
+            enabled=k.read_clock and k.read_adaptive and not k.adaptive,
+        )
         self.counting = k.read_clock or k.adaptive_window
         #: False while a dry run plans: it ranks like the daemon but teaches the simulations nothing.
         self.learning = True
@@ -352,6 +360,7 @@ class Planner:
                 p.dropped.append(oid)
                 hot.withdraw(oid)
                 self.adaptive.forget(oid)
+                self.read_adaptive.forget(oid)
                 if capped:
                     self._leave_capped(state, oid)
                 continue
@@ -416,6 +425,7 @@ class Planner:
             else:
                 if self.learning and self.hot_enabled:
                     self.adaptive.observe(oid, f.size, f.hits, wanted=False)
+                    self.read_adaptive.observe(oid, f.size, f.hits, wanted=False)
                 if hot.knows(oid):
                     if self.knobs.keep_while_room and hot.caps:
                         hot.release(oid)
@@ -533,6 +543,7 @@ class Planner:
             p.dropped.append(oid)
         state.hot.withdraw(oid)
         self.adaptive.forget(oid)
+        self.read_adaptive.forget(oid)
         self.reads.forget(oid)
         self._leave_capped(state, oid)
 
@@ -827,7 +838,7 @@ class Planner:
         score (liquid.tiering.adaptive); the simulations see the object too when it is sampled."""
         rate = f.access_score
         if self.knobs.read_clock and not self.adaptive.enabled:
-            return self._read_clock_rank(f, t)
+            return self._read_clock_rank(oid, size, f, t, wanted=wanted)
         if not self.adaptive.enabled:
             return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
         base = (
@@ -844,23 +855,33 @@ class Planner:
             )
         return self.adaptive.rank(oid, base, count, last, span)
 
-    def _read_clock_rank(self, f: ObjectFacts, t: float) -> float:
+    def _read_clock_rank(self, oid: int, size: int, f: ObjectFacts, t: float, *, wanted: bool) -> float:
         """The hot rank with recency on the read clock (liquid.tiering.readclock): what a read saves
-        per byte, times the tracker's count at the last read, forward-decayed in budgets read."""
+        per byte, times the tracker's count at the last read, forward-decayed in budgets read
+        (with the half-life the simulations chose under ``read_adaptive``)."""
         rate = f.access_score
-        if rate <= 0:
-            return -math.inf
-        base = self.values.saving_per_byte(f.size, "hot", self._prices_of(f.tenant))
+        base = (
+            self.values.saving_per_byte(f.size, "hot", self._prices_of(f.tenant)) if rate > 0 else -math.inf
+        )
         h0 = self.settings.access.half_life
         last = f.last_access_at.timestamp() if f.last_access_at is not None else t
         # The decayed read count at the last read: the rate brought back from now.
         count = rate * h0 / (3600.0 * LN2) * 2.0 ** (min(t - last, 64 * h0) / h0)
-        return base + math.log(max(count, 1e-12)) + self.reads.at(last) * LN2 / self.reads.half_life
+        v = self.reads.at(last)
+        ra = self.read_adaptive
+        if ra.enabled:
+            if self.learning:
+                ra.observe(oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=v, span=last)
+            return ra.rank(oid, base, count, v, last)
+        if rate <= 0:
+            return -math.inf
+        return base + math.log(max(count, 1e-12)) + v * LN2 / self.reads.half_life
 
     def _adapt(self, state: PlacementState) -> None:
         """Feed the sampled reads since the last cycle to the simulations; a new half-life re-ranks
         the hot tier. Once a cycle: admission passes only add to the batch (they run every second)."""
-        if not self.learning or not self.adaptive.enabled:
+        adaptive = self.adaptive if self.adaptive.enabled else self.read_adaptive
+        if not self.learning or not adaptive.enabled:
             return
         hot = state.hot
         byte_caps = [c.limit for c in hot.caps if c.is_bytes]
@@ -870,8 +891,8 @@ class Planner:
             capacity = float(sum(byte_caps))
         else:
             capacity = sum(c.limit / c.default_factor for c in hot.caps if c.default_factor > 0)
-        self.adaptive.set_capacity(capacity)
-        self.adaptive.end_pass(hot)
+        adaptive.set_capacity(capacity)
+        adaptive.end_pass(hot)
 
     def _count_reads(self, state: PlacementState, batch: ColumnBatch, t: float) -> None:
         """Advance the read clock by the re-reads among the new reads the cycle's rows carry

@@ -24,13 +24,33 @@ with ``H`` (``planner.read_half_life``) in budgets read: an object loses half it
 each time the tier could have been filled ``H`` times over by what was read since, whatever
 the wall-clock time that took. Ranks stay forward-decayed (comparable across cycles without
 re-ranking), and the clock lives only in the daemon's planner (a rebuild starts it again).
+
+Which ``H`` serves best still depends on the traffic: a short one follows a popular set that
+drifts, a long one keeps a stable one through the noise of one-off reads (2 budgets lost 1.5
+points of byte hit ratio to the wall-clock rank on the scan trace's steady Zipf part, 4 budgets
+lost as much where popularity drifts fast; benchmarks/results/placement-readclock.md). With
+``planner.read_adaptive`` :class:`ReadHalfLife` chooses it online, among ``read_half_life``
+times ``2^j`` for ``j`` in ``-3..3`` (1/4 to 16 budgets from the default 2) or the tracker's own
+wall-clock rank, by the miniature
+simulations of :mod:`liquid.tiering.adaptive`: a hashed sample of objects ranked under every
+candidate, each in a tier the sample's share of the budget, the real tier ranking with the one
+whose (decayed) byte hit ratio is best. The simulations read the same clock as the real tier:
+only the half-life differs between them.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import OrderedDict
 from typing import Any
+
+from liquid.tiering.adaptive import LN2, AdaptiveHalfLife
+
+#: Candidate read-clock half-lives as multiples of ``read_half_life``: 1/8 to 8, every doubling
+#: (each candidate is a simulation run every cycle), and ∞: no decay on the read clock, the
+#: tracker's own wall-clock rank instead (see ReadHalfLife).
+READ_FACTORS: tuple[float, ...] = (*(float(2.0**j) for j in range(-3, 4)), math.inf)
 
 
 class ReadClock:
@@ -157,3 +177,93 @@ class ReadClock:
         if at is None:
             return None
         return max(0.0, (float(at) - t) * float(saved.get("pace_budgets_per_s") or 0.0))
+
+
+class ReadHalfLife(AdaptiveHalfLife):
+    """Chooses the read clock's half-life (in budgets read) by miniature simulations.
+
+    The score of an object is ``log(count) + V(last read) · ln 2 / H`` with ``V`` the read
+    clock's reading (the caller passes it as ``t_last``); the count does not depend on ``H``.
+    The last candidate, ``H = ∞``, is the tracker's wall-clock rank, ``log(count) + T(last
+    read) · ln 2 / H0`` (``T`` in epoch seconds, passed as ``span``; ``H0`` the tracker's
+    half-life): where the read clock serves no better (a trace whose popular set is steady and
+    whose bursts the tracker's correlation period already folds), the simulations keep it.
+    See the module docstring; the machinery is :class:`AdaptiveHalfLife`'s.
+
+    Args:
+        base: the configured half-life (``planner.read_half_life``), where it starts.
+        tracker: the tracker's half-life ``H0`` in seconds (the ``∞`` candidate's).
+        sample, window, margin, hysteresis, enabled: as :class:`AdaptiveHalfLife`'s.
+    """
+
+    def __init__(
+        self,
+        base: float,
+        *,
+        tracker: float = 3 * 86400.0,
+        sample: float = 0.125,
+        window: float = 20.0,
+        margin: float = 0.01,
+        hysteresis: float = 1.25,
+        enabled: bool = True,
+    ) -> None:
+        self.tracker = tracker
+        super().__init__(
+            base,
+            factors=READ_FACTORS,
+            sample=sample,
+            window=window,
+            margin=margin,
+            hysteresis=hysteresis,
+            enabled=enabled,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReadHalfLife(half_life={self.half_life:.2f} budgets, sampled={len(self._seen)}, "
+            f"switches={self.switches}, {'on' if self.enabled else 'off'})"
+        )
+
+    def score(
+        self, count: float, t_last: float, half_life: float | None = None, span: float | None = None
+    ) -> float:
+        """The forward-decayed log score of an object read ``count`` (decayed) times, last when
+        the read clock read ``t_last`` budgets and the wall clock ``span`` epoch seconds (used
+        only by the ``∞`` candidate, the tracker's rank)."""
+        h = half_life if half_life is not None else self.half_life
+        if math.isinf(h):
+            return math.log(max(count, 1e-12)) + (span or 0.0) * LN2 / self.tracker
+        return math.log(max(count, 1e-12)) + t_last * LN2 / h
+
+    def rank(self, oid: int, base: float, count: float, t_last: float, span: float | None = None) -> float:
+        """As :meth:`AdaptiveHalfLife.rank`; ``span`` is the last read's epoch second here."""
+        return super().rank(oid, base, count, t_last, 0.0 if span is None else span)
+
+    def restore(self, half_life: float) -> None:
+        """Resume with a half-life chosen before a restart (``∞``: the tracker's rank)."""
+        if math.isinf(half_life):
+            self.current = len(self.candidates) - 1
+        else:
+            finite = [k for k, h in enumerate(self.candidates) if math.isfinite(h)]
+            self.current = min(finite, key=lambda k: abs(math.log(self.candidates[k] / half_life)))
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``explain`` and the daemon's metrics show (half-lives in budgets read)."""
+        # JSON has no infinity: the tracker's rank is named instead.
+        return {
+            "half_life_budgets": _budgets(self.half_life),
+            "configured_half_life_budgets": self.base,
+            "candidates_budgets": [_budgets(h) for h in self.candidates],
+            "byte_hit_ratio": [round(r, 4) for r in self.ratios()],
+            "sampled_objects": len(self._seen),
+            "switches": self.switches,
+            "enabled": self.enabled,
+        }
+
+
+def _budgets(h: float) -> float | str:
+    return h if math.isfinite(h) else TRACKER
+
+
+#: How the ``∞`` candidate (the tracker's wall-clock rank) is named in saved state and ``explain``.
+TRACKER = "tracker"

@@ -173,7 +173,8 @@ class ReplayResult:
     moves: int = 0
     hot_admits: int = 0
     hot_evicts: int = 0
-    #: The hot rank's half-life at the end (s) and how often the simulations changed it.
+    #: The hot rank's half-life at the end (s; in budgets read with read_adaptive) and how often
+    #: the simulations changed it.
     half_life: float = 0.0
     switches: int = 0
     #: The hot window's share at the end (liquid.tiering.window) and hot budgets read (readclock).
@@ -422,6 +423,8 @@ class Replay:
         if ledger is not None and times:
             ledger.close(times[-1])
         adaptive = engine.planner.adaptive
+        if engine.planner.read_adaptive.enabled:
+            adaptive = engine.planner.read_adaptive  # its half-life is in budgets read
         res.half_life, res.switches = adaptive.half_life, adaptive.switches
         res.window_share, res.budgets_read = engine.planner.window.share, engine.planner.reads.now
         res.seconds = time.perf_counter() - started

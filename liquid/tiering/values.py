@@ -75,6 +75,8 @@ class PlannerSettings:
     #: The hot rank's recency counts reads, not seconds (liquid.tiering.readclock).
     read_clock: bool = False
     read_half_life: float = 2.0
+    #: The read clock's half-life adapts (liquid.tiering.readclock.ReadHalfLife).
+    read_adaptive: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlannerSettings:
@@ -90,6 +92,7 @@ class PlannerSettings:
             window_period=c.window_period,
             read_clock=c.read_clock,
             read_half_life=c.read_half_life,
+            read_adaptive=c.read_adaptive,
         )
 
 

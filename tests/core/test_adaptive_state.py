@@ -108,3 +108,46 @@ def test_the_leader_saves_its_window_share_and_read_clock_explain_shows_them_and
     shown = explain(Planner(off.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
     assert shown["adaptive"]["window"]["source"] == "planner.hot_window (adaptive_window off)"
     assert "read_clock" not in shown["adaptive"]
+
+
+def test_the_leader_saves_the_read_clock_half_life_it_chose_explain_shows_it_and_a_new_leader_resumes(
+    make_service: ServiceFactory, tenant: str
+) -> None:
+    service = make_service(planner={"read_clock": True, "read_adaptive": True})
+    hot = service.hot
+    assert hot is not None
+    hot.client.delete(HOT_ADAPTIVE)
+    apply_policies(service.engine, {"p.yaml": _policy(tenant)}, actor="test", clock=service.clock)
+    r = service.put(tenant, "ns", "k", b"x" * 1000).ref
+    first = catalog_engine(service)
+    first._restored = True  # whatever an earlier test saved is not this leader's business
+    chosen = first.planner.read_adaptive
+    assert chosen.enabled and chosen.half_life == 2.0  # planner.read_half_life, to start
+    chosen.current, chosen.changed = chosen.candidates.index(8.0), True  # as if it had chosen 8
+    assert first.cycle() is not None
+    saved = json.loads(hot.client.get(HOT_ADAPTIVE))
+    assert saved["read_clock"]["adaptive"]["half_life_budgets"] == 8.0
+    assert saved["read_clock"]["adaptive"]["configured_half_life_budgets"] == 2.0
+
+    second = catalog_engine(service)
+    assert second.planner.read_adaptive.half_life == 2.0  # until it resumes
+    second.cycle()
+    assert second.planner.read_adaptive.half_life == 8.0
+
+    now = service.clock()
+    row = CatalogRows(service.engine, half_life=service.settings.access.half_life).row(r, now)
+    assert row is not None
+    shown = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
+    clock = shown["hot"]["adaptive"]["read_clock"]
+    assert clock["half_life_budgets"] == 8.0
+    assert clock["source"] == "chosen by the leader's miniature simulations"
+    # The last candidate is the tracker's wall-clock rank (JSON has no infinity).
+    assert clock["leader"]["adaptive"]["candidates_budgets"][-2:] == [16.0, "tracker"]
+    hot.client.delete(HOT_ADAPTIVE)
+    shown = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
+    clock = shown["hot"]["adaptive"]["read_clock"]
+    assert clock["half_life_budgets"] == 2.0
+    assert clock["source"] == "planner.read_half_life (no leader has chosen one yet)"
+    off = make_service(planner={"read_clock": True})
+    shown = explain(Planner(off.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
+    assert shown["hot"]["adaptive"]["read_clock"]["source"] == "planner.read_half_life (read_adaptive off)"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from benchmarks.placement.replay import Replay, policies_for, settings_for
 from benchmarks.placement.traces import KiB, Trace
 from liquid.tiering.ranked import Cap, RankedTier
-from liquid.tiering.readclock import ReadClock
+from liquid.tiering.readclock import TRACKER, ReadClock, ReadHalfLife
 from liquid.tiering.window import WindowClimber
 
 N, SIZE = 2000, 4 * KiB
@@ -184,3 +186,53 @@ def test_a_larger_window_evicts_the_ranked_parts_lowest() -> None:
     assert tier.trim() == [0, 1, 2]
     tier.admit_on_read(100, 10, -5.0)  # a miss gets a copy at once, whatever its rank
     assert 100 in tier.members and tier.bytes <= 100
+
+
+def test_the_read_clock_half_life_lengthens_on_steady_traffic_and_shortens_when_it_drifts() -> None:
+    """``read_adaptive``: the simulations choose a longer half-life than the configured 2 budgets
+    (here the tracker's own rank) while the popular set stays put (its counts are worth
+    keeping), leave it within 1,500 requests once the popular set is re-drawn every 500, and
+    go below 2 budgets within 8,000 (the last reads are what is worth keeping)."""
+    rng = np.random.default_rng(7)
+    policies = policies_for(int(N * SIZE * 0.05))
+    planner = {"read_clock": True, "read_adaptive": True, "adaptive_sample": 1.0}
+    replay = Replay(policies, settings_for(policies, {"planner": planner}), cycle=200)
+    chosen = replay.engine.planner.read_adaptive
+    assert chosen.enabled and chosen.half_life == 2.0
+    objects = rng.permutation(N)
+    start = 0.0
+    for _ in range(20):
+        b = _phase(rng, objects, 1000, start, 2.0)
+        start = float(b.t[-1]) + 2.0
+        replay.run(b)
+    steady = chosen.half_life
+    # Measured: the tracker's wall-clock rank (the ∞ candidate) from the second 1,000 requests on.
+    assert steady > 2.0, chosen.to_json()
+    drifting = []
+    for _ in range(16):
+        objects = rng.permutation(N)
+        b = _phase(rng, objects, 500, start, 2.0)
+        start = float(b.t[-1]) + 2.0
+        replay.run(b)
+        drifting.append(chosen.half_life)
+    # Measured: 2 budgets from the third 500 requests on, a quarter of a budget after 7,000.
+    assert max(drifting[2:]) < steady and drifting[-1] < 2.0, (drifting, chosen.to_json())
+    assert chosen.switches >= 2
+
+
+def test_the_read_clock_candidates_run_from_recency_to_the_tracker_s_wall_clock_rank() -> None:
+    r = ReadHalfLife(2.0, tracker=3600.0)
+    # Ten reads, last when the clock read 0, against one read 4 budgets later: with 2-budget
+    # half-lives the ten still weigh more (10 against 2^2), with a quarter budget recency decides.
+    assert r.score(1.0, 4.0, 2.0) < r.score(10.0, 0.0, 2.0)
+    assert r.score(1.0, 4.0, 0.25) > r.score(10.0, 0.0, 0.25)
+    # The tracker's rank (∞) counts wall-clock time only: one half-life doubles, budgets don't.
+    tracker = math.inf
+    assert r.score(10.0, 0.0, tracker, span=0.0) - r.score(10.0, 99.0, tracker, span=0.0) == 0.0
+    assert r.score(1.0, 0.0, tracker, span=3600.0) - r.score(1.0, 0.0, tracker, span=0.0) == pytest.approx(
+        math.log(2)
+    )
+    r.restore(math.inf)  # a leader saved "tracker"
+    assert r.to_json()["half_life_budgets"] == TRACKER
+    r.restore(3.0)  # the nearest finite candidate
+    assert r.half_life == 4.0
