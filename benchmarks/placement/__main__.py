@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"(not written: pass --out DIR to keep this run; {RESULTS} holds the full grid's results)")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "placement.json").write_text(json.dumps(out, indent=2) + "\n")
+    (out_dir / "placement.json").write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
     (out_dir / "placement.md").write_text(render(out))
     print(f"written to {out_dir}/placement.{{md,json}}")
 

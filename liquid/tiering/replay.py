@@ -205,7 +205,8 @@ class ReplayResult:
             "moves": self.moves,
             "hot_admits": self.hot_admits,
             "hot_evicts": self.hot_evicts,
-            "half_life_s": self.half_life,
+            # The tracker's own rank (read_adaptive) is an infinite half-life: named, as JSON has no inf.
+            "half_life_s": self.half_life if math.isfinite(self.half_life) else "tracker",
             "half_life_switches": self.switches,
             "window_share": round(self.window_share, 4),
             "budgets_read": round(self.budgets_read, 1),
