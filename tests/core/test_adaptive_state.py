@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+from liquid.hotcache import HotCache
 from liquid.policy.loader import load_policy_text
 from liquid.policy.store import apply_policies
 from liquid.redis_keys import HOT_ADAPTIVE
-from liquid.tiering.engine import catalog_engine
+from liquid.refs import ResultRef
+from liquid.service import LiquidService
+from liquid.tiering.engine import TieringEngine, catalog_engine
 from liquid.tiering.explain import explain
 from liquid.tiering.planner import Planner
 from liquid.tiering.rows import CatalogRows
@@ -68,10 +71,8 @@ def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader
     assert shown["adaptive"]["source"] == "the tracker's (adaptive off)"
 
 
-def test_the_leader_saves_its_window_share_and_read_clock_explain_shows_them_and_a_new_leader_resumes(
-    make_service: ServiceFactory, tenant: str
-) -> None:
-    service = make_service(planner={"read_clock": True, "adaptive_window": True})
+def _first_leader(service: LiquidService, tenant: str) -> tuple[HotCache, ResultRef, TieringEngine]:
+    """A leader on a clean slate (no saved adaptive state), the tenant's policy applied and one object."""
     hot = service.hot
     assert hot is not None
     hot.client.delete(HOT_ADAPTIVE)
@@ -79,6 +80,14 @@ def test_the_leader_saves_its_window_share_and_read_clock_explain_shows_them_and
     r = service.put(tenant, "ns", "k", b"x" * 1000).ref
     first = catalog_engine(service)
     first._restored = True  # whatever an earlier test saved is not this leader's business
+    return hot, r, first
+
+
+def test_the_leader_saves_its_window_share_and_read_clock_explain_shows_them_and_a_new_leader_resumes(
+    make_service: ServiceFactory, tenant: str
+) -> None:
+    service = make_service(planner={"read_clock": True, "adaptive_window": True})
+    hot, r, first = _first_leader(service, tenant)
     window = first.planner.window
     window.share, window.changed = 0.3, True  # as if the hill climbing had reached 30%
     assert first.cycle() is not None
@@ -114,13 +123,7 @@ def test_the_leader_saves_the_read_clock_half_life_it_chose_explain_shows_it_and
     make_service: ServiceFactory, tenant: str
 ) -> None:
     service = make_service(planner={"read_clock": True, "read_adaptive": True})
-    hot = service.hot
-    assert hot is not None
-    hot.client.delete(HOT_ADAPTIVE)
-    apply_policies(service.engine, {"p.yaml": _policy(tenant)}, actor="test", clock=service.clock)
-    r = service.put(tenant, "ns", "k", b"x" * 1000).ref
-    first = catalog_engine(service)
-    first._restored = True  # whatever an earlier test saved is not this leader's business
+    hot, r, first = _first_leader(service, tenant)
     chosen = first.planner.read_adaptive
     assert chosen.enabled and chosen.half_life == 2.0  # planner.read_half_life, to start
     chosen.current, chosen.changed = chosen.candidates.index(8.0), True  # as if it had chosen 8
