@@ -331,12 +331,25 @@ class PlannerConfig(BaseModel):
     #: Let the read clock's half-life adapt, from an eighth of ``read_half_life`` to eight
     #: times it, or to the tracker's own wall-clock rank, by miniature simulations of a sample
     #: of objects (``liquid.tiering.readclock.ReadHalfLife``): short where popularity drifts,
-    #: long where it is steady. Needs ``read_clock``; ignored with ``adaptive`` (which adapts the
-    #: wall-clock rank instead). Opt-in: on the placement grid it fixes the scan trace (within
+    #: long where it is steady. Needs ``read_clock`` (and so excludes ``adaptive``, which adapts
+    #: the wall-clock rank instead). Opt-in: on the placement grid it fixes the scan trace (within
     #: 0.1 of the default) and beats the default in 27 of 33 cells, but loses 1.8 points on
     #: workflow at 5% and 1.2 on zipf0.7-drift20%-30d at 10%
     #: (benchmarks/results/placement-readadaptive.md).
     read_adaptive: bool = False
+
+    @model_validator(mode="after")
+    def _one_rank(self) -> PlannerConfig:
+        # Each would otherwise be ignored without a word: the operator would believe a rank runs
+        # that does not.
+        if self.read_adaptive and not self.read_clock:
+            raise ValueError("read_adaptive adapts the read clock's half-life: it needs read_clock: true")
+        if self.read_clock and self.adaptive:
+            raise ValueError(
+                "read_clock and adaptive are two different hot ranks (recency in bytes read, or a"
+                " half-life in seconds chosen by simulations): turn one of them off"
+            )
+        return self
 
 
 class ResilienceSettings(BaseModel):

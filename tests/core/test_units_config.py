@@ -97,6 +97,20 @@ def test_tier_naming_unknown_store() -> None:
 
 
 @pytest.mark.parametrize(
+    ("planner", "says"),
+    [
+        ({"read_adaptive": True}, "read_adaptive adapts the read clock's half-life: it needs read_clock"),
+        ({"read_clock": True, "adaptive": True}, "read_clock and adaptive are two different hot ranks"),
+    ],
+)
+def test_hot_rank_settings_that_would_be_ignored_are_refused(planner: dict[str, bool], says: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(planner=planner)
+    assert f"planner: {says}" in str(exc.value)
+    assert load_settings(planner={"read_clock": True, "read_adaptive": True}).planner.read_adaptive
+
+
+@pytest.mark.parametrize(
     ("amount", "currency", "shown"),
     [
         (1234.5, "USD", "1,234.50 USD"),
