@@ -136,13 +136,14 @@ class ApiSettings(BaseModel):
     #: HMAC secret for signed refs (``?sig=&exp=``); unset disables signed refs.
     signing_secret: SecretStr | None = None
     #: Longest lifetime a signed ref may be given.
-    signed_ref_max_ttl: Duration = 7 * 86400.0
+    signed_ref_max_ttl: Duration = Field(default=7 * 86400.0, gt=0)
     #: How long a verified API key is remembered in-process (a revoked key works at most this long).
     auth_cache_ttl: Duration = 5.0
     #: Redirect GETs of large cold objects to a presigned URL when the store can presign.
     presign_redirect: bool = False
     presign_min_size: Size = 64 * 1024 * 1024
-    presign_ttl: Duration = 300.0
+    #: Lifetime of those presigned URLs. SigV4 (what S3 and its peers accept) allows at most 7 days.
+    presign_ttl: Duration = Field(default=300.0, ge=1.0, le=7 * 86400.0)
     #: Most refs one ``POST /v1/refs:resolve`` may carry.
     max_batch: int = Field(default=1000, ge=1, le=100_000)
     #: Batch resolve returns values up to this size inline (base64) when asked for them.

@@ -97,6 +97,22 @@ def test_tier_naming_unknown_store() -> None:
 
 
 @pytest.mark.parametrize(
+    ("api", "says"),
+    [
+        ({"presign_ttl": "8d"}, "api.presign_ttl: Input should be less than or equal to 604800"),
+        ({"presign_ttl": 0}, "api.presign_ttl: Input should be greater than or equal to 1"),
+        ({"signed_ref_max_ttl": "0s"}, "api.signed_ref_max_ttl: Input should be greater than 0"),
+    ],
+)
+def test_url_lifetimes_out_of_range_are_refused(api: dict[str, object], says: str) -> None:
+    # A presigned URL past SigV4's 7 days is refused by S3 at read time, not when it is signed.
+    with pytest.raises(ConfigError) as exc:
+        load_settings(api=api)
+    assert says in str(exc.value)
+    assert load_settings(api={"presign_ttl": "7d"}).api.presign_ttl == 7 * 86400
+
+
+@pytest.mark.parametrize(
     ("planner", "says"),
     [
         ({"read_adaptive": True}, "read_adaptive adapts the read clock's half-life: it needs read_clock"),
