@@ -171,11 +171,15 @@ class EnvelopeStore:
 
     def _stream_all(self, locator: str, raw: Iterator[bytes]) -> Iterator[bytes]:
         buf = bytearray()
-        for chunk in raw:
-            buf += chunk
-            if len(buf) >= HEADER:
-                break
-        header, aead = self._header(locator, bytes(buf))
+        try:
+            for chunk in raw:
+                buf += chunk
+                if len(buf) >= HEADER:
+                    break
+            header, aead = self._header(locator, bytes(buf))
+        except BaseException:
+            _close(raw)  # its connection or file goes back now, not when the traceback is freed
+            raise
         del buf[:HEADER]
 
         def rest() -> Iterator[bytes]:
@@ -183,9 +187,31 @@ class EnvelopeStore:
                 yield bytes(buf)
             yield from raw
 
-        return self._stream(locator, header, aead, rest(), 0, 0, None, True)
+        return self._stream(locator, header, aead, rest(), 0, 0, None, True, inner=raw)
 
     def _stream(
+        self,
+        locator: str,
+        header: bytes,
+        aead: AESGCM,
+        raw: Iterable[bytes],
+        index: int,
+        skip: int,
+        end: int | None,
+        to_end: bool,
+        *,
+        inner: Iterable[bytes] | None = None,
+    ) -> Iterator[bytes]:
+        """Frames of ``raw`` decrypted; ``raw`` (and the ``inner`` stream it wraps) closed however
+        this ends: a range's end, a frame that does not decrypt, a reader that stopped early."""
+        try:
+            yield from self._frames(locator, header, aead, raw, index, skip, end, to_end)
+        finally:
+            _close(raw)
+            if inner is not None:
+                _close(inner)
+
+    def _frames(
         self,
         locator: str,
         header: bytes,
@@ -245,3 +271,10 @@ class EnvelopeStore:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _close(raw: Iterable[bytes]) -> None:
+    """Close an inner store's stream (a generator holding a connection or a file), if it can be."""
+    close = getattr(raw, "close", None)
+    if close is not None:
+        close()

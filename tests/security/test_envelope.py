@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,48 @@ def test_tampered_or_truncated_ciphertext_is_refused(
     path.write_bytes(good[: 16 + 65536 + 16])  # cut at a frame boundary: looks whole, is not
     with pytest.raises(IntegrityError):
         svc.get(tenant, info.ref)
+
+
+def test_every_way_a_read_ends_lets_go_of_the_inner_stream(
+    make_service: ServiceFactory, tenant: str, cold_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The inner store's stream holds a file here, a pooled connection on S3: a read that stops
+    # early or fails must close it at once, not when the garbage collector gets to the traceback.
+    svc = make_service(**_enc(new_key("k1")))
+    svc.tenancy.create_tenant(tenant)
+    svc.put(tenant, "docs", "a.txt", PLAIN)
+    store = svc.stores["cold"].store  # type: ignore[attr-defined]
+    assert isinstance(store, EnvelopeStore)
+    (stat,) = store.list()
+    locator = stat.locator
+    opened: list[Iterator[bytes]] = []
+    real_open = store.inner.open
+
+    def recording_open(loc: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        stream = real_open(loc, start=start, end=end)
+        opened.append(stream)
+        return stream
+
+    monkeypatch.setattr(store.inner, "open", recording_open)
+
+    def all_closed() -> bool:
+        return bool(opened) and all(inspect.getgeneratorstate(g) == "GEN_CLOSED" for g in opened)  # type: ignore[arg-type]
+
+    reader = store.open(locator)
+    assert next(reader) == PLAIN[:65536]
+    reader.close()  # a reader that stopped after the first frame
+    assert all_closed()
+    opened.clear()
+    assert b"".join(store.open(locator, start=10, end=20)) == PLAIN[10:20]  # a range ends early
+    assert all_closed()
+    (path,) = _stored_files(cold_dir, tenant)
+    good = path.read_bytes()
+    for bad, says in ((good[:16] + b"x" + good[17:], "does not decrypt"), (b"plain" * 10, "no LQE1 header")):
+        opened.clear()
+        path.write_bytes(bad)
+        with pytest.raises(IntegrityError, match=says):
+            b"".join(store.open(locator))
+        assert all_closed()
 
 
 def test_master_key_config_errors_name_the_problem(make_service: ServiceFactory, tmp_path: Path) -> None:
