@@ -205,52 +205,43 @@ class EnvelopeStore:
         """Frames of ``raw`` decrypted; ``raw`` (and the ``inner`` stream it wraps) closed however
         this ends: a range's end, a frame that does not decrypt, a reader that stopped early."""
         try:
-            yield from self._frames(locator, header, aead, raw, index, skip, end, to_end)
+            remaining = None if end is None else end - (index * FRAME + skip)
+            buf = bytearray()
+            frame: bytes | None = None
+
+            def emit(plain: bytes) -> bytes:
+                nonlocal skip, remaining
+                plain = plain[skip:]
+                skip = 0
+                if remaining is not None:
+                    plain = plain[:remaining]
+                    remaining -= len(plain)
+                return plain
+
+            for chunk in raw:
+                buf += chunk
+                pos = 0
+                while len(buf) - pos > CFRAME:  # more follows: the frame in hand is not the last
+                    frame = bytes(buf[pos : pos + CFRAME])
+                    pos += CFRAME
+                    yield emit(
+                        self._decrypt(locator, header, aead, index, frame, last=False, must_final=False)
+                    )
+                    index += 1
+                    if remaining == 0:
+                        return
+                del buf[:pos]  # one move per chunk, not one copy of the rest per frame
+            if buf:
+                yield emit(
+                    self._decrypt(locator, header, aead, index, bytes(buf), last=True, must_final=to_end)
+                )
+            elif to_end and index == 0 and frame is None and skip == 0:
+                # A stream with no frame at all: truncated to its header.
+                raise IntegrityError(f"object {locator!r} in {self.url} is truncated", field="encryption")
         finally:
             _close(raw)
             if inner is not None:
                 _close(inner)
-
-    def _frames(
-        self,
-        locator: str,
-        header: bytes,
-        aead: AESGCM,
-        raw: Iterable[bytes],
-        index: int,
-        skip: int,
-        end: int | None,
-        to_end: bool,
-    ) -> Iterator[bytes]:
-        remaining = None if end is None else end - (index * FRAME + skip)
-        buf = bytearray()
-        frame: bytes | None = None
-
-        def emit(plain: bytes) -> bytes:
-            nonlocal skip, remaining
-            plain = plain[skip:]
-            skip = 0
-            if remaining is not None:
-                plain = plain[:remaining]
-                remaining -= len(plain)
-            return plain
-
-        for chunk in raw:
-            buf += chunk
-            pos = 0
-            while len(buf) - pos > CFRAME:  # more follows: the frame in hand is not the last
-                frame = bytes(buf[pos : pos + CFRAME])
-                pos += CFRAME
-                yield emit(self._decrypt(locator, header, aead, index, frame, last=False, must_final=False))
-                index += 1
-                if remaining == 0:
-                    return
-            del buf[:pos]  # one move per chunk, not one copy of the rest per frame
-        if buf:
-            yield emit(self._decrypt(locator, header, aead, index, bytes(buf), last=True, must_final=to_end))
-        elif to_end and index == 0 and frame is None and skip == 0:
-            # A stream with no frame at all: truncated to its header.
-            raise IntegrityError(f"object {locator!r} in {self.url} is truncated", field="encryption")
 
     def head(self, locator: str) -> ObjectStat:
         stat = self.inner.head(locator)
