@@ -830,8 +830,9 @@ def floors(anatomy: Mapping[str, list[dict[str, Any]]]) -> list[str]:
             f"{near['p50_ms'] * 1e3:.0f} µs with it on the client's CPU, {far['p50_ms'] * 1e3:.0f} µs on "
             f"the other ({far['p50_ms'] / near['p50_ms']:.1f}x). Each connection has its own process, "
             f"placed by the kernel and kept so for seconds, so the warm gets above run the raw SELECT "
-            f"on get's own connection, call by call: measured on two connections, the ratio was "
-            f"the placements' draw (2.64x in one run, 1.16x in its own breakdown)."
+            f"on get's own connection, call by call: measured on two connections in blocks, the ratio "
+            f"was the placements' draw (an earlier run: 2.64x in its main table, 1.16x in its own "
+            f"breakdown)."
         )
     get = {s["step"]: s for s in anatomy.get("cold_get_4MiB", [])}
     raw_get = get.get("boto3 get_object().read()")
