@@ -20,6 +20,8 @@ from liquid.service import LiquidService, Resolution
 from liquid.versions import VersionCache
 from tests.fakes import FakeClock
 
+from .conftest import ServiceFactory
+
 
 def hot_object(svc: LiquidService, tenant: str, key: str, data: bytes, **kw: Any) -> ResultRef:
     ref = svc.put(tenant, "vc", key, data, **kw).ref
@@ -287,3 +289,28 @@ def test_a_small_value_is_stored_alike_whatever_buffer_it_came_in(
     assert (info.size, info.sha256, info.inline) == (700, hashlib.sha256(data).hexdigest(), data)
     assert service.head(tenant, info.ref).home_store == "catalog"
     assert service.get(tenant, info.ref) == data
+
+
+def test_a_warm_version_read_once_without_a_hot_tier_is_known_yet_still_checked_for_life(
+    service: LiquidService, tenant: str, make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = make_service(hot={"enabled": False})  # a process that did not write them, no hot tier
+    soon = service.clock() + timedelta(hours=1)
+    data = [os.urandom(900), os.urandom(1100)]
+    refs = [service.put(tenant, "vc", f"other{i}", d, expires_at=soon).ref for i, d in enumerate(data)]
+    by_name = CatalogCalls(reader, monkeypatch)
+    assert reader.known(refs[0]) is None
+    assert reader.get(tenant, refs[0]) == data[0] and by_name.n == 1  # first sight: its row, by name
+    facts = reader.known(refs[0])
+    assert facts is not None and (facts.size, facts.expires_at) == (900, soon)
+    assert [reader.get(tenant, refs[0]) for _ in range(3)] == [data[0]] * 3
+    assert reader.get(tenant, refs[0], start=5, end=9) == data[0][5:9]
+    assert by_name.n == 1  # known: the statement by primary key, not the row by name
+    assert reader.get(tenant, refs[1]) == data[1] and by_name.n == 2
+    service.delete(tenant, refs[0])  # by the writer: the reader's facts never said it was live
+    with pytest.raises(ObjectGone):
+        reader.get(tenant, refs[0])
+    assert reader.get(tenant, refs[1]) == data[1]
+    monkeypatch.setattr(reader, "clock", FakeClock(soon))  # past its own expiry, before any daemon
+    with pytest.raises(ObjectGone):
+        reader.get(tenant, refs[1])
