@@ -158,17 +158,18 @@ def alternate(
 class RawPostgres:
     """psycopg INSERT/SELECT of one bytea per row, autocommit (one fsync'd commit per insert, like Liquid).
 
-    ``read_on``, if given, supplies the connection each SELECT runs on (see :func:`lane_of`).
+    ``on``, if given, supplies the connection each INSERT and SELECT runs on (see :func:`lane_of`).
     """
 
-    def __init__(self, conn: Any, payload: bytes, *, read_on: Callable[[], Any] | None = None) -> None:
+    def __init__(self, conn: Any, payload: bytes, *, on: Callable[[], Any] | None = None) -> None:
         self.conn = conn
         self.payload = payload
         self.ids: list[Any] = []
-        self.read_on = read_on
+        self.on = on
 
     def put(self, i: int) -> None:
-        row = self.conn.execute(
+        conn = self.conn if self.on is None else self.on()
+        row = conn.execute(
             "INSERT INTO bench_raw (data) VALUES (%s) RETURNING id", (self.payload,)
         ).fetchone()
         self.ids.append(row[0])
@@ -176,7 +177,7 @@ class RawPostgres:
     def get(self, i: int) -> None:
         # Binary results: bytea as its bytes, not hex text twice their size (the floor Liquid's own
         # warm read uses; text would make large values look slow for the raw side).
-        conn = self.conn if self.read_on is None else self.read_on()
+        conn = self.conn if self.on is None else self.on()
         conn.execute(
             "SELECT data FROM bench_raw WHERE id = %s", (self.ids[i % len(self.ids)],), binary=True
         ).fetchone()
@@ -248,15 +249,18 @@ def durable_cells(
         svc.get(tenant, refs[i % len(refs)])
 
     cells = []
-    lq, rw = alternate(lq_put, raw.put, n, progress, f"{tier} put {size_name}")
+    # A value kept in its catalog row is written and read on the fast path's lane: the raw INSERT
+    # and SELECT run there too, call by call beside put and get (lane_of says why). Others go to
+    # their store's own connections. One untimed put first finds out which, and opens the lane.
+    probe = svc.put(tenant, tier, f"{size_name}/probe", payload).ref
+    assert svc.head(tenant, probe).home_tier == tier, "object landed in the wrong tier"
+    in_row = tier == "warm" and svc.head(tenant, probe).home_store == "catalog"
+    if in_row:
+        svc.get(tenant, probe)
+        raw.on = lane_of(svc.fast)
+    lq, rw = alternate(lq_put, raw.put, n, progress, f"{tier} put {size_name}", each_call=in_row)
     cells.append(Cell(tier, size_name, "put", lq, rw, len(payload)))
     assert svc.head(tenant, refs[0]).home_tier == tier, "object landed in the wrong tier"
-    # A value kept in its catalog row is read on the fast path's lane: the raw SELECT runs there too,
-    # call by call beside get (lane_of says why). Others are read from their store's own connections.
-    in_row = tier == "warm" and svc.head(tenant, refs[0]).home_store == "catalog"
-    if in_row:
-        svc.get(tenant, refs[0])
-        raw.read_on = lane_of(svc.fast)
     lq, rw = alternate(lq_get, raw.get, n, progress, f"{tier} get {size_name}", each_call=in_row)
     cells.append(Cell(tier, size_name, "get", lq, rw, len(payload)))
     return cells
@@ -292,13 +296,23 @@ def _put_fields(tenant: str, key: str, payload: bytes) -> dict[str, Any]:
 
 
 def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -> list[dict[str, Any]]:
-    """Warm 1 KiB put step by step, each beside the raw INSERT in the same rounds."""
+    """Warm 1 KiB put step by step, each beside the raw INSERT, alternated call by call.
+
+    All on the one connection ``put`` writes on (the fast path's lane, as for the warm get: see
+    :func:`lane_of`), so that each step meets the same server process in the same placement.
+    """
     payload = os.urandom(KiB)
-    raw = RawPostgres(pconn, payload)
     count = iter(range(10**9))
+    svc.put(tenant, "anatomy", f"put/{next(count)}", payload)  # the lane holds a connection now
+    on_lane = lane_of(svc.fast)
+    raw = RawPostgres(pconn, payload, on=on_lane)
+    kept: dict[Any, Any] = {}  # a cursor per connection, kept as the fast path keeps its own
 
     def statement(i: int) -> None:
-        pconn.execute(INSERT_OBJECT, _put_fields(tenant, f"stmt/{next(count)}", payload)).fetchone()
+        conn = on_lane()
+        if conn not in kept:
+            kept[conn] = conn.cursor(binary=True)
+        kept[conn].execute(INSERT_OBJECT, _put_fields(tenant, f"stmt/{next(count)}", payload)).fetchone()
 
     def fast_insert(i: int) -> None:
         svc.fast.insert(_put_fields(tenant, f"fast/{next(count)}", payload))
@@ -308,11 +322,11 @@ def put_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progress) -
 
     steps = {
         "raw INSERT of one bytea row (psycopg)": raw.put,
-        "Liquid's write statement on psycopg (prepared, own connection)": statement,
+        "Liquid's write statement on psycopg (prepared, a cursor of its own)": statement,
         "CatalogFastPath.insert (the statement as put runs it)": fast_insert,
         "LiquidService.put": put,
     }
-    return _anatomy(steps, n, progress, "warm put anatomy")
+    return _anatomy(steps, n, progress, "warm put anatomy", each_call=True)
 
 
 def put_server_anatomy(tenant: str, dsn: str, n: int, progress: Progress) -> list[dict[str, Any]]:
@@ -390,7 +404,7 @@ def warm_get_anatomy(svc: Any, tenant: str, pconn: Any, n: int, progress: Progre
     ids = [svc.fast.find(r.tenant, r.namespace, r.key, r.version).id for r in refs]
     assert svc.get(tenant, refs[0]) == payload  # the lane holds a connection now
     on_lane = lane_of(svc.fast)
-    raw = RawPostgres(pconn, payload, read_on=on_lane)
+    raw = RawPostgres(pconn, payload, on=on_lane)
     for i in range(64):
         raw.put(i)
 
@@ -829,8 +843,9 @@ def floors(anatomy: Mapping[str, list[dict[str, Any]]]) -> list[str]:
             f"- Where PostgreSQL's server process runs decides a small read's round trip: "
             f"{near['p50_ms'] * 1e3:.0f} µs with it on the client's CPU, {far['p50_ms'] * 1e3:.0f} µs on "
             f"the other ({far['p50_ms'] / near['p50_ms']:.1f}x). Each connection has its own process, "
-            f"placed by the kernel and kept so for seconds, so the warm gets above run the raw SELECT "
-            f"on get's own connection, call by call: measured on two connections in blocks, the ratio "
+            f"placed by the kernel and kept so for seconds, so the warm puts and gets above run the raw "
+            f"INSERT and SELECT on Liquid's own connection, call by call: measured on two connections in "
+            f"blocks, the ratio "
             f"was the placements' draw (an earlier run: 2.64x in its main table, 1.16x in its own "
             f"breakdown)."
         )
