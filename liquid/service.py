@@ -219,6 +219,13 @@ class _Batch:
         """Whether every version left was proven live by its copy (no catalog, no home to read)."""
         return len(self.data) == len(self.facts) and not self.unseen
 
+    def answers(self) -> Resolved:
+        """The answers of a :meth:`proven` batch: each version's facts and hot value, or its error."""
+        out, data = self.out, self.data
+        for i, f in self.facts.items():
+            out[i] = Resolution(f, data[i])
+        return [o for o in out if o is not None]
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -1080,7 +1087,7 @@ class LiquidService:
             wanted, sha256 = batch.hot_query()
             self._take_values(batch, await self.hot.aget_values(wanted, sha256, client))
         if batch.proven():
-            return self._finish(tenant, batch, full=False)  # nothing left that does I/O
+            return batch.answers()  # nothing left that does I/O
         return await offload(lambda: self._finish(tenant, batch, full=False))
 
     def _batch(self, tenant: str, refs: Sequence[ResultRef], *, full: bool) -> _Batch:

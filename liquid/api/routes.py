@@ -981,10 +981,11 @@ class _BatchAnswer:
 
     def want(self, position: int, version: VersionFacts) -> bool:
         """Whether a version's value comes inline: small enough, and within the batch's total."""
-        if not 0 <= version.size <= self.inline_max:
+        size = version.size
+        if not 0 <= size <= self.inline_max:
             return False
         # Checked before the read: a batch past its total reads no more bodies.
-        if self.budget.take(version.size):
+        if self.budget.take(size):
             return True
         self.omitted.add(position)
         return False
