@@ -208,3 +208,22 @@ def test_with_redis_unreachable_the_answers_come_from_the_homes(service: LiquidS
     asyncio.run(nobody.aclose())
     assert [g[1][1] for g in got[:2]] == data and got[2] == ("error", ObjectGone)
     assert offload.calls == 1 and hot.errors == errors + 1
+
+
+def test_a_large_hot_reply_is_read_in_the_worker_thread_with_the_same_answers(
+    service: LiquidService, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import liquid.service
+
+    assert service.access is not None
+    data = [os.urandom(600), os.urandom(601)]
+    refs = [hot_object(service, tenant, f"large{i}", d) for i, d in enumerate(data)]
+    monkeypatch.setattr(liquid.service, "LOOP_READ_MAX", 1000)  # the two values pass it together
+    before = service.access.noted
+    got, offload, wants = on_loop(service, tenant, refs)
+    assert offload.calls == 1 and [g[1][1] for g in got] == data
+    assert service.access.noted == before + 2 and wants.asked == [0, 1]
+    _, offload, _ = on_loop(service, tenant, refs[:1])  # one alone stays on the loop
+    assert offload.calls == 0
+    expected, _ = in_thread(service, tenant, refs)
+    assert got == expected
