@@ -188,9 +188,9 @@ Resolved = list[Resolution | LiquidError]
 
 #: The most value bytes a batch resolve reads from Redis on the event loop (:meth:`LiquidService.
 #: aresolve_many`); a larger reply is read in a worker thread with the sync client. Measured
-#: through the API (benchmarks/resolve.py): the loop wins by the thread hop at 1 to 100 refs of
-#: 1 KiB, and loses from about 300 (1.4x at 300, 1.2-1.7x at 1,000): redis-py's asyncio client
-#: reads a large reply in 32 KiB steps through the loop, its sync client straight from the socket.
+#: through the API (both paths in one run, interleaved, load 3-5): the loop wins by the thread
+#: hop at 1 to 100 refs of 1 KiB and loses from about 300 (1.4x at 300, 1.04-1.7x at 1,000):
+#: redis-py's asyncio client reads a reply about twice as slowly as its sync client.
 LOOP_READ_MAX = 128 * 1024
 
 
