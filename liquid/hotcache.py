@@ -43,6 +43,8 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
+from redis.connection import HiredisRespSerializer
+from redis.utils import HIREDIS_AVAILABLE
 
 from liquid.errors import StoreUnavailable
 from liquid.redis_keys import (
@@ -89,6 +91,36 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DECRBY', KEYS[3], tonumber(string.match(old, ' (%d+)$')) or 0)
 return 1
 """
+
+
+class _CPackedCommands:
+    """Commands packed by hiredis in C, as redis-py's sync connections pack them.
+
+    Its asyncio connections pack in Python: an ``MGET`` of 100 hot keys took 89 µs to pack there
+    against 26 µs through the sync client's packer (about a tenth of a batch resolve's own work).
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = _PACKER.pack(*args)
+        return packed
+
+
+class _CPackedConnection(_CPackedCommands, redis.asyncio.Connection):
+    pass
+
+
+class _CPackedUnixConnection(_CPackedCommands, redis.asyncio.UnixDomainSocketConnection):
+    pass
+
+
+#: The asyncio connection classes that pack in C, when hiredis is installed (it is a dependency).
+_C_PACKED: dict[type[Any], type[Any]] = {}
+if HIREDIS_AVAILABLE:
+    _PACKER = HiredisRespSerializer()
+    _C_PACKED = {
+        redis.asyncio.Connection: _CPackedConnection,
+        redis.asyncio.UnixDomainSocketConnection: _CPackedUnixConnection,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +260,17 @@ class HotCache:
             "socket_connect_timeout": kw.get("socket_connect_timeout"),
         }
         if pool.connection_class is redis.Connection:
-            return redis.asyncio.Redis(host=kw.get("host", "localhost"), port=kw.get("port", 6379), **common)
-        if pool.connection_class is redis.UnixDomainSocketConnection:
-            return redis.asyncio.Redis(unix_socket_path=kw["path"], **common)
-        return None  # TLS and other transports: readers use get() in a worker thread
+            client = redis.asyncio.Redis(
+                host=kw.get("host", "localhost"), port=kw.get("port", 6379), **common
+            )
+        elif pool.connection_class is redis.UnixDomainSocketConnection:
+            client = redis.asyncio.Redis(unix_socket_path=kw["path"], **common)
+        else:
+            return None  # TLS and other transports: readers use get() in a worker thread
+        packed = _C_PACKED.get(client.connection_pool.connection_class)
+        if packed is not None:  # connections are made on first use: all of them pack in C
+            client.connection_pool.connection_class = packed
+        return client
 
     async def aget(
         self, ref: ResultRef, client: redis.asyncio.Redis, *, expect_sha256: str | None = None

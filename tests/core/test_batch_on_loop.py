@@ -227,3 +227,25 @@ def test_a_large_hot_reply_is_read_in_the_worker_thread_with_the_same_answers(
     assert offload.calls == 0
     expected, _ = in_thread(service, tenant, refs)
     assert got == expected
+
+
+def test_the_asyncio_client_packs_commands_in_c_as_redis_py_packs_them_in_python(
+    service: LiquidService, tenant: str
+) -> None:
+    hot = service.hot
+    assert hot is not None
+    client = hot.async_client()
+    assert client is not None
+    conn_class = client.connection_pool.connection_class
+    python = redis.asyncio.Connection.pack_command  # redis-py's own, in Python
+    packed = conn_class.pack_command
+    assert packed is not python
+    args = ("MGET", "liquid:hot:{ab}:t/ns/k é@1", b"raw\x00key", 42, 1.5)
+    conn = conn_class()
+    assert b"".join(packed(conn, *args)) == b"".join(python(conn, *args))
+    asyncio.run(client.aclose())  # never connected
+    # And such a client works: a batch of copies read, checked and answered (on_loop makes one).
+    data = os.urandom(100)
+    ref = hot_object(service, tenant, "packed", data)
+    got, offload, _ = on_loop(service, tenant, [ref, ref])
+    assert [g[1][1] for g in got] == [data, data] and offload.calls == 0
