@@ -4,6 +4,9 @@
 client, no thread hop, no checks): the same Redis read Liquid's hot GET does.
 ``POST /floor/echo`` reads the request body and answers a fixed small JSON object: what any
 endpoint taking a JSON body (``POST /v1/search``) pays before doing any work of its own.
+``POST /floor/answer/{name}`` reads the request body and answers the value of ``floor:{name}``
+as JSON: a batch resolve's request and answer bytes carried by the framework, with one Redis
+read and none of the resolving.
 The benchmarks serve it with uvicorn exactly as the Liquid API is served, so ``Liquid / floor``
 is what Liquid's own work costs over the framework's.
 
@@ -39,7 +42,20 @@ def create_floor_app(redis_url: str) -> Starlette:
         await request.body()
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    return Starlette(routes=[Route("/floor/echo", echo, methods=["POST"]), Route("/floor/{name}", get)])
+    async def answer(request: Request) -> Response:
+        await request.body()
+        data = await client.get("floor:" + request.path_params["name"])
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/floor/echo", echo, methods=["POST"]),
+            Route("/floor/answer/{name}", answer, methods=["POST"]),
+            Route("/floor/{name}", get),
+        ]
+    )
 
 
 def app_from_env() -> Starlette:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -215,8 +216,13 @@ def main() -> None:
         n = max(int(BATCH_COUNTS[count] * scale), 10)
         console.print(f"batch resolve of {count}: {n} per path")
         body = {"refs": [r.uri for r in refs[:count]], "inline": True}
-        answer = raw_http.post(proc_base + "/v1/refs:resolve", json=body).json()
+        answer_bytes = raw_http.post(proc_base + "/v1/refs:resolve", json=body).content
+        answer = json.loads(answer_bytes)
         assert all(r["ok"] and r["ref"].get("inline") for r in answer["results"]), answer["results"][0]
+        # The floor answers the very same bytes (one Redis GET of them), the request read alike.
+        rclient.set(f"floor:answer-{count}", answer_bytes)
+        floor_answer = f"{floor_base}/floor/answer/answer-{count}"
+        assert raw_http.post(floor_answer, json=body).content == answer_bytes
         some = keys[:count]
 
         def pipelined(ks: list[str] = some) -> object:
@@ -228,19 +234,26 @@ def main() -> None:
         paths = {
             "liquid_batch": lambda b=body: raw_http.post(proc_base + "/v1/refs:resolve", json=b).content,
             "liquid_single_get": lambda: raw_http.get(single_url).content,
+            "floor_post": lambda b=body, u=floor_answer: raw_http.post(u, json=b).content,
             "redis_mget": lambda ks=some: rclient.mget(ks),
             "redis_pipeline": pipelined,
         }
         times = measure(paths, n)
-        row = {"refs": count, "n": len(times["liquid_batch"])}
+        row = {"refs": count, "n": len(times["liquid_batch"]), "answer_bytes": len(answer_bytes)}
         for path, xs in times.items():
             row[path] = stats(xs, KiB * count)
         row["batch_vs_single_get"] = row["liquid_batch"]["p50_ms"] / row["liquid_single_get"]["p50_ms"]
+        row["batch_vs_floor"] = row["liquid_batch"]["p50_ms"] / row["floor_post"]["p50_ms"]
         row["batch_vs_mget"] = row["liquid_batch"]["p50_ms"] / row["redis_mget"]["p50_ms"]
         batch_rows.append(row)
     one = next(r for r in batch_rows if r["refs"] == 1)["liquid_batch"]["p50_ms"]
     for row in batch_rows:
         row["batch_vs_batch_of_1"] = row["liquid_batch"]["p50_ms"] / one
+    console.print("batch resolve, stage by stage")
+    breakdown = {
+        count: batch_breakdown(hot_svc, tenant, refs[:count], max(int(n * scale), 10))
+        for count, n in ((100, 300), (1000, 40))
+    }
 
     # ---- every tier at 1 KiB and 1 MiB through the client (HTTP and in-process) beside its raw client
     rows: list[dict[str, Any]] = []
@@ -301,6 +314,7 @@ def main() -> None:
                 "targets": targets,
                 "hot_get": floor_rows,
                 "batch": batch_rows,
+                "batch_breakdown_us": breakdown,
                 "resolve": rows,
                 "arrow_100mb": table_result,
             },
@@ -308,7 +322,7 @@ def main() -> None:
         )
         + "\n"
     )
-    md = render(meta, targets, floor_rows, batch_rows, rows, table_result)
+    md = render(meta, targets, floor_rows, batch_rows, breakdown, rows, table_result)
     (RESULTS / "resolve.md").write_text(md)
     print(md)
 
@@ -475,11 +489,135 @@ def bench_table(client: Client, workdir: Path, scale: float) -> dict[str, Any]:
     return out
 
 
+def batch_breakdown(svc: Any, tenant: str, refs: list[Any], n: int) -> dict[str, float]:
+    """Where the time of a batch resolve of ``refs`` (known hot versions) goes: each stage of the
+    API's on-loop path timed on its own in this process (median µs), beside the whole of it.
+
+    The stages are the calls :func:`liquid.api.routes.aresolve_batch` makes, on the app's own
+    asyncio Redis client inside its lifespan (as ``liquid api`` serves), and the thread path's.
+    """
+    import asyncio
+    import base64
+
+    import anyio.to_thread
+    import orjson
+
+    from liquid.api import create_app
+    from liquid.api.models import ResolveRequest
+    from liquid.api.routes import InlineBudget, _BatchAnswer, aresolve_batch, resolve_batch
+    from liquid.hotcache import hot_key
+
+    app = create_app(svc)
+    ctx = app.state.liquid
+    api = ctx.settings.api
+    uris = [r.uri for r in refs]
+    body = {"refs": uris, "inline": True}
+    raw_body = json.dumps(body).encode()
+    keys = [hot_key(r) for r in refs]
+    sha = [svc.known(r).sha256 for r in refs]
+    hot = svc.hot
+    assert hot is not None and svc.access is not None and all(s is not None for s in sha)
+
+    def budget() -> InlineBudget:
+        return InlineBudget(api.batch_inline_total)
+
+    def med(fn: Callable[[], object]) -> float:
+        for _ in range(3):
+            fn()
+        xs = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            xs.append(time.perf_counter() - t0)
+        return statistics.median(xs) * 1e6
+
+    async def amed(fn: Callable[[], Any]) -> float:
+        for _ in range(3):
+            await fn()
+        xs = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await fn()
+            xs.append(time.perf_counter() - t0)
+        return statistics.median(xs) * 1e6
+
+    raws = hot.client.mget(keys)
+    values, _ = hot._judge(refs, raws, sha)
+    answer = resolve_batch(ctx, tenant, uris, api.batch_inline_max, budget())
+    s: dict[str, float] = {}
+    s["client: request JSON (stdlib json, as httpx encodes it)"] = med(lambda: json.dumps(body).encode())
+    s["body validation (ResolveRequest from the JSON bytes)"] = med(
+        lambda: ResolveRequest.model_validate_json(raw_body)
+    )
+    s["ref texts parsed (remembered)"] = med(lambda: [svc.versions.parse(u) for u in uris])
+    s["known facts of each version"] = med(lambda: svc._batch(tenant, refs, full=False))
+    s["Redis MGET, sync client"] = med(lambda: hot.client.mget(keys))
+    s["copies judged: header + SHA-256 each"] = med(lambda: hot._judge(refs, raws, sha))
+    s["SHA-256 alone"] = med(lambda: [hashlib.sha256(v).digest() for v in values])
+    s["reads counted (access note_many)"] = med(lambda: svc.access.note_many(refs))
+    s["base64 of the values alone"] = med(lambda: [base64.b64encode(v) for v in values])
+    found = svc.resolve_many(tenant, refs, want=lambda i, f: True)
+    s["results shaped (ref JSON, base64 values; the texts parsed again)"] = med(
+        lambda: _BatchAnswer(ctx, uris, api.batch_inline_max, budget()).shape(found)
+    )
+    s["answer JSON (orjson)"] = med(lambda: orjson.dumps({"results": answer}))
+    s["thread path: resolve_batch in this thread"] = med(
+        lambda: resolve_batch(ctx, tenant, uris, api.batch_inline_max, budget())
+    )
+
+    async def on_loop() -> None:
+        async with app.router.lifespan_context(app):
+            client = ctx.hot_async
+            assert client is not None
+            s["Redis MGET, asyncio client (the loop's)"] = await amed(lambda: client.mget(keys))
+            s["one worker-thread hop"] = await amed(lambda: anyio.to_thread.run_sync(lambda: None))
+            s["on-loop path: aresolve_batch (what the API runs)"] = await amed(
+                lambda: aresolve_batch(ctx, tenant, uris, api.batch_inline_max, budget(), client)
+            )
+
+    asyncio.run(on_loop())
+    answer_bytes = orjson.dumps({"results": answer})
+    s["client: answer JSON parsed (orjson; the benchmark does not)"] = med(lambda: orjson.loads(answer_bytes))
+    return s
+
+
+def render_breakdown(breakdown: dict[int, dict[str, float]]) -> list[str]:
+    counts = sorted(breakdown)
+    lines = [
+        "",
+        "### Where the time of a batch resolve goes",
+        "",
+        "Each stage timed on its own in the benchmark process (median µs; known hot 1 KiB versions; "
+        "`batch_breakdown`). The API answers up to 128 KiB of hot values on the event loop "
+        "(asyncio `MGET`, no worker thread) and larger replies in a worker thread with the sync client "
+        "(`liquid.service.LOOP_READ_MAX`), so 1,000 refs take the thread path. What is left between "
+        "the sum and the HTTP batch above is the framework and the transport (the floor column).",
+        "",
+        "| stage | "
+        + " | ".join(f"{c} refs" for c in counts)
+        + " | "
+        + " | ".join(f"µs/ref at {c}" for c in counts)
+        + " |",
+        "|---|" + "---|" * (2 * len(counts)),
+    ]
+    for stage in breakdown[counts[0]]:
+        us = [breakdown[c][stage] for c in counts]
+        lines.append(
+            f"| {stage} | "
+            + " | ".join(f"{u:.0f}" for u in us)
+            + " | "
+            + " | ".join(f"{u / c:.2f}" for u, c in zip(us, counts, strict=True))
+            + " |"
+        )
+    return lines
+
+
 def render(
     meta: dict[str, Any],
     targets: list[dict[str, Any]],
     floor_rows: list[dict[str, Any]],
     batch_rows: list[dict[str, Any]],
+    breakdown: dict[int, dict[str, float]],
     rows: list[dict[str, Any]],
     t: dict[str, Any] | None,
 ) -> str:
@@ -522,20 +660,26 @@ def render(
         "## Batch resolve of N hot 1 KiB refs (values inline) beside Redis",
         "",
         "`batch` = httpx `POST /v1/refs:resolve` to the API process; `single GET` = one "
-        "`GET /v1/refs/{ref}` in the same rounds; `mget` / `pipeline` = redis-py on the same N values. "
-        "p50 ms.",
+        "`GET /v1/refs/{ref}` in the same rounds; `floor` = httpx `POST` of the same request body to a "
+        "bare Starlette endpoint that reads it and answers the very bytes of Liquid's answer, read "
+        "from Redis with one `GET` (`benchmarks/floor.py`, own process, uvicorn): the framework and "
+        "the transport of the answer, none of the resolving; `mget` / `pipeline` = redis-py on the "
+        "same N values. Both HTTP sides read the answer's bytes (`.content`) and parse nothing; the "
+        "batch side (and the floor) also pays httpx encoding its JSON body (stdlib `json`). p50 ms.",
         "",
-        "| refs | n | batch | single GET | batch / single GET | batch / batch of 1 | mget | pipeline "
-        "| batch / mget |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| refs | n | answer KiB | batch | single GET | batch / single GET | batch / batch of 1 | floor "
+        "| batch / floor | mget | pipeline | batch / mget |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in batch_rows:
         lines.append(
-            f"| {r['refs']} | {r['n']} | {r['liquid_batch']['p50_ms']:.3f} | "
+            f"| {r['refs']} | {r['n']} | {r['answer_bytes'] / KiB:.0f} | {r['liquid_batch']['p50_ms']:.3f} | "
             f"{r['liquid_single_get']['p50_ms']:.3f} | {r['batch_vs_single_get']:.2f}x | "
-            f"{r['batch_vs_batch_of_1']:.2f}x | {r['redis_mget']['p50_ms']:.3f} | "
+            f"{r['batch_vs_batch_of_1']:.2f}x | {r['floor_post']['p50_ms']:.3f} | "
+            f"{r['batch_vs_floor']:.2f}x | {r['redis_mget']['p50_ms']:.3f} | "
             f"{r['redis_pipeline']['p50_ms']:.3f} | {r['batch_vs_mget']:.2f}x |"
         )
+    lines += render_breakdown(breakdown)
     lines += [
         "",
         "## Every tier through the client beside its raw client",

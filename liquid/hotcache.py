@@ -43,6 +43,8 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
+from redis.connection import HiredisRespSerializer
+from redis.utils import HIREDIS_AVAILABLE
 
 from liquid.errors import StoreUnavailable
 from liquid.redis_keys import (
@@ -89,6 +91,36 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('DECRBY', KEYS[3], tonumber(string.match(old, ' (%d+)$')) or 0)
 return 1
 """
+
+
+class _CPackedCommands:
+    """Commands packed by hiredis in C, as redis-py's sync connections pack them.
+
+    Its asyncio connections pack in Python: an ``MGET`` of 100 hot keys took 89 µs to pack there
+    against 26 µs through the sync client's packer (about a tenth of a batch resolve's own work).
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = _PACKER.pack(*args)
+        return packed
+
+
+class _CPackedConnection(_CPackedCommands, redis.asyncio.Connection):
+    pass
+
+
+class _CPackedUnixConnection(_CPackedCommands, redis.asyncio.UnixDomainSocketConnection):
+    pass
+
+
+#: The asyncio connection classes that pack in C, when hiredis is installed (it is a dependency).
+_C_PACKED: dict[type[Any], type[Any]] = {}
+if HIREDIS_AVAILABLE:
+    _PACKER = HiredisRespSerializer()
+    _C_PACKED = {
+        redis.asyncio.Connection: _CPackedConnection,
+        redis.asyncio.UnixDomainSocketConnection: _CPackedUnixConnection,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +260,17 @@ class HotCache:
             "socket_connect_timeout": kw.get("socket_connect_timeout"),
         }
         if pool.connection_class is redis.Connection:
-            return redis.asyncio.Redis(host=kw.get("host", "localhost"), port=kw.get("port", 6379), **common)
-        if pool.connection_class is redis.UnixDomainSocketConnection:
-            return redis.asyncio.Redis(unix_socket_path=kw["path"], **common)
-        return None  # TLS and other transports: readers use get() in a worker thread
+            client = redis.asyncio.Redis(
+                host=kw.get("host", "localhost"), port=kw.get("port", 6379), **common
+            )
+        elif pool.connection_class is redis.UnixDomainSocketConnection:
+            client = redis.asyncio.Redis(unix_socket_path=kw["path"], **common)
+        else:
+            return None  # TLS and other transports: readers use get() in a worker thread
+        packed = _C_PACKED.get(client.connection_pool.connection_class)
+        if packed is not None:  # connections are made on first use: all of them pack in C
+            client.connection_pool.connection_class = packed
+        return client
 
     async def aget(
         self, ref: ResultRef, client: redis.asyncio.Redis, *, expect_sha256: str | None = None
@@ -324,6 +363,92 @@ class HotCache:
             self.accept(r, raw, expect_sha256=sha)
             for r, raw, sha in zip(refs, raws, expect_sha256, strict=True)
         ]
+
+    def get_values(self, refs: Sequence[ResultRef], expect_sha256: Sequence[str]) -> list[memoryview | None]:
+        """The values of many versions in one ``MGET``, each checked against its version's SHA-256.
+
+        :meth:`get_many` for a caller that knows each version's checksum (and so its content type):
+        only the bytes come back, a view of the buffer Redis answered with. A copy of other bytes
+        is dropped, as :meth:`get` drops it; all misses while kills are pending or Redis is down.
+        """
+        if not refs or self._unkilled or self.guard.is_open:
+            return [None] * len(refs)
+        try:
+            with self.guard.slot():
+                raws = self._mget([hot_key(r) for r in refs])
+        except (redis.RedisError, StoreUnavailable) as exc:
+            self.errors += 1
+            log.warning("hot cache unavailable, reading through: %s", exc)
+            return [None] * len(refs)
+        values, bad = self._judge(refs, raws, expect_sha256)
+        if bad:
+            try:
+                self.client.delete(*bad)
+            except redis.RedisError:
+                self.errors += 1
+        return values
+
+    async def aget_values(
+        self, refs: Sequence[ResultRef], expect_sha256: Sequence[str], client: redis.asyncio.Redis
+    ) -> list[memoryview | None]:
+        """:meth:`get_values` on an asyncio client (one ``MGET``, no worker thread), bounded as :meth:`aget`.
+
+        Call it only while :attr:`kills_pending` is false (it answers all misses otherwise). An open
+        circuit is all misses at once; a failure counts as one, and the reads go to the homes.
+        """
+        if not refs or self.guard.is_open or self._unkilled:
+            return [None] * len(refs)
+        try:
+            async with asyncio.timeout(self._aget_timeout):
+                raws = await client.mget([hot_key(r) for r in refs])
+        except (redis.RedisError, OSError) as exc:
+            self.errors += 1
+            log.warning("hot cache unavailable, reading through: %r", exc)
+            return [None] * len(refs)
+        values, bad = self._judge(refs, raws, expect_sha256)
+        if bad:
+            try:
+                async with asyncio.timeout(self._aget_timeout):
+                    await client.delete(*bad)
+            except (redis.RedisError, OSError):
+                self.errors += 1
+        return values
+
+    def _judge(
+        self, refs: Sequence[ResultRef], raws: Sequence[Any], expect_sha256: Sequence[str]
+    ) -> tuple[list[memoryview | None], list[str]]:
+        """Each raw copy's value if its header and bytes match the version's SHA-256, and the keys
+        of the copies that do not (for the caller to delete).
+
+        :func:`decode` and :meth:`accept` written out for many: a batch of a thousand pays this
+        per copy, and the checksum compared as bytes needs no hex string nor entry object.
+        """
+        values: list[memoryview | None] = []
+        bad: list[str] = []
+        sha256 = hashlib.sha256
+        header = _HEADER.size
+        misses = 0
+        for ref, raw, expect in zip(refs, raws, expect_sha256, strict=True):
+            if raw is None:
+                misses += 1
+                values.append(None)
+                continue
+            digest = bytes.fromhex(expect)
+            # magic | digest | uint16 content-type length | content type | data (see the module)
+            # (a copy shorter than its header cannot hold the 32 digest bytes at 4:36)
+            if isinstance(raw, bytes) and raw[4:36] == digest and raw[:4] == _MAGIC:
+                start = header + int.from_bytes(raw[36:38], "big")
+                data = memoryview(raw)[start:]
+                if len(raw) >= start and sha256(data).digest() == digest:
+                    values.append(data)
+                    continue
+            self.corrupt += 1
+            log.warning("hot cache entry for %s failed its checksum; dropped", ref)
+            bad.append(hot_key(ref))
+            values.append(None)
+        self.misses += misses
+        self.hits += len(values) - misses - len(bad)
+        return values, bad
 
     def exists(self, refs: Sequence[ResultRef]) -> list[bool] | None:
         """Whether each version has a copy now (one pipeline); None when Redis is down."""

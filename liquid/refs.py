@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -206,7 +207,8 @@ def ref_json(
     """The JSON form of a ref (:meth:`RefInfo.to_json`), without making a RefInfo (a batch makes many)."""
     out: dict[str, Any] = {"uri": ref.uri, "size": size, "sha256": sha256, "content_type": content_type}
     if inline is not None:
-        out["inline"] = base64.b64encode(inline).decode("ascii")
+        # b64encode is this call wrapped (and a batch resolve makes thousands)
+        out["inline"] = binascii.b2a_base64(inline, newline=False).decode("ascii")
     if ipc is not None:
         out["ipc"] = ipc.to_json()
     return out

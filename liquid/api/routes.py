@@ -60,7 +60,7 @@ from liquid.errors import (
 )
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
 from liquid.refs import IpcHint, RefInfo, ResultRef, ref_json
-from liquid.service import LiquidService, ObjectInfo, ObjectReader
+from liquid.service import LiquidService, ObjectInfo, ObjectReader, Resolved
 from liquid.shm import ShmCache, ShmWriter
 from liquid.tenancy import Principal
 from liquid.tracing import TRACE_ID_ATTR, current_trace_id
@@ -882,7 +882,12 @@ async def _resolve(c: ApiContext, tenant: str, body: ResolveRequest) -> Response
         )
     inline_max = c.settings.api.batch_inline_max if body.inline else -1
     budget = InlineBudget(c.settings.api.batch_inline_total)
-    results = await run(resolve_batch, c, tenant, body.refs, inline_max, budget, facts=body.facts)
+    hot_client = c.hot_client()
+    if hot_client is not None and not body.facts:
+        # On the event loop: known hot versions cost one MGET there and no worker thread.
+        results = await within_deadline(aresolve_batch(c, tenant, body.refs, inline_max, budget, hot_client))
+    else:
+        results = await run(resolve_batch, c, tenant, body.refs, inline_max, budget, facts=body.facts)
     # orjson: a batch's answer is mostly base64 strings, which it writes several times faster.
     answer = {"results": results, "inline_bytes": budget.used, "inline_omitted": budget.omitted}
     return Response(orjson.dumps(answer), media_type="application/json")
@@ -923,48 +928,87 @@ def resolve_batch(
     one Redis ``MGET`` for the batch, the others one catalog statement more, so a batch costs about
     one request, not one per ref. Ref texts seen before are not parsed again.
     """
-    out: list[dict[str, Any] | None] = [None] * len(refs)
-    parsed: list[tuple[int, ResultRef]] = []
-    versions = c.service.versions
-    for i, item in enumerate(refs):
-        try:
-            uri = item.get("uri") if isinstance(item, dict) else item
-            if not isinstance(uri, str):
-                raise InvalidRef(
-                    f"refs[{i}] must be a liquid:// string or an object with 'uri'", field=f"refs.{i}"
-                )
-            parsed.append((i, versions.parse(uri)))
-        except LiquidError as exc:
-            out[i] = _batch_error(i, exc)
-    omitted: set[int] = set()
+    batch = _BatchAnswer(c, refs, inline_max, budget)
+    return batch.shape(c.service.resolve_many(tenant, batch.refs, want=batch.want, full=facts))
 
-    def want(position: int, version: VersionFacts) -> bool:
-        if not 0 <= version.size <= inline_max:
+
+async def aresolve_batch(
+    c: ApiContext,
+    tenant: str,
+    refs: list[Any],
+    inline_max: int,
+    budget: InlineBudget,
+    client: redis.asyncio.Redis,
+) -> list[dict[str, Any]]:
+    """:func:`resolve_batch` (without facts) on the event loop (:meth:`LiquidService.aresolve_many`).
+
+    The same answers: only where the hot copies are read differs (the asyncio client, no worker
+    thread); what needs the catalog or a home still goes to a worker thread.
+    """
+    batch = _BatchAnswer(c, refs, inline_max, budget)
+    found = await c.service.aresolve_many(tenant, batch.refs, client, want=batch.want, offload=run)
+    return batch.shape(found)
+
+
+class _BatchAnswer:
+    """A batch resolve's answer in the making: ref texts parsed, inline budget kept, results shaped."""
+
+    __slots__ = ("budget", "inline_max", "omitted", "positions", "refs", "results", "shm")
+
+    def __init__(self, c: ApiContext, refs: list[Any], inline_max: int, budget: InlineBudget) -> None:
+        self.shm = c.shm
+        self.inline_max = inline_max
+        self.budget = budget
+        #: Per ref, its result once known (parse errors now, the rest in :meth:`shape`).
+        self.results: list[dict[str, Any] | None] = [None] * len(refs)
+        #: The position of each parsed ref among the texts.
+        self.positions: list[int] = []
+        self.refs: list[ResultRef] = []
+        #: Parsed refs (by their place in :attr:`refs`) whose value the budget left out.
+        self.omitted: set[int] = set()
+        parse = c.service.versions.parse
+        for i, item in enumerate(refs):
+            try:
+                uri = item.get("uri") if isinstance(item, dict) else item
+                if not isinstance(uri, str):
+                    raise InvalidRef(
+                        f"refs[{i}] must be a liquid:// string or an object with 'uri'", field=f"refs.{i}"
+                    )
+                self.refs.append(parse(uri))
+                self.positions.append(i)
+            except LiquidError as exc:
+                self.results[i] = _batch_error(i, exc)
+
+    def want(self, position: int, version: VersionFacts) -> bool:
+        """Whether a version's value comes inline: small enough, and within the batch's total."""
+        size = version.size
+        if not 0 <= size <= self.inline_max:
             return False
         # Checked before the read: a batch past its total reads no more bodies.
-        if budget.take(version.size):
+        if self.budget.take(size):
             return True
-        omitted.add(position)
+        self.omitted.add(position)
         return False
 
-    found = c.service.resolve_many(tenant, [r for _, r in parsed], want=want, full=facts)
-    shm = c.shm
-    for position, ((i, ref), result) in enumerate(zip(parsed, found, strict=True)):
-        if isinstance(result, LiquidError):
-            out[i] = _batch_error(i, result)
-            continue
-        version = result.facts
-        hint: IpcHint | None = None
-        if shm is not None and version.size >= shm.min_size:
-            hint = shm.hint(ref, version.sha256)
-        shape = ref_json(ref, version.size, version.sha256, version.content_type, result.data, hint)
-        done: dict[str, Any] = {"index": i, "ok": True, "ref": shape}
-        if result.info is not None:
-            done["object"] = result.info.to_json()
-        if position in omitted:
-            done["inline_omitted"] = True
-        out[i] = done
-    return [r for r in out if r is not None]
+    def shape(self, found: Resolved) -> list[dict[str, Any]]:
+        """The results in order, each ref's JSON form (the value base64 inline) or its problem."""
+        out, shm, omitted = self.results, self.shm, self.omitted
+        for position, (i, ref, result) in enumerate(zip(self.positions, self.refs, found, strict=True)):
+            if isinstance(result, LiquidError):
+                out[i] = _batch_error(i, result)
+                continue
+            version = result.facts
+            hint: IpcHint | None = None
+            if shm is not None and version.size >= shm.min_size:
+                hint = shm.hint(ref, version.sha256)
+            shape = ref_json(ref, version.size, version.sha256, version.content_type, result.data, hint)
+            done: dict[str, Any] = {"index": i, "ok": True, "ref": shape}
+            if result.info is not None:
+                done["object"] = result.info.to_json()
+            if position in omitted:
+                done["inline_omitted"] = True
+            out[i] = done
+        return [r for r in out if r is not None]
 
 
 def _batch_error(i: int, exc: LiquidError) -> dict[str, Any]:

@@ -202,3 +202,63 @@ def decode_inline(result: dict[str, object]) -> bytes:
     ref = result["ref"]
     assert isinstance(ref, dict)
     return base64.b64decode(ref["inline"])
+
+
+def test_a_batch_of_known_hot_refs_takes_no_worker_thread(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liquid.api import routes
+
+    data = [os.urandom(300 + i) for i in range(3)]
+    refs = [hot_object(api_service, tk.tenant, f"loop-{i}", d) for i, d in enumerate(data)]
+    hops: list[object] = []
+    real = routes.run
+
+    async def counted(fn: Callable[..., object], *args: object, **kwargs: object) -> object:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(routes, "run", counted)
+    results = http.post("/v1/refs:resolve", json={"refs": [r.uri for r in refs]}).json()["results"]
+    assert [decode_inline(r) for r in results] == data and hops == []
+    # A version that needs the catalog (no copy) takes the hop, once, for the whole batch.
+    warm = api_service.put(tk.tenant, "hot", "loop-warm", b"warm bytes").ref
+    body = {"refs": [refs[0].uri, warm.uri]}
+    results = http.post("/v1/refs:resolve", json=body).json()["results"]
+    assert [decode_inline(r) for r in results] == [data[0], b"warm bytes"] and len(hops) == 1
+    # Catalog facts are asked for: the thread path, as before.
+    facts = http.post("/v1/refs:resolve", json={**body, "facts": True}).json()["results"]
+    assert [r["object"]["key"] for r in facts] == ["loop-0", "loop-warm"] and len(hops) == 2
+
+
+def test_the_inline_budget_leaves_out_the_same_values_on_either_path(
+    api_server: ApiServer, api_service: LiquidService, tk: TenantKey
+) -> None:
+    from liquid.api.routes import InlineBudget, aresolve_batch, resolve_batch
+
+    ctx = api_server.app.state.liquid
+    hot = api_service.hot
+    assert hot is not None
+    data = [os.urandom(1000) for _ in range(4)]
+    refs = [hot_object(api_service, tk.tenant, f"budget-{i}", d) for i, d in enumerate(data)]
+    big = hot_object(api_service, tk.tenant, "budget-big", os.urandom(5000))
+    texts = [refs[0].uri, big.uri, "not a ref", refs[1].uri, refs[2].uri, refs[3].uri]
+
+    async def on_loop(budget: InlineBudget) -> list[dict[str, object]]:
+        client = hot.async_client()
+        assert client is not None
+        try:
+            return await aresolve_batch(ctx, tk.tenant, texts, 4096, budget, client)
+        finally:
+            await client.aclose()
+
+    loop_budget, thread_budget = InlineBudget(2500), InlineBudget(2500)
+    got = asyncio.run(on_loop(loop_budget))
+    expected = resolve_batch(ctx, tk.tenant, texts, 4096, thread_budget)
+    assert got == expected
+    assert (loop_budget.used, loop_budget.omitted) == (thread_budget.used, thread_budget.omitted) == (2000, 2)
+    # Two values fit the total; the big one is over the per-value limit (no value, not "omitted").
+    assert [decode_inline(r) for r in (got[0], got[3])] == data[:2]
+    assert "inline" not in got[1]["ref"] and "inline_omitted" not in got[1]  # type: ignore[operator]
+    assert got[2]["ok"] is False
+    assert [r.get("inline_omitted") for r in got[4:]] == [True, True]
