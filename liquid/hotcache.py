@@ -43,7 +43,6 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
-from redis.connection import HiredisRespSerializer
 from redis.utils import HIREDIS_AVAILABLE
 
 from liquid.errors import StoreUnavailable
@@ -115,7 +114,11 @@ class _CPackedUnixConnection(_CPackedCommands, redis.asyncio.UnixDomainSocketCon
 
 #: The asyncio connection classes that pack in C, when hiredis is installed (it is a dependency).
 _C_PACKED: dict[type[Any], type[Any]] = {}
-if HIREDIS_AVAILABLE:
+try:  # redis-py's own C packer (recent releases); without it, its asyncio client packs in Python
+    from redis.connection import HiredisRespSerializer
+except ImportError:  # pragma: no cover - older redis-py
+    HiredisRespSerializer = None  # type: ignore[assignment,misc]
+if HIREDIS_AVAILABLE and HiredisRespSerializer is not None:
     _PACKER = HiredisRespSerializer()
     _C_PACKED = {
         redis.asyncio.Connection: _CPackedConnection,
