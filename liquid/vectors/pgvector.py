@@ -809,7 +809,9 @@ def _scores(metric: str, sample: Any, query: Any) -> Any:
     For ``cosine`` the sample's rows are already unit length (:meth:`PgVectorIndex._sample`).
     """
     if metric == "cosine":
-        norm = float(np.linalg.norm(query))
+        # np.linalg.norm's own arithmetic for a 1-D array (the same float32 bits) without its
+        # argument handling: ~20 µs a search, cache-cold, against ~3.
+        norm = float(np.sqrt(query.dot(query)))
         return (sample @ query) / (norm if norm > 0 else 1.0)
     if metric == "ip":
         return sample @ query

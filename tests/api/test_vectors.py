@@ -231,3 +231,35 @@ def test_search_waits_on_postgresql_in_the_event_loop(
     ]
     assert hit["key"] == "looped"
     assert index.searches == before[0] + 1 and pool.get_stats()["requests_num"] == before[1] + 1
+
+
+def test_a_search_past_the_request_deadline_is_a_503_and_its_cleanup_still_runs() -> None:
+    """``within_deadline`` (the loop's searches): past ``resilience.request_timeout`` the request gets a
+    503 with Retry-After, and the work is cancelled once, so it can still await its cleanup (give its
+    connection back to the pool) instead of being cancelled again there."""
+    from liquid.api.routes import _DEADLINE, within_deadline
+    from liquid.errors import StoreUnavailable
+
+    cleaned: list[str] = []
+
+    async def search() -> int:
+        try:
+            await asyncio.sleep(60)
+            return 1
+        finally:
+            await asyncio.sleep(0)  # e.g. ``await pool.putconn(conn)``
+            cleaned.append("returned")
+
+    async def main() -> None:
+        token = _DEADLINE.set(0.05)
+        try:
+            with pytest.raises(StoreUnavailable) as info:
+                await within_deadline(search())
+            assert info.value.retry_after == 0.05 and "did not finish within 0.05 s" in info.value.detail
+            assert await within_deadline(asyncio.sleep(0, result=7)) == 7
+        finally:
+            _DEADLINE.reset(token)
+        assert await within_deadline(asyncio.sleep(0, result=8)) == 8  # no deadline set: awaited as is
+
+    asyncio.run(main())
+    assert cleaned == ["returned"]

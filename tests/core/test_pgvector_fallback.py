@@ -25,7 +25,14 @@ from liquid.config import Settings, VectorSettings
 from liquid.errors import DimensionMismatch
 from liquid.vectors import VectorFilter
 from liquid.vectors.base import VectorRecord
-from liquid.vectors.pgvector import SAMPLE_SIZE, SAMPLE_TTL, PgVectorIndex, SetSample, register_vector_dumper
+from liquid.vectors.pgvector import (
+    SAMPLE_SIZE,
+    SAMPLE_TTL,
+    PgVectorIndex,
+    SetSample,
+    _scores,
+    register_vector_dumper,
+)
 
 DIMS = 97  # no other test uses it: the HNSW index of (97, cosine) gets this module's settings
 N_RANDOM, N_CLUSTERED, CENTRES = 2400, 600, 6
@@ -366,3 +373,18 @@ def test_a_search_cancelled_while_its_statement_runs_leaves_nothing_running(worl
             await index.astop()
 
     asyncio.run(main())
+
+
+def test_the_fallbacks_cosine_scores_are_numpys_to_the_bit() -> None:
+    """The query's norm is taken as ``np.linalg.norm`` takes it for a 1-D array, so the chance
+    statistics, and every fallback decision made from them, are the same bits as before."""
+    rng = np.random.default_rng(7)
+    sample = _unit(rng.standard_normal((SAMPLE_SIZE, 48))).astype(np.float32)
+    for scale in (1e-30, 1e-3, 1.0, 1e3, 1e15):  # 1e-30: squares underflow, the norm is 0
+        q = (scale * rng.standard_normal(48)).astype(np.float32)
+        norm = float(np.linalg.norm(q))
+        want = (sample @ q) / (norm if norm > 0 else 1.0)
+        got = _scores("cosine", sample, q)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    zero = np.zeros(48, dtype=np.float32)
+    assert _scores("cosine", sample, zero).tobytes() == (sample @ zero).tobytes()

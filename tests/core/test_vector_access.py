@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from sqlalchemy import text
 
 from liquid.service import LiquidService
@@ -38,3 +41,54 @@ def test_a_search_hit_then_its_read_is_one_access(make_service: ServiceFactory, 
             ).all()
         )
     assert hits == {"small": 1, "large": 1}
+
+
+def test_the_apis_json_search_answers_and_counts_as_the_result_objects_do(
+    make_service: ServiceFactory, tenant: str
+) -> None:
+    """``asearch_json`` (what ``POST /v1/search`` sends) writes the results straight from the catalog
+    rows: the same JSON as ``SearchResult.to_json`` of ``asearch`` and of ``search``, the same reads."""
+    svc: LiquidService = make_service()
+    assert svc.access is not None
+    small = svc.put(
+        tenant, "kb", "a key/with space", b"tiny", tags={"lang": "en"}, classification="internal"
+    ).ref
+    large = svc.put(tenant, "kb", "large", b"L" * 10_000, content_type="text/plain").ref
+    vs = VectorSearch(svc.settings, engine=svc.engine, access=svc.access, clock=svc.clock)
+
+    async def main() -> tuple[list[Any], list[Any], list[int]]:
+        await vs.astart(max_size=1)
+        try:
+            assert vs.on_loop()
+            noted = [svc.access.noted]  # type: ignore[union-attr]
+            objs = await vs.asearch(tenant, [1.0, 0.0], k=5)
+            noted.append(svc.access.noted)  # type: ignore[union-attr]
+            found = await vs.asearch_json(tenant, [1.0, 0.0], k=5)
+            noted.append(svc.access.noted)  # type: ignore[union-attr]
+            assert await vs.asearch_json("nobody", [1.0, 0.0], k=5) == []
+            return objs, found, noted
+        finally:
+            await vs.astop()
+
+    try:
+        vs.attach(tenant, small, [Embedding([1.0, 0.0])])
+        vs.attach(
+            tenant,
+            large,
+            [Embedding([0.9, 0.1], chunk_id="c0", span=(0, 5000)), Embedding([0.5, 0.5], chunk_id="c1")],
+        )
+        objs, found, noted = asyncio.run(main())
+        threaded = vs.search(tenant, [1.0, 0.0], k=5)
+    finally:
+        vs.close()
+    assert found == [r.to_json() for r in objs] == [r.to_json() for r in threaded]
+    assert [(x["key"], x["chunk_id"], x["span"]) for x in found] == [
+        ("a key/with space", None, None),
+        ("large", "c0", [0, 5000]),
+        ("large", "c1", None),
+    ]
+    assert found[0]["ref"]["inline"] and found[0]["tags"] == {"lang": "en"}
+    assert found[0]["classification"] == "internal" and found[0]["ref"]["uri"] == small.uri
+    assert "inline" not in found[1]["ref"] and found[1]["content_type"] == "text/plain"
+    # One read per search: the inline hit (the other hits' reads come when their refs are resolved).
+    assert noted[1] - noted[0] == noted[2] - noted[1] == 1
