@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -34,8 +35,13 @@ def serve(
 ) -> None:
     """Serve the API over ``runtime.service`` until interrupted (uvicorn; Ctrl-C / SIGTERM stop it)."""
     settings = runtime.service.settings
+    app = create_app(runtime.service, settings)
+    # What start-up made (modules, the app, the service: ~190k objects) lives as long as the
+    # process: out of the collector's sight, a full collection pauses the loop for well under a
+    # millisecond instead of ~25-50 ms (measured on this VM), which every request then waited out.
+    gc.freeze()
     uvicorn.run(
-        create_app(runtime.service, settings),
+        app,
         host=host or settings.api.host,
         port=settings.api.port if port is None else port,
         log_level=log_level,
