@@ -53,6 +53,7 @@ import pyarrow as pa
 from rich.console import Console
 
 from benchmarks.core_io import start_servers
+from benchmarks.request_profile import amedian_us, median_us
 from liquid.api.server import ApiServer
 from liquid.bootstrap import open_runtime
 from liquid.client import Client
@@ -522,24 +523,10 @@ def batch_breakdown(svc: Any, tenant: str, refs: list[Any], n: int) -> dict[str,
         return InlineBudget(api.batch_inline_total)
 
     def med(fn: Callable[[], object]) -> float:
-        for _ in range(3):
-            fn()
-        xs = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            xs.append(time.perf_counter() - t0)
-        return statistics.median(xs) * 1e6
+        return median_us(fn, n)
 
     async def amed(fn: Callable[[], Any]) -> float:
-        for _ in range(3):
-            await fn()
-        xs = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            await fn()
-            xs.append(time.perf_counter() - t0)
-        return statistics.median(xs) * 1e6
+        return await amedian_us(fn, n)
 
     raws = hot.client.mget(keys)
     values, _ = hot._judge(refs, raws, sha)
