@@ -46,8 +46,11 @@ _MASK = (1 << 64) - 1
 
 @dataclass(slots=True)
 class _Read:
-    """A sampled object seen in a pass: its size, new reads, and whether its policy wants it hot."""
+    """A sampled object seen in a pass: its size, its reads since it was last seen, whether its
+    policy wants it hot, its rank inputs, and whether the read path saw it (a miss the daemon's
+    admission pass tried to admit) or a cycle planned it."""
 
+    oid: int
     size: int
     reads: int
     wanted: bool
@@ -55,6 +58,8 @@ class _Read:
     count: float
     t_last: float
     span: float
+    on_read: bool
+    at: float
 
 
 class AdaptiveHalfLife:
@@ -97,7 +102,12 @@ class AdaptiveHalfLife:
         self._hits = [0.0] * len(factors)
         self._bytes = 0.0
         self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
-        self._batch: dict[int, _Read] = {}
+        # This pass's sightings of sampled objects, in the order the planner saw them.
+        self._events: list[_Read] = []
+        #: The real hot tier's admission window (``planner.hot_window``), which the simulated
+        #: tiers keep too: its share of the budget and whether a member read again goes to the back.
+        self.hot_window = 0.0
+        self.hot_window_lru = False
         #: Rank inputs of objects offered to the real hot tier: (log saving/size, count, t_last, span).
         self.inputs: dict[int, tuple[float, float, float, float]] = {}
         self.switches = 0
@@ -152,68 +162,115 @@ class AdaptiveHalfLife:
         count: float = 0.0,
         t_last: float = 0.0,
         span: float | None = None,
+        on_read: bool = False,
+        at: float = 0.0,
     ) -> None:
-        """A sampled object planned in this pass (others are ignored): its reads so far and its wish."""
+        """A sampled object planned in this pass (others are ignored): its reads so far and its wish.
+
+        ``on_read``: the read path's admission pass saw it (it missed, and the real tier tried to
+        admit it, :meth:`RankedTier.admit_on_read`); otherwise a cycle planned it. ``at``: its
+        last read (epoch seconds), where the simulations place the sighting in time.
+        """
         if not self.enabled or not self.sampled(oid):
             return
         seen = self._seen.get(oid)
         self._seen[oid] = hits
         reads = max(0, hits - seen) if seen is not None else 0
-        prev = self._batch.get(oid)
-        if prev is not None:
-            reads += prev.reads
-        self._batch[oid] = _Read(
-            size, reads, wanted, base, count, t_last, self.base if span is None else span
+        self._events.append(
+            _Read(
+                oid,
+                size,
+                reads,
+                wanted,
+                base,
+                count,
+                t_last,
+                self.base if span is None else span,
+                on_read,
+                at,
+            )
         )
 
     def forget(self, oid: int) -> None:
         """``oid`` is gone from the catalog."""
         self.inputs.pop(oid, None)
         if self._seen.pop(oid, None) is not None:
-            self._batch.pop(oid, None)
+            self._events = [e for e in self._events if e.oid != oid]
             for mini in self._minis:
                 mini.withdraw(oid)
 
-    def set_capacity(self, capacity: float) -> None:
-        """The real hot tier's byte capacity (0: uncapped, nothing to choose)."""
+    def set_capacity(self, capacity: float, *, window: float = 0.0, window_lru: bool = False) -> None:
+        """The real hot tier's byte capacity (0: uncapped, nothing to choose) and its admission
+        window (:class:`RankedTier`'s ``window`` and ``window_lru``), which the simulated tiers
+        keep at their share of the budget: they admit as the real tier does."""
+        if not self._minis:
+            self.hot_window, self.hot_window_lru = window, window_lru
+        elif (window, window_lru) != (self.hot_window, self.hot_window_lru):
+            self.hot_window, self.hot_window_lru = window, window_lru
+            for mini in self._minis:
+                mini.window_lru = window_lru
+                mini.set_window(window)
+                mini.trim()
+                mini.settle()
+                mini.drain()
         if capacity == self.capacity:
             return
         self.capacity = capacity
         limit = capacity * self.sample
         if not self._minis:
             self._minis = [
-                RankedTier([Cap(f"mini-{i}", limit)], hysteresis=self.hysteresis)
+                RankedTier(
+                    [Cap(f"mini-{i}", limit)],
+                    hysteresis=self.hysteresis,
+                    window=self.hot_window,
+                    window_lru=self.hot_window_lru,
+                )
                 for i in range(len(self.candidates))
             ]
         else:
             for mini in self._minis:
                 mini.set_caps([Cap(mini.caps[0].name, limit)])
+                mini.set_window(self.hot_window)  # its bytes follow the new cap
                 mini.trim()
 
     def end_pass(self, hot: RankedTier) -> bool:
         """Run this pass's sampled reads through every simulation; True when the choice changed
-        (``hot`` is then re-ranked; the caller settles it)."""
-        batch, self._batch = self._batch, {}
-        if not self.enabled or not batch or self.capacity <= 0:
+        (``hot`` is then re-ranked; the caller settles it).
+
+        Each simulated tier sees the sightings in the order the planner saw them and admits as
+        the real tier does, through the same :class:`RankedTier` calls: a missed read
+        (:meth:`RankedTier.admit_on_read`: into the admission window if there is one, else if it
+        outranks members), then the cycle's offers and releases, settled at the end. A read of
+        a member hits; a miss that gets in serves the rest of the reads seen with it (the
+        daemon admits within ``admit_interval`` of the first).
+        """
+        events, self._events = self._events, []
+        if not self.enabled or not events or self.capacity <= 0:
             return False
-        total = float(sum(r.reads * r.size for r in batch.values()))
+        # In the order of their last reads, not of the planner's passes: a cycle sees everything
+        # read since the last one at once (in id order), and a burst read minutes after its
+        # write must meet the window as it was then, not after hours of later admissions.
+        events.sort(key=lambda r: r.at)
+        total = float(sum(r.reads * r.size for r in events))
         for k, (mini, h) in enumerate(zip(self._minis, self.candidates, strict=True)):
             gained = 0.0
-            was = {oid: oid in mini.members for oid, r in batch.items() if r.reads}
-            for oid, r in batch.items():
-                if r.wanted and r.base > -math.inf:
-                    mini.offer(oid, r.size, r.base + self.score(r.count, r.t_last, h, r.span))
-                elif mini.knows(oid):
-                    mini.release(oid)
+            for r in events:
+                rank = r.base + self.score(r.count, r.t_last, h, r.span) if r.base > -math.inf else -math.inf
+                wanted = r.wanted and rank > -math.inf
+                if r.oid in mini.members:
+                    gained += r.reads * r.size
+                elif (r.reads or r.on_read) and wanted and mini.admit_on_read(r.oid, r.size, rank):
+                    # A first sighting on the read path is a miss too (its reads before were
+                    # not seen): the real tier tries to admit it, so the simulated ones do.
+                    gained += max(r.reads - 1, 0) * r.size
+                if r.on_read:
+                    continue  # the next cycle judges it by policy, as the real tier's does
+                if wanted:
+                    mini.offer(r.oid, r.size, rank)
+                elif mini.knows(r.oid):
+                    mini.release(r.oid)
             mini.settle()
             mini.drain()
-            for oid, before in was.items():
-                r = batch[oid]
-                # A read of a member hits; a miss that gets in serves the rest of its reads.
-                if before:
-                    gained += r.reads * r.size
-                elif oid in mini.members:
-                    gained += (r.reads - 1) * r.size
             self._hits[k] += gained
         self._bytes += total
         # Forget old traffic: the simulations' memory is ``window`` fills of their capacity.
