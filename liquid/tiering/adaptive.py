@@ -25,6 +25,16 @@ Each counts the bytes its members would have served; the real tier ranks with th
 whose decayed byte hit ratio is best (by a margin, after a warm-up), and re-ranks its members
 and waiting offers when the choice changes.
 
+The simulated tiers **admit as the real one does**, through the same :class:`RankedTier`
+calls: they keep its admission window (``planner.hot_window``, at their share of the budget),
+a sampled miss goes through :meth:`~RankedTier.admit_on_read` as the daemon's admission pass
+sends it, and a cycle's offers and releases follow; a pass is replayed in the order of its
+objects' last reads, so a burst read minutes after its write meets the window as it was then.
+(Without the window, on the workflow trace the simulations ranked the tracker's rank last
+while the real tier served most with it.) Objects large against a simulated tier are sampled
+more often and weigh less there (:meth:`AdaptiveHalfLife._rate`), so that one object never
+takes more than ``1/GRAIN`` of it where it is a small part of the real tier.
+
 Operators' rules are untouched: who may have a hot copy (``promoteAbove``/``demoteBelow``,
 selectors, budgets) is the policy's decision; the adaptation only orders the candidates.
 """
@@ -40,6 +50,8 @@ from liquid.tiering.ranked import Cap, RankedTier
 LN2 = math.log(2)
 #: Candidate half-lives as multiples of the tracker's: 3^-6 (≈ H0/729) up to 3·H0, every √3.
 FACTORS: tuple[float, ...] = tuple(float(3.0 ** (j / 2)) for j in range(-12, 3))
+#: The most of a simulated tier one sampled object may take (see AdaptiveHalfLife._rate).
+GRAIN = 64
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 
@@ -92,7 +104,6 @@ class AdaptiveHalfLife:
         self.candidates = [base * f for f in factors]
         self.enabled = enabled
         self.sample = sample
-        self._threshold = int(sample * (1 << 64))
         self.window = window
         self.margin = margin
         self.hysteresis = hysteresis
@@ -146,8 +157,19 @@ class AdaptiveHalfLife:
         self.inputs[oid] = (base, count, t_last, span_)
         return base + self.score(count, t_last, span=span_)
 
-    def sampled(self, oid: int) -> bool:
-        return ((oid * _GOLDEN) & _MASK) < self._threshold
+    def sampled(self, oid: int, size: int = 0) -> bool:
+        return ((oid * _GOLDEN) & _MASK) < self._rate(size) * (1 << 64)
+
+    def _rate(self, size: int) -> float:
+        """The share of objects of ``size`` bytes the simulations follow: ``sample``, more for
+        objects large against the simulated tiers. Each sampled object stands for ``1/rate`` like
+        it and so weighs ``size · sample / rate`` bytes there (its footprint, its reads' bytes), at
+        most ``1/GRAIN`` of a simulated tier: an object a twentieth of the real tier would
+        otherwise fill half of an eighth-size copy, which no longer ranks or admits as the tier
+        does (a burst too large for its window goes to the ranked part instead)."""
+        if self.capacity <= 0:
+            return self.sample
+        return min(1.0, max(self.sample, GRAIN * size / self.capacity))
 
     # -------------------------------------------------------- simulations
 
@@ -171,7 +193,10 @@ class AdaptiveHalfLife:
         admit it, :meth:`RankedTier.admit_on_read`); otherwise a cycle planned it. ``at``: its
         last read (epoch seconds), where the simulations place the sighting in time.
         """
-        if not self.enabled or not self.sampled(oid):
+        if not self.enabled:
+            return
+        rate = self._rate(size)
+        if ((oid * _GOLDEN) & _MASK) >= rate * (1 << 64):
             return
         seen = self._seen.get(oid)
         self._seen[oid] = hits
@@ -179,7 +204,7 @@ class AdaptiveHalfLife:
         self._events.append(
             _Read(
                 oid,
-                size,
+                max(1, round(size * self.sample / rate)),
                 reads,
                 wanted,
                 base,
