@@ -132,3 +132,18 @@ def test_the_simulations_replay_a_pass_in_the_order_of_its_reads() -> None:
     a.end_pass(hot)
     # Both reads hit (replayed at the cycle's end, the first would miss and get it back in).
     assert a.ratios() == pytest.approx([1.0] * len(a.candidates)), a.ratios()
+
+
+def test_objects_large_against_the_tier_are_all_simulated_at_their_share_of_it() -> None:
+    a = AdaptiveHalfLife(3600.0, sample=0.125)
+    hot = RankedTier()
+    a.set_capacity(64_000.0)  # simulated tiers of 8,000 bytes
+    outside = [oid for oid in range(200) if not a.sampled(oid)]
+    # Small objects: one in eight. An object a sixty-fourth of the real tier or more: every one,
+    # each weighing its share of a simulated tier, as the real one does (not eight times that).
+    assert 0.75 < len(outside) / 200 < 0.98
+    assert all(a.sampled(oid, 1000) for oid in outside)
+    big = outside[0]
+    a.observe(big, 1000, 1, wanted=True, base=0.0, count=1.0, t_last=0.0, on_read=True, at=0.0)
+    a.end_pass(hot)
+    assert all(m.members.get(big) == 125 for m in a._minis)
