@@ -309,7 +309,8 @@ class PlannerConfig(BaseModel):
     #: rate. Opt-in until its simulations choose well at small budgets: on the placement grid it
     #: gained where popularity drifts fast and lost where it drifts slowly (benchmarks/results).
     adaptive: bool = False
-    #: Share of objects the simulations follow (hashed by id); more is steadier and costs more.
+    #: Share of objects the simulations follow (hashed by id; objects large against the hot tier
+    #: more often, at a smaller weight); more is steadier and costs more.
     adaptive_sample: float = Field(default=0.125, gt=0.0, le=1.0)
     #: Let the hot window's share (``hot_window`` is where it starts) adapt by hill climbing on
     #: the hot tier's byte hit ratio, counted in reads rather than seconds
@@ -333,9 +334,10 @@ class PlannerConfig(BaseModel):
     #: times it, or to the tracker's own wall-clock rank, by miniature simulations of a sample
     #: of objects (``liquid.tiering.readclock.ReadHalfLife``): short where popularity drifts,
     #: long where it is steady. Needs ``read_clock`` (and so excludes ``adaptive``, which adapts
-    #: the wall-clock rank instead). Opt-in: on the placement grid it fixes the scan trace (within
-    #: 0.1 of the default) and beats the default in 27 of 33 cells, but loses 1.8 points on
-    #: workflow at 5% and 1.2 on zipf0.7-drift20%-30d at 10%
+    #: the wall-clock rank instead). The simulated tiers admit as the real one does, its
+    #: ``hot_window`` included. Opt-in: on the placement grid it is at or above the default in 30
+    #: of 33 cells (workflow and scan included) and meets the best online peer in 19, but is 0.12
+    #: and 0.25 points below the default on zipf0.7-drift20%-30d at 5% and 10%
     #: (benchmarks/results/placement-readadaptive.md).
     read_adaptive: bool = False
 

@@ -25,6 +25,16 @@ Each counts the bytes its members would have served; the real tier ranks with th
 whose decayed byte hit ratio is best (by a margin, after a warm-up), and re-ranks its members
 and waiting offers when the choice changes.
 
+The simulated tiers **admit as the real one does**, through the same :class:`RankedTier`
+calls: they keep its admission window (``planner.hot_window``, at their share of the budget),
+a sampled miss goes through :meth:`~RankedTier.admit_on_read` as the daemon's admission pass
+sends it, and a cycle's offers and releases follow; a pass is replayed in the order of its
+objects' last reads, so a burst read minutes after its write meets the window as it was then.
+(Without the window, on the workflow trace the simulations ranked the tracker's rank last
+while the real tier served most with it.) Objects large against a simulated tier are sampled
+more often and weigh less there (:meth:`AdaptiveHalfLife._rate`), so that one object never
+takes more than ``1/GRAIN`` of it where it is a small part of the real tier.
+
 Operators' rules are untouched: who may have a hot copy (``promoteAbove``/``demoteBelow``,
 selectors, budgets) is the policy's decision; the adaptation only orders the candidates.
 """
@@ -40,14 +50,19 @@ from liquid.tiering.ranked import Cap, RankedTier
 LN2 = math.log(2)
 #: Candidate half-lives as multiples of the tracker's: 3^-6 (≈ H0/729) up to 3·H0, every √3.
 FACTORS: tuple[float, ...] = tuple(float(3.0 ** (j / 2)) for j in range(-12, 3))
+#: The most of a simulated tier one sampled object may take (see AdaptiveHalfLife._rate).
+GRAIN = 64
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
 
 
 @dataclass(slots=True)
 class _Read:
-    """A sampled object seen in a pass: its size, new reads, and whether its policy wants it hot."""
+    """A sampled object seen in a pass: its size, its reads since it was last seen, whether its
+    policy wants it hot, its rank inputs, and whether the read path saw it (a miss the daemon's
+    admission pass tried to admit) or a cycle planned it."""
 
+    oid: int
     size: int
     reads: int
     wanted: bool
@@ -55,6 +70,8 @@ class _Read:
     count: float
     t_last: float
     span: float
+    on_read: bool
+    at: float
 
 
 class AdaptiveHalfLife:
@@ -87,7 +104,6 @@ class AdaptiveHalfLife:
         self.candidates = [base * f for f in factors]
         self.enabled = enabled
         self.sample = sample
-        self._threshold = int(sample * (1 << 64))
         self.window = window
         self.margin = margin
         self.hysteresis = hysteresis
@@ -97,7 +113,12 @@ class AdaptiveHalfLife:
         self._hits = [0.0] * len(factors)
         self._bytes = 0.0
         self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
-        self._batch: dict[int, _Read] = {}
+        # This pass's sightings of sampled objects, in the order the planner saw them.
+        self._events: list[_Read] = []
+        #: The real hot tier's admission window (``planner.hot_window``), which the simulated
+        #: tiers keep too: its share of the budget and whether a member read again goes to the back.
+        self.hot_window = 0.0
+        self.hot_window_lru = False
         #: Rank inputs of objects offered to the real hot tier: (log saving/size, count, t_last, span).
         self.inputs: dict[int, tuple[float, float, float, float]] = {}
         self.switches = 0
@@ -136,8 +157,19 @@ class AdaptiveHalfLife:
         self.inputs[oid] = (base, count, t_last, span_)
         return base + self.score(count, t_last, span=span_)
 
-    def sampled(self, oid: int) -> bool:
-        return ((oid * _GOLDEN) & _MASK) < self._threshold
+    def sampled(self, oid: int, size: int = 0) -> bool:
+        return ((oid * _GOLDEN) & _MASK) < self._rate(size) * (1 << 64)
+
+    def _rate(self, size: int) -> float:
+        """The share of objects of ``size`` bytes the simulations follow: ``sample``, more for
+        objects large against the simulated tiers. Each sampled object stands for ``1/rate`` like
+        it and so weighs ``size · sample / rate`` bytes there (its footprint, its reads' bytes), at
+        most ``1/GRAIN`` of a simulated tier: an object a twentieth of the real tier would
+        otherwise fill half of an eighth-size copy, which no longer ranks or admits as the tier
+        does (a burst too large for its window goes to the ranked part instead)."""
+        if self.capacity <= 0:
+            return self.sample
+        return min(1.0, max(self.sample, GRAIN * size / self.capacity))
 
     # -------------------------------------------------------- simulations
 
@@ -152,68 +184,118 @@ class AdaptiveHalfLife:
         count: float = 0.0,
         t_last: float = 0.0,
         span: float | None = None,
+        on_read: bool = False,
+        at: float = 0.0,
     ) -> None:
-        """A sampled object planned in this pass (others are ignored): its reads so far and its wish."""
-        if not self.enabled or not self.sampled(oid):
+        """A sampled object planned in this pass (others are ignored): its reads so far and its wish.
+
+        ``on_read``: the read path's admission pass saw it (it missed, and the real tier tried to
+        admit it, :meth:`RankedTier.admit_on_read`); otherwise a cycle planned it. ``at``: its
+        last read (epoch seconds), where the simulations place the sighting in time.
+        """
+        if not self.enabled:
+            return
+        rate = self._rate(size)
+        if ((oid * _GOLDEN) & _MASK) >= rate * (1 << 64):
             return
         seen = self._seen.get(oid)
         self._seen[oid] = hits
         reads = max(0, hits - seen) if seen is not None else 0
-        prev = self._batch.get(oid)
-        if prev is not None:
-            reads += prev.reads
-        self._batch[oid] = _Read(
-            size, reads, wanted, base, count, t_last, self.base if span is None else span
+        self._events.append(
+            _Read(
+                oid,
+                max(1, round(size * self.sample / rate)),
+                reads,
+                wanted,
+                base,
+                count,
+                t_last,
+                self.base if span is None else span,
+                on_read,
+                at,
+            )
         )
 
     def forget(self, oid: int) -> None:
         """``oid`` is gone from the catalog."""
         self.inputs.pop(oid, None)
         if self._seen.pop(oid, None) is not None:
-            self._batch.pop(oid, None)
+            self._events = [e for e in self._events if e.oid != oid]
             for mini in self._minis:
                 mini.withdraw(oid)
 
-    def set_capacity(self, capacity: float) -> None:
-        """The real hot tier's byte capacity (0: uncapped, nothing to choose)."""
+    def set_capacity(self, capacity: float, *, window: float = 0.0, window_lru: bool = False) -> None:
+        """The real hot tier's byte capacity (0: uncapped, nothing to choose) and its admission
+        window (:class:`RankedTier`'s ``window`` and ``window_lru``), which the simulated tiers
+        keep at their share of the budget: they admit as the real tier does."""
+        if not self._minis:
+            self.hot_window, self.hot_window_lru = window, window_lru
+        elif (window, window_lru) != (self.hot_window, self.hot_window_lru):
+            self.hot_window, self.hot_window_lru = window, window_lru
+            for mini in self._minis:
+                mini.window_lru = window_lru
+                mini.set_window(window)
+                mini.trim()
+                mini.settle()
+                mini.drain()
         if capacity == self.capacity:
             return
         self.capacity = capacity
         limit = capacity * self.sample
         if not self._minis:
             self._minis = [
-                RankedTier([Cap(f"mini-{i}", limit)], hysteresis=self.hysteresis)
+                RankedTier(
+                    [Cap(f"mini-{i}", limit)],
+                    hysteresis=self.hysteresis,
+                    window=self.hot_window,
+                    window_lru=self.hot_window_lru,
+                )
                 for i in range(len(self.candidates))
             ]
         else:
             for mini in self._minis:
                 mini.set_caps([Cap(mini.caps[0].name, limit)])
+                mini.set_window(self.hot_window)  # its bytes follow the new cap
                 mini.trim()
 
     def end_pass(self, hot: RankedTier) -> bool:
         """Run this pass's sampled reads through every simulation; True when the choice changed
-        (``hot`` is then re-ranked; the caller settles it)."""
-        batch, self._batch = self._batch, {}
-        if not self.enabled or not batch or self.capacity <= 0:
+        (``hot`` is then re-ranked; the caller settles it).
+
+        Each simulated tier sees the sightings in the order the planner saw them and admits as
+        the real tier does, through the same :class:`RankedTier` calls: a missed read
+        (:meth:`RankedTier.admit_on_read`: into the admission window if there is one, else if it
+        outranks members), then the cycle's offers and releases, settled at the end. A read of
+        a member hits; a miss that gets in serves the rest of the reads seen with it (the
+        daemon admits within ``admit_interval`` of the first).
+        """
+        events, self._events = self._events, []
+        if not self.enabled or not events or self.capacity <= 0:
             return False
-        total = float(sum(r.reads * r.size for r in batch.values()))
+        # In the order of their last reads, not of the planner's passes: a cycle sees everything
+        # read since the last one at once (in id order), and a burst read minutes after its
+        # write must meet the window as it was then, not after hours of later admissions.
+        events.sort(key=lambda r: r.at)
+        total = float(sum(r.reads * r.size for r in events))
         for k, (mini, h) in enumerate(zip(self._minis, self.candidates, strict=True)):
             gained = 0.0
-            was = {oid: oid in mini.members for oid, r in batch.items() if r.reads}
-            for oid, r in batch.items():
-                if r.wanted and r.base > -math.inf:
-                    mini.offer(oid, r.size, r.base + self.score(r.count, r.t_last, h, r.span))
-                elif mini.knows(oid):
-                    mini.release(oid)
+            for r in events:
+                rank = r.base + self.score(r.count, r.t_last, h, r.span) if r.base > -math.inf else -math.inf
+                wanted = r.wanted and rank > -math.inf
+                if r.oid in mini.members:
+                    gained += r.reads * r.size
+                elif (r.reads or r.on_read) and wanted and mini.admit_on_read(r.oid, r.size, rank):
+                    # A first sighting on the read path is a miss too (its reads before were
+                    # not seen): the real tier tries to admit it, so the simulated ones do.
+                    gained += max(r.reads - 1, 0) * r.size
+                if r.on_read:
+                    continue  # the next cycle judges it by policy, as the real tier's does
+                if wanted:
+                    mini.offer(r.oid, r.size, rank)
+                elif mini.knows(r.oid):
+                    mini.release(r.oid)
             mini.settle()
             mini.drain()
-            for oid, before in was.items():
-                r = batch[oid]
-                # A read of a member hits; a miss that gets in serves the rest of its reads.
-                if before:
-                    gained += r.reads * r.size
-                elif oid in mini.members:
-                    gained += (r.reads - 1) * r.size
             self._hits[k] += gained
         self._bytes += total
         # Forget old traffic: the simulations' memory is ``window`` fills of their capacity.

@@ -289,7 +289,7 @@ class Planner:
                     p.plan.changes.append(self._change(row, "hot-refill", "hot", "its copy was missing"))
                     continue
                 size = entry_size(f.size, f.content_type)
-                rank = self._hot_rank(row.object_id, size, f, t, wanted=True)
+                rank = self._hot_rank(row.object_id, size, f, t, wanted=True, on_read=True)
                 hot.admit_on_read(
                     row.object_id, size, rank, tenant=f.tenant, namespace=f.namespace, label=row.uri
                 )
@@ -424,8 +424,9 @@ class Planner:
                 hot.offer(oid, size, rank, tenant=f.tenant, namespace=f.namespace, label=row.uri)
             else:
                 if self.learning and self.hot_enabled:
-                    self.adaptive.observe(oid, f.size, f.hits, wanted=False)
-                    self.read_adaptive.observe(oid, f.size, f.hits, wanted=False)
+                    at = f.last_access_at.timestamp() if f.last_access_at is not None else t
+                    self.adaptive.observe(oid, f.size, f.hits, wanted=False, at=at)
+                    self.read_adaptive.observe(oid, f.size, f.hits, wanted=False, at=at)
                 if hot.knows(oid):
                     if self.knobs.keep_while_room and hot.caps:
                         hot.release(oid)
@@ -833,12 +834,15 @@ class Planner:
 
     # ------------------------------------------------------------ policy bits
 
-    def _hot_rank(self, oid: int, size: int, f: ObjectFacts, t: float, *, wanted: bool) -> float:
+    def _hot_rank(
+        self, oid: int, size: int, f: ObjectFacts, t: float, *, wanted: bool, on_read: bool = False
+    ) -> float:
         """The hot rank of an object at epoch ``t``: what a read saves per byte, plus its adaptive
-        score (liquid.tiering.adaptive); the simulations see the object too when it is sampled."""
+        score (liquid.tiering.adaptive); the simulations see the object too when it is sampled
+        (``on_read``: a miss the admission pass is about to admit, not a cycle's offer)."""
         rate = f.access_score
         if self.knobs.read_clock and not self.adaptive.enabled:
-            return self._read_clock_rank(oid, size, f, t, wanted=wanted)
+            return self._read_clock_rank(oid, size, f, t, wanted=wanted, on_read=on_read)
         if not self.adaptive.enabled:
             return self.values.rank(f.size, rate, t, self._prices_of(f.tenant), "hot")
         base = (
@@ -851,11 +855,22 @@ class Planner:
         span = last - f.created_at.timestamp()  # how long it had been read for
         if self.learning:
             self.adaptive.observe(
-                oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=last, span=span
+                oid,
+                size,
+                f.hits,
+                wanted=wanted,
+                base=base,
+                count=count,
+                t_last=last,
+                span=span,
+                on_read=on_read,
+                at=last,
             )
         return self.adaptive.rank(oid, base, count, last, span)
 
-    def _read_clock_rank(self, oid: int, size: int, f: ObjectFacts, t: float, *, wanted: bool) -> float:
+    def _read_clock_rank(
+        self, oid: int, size: int, f: ObjectFacts, t: float, *, wanted: bool, on_read: bool = False
+    ) -> float:
         """The hot rank with recency on the read clock (liquid.tiering.readclock): what a read saves
         per byte, times the tracker's count at the last read, forward-decayed in budgets read
         (with the half-life the simulations chose under ``read_adaptive``)."""
@@ -871,7 +886,18 @@ class Planner:
         ra = self.read_adaptive
         if ra.enabled:
             if self.learning:
-                ra.observe(oid, size, f.hits, wanted=wanted, base=base, count=count, t_last=v, span=last)
+                ra.observe(
+                    oid,
+                    size,
+                    f.hits,
+                    wanted=wanted,
+                    base=base,
+                    count=count,
+                    t_last=v,
+                    span=last,
+                    on_read=on_read,
+                    at=last,
+                )
             return ra.rank(oid, base, count, v, last)
         if rate <= 0:
             return -math.inf
@@ -891,7 +917,8 @@ class Planner:
             capacity = float(sum(byte_caps))
         else:
             capacity = sum(c.limit / c.default_factor for c in hot.caps if c.default_factor > 0)
-        adaptive.set_capacity(capacity)
+        # The simulated tiers admit as this one does: its window too (the hill climber's share).
+        adaptive.set_capacity(capacity, window=hot.window_fraction, window_lru=hot.window_lru)
         adaptive.end_pass(hot)
 
     def _count_reads(self, state: PlacementState, batch: ColumnBatch, t: float) -> None:

@@ -33,7 +33,8 @@ lost as much where popularity drifts fast; benchmarks/results/placement-readcloc
 times ``2^j`` for ``j`` in ``-3..3`` (1/4 to 16 budgets from the default 2) or the tracker's own
 wall-clock rank, by the miniature
 simulations of :mod:`liquid.tiering.adaptive`: a hashed sample of objects ranked under every
-candidate, each in a tier the sample's share of the budget, the real tier ranking with the one
+candidate, each in a tier the sample's share of the budget that admits as the real one does
+(its admission window, ``planner.hot_window``, included), the real tier ranking with the one
 whose (decayed) byte hit ratio is best. The simulations read the same clock as the real tier:
 only the half-life differs between them.
 """

@@ -77,3 +77,73 @@ def test_a_new_half_life_re_ranks_members_and_offers() -> None:
     a.current = 0  # the shortest half-life
     a.rerank(tier)
     assert tier.rank(2) > tier.rank(1)  # type: ignore[operator]
+
+
+def _burst_after_full_tier(window: float) -> list[float]:
+    """Each candidate's simulated byte hit ratio when a tier full of objects ranked high meets a
+    newcomer ranked far below them, missed once on the read path and read twice more."""
+    a = AdaptiveHalfLife(3600.0, sample=1.0)
+    a.set_capacity(100.0, window=window)
+    hot = RankedTier()
+    for oid in range(1, 11):  # read often: they fill every simulated tier
+        a.observe(oid, 10, 5, wanted=True, base=50.0, count=100.0, t_last=0.0, at=0.0)
+    a.end_pass(hot)
+    a.observe(99, 10, 1, wanted=True, base=-50.0, count=1.0, t_last=60.0, on_read=True, at=60.0)
+    a.observe(99, 10, 3, wanted=True, base=-50.0, count=3.0, t_last=120.0, at=120.0)
+    a.end_pass(hot)
+    return a.ratios()
+
+
+def test_the_simulations_admit_through_the_hot_window_as_the_real_tier_does() -> None:
+    # With a window (planner.hot_window) the real tier copies every missed read at once, whatever
+    # its rank, so the two reads after the miss hit there: the simulations count them too.
+    assert all(r > 0 for r in _burst_after_full_tier(0.2))
+    # Without one a newcomer ranked below every member stays out, in the simulations as in the tier.
+    assert all(r == 0 for r in _burst_after_full_tier(0.0))
+
+
+def test_the_planner_gives_the_simulations_its_hot_window() -> None:
+    policies = policies_for(int(N * SIZE * 0.05))
+    planner = {"hot_window": 0.1, "read_clock": True, "read_adaptive": True, "adaptive_sample": 1.0}
+    replay = Replay(policies, settings_for(policies, {"planner": planner}), cycle=200)
+    rng = np.random.default_rng(3)
+    replay.run(_phase(rng, rng.permutation(N), 1000, 0.0))
+    minis = replay.engine.planner.read_adaptive._minis
+    assert minis and all(m.window_fraction == 0.1 and m.window_limit > 0 for m in minis)
+    assert any(m.window for m in minis)  # missed reads got in through it
+
+
+def test_the_simulations_replay_a_pass_in_the_order_of_its_reads() -> None:
+    # A window of one object. Object 1 misses at t=0 and is read twice more by t=10; objects 2
+    # and 3 miss at t=100 and t=200. The admission passes saw the misses as they came, the cycle
+    # sees object 1's two reads only at its end: the simulations place them at t=10, when object
+    # 1 was still in the window (at the cycle's end it had left it for the other two).
+    a = AdaptiveHalfLife(3600.0, sample=1.0)
+    a.set_capacity(100.0, window=0.1)
+    hot = RankedTier()
+    for oid in range(10, 20):  # a full ranked part, ranked far above the newcomers
+        a.observe(oid, 9, 5, wanted=True, base=50.0, count=100.0, t_last=0.0, at=0.0)
+    a.end_pass(hot)
+    for oid, at in ((1, 0.0), (2, 100.0), (3, 200.0)):
+        a.observe(oid, 10, 1, wanted=True, base=-50.0, count=1.0, t_last=at, on_read=True, at=at)
+    a.observe(1, 10, 3, wanted=True, base=-50.0, count=3.0, t_last=10.0, at=10.0)
+    for oid, at in ((2, 100.0), (3, 200.0)):
+        a.observe(oid, 10, 1, wanted=True, base=-50.0, count=1.0, t_last=at, at=at)
+    a.end_pass(hot)
+    # Both reads hit (replayed at the cycle's end, the first would miss and get it back in).
+    assert a.ratios() == pytest.approx([1.0] * len(a.candidates)), a.ratios()
+
+
+def test_objects_large_against_the_tier_are_all_simulated_at_their_share_of_it() -> None:
+    a = AdaptiveHalfLife(3600.0, sample=0.125)
+    hot = RankedTier()
+    a.set_capacity(64_000.0)  # simulated tiers of 8,000 bytes
+    outside = [oid for oid in range(200) if not a.sampled(oid)]
+    # Small objects: one in eight. An object a sixty-fourth of the real tier or more: every one,
+    # each weighing its share of a simulated tier, as the real one does (not eight times that).
+    assert 0.75 < len(outside) / 200 < 0.98
+    assert all(a.sampled(oid, 1000) for oid in outside)
+    big = outside[0]
+    a.observe(big, 1000, 1, wanted=True, base=0.0, count=1.0, t_last=0.0, on_read=True, at=0.0)
+    a.end_pass(hot)
+    assert all(m.members.get(big) == 125 for m in a._minis)
