@@ -1,6 +1,6 @@
 """What a tiering cycle costs: incremental cycles beside full rebuilds, at 1M and 10M catalog rows.
 
-    python -m benchmarks.tiering [--quick] [--sizes 1000000,10000000]
+    python -m benchmarks.tiering [--quick] [--sizes 1000000,10000000] [--settings JSON] [--out DIR]
 
 For each size a catalog is generated straight into an embedded PostgreSQL (``generate_series``:
 objects of two tenants in four namespaces, sizes 1 KB to 10 MB, ages up to three months, read
@@ -115,8 +115,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(url: str, redis_url: str, workdir: Path, size: int, cycles: int) -> dict[str, Any]:
-    """Everything measured for one catalog size, in this (fresh) process."""
+def child(
+    url: str, redis_url: str, workdir: Path, size: int, cycles: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything measured for one catalog size, in this (fresh) process (``extra``: more settings)."""
     from sqlalchemy import text
 
     from liquid.bootstrap import open_runtime
@@ -130,6 +132,7 @@ def child(url: str, redis_url: str, workdir: Path, size: int, cycles: int) -> di
         catalog_url=url,
         stores={"hot": redis_url, "warm": url, "cold": f"file://{workdir}/cold"},
         shm={"enabled": False},
+        **(extra or {}),
     )
     rt = open_runtime(settings, migrate=False, clock=lambda: now[0])
     svc = rt.service
@@ -226,7 +229,8 @@ def render(doc: dict[str, Any]) -> str:
         "# Tiering cycle cost: incremental cycles beside full rebuilds",
         "",
         f"{meta['when']} · {meta['machine']} · embedded PostgreSQL 18 (unix socket), shipped example "
-        "policies, synthetic catalog (`python -m benchmarks.tiering`). Each size in a process of its own.",
+        "policies, synthetic catalog (`python -m benchmarks.tiering`). Each size in a process of its own."
+        + (f" Settings: `{json.dumps(meta['settings'])}`." if meta.get("settings") else ""),
         "",
         "| objects | first rebuild + apply s | changes queued | rebuild (steady) s | cycle 0.1% s | "
         "evaluated | cycle 1% s | evaluated | state MiB | peak RSS MiB |",
@@ -265,11 +269,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="", help="catalog sizes, comma-separated (default 1M,10M)")
     ap.add_argument("--cycles", type=int, default=3, help="cycles per change fraction")
     ap.add_argument("--child", nargs=4, metavar=("URL", "REDIS", "WORKDIR", "SIZE"), help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument(
+        "--settings",
+        default="",
+        help='Liquid settings as JSON for the planning process, e.g. \'{"planner": {"adaptive": true}}\''
+        " (results are then printed, not written, unless --out is given)",
+    )
+    ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
+    try:
+        extra = json.loads(args.settings) if args.settings else {}
+    except json.JSONDecodeError as exc:
+        ap.error(f"--settings is not JSON: {exc}")
+    if not isinstance(extra, dict):
+        ap.error("--settings must be a JSON object")
     if args.child:
         url, redis_url, workdir, size = args.child
-        print(json.dumps(child(url, redis_url, Path(workdir), int(size), args.cycles)))
+        print(json.dumps(child(url, redis_url, Path(workdir), int(size), args.cycles, extra)))
         return
     sizes = (
         [int(s) for s in args.sizes.split(",")]
@@ -294,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
                     "benchmarks.tiering",
                     "--cycles",
                     str(args.cycles),
+                    "--settings",
+                    args.settings,
                     "--child",
                     url,
                     redis_url,
@@ -318,10 +336,15 @@ def main(argv: list[str] | None = None) -> None:
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
             "seconds": round(time.perf_counter() - started, 1),
+            "settings": extra,
         },
         "sizes": results,
     }
-    dest = Path(args.out)
+    if not args.out and extra:
+        console.print(render(doc))  # a what-if: the shipped results stay the default settings'
+        print(json.dumps(doc))
+        return
+    dest = Path(args.out or RESULTS)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "tiering.json").write_text(json.dumps(doc, indent=2) + "\n")
     (dest / "tiering.md").write_text(render(doc))
