@@ -258,9 +258,10 @@ def render(out: dict[str, Any]) -> str:
         "(copies count their 62-byte header against the budget), and each hot fill charged one read "
         "of the home. One policy (`policy.yaml`) and no settings for every Zipf and scan trace, "
         "whatever its density or drift; the workflow trace gets the policy and settings a workflow "
-        "platform's operator would write. Each run's settings are in the JSON (`planner.adaptive` "
-        "off unless stated: the opt-in adaptive rank's grid is `placement-adaptive.md`). The goals "
-        "table at the end sums up every cell.",
+        "platform's operator would write. Each run's settings are in the JSON; the hot rank is the "
+        "default's, adaptive (`planner.adaptive`), unless they say otherwise (the fixed rank's grid, "
+        "`planner.adaptive: false`, is `placement-fixed.md`). The goals table at the end sums up "
+        "every cell.",
         "",
     ]
     for name, e in out["traces"].items():

@@ -126,6 +126,15 @@ def test_hot_rank_settings_that_would_be_ignored_are_refused(planner: dict[str, 
     assert load_settings(planner={"read_clock": True, "read_adaptive": True}).planner.read_adaptive
 
 
+def test_the_adaptive_hot_rank_is_the_default_and_gives_way_to_the_read_clock() -> None:
+    assert load_settings().planner.adaptive
+    # The read clock is the other hot rank: choosing it turns the default's off, without a word
+    # needed; only an explicit ``adaptive: true`` beside it is refused (above).
+    chosen = load_settings(planner={"read_clock": True}).planner
+    assert chosen.read_clock and not chosen.adaptive
+    assert not load_settings(planner={"adaptive": False}).planner.adaptive
+
+
 @pytest.mark.parametrize(
     ("amount", "currency", "shown"),
     [

@@ -28,12 +28,15 @@ def _after_change(
 ) -> tuple[list[float], float]:
     """Share of the hot tier's members from the new hot set every 1,000 requests after a change of
     hot set, and the window's share at the end; one read every ``gap`` seconds. ``planner``
-    replaces the planner settings (default: the climbing window, or not)."""
+    replaces the planner settings (default: the climbing window, or not, on the fixed hot rank:
+    the default's adaptive rank follows a new hot set by itself, test_adaptive.py)."""
     rng = np.random.default_rng(7)
     order = rng.permutation(N)
     old, new = order[: N // 2], order[N // 2 :]
     policies = policies_for(int(N * SIZE * 0.05))
-    settings = settings_for(policies, {"planner": planner or {"adaptive_window": adaptive}})
+    settings = settings_for(
+        policies, {"planner": planner or {"adaptive_window": adaptive, "adaptive": False}}
+    )
     replay = Replay(policies, settings, cycle=200)
     a = _phase(rng, old, 30_000, 0.0, gap)
     replay.run(a)
