@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         "--settings",
         default="",
         help='Liquid settings as JSON for the planning process, e.g. \'{"planner": {"adaptive": true}}\''
-        " (results are then printed, not written, unless --out is given)",
+        " (results are then printed, not written, unless --out is given; so are --sizes and --quick runs)",
     )
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
@@ -340,8 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         },
         "sizes": results,
     }
-    if not args.out and extra:
-        console.print(render(doc))  # a what-if: the shipped results stay the default settings'
+    if not args.out and (extra or args.sizes or args.quick):
+        # A what-if or a partial run: the shipped results stay the full run's, default settings.
+        console.print(render(doc))
         print(json.dumps(doc))
         return
     dest = Path(args.out or RESULTS)
