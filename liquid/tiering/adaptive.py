@@ -11,9 +11,22 @@ read (the catalog's ``access_stats``), ``span`` how long the object had been rea
 would have under ``H``: a steady reader's count scales with the half-life, ``c · H / span``,
 but reads that all fell within the last ``H`` keep their count ``c``. ``H = H0`` is the
 tracker's decayed rate (frequency, with the policy's memory); as ``H`` shrinks the last read
-dominates, and the order tends to LRU's (recency). This is the LRFU spectrum (Lee et al., 2001), computed from
-what the catalog already keeps, so it needs no per-object state and survives restarts; and
-for a fixed ``H`` ranks stay forward-decayed (comparable across cycles without re-ranking).
+dominates, and the order tends to LRU's (recency). This is the LRFU spectrum (Lee et al., 2001),
+computed from what the catalog already keeps, so it survives restarts; and for a fixed ``H``
+ranks stay forward-decayed (comparable across cycles without re-ranking).
+
+That count is only the **seed**. The tracker's count has the policy's memory (days): it cannot
+tell reads in the last minutes from reads spread over the day, so under a short ``H`` an old
+object's burst ranked as one read, and a tier whose popular set drifted fast lost to ARC. From
+an object's first sighting on, the planner adds the reads counted since (the tracker's count at
+the last read ``t`` grew by ``d`` beyond its decay) to the score exactly:
+``score = ln(e^score + d · 2^(t/H))``, LRFU's own forward-decayed sum (the reads between two
+sightings placed at the last of them; reads the tracker does not count, a burst folded by
+``access.correlation_window``, add nothing, as they add nothing to the count).
+The real tier keeps one such score per object it ranks, in memory (under the current ``H``; a
+switch of ``H``, or a restart, seeds them again from the count); each simulation keeps its own
+for its sample. On the placement grid's 1% cells of fast-drifting Zipf traces this took the
+byte hit ratio from 0.179 to 0.213 and from 0.606 to 0.626 (ARC: 0.198, 0.627).
 
 Which ``H`` serves a workload best depends on how fast its popular set drifts against how
 densely it is read, which no wall-clock constant can know. So the hot tier runs **miniature
@@ -72,6 +85,8 @@ class _Read:
     span: float
     on_read: bool
     at: float
+    #: Its exact score under each candidate half-life (None: from ``count`` and ``span``).
+    scores: list[float] | None = None
 
 
 class AdaptiveHalfLife:
@@ -86,6 +101,10 @@ class AdaptiveHalfLife:
         enabled: False keeps ``H = H0`` (the policy's own memory) and runs no simulation.
         factors: the candidate half-lives as multiples of ``base`` (one of them 1.0, the start).
     """
+
+    #: Whether scores are kept exactly from the reads seen (:meth:`rank`); the read clock's
+    #: subclass counts in budgets read and keeps the tracker's count.
+    EXACT = True
 
     def __init__(
         self,
@@ -113,6 +132,9 @@ class AdaptiveHalfLife:
         self._hits = [0.0] * len(factors)
         self._bytes = 0.0
         self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
+        # Sampled objects' exact scores under every candidate (EXACT), from the reads seen:
+        # (count, last read, a score per candidate).
+        self._exact_sims: dict[int, tuple[float, float, list[float]]] = {}
         # This pass's sightings of sampled objects, in the order the planner saw them.
         self._events: list[_Read] = []
         #: The real hot tier's admission window (``planner.hot_window``), which the simulated
@@ -121,6 +143,9 @@ class AdaptiveHalfLife:
         self.hot_window_lru = False
         #: Rank inputs of objects offered to the real hot tier: (log saving/size, count, t_last, span).
         self.inputs: dict[int, tuple[float, float, float, float]] = {}
+        #: Each such object's exact score under the current half-life, kept from the reads seen
+        #: since its first sighting: (count, last read, score, the candidate it is for); :meth:`rank`.
+        self.exact: dict[int, tuple[float, float, float, int]] = {}
         self.switches = 0
         self.changed = False
 
@@ -149,13 +174,28 @@ class AdaptiveHalfLife:
 
     def rank(self, oid: int, base: float, count: float, t_last: float, span: float | None = None) -> float:
         """The real tier's rank of ``oid`` (``base`` = log of saving per byte per read); remembered
-        so the tier can be re-ranked when the half-life changes."""
+        so the tier can be re-ranked when the half-life changes.
+
+        The score is exact under the current half-life from the object's first sighting on
+        (:attr:`EXACT`): each later sighting adds the reads counted since to it, at their last
+        read (:func:`_added`); ``count`` and ``span`` seed it at the first sighting, and again
+        after a switch of half-life (a sum under one half-life does not give the sum under another).
+        """
         if base == -math.inf:
             self.inputs.pop(oid, None)
+            self.exact.pop(oid, None)
             return -math.inf
         span_ = self.base if span is None else span
         self.inputs[oid] = (base, count, t_last, span_)
-        return base + self.score(count, t_last, span=span_)
+        if not self.EXACT:
+            return base + self.score(count, t_last, span=span_)
+        known = self.exact.get(oid)
+        if known is None or known[3] != self.current or t_last < known[1]:
+            g = self.score(count, t_last, span=span_)
+        else:
+            g = _added(known[2], known[0], known[1], count, t_last, self.base, self.half_life)
+        self.exact[oid] = (count, t_last, g, self.current)
+        return base + g
 
     def sampled(self, oid: int, size: int = 0) -> bool:
         return ((oid * _GOLDEN) & _MASK) < self._rate(size) * (1 << 64)
@@ -201,6 +241,20 @@ class AdaptiveHalfLife:
         seen = self._seen.get(oid)
         self._seen[oid] = hits
         reads = max(0, hits - seen) if seen is not None else 0
+        span_ = self.base if span is None else span
+        scores = None
+        if self.EXACT and base > -math.inf:
+            known = self._exact_sims.get(oid)
+            if known is None or t_last < known[1]:
+                scores = [self.score(count, t_last, h, span_) for h in self.candidates]
+            else:
+                scores = [
+                    _added(g, known[0], known[1], count, t_last, self.base, h)
+                    for g, h in zip(known[2], self.candidates, strict=True)
+                ]
+            self._exact_sims[oid] = (count, t_last, scores)  # a new list: sightings keep theirs
+        else:
+            self._exact_sims.pop(oid, None)
         self._events.append(
             _Read(
                 oid,
@@ -210,15 +264,18 @@ class AdaptiveHalfLife:
                 base,
                 count,
                 t_last,
-                self.base if span is None else span,
+                span_,
                 on_read,
                 at,
+                scores,
             )
         )
 
     def forget(self, oid: int) -> None:
         """``oid`` is gone from the catalog."""
         self.inputs.pop(oid, None)
+        self.exact.pop(oid, None)
+        self._exact_sims.pop(oid, None)
         if self._seen.pop(oid, None) is not None:
             self._events = [e for e in self._events if e.oid != oid]
             for mini in self._minis:
@@ -280,7 +337,12 @@ class AdaptiveHalfLife:
         for k, (mini, h) in enumerate(zip(self._minis, self.candidates, strict=True)):
             gained = 0.0
             for r in events:
-                rank = r.base + self.score(r.count, r.t_last, h, r.span) if r.base > -math.inf else -math.inf
+                if r.base == -math.inf:
+                    rank = -math.inf
+                elif r.scores is not None:
+                    rank = r.base + r.scores[k]
+                else:
+                    rank = r.base + self.score(r.count, r.t_last, h, r.span)
                 wanted = r.wanted and rank > -math.inf
                 if r.oid in mini.members:
                     gained += r.reads * r.size
@@ -326,11 +388,17 @@ class AdaptiveHalfLife:
         known = hot.known()
         if len(self.inputs) > 2 * len(known) + 1024:
             self.inputs = {o: v for o, v in self.inputs.items() if o in known}
+            self.exact = {o: v for o, v in self.exact.items() if o in known}
         ranks = {}
         for oid in known:
             x = self.inputs.get(oid)
-            if x is not None:
-                ranks[oid] = x[0] + self.score(x[1], x[2], span=x[3])
+            if x is None:
+                continue
+            g = self.score(x[1], x[2], span=x[3])
+            e = self.exact.get(oid)
+            if e is not None:  # reseeded under the new half-life; its reads count from here
+                self.exact[oid] = (e[0], e[1], g, self.current)
+            ranks[oid] = x[0] + g
         hot.rerank(ranks)
 
     # -------------------------------------------------------------- state
@@ -352,3 +420,24 @@ class AdaptiveHalfLife:
         self.current = min(
             range(len(self.candidates)), key=lambda k: abs(math.log(self.candidates[k] / half_life))
         )
+
+
+def _added(score: float, count0: float, t0: float, count: float, t: float, h0: float, h: float) -> float:
+    """``score`` (under half-life ``h``, as of a sighting whose tracker count was ``count0`` at
+    its last read ``t0``) with the reads counted since: the count ``count`` at the last read
+    ``t`` less ``count0`` decayed to ``t`` by the tracker's half-life ``h0``, placed at ``t``.
+
+    The tracker's count, not the hit count: reads it does not count (``access.correlation_window``:
+    a burst right after a write counts once) add nothing here either.
+    """
+    added = count - count0 * 2.0 ** (-(t - t0) / h0)
+    if added <= 1e-9 * max(count, 1.0):
+        return score
+    return _logaddexp(score, math.log(added) + t * LN2 / h)
+
+
+def _logaddexp(a: float, b: float) -> float:
+    """``log(exp(a) + exp(b))`` without overflow (forward-decayed scores are large)."""
+    if a < b:
+        a, b = b, a
+    return a + math.log1p(math.exp(b - a))

@@ -145,6 +145,12 @@ def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: dat
         if f.access_score > 0
         else None,
     }
+    if a.enabled:
+        out["score_from"] = (
+            "the tracker's count and last read; the daemon's own score sums, on top, the reads it"
+            " has seen since it first planned the object, each at its time under this half-life"
+            " (LRFU's exact score), so a recent burst can rank higher there than here"
+        )
     if saved is not None:
         out["candidates_s"] = saved.get("candidates_s")
         out["byte_hit_ratio"] = saved.get("byte_hit_ratio")

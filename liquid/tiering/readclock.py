@@ -197,6 +197,8 @@ class ReadHalfLife(AdaptiveHalfLife):
         sample, window, margin, hysteresis, enabled: as :class:`AdaptiveHalfLife`'s.
     """
 
+    EXACT = False
+
     def __init__(
         self,
         base: float,

@@ -66,12 +66,15 @@ def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader
     shown = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
     assert shown["adaptive"]["half_life_s"] == service.settings.access.half_life
     assert shown["adaptive"]["source"] == "the tracker's (no leader has chosen one yet)"
+    assert "LRFU's exact score" in shown["adaptive"]["score_from"]
     off = make_service(planner={"adaptive": False})  # the fixed rank
     shown = explain(Planner(off.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
     assert shown["adaptive"]["source"] == "the tracker's (adaptive off)"
+    assert "score_from" not in shown["adaptive"]  # the tracker's rate alone
     default = make_service()  # the default ranks adaptively
     shown = explain(Planner(default.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)["hot"]
     assert shown["adaptive"]["source"] == "the tracker's (no leader has chosen one yet)"
+    assert "LRFU's exact score" in shown["adaptive"]["score_from"]
 
 
 def _first_leader(service: LiquidService, tenant: str) -> tuple[HotCache, ResultRef, TieringEngine]:

@@ -79,6 +79,79 @@ def test_a_new_half_life_re_ranks_members_and_offers() -> None:
     assert tier.rank(2) > tier.rank(1)  # type: ignore[operator]
 
 
+DAY = 86400.0
+
+
+def _lrfu(times: list[float], h: float) -> float:
+    """LRFU's forward-decayed score of reads at ``times`` under half-life ``h``: ln Σ 2^(t/h)."""
+    return math.log(sum(2.0 ** (t / h) for t in times))
+
+
+def _count(times: list[float], at: float, h0: float = 3 * DAY) -> float:
+    """The tracker's decayed count of reads at ``times`` as of ``at``."""
+    return sum(2.0 ** (-(at - t) / h0) for t in times if t <= at)
+
+
+def test_the_score_is_exact_from_the_reads_seen_after_the_first_sighting() -> None:
+    a = AdaptiveHalfLife(3 * DAY)
+    a.current = 0  # the shortest half-life, about 6 minutes
+    h = a.half_life
+    # Sightings as the planner makes them: the tracker's count (3-day memory) at the last read.
+    # Read at 0, then twice at 86,300, then at 86,400.
+    reads = [0.0, 86_300.0, 86_300.0, 86_400.0]
+    a.rank(1, 0.0, _count(reads, 0.0), 0.0, 0.0)
+    a.rank(1, 0.0, _count(reads, 86_300.0), 86_300.0, 86_300.0)
+    exact = a.rank(1, 0.0, _count(reads, 86_400.0), 86_400.0, 86_400.0)
+    assert exact == pytest.approx(_lrfu(reads, h), rel=1e-9)
+    # A sighting with no read counted since (a read the correlation window folded: the last
+    # access moved, the count did not grow) adds nothing.
+    assert a.rank(1, 0.0, _count(reads, 86_410.0), 86_410.0, 86_410.0) == pytest.approx(exact, rel=1e-12)
+
+
+def test_a_burst_on_an_old_object_outranks_a_single_read_under_a_short_half_life() -> None:
+    # What drifting popularity looks like: objects known for days become hot again. The
+    # tracker's 3-day count cannot tell a burst in the last minutes from reads spread over the
+    # day (both are old objects, read about as often), so the rank from it falls back to
+    # recency alone under a short half-life; the reads seen since the first sighting can.
+    def ranks(exact: bool) -> tuple[float, float]:
+        a = AdaptiveHalfLife(3 * DAY)
+        a.EXACT = exact
+        a.current = 0
+        burst = [0.0, 86_350.0, 86_350.0, 86_400.0]  # once at 0, then 3 reads at the end
+        spread = [0.0, 43_200.0, 86_400.0]  # once at 0, at noon, at the end
+        for t in (0.0, 86_350.0):
+            a.rank(1, 0.0, _count(burst, t), t, t)
+        for t in (0.0, 43_200.0):
+            a.rank(2, 0.0, _count(spread, t), t, t)
+        return (
+            a.rank(1, 0.0, _count(burst, 86_400.0), 86_400.0, 86_400.0),
+            a.rank(2, 0.0, _count(spread, 86_400.0), 86_400.0, 86_400.0),
+        )
+
+    burst, single = ranks(exact=True)
+    assert burst - single > 1.0  # ln 3.6: its other reads 50 s old count almost whole
+    burst, single = ranks(exact=False)
+    assert burst == pytest.approx(single)  # recency alone: the same last read
+
+
+def test_a_switch_of_half_life_reseeds_the_exact_scores() -> None:
+    tier = RankedTier()
+    a = AdaptiveHalfLife(3600.0)
+    a.current = 0
+    tier.offer(1, 10, a.rank(1, 0.0, 1.0, 0.0, 0.0))
+    tier.offer(1, 10, a.rank(1, 0.0, 1.0 + 2.0 ** (-50.0 / 3600.0), 50.0, 50.0))
+    tier.settle()
+    a.current = len(a.candidates) - 1
+    a.rerank(tier)
+    # Under the new half-life the score starts again from the tracker's count...
+    seed = a.score(1.0 + 2.0 ** (-50.0 / 3600.0), 50.0, span=50.0)
+    assert tier.rank(1) == pytest.approx(seed)
+    # ...and the reads counted from there add to it under the new half-life.
+    count = (1.0 + 2.0 ** (-50.0 / 3600.0)) * 2.0 ** (-50.0 / 3600.0) + 1.0
+    after = a.rank(1, 0.0, count, 100.0, 100.0)
+    assert after == pytest.approx(math.log(math.exp(seed) + 2.0 ** (100.0 / a.half_life)), rel=1e-9)
+
+
 def _burst_after_full_tier(window: float) -> list[float]:
     """Each candidate's simulated byte hit ratio when a tier full of objects ranked high meets a
     newcomer ranked far below them, missed once on the read path and read twice more."""
