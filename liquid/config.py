@@ -304,12 +304,12 @@ class PlannerConfig(BaseModel):
     #: objects read more often. 0 turns it off.
     hot_window: float = Field(default=0.0, ge=0.0, le=0.5)
     #: Let the hot tier's rank choose its own half-life, between recency (LRU-like) and the
-    #: tracker's frequency, by miniature simulations of a sample of objects
-    #: (``liquid.tiering.adaptive``). On by default (unless ``read_clock`` is on, the other hot
-    #: rank): on the placement grid it is at or above the fixed rank in 32 of 33 cells (0.1
-    #: points below on zipf0.7-drift20%-30d at 5%), meets the best online peer in 16 (the fixed
-    #: rank 9), and costs a daemon cycle nothing measurable at 1M objects (0.77 s with or without
-    #: it at 1% changed; a rebuild 4.4 s against 4.1; benchmarks/results/placement.md,
+    #: tracker's frequency, by miniature simulations of a sample of objects, each object's score
+    #: summed exactly from the reads seen (``liquid.tiering.adaptive``). On by default (unless
+    #: ``read_clock`` is on, the other hot rank): on the placement grid it meets the best online
+    #: peer in 20 of 33 cells (the fixed rank 9), is at or above the fixed rank in 31 (the other
+    #: two within 0.03 points), mean byte hit ratio 0.539 against 0.501, and costs a daemon cycle
+    #: nothing measurable at 1M objects (benchmarks/results/placement.md, placement-fixed.md,
     #: tiering.md). Off: hot copies rank by the tracker's decayed rate.
     adaptive: bool = True
     #: Share of objects the simulations follow (hashed by id; objects large against the hot tier
