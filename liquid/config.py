@@ -308,9 +308,9 @@ class PlannerConfig(BaseModel):
     #: summed exactly from the reads seen (``liquid.tiering.adaptive``). On by default (unless
     #: ``read_clock`` is on, the other hot rank): on the placement grid it meets the best online
     #: peer in 20 of 33 cells (the fixed rank 9), is at or above the fixed rank in 31 (the other
-    #: two within 0.03 points), mean byte hit ratio 0.539 against 0.501, and costs a daemon cycle
-    #: nothing measurable at 1M objects (benchmarks/results/placement.md, placement-fixed.md,
-    #: tiering.md). Off: hot copies rank by the tracker's decayed rate.
+    #: two within 0.03 points), mean byte hit ratio 0.539 against 0.501, and a daemon cycle at 1M
+    #: objects takes about as long (0.76 s against 0.74 with 1% changed; benchmarks/results/
+    #: placement.md, placement-fixed.md). Off: hot copies rank by the tracker's decayed rate.
     adaptive: bool = True
     #: Share of objects the simulations follow (hashed by id; objects large against the hot tier
     #: more often, at a smaller weight); more is steadier and costs more.
