@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -75,6 +76,7 @@ from liquid.tiering.journal import queue_depth
 from liquid.tiering.leader import LeaderLease
 from liquid.tiering.mover import Mover
 from liquid.tiering.plan import Plan
+from liquid.tiering.planner import Planner
 from liquid.tiering.shards import Claim, PartitionShards
 from liquid.tiering.shares import CapShares, ShareDeferred
 from liquid.tiering.spend import AppliedSpendGate
@@ -131,7 +133,15 @@ class Metrics:
         )
         self.hot_half_life = Gauge(
             "liquid_hot_rank_half_life_seconds",
-            "The half-life the hot tier ranks with (chosen by its miniature simulations)",
+            "The half-life in seconds the hot tier ranks with (chosen by its miniature simulations"
+            " when planner.adaptive is on); NaN while the read clock ranks it",
+            registry=r,
+        )
+        self.hot_read_half_life = Gauge(
+            "liquid_hot_rank_read_half_life_budgets",
+            "The read clock's half-life in hot budgets of bytes read (planner.read_clock; chosen by"
+            " its simulations with planner.read_adaptive); +Inf when they chose the tracker's"
+            " wall-clock rank; NaN while the read clock is off",
             registry=r,
         )
         self.budget_bytes = Gauge(
@@ -185,6 +195,19 @@ class Metrics:
             "Restores waiting in the queue because a Budget's maxMonthlyRetrievalCost is reached",
             registry=r,
         )
+
+    def observe_rank(self, planner: Planner) -> None:
+        """The half-life the hot tier ranks with: in seconds for the wall-clock ranks, in budgets
+        read for the read clock; the gauge of the rank not in use is NaN (never a stale number)."""
+        if not planner.knobs.read_clock:
+            self.hot_half_life.set(planner.adaptive.half_life)
+            self.hot_read_half_life.set(math.nan)
+            return
+        chosen = planner.read_adaptive
+        budgets = chosen.half_life if chosen.enabled else planner.reads.half_life
+        self.hot_read_half_life.set(budgets)
+        # Its simulations may choose the tracker's own rank (an infinite read half-life).
+        self.hot_half_life.set(planner.settings.access.half_life if math.isinf(budgets) else math.nan)
 
     def observe(self, plan: Plan, report: ApplyReport | None) -> None:
         """Export one pass's plan: its duration, per-tier bytes and cost, budgets, skips."""
@@ -411,7 +434,7 @@ class TieringDaemon:
                 self.metrics.state_bytes.set(self.engine.state.memory_bytes)
             if self.service.hot is not None:
                 self.metrics.hot_ledger_bytes.set(self.service.hot.used_bytes())
-            self.metrics.hot_half_life.set(self.engine.planner.adaptive.half_life)
+            self.metrics.observe_rank(self.engine.planner)
         self.cycles += 1
         report = self.engine.last_report
         log.info(
