@@ -306,6 +306,7 @@ class AdaptiveHalfLife:
                     hysteresis=self.hysteresis,
                     window=self.hot_window,
                     window_lru=self.hot_window_lru,
+                    readmit=False,  # as the real hot tier
                 )
                 for i in range(len(self.candidates))
             ]

@@ -967,6 +967,7 @@ class Planner:
             hysteresis=k.hysteresis,
             window=self.window.share if k.adaptive_window else k.hot_window,
             window_lru=k.adaptive_window,
+            readmit=False,
         )
         state.capped = {
             tier: RankedTier(tier_caps(policies, tier, self._prices_of), hysteresis=k.hysteresis)

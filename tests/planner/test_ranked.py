@@ -126,3 +126,38 @@ def test_a_namespace_cap_limits_that_namespace_and_takes_room_only_from_it() -> 
     # Another tenant's "logs" is not acme's.
     warm.offer(6, 400, rank=0.5, tenant="beta", namespace="logs")
     assert 6 in warm.settle()[0]
+
+
+def test_a_hot_copy_a_better_offer_displaced_comes_back_only_when_offered_again() -> None:
+    """The room a large member leaves to a smaller offer is not refilled with a copy just evicted
+    (each fill reads the object's home, and it would be the next to go); a capped durable tier
+    takes it back, as its full plan would."""
+    for readmit in (True, False):
+        tier = RankedTier([Cap("all", 100)], hysteresis=1.0, readmit=readmit)
+        tier.offer(1, 30, rank=1.0)
+        tier.offer(2, 70, rank=2.0)
+        assert sorted(tier.settle()[0]) == [1, 2]
+        tier.offer(3, 40, rank=3.0)  # 1 and 2 both make way; 60 bytes are left over
+        if readmit:
+            assert tier.settle() == ([3], [2])  # 1 took 30 of them back: it never left
+            assert set(tier.members) == {1, 3} and tier.waiting(2)
+            continue
+        assert tier.settle() == ([3], [1, 2])
+        assert set(tier.members) == {3} and not tier.knows(1) and not tier.knows(2)
+        tier.offer(4, 10, rank=4.0)
+        assert tier.settle() == ([4], [])  # room came, but an evicted copy is not offered
+        tier.offer(1, 30, rank=5.0)  # read again: offered, it takes the room as any offer does
+        assert tier.settle() == ([1], [])
+
+
+def test_a_hot_copy_trim_evicted_still_waits_for_room_to_come_back() -> None:
+    """Room taken away (a smaller cap, a larger read window), not a better offer: the copies it
+    evicted come back when the room does, without a new read."""
+    hot = RankedTier([Cap("all", 100)], hysteresis=1.0, readmit=False)
+    for oid, rank in ((1, 1.0), (2, 2.0)):
+        hot.offer(oid, 50, rank=rank)
+    hot.settle()
+    hot.set_caps([Cap("all", 50)])
+    assert hot.trim() == [1] and hot.waiting(1)
+    hot.set_caps([Cap("all", 100)])
+    assert hot.settle() == ([1], [])
