@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,11 @@ def test_the_cli_wants_a_unit_and_writes_no_results_unless_asked(
         ]
     )
     assert (tmp_path / "placement.md").exists() and (tmp_path / "placement.json").exists()
+    # The goals count the hot tier's fills (each a read of the home) beside LRU's, one per miss.
+    (entry,) = json.loads((tmp_path / "placement.json").read_text())["traces"].values()
+    (goal,) = entry["goals"]["bhr"]
+    cell = entry["hit_ratios"]["0.1"]
+    assert goal["liquid_fills"] == cell["Liquid@1000"]["hot_admits"] > 0
+    assert goal["lru_fills"] == round(3000 * (1 - cell["LRU"]["ohr"])) > 0
+    ratio = goal["liquid_fills"] / goal["lru_fills"]
+    assert f"| {goal['liquid_fills']:,} | {ratio:.2f}x |" in (tmp_path / "placement.md").read_text()
