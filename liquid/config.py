@@ -308,8 +308,8 @@ class PlannerConfig(BaseModel):
     #: summed exactly from the reads seen (``liquid.tiering.adaptive``). On by default (unless
     #: ``read_clock`` is on, the other hot rank): on the placement grid it meets the best online
     #: peer in 19 of 33 cells (the fixed rank 9), is at or above the fixed rank in 30 (the other
-    #: three within 0.06 points), mean byte hit ratio 0.538 against 0.501, with at most as many
-    #: hot fills as LRU's in every cell, and a daemon cycle at 1M objects takes about as long
+    #: three within 0.06 points), mean byte hit ratio 0.538 against 0.501, with 0.77x LRU's hot
+    #: fills (at most 1.003x in a cell), and a daemon cycle at 1M objects takes about as long
     #: (0.76 s against 0.74 with 1% changed; benchmarks/results/placement.md,
     #: placement-fixed.md). Off: hot copies rank by the tracker's decayed rate.
     adaptive: bool = True
