@@ -167,25 +167,24 @@ def test_the_leader_saves_the_read_clock_half_life_it_chose_explain_shows_it_and
 def test_the_daemon_exports_the_half_life_of_the_rank_in_use_and_nan_for_the_other(
     make_service: ServiceFactory,
 ) -> None:
-    def gauges(**planner: object) -> tuple[float, float, Planner]:
-        p = Planner(make_service(planner=planner).settings)
+    def gauges(p: Planner) -> tuple[float, float]:
         m = Metrics()
         m.observe_rank(p)
-        return m.hot_half_life._value.get(), m.hot_read_half_life._value.get(), p
+        return m.hot_half_life._value.get(), m.hot_read_half_life._value.get()
 
-    seconds, budgets, p = gauges()  # the default: the adaptive wall-clock rank
+    p = Planner(make_service().settings)  # the default: the adaptive wall-clock rank
+    seconds, budgets = gauges(p)
     assert seconds == p.adaptive.half_life == p.settings.access.half_life and math.isnan(budgets)
     p.adaptive.current = 0  # as if its simulations had chosen the shortest
-    m = Metrics()
-    m.observe_rank(p)
-    assert m.hot_half_life._value.get() == p.adaptive.candidates[0] < p.settings.access.half_life
+    assert gauges(p)[0] == p.adaptive.candidates[0] < p.settings.access.half_life
 
-    seconds, budgets, p = gauges(read_clock=True, read_half_life=3.0)
+    seconds, budgets = gauges(
+        Planner(make_service(planner={"read_clock": True, "read_half_life": 3.0}).settings)
+    )
     assert budgets == 3.0 and math.isnan(seconds)  # the tracker's half-life is not what ranks
-    seconds, budgets, p = gauges(read_clock=True, read_adaptive=True)
+    p = Planner(make_service(planner={"read_clock": True, "read_adaptive": True}).settings)
+    seconds, budgets = gauges(p)
     assert budgets == p.read_adaptive.half_life == 2.0 and math.isnan(seconds)
     p.read_adaptive.current = len(p.read_adaptive.candidates) - 1  # the tracker's wall-clock rank
-    m = Metrics()
-    m.observe_rank(p)
-    assert math.isinf(m.hot_read_half_life._value.get())
-    assert m.hot_half_life._value.get() == p.settings.access.half_life
+    seconds, budgets = gauges(p)
+    assert math.isinf(budgets) and seconds == p.settings.access.half_life
