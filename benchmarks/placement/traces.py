@@ -291,6 +291,15 @@ def _read_bytes(path: Path) -> bytes:
         raise TraceFormatError(f"{path}: not a zstd stream ({exc})") from exc
 
 
+def trace_name(path: Path) -> str:
+    """A trace's name from its file's: libCacheSim's ``w44.oracleGeneral.bin.zst`` is ``w44``;
+    other names lose only a ``.zst`` and a ``.bin`` (``zipf0.9-30d.bin`` stays ``zipf0.9-30d``)."""
+    name = Path(path).name.removesuffix(".zst")
+    if ".oracleGeneral" in name:
+        return name.split(".oracleGeneral")[0]
+    return name.removesuffix(".bin")
+
+
 def load_oracle_general(path: Path, *, unit: int, name: str | None = None, limit: int = -1) -> Trace:
     """Read a libCacheSim oracleGeneral file (``.zst`` or not); sizes are multiplied by ``unit``.
 
@@ -321,9 +330,8 @@ def load_oracle_general(path: Path, *, unit: int, name: str | None = None, limit
     zero = np.flatnonzero(rec["size"] == 0)
     if len(zero):
         raise TraceFormatError(f"{path}: record {int(zero[0])} has size 0")
-    stem = path.name.removesuffix(".zst").split(".")[0]
     return _normalised(
-        name or stem,
+        name or trace_name(path),
         f"oracleGeneral {path.name} (sizes in units of {unit} B)",
         rec["t"],
         rec["id"],

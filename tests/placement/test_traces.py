@@ -17,6 +17,7 @@ from benchmarks.placement.traces import (
     load_csv,
     load_oracle_general,
     size_unit,
+    trace_name,
     write_oracle_general,
     zipf_drift,
 )
@@ -52,6 +53,20 @@ def test_a_zstd_file_reads_like_the_plain_one(tmp_path: Path) -> None:
     assert a.name == b.name == "z"
     assert np.array_equal(a.oid, b.oid) and np.array_equal(a.size, b.size) and np.array_equal(a.t, b.t)
     assert a.working_set_bytes() == trace.working_set_bytes()
+
+
+@pytest.mark.parametrize(
+    ("file", "name"),
+    [
+        ("w44.oracleGeneral.bin.zst", "w44"),
+        ("cluster52.oracleGeneral.sample10", "cluster52"),
+        ("zipf0.9-drift5%-30d.bin", "zipf0.9-drift5%-30d"),
+        ("my.trace.bin.zst", "my.trace"),
+        ("plain", "plain"),
+    ],
+)
+def test_a_trace_is_named_after_its_file_without_the_format_suffixes(file: str, name: str) -> None:
+    assert trace_name(Path(file)) == name
 
 
 def test_a_truncated_file_is_rejected_with_its_name(tmp_path: Path) -> None:
