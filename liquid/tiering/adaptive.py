@@ -3,13 +3,17 @@
 The hot rank of an object is ``log(saving / size)`` plus a forward-decayed **score** with a
 half-life ``H`` (:meth:`AdaptiveHalfLife.score`)::
 
-    score_H = log(max(1, c_H)) + t_last · ln 2 / H,   c_H = c · max(H / H0, min(1, H / span))
+    score_H = log(max(1, c_H)) + t_last · ln 2 / H,
+    c_H = c · max(H / H0, min(1, H / span))           for H ≤ H0,
+    c_H = c · (1 + (H / H0 - 1) · span / H0)          for H > H0,
 
 where ``H0`` is the tracker's half-life, ``c`` the object's decayed read count at its last
 read (the catalog's ``access_stats``), ``span`` how long the object had been read for then
 (its age, at most ``H0``) and ``t_last`` its last read. ``c_H`` is the count the same reads
 would have under ``H``: a steady reader's count scales with the half-life, ``c · H / span``,
-but reads that all fell within the last ``H`` keep their count ``c``. ``H = H0`` is the
+but reads that all fell within the last ``H`` keep their count ``c``. A memory longer than the
+tracker's adds only what the tracker forgot: nothing for a young object (its reads all still
+count), ``H / H0`` times the count for one read for all of ``H0`` and more. ``H = H0`` is the
 tracker's decayed rate (frequency, with the policy's memory); as ``H`` shrinks the last read
 dominates, and the order tends to LRU's (recency). This is the LRFU spectrum (Lee et al., 2001),
 computed from what the catalog already keeps, so it survives restarts; and for a fixed ``H``
@@ -169,7 +173,10 @@ class AdaptiveHalfLife:
         seconds (default: the tracker's half-life), last at ``t_last``."""
         h = half_life if half_life is not None else self.half_life
         span = self.base if span is None else min(max(span, 1.0), self.base)
-        c = count * max(h / self.base, min(1.0, h / span))
+        if h <= self.base:
+            c = count * max(h / self.base, min(1.0, h / span))
+        else:  # a longer memory than the tracker's adds only what an old reader's count forgot
+            c = count * (1.0 + (h / self.base - 1.0) * span / self.base)
         return math.log(max(1.0, c)) + t_last * LN2 / h
 
     def rank(self, oid: int, base: float, count: float, t_last: float, span: float | None = None) -> float:

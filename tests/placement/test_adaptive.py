@@ -67,6 +67,21 @@ def test_scores_span_frequency_to_recency() -> None:
     assert a.score(1.0, 7200.0, 3600.0) - a.score(1.0, 3600.0, 3600.0) == pytest.approx(math.log(2))
 
 
+def test_a_longer_half_life_than_the_trackers_does_not_inflate_a_young_objects_reads() -> None:
+    a = AdaptiveHalfLife(3600.0)
+    longer = 3 * 3600.0
+    # One read a moment ago is one read under any memory: its score is its recency alone.
+    assert a.score(1.0, 100.0, longer, span=1.0) == pytest.approx(100.0 * math.log(2) / longer, abs=1e-3)
+    # An object read steadily for the tracker's whole memory (and more) has a count that forgot
+    # its older reads: a memory three times as long holds three times as many.
+    assert a.score(10.0, 0.0, longer, span=3600.0) == pytest.approx(math.log(30.0))
+    # Between the two, the older the reader, the more its count grows: never less than it is.
+    grown = [a.score(10.0, 0.0, longer, span=s) for s in (1.0, 900.0, 1800.0, 3600.0)]
+    assert grown == sorted(grown) and grown[0] == pytest.approx(math.log(10.0), abs=1e-3)
+    # (It used to multiply every count by H / H0: a newcomer's single read ranked as three, and
+    # on a year-long Zipf trace whose simulations chose 3 H0 the 1% tier lost 2 points to ARC.)
+
+
 def test_a_new_half_life_re_ranks_members_and_offers() -> None:
     tier = RankedTier()
     a = AdaptiveHalfLife(3600.0)
