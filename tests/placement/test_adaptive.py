@@ -97,6 +97,11 @@ def test_a_new_half_life_re_ranks_members_and_offers() -> None:
 DAY = 86400.0
 
 
+def _about(a: AdaptiveHalfLife, seconds: float) -> int:
+    """The index of ``a``'s candidate half-life nearest ``seconds``."""
+    return min(range(len(a.candidates)), key=lambda i: abs(math.log(a.candidates[i] / seconds)))
+
+
 def _lrfu(times: list[float], h: float) -> float:
     """LRFU's forward-decayed score of reads at ``times`` under half-life ``h``: ln Σ 2^(t/h)."""
     return math.log(sum(2.0 ** (t / h) for t in times))
@@ -109,7 +114,7 @@ def _count(times: list[float], at: float, h0: float = 3 * DAY) -> float:
 
 def test_the_score_is_exact_from_the_reads_seen_after_the_first_sighting() -> None:
     a = AdaptiveHalfLife(3 * DAY)
-    a.current = 0  # the shortest half-life, about 6 minutes
+    a.current = _about(a, 360.0)  # a short half-life, about 6 minutes
     h = a.half_life
     # Sightings as the planner makes them: the tracker's count (3-day memory) at the last read.
     # Read at 0, then twice at 86,300, then at 86,400.
@@ -131,7 +136,7 @@ def test_a_burst_on_an_old_object_outranks_a_single_read_under_a_short_half_life
     def ranks(exact: bool) -> tuple[float, float]:
         a = AdaptiveHalfLife(3 * DAY)
         a.EXACT = exact
-        a.current = 0
+        a.current = _about(a, 360.0)
         burst = [0.0, 86_350.0, 86_350.0, 86_400.0]  # once at 0, then 3 reads at the end
         spread = [0.0, 43_200.0, 86_400.0]  # once at 0, at noon, at the end
         for t in (0.0, 86_350.0):
@@ -176,8 +181,8 @@ def _burst_after_full_tier(window: float) -> list[float]:
     for oid in range(1, 11):  # read often: they fill every simulated tier
         a.observe(oid, 10, 5, wanted=True, base=50.0, count=100.0, t_last=0.0, at=0.0)
     a.end_pass(hot)
-    a.observe(99, 10, 1, wanted=True, base=-50.0, count=1.0, t_last=60.0, on_read=True, at=60.0)
-    a.observe(99, 10, 3, wanted=True, base=-50.0, count=3.0, t_last=120.0, at=120.0)
+    a.observe(99, 10, 1, wanted=True, base=-1000.0, count=1.0, t_last=60.0, on_read=True, at=60.0)
+    a.observe(99, 10, 3, wanted=True, base=-1000.0, count=3.0, t_last=120.0, at=120.0)
     a.end_pass(hot)
     return a.ratios()
 
