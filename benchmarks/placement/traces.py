@@ -243,6 +243,153 @@ def standard_traces(n_requests: int) -> list[Trace]:
     ]
 
 
+#: Held-out Zipf traces (alpha, drift every, days for 1M requests, objects): made after the grid
+#: was tuned, to check that what holds on it is not fitted to it: other alphas, traffic from
+#: 1M requests in 4 hours to 1M in 4 years, a universe of 10k and of 1M objects.
+HOLDOUT_ZIPF = (
+    (1.0, 0.1, 12, 100_000),
+    (0.6, 0.2, 120, 100_000),
+    (1.4, 0.2, 12, 100_000),
+    (0.9, 0.2, 1 / 6, 100_000),
+    (0.9, 0.2, 1, 100_000),
+    (0.9, 0.2, 4 * 365, 100_000),
+    (1.1, 0.2, 4 * 365, 100_000),
+    (0.8, 0.05, 12 * 365, 100_000),
+    (0.8, 0.2, 40, 1_000_000),
+    (0.9, 0.2, 12, 10_000),
+)
+
+
+def _days(days: float) -> str:
+    return f"{days * 24:g}h" if days < 1 else (f"{days / 365:g}y" if days >= 365 else f"{days:g}d")
+
+
+def equal_sizes(trace: Trace, size: int, name: str) -> Trace:
+    """``trace`` with every object ``size`` bytes (byte and object hit ratios coincide)."""
+    return Trace(
+        name,
+        f"{trace.description}; every object {size // KiB} KiB",
+        trace.t,
+        trace.oid,
+        np.full(len(trace), size, dtype=np.int64),
+        trace.kind,
+    )
+
+
+def diurnal(*, n_requests: int, duration: float, seed: int) -> Trace:
+    """Zipf 1.0 reads (hot set re-drawn every 20%) ten times as dense from 9:00 to 17:00."""
+    base = zipf_drift(1.0, n_requests=n_requests, duration=duration, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    t = np.empty(0)
+    while len(t) < n_requests:
+        cand = rng.uniform(0.0, duration, 4 * n_requests)
+        hour = (cand % DAY) / 3600.0
+        busy = (hour >= 9.0) & (hour < 17.0)
+        t = np.concatenate([t, cand[rng.random(len(cand)) < np.where(busy, 1.0, 0.1)]])
+    return Trace(
+        "diurnal",
+        "Zipf 1.0, 100000 objects, hot set re-drawn every 20%; 10x the reads 9:00-17:00",
+        np.sort(t[:n_requests]),
+        base.oid,
+        base.size,
+    )
+
+
+def loop_mix(*, n_requests: int, duration: float, loop: int = 15_000, seed: int) -> Trace:
+    """Every other read goes round a loop of ``loop`` objects in order; the rest are Zipf 0.9."""
+    rng = np.random.default_rng(seed)
+    n_zipf = 100_000
+    sizes = _sizes(rng, n_zipf + loop)
+    oid = np.empty(n_requests, dtype=np.int64)
+    oid[0::2] = rng.permutation(n_zipf)[_zipf_ranks(rng, n_zipf, len(oid[0::2]), 0.9)]
+    oid[1::2] = n_zipf + np.arange(len(oid[1::2])) % loop
+    return Trace(
+        "loop",
+        f"half the reads round a loop of {loop} objects, half Zipf 0.9 over {n_zipf}",
+        _times(rng, n_requests, duration),
+        oid,
+        sizes[oid],
+    )
+
+
+def sized_by_popularity(*, n_requests: int, duration: float, small_popular: bool, seed: int) -> Trace:
+    """Zipf 0.9 (hot set re-drawn every 20%) where an object's size follows its popularity when
+    first read: the most popular smallest, or largest."""
+    rng = np.random.default_rng(seed)
+    n_obj = 100_000
+    by_rank = np.sort(_sizes(rng, n_obj))
+    if not small_popular:
+        by_rank = by_rank[::-1]
+    ranks = _zipf_ranks(rng, n_obj, n_requests, 0.9)
+    oid = np.empty(n_requests, dtype=np.int64)
+    phase = max(1, n_requests // 5)
+    for start in range(0, n_requests, phase):
+        oid[start : start + phase] = rng.permutation(n_obj)[ranks[start : start + phase]]
+    _, first = np.unique(oid, return_index=True)
+    size_of = np.zeros(n_obj, dtype=np.int64)
+    size_of[oid[first]] = by_rank[ranks[first]]
+    which = "small" if small_popular else "large"
+    return Trace(
+        f"{which}-popular",
+        f"Zipf 0.9, the popular objects {which}",
+        _times(rng, n_requests, duration),
+        oid,
+        size_of[oid],
+    )
+
+
+def news(*, n_requests: int, duration: float, seed: int) -> Trace:
+    """Objects born all along the trace, each read a Pareto-distributed number of times, mostly
+    within hours of its birth (a news feed's or a workflow's fresh results)."""
+    rng = np.random.default_rng(seed)
+    n_obj = max(1, int(n_requests * 0.24))
+    birth = np.sort(rng.uniform(0.0, duration, n_obj))
+    reads = np.minimum(rng.poisson((rng.pareto(1.2, n_obj) + 0.2) * 2.0), 500)
+    oid = np.repeat(np.arange(n_obj), reads)
+    t = np.repeat(birth, reads) + rng.exponential(duration / 40.0, int(reads.sum()))
+    order = np.argsort(t, kind="stable")
+    t, oid = t[order][:n_requests], oid[order][:n_requests]
+    return Trace(
+        "news",
+        "objects born all along, each read a Pareto number of times, mostly soon after birth",
+        t,
+        oid,
+        _sizes(rng, n_obj)[oid],
+    )
+
+
+def holdout_traces(n_requests: int) -> list[Trace]:
+    """Traces the grid's tuning never saw (``--holdout``): :data:`HOLDOUT_ZIPF`, equal sizes, a
+    diurnal day, a loop, sizes tied to popularity and a news feed. Durations are for 1M requests
+    and keep their density at other lengths, as in :func:`grid_traces`."""
+    scale = n_requests / 1_000_000
+    out = [
+        zipf_drift(
+            alpha,
+            n_objects=objects,
+            n_requests=n_requests,
+            drift_every=drift,
+            duration=days * scale * DAY,
+            seed=900 + i,
+            name=f"zipf{alpha}-drift{drift:.0%}-{_days(days * scale)}"
+            + {10_000: "-10k-objects", 1_000_000: "-1M-objects"}.get(objects, ""),
+        )
+        for i, (alpha, drift, days, objects) in enumerate(HOLDOUT_ZIPF)
+    ]
+    month = 40 * scale * DAY
+    return [
+        *out,
+        equal_sizes(
+            zipf_drift(0.9, n_requests=n_requests, duration=month, seed=920), 64 * KiB, "equal-64KiB"
+        ),
+        diurnal(n_requests=n_requests, duration=month, seed=921),
+        loop_mix(n_requests=n_requests, duration=20 * scale * DAY, seed=922),
+        sized_by_popularity(n_requests=n_requests, duration=month, small_popular=True, seed=923),
+        sized_by_popularity(n_requests=n_requests, duration=month, small_popular=False, seed=924),
+        news(n_requests=n_requests, duration=month, seed=925),
+    ]
+
+
 # ------------------------------------------------------------------ libCacheSim formats
 
 

@@ -13,6 +13,7 @@ from benchmarks.placement.__main__ import main
 from benchmarks.placement.traces import (
     ORACLE_GENERAL,
     KiB,
+    holdout_traces,
     TraceFormatError,
     load_csv,
     load_oracle_general,
@@ -144,3 +145,27 @@ def test_the_cli_wants_a_unit_and_writes_no_results_unless_asked(
     assert goal["lru_fills"] == round(3000 * (1 - cell["LRU"]["ohr"])) > 0
     ratio = goal["liquid_fills"] / goal["lru_fills"]
     assert f"| {goal['liquid_fills']:,} | {ratio:.2f}x |" in (tmp_path / "placement.md").read_text()
+
+
+def test_the_held_out_traces_are_seeded_distinct_and_keep_their_density() -> None:
+    first, again = holdout_traces(20_000), holdout_traces(20_000)
+    names = [t.name for t in first]
+    assert len(set(names)) == len(names) == 16
+    for a, b in zip(first, again, strict=True):
+        assert np.array_equal(a.oid, b.oid) and np.array_equal(a.t, b.t) and np.array_equal(a.size, b.size)
+        assert len(a) == 20_000 and np.all(np.diff(a.t) >= 0) and a.size.min() >= KiB
+    by_name = {t.name: t for t in first}
+    # 1M requests in 4 years is 20,000 in 29 days; 1M in 4 hours is 20,000 in under 5 minutes.
+    assert by_name["zipf0.9-drift20%-29.2d"].duration() > 28 * 86400
+    assert by_name["zipf0.9-drift20%-0.08h"].duration() < 300
+    assert len(set(by_name["equal-64KiB"].size.tolist())) == 1
+    small, large = by_name["small-popular"], by_name["large-popular"]
+    top = lambda t: np.bincount(t.oid).argmax()  # noqa: E731
+    # The most read object: among the smallest of the lognormal sizes (median 64 KiB), or the largest.
+    assert small.size[small.oid == top(small)][0] < 64 * KiB < large.size[large.oid == top(large)][0]
+
+
+def test_a_trace_file_cannot_be_mixed_with_the_grid_or_the_holdout(tmp_path: Path) -> None:
+    path = write_oracle_general(zipf_drift(0.9, n_objects=50, n_requests=500, seed=5), tmp_path / "z.bin")
+    with pytest.raises(SystemExit):
+        main(["--trace-file", str(path), "--size-unit", "KiB", "--holdout"])
