@@ -13,8 +13,8 @@ from benchmarks.placement.__main__ import main
 from benchmarks.placement.traces import (
     ORACLE_GENERAL,
     KiB,
-    holdout_traces,
     TraceFormatError,
+    holdout_traces,
     load_csv,
     load_oracle_general,
     size_unit,
