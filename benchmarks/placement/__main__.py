@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
             }
             path = oracle_file(trace, Path(tmp))
             for fraction in budgets:
-                peers = {name: run_peer(name, path, int(ws * fraction)) for name in ONLINE + OFFLINE}
+                largest = int(trace.size.max())
+                peers = {name: run_peer(name, path, int(ws * fraction), largest) for name in ONLINE + OFFLINE}
                 entry["hit_ratios"][str(fraction)] = peers
                 print(f"{trace.name} {fraction:.0%}: peers done", flush=True)
             months = trace.duration() / costs.MONTH
@@ -307,9 +308,18 @@ def render(out: dict[str, Any]) -> str:
             cells = []
             for b in budgets:
                 r = e["hit_ratios"][b][n]
-                cells += [f"{r['ohr']:.3f}", f"{r['bhr']:.3f}"]
+                cells += [
+                    "n/a" if r["ohr"] is None else f"{r['ohr']:.3f}",
+                    "n/a" if r["bhr"] is None else f"{r['bhr']:.3f}",
+                ]
             label = f"**{n}**" if n.startswith("Liquid") else n
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(e["hit_ratios"][b]["BeladySize"]["ohr"] is None for b in budgets):
+            lines += [
+                "",
+                "n/a: BeladySize is not run where one object is over half the hot budget (libCacheSim's "
+                "loops forever when the one object it holds must make way for a larger one).",
+            ]
         lines.append("")
     lines += [
         "## Cost ($ per month; shipped cost model)",

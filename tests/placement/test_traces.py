@@ -169,3 +169,18 @@ def test_a_trace_file_cannot_be_mixed_with_the_grid_or_the_holdout(tmp_path: Pat
     path = write_oracle_general(zipf_drift(0.9, n_objects=50, n_requests=500, seed=5), tmp_path / "z.bin")
     with pytest.raises(SystemExit):
         main(["--trace-file", str(path), "--size-unit", "KiB", "--holdout"])
+
+
+def test_belady_size_is_left_out_where_one_object_is_over_half_the_cache(tmp_path: Path) -> None:
+    from benchmarks.placement.peers import run_peer
+
+    trace = zipf_drift(0.9, n_objects=50, n_requests=500, seed=5)
+    path = write_oracle_general(trace, tmp_path / "z.bin")
+    largest = int(trace.size.max())
+    # libCacheSim's BeladySize would loop forever here: not run, reported as n/a.
+    assert run_peer("BeladySize", path, largest, largest) == {"ohr": None, "bhr": None, "seconds": 0.0}
+    # With room for two of the largest it runs, and the other peers run whatever the sizes.
+    ran = run_peer("BeladySize", path, 2 * largest, largest)
+    assert ran["ohr"] is not None and 0.0 < ran["ohr"] <= 1.0
+    lru = run_peer("LRU", path, largest, largest)
+    assert lru["bhr"] is not None and 0.0 <= lru["bhr"] <= 1.0
