@@ -144,6 +144,10 @@ class Metrics:
             " wall-clock rank; NaN while the read clock is off",
             registry=r,
         )
+        # Nothing has ranked yet: NaN until the first cycle says which rank and half-life (a 0
+        # would read as "a half-life of zero").
+        self.hot_half_life.set(math.nan)
+        self.hot_read_half_life.set(math.nan)
         self.budget_bytes = Gauge(
             "liquid_budget_bytes",
             "Bytes per budget and tier after the last plan",

@@ -172,6 +172,8 @@ def test_the_daemon_exports_the_half_life_of_the_rank_in_use_and_nan_for_the_oth
         m.observe_rank(p)
         return m.hot_half_life._value.get(), m.hot_read_half_life._value.get()
 
+    fresh = Metrics()  # before the first cycle: no half-life yet, not a half-life of 0
+    assert math.isnan(fresh.hot_half_life._value.get()) and math.isnan(fresh.hot_read_half_life._value.get())
     p = Planner(make_service().settings)  # the default: the adaptive wall-clock rank
     seconds, budgets = gauges(p)
     assert seconds == p.adaptive.half_life == p.settings.access.half_life and math.isnan(budgets)
