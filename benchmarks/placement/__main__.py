@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> None:
                 "hit_ratios": {},
             }
             path = oracle_file(trace, Path(tmp))
+            largest = int(trace.size.max())
             for fraction in budgets:
-                largest = int(trace.size.max())
                 peers = {name: run_peer(name, path, int(ws * fraction), largest) for name in ONLINE + OFFLINE}
                 entry["hit_ratios"][str(fraction)] = peers
                 print(f"{trace.name} {fraction:.0%}: peers done", flush=True)

@@ -87,6 +87,15 @@ def _times(rng: np.random.Generator, n: int, duration: float) -> np.ndarray:
     return np.sort(rng.uniform(0.0, duration, n))
 
 
+def _drifting(rng: np.random.Generator, n_objects: int, ranks: np.ndarray, drift_every: float) -> np.ndarray:
+    """Object ids for popularity ``ranks``, the rank-to-object order re-drawn every ``drift_every``."""
+    oid = np.empty(len(ranks), dtype=np.int64)
+    phase = max(1, int(len(ranks) * drift_every))
+    for start in range(0, len(ranks), phase):
+        oid[start : start + phase] = rng.permutation(n_objects)[ranks[start : start + phase]]
+    return oid
+
+
 def zipf_drift(
     alpha: float,
     *,
@@ -100,12 +109,7 @@ def zipf_drift(
     """Zipf(``alpha``) reads; the popularity order is re-drawn every ``drift_every`` of the trace."""
     rng = np.random.default_rng(seed)
     sizes = _sizes(rng, n_objects)
-    ranks = _zipf_ranks(rng, n_objects, n_requests, alpha)
-    oid = np.empty(n_requests, dtype=np.int64)
-    phase = max(1, int(n_requests * drift_every))
-    for start in range(0, n_requests, phase):
-        perm = rng.permutation(n_objects)
-        oid[start : start + phase] = perm[ranks[start : start + phase]]
+    oid = _drifting(rng, n_objects, _zipf_ranks(rng, n_objects, n_requests, alpha), drift_every)
     return Trace(
         name or f"zipf{alpha}",
         f"Zipf alpha={alpha}, {n_objects} objects, hot set re-drawn every {drift_every:.0%}",
@@ -321,10 +325,7 @@ def sized_by_popularity(*, n_requests: int, duration: float, small_popular: bool
     if not small_popular:
         by_rank = by_rank[::-1]
     ranks = _zipf_ranks(rng, n_obj, n_requests, 0.9)
-    oid = np.empty(n_requests, dtype=np.int64)
-    phase = max(1, n_requests // 5)
-    for start in range(0, n_requests, phase):
-        oid[start : start + phase] = rng.permutation(n_obj)[ranks[start : start + phase]]
+    oid = _drifting(rng, n_obj, ranks, 0.2)
     _, first = np.unique(oid, return_index=True)
     size_of = np.zeros(n_obj, dtype=np.int64)
     size_of[oid[first]] = by_rank[ranks[first]]
