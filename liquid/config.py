@@ -307,9 +307,9 @@ class PlannerConfig(BaseModel):
     #: tracker's frequency, by miniature simulations of a sample of objects, each object's score
     #: summed exactly from the reads seen (``liquid.tiering.adaptive``). On by default (unless
     #: ``read_clock`` is on, the other hot rank): on the placement grid it meets the best online
-    #: peer in 19 of 33 cells (the fixed rank 9), is at or above the fixed rank in 32 (scan at
-    #: 5% 0.02 points below), mean byte hit ratio 0.539 against 0.501, with 0.76x LRU's hot
-    #: fills (at most 1.003x in a cell), and a daemon cycle at 1M objects takes about as long
+    #: peer in 20 of 33 cells (the fixed rank 9), is at or above the fixed rank in 31 (two
+    #: cells at most 0.09 points below), mean byte hit ratio 0.539 against 0.501, with 0.77x
+    #: LRU's hot fills (at most 1.005x in a cell), and a daemon cycle at 1M objects takes about as long
     #: (0.93 s against 1.02 with 1% changed; benchmarks/results/placement.md, placement-fixed.md;
     #: the traces held out from that tuning: placement-holdout.md). Off: hot copies rank by the
     #: tracker's decayed rate.
