@@ -340,9 +340,10 @@ class PlannerConfig(BaseModel):
     #: of objects (``liquid.tiering.readclock.ReadHalfLife``): short where popularity drifts,
     #: long where it is steady. Needs ``read_clock`` (and so excludes ``adaptive``, which adapts
     #: the wall-clock rank instead). The simulated tiers admit as the real one does, its
-    #: ``hot_window`` included. Opt-in: on the placement grid it is at or above the default in 30
-    #: of 33 cells (workflow and scan included) and meets the best online peer in 19, but is 0.12
-    #: and 0.25 points below the default on zipf0.7-drift20%-30d at 5% and 10%
+    #: ``hot_window`` included. Opt-in: on the placement grid it is at or above the fixed rank
+    #: (``adaptive: false``) in 29 of 33 cells (workflow and scan included) and meets the best
+    #: online peer in 19 (the default adaptive rank 20), but is 0.12 and 0.21 points below the
+    #: fixed rank on zipf0.7-drift20%-30d at 5% and 10%
     #: (benchmarks/results/placement-readadaptive.md).
     read_adaptive: bool = False
 

@@ -259,8 +259,9 @@ def _first_choice(warmup: float) -> tuple[int, float, float]:
 
 def test_the_first_choice_comes_after_a_quarter_of_the_simulations_budget_read_not_two() -> None:
     # Until its first choice the tier ranks with the tracker's 3-day memory; on the grid's fast
-    # drift at 10% waiting for two of the simulations' budgets of reads cost 0.7 points of byte
-    # hit ratio (LRU 0.351, Liquid 0.341; 0.346 now). Here (measured): the first switch, to a
+    # drift at 10% Liquid lost 0.7 points of byte hit ratio to LRU in its first 50,000 requests
+    # waiting for two of the simulations' budgets of reads; a quarter won 0.5 back (LRU 0.351,
+    # Liquid 0.341, now 0.346). Here (measured): the first switch, to a
     # half-life under an hour, after 2,000 requests (2.8 hot budgets read in all); waiting for
     # two budgets, after 4,750 (6.2 budgets).
     assert AdaptiveHalfLife.WARMUP == 0.25
