@@ -309,10 +309,10 @@ class PlannerConfig(BaseModel):
     #: ``read_clock`` is on, the other hot rank): on the placement grid it meets the best online
     #: peer in 20 of 33 cells (the fixed rank 9), is at or above the fixed rank in 31 (two
     #: cells at most 0.09 points below), mean byte hit ratio 0.539 against 0.501, with 0.77x
-    #: LRU's hot fills (at most 1.005x in a cell), and a daemon cycle at 1M objects takes about as long
-    #: (0.93 s against 1.02 with 1% changed; benchmarks/results/placement.md, placement-fixed.md;
-    #: the traces held out from that tuning: placement-holdout.md). Off: hot copies rank by the
-    #: tracker's decayed rate.
+    #: LRU's hot fills (at most 1.005x in a cell), and a daemon cycle at 1M objects takes about
+    #: as long (0.93 s against 1.02 with 1% changed; benchmarks/results/placement.md,
+    #: placement-fixed.md; the traces held out from that tuning: placement-holdout.md). Off: hot
+    #: copies rank by the tracker's decayed rate.
     adaptive: bool = True
     #: Share of objects the simulations follow (hashed by id; objects large against the hot tier
     #: more often, at a smaller weight); more is steadier and costs more.
