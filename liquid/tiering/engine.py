@@ -284,7 +284,8 @@ class TieringEngine:
         if not saved:
             return
         if adaptive.enabled and saved.get("tracker_half_life_s") == adaptive.base:
-            adaptive.restore(float(saved["half_life_s"]))
+            hysteresis = saved.get("hysteresis")
+            adaptive.restore(float(saved["half_life_s"]), None if hysteresis is None else float(hysteresis))
         chosen = (saved.get("read_clock") or {}).get("adaptive") or {}
         if read_adaptive.enabled and chosen.get("configured_half_life_budgets") == read_adaptive.base:
             h = chosen["half_life_budgets"]

@@ -155,6 +155,8 @@ def _adaptive(planner: Planner, saved: dict[str, Any] | None, row: Row, now: dat
         out["candidates_s"] = saved.get("candidates_s")
         out["byte_hit_ratio"] = saved.get("byte_hit_ratio")
         out["switches"] = saved.get("switches")
+        if "hysteresis" in saved:  # the members' bonus factor the simulations chose with it
+            out["hysteresis"] = saved["hysteresis"]
     if not math.isfinite(half_life):
         out["half_life_s"] = None
     k = planner.knobs

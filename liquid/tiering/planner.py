@@ -51,7 +51,7 @@ from liquid.policy.costs import currency
 from liquid.policy.evaluate import Decision, ObjectFacts, evaluate, evaluate_policy, select_policy
 from liquid.policy.models import TIERS, PolicySet, TieringPolicy
 from liquid.refs import format_uri
-from liquid.tiering.adaptive import AdaptiveHalfLife
+from liquid.tiering.adaptive import STICKY, AdaptiveHalfLife
 from liquid.tiering.budgets import budget_uses, capped_tiers, tier_caps, tier_costs, unreachable_rates
 from liquid.tiering.plan import Change, Plan
 from liquid.tiering.ranked import PINNED, RankedTier
@@ -139,6 +139,7 @@ class Planner:
             settings.access.half_life,
             sample=k.adaptive_sample,
             hysteresis=k.hysteresis,
+            sticky=STICKY if k.adaptive_hysteresis else (1.0,),
             enabled=k.adaptive,
         )
         #: The hot window's share, tuned by hill climbing (liquid.tiering.window).
@@ -964,7 +965,8 @@ class Planner:
         k = self.knobs
         state.hot = RankedTier(
             tier_caps(policies, "hot", self._prices_of),
-            hysteresis=k.hysteresis,
+            # The simulations' choice (liquid.tiering.adaptive), at least the operator's.
+            hysteresis=self.adaptive.bonus if self.adaptive.enabled else k.hysteresis,
             window=self.window.share if k.adaptive_window else k.hot_window,
             window_lru=k.adaptive_window,
             readmit=False,

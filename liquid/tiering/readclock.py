@@ -218,6 +218,7 @@ class ReadHalfLife(AdaptiveHalfLife):
         super().__init__(
             base,
             factors=READ_FACTORS,
+            sticky=(1.0,),  # tuned with the operator's hysteresis alone
             sample=sample,
             window=window,
             margin=margin,
@@ -246,8 +247,9 @@ class ReadHalfLife(AdaptiveHalfLife):
         """As :meth:`AdaptiveHalfLife.rank`; ``span`` is the last read's epoch second here."""
         return super().rank(oid, base, count, t_last, 0.0 if span is None else span)
 
-    def restore(self, half_life: float) -> None:
-        """Resume with a half-life chosen before a restart (``∞``: the tracker's rank)."""
+    def restore(self, half_life: float, hysteresis: float | None = None) -> None:
+        """Resume with a half-life chosen before a restart (``∞``: the tracker's rank); the
+        hysteresis is always the operator's here."""
         if math.isinf(half_life):
             self.current = len(self.candidates) - 1
         else:

@@ -177,6 +177,8 @@ class ReplayResult:
     #: the simulations changed it.
     half_life: float = 0.0
     switches: int = 0
+    #: The hot tier's hysteresis at the end (the simulations choose it with the half-life).
+    hysteresis: float = 0.0
     #: The hot window's share at the end (liquid.tiering.window) and hot budgets read (readclock).
     window_share: float = 0.0
     budgets_read: float = 0.0
@@ -208,6 +210,7 @@ class ReplayResult:
             # The tracker's own rank (read_adaptive) is an infinite half-life: named, as JSON has no inf.
             "half_life_s": self.half_life if math.isfinite(self.half_life) else "tracker",
             "half_life_switches": self.switches,
+            "hysteresis": self.hysteresis,
             "window_share": round(self.window_share, 4),
             "budgets_read": round(self.budgets_read, 1),
         }
@@ -426,7 +429,7 @@ class Replay:
         adaptive = engine.planner.adaptive
         if engine.planner.read_adaptive.enabled:
             adaptive = engine.planner.read_adaptive  # its half-life is in budgets read
-        res.half_life, res.switches = adaptive.half_life, adaptive.switches
+        res.half_life, res.switches, res.hysteresis = adaptive.half_life, adaptive.switches, adaptive.bonus
         res.window_share, res.budgets_read = engine.planner.window.share, engine.planner.reads.now
         res.seconds = time.perf_counter() - started
         return res

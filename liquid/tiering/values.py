@@ -66,8 +66,10 @@ class PlannerSettings:
     hot_objective: Literal["bytes", "time"] = "bytes"
     #: Share of the global hot byte cap for read-path admissions (see RankedTier.admit_on_read).
     hot_window: float = 0.0
-    #: The hot rank's half-life adapts (liquid.tiering.adaptive); off (default): the tracker's.
+    #: The hot rank's half-life adapts (liquid.tiering.adaptive; the config's default); off: the tracker's.
     adaptive: bool = False
+    #: ... and its hysteresis, from ``hysteresis`` up (adaptive.STICKY).
+    adaptive_hysteresis: bool = True
     adaptive_sample: float = 0.125
     #: The window's share adapts by hill climbing (liquid.tiering.window).
     adaptive_window: bool = False
@@ -87,6 +89,7 @@ class PlannerSettings:
             hot_objective=c.hot_objective,
             hot_window=c.hot_window,
             adaptive=c.adaptive,
+            adaptive_hysteresis=c.adaptive_hysteresis,
             adaptive_sample=c.adaptive_sample,
             adaptive_window=c.adaptive_window,
             window_period=c.window_period,

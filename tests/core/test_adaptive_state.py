@@ -44,23 +44,28 @@ def test_the_leader_saves_the_chosen_half_life_explain_shows_it_and_a_new_leader
     first = catalog_engine(service)
     first._restored = True  # whatever an earlier test saved is not this leader's business
     adaptive = first.planner.adaptive
-    adaptive.current, adaptive.changed = 0, True  # as if the simulations chose the shortest
+    # As if the simulations chose the shortest half-life, with residents kept harder.
+    adaptive.current, adaptive.sticky, adaptive.changed = 0, 1, True
     assert first.cycle() is not None
     saved = json.loads(hot.client.get(HOT_ADAPTIVE))
     assert saved["half_life_s"] == adaptive.candidates[0] < adaptive.base == saved["tracker_half_life_s"]
     assert saved["switches"] == 0 and len(saved["byte_hit_ratio"]) == len(adaptive.candidates)
+    assert saved["hysteresis"] == 2.0 > service.settings.planner.hysteresis == 1.25
+    assert sorted(saved["by_hysteresis"]) == ["1.25", "2"]
 
     second = catalog_engine(service)
-    assert second.planner.adaptive.current != 0
+    assert second.planner.adaptive.current != 0 and second.planner.adaptive.bonus == 1.25
     second.cycle()
     assert second.planner.adaptive.half_life == adaptive.candidates[0]
+    assert second.planner.adaptive.bonus == 2.0
+    assert second.state is not None and second.state.hot.bonus == math.log(2.0)  # the tier keeps it
 
     now = service.clock()
     row = CatalogRows(service.engine, half_life=service.settings.access.half_life).row(r, now)
     assert row is not None
     out = explain(Planner(service.settings), load_policy_text(_policy(tenant)), row, now, hot=hot)
     shown = out["hot"]["adaptive"]
-    assert shown["half_life_s"] == adaptive.candidates[0]
+    assert shown["half_life_s"] == adaptive.candidates[0] and shown["hysteresis"] == 2.0
     assert shown["source"].startswith("chosen by the leader")
     assert shown["ranked_by"] == "recency (its last read)"  # never read: only recency can order it
 
