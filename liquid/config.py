@@ -310,7 +310,7 @@ class PlannerConfig(BaseModel):
     #: peer in 20 of 33 cells (the fixed rank 9), is at or above the fixed rank in 31 (two
     #: cells at most 0.13 points below), mean byte hit ratio 0.539 against 0.501, with 0.73x
     #: LRU's hot fills (at most 1.005x in a cell), and a daemon cycle at 1M objects takes about
-    #: as long (1.06 s against 1.02 with 1% changed; benchmarks/results/placement.md,
+    #: as long (0.93 s against 1.02 with 1% changed; benchmarks/results/placement.md,
     #: placement-fixed.md; the traces held out from that tuning: placement-holdout.md). Off: hot
     #: copies rank by the tracker's decayed rate.
     adaptive: bool = True
