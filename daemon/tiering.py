@@ -144,9 +144,17 @@ class Metrics:
             " wall-clock rank; NaN while the read clock is off",
             registry=r,
         )
+        self.hot_hysteresis = Gauge(
+            "liquid_hot_rank_hysteresis",
+            "The factor the hot tier's members' rank is multiplied by against a newcomer's"
+            " (planner.hysteresis, or 1.6 times it when the simulations chose residents kept"
+            " harder: planner.adaptive_hysteresis)",
+            registry=r,
+        )
         # Nothing has ranked yet: NaN until the first cycle says which rank and half-life (a 0
         # would read as "a half-life of zero").
         self.hot_half_life.set(math.nan)
+        self.hot_hysteresis.set(math.nan)
         self.hot_read_half_life.set(math.nan)
         self.budget_bytes = Gauge(
             "liquid_budget_bytes",
@@ -203,6 +211,8 @@ class Metrics:
     def observe_rank(self, planner: Planner) -> None:
         """The half-life the hot tier ranks with: in seconds for the wall-clock ranks, in budgets
         read for the read clock; the gauge of the rank not in use is NaN (never a stale number)."""
+        adaptive = planner.adaptive
+        self.hot_hysteresis.set(adaptive.bonus if adaptive.enabled else planner.knobs.hysteresis)
         if not planner.knobs.read_clock:
             self.hot_half_life.set(planner.adaptive.half_life)
             self.hot_read_half_life.set(math.nan)

@@ -184,6 +184,13 @@ def test_the_daemon_exports_the_half_life_of_the_rank_in_use_and_nan_for_the_oth
     assert seconds == p.adaptive.half_life == p.settings.access.half_life and math.isnan(budgets)
     p.adaptive.current = 0  # as if its simulations had chosen the shortest
     assert gauges(p)[0] == p.adaptive.candidates[0] < p.settings.access.half_life
+    m = Metrics()
+    assert math.isnan(m.hot_hysteresis._value.get())
+    m.observe_rank(p)
+    assert m.hot_hysteresis._value.get() == 1.25  # planner.hysteresis
+    p.adaptive.sticky = 1  # residents kept harder
+    m.observe_rank(p)
+    assert m.hot_hysteresis._value.get() == 2.0
 
     seconds, budgets = gauges(
         Planner(make_service(planner={"read_clock": True, "read_half_life": 3.0}).settings)
