@@ -427,7 +427,7 @@ class AdaptiveHalfLife:
         bests = [max(range(r, r + n), key=lambda k: (hits[k], k)) for r in rows]
         best = max(bests, key=lambda k: (_around(hits, k, n), -k))
         now = self.sticky * n + self.current
-        if best == now or self._hits[best] <= self._hits[now] * (1 + self.margin):
+        if best == now or hits[best] <= hits[now] * (1 + self.margin):
             return False
         self.sticky, self.current = divmod(best, n)
         self.switches += 1
@@ -464,7 +464,7 @@ class AdaptiveHalfLife:
         half-life's under the hysteresis chosen; ``by_hysteresis`` has them under each."""
         n = len(self.candidates)
         ratios = [round(r, 4) for r in self.ratios()]
-        rows = {f"{h:g}": ratios[k : k + n] for k, (_, h) in list(enumerate(self.configs))[::n]}
+        rows = {f"{self.configs[k][1]:g}": ratios[k : k + n] for k in range(0, len(ratios), n)}
         return {
             "half_life_s": self.half_life,
             "tracker_half_life_s": self.base,
