@@ -326,3 +326,58 @@ def test_the_choice_between_hystereses_looks_at_the_neighbouring_half_lives_too(
     cliff[5:8] = [0.41, 0.43, 0.42]
     a._hits = plateau + cliff
     assert a._choose(RankedTier()) and (a.current, a.bonus) == (6, 2.0)
+
+
+def test_once_chosen_a_switch_needs_its_advantage_to_stand_out_of_the_reads_served_differently() -> None:
+    a = AdaptiveHalfLife(3600.0)
+    n = len(a.candidates)
+    a.capacity, a._bytes = 100.0, 1000.0  # warmed up
+    other = a.current + 1
+    hits = [0.40] * (2 * n)
+    hits[other - 1 : other + 2] = [0.44, 0.45, 0.44]  # 0.05 ahead, its neighbours too
+    # The first choice away from the policy's start needs only the margin.
+    a._hits, a._apart = list(hits), [0.0] * (2 * n)
+    a._apart[other] = 0.04**2  # one standard deviation: 0.04
+    assert a._choose(RankedTier()) and a.current == other and a.chosen
+    # The evidence is now against the new choice: none for itself; the old one's is what
+    # separated the two, the rest at most their distance plus that (the triangle inequality).
+    assert a._apart[other] == 0.0
+    assert a._apart[other - 1] == pytest.approx(0.04**2)
+    assert a._apart[other + 1] == pytest.approx(0.04**2)
+    # Once chosen, the same 0.05 advantage back is not enough against 0.04 of noise (1.25 sd)...
+    back = other - 3
+    hits = [0.40] * (2 * n)
+    hits[back - 1 : back + 2] = [0.44, 0.45, 0.44]
+    a._hits = list(hits)
+    a._apart[back] = 0.04**2
+    assert not a._choose(RankedTier()) and a.current == other
+    # ...and is against 0.02 (2.5 sd).
+    a._apart[back] = 0.02**2
+    assert a._choose(RankedTier()) and a.current == back and a.switches == 2
+
+
+def test_the_simulations_measure_how_far_each_served_from_the_current_choice() -> None:
+    a = AdaptiveHalfLife(3600.0, sample=1.0)
+    hot = RankedTier()
+    a.set_capacity(10_000.0)
+    # Objects of 1,000 bytes, each read twice in a pass: every simulated tier admits and serves
+    # the same, so no simulation is apart from the current one.
+    for oid in range(5):
+        a.observe(oid, 1000, 1, wanted=True, base=0.0, count=1.0, t_last=0.0, on_read=True, at=float(oid))
+    a.end_pass(hot)
+    for oid in range(5):
+        a.observe(oid, 1000, 3, wanted=True, base=0.0, count=3.0, t_last=10.0, at=10.0 + oid)
+    a.end_pass(hot)
+    assert a._hits[0] > 0 and len(set(a._hits)) == 1
+    assert a._apart == [0.0] * len(a.configs)
+    # On drifting Zipf traffic the simulations part: each one that served a different number of
+    # bytes than the current choice is apart from it; the current one never is.
+    trace = zipf_drift(0.8, n_objects=5_000, n_requests=20_000, drift_every=0.05, duration=DAY, seed=3)
+    policies = policies_for(int(trace.working_set_bytes() * 0.05))
+    replay = Replay(policies, settings_for(policies), cycle=250)
+    replay.run(trace)
+    b = replay.engine.planner.adaptive
+    now = b.sticky * len(b.candidates) + b.current
+    assert b._apart[now] == 0.0
+    differ = [k for k, h in enumerate(b._hits) if h != b._hits[now]]
+    assert differ and all(b._apart[k] > 0 for k in differ)
