@@ -56,15 +56,6 @@ taken; between them, the one whose neighbouring half-lives served well too: a pe
 cliff (a loop's, one half-life below it) is where the real tier did worse than its sample.
 (``planner.adaptive_hysteresis: false``: the operator's factor alone.)
 
-Once chosen, a choice is **kept against noise**: a switch needs its advantage in bytes served to
-reach :attr:`AdaptiveHalfLife.EVIDENCE` standard deviations of a paired difference, the square
-root of the summed squared differences of what the two simulations served, read by read (each
-simulation's distance from the current one, decayed as the hits are). On a few hundred reads
-the 42 candidates' ratios differ by chance, and the choice followed it: five switches on the
-360 reads of ``policy simulate``'s test, whose live daemon and replay then ended the choice at
-different times (0.57 against a prediction of 0.62). The first choice away from the policy's
-start needs only the margin: the start is constants, not evidence.
-
 The simulated tiers **admit as the real one does**, through the same :class:`RankedTier`
 calls: they keep its admission window (``planner.hot_window``, at their share of the budget),
 a sampled miss goes through :meth:`~RankedTier.admit_on_read` as the daemon's admission pass
@@ -144,11 +135,6 @@ class AdaptiveHalfLife:
     #: earlier, they have too little to tell; waiting for two budgets left the tier at the
     #: tracker's memory long after fast drift had made it the worst candidate.
     WARMUP = 0.25
-    #: How many standard deviations of the paired difference a candidate's advantage in bytes
-    #: served must reach before it replaces the current choice (besides the relative ``margin``).
-    EVIDENCE = 2.0
-    #: The same for the first switch away from the policy's start.
-    FIRST_EVIDENCE = 0.0
 
     def __init__(
         self,
@@ -178,9 +164,6 @@ class AdaptiveHalfLife:
         self.capacity = 0.0
         self._minis: list[RankedTier] = []
         self._hits = [0.0] * len(self.configs)
-        #: Each simulation's squared distance from the current choice's, read by read (the sum
-        #: of squared differences of the bytes each served a read), decayed as the hits are.
-        self._apart = [0.0] * len(self.configs)
         self._bytes = 0.0
         self._seen: dict[int, int] = {}  # sampled object -> hits seen so far
         # Sampled objects' exact scores under every candidate (EXACT), from the reads seen:
@@ -198,9 +181,6 @@ class AdaptiveHalfLife:
         #: since its first sighting: (count, last read, score, the candidate it is for); :meth:`rank`.
         self.exact: dict[int, tuple[float, float, float, int]] = {}
         self.switches = 0
-        #: Whether the current half-life and hysteresis were chosen on evidence (by a switch, or
-        #: before a restart), rather than the policy's start.
-        self.chosen = False
         self.changed = False
 
     def __repr__(self) -> str:
@@ -397,11 +377,10 @@ class AdaptiveHalfLife:
         # write must meet the window as it was then, not after hours of later admissions.
         events.sort(key=lambda r: r.at)
         total = float(sum(r.reads * r.size for r in events))
-        served: list[list[float]] = []  # each simulation's bytes served, read by read
         for k, (mini, (i, _)) in enumerate(zip(self._minis, self.configs, strict=True)):
             h = self.candidates[i]
-            gains = [0.0] * len(events)
-            for e, r in enumerate(events):
+            gained = 0.0
+            for r in events:
                 if r.base == -math.inf:
                     rank = -math.inf
                 elif r.scores is not None:
@@ -410,11 +389,11 @@ class AdaptiveHalfLife:
                     rank = r.base + self.score(r.count, r.t_last, h, r.span)
                 wanted = r.wanted and rank > -math.inf
                 if r.oid in mini.members:
-                    gains[e] = r.reads * r.size
+                    gained += r.reads * r.size
                 elif (r.reads or r.on_read) and wanted and mini.admit_on_read(r.oid, r.size, rank):
                     # A first sighting on the read path is a miss too (its reads before were
                     # not seen): the real tier tries to admit it, so the simulated ones do.
-                    gains[e] = max(r.reads - 1, 0) * r.size
+                    gained += max(r.reads - 1, 0) * r.size
                 if r.on_read:
                     continue  # the next cycle judges it by policy, as the real tier's does
                 if wanted:
@@ -423,17 +402,11 @@ class AdaptiveHalfLife:
                     mini.release(r.oid)
             mini.settle()
             mini.drain()
-            self._hits[k] += sum(gains)
-            served.append(gains)
-        # Evidence against the current choice: where a simulation served a read differently.
-        ref = served[self.sticky * len(self.candidates) + self.current]
-        for k, gains in enumerate(served):
-            self._apart[k] += sum((a - b) * (a - b) for a, b in zip(gains, ref, strict=True) if a != b)
+            self._hits[k] += gained
         self._bytes += total
         # Forget old traffic: the simulations' memory is ``window`` fills of their capacity.
         keep = 0.5 ** (total / (self.window * self.capacity * self.sample))
         self._hits = [h * keep for h in self._hits]
-        self._apart = [d * keep for d in self._apart]
         self._bytes *= keep
         return self._choose(hot)
 
@@ -454,21 +427,9 @@ class AdaptiveHalfLife:
         bests = [max(range(r, r + n), key=lambda k: (hits[k], k)) for r in rows]
         best = max(bests, key=lambda k: (_around(hits, k, n), -k))
         now = self.sticky * n + self.current
-        gap = hits[best] - hits[now]
-        # Once the simulations have chosen, a switch needs its advantage to stand out of the noise
-        # of the reads the two served differently (a paired test: on a few hundred reads the
-        # choice otherwise follows chance). The first choice does not: the start is the policy's
-        # constants, not evidence, and on fast drift they are the worst candidate.
-        z = self.EVIDENCE if self.chosen else self.FIRST_EVIDENCE
-        if best == now or gap <= hits[now] * self.margin or gap <= z * math.sqrt(self._apart[best]):
+        if best == now or hits[best] <= hits[now] * (1 + self.margin):
             return False
-        # The evidence is against the new choice from here: by the triangle inequality each
-        # simulation is at most as far from it as from the old choice plus the old from the new.
-        step = math.sqrt(self._apart[best])
-        self._apart = [(math.sqrt(d) + step) ** 2 for d in self._apart]
-        self._apart[best] = 0.0
         self.sticky, self.current = divmod(best, n)
-        self.chosen = True
         self.switches += 1
         self.changed = True
         self.rerank(hot)
@@ -527,8 +488,6 @@ class AdaptiveHalfLife:
                 range(len(self.configs) // n),
                 key=lambda s: abs(math.log(self.configs[s * n][1] / hysteresis)),
             )
-        self._apart = [0.0] * len(self.configs)  # the evidence counted against the old choice
-        self.chosen = True
 
 
 def _around(hits: list[float], k: int, n: int) -> float:
