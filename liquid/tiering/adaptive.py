@@ -428,10 +428,11 @@ class AdaptiveHalfLife:
         best = max(bests, key=lambda k: (_around(hits, k, n), -k))
         now = self.sticky * n + self.current
         # The margin alone: tried and measured against (a01a050, reverted), a paired test on the
-        # reads two simulations served differently (a switch only past 1 or 2 standard deviations,
-        # after a first choice on the margin) kept policy simulate's 360-read test to one switch,
-        # but on the grid's small samples the quick switches track drift: its mean fell from
-        # 0.5393 to 0.5377, cells at or above the best peer from 20 to 17.
+        # reads two simulations served differently (a switch only past 1 or 2 standard deviations)
+        # kept policy simulate's 360-read test to one switch, but on the grid's small samples the
+        # quick switches track drift. 2 sd after a first choice on the margin: the grid's mean
+        # 0.5393 to 0.5377, cells at or above the best peer 20 to 17; 2 sd for every switch:
+        # mean 0.5383, workflow 1% 0.612 to 0.601 (on a synthetic loop it won a point).
         if best == now or hits[best] <= hits[now] * (1 + self.margin):
             return False
         self.sticky, self.current = divmod(best, n)
