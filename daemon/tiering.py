@@ -211,8 +211,7 @@ class Metrics:
     def observe_rank(self, planner: Planner) -> None:
         """The half-life the hot tier ranks with: in seconds for the wall-clock ranks, in budgets
         read for the read clock; the gauge of the rank not in use is NaN (never a stale number)."""
-        adaptive = planner.adaptive
-        self.hot_hysteresis.set(adaptive.bonus if adaptive.enabled else planner.knobs.hysteresis)
+        self.hot_hysteresis.set(planner.adaptive.bonus)  # planner.hysteresis while adaptation is off
         if not planner.knobs.read_clock:
             self.hot_half_life.set(planner.adaptive.half_life)
             self.hot_read_half_life.set(math.nan)

@@ -965,8 +965,9 @@ class Planner:
         k = self.knobs
         state.hot = RankedTier(
             tier_caps(policies, "hot", self._prices_of),
-            # The simulations' choice (liquid.tiering.adaptive), at least the operator's.
-            hysteresis=self.adaptive.bonus if self.adaptive.enabled else k.hysteresis,
+            # The simulations' choice (liquid.tiering.adaptive), at least the operator's (and the
+            # operator's alone when they are off: they never switch then).
+            hysteresis=self.adaptive.bonus,
             window=self.window.share if k.adaptive_window else k.hot_window,
             window_lru=k.adaptive_window,
             readmit=False,
