@@ -275,7 +275,7 @@ async def ref_writer(
 _HIGH_ESCAPE = re.compile(rb"%[89a-fA-F]")
 
 
-def utf8_path(request: Request) -> None:
+def check_utf8_path(request: Request) -> None:
     """Refuse a path whose percent-escapes are not UTF-8.
 
     Starlette decodes them with replacement, so ``%FF`` and ``%FE`` would both become U+FFFD:
@@ -292,6 +292,15 @@ def utf8_path(request: Request) -> None:
             " keys are Unicode text, percent-encoded as UTF-8",
             field="key",
         ) from None
+
+
+async def utf8_path(request: Request) -> None:
+    """:func:`check_utf8_path` as the routers' dependency.
+
+    A coroutine, as every dependency here must be: FastAPI runs a plain ``def`` dependency in a
+    worker thread, a hop there and back on every request (``tests/test_api_dependencies.py``).
+    """
+    check_utf8_path(request)
 
 
 router = APIRouter(dependencies=[Depends(utf8_path)])
@@ -1107,7 +1116,7 @@ async def read_ref(request: Request) -> Response:
     halves the framework's share of a hot hit. Errors are the same problem+json answers.
     """
     c = app_context(request)
-    utf8_path(request)
+    check_utf8_path(request)
     _DEADLINE.set(c.settings.resilience.request_timeout)
     sig = exp_text = None
     if request.scope.get("query_string"):  # a plain read has none: nothing to parse

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 Source = Literal["postgres", "clickhouse"]
 
 
-def _principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+async def _principal(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
     if principal is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
     return principal
@@ -32,7 +32,7 @@ def _principal(principal: Annotated[Principal | None, Depends(optional_principal
 Who = Annotated[Principal, Depends(_principal)]
 
 
-def _filter(
+async def _filter(
     who: Who,
     tenant: Annotated[str | None, Query(description="Only this tenant (tenant keys: their own).")] = None,
     namespace: Annotated[str | None, Query(description="Only this namespace.")] = None,

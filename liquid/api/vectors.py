@@ -39,7 +39,7 @@ _422: dict[int | str, dict[str, Any]] = {
 }
 
 
-def vector_search(request: Request) -> VectorSearch:
+async def vector_search(request: Request) -> VectorSearch:
     search: VectorSearch = request.app.state.vectors
     return search
 
