@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import text as sql
 
+from liquid.catalog import partitions
 from liquid.refs import RefInfo
 from liquid.service import LiquidService
 
@@ -26,7 +27,8 @@ def load_demo(service: LiquidService, *, executions: int = 5, seed: int = 7) -> 
         count, first = conn.execute(
             sql(
                 "SELECT count(*), min(namespace || '/' || key) FILTER (WHERE namespace = 'results') "
-                "FROM objects WHERE tenant_id = :t AND state = 'live'"
+                "FROM objects WHERE tenant_id = :t AND state = 'live' AND "
+                + partitions.tenant_rows(DEMO_TENANT)
             ),
             {"t": DEMO_TENANT},
         ).one()

@@ -45,7 +45,7 @@ from sqlalchemy import Engine, Row, Table, and_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from liquid.access import AccessTracker
-from liquid.catalog import db
+from liquid.catalog import db, partitions
 from liquid.catalog.changes import MARK, mark_changed
 from liquid.catalog.fastpath import CatalogFastPath
 from liquid.catalog.models import Object
@@ -758,6 +758,7 @@ class LiquidService:
                 text(
                     MARK.format(
                         "SELECT id FROM objects WHERE tenant_id = :t AND execution_id = :e AND state = 'live'"
+                        f" AND {partitions.tenant_rows(tenant)}"
                     )
                 ),
                 {"t": tenant, "e": execution_id},
@@ -782,7 +783,8 @@ class LiquidService:
         r = self._ref(tenant, ref)
         now = self.clock()
         with self.engine.begin() as conn:
-            row = conn.execute(select(OBJECTS).where(*self._match(r)).with_for_update()).first()
+            mine = text(partitions.tenant_rows(r.tenant))
+            row = conn.execute(select(OBJECTS).where(*self._match(r), mine).with_for_update()).first()
             if row is None:
                 raise ObjectNotFound(f"no object {r.uri}", field="ref")
             if row.state != "live":
@@ -1299,19 +1301,7 @@ class LiquidService:
         """The newest live version of a key. Raises ObjectNotFound if there is none."""
         check_slug(namespace, "namespace")
         check_key(key)
-        with self.engine.connect() as conn:
-            version = conn.scalar(
-                select(Object.version)
-                .where(
-                    Object.tenant_id == tenant,
-                    Object.namespace == namespace,
-                    Object.key == key,
-                    Object.state == "live",
-                    (Object.expires_at.is_(None)) | (Object.expires_at > self.clock()),
-                )
-                .order_by(Object.version.desc())
-                .limit(1)
-            )
+        version = self.fast.latest(tenant, namespace, key, self.clock())
         if version is None:
             raise ObjectNotFound(f"no live version of {namespace}/{key}", field="key")
         return ResultRef(tenant, namespace, key, version)
@@ -1345,6 +1335,7 @@ class LiquidService:
             Object.namespace == namespace,
             Object.state == "live",
             (Object.expires_at.is_(None)) | (Object.expires_at > self.clock()),
+            text(partitions.tenant_rows(tenant)),
         ]
         if prefix:
             conds.append(Object.key.startswith(prefix, autoescape=True))

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from psycopg import Connection, Cursor
@@ -111,6 +112,14 @@ SELECT_FOR_READ = f"SELECT {_READ_COLUMNS} FROM objects {_WHERE}"
 # comparing four columns of text in the ref's unique index (about half the server's time).
 SELECT_FOR_READ_BY_ID = f"SELECT {_READ_COLUMNS} FROM objects WHERE id = %s"
 SELECT_MANY_FOR_READ = f"SELECT tenant_id, namespace, key, version, {_READ_COLUMNS}" + _MANY
+# The newest live version of a key (``GET /v1/objects/{ns}/{key}`` without a version): the ref's
+# unique index read backwards, in the tenant's partition and the legacy one only.
+SELECT_LATEST = (
+    "SELECT version FROM objects WHERE tenant_id = %s AND namespace = %s AND key = %s AND state = 'live'"
+    " AND (expires_at IS NULL OR expires_at > %s) AND "
+    + TENANT_IDS.format(col="id")
+    + " ORDER BY version DESC LIMIT 1"
+)
 # A known version's value, if it is live and kept in its row: nothing else is decoded. Liveness is
 # judged in the select list, not the WHERE clause: a predicate on state there let the planner take
 # the (state, home_tier) index over the primary key and filter every live row by id.
@@ -190,6 +199,11 @@ class CatalogFastPath:
             cur.execute(SELECT_OBJECT, params)
             row: NamedTuple | None = cur.fetchone()
             return row
+
+    def latest(self, tenant: str, namespace: str, key: str, now: datetime) -> int | None:
+        """The newest version of a key that is live and unexpired at ``now``; None if there is none."""
+        row = self._one(SELECT_LATEST, (tenant, namespace, key, now, *partitions.tenant_ids(tenant)))
+        return None if row is None else int(row[0])
 
     def find_by_id(self, object_id: int) -> Any | None:
         """The read columns of one version by its id (as :meth:`find`), or None."""

@@ -49,6 +49,18 @@ def tenant_ids(tenant: str) -> tuple[int, int, int]:
     return LEGACY_END, low, high
 
 
+def tenant_rows(tenant: str, *, col: str = "id") -> str:
+    """SQL: ``col`` (an objects id) in ``tenant``'s partition or the legacy one, the bounds inlined.
+
+    For the catalog's SQLAlchemy queries of one tenant's rows (``latest``, ``list``, a delete's
+    lookup): without it PostgreSQL plans and probes every partition, which costs more than the
+    query (1.7 ms for ``latest`` across 17 partitions). The bounds are integers computed here,
+    so inlining them is safe, and constants let the planner prune before it plans.
+    """
+    legacy_end, low, high = tenant_ids(tenant)
+    return f"({col} < {legacy_end} OR ({col} >= {low} AND {col} < {high}))"
+
+
 def tenant_bucket(tenant: str) -> int:
     """The tenant's bucket, 1 … BUCKETS; the same as SQL ``liquid_tenant_bucket(tenant)``."""
     return 1 + int(hashlib.md5(tenant.encode(), usedforsecurity=False).hexdigest()[:8], 16) % BUCKETS

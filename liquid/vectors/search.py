@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from liquid.access import AccessTracker
+from liquid.catalog import partitions
 from liquid.config import CATALOG_STORE, Settings
 from liquid.errors import InvalidInput, LiquidError, ObjectGone, ObjectNotFound
 from liquid.refs import RefInfo, ResultRef, check_slug, format_uri
@@ -278,6 +279,7 @@ class VectorSearch:
                 text(
                     "SELECT id, state, expires_at, deleted_at, tags, content_type, classification"
                     " FROM objects WHERE tenant_id = :t AND namespace = :ns AND key = :k AND version = :v"
+                    f" AND {partitions.tenant_rows(ref.tenant)}"
                 ),
                 {"t": ref.tenant, "ns": ref.namespace, "k": ref.key, "v": ref.version},
             ).first()
@@ -455,6 +457,7 @@ class VectorSearch:
                     "SELECT id, namespace, key, version, size, sha256, content_type, tags, classification,"
                     " created_at, CASE WHEN size < :inline THEN inline_data END AS inline_data"
                     " FROM objects WHERE tenant_id = :t AND id = ANY(:ids) AND state = 'live'"
+                    f" AND {partitions.tenant_rows(tenant)}"
                     " AND (expires_at IS NULL OR expires_at > :now)"
                 ),
                 {
