@@ -432,7 +432,11 @@ class AdaptiveHalfLife:
         # kept policy simulate's 360-read test to one switch, but on the grid's small samples the
         # quick switches track drift. 2 sd after a first choice on the margin: the grid's mean
         # 0.5393 to 0.5377, cells at or above the best peer 20 to 17; 2 sd for every switch:
-        # mean 0.5383, workflow 1% 0.612 to 0.601 (on a synthetic loop it won a point).
+        # mean 0.5383, workflow 1% 0.612 to 0.601 (on a synthetic loop it won a point). The margin
+        # itself (0.01): 0.02 gave grid mean 0.5379 and 22 cells at or above the best peer; 0 gave
+        # 0.5393 and 23 on the grid but 34 of 48 on the held-out traces as 0.01 does, the same mean
+        # 0.4801, and worse worst cells on both (workflow 1% 0.88 points below LRU against 0.50;
+        # held-out zipf0.9-drift20%-1y 5% 0.68 below ARC against 0.26).
         if best == now or hits[best] <= hits[now] * (1 + self.margin):
             return False
         self.sticky, self.current = divmod(best, n)
