@@ -642,6 +642,12 @@ async def put_object(
     if trace_id is not None:
         trace.get_current_span().set_attribute(TRACE_ID_ATTR, trace_id)
     bridge = BodyBridge(request.stream(), limit=limit)
+    # A body declared no larger than one piece is read on the loop before the upload takes a
+    # worker thread (one hop in all, and no thread held while a slow client sends it).
+    small: list[bytes] | None = None
+    if size_hint is not None and size_hint <= bridge.coalesce:
+        body = await bridge.read_small()
+        small = [body] if body else []
     shm = c.shm
     writer = (
         shm.writer()
@@ -654,7 +660,7 @@ async def put_object(
     )
 
     def tee() -> Iterator[bytes]:
-        for chunk in bridge:
+        for chunk in bridge if small is None else small:
             if writer is not None:
                 writer.write(chunk)
             yield chunk

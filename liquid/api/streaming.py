@@ -53,6 +53,18 @@ class BodyBridge:
             return None
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    async def read_small(self) -> bytes:
+        """The whole body, read on the loop: for a body declared no larger than one piece.
+
+        A worker thread pulling it through :meth:`__iter__` would cross to the loop and back
+        twice (the piece, then the end); read here first, the upload takes a thread only once
+        its bytes are in, however slowly they trickle.
+        """
+        parts: list[bytes] = []
+        while (piece := await self._next()) is not None:
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
     def __iter__(self) -> Iterator[bytes]:
         while True:
             piece = anyio.from_thread.run(self._next)

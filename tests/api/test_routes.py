@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from liquid.api.server import ApiServer
+from liquid.api.streaming import COALESCE
 from liquid.config import load_settings
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
@@ -78,6 +79,27 @@ def test_put_get_head_delete_by_object_path(http: httpx.Client, tk: TenantKey) -
     d = http.delete("/v1/objects/results/run%207/out%3F.bin", params={"version": 1})
     assert d.status_code == 200 and d.json()["state"] == "deleted"
     problem_of(http.get(ref_url("", ref["uri"])), 410, "liquid:gone")
+
+
+@pytest.mark.parametrize(
+    "size, chunked",
+    [(0, False), (1000, False), (COALESCE, False), (COALESCE + 1, False), (3000, True)],
+    ids=["empty", "small", "one-piece", "one-byte-over", "chunked"],
+)
+def test_put_stores_the_exact_body_whichever_way_it_is_read(
+    http: httpx.Client, tk: TenantKey, size: int, chunked: bool
+) -> None:
+    """Bodies declared no larger than a piece are read on the loop first, larger or undeclared
+    ones streamed to the core from a worker thread (liquid.api.routes.put_object): the same bytes."""
+    data = os.urandom(size)
+    key = f"body-{size}-{chunked}"
+    # An iterator makes httpx send it chunked, with no Content-Length.
+    content: Any = iter([data[:1000], data[1000:]]) if chunked else data
+    r = http.put(f"/v1/objects/bodies/{key}", content=content)
+    assert r.status_code == 201, r.text
+    assert r.json()["size"] == size and r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    g = http.get(f"/v1/objects/bodies/{key}")
+    assert g.status_code == 200 and g.content == data
 
 
 def test_put_metadata_is_stored(http: httpx.Client, api_service: LiquidService, tk: TenantKey) -> None:
