@@ -394,7 +394,8 @@ class ResilienceSettings(BaseModel):
     #: ``Retry-After`` sent when the catalog (PostgreSQL) is unreachable.
     catalog_retry_after: Duration = 2.0
     #: API requests in flight at once per route class (``liquid.api.capacity``): object uploads
-    #: (each holds a worker thread of the uploads' own for its whole body), object and ref reads,
+    #: (one larger than a piece, 1 MiB, holds a worker thread of the uploads' own while its body
+    #: arrives; a smaller one is read on the event loop first), object and ref reads,
     #: and the rest of ``/v1``. One more gets 503 + ``Retry-After: busy_retry_after`` at once.
     max_uploads: int = Field(default=16, ge=1, le=1024)
     max_reads: int = Field(default=512, ge=1, le=100_000)

@@ -1,7 +1,8 @@
 """Bounded concurrency per route class: a fast 503 with ``Retry-After`` instead of a queue that starves.
 
-Each upload holds a worker thread for as long as its body arrives, so without a bound ~40
-slow uploaders (the thread pool's size) stall every route, ``/readyz`` included. Requests
+An upload larger than a piece (1 MiB) holds a worker thread for as long as its body arrives
+(a smaller one is read on the event loop before it takes one), so without a bound ~40 slow
+uploaders (the thread pool's size) stalled every route, ``/readyz`` included. Requests
 are sorted into classes — ``uploads`` (``PUT`` of an object), ``reads`` (``GET``/``HEAD``
 of objects and refs) and ``other`` (the rest of ``/v1``) — and each class may have at most
 its limit (``resilience.max_uploads`` / ``max_reads`` / ``max_other``) in flight. One more
