@@ -41,7 +41,7 @@ from typing import IO, Any, NamedTuple
 
 import redis.asyncio
 import zstandard
-from sqlalchemy import Engine, Row, Table, and_, select, text, update
+from sqlalchemy import Boolean, ColumnElement, Engine, Row, Table, and_, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from liquid.access import AccessTracker
@@ -79,6 +79,11 @@ Clock = Callable[[], datetime]
 SCOPES = ("step", "execution", "workflow", "permanent")
 RefLike = ResultRef | RefInfo | str
 Body = bytes | bytearray | memoryview | Iterable[bytes] | IO[bytes]
+
+
+def _tenant_rows(tenant: str) -> ColumnElement[bool]:
+    """The tenant's partition of ``objects`` and the legacy one (:func:`partitions.tenant_rows`)."""
+    return literal_column(partitions.tenant_rows(tenant), Boolean)
 
 
 def utcnow() -> datetime:
@@ -783,8 +788,9 @@ class LiquidService:
         r = self._ref(tenant, ref)
         now = self.clock()
         with self.engine.begin() as conn:
-            mine = text(partitions.tenant_rows(r.tenant))
-            row = conn.execute(select(OBJECTS).where(*self._match(r), mine).with_for_update()).first()
+            row = conn.execute(
+                select(OBJECTS).where(*self._match(r), _tenant_rows(r.tenant)).with_for_update()
+            ).first()
             if row is None:
                 raise ObjectNotFound(f"no object {r.uri}", field="ref")
             if row.state != "live":
@@ -1330,12 +1336,12 @@ class LiquidService:
                 " characters",
                 field="prefix",
             )
-        conds = [
+        conds: list[ColumnElement[bool]] = [
             Object.tenant_id == tenant,
             Object.namespace == namespace,
             Object.state == "live",
             (Object.expires_at.is_(None)) | (Object.expires_at > self.clock()),
-            text(partitions.tenant_rows(tenant)),
+            _tenant_rows(tenant),
         ]
         if prefix:
             conds.append(Object.key.startswith(prefix, autoescape=True))
