@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -367,6 +368,17 @@ async def _object_ref(c: ApiContext, tenant: str, namespace: str, key: str, vers
     return ResultRef(tenant, namespace, key, version)
 
 
+def _on_version(
+    c: ApiContext, tenant: str, namespace: str, key: str, version: int | None, fn: Callable[[ResultRef], T]
+) -> Callable[[], T]:
+    """``fn`` of the named version, or of the latest one found first in the same worker-thread call
+    (one hop, not one for the version and one for ``fn``)."""
+    if version is not None:
+        ref = ResultRef(tenant, namespace, key, version)
+        return lambda: fn(ref)
+    return lambda: fn(c.service.latest(tenant, namespace, key))
+
+
 async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -> Response:
     """GET: 200 / 206 / 304 / 307 / 416 for one version."""
     svc = c.service
@@ -488,7 +500,10 @@ def _unsatisfiable(request: Request, size: int) -> Response:
 
 
 async def _head(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -> Response:
-    info = await run(c.service.head, tenant, ref)
+    return _head_answer(request, await run(c.service.head, tenant, ref))
+
+
+def _head_answer(request: Request, info: ObjectInfo) -> Response:
     inm = request.headers.get("if-none-match")
     if inm is not None and etag_matches(inm, info.sha256):
         return _not_modified(info.sha256)
@@ -737,8 +752,8 @@ async def head_object(
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    ref = await _object_ref(c, who.tenant, namespace, key, version)
-    return await _head(request, c, who.tenant, ref)
+    head = functools.partial(c.service.head, who.tenant)
+    return _head_answer(request, await run(_on_version(c, who.tenant, namespace, key, version, head)))
 
 
 @router.delete(
@@ -754,8 +769,9 @@ async def delete_object(
     key: Key,
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
-    ref = await _object_ref(c, who.tenant, namespace, key, version)
-    return await _delete(c, who, who.tenant, ref)
+    delete = functools.partial(c.service.delete, who.tenant, actor=f"key:{who.principal.key_prefix}")
+    info = await run(_on_version(c, who.tenant, namespace, key, version, delete))
+    return JSONResponse(info.to_json())
 
 
 @router.get(

@@ -102,6 +102,26 @@ def test_put_stores_the_exact_body_whichever_way_it_is_read(
     assert g.status_code == 200 and g.content == data
 
 
+def test_head_and_delete_without_a_version_act_on_the_latest_live_one(http: httpx.Client) -> None:
+    """The version is looked up in the same worker-thread call as the head or delete itself."""
+    first = put(http, "latest", "doc", b"one")
+    second = put(http, "latest", "doc", b"two!")
+    h = http.head("/v1/objects/latest/doc")
+    assert h.status_code == 200 and h.headers["x-liquid-version"] == "2"
+    assert h.headers["content-length"] == "4" and h.headers["etag"] == f'"{second["sha256"]}"'
+    same = {"If-None-Match": h.headers["etag"]}
+    assert http.head("/v1/objects/latest/doc", headers=same).status_code == 304
+    d = http.delete("/v1/objects/latest/doc")
+    assert d.status_code == 200 and d.json()["uri"] == second["uri"] and d.json()["state"] == "deleted"
+    # The latest live one is the first version now.
+    h = http.head("/v1/objects/latest/doc")
+    assert h.status_code == 200 and h.headers["x-liquid-version"] == "1"
+    assert http.get("/v1/objects/latest/doc").content == b"one"
+    assert http.delete("/v1/objects/latest/doc").json()["uri"] == first["uri"]
+    assert http.head("/v1/objects/latest/doc").status_code == 404
+    problem_of(http.delete("/v1/objects/latest/doc"), 404, "liquid:not-found")
+
+
 def test_put_metadata_is_stored(http: httpx.Client, api_service: LiquidService, tk: TenantKey) -> None:
     ref = put(
         http,
