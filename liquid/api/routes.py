@@ -299,7 +299,7 @@ async def utf8_path(request: Request) -> None:
     """:func:`check_utf8_path` as the routers' dependency.
 
     A coroutine, as every dependency here must be: FastAPI runs a plain ``def`` dependency in a
-    worker thread, a hop there and back on every request (``tests/test_api_dependencies.py``).
+    worker thread, a hop there and back on every request (``tests/api/test_dependencies.py``).
     """
     check_utf8_path(request)
 
