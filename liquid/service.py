@@ -1360,7 +1360,7 @@ class LiquidService:
         query = select(OBJECTS).where(*conds).order_by(Object.key, Object.version.desc())
         if not all_versions:
             query = query.ext(distinct_on(OBJECTS.c.key))
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             rows = list(conn.execute(query.limit(limit + 1)).all())
         items = [_info(row) for row in rows[:limit]]
         cursor = None

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
+from liquid.catalog import db
 from liquid.catalog.models import ApiKey, Tenant
 from liquid.errors import Conflict, InvalidInput, ObjectNotFound, Unauthorized
 from liquid.events import log as events
@@ -63,11 +64,11 @@ class Tenancy:
             raise Conflict(f"tenant {tenant!r} already exists", field="tenant") from None
 
     def tenant_exists(self, tenant: str) -> bool:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return conn.execute(select(Tenant.id).where(Tenant.id == tenant)).first() is not None
 
     def list_tenants(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return list(conn.scalars(select(Tenant.id).order_by(Tenant.id)))
 
     def create_api_key(
@@ -133,7 +134,7 @@ class Tenancy:
         if len(parts) != 3 or parts[0] + "_" != KEY_PREFIX:
             raise denied
         _, prefix, secret = parts
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             row = conn.execute(
                 select(ApiKey.secret_sha256, ApiKey.tenant_id, ApiKey.role, ApiKey.revoked_at).where(
                     ApiKey.prefix == prefix

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from liquid.api.routes import Ctx, run
 from liquid.api.stats import Who
+from liquid.catalog import db
 from liquid.catalog.models import MoveJournal, MoverHeartbeat
 from liquid.errors import Forbidden, InvalidInput
 from liquid.events.stats import export_lag
@@ -149,7 +150,7 @@ async def tiering_status(
             .order_by(j.id)
             .limit(limit)
         )
-        with engine.connect() as conn:
+        with db.reading(engine) as conn:
             pending = [dict(r._mapping) for r in conn.execute(pending_q)]
             beats = conn.execute(select(MoverHeartbeat.worker_id, MoverHeartbeat.beat_at)).all()
         counts = queue_counts(engine)

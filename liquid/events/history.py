@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, text
 
+from liquid.catalog import db
 from liquid.errors import InvalidInput, InvalidRef
 from liquid.events.log import iso
 from liquid.refs import ResultRef
@@ -192,7 +193,7 @@ def read_page(engine: Engine, query: EventQuery, *, cursor: str | None = None) -
         params["cursor"] = parse_cursor(cursor, query.order)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = text(f"SELECT {_COLUMNS} FROM events {where} ORDER BY id {query.order.upper()} LIMIT :limit")
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(sql, {**params, "limit": query.limit + 1}).all()
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -202,7 +203,7 @@ def read_page(engine: Engine, query: EventQuery, *, cursor: str | None = None) -
 
 def horizon(engine: Engine) -> int:
     """The oldest transaction id still running: every event below it is final."""
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         return int(conn.execute(_HORIZON).scalar_one())
 
 
@@ -228,7 +229,7 @@ def follow(
     while not stop():
         hi = horizon(engine)
         if hi > lo:
-            with engine.connect() as conn:
+            with db.reading(engine) as conn:
                 rows = conn.execute(sql, {**params, "lo": lo, "hi": hi}).all()
             for row in rows:
                 yield event_json(row)
@@ -244,6 +245,6 @@ def tail(engine: Engine, query: EventQuery) -> tuple[list[dict[str, Any]], int]:
     clauses, params = query.where()
     clauses.append("txid < :hi")
     sql = text(f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT :limit")
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(sql, {**params, "hi": since, "limit": query.limit}).all()
     return [event_json(r) for r in reversed(rows)], since

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 
+from liquid.catalog import db
 from liquid.events.sinks import EventSink
 from liquid.policy.costs import tier_prices
 from liquid.policy.models import PolicySet, TierPrice
@@ -150,7 +151,7 @@ class PostgresStats:
         return "".join(f" AND {p}" for p in parts), params
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             return _plain([dict(r._mapping) for r in conn.execute(text(sql), params)])
 
     def usage(self, f: StatsFilter) -> list[dict[str, Any]]:
@@ -329,7 +330,7 @@ class ClickHouseStats:
 
 def export_lag(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     """Each sink's watermark, events exported, and how far behind the log it is."""
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(
             text(
                 "SELECT x.sink, x.exported, x.updated_at,"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from liquid.catalog import db
 from liquid.errors import LiquidError
 from liquid.events import log as events
 from liquid.policy.loader import _expand, load_policy_sources
@@ -99,7 +100,7 @@ def apply_policies(
 
 def active_policies(engine: Engine) -> AppliedPolicies | None:
     """The newest applied policy set, or None if none was ever applied."""
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         row = conn.execute(text(f"{_SELECT} LIMIT 1")).first()
     if row is None:
         return None
@@ -111,7 +112,7 @@ def active_policies(engine: Engine) -> AppliedPolicies | None:
 
 def policy_version(engine: Engine, version: int) -> AppliedPolicies | None:
     """One applied version (None when there is no such version)."""
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         row = conn.execute(
             text("SELECT version, applied_at, applied_by, source FROM policy_versions WHERE version = :v"),
             {"v": version},
@@ -187,7 +188,7 @@ def unconfigured_tiers(policies: PolicySet, configured: Callable[[str], bool]) -
 
 def history(engine: Engine, limit: int = 20) -> list[tuple[int, datetime, str | None, list[str]]]:
     """(version, applied_at, applied_by, files), newest first."""
-    with engine.connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(
             text(f"{_SELECT} LIMIT :n"),
             {"n": limit},

@@ -219,7 +219,7 @@ class PgVectorIndex:
         cached = self._spaces.get((tenant, namespace))
         if cached is not None:
             return cached
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             row = conn.execute(
                 text("SELECT dims, metric FROM vector_spaces WHERE tenant_id = :t AND namespace = :ns"),
                 {"t": tenant, "ns": namespace},
@@ -365,7 +365,7 @@ class PgVectorIndex:
             # One round trip: a read-only statement in autocommit, on a connection whose session
             # already has these HNSW settings (they touch nothing but HNSW scans, so they may stay
             # on a pooled connection; each connection remembers what it was given).
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with db.reading(self.engine) as conn:
                 raw = _driver(conn)
                 wanted = (ef, "strict_order")
                 if conn.info.get("liquid_hnsw") != wanted:
@@ -652,7 +652,7 @@ class PgVectorIndex:
 
     def _load_sample(self, q: PgVectorQuery) -> SetSample:
         """:meth:`_read_sample` on a connection of the engine's own."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with db.reading(self.engine) as conn:
             return self._read_sample(_driver(conn), q)
 
     def _read_sample(self, conn: psycopg.Connection[Any], q: PgVectorQuery) -> SetSample:
@@ -688,7 +688,7 @@ class PgVectorIndex:
                 return None
             check_dims(space, dims, where.namespace)
             return self._plan(tenant, vector, k=k, where=where, metric=space.metric)
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             found = conn.execute(
                 text("SELECT DISTINCT dims, metric FROM vector_spaces WHERE tenant_id = :t"),
                 {"t": tenant},

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from liquid.access import AccessTracker
-from liquid.catalog import partitions
+from liquid.catalog import db, partitions
 from liquid.config import CATALOG_STORE, Settings
 from liquid.errors import InvalidInput, LiquidError, ObjectGone, ObjectNotFound
 from liquid.refs import RefInfo, ResultRef, check_slug, format_uri
@@ -274,7 +274,7 @@ class VectorSearch:
         return n
 
     def _live(self, ref: ResultRef) -> Any:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             row = conn.execute(
                 text(
                     "SELECT id, state, expires_at, deleted_at, tags, content_type, classification"
@@ -451,7 +451,7 @@ class VectorSearch:
         if all(h.live_row is not None for h in hits):
             # The index checked them in the catalog in its own query (pgvector).
             return [self._result(tenant, h, h.live_row) for h in hits]
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             rows = conn.execute(
                 text(
                     "SELECT id, namespace, key, version, size, sha256, content_type, tags, classification,"
