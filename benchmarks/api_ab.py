@@ -8,7 +8,8 @@ api`` from each tree in its own uvicorn process on loopback. Then, ``--n`` times
 route to both servers through the standard library's ``http.client`` (one keep-alive connection
 each), the order of the two flipped every round so neither always goes first: a 1 KiB ``PUT``,
 ``GET`` and ``HEAD`` of a key's latest version, ``GET`` of the ref (the lean read route; a
-warm value), a 5-item listing and ``/healthz``. Prints the p50 table (and writes it to ``--out``).
+warm value), a 5-item listing, the 5 latest events and ``/healthz``. Prints the p50 table
+(and writes it to ``--out``).
 
 A before/after record for changes to the request path (``benchmarks/results/request_path.md``):
 the same servers, machine and moment for both sides, so a busy machine moves both alike. It does
@@ -43,6 +44,7 @@ ROUTES = (
     "HEAD latest",
     "GET ref (lean route, warm value)",
     "list 5",
+    "events 5",
     "GET /healthz",
 )
 WARMUP = 50
@@ -94,6 +96,8 @@ def send(conn: http.client.HTTPConnection, route: str, tenant: str, key: str, au
         conn.request("GET", "/v1/refs/" + quote(f"liquid://{tenant}/ab/{key}@1", safe=""), headers=auth)
     elif route == "list 5":
         conn.request("GET", "/v1/objects/ab?limit=5", headers=auth)
+    elif route == "events 5":
+        conn.request("GET", "/v1/events?limit=5", headers=auth)
     else:
         conn.request("GET", "/healthz")
     response = conn.getresponse()
