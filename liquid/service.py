@@ -277,6 +277,11 @@ def _small_value(body: Body, most: int) -> bytes | None:
     return bytes(body)  # the same object for bytes; one copy of a mutable buffer the caller owns
 
 
+#: A body given as one ``bytes`` buffer this large or larger is hashed beside its upload
+#: (:meth:`_Meter.take`): below it, starting a thread costs more than the hash it hides.
+HASH_ASIDE = 1 << 20
+
+
 class _Meter:
     """Counts and hashes bytes as they pass; refuses to pass more than ``limit``."""
 
@@ -284,6 +289,7 @@ class _Meter:
         self.limit = limit
         self.size = 0
         self.digest = hashlib.sha256()
+        self._hashing: threading.Thread | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         self.size += len(chunk)
@@ -295,6 +301,24 @@ class _Meter:
     def wrap(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             yield self.feed(chunk)
+
+    def take(self, data: bytes) -> None:
+        """Count ``data`` (one whole body) now and hash it in a thread of its own meanwhile.
+
+        hashlib lets go of the GIL while it hashes a large buffer, so the store's upload of the
+        same bytes runs beside it: a 4 MiB body's SHA-256 (~2.5 ms) leaves the put's critical path.
+        """
+        self.size = len(data)
+        if self.size > self.limit:
+            raise TooLarge(f"object exceeds the maximum size of {self.limit} bytes", field="body")
+        self._hashing = threading.Thread(target=self.digest.update, args=(data,), name="liquid-put-sha256")
+        self._hashing.start()
+
+    def hexdigest(self) -> str:
+        """The SHA-256 of every byte counted (waits for :meth:`take`'s thread)."""
+        if self._hashing is not None:
+            self._hashing.join()
+        return self.digest.hexdigest()
 
 
 def _compress(chunks: Iterable[bytes], level: int) -> Iterator[bytes]:
@@ -604,6 +628,17 @@ class LiquidService:
             head: bytes | bytearray = whole
             exhausted = True
             source: Iterator[bytes] = iter(())
+        elif isinstance(body, bytes) and len(body) >= HASH_ASIDE:
+            # One large buffer: handed to the store as it is (no copies into chunks), and hashed
+            # in a thread while the store takes it.
+            if size_hint is not None and len(body) != size_hint:
+                raise InvalidInput(
+                    f"body was {len(body)} bytes but its declared length is {size_hint}", field="body"
+                )
+            meter.take(body)
+            head = body
+            exhausted = True
+            source = iter(())
         else:
             source = meter.wrap(_as_chunks(body))
             # Read just enough to know whether the value lives in its catalog row (inline or small
@@ -645,7 +680,7 @@ class LiquidService:
                 raise InvalidInput(
                     f"body was {len(data)} bytes but its declared length is {size_hint}", field="body"
                 )
-            sha = meter.digest.hexdigest()
+            sha = meter.hexdigest()
             fields.update(
                 size=len(data),
                 stored_size=len(data),
@@ -680,7 +715,7 @@ class LiquidService:
         if codec == "zstd":
             payload = _compress(payload, self.settings.compression_level)
         stored_size = store.put(locator, payload, size_hint=None if codec == "zstd" else size_hint)
-        size, sha = meter.size, meter.digest.hexdigest()
+        size, sha = meter.size, meter.hexdigest()
         if size_hint is not None and size != size_hint:
             store.delete(locator)
             raise InvalidInput(f"body was {size} bytes but its declared length is {size_hint}", field="body")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -463,9 +464,20 @@ def _socket_reader(body: Any) -> tuple[Callable[[memoryview], int], Callable[[],
 
 
 def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Regroup chunks into ``size``-byte parts with one copy per byte (parts are big: copies count)."""
+    """Regroup chunks into ``size``-byte parts with one copy per byte (parts are big: copies count).
+
+    A body that comes as one ``bytes`` chunk no larger than a part is that part, not copied.
+    """
+    it = iter(chunks)
+    first = next(it, None)
+    if first is None:
+        return
+    second = next(it, None)
+    if second is None and type(first) is bytes and len(first) <= size:
+        yield first
+        return
     buf = bytearray()
-    for chunk in chunks:
+    for chunk in itertools.chain((first,) if second is None else (first, second), it):
         buf += chunk
         while len(buf) >= size:
             with memoryview(buf) as view:

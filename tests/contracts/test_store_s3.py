@@ -203,3 +203,29 @@ def test_a_body_without_the_usual_http_response_is_copied_in() -> None:
         assert readinto(view) == 4
     assert buf == b"abcd"
     release()
+
+
+def test_a_body_given_as_one_buffer_goes_up_as_it_is(store_factory: Any, monkeypatch: Any) -> None:
+    """One ``bytes`` chunk no larger than a part is sent without a copy; anything else is regrouped."""
+    store = store_factory(multipart_threshold="6MiB", part_size="5MiB")
+    sent: list[Any] = []
+    put_object = store.client.put_object
+
+    def spy(**kwargs: Any) -> Any:
+        sent.append(kwargs["Body"])
+        return put_object(**kwargs)
+
+    monkeypatch.setattr(store.client, "put_object", spy)
+    data = os.urandom(3 * MiB + 7)
+    assert store.put("one", [data]) == len(data)
+    assert sent[-1] is data
+    assert read_bytes(store, "one") == data
+    pieces = [data[: MiB + 1], data[MiB + 1 :]]  # two chunks: joined into the one part
+    assert store.put("two", pieces) == len(data)
+    assert sent[-1] == data and sent[-1] is not data
+    assert read_bytes(store, "two") == data
+    big = os.urandom(11 * MiB)  # one chunk larger than a part: multipart, 5 + 5 + 1 MiB
+    parts = _count_calls(store, "UploadPart")
+    assert store.put("big", [big]) == len(big)
+    assert len(parts) == 3
+    assert read_bytes(store, "big") == big

@@ -29,7 +29,7 @@ from liquid.errors import (
 )
 from liquid.hotcache import hot_key
 from liquid.refs import RefInfo, ResultRef
-from liquid.service import LiquidService
+from liquid.service import HASH_ASIDE, LiquidService
 from liquid.stores.s3 import S3Store
 
 from ..conftest import S3Server
@@ -242,6 +242,43 @@ def test_max_object_size_enforced_while_streaming(
     assert {p for p in cold_dir.rglob("*") if p.is_file()} == before, "no partial bytes may remain"
     with pytest.raises(ObjectNotFound):
         svc.latest(tenant, "ns", "too-big")
+
+
+@pytest.mark.parametrize("cold", ["file", "s3"])
+def test_a_large_buffer_is_stored_whole_and_hashed_beside_its_upload(
+    make_service: ServiceFactory,
+    base_settings: dict[str, Any],
+    tenant: str,
+    s3_server: S3Server,
+    shared_bucket: str,
+    cold: str,
+) -> None:
+    stores = dict(base_settings["stores"])
+    if cold == "s3":
+        stores["cold"] = s3_server.store_url(shared_bucket, f"whole-{uuid.uuid4().hex[:8]}")
+    svc = make_service(stores=stores, inline_threshold=0, warm_max_object_size=0)
+    for n in (HASH_ASIDE, HASH_ASIDE + 12345, 9 * MiB + 1):  # the last one: an S3 multipart upload
+        data = os.urandom(n)
+        info = svc.put(tenant, "whole", f"k{n}", data, size_hint=n)
+        assert (info.size, info.sha256) == (n, hashlib.sha256(data).hexdigest())
+        row = _row(svc, info.ref)
+        assert (row.home_tier, row.sha256, row.size) == ("cold", info.sha256, n)
+        assert svc.get(tenant, info.ref) == data
+
+
+def test_a_large_buffer_too_large_or_of_another_length_leaves_nothing(
+    make_service: ServiceFactory, tenant: str, cold_dir: Path
+) -> None:
+    svc = make_service(max_object_size=3 * MiB, inline_threshold=0, warm_max_object_size=0)
+    before = {p for p in cold_dir.rglob("*") if p.is_file()}
+    with pytest.raises(TooLarge, match="maximum size of 3145728"):
+        svc.put(tenant, "whole", "too-big", os.urandom(3 * MiB + 1))
+    with pytest.raises(InvalidInput, match="declared length is 2097153"):
+        svc.put(tenant, "whole", "liar", os.urandom(2 * MiB), size_hint=2 * MiB + 1)
+    assert {p for p in cold_dir.rglob("*") if p.is_file()} == before, "no bytes may remain"
+    for key in ("too-big", "liar"):
+        with pytest.raises(ObjectNotFound):
+            svc.latest(tenant, "whole", key)
 
 
 def test_declared_length_mismatch_is_refused(service: LiquidService, tenant: str) -> None:
