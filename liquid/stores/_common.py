@@ -1,8 +1,10 @@
-"""Helpers shared by the store backends: URL options, optional imports, error wrapping."""
+"""Helpers shared by the store backends: URL options, optional imports, error wrapping, bodies."""
 
 from __future__ import annotations
 
 import importlib
+import itertools
+from collections.abc import Iterable, Iterator
 from types import ModuleType
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -122,3 +124,22 @@ def key_prefix(path: str) -> str:
     """Normalise a bucket-relative prefix: no leading ``/``, one trailing ``/`` unless empty."""
     path = path.strip("/")
     return f"{path}/" if path else ""
+
+
+def lone_chunk(chunks: Iterable[bytes], most: int) -> tuple[bytes | None, Iterator[bytes]]:
+    """``(chunk, nothing)`` when ``chunks`` is one ``bytes`` chunk of at most ``most`` bytes, else
+    ``(None, chunks)`` (the same chunks, two of them read ahead).
+
+    A body given as one buffer (``LiquidService.put`` hands a large ``bytes`` body over whole) can
+    then go up as it is, instead of being copied into a buffer and out again.
+    """
+    it = iter(chunks)
+    first = next(it, None)
+    if first is None:
+        return None, iter(())
+    second = next(it, None)
+    if second is None:
+        if type(first) is bytes and len(first) <= most:
+            return first, iter(())
+        return None, iter((first,))
+    return None, itertools.chain((first, second), it)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from liquid.errors import InvalidInput, ObjectNotFound, StoreError
-from liquid.stores._common import Options, key_prefix, missing, public_url
+from liquid.stores._common import Options, key_prefix, lone_chunk, missing, public_url
 from liquid.stores.base import CHUNK_SIZE, ObjectStat, check_locator, check_range
 
 try:
@@ -111,21 +111,24 @@ class GCSStore:
     def put(self, locator: str, chunks: Iterable[bytes], *, size_hint: int | None = None) -> int:
         """A single upload when everything fits in one chunk, else a resumable upload."""
         key = self._key(locator)
-        it = iter(chunks)
+        # A body given as one buffer no larger than a chunk goes up as it is, not copied.
+        lone, it = lone_chunk(chunks, self.chunk_size)
         buf = bytearray()
-        for chunk in it:
-            buf += chunk
-            if len(buf) > self.chunk_size:
-                return self._resumable(locator, key, buf, it)
+        if lone is None:
+            for chunk in it:
+                buf += chunk
+                if len(buf) > self.chunk_size:
+                    return self._resumable(locator, key, buf, it)
+        body = lone if lone is not None else bytes(buf)
         blob = self.bucket.blob(key)
         with self._errors(f"put {locator!r}"):
             blob.upload_from_string(
-                bytes(buf),
+                body,
                 content_type="application/octet-stream",
                 timeout=self.timeout,
                 retry=self.retry,
             )
-        return len(buf)
+        return len(body)
 
     def _resumable(self, locator: str, key: str, buf: bytearray, rest: Iterator[bytes]) -> int:
         blob = self.bucket.blob(key, chunk_size=self.chunk_size)

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from liquid.errors import IntegrityError, InvalidInput, ObjectNotFound, StoreError
-from liquid.stores._common import Options, key_prefix, missing, public_url
+from liquid.stores._common import Options, key_prefix, lone_chunk, missing, public_url
 from liquid.stores.base import CHUNK_SIZE, ObjectStat, PendingUpload, check_locator, check_range
 
 try:
@@ -468,16 +467,12 @@ def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
 
     A body that comes as one ``bytes`` chunk no larger than a part is that part, not copied.
     """
-    it = iter(chunks)
-    first = next(it, None)
-    if first is None:
-        return
-    second = next(it, None)
-    if second is None and type(first) is bytes and len(first) <= size:
-        yield first
+    lone, rest = lone_chunk(chunks, size)
+    if lone is not None:
+        yield lone
         return
     buf = bytearray()
-    for chunk in itertools.chain((first,) if second is None else (first, second), it):
+    for chunk in rest:
         buf += chunk
         while len(buf) >= size:
             with memoryview(buf) as view:

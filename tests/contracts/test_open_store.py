@@ -9,6 +9,7 @@ import pytest
 
 from liquid.errors import InvalidInput, MissingDependency
 from liquid.stores import SCHEMES, open_store
+from liquid.stores._common import lone_chunk
 
 
 def test_unknown_scheme_names_the_known_ones() -> None:
@@ -54,3 +55,14 @@ def test_missing_sdk_says_which_extra(
         importlib.import_module(module)
     assert str(err.value) == message
     assert isinstance(err.value, ImportError)
+
+
+def test_lone_chunk_takes_one_buffer_and_passes_anything_else_on_whole() -> None:
+    one = b"x" * 100
+    assert lone_chunk([one], 100)[0] is one
+    for chunks, most in (([], 100), ([one], 99), ([bytearray(one)], 100), ([b"a", b"b", b"c"], 100)):
+        lone, rest = lone_chunk(chunks, most)
+        assert lone is None
+        assert list(rest) == list(chunks)
+    lone, rest = lone_chunk(iter([b"a", b"b", b"c"]), 100)  # a one-pass stream: nothing lost
+    assert lone is None and b"".join(rest) == b"abc"
