@@ -167,13 +167,16 @@ _SUPERSEDED_JOIN = """    LEFT JOIN objects n ON n.tenant_id = o.tenant_id AND n
 _LEAN = _LEAN.replace("{superseded}", _SUPERSEDED_JOIN)
 # S3's NewerNoncurrentVersions count: live versions of the key newer than this one that are
 # themselves superseded (noncurrent by the same join as superseded_at). Only a noncurrent version
-# asks (n.id is NULL for the current one), on the (tenant, namespace, key, version) index.
-_NEWER_NONCURRENT = """CASE WHEN n.id IS NULL THEN 0::bigint ELSE (
+# asks (n.id is NULL for the current one), on the (tenant, namespace, key, version) index, in the
+# tenant's partition and the legacy one only (partitions.same_tenant_rows).
+_NEWER_NONCURRENT = f"""CASE WHEN n.id IS NULL THEN 0::bigint ELSE (
              SELECT count(*) FROM objects m
              JOIN objects mn ON mn.tenant_id = m.tenant_id AND mn.namespace = m.namespace
                             AND mn.key = m.key AND mn.version = m.version + 1
+                            AND {partitions.same_tenant_rows("mn.id", "o")}
              WHERE m.tenant_id = o.tenant_id AND m.namespace = o.namespace AND m.key = o.key
-               AND m.version > o.version AND m.state = 'live') END"""
+               AND m.version > o.version AND m.state = 'live'
+               AND {partitions.same_tenant_rows("m.id", "o")}) END"""
 #: ``explain`` shows a few more.
 _FULL = _LEAN.replace("{extra}", ", o.home_store, o.stored_size, o.sha256")
 _COLUMNS = _LEAN.replace("{extra}", "")

@@ -308,3 +308,62 @@ def test_bucket_scans_cover_every_live_row_once_legacy_rows_with_their_tenant(fr
     assert any(partitions.object_id_bucket(oid) == 0 for oid in seen)  # legacy rows were read too
     with pytest.raises(ValueError, match="outside 1"):
         next(rows.scan_columns(now, bucket=0))
+
+
+def test_newer_noncurrent_counts_prune_to_the_tenant_partition_legacy_versions_included(
+    fresh_engine: Engine,
+) -> None:
+    """The planner's count of a version's newer noncurrent versions (S3's NewerNoncurrentVersions)
+    sees every version of the key, legacy and new, and each of its runs reads the tenant's
+    partition and the legacy one only."""
+    from datetime import UTC, datetime
+
+    from liquid.tiering import rows as rows_module
+    from liquid.tiering.rows import CatalogRows
+
+    tenants = [f"t{i}" for i in range(6)]
+    _seed_0011(fresh_engine, tenants, 2)  # k1 and k2 at version 1, in the legacy partition
+    db.upgrade(fresh_engine)
+    with fresh_engine.begin() as conn:
+        conn.execute(
+            text(
+                _NEW_ROW.replace("'k' || i, 1,", "'k1', i,").replace(
+                    "generate_series(1, :n)", "generate_series(2, 4)"
+                )
+            ),
+            {"tenants": tenants},
+        )
+        versions = {
+            int(i): (str(t), str(k), int(v))
+            for i, t, k, v in conn.execute(text("SELECT id, tenant_id, key, version FROM objects"))
+        }
+    now = datetime.now(UTC)
+    got = CatalogRows(fresh_engine, half_life=3600.0).rows(sorted(versions), now)
+    # k1: version 1 (legacy) has 2 and 3 above it, each superseded; 2 has 3; 3 and 4 have none.
+    expected = {("k1", 1): 2, ("k1", 2): 1, ("k1", 3): 0, ("k1", 4): 0, ("k2", 1): 0}
+    assert len(got) == len(versions)
+    for row in got:
+        _, key, version = versions[row.object_id]
+        assert row.facts.newer_noncurrent == expected[(key, version)], (key, version)
+    legacy_k1 = next(i for i, (t, k, v) in versions.items() if (t, k, v) == ("t3", "k1", 1))
+    new_k1 = next(i for i, (t, k, v) in versions.items() if (t, k, v) == ("t3", "k1", 2))
+    mine = partitions.partition_name(partitions.tenant_bucket("t3"))
+    sql = CatalogRows(fresh_engine, half_life=3600.0)._sql(rows_module._BY_IDS)
+    with fresh_engine.connect() as conn:
+        for oid in (legacy_k1, new_k1):
+            plan = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql.replace("%(ids)s", "%(ids)s::bigint[]"),
+                    {"ids": [oid]},
+                )
+            ]
+            subplan = plan[next(i for i, line in enumerate(plan) if "SubPlan" in line) :]
+            scanned = {
+                m.group(1)
+                for line in subplan
+                if "never executed" not in line
+                for m in [re.search(r" on (objects_\w+)", line)]
+                if m
+            }
+            assert scanned and scanned <= {mine, partitions.LEGACY}, (oid, plan)
