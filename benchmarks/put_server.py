@@ -245,13 +245,19 @@ def run(conn: Any, tenant: str, payload: bytes, n: int) -> dict[str, Any]:
         a, b = statistics.median(now_t) * 1e3, statistics.median(then_t) * 1e3
         whatif.append({"step": name, "n": len(then_t), "now_p50_ms": a, "whatif_p50_ms": b, "ratio": b / a})
 
-    # Fsync included (what put waits for): the raw INSERT, the statement, the floor.
+    # Fsync included (what put waits for): the raw INSERT, the statement, what deferring the event
+    # (and the change feed) would leave, the floor.
     conn.execute("SET synchronous_commit = on")
     synced = measure(
         conn,
         {
             "raw INSERT of one bytea row, fsync waited": (ex(RAW), None),
             "the write statement, fsync waited": (ex(stmt), None),
+            "without the event (head, obj, changed), fsync waited": (ex(_without(stmt, "ev")), None),
+            "head and obj only (event and change feed deferred), fsync waited": (
+                ex(_without(stmt, "ev", "changed")),
+                None,
+            ),
             "floor (four rows, keys only), fsync waited": (ex(FLOOR), None),
         },
         n,
