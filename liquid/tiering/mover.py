@@ -95,6 +95,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from sqlalchemy import Connection, Engine, and_, case, select, text
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from liquid.catalog import db
 from liquid.catalog.changes import mark_changed
 from liquid.catalog.models import Object
 from liquid.config import CATALOG_STORE, MoverSettings
@@ -756,7 +757,7 @@ class Mover:
         """A span per claimed row, with its object's stored trace id (one query; tracing on only)."""
         if not self.tracing.enabled:
             return {}
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             traces: dict[int, str | None] = dict(
                 conn.execute(
                     text("SELECT id, trace_id FROM objects WHERE id = ANY(CAST(:ids AS bigint[]))"),
@@ -857,7 +858,7 @@ class Mover:
                 Object.inline_data,
             ),
         ).label("inline_data")
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             rows = conn.execute(select(*_OBJECT_COLUMNS, inline).where(Object.id.in_(ids))).all()
         return {int(r.id): r for r in rows}
 
@@ -1140,7 +1141,7 @@ class Mover:
         return store
 
     def _copy(self, entry: JournalEntry) -> tuple[JournalEntry, str | None, int]:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             obj = self._object(conn, entry.object_id, inline=entry.from_store == CATALOG_STORE)
         if not _at_source(entry, obj):
             return self._discard(entry, "the object was deleted or changed before the copy")
@@ -1176,7 +1177,7 @@ class Mover:
         self._crash("mid_copy")
 
     def _verify(self, entry: JournalEntry) -> JournalEntry:
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             obj = self._object(conn, entry.object_id)
         try:
             self._check_copy(entry, obj)
@@ -1263,7 +1264,7 @@ class Mover:
         """Delete the move's destination bytes unless the object lives there (never delete a home)."""
         if entry.to_locator is None:
             return
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             home = conn.execute(
                 text("SELECT 1 FROM objects WHERE id = :id AND home_store = :s AND locator = :l"),
                 {"id": entry.object_id, "s": entry.to_store, "l": entry.to_locator},
@@ -1273,7 +1274,7 @@ class Mover:
 
     def _purge(self, entry: JournalEntry) -> tuple[JournalEntry, str | None, int]:
         now = self.clock()
-        with self.engine.connect() as conn:
+        with db.reading(self.engine) as conn:
             obj = self._object(conn, entry.object_id)
         if obj is None or obj.state == "purged":
             return self._advance(entry, entry.step, "done", error="already purged"), "skipped", 0
