@@ -8,8 +8,8 @@ api`` from each tree in its own uvicorn process on loopback. Then, ``--n`` times
 route to both servers through the standard library's ``http.client`` (one keep-alive connection
 each), the order of the two flipped every round so neither always goes first: a 1 KiB ``PUT``,
 ``GET`` and ``HEAD`` of a key's latest version, ``GET`` of the ref (the lean read route; a
-warm value), a 5-item listing, the 5 latest events and ``/healthz``. Prints the p50 table
-(and writes it to ``--out``).
+warm value), a 20 KiB ``PUT`` and ``GET`` of its ref (warm, not inline), a 5-item listing, the
+5 latest events and ``/healthz``. Prints the p50 table (and writes it to ``--out``).
 
 A before/after record for changes to the request path (``benchmarks/results/request_path.md``):
 the same servers, machine and moment for both sides, so a busy machine moves both alike. It does
@@ -43,6 +43,8 @@ ROUTES = (
     "GET latest",
     "HEAD latest",
     "GET ref (lean route, warm value)",
+    "PUT 20 KiB",
+    "GET ref 20 KiB (lean route, warm, not inline)",
     "list 5",
     "events 5",
     "GET /healthz",
@@ -92,6 +94,10 @@ def send(conn: http.client.HTTPConnection, route: str, tenant: str, key: str, au
         conn.request("GET", f"/v1/objects/ab/{key}", headers=auth)
     elif route == "HEAD latest":
         conn.request("HEAD", f"/v1/objects/ab/{key}", headers=auth)
+    elif route == "PUT 20 KiB":
+        conn.request("PUT", f"/v1/objects/ab/{key}-20k", body=os.urandom(20 * 1024), headers=auth)
+    elif route.startswith("GET ref 20 KiB"):
+        conn.request("GET", "/v1/refs/" + quote(f"liquid://{tenant}/ab/{key}-20k@1", safe=""), headers=auth)
     elif route.startswith("GET ref"):
         conn.request("GET", "/v1/refs/" + quote(f"liquid://{tenant}/ab/{key}@1", safe=""), headers=auth)
     elif route == "list 5":

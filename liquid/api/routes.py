@@ -433,8 +433,10 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
         # checked against the version's checksum, known from an earlier read in this process).
         reader = await svc.aopen_hot(tenant, ref, hot_client, start=start, end=end)
         cached = False
+    data: bytes | None = None
     if reader is None:
-        reader = await run(svc.open, tenant, ref, start=start, end=end, cached=cached)
+        opened, data = await run(_open_read, c, tenant, ref, start, end, cached, whole=rng is None)
+        reader = opened
     if rng is not None and rng.suffix is None and start >= reader.size:
         _close(reader)
         return _unsatisfiable(request, reader.size)
@@ -454,20 +456,48 @@ async def _serve(request: Request, c: ApiContext, tenant: str, ref: ResultRef) -
     if reader.source in ("inline", "hot"):
         # Served from the one buffer Redis answered with: no copy, whatever the size.
         return Response(reader.buffer(), status_code=status, headers=headers)
-    whole = rng is None
+    if data is not None:
+        return Response(data, status_code=status, headers=headers)
     writer: ShmWriter | None = None
-    if (
-        whole
-        and c.shm is not None
-        and c.service.classifier.allows_shm(reader.classification)
-        and c.shm.wants(reader.content_type, reader.size)
-        and c.shm.hint(reader.ref, reader.sha256) is None
-    ):
+    if _to_shm(c, reader, whole=rng is None):
+        assert c.shm is not None
         writer = c.shm.writer()
     if writer is None and reader.length <= SMALL_BODY:
         return Response(await run(reader.read), status_code=status, headers=headers)
     return StreamingResponse(
         iterate_in_threadpool(_teed(reader, writer, c)), status_code=status, headers=headers
+    )
+
+
+def _open_read(
+    c: ApiContext, tenant: str, ref: ResultRef, start: int, end: int | None, cached: bool, *, whole: bool
+) -> tuple[ObjectReader, bytes | None]:
+    """Open the version and, when :func:`_serve` would read it whole anyway (a small body from a
+    durable tier, no shared-memory copy to write), read it in the same worker-thread call: one
+    hop there and back instead of two."""
+    reader = c.service.open(tenant, ref, start=start, end=end, cached=cached)
+    if (
+        reader.source in ("inline", "hot")
+        or reader.length > SMALL_BODY
+        or (not whole and start >= reader.size)  # a range past the end: 416, nothing read
+        or _to_shm(c, reader, whole=whole)
+    ):
+        return reader, None
+    try:
+        return reader, reader.read()
+    except BaseException:
+        _close(reader)
+        raise
+
+
+def _to_shm(c: ApiContext, reader: ObjectReader, *, whole: bool) -> bool:
+    """Whether this read also writes a copy into shared memory for local readers."""
+    return (
+        whole
+        and c.shm is not None
+        and c.service.classifier.allows_shm(reader.classification)
+        and c.shm.wants(reader.content_type, reader.size)
+        and c.shm.hint(reader.ref, reader.sha256) is None
     )
 
 

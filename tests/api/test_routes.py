@@ -122,6 +122,44 @@ def test_head_and_delete_without_a_version_act_on_the_latest_live_one(http: http
     problem_of(http.delete("/v1/objects/latest/doc"), 404, "liquid:not-found")
 
 
+def test_a_small_durable_value_is_opened_and_read_in_one_worker_thread_hop(
+    http: httpx.Client, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm value under ``SMALL_BODY`` is opened and read in the same worker-thread call; ranges,
+    a range past the end and a key's latest version answer as before."""
+    from liquid.api import routes
+
+    hops: list[str] = []
+    real_run = routes.run
+
+    async def counting(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await real_run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(routes, "run", counting)
+    data = os.urandom(20_000)  # above the inline threshold: its bytes come from the warm tier
+    uri = put(http, "onehop", "v", data)["uri"]
+    for path in (ref_url(base_url, uri), "/v1/objects/onehop/v?version=1"):
+        hops.clear()
+        r = http.get(path)
+        assert (r.status_code, r.content, r.headers["X-Liquid-Source"]) == (200, data, "warm")
+        assert hops == ["_open_read"]
+        hops.clear()
+        r = http.get(path, headers={"Range": "bytes=100-199"})
+        assert (r.status_code, r.content, r.headers["Content-Range"]) == (
+            206,
+            data[100:200],
+            "bytes 100-199/20000",
+        )
+        assert hops == ["_open_read"]
+        r = http.get(path, headers={"Range": "bytes=20000-"})
+        assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */20000"
+    hops.clear()
+    r = http.get("/v1/objects/onehop/v")  # the latest: found first, then one hop for the bytes
+    assert (r.status_code, r.content) == (200, data)
+    assert hops == ["latest", "_open_read"]
+
+
 def test_put_metadata_is_stored(http: httpx.Client, api_service: LiquidService, tk: TenantKey) -> None:
     ref = put(
         http,
