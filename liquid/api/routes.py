@@ -619,6 +619,11 @@ def _trace_from(traceparent: str | None) -> str | None:
 # ------------------------------------------------------------------ objects
 
 OptHeader = Annotated[str | None, Header()]
+#: The patterns ``PUT``'s headers are checked against (by FastAPI on the documented route, by
+#: :func:`put_lean` by hand, with the same errors).
+RETENTION_PATTERN = r"^(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h|d|w))+)$"
+LEGAL_HOLD_PATTERN = "^(true|false|1|0)$"
+SCOPE_PATTERN = "^(step|execution|workflow|permanent)$"
 
 
 @router.put(
@@ -642,14 +647,14 @@ async def put_object(
         str | None,
         Header(
             description="Expire after: `30d`, `12h`, `3600`.",
-            pattern=r"^(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h|d|w))+)$",
+            pattern=RETENTION_PATTERN,
         ),
     ] = None,
     x_liquid_expires_at: Annotated[
         str | None, Header(description="Expire at (ISO 8601 with offset).")
     ] = None,
     x_liquid_legal_hold: Annotated[
-        str | None, Header(description="`true` to block deletion.", pattern="^(true|false|1|0)$")
+        str | None, Header(description="`true` to block deletion.", pattern=LEGAL_HOLD_PATTERN)
     ] = None,
     x_liquid_trace_id: OptHeader = None,
     x_liquid_correlation_id: OptHeader = None,
@@ -660,13 +665,51 @@ async def put_object(
             description="Lifetime scope: step | execution | workflow | permanent. Step and execution"
             " scopes start their policy clock when the execution finishes"
             " (`POST /v1/executions/{id}:finish`).",
-            pattern="^(step|execution|workflow|permanent)$",
+            pattern=SCOPE_PATTERN,
         ),
     ] = None,
     traceparent: Annotated[
         str | None, Header(description="W3C trace context; its trace id is stored.")
     ] = None,
 ) -> Response:
+    return await _put(
+        request,
+        c,
+        who,
+        namespace,
+        key,
+        x_liquid_tags=x_liquid_tags,
+        x_liquid_classification=x_liquid_classification,
+        x_liquid_retention=x_liquid_retention,
+        x_liquid_expires_at=x_liquid_expires_at,
+        x_liquid_legal_hold=x_liquid_legal_hold,
+        x_liquid_trace_id=x_liquid_trace_id,
+        x_liquid_correlation_id=x_liquid_correlation_id,
+        x_liquid_execution_id=x_liquid_execution_id,
+        x_liquid_scope=x_liquid_scope,
+        traceparent=traceparent,
+    )
+
+
+async def _put(
+    request: Request,
+    c: ApiContext,
+    who: Caller,
+    namespace: str,
+    key: str,
+    *,
+    x_liquid_tags: str | None,
+    x_liquid_classification: str | None,
+    x_liquid_retention: str | None,
+    x_liquid_expires_at: str | None,
+    x_liquid_legal_hold: str | None,
+    x_liquid_trace_id: str | None,
+    x_liquid_correlation_id: str | None,
+    x_liquid_execution_id: str | None,
+    x_liquid_scope: str | None,
+    traceparent: str | None,
+) -> Response:
+    """``PUT /v1/objects/{namespace}/{key}`` once its parameters are checked (both twins)."""
     ResultRef(who.tenant, namespace, key, 1)  # validate names before reading any body
     options = _put_options(x_liquid_tags, x_liquid_retention, x_liquid_expires_at, x_liquid_legal_hold)
     content_type = check_header_text(
@@ -1193,6 +1236,65 @@ async def read_ref(request: Request) -> Response:
     return await _serve(request, c, tenant, ref)
 
 
+#: ``PUT``'s checked parameters, in the order FastAPI reports them: (where, name, pattern).
+_PUT_CHECKS = (
+    ("path", "namespace", SLUG_PATTERN),
+    ("header", "x-liquid-retention", RETENTION_PATTERN),
+    ("header", "x-liquid-legal-hold", LEGAL_HOLD_PATTERN),
+    ("header", "x-liquid-scope", SCOPE_PATTERN),
+)
+_PATTERNS = {
+    p: pydantic.TypeAdapter(Annotated[str, pydantic.StringConstraints(pattern=p)]) for *_, p in _PUT_CHECKS
+}
+
+
+async def put_lean(request: Request) -> Response:
+    """``PUT /v1/objects/{namespace}/{key}`` without FastAPI's per-request dependency solving.
+
+    A runtime stores a result on every step. The FastAPI twin (:func:`put_object`) documents it
+    and defines its behaviour; this does the same checks by hand, in FastAPI's order: the path's
+    UTF-8, the key and tenant rate limit, the acting tenant, then the namespace and the patterned
+    headers (each failure reported as FastAPI reports it), then the same handler.
+    """
+    c = app_context(request)
+    check_utf8_path(request)
+    _DEADLINE.set(c.settings.resilience.request_timeout)
+    principal = await _principal_of(request, c)
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    who = Caller(principal, acting_tenant(principal, request.headers.get(TENANT_HEADER)))
+    headers = request.headers
+    params = request.path_params
+    errors: list[Any] = []
+    for where, name, pattern in _PUT_CHECKS:
+        value = params.get(name) if where == "path" else headers.get(name)
+        if value is None:
+            continue
+        try:
+            _PATTERNS[pattern].validate_python(value)
+        except pydantic.ValidationError as exc:
+            errors += [{**e, "loc": (where, name)} for e in exc.errors(include_url=False)]
+    if errors:
+        raise RequestValidationError(errors)
+    return await _put(
+        request,
+        c,
+        who,
+        params["namespace"],
+        params["key"],
+        x_liquid_tags=headers.get("x-liquid-tags"),
+        x_liquid_classification=headers.get("x-liquid-classification"),
+        x_liquid_retention=headers.get("x-liquid-retention"),
+        x_liquid_expires_at=headers.get("x-liquid-expires-at"),
+        x_liquid_legal_hold=headers.get("x-liquid-legal-hold"),
+        x_liquid_trace_id=headers.get("x-liquid-trace-id"),
+        x_liquid_correlation_id=headers.get("x-liquid-correlation-id"),
+        x_liquid_execution_id=headers.get("x-liquid-execution-id"),
+        x_liquid_scope=headers.get("x-liquid-scope"),
+        traceparent=headers.get("traceparent"),
+    )
+
+
 async def resolve_refs_lean(request: Request) -> Response:
     """``POST /v1/refs:resolve`` without FastAPI's dependency solving (its twin above documents it).
 
@@ -1246,6 +1348,7 @@ def lean_routes() -> list[Route]:
     return [
         LeanRoute("/v1/refs:resolve", resolve_refs_lean, methods=["POST"], include_in_schema=False),
         LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False),
+        LeanRoute("/v1/objects/{namespace}/{key:path}", put_lean, methods=["PUT"], include_in_schema=False),
     ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -158,6 +160,79 @@ def test_a_small_durable_value_is_opened_and_read_in_one_worker_thread_hop(
     r = http.get("/v1/objects/onehop/v")  # the latest: found first, then one hop for the bytes
     assert (r.status_code, r.content) == (200, data)
     assert hops == ["latest", "_open_read"]
+
+
+def test_put_is_served_by_the_lean_route_and_answers_as_its_fastapi_twin(
+    api_service: LiquidService,
+    base_url: str,
+    make_tenant: Callable[[], TenantKey],
+    admin_key: str,
+) -> None:
+    """Every answer of the lean ``PUT`` (what runs) matches the documented FastAPI route's, the
+    lean route taken out: status, problem type, field and detail, and what a good put stores."""
+    from liquid.api import routes
+
+    first = next(
+        r
+        for r in ApiServer(api_service).app.router.routes
+        if getattr(r, "path", "").startswith("/v1/objects")
+    )
+    assert getattr(first, "endpoint", None) is routes.put_lean  # matched before the twin
+    twin = ApiServer(api_service)
+    twin.app.router.routes[:] = [
+        r for r in twin.app.router.routes if getattr(r, "endpoint", None) is not routes.put_lean
+    ]
+    twin_url = twin.start()
+    try:
+        a, other = make_tenant(), make_tenant()
+        auth = {"Authorization": f"Bearer {a.key}"}
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        cases: list[tuple[str, dict[str, str]]] = [
+            ("/v1/objects/ns/k", {}),
+            ("/v1/objects/ns/k", {"Authorization": "Basic x"}),
+            ("/v1/objects/ns/k", {"Authorization": "Bearer lq_nope_nope"}),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Tenant": other.tenant}),
+            ("/v1/objects/ns/k", admin),
+            ("/v1/objects/Bad%20NS/k", auth),
+            ("/v1/objects/ns/%FF", auth),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Retention": "forever"}),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Legal-Hold": "maybe"}),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Scope": "always"}),
+            ("/v1/objects/Bad/k", {**auth, "X-Liquid-Scope": "always", "X-Liquid-Legal-Hold": "2"}),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Tags": "a=1&&"}),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Expires-At": "2001-01-01T00:00:00+00:00"}),
+            ("/v1/objects/ns/k", {**auth, "X-Liquid-Scope": "step"}),  # needs an execution id
+        ]
+        for path, headers in cases:
+            lean = httpx.put(base_url + path, content=b"v", headers=headers)
+            documented = httpx.put(twin_url + path, content=b"v", headers=headers)
+            assert lean.status_code == documented.status_code >= 400, (path, headers, lean.text)
+            answers = [r.json() for r in (lean, documented)]
+            for body in answers:  # the one difference allowed: the clock read in an expiry's detail
+                body["detail"] = re.sub(r"\(now [^)]*\)", "(now)", body["detail"])
+            assert answers[0] == answers[1], (path, headers)
+        good = {
+            **auth,
+            "X-Liquid-Tags": "team=a&x=",
+            "X-Liquid-Retention": "30d",
+            "X-Liquid-Legal-Hold": "true",
+            "X-Liquid-Scope": "execution",
+            "X-Liquid-Execution-Id": "run-1",
+            "X-Liquid-Classification": "internal",
+            "traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+            "Content-Type": "text/plain",
+        }
+        stored = []
+        for url in (base_url, twin_url):
+            r = httpx.put(f"{url}/v1/objects/ns/good", content=b"same", headers=good)
+            assert r.status_code == 201, r.text
+            info = api_service.head(a.tenant, r.json()["uri"])
+            stored.append({**dataclasses.asdict(info), "ref": None, "created_at": None, "expires_at": None})
+        assert (
+            stored[0] == stored[1] and stored[0]["legal_hold"] and stored[0]["tags"] == {"team": "a", "x": ""}
+        )
+    finally:
+        twin.stop()
 
 
 def test_put_metadata_is_stored(http: httpx.Client, api_service: LiquidService, tk: TenantKey) -> None:
