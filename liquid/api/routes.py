@@ -806,6 +806,12 @@ async def get_object(
     range: Annotated[str | None, Header(description="One `bytes=` range.")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    return await _get_object(request, c, who, namespace, key, version)
+
+
+async def _get_object(
+    request: Request, c: ApiContext, who: Caller, namespace: str, key: str, version: int | None
+) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
     return await _serve(request, c, who.tenant, ref)
 
@@ -826,6 +832,12 @@ async def head_object(
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    return await _head_object(request, c, who, namespace, key, version)
+
+
+async def _head_object(
+    request: Request, c: ApiContext, who: Caller, namespace: str, key: str, version: int | None
+) -> Response:
     head = functools.partial(c.service.head, who.tenant)
     return _head_answer(request, await run(_on_version(c, who.tenant, namespace, key, version, head)))
 
@@ -837,11 +849,18 @@ async def head_object(
     tags=["objects"],
 )
 async def delete_object(
+    request: Request,
     c: Ctx,
     who: Who,
     namespace: Namespace,
     key: Key,
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+) -> Response:
+    return await _delete_object(request, c, who, namespace, key, version)
+
+
+async def _delete_object(
+    request: Request, c: ApiContext, who: Caller, namespace: str, key: str, version: int | None
 ) -> Response:
     delete = functools.partial(c.service.delete, who.tenant, actor=f"key:{who.principal.key_prefix}")
     info = await run(_on_version(c, who.tenant, namespace, key, version, delete))
@@ -1246,6 +1265,53 @@ _PUT_CHECKS = (
 _PATTERNS = {
     p: pydantic.TypeAdapter(Annotated[str, pydantic.StringConstraints(pattern=p)]) for *_, p in _PUT_CHECKS
 }
+_VERSION = pydantic.TypeAdapter(Annotated[int | None, pydantic.Field(ge=1, le=MAX_VERSION)])
+
+
+async def _lean_caller(request: Request) -> tuple[ApiContext, Caller]:
+    """What an object route's FastAPI dependencies give it: the context (its deadline started),
+    after the path's UTF-8 check, and the caller (key, tenant rate limit, acting tenant)."""
+    c = app_context(request)
+    check_utf8_path(request)
+    _DEADLINE.set(c.settings.resilience.request_timeout)
+    principal = await _principal_of(request, c)
+    if principal is None:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
+    return c, Caller(principal, acting_tenant(principal, request.headers.get(TENANT_HEADER)))
+
+
+def _invalid(
+    request: Request, checks: tuple[tuple[str, str, str], ...], *, version: bool = False
+) -> tuple[list[Any], int | None]:
+    """FastAPI's validation errors for these patterned parameters (and the ``version`` query
+    parameter), in its order (path, query, header), and the version."""
+    errors: list[Any] = []
+    found: int | None = None
+
+    def add(where: str, name: str, exc: pydantic.ValidationError) -> None:
+        errors.extend({**e, "loc": (where, name)} for e in exc.errors(include_url=False))
+
+    for where, name, pattern in checks:
+        if where == "path":
+            try:
+                _PATTERNS[pattern].validate_python(request.path_params[name])
+            except pydantic.ValidationError as exc:
+                add(where, name, exc)
+    if version and request.scope.get("query_string"):
+        raw = request.query_params.get("version")
+        if raw is not None:
+            try:
+                found = _VERSION.validate_python(raw)
+            except pydantic.ValidationError as exc:
+                add("query", "version", exc)
+    for where, name, pattern in checks:
+        value = request.headers.get(name) if where == "header" else None
+        if value is not None:
+            try:
+                _PATTERNS[pattern].validate_python(value)
+            except pydantic.ValidationError as exc:
+                add(where, name, exc)
+    return errors, found
 
 
 async def put_lean(request: Request) -> Response:
@@ -1256,26 +1322,12 @@ async def put_lean(request: Request) -> Response:
     UTF-8, the key and tenant rate limit, the acting tenant, then the namespace and the patterned
     headers (each failure reported as FastAPI reports it), then the same handler.
     """
-    c = app_context(request)
-    check_utf8_path(request)
-    _DEADLINE.set(c.settings.resilience.request_timeout)
-    principal = await _principal_of(request, c)
-    if principal is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
-    who = Caller(principal, acting_tenant(principal, request.headers.get(TENANT_HEADER)))
-    headers = request.headers
-    params = request.path_params
-    errors: list[Any] = []
-    for where, name, pattern in _PUT_CHECKS:
-        value = params.get(name) if where == "path" else headers.get(name)
-        if value is None:
-            continue
-        try:
-            _PATTERNS[pattern].validate_python(value)
-        except pydantic.ValidationError as exc:
-            errors += [{**e, "loc": (where, name)} for e in exc.errors(include_url=False)]
+    c, who = await _lean_caller(request)
+    errors, _ = _invalid(request, _PUT_CHECKS)
     if errors:
         raise RequestValidationError(errors)
+    headers = request.headers
+    params = request.path_params
     return await _put(
         request,
         c,
@@ -1293,6 +1345,21 @@ async def put_lean(request: Request) -> Response:
         x_liquid_scope=headers.get("x-liquid-scope"),
         traceparent=headers.get("traceparent"),
     )
+
+
+_OBJECT_LEAN = {"GET": _get_object, "HEAD": _head_object, "DELETE": _delete_object}
+
+
+async def object_lean(request: Request) -> Response:
+    """``GET``/``HEAD``/``DELETE /v1/objects/{namespace}/{key}[?version=]`` without FastAPI's
+    dependency solving: the same checks and handlers as their documented twins, as :func:`put_lean`."""
+    c, who = await _lean_caller(request)
+    errors, version = _invalid(request, _PUT_CHECKS[:1], version=True)
+    if errors:
+        raise RequestValidationError(errors)
+    params = request.path_params
+    handler = _OBJECT_LEAN[request.method]
+    return await handler(request, c, who, params["namespace"], params["key"], version)
 
 
 async def resolve_refs_lean(request: Request) -> Response:
@@ -1349,6 +1416,12 @@ def lean_routes() -> list[Route]:
         LeanRoute("/v1/refs:resolve", resolve_refs_lean, methods=["POST"], include_in_schema=False),
         LeanRoute("/v1/refs/{ref:path}", read_ref, methods=["GET", "HEAD"], include_in_schema=False),
         LeanRoute("/v1/objects/{namespace}/{key:path}", put_lean, methods=["PUT"], include_in_schema=False),
+        LeanRoute(
+            "/v1/objects/{namespace}/{key:path}",
+            object_lean,
+            methods=["GET", "HEAD", "DELETE"],
+            include_in_schema=False,
+        ),
     ]
 
 

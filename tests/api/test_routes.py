@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import socket
@@ -162,14 +163,15 @@ def test_a_small_durable_value_is_opened_and_read_in_one_worker_thread_hop(
     assert hops == ["latest", "_open_read"]
 
 
-def test_put_is_served_by_the_lean_route_and_answers_as_its_fastapi_twin(
+def test_object_routes_are_served_lean_and_answer_as_their_fastapi_twins(
     api_service: LiquidService,
     base_url: str,
     make_tenant: Callable[[], TenantKey],
     admin_key: str,
 ) -> None:
-    """Every answer of the lean ``PUT`` (what runs) matches the documented FastAPI route's, the
-    lean route taken out: status, problem type, field and detail, and what a good put stores."""
+    """Every answer of the lean object routes (what runs) matches the documented FastAPI routes', the
+    lean ones taken out: status, problem type, field and detail, what a good put stores, and the
+    bytes and headers a read returns."""
     from liquid.api import routes
 
     first = next(
@@ -179,8 +181,9 @@ def test_put_is_served_by_the_lean_route_and_answers_as_its_fastapi_twin(
     )
     assert getattr(first, "endpoint", None) is routes.put_lean  # matched before the twin
     twin = ApiServer(api_service)
+    lean = (routes.put_lean, routes.object_lean)
     twin.app.router.routes[:] = [
-        r for r in twin.app.router.routes if getattr(r, "endpoint", None) is not routes.put_lean
+        r for r in twin.app.router.routes if getattr(r, "endpoint", None) not in lean
     ]
     twin_url = twin.start()
     try:
@@ -231,6 +234,51 @@ def test_put_is_served_by_the_lean_route_and_answers_as_its_fastapi_twin(
         assert (
             stored[0] == stored[1] and stored[0]["legal_hold"] and stored[0]["tags"] == {"team": "a", "x": ""}
         )
+        # GET, HEAD and DELETE of a key (object_lean): the same answers, good and bad.
+        for url in (base_url, twin_url):
+            assert (
+                httpx.put(f"{url}/v1/objects/ns/read", content=b"x" * 5000, headers=auth).status_code == 201
+            )
+        reads = [
+            ("/v1/objects/ns/read", {}),
+            ("/v1/objects/ns/read", {"Authorization": "Basic x"}),
+            ("/v1/objects/ns/read", {**auth, "X-Liquid-Tenant": other.tenant}),
+            ("/v1/objects/Bad/read", auth),
+            ("/v1/objects/ns/%FF", auth),
+            ("/v1/objects/ns/read?version=x", auth),
+            ("/v1/objects/ns/read?version=", auth),
+            ("/v1/objects/ns/read?version=0", auth),
+            ("/v1/objects/ns/read?version=99999999999", auth),
+            ("/v1/objects/Bad/read?version=0", auth),
+            ("/v1/objects/ns/missing", auth),
+            ("/v1/objects/ns/read?version=1", {**auth, "Range": "bytes=10-19"}),
+            ("/v1/objects/ns/read", {**auth, "Range": "bytes=9000-"}),
+            ("/v1/objects/ns/read?version=1&other=1", auth),
+        ]
+        same = {"content-type", "content-length", "etag", "content-range", "x-liquid-source"}
+        for method in ("GET", "HEAD"):
+            for path, headers in reads:
+                lean_r = httpx.request(method, base_url + path, headers=headers)
+                twin_r = httpx.request(method, twin_url + path, headers=headers)
+                assert lean_r.status_code == twin_r.status_code, (method, path, lean_r.text)
+                assert lean_r.content == twin_r.content, (method, path)
+                assert {k: v for k, v in lean_r.headers.items() if k in same} == {
+                    k: v for k, v in twin_r.headers.items() if k in same
+                }, (method, path)
+        # Deletes change the key: each side deletes a key of its own, put twice, by the same paths.
+        for url, own in ((base_url, "del-lean"), (twin_url, "del-twin")):
+            for _ in range(2):
+                assert httpx.put(f"{url}/v1/objects/ns/{own}", content=b"d", headers=auth).status_code == 201
+        answers: dict[str, list[tuple[int, Any]]] = {"del-lean": [], "del-twin": []}
+        for path, headers in [*reads, ("/v1/objects/ns/read", auth)]:
+            for url, own in ((base_url, "del-lean"), (twin_url, "del-twin")):
+                r = httpx.delete(url + path.replace("/read", f"/{own}"), headers=headers)
+                body = json.loads(r.text.replace(own, "KEY"))
+                answers[own].append((r.status_code, {k: v for k, v in body.items() if k != "created_at"}))
+        assert answers["del-lean"] == answers["del-twin"]
+        # Refused, refused, ..., missing key; version 1, the latest, version 1 again (already deleted:
+        # the same answer), then no live version left.
+        assert [status for status, _ in answers["del-lean"]][-5:] == [404, 200, 200, 200, 404]
     finally:
         twin.stop()
 
