@@ -277,6 +277,10 @@ def _small_value(body: Body, most: int) -> bytes | None:
     return bytes(body)  # the same object for bytes; one copy of a mutable buffer the caller owns
 
 
+def _length_mismatch(size: int, declared: int) -> InvalidInput:
+    return InvalidInput(f"body was {size} bytes but its declared length is {declared}", field="body")
+
+
 #: A body given as one ``bytes`` buffer this large or larger is hashed beside its upload
 #: (:meth:`_Meter.take`): below it, starting a thread costs more than the hash it hides.
 HASH_ASIDE = 1 << 20
@@ -611,9 +615,7 @@ class LiquidService:
             original = _Meter(self.settings.max_object_size)
             body = self.redaction.apply(original.wrap(_as_chunks(body)))
             if size_hint is not None and original.size != size_hint:
-                raise InvalidInput(
-                    f"body was {original.size} bytes but its declared length is {size_hint}", field="body"
-                )
+                raise _length_mismatch(original.size, size_hint)
             size_hint = len(body)
         meter = _Meter(self.settings.max_object_size)
         inline_limit = self.settings.inline_threshold
@@ -632,9 +634,7 @@ class LiquidService:
             # One large buffer: handed to the store as it is (no copies into chunks), and hashed
             # in a thread while the store takes it.
             if size_hint is not None and len(body) != size_hint:
-                raise InvalidInput(
-                    f"body was {len(body)} bytes but its declared length is {size_hint}", field="body"
-                )
+                raise _length_mismatch(len(body), size_hint)
             meter.take(body)
             head = body
             exhausted = True
@@ -677,9 +677,7 @@ class LiquidService:
             # One statement writes the row and its bytes: no store round trip, one commit.
             data = bytes(head)
             if size_hint is not None and len(data) != size_hint:
-                raise InvalidInput(
-                    f"body was {len(data)} bytes but its declared length is {size_hint}", field="body"
-                )
+                raise _length_mismatch(len(data), size_hint)
             sha = meter.hexdigest()
             fields.update(
                 size=len(data),
@@ -718,7 +716,7 @@ class LiquidService:
         size, sha = meter.size, meter.hexdigest()
         if size_hint is not None and size != size_hint:
             store.delete(locator)
-            raise InvalidInput(f"body was {size} bytes but its declared length is {size_hint}", field="body")
+            raise _length_mismatch(size, size_hint)
         fields.update(
             size=size,
             stored_size=stored_size,

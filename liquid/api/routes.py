@@ -1255,9 +1255,11 @@ async def read_ref(request: Request) -> Response:
     return await _serve(request, c, tenant, ref)
 
 
-#: ``PUT``'s checked parameters, in the order FastAPI reports them: (where, name, pattern).
+#: A checked parameter of the object routes: (where, name, pattern).
+_NAMESPACE = ("path", "namespace", SLUG_PATTERN)
+#: ``PUT``'s checked parameters, in the order FastAPI reports them.
 _PUT_CHECKS = (
-    ("path", "namespace", SLUG_PATTERN),
+    _NAMESPACE,
     ("header", "x-liquid-retention", RETENTION_PATTERN),
     ("header", "x-liquid-legal-hold", LEGAL_HOLD_PATTERN),
     ("header", "x-liquid-scope", SCOPE_PATTERN),
@@ -1354,7 +1356,7 @@ async def object_lean(request: Request) -> Response:
     """``GET``/``HEAD``/``DELETE /v1/objects/{namespace}/{key}[?version=]`` without FastAPI's
     dependency solving: the same checks and handlers as their documented twins, as :func:`put_lean`."""
     c, who = await _lean_caller(request)
-    errors, version = _invalid(request, _PUT_CHECKS[:1], version=True)
+    errors, version = _invalid(request, (_NAMESPACE,), version=True)
     if errors:
         raise RequestValidationError(errors)
     params = request.path_params
@@ -1380,19 +1382,14 @@ async def lean_call(request: Request, model: type[B]) -> tuple[ApiContext, str, 
     tenant, and the body validated by the twin's model straight from the JSON bytes, its errors
     raised as FastAPI raises them (under ``body``) so the problem+json answer is the same.
     """
-    c = app_context(request)
-    _DEADLINE.set(c.settings.resilience.request_timeout)
-    principal = await _principal_of(request, c)
-    if principal is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer lq_...'", field="Authorization")
-    tenant = acting_tenant(principal, request.headers.get(TENANT_HEADER))
+    c, who = await _lean_caller(request)
     try:
         body = model.model_validate_json(await request.body())
     except pydantic.ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         ) from None
-    return c, tenant, body
+    return c, who.tenant, body
 
 
 async def _principal_of(request: Request, c: ApiContext) -> Principal | None:

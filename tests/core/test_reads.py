@@ -51,25 +51,28 @@ def _reads(service: LiquidService, tenant: str, key: str) -> dict[str, Callable[
     }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "list",
-        "tenant_exists",
-        "list_tenants",
-        "authenticate",
-        "events page",
-        "events tail",
-        "stats usage",
-        "stats top objects",
-        "active policies",
-        "policy history",
-    ],
+#: Every read :func:`_reads` makes, by name.
+READS = (
+    "list",
+    "tenant_exists",
+    "list_tenants",
+    "authenticate",
+    "events page",
+    "events tail",
+    "stats usage",
+    "stats top objects",
+    "active policies",
+    "policy history",
 )
+
+
+@pytest.mark.parametrize("name", READS)
 def test_request_path_reads_leave_no_transaction_open(service: LiquidService, tenant: str, name: str) -> None:
     service.put(tenant, "reads", "a", b"one")
     key = service.tenancy.create_api_key(tenant)
-    read = _reads(service, tenant, key)[name]
+    reads = _reads(service, tenant, key)
+    assert set(reads) == set(READS)
+    read = reads[name]
     with _statuses(service.engine) as seen:
         read()
     assert seen, f"{name} ran no statement on the engine"
