@@ -119,7 +119,7 @@ try:  # redis-py's own C packer (recent releases); without it, its asyncio clien
 except ImportError:  # pragma: no cover - older redis-py
     HiredisRespSerializer = None  # type: ignore[assignment,misc]
 if HIREDIS_AVAILABLE and HiredisRespSerializer is not None:
-    _PACKER = HiredisRespSerializer()
+    _PACKER = HiredisRespSerializer()  # type: ignore[no-untyped-call,unused-ignore]  # untyped in redis 8.2
     _C_PACKED = {
         redis.asyncio.Connection: _CPackedConnection,
         redis.asyncio.UnixDomainSocketConnection: _CPackedUnixConnection,
