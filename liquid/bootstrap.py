@@ -186,6 +186,8 @@ def open_runtime(
                 ttl=settings.hot.ttl,
                 max_object_size=settings.hot.max_object_size,
                 breaker_reset=r.breaker_reset,
+                # The key every process on this catalog seals and checks copies with.
+                key=db.secret(engine, "hot_copy_key"),
             )
         if settings.access.enabled:
             try:

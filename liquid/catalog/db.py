@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from liquid.catalog.liveness import stale
 
@@ -94,6 +94,16 @@ def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         rev: str | None = MigrationContext.configure(conn).get_current_revision()
         return rev
+
+
+def secret(engine: Engine, name: str) -> bytes | None:
+    """A key every process of the deployment shares, from ``catalog_secrets`` (made by the
+    migration that adds it, e.g. ``hot_copy_key``); None when this catalog has no such row."""
+    with reading(engine) as conn:
+        row = conn.execute(
+            text("SELECT value FROM catalog_secrets WHERE name = :name"), {"name": name}
+        ).first()
+    return None if row is None else bytes(row[0])
 
 
 def head_revision() -> str | None:

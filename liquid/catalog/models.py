@@ -287,6 +287,16 @@ class TenantDataKey(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class CatalogSecret(Base):
+    """A key every process of the deployment shares, made by the migration that adds it (0015)."""
+
+    __tablename__ = "catalog_secrets"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class MoveJournal(Base):
     """One planned move or purge, stepped through copy → verify → switch → delete-source."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from datetime import UTC, datetime
@@ -11,8 +12,9 @@ import pytest
 
 from daemon.tiering import TieringDaemon
 from liquid.bootstrap import Runtime
+from liquid.catalog import db
 from liquid.errors import ObjectGone
-from liquid.hotcache import HotCache, entry_size, hot_key, member
+from liquid.hotcache import SEAL_MIN, HotCache, decode, encode, entry_size, hot_key, member
 from liquid.policy.store import apply_policies
 from liquid.redis_keys import hot_tomb
 from liquid.refs import ResultRef
@@ -146,3 +148,91 @@ spec:
     with pytest.raises(ObjectGone):
         svc.get(tenant, r)
     assert svc.hot.client.exists(hot_tomb(member(r)))  # a late fill would be refused
+
+
+# ------------------------------------------------------------------ sealed copies (LQH2)
+
+
+def test_large_copies_are_sealed_and_small_ones_keep_their_sha256(
+    service: LiquidService, tenant: str
+) -> None:
+    hot = service.hot
+    assert hot is not None and hot.key is not None and len(hot.key) == 32
+    big = service.put(tenant, "ns", "big", os.urandom(SEAL_MIN)).ref
+    small = service.put(tenant, "ns", "small", os.urandom(SEAL_MIN - 1)).ref
+    for r in (big, small):
+        assert service.fill_hot(r, oid(service, r))
+    assert hot.client.getrange(hot_key(big), 0, 3) == b"LQH2"
+    assert hot.client.getrange(hot_key(small), 0, 3) == b"LQH1"
+    assert hot.client.strlen(hot_key(big)) == entry_size(SEAL_MIN, "application/octet-stream")
+    assert hot.client.strlen(hot_key(small)) == entry_size(SEAL_MIN - 1, "application/octet-stream")
+    for r in (big, small):
+        reader = service.open(tenant, r)
+        assert reader.source == "hot"
+        assert hashlib.sha256(reader.read()).hexdigest() == service.head(tenant, r).sha256
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "a data byte",
+        "the content type",
+        "the mac",
+        "sealed with another key",
+        "another version's digest",
+        "truncated",
+    ],
+)
+def test_a_sealed_copy_that_does_not_check_is_never_served(
+    service: LiquidService, tenant: str, tamper: str
+) -> None:
+    hot = service.hot
+    assert hot is not None and hot.key is not None
+    data = os.urandom(40_000)
+    r = service.put(tenant, "ns", "k", data, content_type="text/plain").ref
+    other = service.put(tenant, "ns", "k", os.urandom(40_000), content_type="text/plain").ref
+    assert service.fill_hot(r, oid(service, r))
+    raw = bytearray(hot.client.get(hot_key(r)))
+    assert raw[:4] == b"LQH2"
+    if tamper == "a data byte":
+        raw[-1] ^= 1
+    elif tamper == "the content type":
+        raw[54:58] = b"html"  # text/plain → html/plain: same length, another type
+    elif tamper == "the mac":
+        raw[36] ^= 1
+    elif tamper == "sealed with another key":
+        raw = bytearray(encode(data, service.head(tenant, r).sha256, "text/plain", key=os.urandom(32)))
+    elif tamper == "another version's digest":
+        # Whoever can write Redis but not read the catalog cannot reseal: the digest is in the mac.
+        raw[4:36] = bytes.fromhex(service.head(tenant, other).sha256)
+    else:
+        raw = raw[:-1]
+    hot.client.set(hot_key(r), bytes(raw))
+    corrupt = hot.corrupt
+    reader = service.open(tenant, r)
+    assert reader.source != "hot" and reader.read() == data and reader.content_type == "text/plain"
+    assert hot.corrupt == corrupt + 1
+    hot.client.set(hot_key(r), bytes(raw))  # the batch path judges copies alike
+    (got,) = service.resolve_many(tenant, [r], want=lambda i, facts: True)
+    assert not isinstance(got, Exception) and got.data is not None and bytes(got.data) == data
+    assert hot.corrupt == corrupt + 2
+
+
+def test_every_process_on_a_catalog_seals_with_its_key(
+    service: LiquidService, tenant: str, make_service: ServiceFactory, pg_url: str
+) -> None:
+    # Made once by the migration: a second process reads the same key, and upgrading again keeps it.
+    other = make_service()
+    assert other.hot is not None and service.hot is not None
+    assert other.hot.key == service.hot.key == db.secret(service.engine, "hot_copy_key")
+    db.upgrade(service.engine)
+    assert db.secret(service.engine, "hot_copy_key") == service.hot.key
+    data = os.urandom(100_000)
+    r = service.put(tenant, "ns", "k", data).ref
+    assert service.fill_hot(r, oid(service, r))  # this process (the daemon, say) seals...
+    reader = other.open(tenant, r)  # ...and another (an API) checks it
+    assert reader.source == "hot" and reader.read() == data
+    # A cache without the key refuses sealed copies rather than serve what it cannot check.
+    keyless = HotCache(service.hot.client, ttl=60, max_object_size=1 << 20)
+    assert keyless.get(r) is None
+    assert decode(encode(data, hashlib.sha256(data).hexdigest(), "x/y")) is not None  # writes LQH1
