@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from liquid.catalog.liveness import stale
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -98,11 +101,26 @@ def current_revision(engine: Engine) -> str | None:
 
 def secret(engine: Engine, name: str) -> bytes | None:
     """A key every process of the deployment shares, from ``catalog_secrets`` (made by the
-    migration that adds it, e.g. ``hot_copy_key``); None when this catalog has no such row."""
+    migration that adds it, e.g. ``hot_copy_key``); None when this catalog has no such row.
+
+    Also None on a catalog older than the table (migration 0015), so that a process can still
+    open it, ``liquid db upgrade`` first of all.
+    """
     with reading(engine) as conn:
-        row = conn.execute(
-            text("SELECT value FROM catalog_secrets WHERE name = :name"), {"name": name}
-        ).first()
+        try:
+            row = conn.execute(
+                text("SELECT value FROM catalog_secrets WHERE name = :name"), {"name": name}
+            ).first()
+        except sqlalchemy.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined_table
+                raise
+            log.warning(
+                "the catalog has no catalog_secrets table (revision %s; this Liquid's is %s): "
+                "run `liquid db upgrade`",
+                current_revision(engine),
+                head_revision(),
+            )
+            return None
     return None if row is None else bytes(row[0])
 
 

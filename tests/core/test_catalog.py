@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, inspect
 
+from liquid.bootstrap import open_runtime
 from liquid.catalog import db
+from liquid.config import Settings
 
 
 def test_upgrade_creates_schema_and_is_idempotent(fresh_engine: Engine) -> None:
@@ -80,3 +84,27 @@ def test_models_match_migrations(fresh_engine: Engine) -> None:
 
     diff = [d for d in diff if not made_elsewhere(d) and not per_partition_fk(d)]
     assert [d[:2] for d in diff] == []
+
+
+def test_a_catalog_older_than_its_secrets_still_opens_then_upgrades_to_a_shared_hot_key(
+    fresh_engine: Engine, base_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # `liquid db upgrade` opens a runtime on the old catalog first: that must not fail.
+    db.upgrade(fresh_engine, "0014")
+    url = fresh_engine.url.render_as_string(hide_password=False)
+    settings = {**base_settings, "catalog_url": url}
+    with caplog.at_level(logging.WARNING, logger="liquid.catalog.db"):
+        old = open_runtime(Settings(**settings), migrate=False)
+    try:
+        assert old.service.hot is not None and old.service.hot.key is None  # copies checked by SHA-256
+        assert "run `liquid db upgrade`" in caplog.text and "0014" in caplog.text
+        db.upgrade(old.service.engine)
+    finally:
+        old.close()
+    key = db.secret(fresh_engine, "hot_copy_key")
+    assert key is not None and len(key) == 32
+    new = open_runtime(Settings(**settings), migrate=False)
+    try:
+        assert new.service.hot is not None and new.service.hot.key == key
+    finally:
+        new.close()
