@@ -378,7 +378,7 @@ def hot_get_anatomy(svc: Any, tenant: str, rclient: Any, n: int, progress: Progr
         "GET of the copy on the hot cache's client": lambda i: hot.client.get(key),
         "the same through the guard (Guard.call)": lambda i: hot.guard.call(hot.client.get, key),
         "guarded GET, then the copy's SHA-256 checked (decode)": lambda i: decode(
-            hot.guard.call(hot.client.get, key)
+            hot.guard.call(hot.client.get, key), facts.sha256, hot.key
         ),
         "HotCache.get (also against the version's checksum)": lambda i: hot.get(
             ref, expect_sha256=facts.sha256

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -167,12 +168,16 @@ def main() -> None:
             s["auth (cached key)"] = await amedian_us(lambda: ctx.auth.authenticate(key), n)
             s["ref parsing"] = median_us(lambda: parse_ref_path(ref.uri.removeprefix("liquid://")), n)
             assert svc.hot is not None and svc.access is not None
-            s["hot read, sync client (Redis GET + the copy's check)"] = median_us(lambda: svc.hot.get(ref), n)  # type: ignore[union-attr]
+            sha = hashlib.sha256(payload).hexdigest()
+            s["hot read, sync client (Redis GET + the copy's check)"] = median_us(
+                lambda: svc.hot.get(ref, expect_sha256=sha),  # type: ignore[union-attr]
+                n,
+            )
             async with app.router.lifespan_context(app):
                 client = ctx.hot_async
                 assert client is not None
                 s["hot read on the event loop (asyncio Redis GET + the copy's check)"] = await amedian_us(
-                    lambda: svc.hot.aget(ref, client),  # type: ignore[union-attr]
+                    lambda: svc.hot.aget(ref, client, expect_sha256=sha),  # type: ignore[union-attr]
                     n,
                 )
                 s["whole app, ASGI (no socket)"] = await amedian_us(call, n)
@@ -255,7 +260,11 @@ def batch_stages(svc: Any, ctx: Any, tenant: str, http: httpx.Client, base: str,
     s: dict[str, float] = {}
     assert svc.hot is not None
     s["parse 100 ref texts (not seen before)"] = median_us(lambda: [ResultRef.parse(u) for u in uris], n)
-    s["Redis MGET of the 100 copies + the check of each"] = median_us(lambda: svc.hot.get_many(refs), n)
+    shas = [hashlib.sha256(payload).hexdigest()] * len(refs)
+    s["Redis MGET of the 100 copies + the check of each"] = median_us(
+        lambda: svc.hot.get_many(refs, expect_sha256=shas),  # type: ignore[union-attr]
+        n,
+    )
     s["catalog statement for 100 versions (first sight only)"] = median_us(
         lambda: svc.fast.find_many([(r.tenant, r.namespace, r.key, r.version) for r in refs], full=False), n
     )

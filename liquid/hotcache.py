@@ -26,15 +26,18 @@ after writing, which covers a fill slower than the tombstone's life.)
 
 Entry layout (one Redis string, one round trip per read)::
 
-    b"LQH2" | sha256 digest (32) | mac (16) | uint16 len(content_type) | content_type | data
+    b"LQH2" | mac (16) | sha256 digest's first 16 bytes | uint16 len(content_type) | content_type | data
 
 **Sealed copies.** ``mac`` is BLAKE3 keyed with the deployment's ``hot_copy_key`` (made once
 by the catalog's migration 0015, read by every process at start: :func:`liquid.catalog.db.secret`),
-over the digest and everything after the mac. A reader checks the mac, not the SHA-256: the
-same guarantee (a copy of other bytes, other content type or another version is never served,
-even one written by whoever can write to Redis but cannot read the catalog) for a fifth of the
-CPU (1 MiB: 97 µs against 474 µs here, the largest single cost of a hot 1 MiB GET). The fill
-still checks the home's bytes against the catalog's SHA-256 before it seals them. Copies smaller than
+over the version's whole SHA-256 digest and everything after the digest's half. A reader checks
+the mac against the digest it knows from the catalog (every read takes it: ``expect_sha256``),
+not the bytes against a new SHA-256: the same guarantee (a copy of other bytes, another content
+type or another version is never served, even one written by whoever can write to Redis but
+cannot read the catalog) for a fifth of the CPU (1 MiB: 97 µs against 474 µs here, the largest
+single cost of a hot 1 MiB GET). The header is as long as the older layout's, so a copy's size
+does not depend on how it is checked. The fill still checks the home's bytes against the
+catalog's SHA-256 before it seals them. Copies smaller than
 :data:`SEAL_MIN` keep the older layout, ``b"LQH1" | sha256 | uint16 | content_type | data``,
 checked by their SHA-256, which is the faster check for them; so does every copy a cache
 made without a key (``key=None``) writes, and copies written before an upgrade keep serving.
@@ -78,9 +81,10 @@ log = logging.getLogger(__name__)
 
 _MAGIC = b"LQH1"  # checked by its SHA-256
 _HEADER = struct.Struct("!4s32sH")
-_SEALED = b"LQH2"  # checked by its keyed BLAKE3 mac
-_SEALED_HEADER = struct.Struct("!4s32s16sH")
-#: Bytes of a sealed copy's mac: 128 bits, as AES-GCM's and Poly1305's tags.
+_SEALED = b"LQH2"  # checked by its keyed BLAKE3 mac; the same header size as LQH1
+#: Bytes of a sealed copy's mac (128 bits, as AES-GCM's and Poly1305's tags) and of the digest's
+#: half beside it: together the 32 bytes the digest takes in the older layout, so a copy's size
+#: (what budgets count) does not depend on its layout.
 MAC_BYTES = 16
 #: Bytes of the key a :class:`HotCache` seals copies with.
 KEY_BYTES = 32
@@ -182,16 +186,13 @@ def _keys(m: str) -> list[str]:
 
 
 def entry_size(size: int, content_type: str) -> int:
-    """Bytes a copy of an object of ``size`` bytes occupies in Redis (what the ledger counts).
-
-    A sealed copy's (:data:`SEAL_MIN`): a cache without a key writes 16 bytes fewer.
-    """
-    header = _SEALED_HEADER.size if size >= SEAL_MIN else _HEADER.size
-    return header + len(content_type.encode("utf-8")) + size
+    """Bytes a copy of an object of ``size`` bytes occupies in Redis (what the ledger counts)."""
+    return _HEADER.size + len(content_type.encode("utf-8")) + size
 
 
 def _mac(key: bytes, digest: bytes, rest: bytes | memoryview) -> bytes:
-    """The sealed layout's mac: keyed BLAKE3 over the SHA-256 digest and what follows the mac."""
+    """The sealed layout's mac: keyed BLAKE3 over the whole SHA-256 digest and what follows the header's
+    digest half (content type's length, content type, data)."""
     h = blake3.blake3(digest, key=key)
     h.update(rest)
     return h.digest(MAC_BYTES)
@@ -208,40 +209,35 @@ def encode(data: bytes, sha256_hex: str, content_type: str, *, key: bytes | None
     if key is None or len(data) < SEAL_MIN:
         return _HEADER.pack(_MAGIC, digest, len(ct)) + ct + data
     rest = len(ct).to_bytes(2, "big") + ct + data
-    return _SEALED + digest + _mac(key, digest, rest) + rest
+    return _SEALED + _mac(key, digest, rest) + digest[:MAC_BYTES] + rest
 
 
-def decode(raw: bytes, key: bytes | None = None) -> HotEntry | None:
-    """The entry if it is well formed and its bytes match its mac (sealed) or checksum, else None.
-
-    A sealed copy without ``key`` is None: nothing here could check it.
+def decode(raw: bytes, expect_sha256: str, key: bytes | None = None) -> HotEntry | None:
+    """The entry if it is a copy of the version whose SHA-256 is ``expect_sha256``: well formed,
+    its digest that one, and its bytes matching its mac (sealed, checked with ``key``) or the
+    digest (SHA-256 layout); else None. A sealed copy without ``key`` is None: nothing here
+    could check it.
     """
-    magic = raw[:4]
-    if magic == _SEALED:
-        if key is None or len(raw) < _SEALED_HEADER.size:
-            return None
-        _, digest, mac, ct_len = _SEALED_HEADER.unpack_from(raw)
-        start = _SEALED_HEADER.size + ct_len
-        if len(raw) < start:
-            return None
-        view = memoryview(raw)
-        if not hmac.compare_digest(_mac(key, digest, view[_SEALED_HEADER.size - 2 :]), mac):
-            return None
-        return HotEntry(
-            data=view[start:],
-            sha256=digest.hex(),
-            content_type=raw[_SEALED_HEADER.size : start].decode("utf-8"),
-        )
-    if magic != _MAGIC or len(raw) < _HEADER.size:
+    digest = bytes.fromhex(expect_sha256)
+    if len(raw) < _HEADER.size:
         return None
-    _, digest, ct_len = _HEADER.unpack_from(raw)
-    if len(raw) < _HEADER.size + ct_len:
-        return None
+    magic, mid, ct_len = _HEADER.unpack_from(raw)
     start = _HEADER.size + ct_len
-    data = memoryview(raw)[start:]
-    if hashlib.sha256(data).digest() != digest:
+    if len(raw) < start:
         return None
-    return HotEntry(data=data, sha256=digest.hex(), content_type=raw[_HEADER.size : start].decode("utf-8"))
+    view = memoryview(raw)
+    if magic == _SEALED:
+        if (
+            key is None
+            or mid[MAC_BYTES:] != digest[:MAC_BYTES]
+            or not hmac.compare_digest(_mac(key, digest, view[_HEADER.size - 2 :]), mid[:MAC_BYTES])
+        ):
+            return None
+    elif magic != _MAGIC or mid != digest or hashlib.sha256(view[start:]).digest() != digest:
+        return None
+    return HotEntry(
+        data=view[start:], sha256=expect_sha256, content_type=raw[_HEADER.size : start].decode("utf-8")
+    )
 
 
 class HotCache:
@@ -297,8 +293,9 @@ class HotCache:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, ref: ResultRef, *, expect_sha256: str | None = None) -> HotEntry | None:
-        """A verified entry, or None (absent, corrupt, stale, or Redis down or failing)."""
+    def get(self, ref: ResultRef, *, expect_sha256: str) -> HotEntry | None:
+        """A copy of the version whose SHA-256 is ``expect_sha256`` (the catalog's), checked; or None
+        (absent, corrupt, of other bytes, or Redis down or failing)."""
         if self._unkilled and (ref in self._unkilled or not self._retry_kills()):
             return None
         try:
@@ -348,7 +345,7 @@ class HotCache:
         return client
 
     async def aget(
-        self, ref: ResultRef, client: redis.asyncio.Redis, *, expect_sha256: str | None = None
+        self, ref: ResultRef, client: redis.asyncio.Redis, *, expect_sha256: str
     ) -> HotEntry | None:
         """:meth:`get` on an asyncio client: no worker thread for a hit.
 
@@ -388,7 +385,7 @@ class HotCache:
         return not self._unkilled
 
     def accept(
-        self, ref: ResultRef, raw: object, *, expect_sha256: str | None = None, drop: bool = True
+        self, ref: ResultRef, raw: object, *, expect_sha256: str, drop: bool = True
     ) -> HotEntry | None:
         """Judge a value fetched for ``ref`` (by :meth:`get` or a caller's pipeline).
 
@@ -401,8 +398,8 @@ class HotCache:
         if raw is None:
             self.misses += 1
             return None
-        entry = decode(raw, self.key) if isinstance(raw, bytes) else None
-        if entry is None or (expect_sha256 is not None and entry.sha256 != expect_sha256):
+        entry = decode(raw, expect_sha256, self.key) if isinstance(raw, bytes) else None
+        if entry is None:
             # Never serve it. Its ledger entry stays (still admitted): the next miss refills it.
             self.corrupt += 1
             log.warning("hot cache entry for %s failed its checksum; dropped", ref)
@@ -416,9 +413,7 @@ class HotCache:
         self.hits += 1
         return entry
 
-    def get_many(
-        self, refs: Sequence[ResultRef], *, expect_sha256: Sequence[str] | None = None
-    ) -> list[HotEntry | None]:
+    def get_many(self, refs: Sequence[ResultRef], *, expect_sha256: Sequence[str]) -> list[HotEntry | None]:
         """:meth:`get` of many versions in one round trip (``MGET``); all misses while kills are pending.
 
         ``expect_sha256`` (one per ref): a copy of other bytes is dropped, as :meth:`get` drops it.
@@ -432,8 +427,6 @@ class HotCache:
             self.errors += 1
             log.warning("hot cache unavailable, reading through: %s", exc)
             return [None] * len(refs)
-        if expect_sha256 is None:
-            return [self.accept(r, raw) for r, raw in zip(refs, raws, strict=True)]
         return [
             self.accept(r, raw, expect_sha256=sha)
             for r, raw, sha in zip(refs, raws, expect_sha256, strict=True)
@@ -502,8 +495,7 @@ class HotCache:
         bad: list[str] = []
         key = self.key
         sha256 = hashlib.sha256
-        plain = _HEADER.size
-        sealed = _SEALED_HEADER.size
+        header = _HEADER.size
         misses = 0
         for ref, raw, expect in zip(refs, raws, expect_sha256, strict=True):
             if raw is None:
@@ -511,23 +503,23 @@ class HotCache:
                 values.append(None)
                 continue
             digest = bytes.fromhex(expect)
-            # magic | digest | mac | uint16 content-type length | content type | data (see the module)
-            # (a copy shorter than its header cannot hold the 32 digest bytes at 4:36)
-            if isinstance(raw, bytes) and raw[4:36] == digest:
-                if raw[:4] == _SEALED and key is not None and len(raw) >= sealed:
-                    start = sealed + int.from_bytes(raw[sealed - 2 : sealed], "big")
-                    view = memoryview(raw)
-                    if len(raw) >= start and hmac.compare_digest(
-                        _mac(key, digest, view[sealed - 2 :]), raw[36 : sealed - 2]
-                    ):
-                        values.append(view[start:])
-                        continue
-                elif raw[:4] == _MAGIC:
-                    start = plain + int.from_bytes(raw[36:38], "big")
-                    data = memoryview(raw)[start:]
-                    if len(raw) >= start and sha256(data).digest() == digest:
-                        values.append(data)
-                        continue
+            # magic | digest (LQH1), or mac and the digest's half (LQH2) | uint16 content-type
+            # length | content type | data (see the module); a copy shorter than its header holds
+            # no content-type length at 36:38, nor a digest to match.
+            if isinstance(raw, bytes) and len(raw) >= header:
+                start = header + int.from_bytes(raw[36:38], "big")
+                if len(raw) >= start:
+                    magic = raw[:4]
+                    if magic == _MAGIC and raw[4:36] == digest:
+                        data = memoryview(raw)[start:]
+                        if sha256(data).digest() == digest:
+                            values.append(data)
+                            continue
+                    elif magic == _SEALED and key is not None and raw[20:36] == digest[:MAC_BYTES]:
+                        view = memoryview(raw)
+                        if hmac.compare_digest(_mac(key, digest, view[header - 2 :]), raw[4:20]):
+                            values.append(view[start:])
+                            continue
             self.corrupt += 1
             log.warning("hot cache entry for %s failed its checksum; dropped", ref)
             bad.append(hot_key(ref))

@@ -158,7 +158,7 @@ def test_a_stalled_redis_is_a_miss_on_the_event_loop_not_a_hang() -> None:
             assert client is not None
             try:
                 # The outer bound only fails the test instead of hanging it.
-                return await asyncio.wait_for(hot.aget(ref, client), 30)
+                return await asyncio.wait_for(hot.aget(ref, client, expect_sha256="0" * 64), 30)
             finally:
                 await client.aclose()
 

@@ -50,7 +50,7 @@ def test_fill_read_evict_kill_and_ledger_on_a_cluster(cluster_runtime: Runtime) 
     assert sum(1 for m in ledger if m.startswith(tenant)) == 6
     assert svc.hot.evict([infos[0].ref]) == 1
     svc.delete(tenant, infos[1].ref)  # a delete kills the copy and tombstones the version
-    assert svc.hot.get(infos[1].ref) is None
+    assert svc.hot.get(infos[1].ref, expect_sha256=infos[1].sha256) is None
     assert not svc.fill_hot(infos[1].ref, _oid(cluster_runtime, tenant, "k1"))
     assert svc.open(tenant, infos[0].ref).source != "hot"
     assert svc.hot.used_bytes() >= 4 * 5000
@@ -90,7 +90,8 @@ def test_hot_copies_spread_over_every_primary(cluster_runtime: Runtime) -> None:
     mine = {m: v for m, v in ledger.items() if m.startswith(tenant + "/")}
     assert set(mine) == {member(info.ref) for info in infos}
     assert svc.hot.used_bytes() >= sum(n for _oid_, n in mine.values())
-    hits = svc.hot.get_many([info.ref for info in infos])  # MGET across slots, split by the client
+    # MGET across slots, split by the client
+    hits = svc.hot.get_many([info.ref for info in infos], expect_sha256=[info.sha256 for info in infos])
     assert all(h is not None for h in hits)
     assert svc.hot.evict([info.ref for info in infos]) == 60
     assert not any(m.startswith(tenant + "/") for m in svc.hot.ledger())

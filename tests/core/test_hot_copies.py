@@ -85,9 +85,10 @@ def test_a_fill_slower_than_the_tombstone_takes_its_copy_back(
 def test_racing_deletes_and_fills_never_leave_a_copy(service: LiquidService, tenant: str) -> None:
     hot = service.hot
     assert hot is not None
-    refs = [service.put(tenant, "race", f"k{i}", os.urandom(30_000)).ref for i in range(40)]
+    infos = [service.put(tenant, "race", f"k{i}", os.urandom(30_000)) for i in range(40)]
+    refs = [info.ref for info in infos]
     ids = [oid(service, r) for r in refs]
-    for r, i in zip(refs, ids, strict=True):
+    for r, i, sha in zip(refs, ids, (info.sha256 for info in infos), strict=True):
         start = threading.Barrier(2)
 
         def fill(r: ResultRef = r, i: int = i, start: threading.Barrier = start) -> None:
@@ -104,7 +105,7 @@ def test_racing_deletes_and_fills_never_leave_a_copy(service: LiquidService, ten
         for t in threads:
             t.join()
         assert not copy_exists(hot, r), f"{r} was deleted but a copy is still in Redis"
-        assert hot.get(r) is None
+        assert hot.get(r, expect_sha256=sha) is None
 
 
 def test_expiry_by_the_daemon_kills_the_hot_and_shm_copies(
@@ -191,20 +192,21 @@ def test_a_sealed_copy_that_does_not_check_is_never_served(
     data = os.urandom(40_000)
     r = service.put(tenant, "ns", "k", data, content_type="text/plain").ref
     other = service.put(tenant, "ns", "k", os.urandom(40_000), content_type="text/plain").ref
-    assert service.fill_hot(r, oid(service, r))
+    assert service.fill_hot(r, oid(service, r)) and service.fill_hot(other, oid(service, other))
     raw = bytearray(hot.client.get(hot_key(r)))
     assert raw[:4] == b"LQH2"
     if tamper == "a data byte":
         raw[-1] ^= 1
     elif tamper == "the content type":
-        raw[54:58] = b"html"  # text/plain → html/plain: same length, another type
+        raw[38:42] = b"html"  # text/plain → html/plain: same length, another type
     elif tamper == "the mac":
-        raw[36] ^= 1
+        raw[4] ^= 1
     elif tamper == "sealed with another key":
         raw = bytearray(encode(data, service.head(tenant, r).sha256, "text/plain", key=os.urandom(32)))
     elif tamper == "another version's digest":
-        # Whoever can write Redis but not read the catalog cannot reseal: the digest is in the mac.
-        raw[4:36] = bytes.fromhex(service.head(tenant, other).sha256)
+        # Another version's copy under this one's key (its mac is right for its own digest): the
+        # reader checks the mac against the digest the catalog gave it, not the one in the copy.
+        raw = bytearray(hot.client.get(hot_key(other)))
     else:
         raw = raw[:-1]
     hot.client.set(hot_key(r), bytes(raw))
@@ -228,11 +230,13 @@ def test_every_process_on_a_catalog_seals_with_its_key(
     db.upgrade(service.engine)
     assert db.secret(service.engine, "hot_copy_key") == service.hot.key
     data = os.urandom(100_000)
+    sha = hashlib.sha256(data).hexdigest()
     r = service.put(tenant, "ns", "k", data).ref
     assert service.fill_hot(r, oid(service, r))  # this process (the daemon, say) seals...
     reader = other.open(tenant, r)  # ...and another (an API) checks it
     assert reader.source == "hot" and reader.read() == data
     # A cache without the key refuses sealed copies rather than serve what it cannot check.
     keyless = HotCache(service.hot.client, ttl=60, max_object_size=1 << 20)
-    assert keyless.get(r) is None
-    assert decode(encode(data, hashlib.sha256(data).hexdigest(), "x/y")) is not None  # writes LQH1
+    assert keyless.get(r, expect_sha256=sha) is None
+    assert decode(encode(data, sha, "x/y"), sha) is not None  # a keyless cache writes LQH1
+    assert decode(encode(data, sha, "x/y", key=service.hot.key), sha) is None  # and reads no LQH2

@@ -42,7 +42,7 @@ def test_purge_tombstones_deletes_everywhere_and_leaves_a_receipt(
     for o in objs:
         r = row(service, o.id)
         assert r.state == "purged" and r.purged_at == clock() and r.inline_data is None
-        assert service.hot.get(o.ref.ref) is None
+        assert service.hot.get(o.ref.ref, expect_sha256=o.ref.sha256) is None
     assert stored(service, "warm", tenant) == set() and stored(service, "cold", tenant) == set()
     receipts = {e.object_id: e for e in events(service, tenant, "object.purged")}
     assert set(receipts) == {o.id for o in objs}

@@ -270,7 +270,8 @@ def test_the_daemon_expires_objects_past_their_own_expiry(
         clock=clock,
     )  # fmt: skip
     try:
-        short = svc.put(tk.tenant, "exp", "short", b"s" * 100_000, ttl=60).ref
+        put_short = svc.put(tk.tenant, "exp", "short", b"s" * 100_000, ttl=60)
+        short = put_short.ref
         held = svc.put(tk.tenant, "exp", "held", b"h" * 10, ttl=60, legal_hold=True).ref
         lasting = svc.put(tk.tenant, "exp", "lasting", b"l" * 10, ttl=3600).ref
         with svc.engine.connect() as conn:
@@ -294,7 +295,7 @@ def test_the_daemon_expires_objects_past_their_own_expiry(
         with pytest.raises(ObjectGone):
             svc.head(tk.tenant, short)
         assert expiry.run().purges_queued >= 1
-        assert svc.hot is not None and svc.hot.get(short) is None
+        assert svc.hot is not None and svc.hot.get(short, expect_sha256=put_short.sha256) is None
         with svc.engine.connect() as conn:
             kinds = (
                 conn.execute(text("SELECT kind FROM move_journal WHERE object_id = :o"), {"o": oid})
