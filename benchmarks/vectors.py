@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import tempfile
@@ -196,11 +197,15 @@ def api_vs_sql(
 
     "The same SQL" is every statement the index runs for that query: the HNSW statement, and the
     exact one after it when the fallback takes the query (decided once per query beforehand by
-    the index itself; the raw side does not pay for the decision, only the statements). Rounds
-    alternate which goes first. Beside them, each round also times the framework floor: ``POST
-    /floor/echo`` with the same body through the same httpx client to a bare Starlette endpoint
-    served by uvicorn as ``liquid api`` is (:mod:`benchmarks.floor`, its own process), and
-    through the standard library's ``http.client``; ``GET /healthz`` on the API (which is not a
+    the index itself; the raw side does not pay for the decision, only the statements). Each
+    round runs its query's statements once untimed on a connection of their own (its pages in
+    shared buffers for every path alike), then times every path in a shuffled order (seeded):
+    a fixed order gave each path the same predecessor every time, and what ran just before
+    (the same query on the same server backend, or not) moved a path's p50 by a third. Beside
+    them, each round also times the framework floor: ``POST /floor/echo`` with the same body
+    through the same httpx client to a bare Starlette endpoint served by uvicorn as ``liquid
+    api`` is (:mod:`benchmarks.floor`, its own process), and through the standard library's
+    ``http.client``; ``GET /healthz`` on the API (which is not a
     no-op: it passes Liquid's middleware and FastAPI's routing); and ``VectorSearch.search`` in
     this process (the library, no HTTP).
     """
@@ -236,12 +241,15 @@ def api_vs_sql(
             httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http_client,
             httpx.Client(base_url=floor_base, headers={"Authorization": f"Bearer {key}"}) as floor_client,
             psycopg.connect(conninfo, autocommit=True) as conn,
+            psycopg.connect(conninfo, autocommit=True) as warm,
         ):
             raw_http = http.client.HTTPConnection(host, int(port))
             raw_api = http.client.HTTPConnection(api_host, int(api_port))
             api_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-            register_vector_dumper(conn)  # the same binary query vector the index sends
-            conn.execute(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = strict_order")
+            for c in (conn, warm):
+                register_vector_dumper(c)  # the same binary query vector the index sends
+                c.execute(f"SET hnsw.ef_search = {ef}; SET hnsw.iterative_scan = strict_order")
+            shuffle = random.Random(17)
             for r in range(rounds + 20):  # the first 20 rounds warm every path up and are not counted
                 i = r % len(q)
                 vec = q[i].tolist()
@@ -250,9 +258,10 @@ def api_vs_sql(
                 plan = index.query(tenant, vec, k=K, where=where)
                 assert plan is not None
                 psql = [plan.sql, plan.exact_sql] if exact_needed[i] else [plan.sql]
+                for sql in psql:  # untimed, on a connection no timed path uses: the query's pages in
+                    warm.execute(sql, plan.params).fetchall()  # shared buffers for every path alike
                 order = list(kinds)
-                if r % 2:
-                    order.reverse()
+                shuffle.shuffle(order)
                 for what in order:
                     server = server_of.get(what)
                     cpu_before = _cpu_seconds(server.pid) if server is not None else 0.0
@@ -453,6 +462,7 @@ def breakdown(rt: Any, tenant: str, queries: list[list[float]], rounds: int) -> 
                 for r in range(rounds + 20):
                     i = r % len(queries)
                     body = bodies[i]
+                    await call(body)  # untimed: the query's pages and the code warm, as for the steps below
                     t = time.perf_counter()
                     await call(body)
                     whole = time.perf_counter() - t
@@ -718,8 +728,9 @@ def render(out: dict[str, Any]) -> str:
         "",
         f"/v1/search against the same statements on one psycopg connection, {api['rounds']} rounds;"
         f" {api['exact_share']:.0%} of the rounds' queries take the exact fallback (two statements), the"
-        " rest the HNSW statement alone, so each kind is also shown on its own. Every round times each"
-        " path once, in alternating order: the API (`liquid api` in its own process) through httpx and"
+        " rest the HNSW statement alone, so each kind is also shown on its own. Every round runs its"
+        " query's statements once untimed on a connection of their own, then times each path once,"
+        " in a shuffled order: the API (`liquid api` in its own process) through httpx and"
         " through the standard library's `http.client`, the statements, the library in process, and"
         " the framework floor through both clients:",
         "",
@@ -844,8 +855,9 @@ def _breakdown_lines(bd: dict[str, Any] | None) -> list[str]:
     whole = steps.get("whole request as ASGI (no socket)", float("nan"))
     lines = [
         f"Where one HNSW-answered search spends its time inside the server (`breakdown()`: the app"
-        f" `liquid api` serves, in its lifespan, called as ASGI in the benchmark's process; each step"
-        f" timed alone with the route's own objects, median of {bd['rounds']} calls):",
+        f" `liquid api` serves, in its lifespan, called as ASGI in the benchmark's process; each round"
+        f" first sends its query once untimed, so the whole request meets it warm as the steps do; each"
+        f" step timed alone with the route's own objects, median of {bd['rounds']} calls):",
         "",
         "| step | µs |",
         "|---|---|",
