@@ -180,7 +180,7 @@ def test_large_copies_are_sealed_and_small_ones_keep_their_sha256(
         "the content type",
         "the mac",
         "sealed with another key",
-        "another version's digest",
+        "another version's copy",
         "truncated",
     ],
 )
@@ -203,7 +203,7 @@ def test_a_sealed_copy_that_does_not_check_is_never_served(
         raw[4] ^= 1
     elif tamper == "sealed with another key":
         raw = bytearray(encode(data, service.head(tenant, r).sha256, "text/plain", key=os.urandom(32)))
-    elif tamper == "another version's digest":
+    elif tamper == "another version's copy":
         # Another version's copy under this one's key (its mac is right for its own digest): the
         # reader checks the mac against the digest the catalog gave it, not the one in the copy.
         raw = bytearray(hot.client.get(hot_key(other)))
@@ -221,7 +221,7 @@ def test_a_sealed_copy_that_does_not_check_is_never_served(
 
 
 def test_every_process_on_a_catalog_seals_with_its_key(
-    service: LiquidService, tenant: str, make_service: ServiceFactory, pg_url: str
+    service: LiquidService, tenant: str, make_service: ServiceFactory
 ) -> None:
     # Made once by the migration: a second process reads the same key, and upgrading again keeps it.
     other = make_service()
