@@ -129,7 +129,7 @@ class PgVectorQuery:
     set_key: tuple[str, str | None, int, str]
     #: A search of every namespace: planned from the tenant's (dims, metric) pairs as this process
     #: last read them, its rows carry ``metrics`` (how many metrics the tenant's ``dims``-dimensional
-    #: spaces use now) to prove that plan still right (:meth:`PgVectorIndex._confirm`).
+    #: spaces use now) to prove that plan still right (:func:`_unproven`).
     guarded: bool = False
 
 
@@ -512,9 +512,7 @@ class PgVectorIndex:
                 space = self._remember(tenant, where.namespace, VectorSpace(int(row[0]), row[1]))
             check_dims(space, dims, where.namespace)
             return self._plan(tenant, vector, k=k, where=where, metric=space.metric)
-        found = self._tenant_spaces.get(tenant)
-        if found is None or all(d != dims for d, _ in found):
-            found = await self._aread_tenant_spaces(conn, tenant)
+        found = self._known_spaces(tenant, dims) or await self._aread_tenant_spaces(conn, tenant)
         if not found:
             return None
         return self._plan(tenant, vector, k=k, where=where, metric=_metric_of(found, dims))
@@ -715,12 +713,15 @@ class PgVectorIndex:
                 return None
             check_dims(space, dims, where.namespace)
             return self._plan(tenant, vector, k=k, where=where, metric=space.metric)
-        found = self._tenant_spaces.get(tenant)
-        if found is None or all(d != dims for d, _ in found):
-            found = self._read_tenant_spaces(tenant)
+        found = self._known_spaces(tenant, dims) or self._read_tenant_spaces(tenant)
         if not found:
             return None
         return self._plan(tenant, vector, k=k, where=where, metric=_metric_of(found, dims))
+
+    def _known_spaces(self, tenant: str, dims: int) -> tuple[tuple[int, str], ...] | None:
+        """The tenant's cached pairs if they hold the query's dimension; None: read them again."""
+        found = self._tenant_spaces.get(tenant)
+        return found if found is not None and any(d == dims for d, _ in found) else None
 
     def _read_tenant_spaces(self, tenant: str) -> tuple[tuple[int, str], ...]:
         with db.reading(self.engine) as conn:
