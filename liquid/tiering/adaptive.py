@@ -442,6 +442,19 @@ class AdaptiveHalfLife:
         # 0.5393 and 23 on the grid but 34 of 48 on the held-out traces as 0.01 does, the same mean
         # 0.4801, and worse worst cells on both (workflow 1% 0.88 points below LRU against 0.50;
         # held-out zipf0.9-drift20%-1y 5% 0.68 below ARC against 0.26).
+        # Three more, measured against this rule (grid 20 of 33, mean 0.5393, worst cell 0.54
+        # points below the best peer; held-out 34 of 48, mean 0.4801, worst 0.50), none adopted:
+        # - every choice, within a hysteresis too, by the worst of each half-life and its two
+        #   neighbours (ties to the longer memory land on a plateau's edge, next to its cliff:
+        #   zipf0.8-drift5%-3d at 10% chose H0/27 and served 0.346 where H0/81 serves 0.350):
+        #   grid 22, mean 0.5391, worst 0.86 (workflow 1%; zipf0.7-drift20%-30d 10% lost 1.3
+        #   points); held-out 35, mean 0.4797, worst 0.68.
+        # - starting at the shortest half-life (LRU's order) instead of H0: grid 19, mean 0.5386.
+        # - planner.adaptive_sample 0.25 instead of 0.125: grid 20, mean 0.5390.
+        # With the half-life held at its shortest the tier serves LRU's bytes to within 6e-5 (its
+        # copies' headers count against the budget): where LRU is the best peer, no half-life
+        # here beats it, and where ARC is (zipf1.2-drift20%-30d 5%: 0.821) the best fixed one
+        # serves 0.820.
         if best == now or hits[best] <= hits[now] * (1 + self.margin):
             return False
         self.sticky, self.current = divmod(best, n)
