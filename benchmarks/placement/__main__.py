@@ -260,6 +260,15 @@ def _judge(entry: dict[str, Any], budgets: list[float], cycles: list[int]) -> No
     }
 
 
+#: A shortfall under this (in byte hit ratio) is called near in the goals' summary: a tenth of a point.
+NEAR = 0.001
+
+
+def _points(delta: float) -> str:
+    """A difference of byte hit ratios in percentage points, signed (− for a shortfall)."""
+    return f"{delta * 100:+.2f}".replace("-", "−")
+
+
 def render(out: dict[str, Any]) -> str:
     """The markdown report."""
     s = out["settings"]
@@ -357,10 +366,11 @@ def render(out: dict[str, Any]) -> str:
         "",
         "## Goals",
         "",
-        "| trace | budget | Liquid BHR | best online (BHR) | ≥ best online | Liquid / Belady BHR "
-        "| Liquid's hot fills | per LRU fill |",
-        "|---|---|---|---|---|---|---|---|",
+        "| trace | budget | Liquid BHR | best online (BHR) | ≥ best online | Liquid − best, points "
+        "| Liquid / Belady BHR | Liquid's hot fills | per LRU fill |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    goals = [g for e in out["traces"].values() for g in e["goals"]["bhr"]]
     for name, e in out["traces"].items():
         for g in e["goals"]["bhr"]:
             fills = "  |  |"
@@ -369,9 +379,18 @@ def render(out: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {g['budget']:.0%} | {g['liquid_bhr']:.3f} | {g['best_online']} "
                 f"({g['best_online_bhr']:.3f}) | {'yes' if g['beats_online'] else 'no'} | "
-                f"{g['vs_belady']:.2f}x |{fills}"
+                f"{_points(g['liquid_bhr'] - g['best_online_bhr'])} | {g['vs_belady']:.2f}x |{fills}"
             )
+    below = [g["liquid_bhr"] - g["best_online_bhr"] for g in goals if not g["beats_online"]]
     lines += [
+        "",
+        f"At or above the best online peer in {len(goals) - len(below)} of {len(goals)} cells"
+        + (
+            f"; below it in {len(below)}, {sum(d > -NEAR for d in below)} of them by less than "
+            f"{NEAR * 100:g} points (the most: {_points(min(below))})."
+            if below
+            else "."
+        ),
         "",
         "Hot fills: copies written to the hot tier, each charged a read of the home (the "
         "daemon's fill reads it); LRU writes one on every miss.",
