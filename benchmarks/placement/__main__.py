@@ -265,8 +265,8 @@ NEAR = 0.001
 
 
 def _points(delta: float) -> str:
-    """A difference of byte hit ratios in percentage points, signed (− for a shortfall)."""
-    return f"{delta * 100:+.2f}".replace("-", "−")
+    """A difference of byte hit ratios in percentage points, signed (negative for a shortfall)."""
+    return f"{delta * 100:+.2f}"
 
 
 def render(out: dict[str, Any]) -> str:
@@ -366,7 +366,7 @@ def render(out: dict[str, Any]) -> str:
         "",
         "## Goals",
         "",
-        "| trace | budget | Liquid BHR | best online (BHR) | ≥ best online | Liquid − best, points "
+        "| trace | budget | Liquid BHR | best online (BHR) | ≥ best online | vs best online, points "
         "| Liquid / Belady BHR | Liquid's hot fills | per LRU fill |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -14,7 +14,7 @@ GRID = RESULTS / "placement.json"
 
 def test_points_are_signed_percentage_points() -> None:
     assert _points(0.0119) == "+1.19"
-    assert _points(-0.0054) == "−0.54"
+    assert _points(-0.0054) == "-0.54"
     assert _points(0.0) == "+0.00"
 
 
@@ -38,15 +38,16 @@ def test_the_goals_say_how_far_below_the_best_peer_each_cell_is() -> None:
     text = render(out)
     assert _summary(text) == (
         f"At or above the best online peer in {len(cells) - 2} of {len(cells)} cells; below it in 2, "
-        "1 of them by less than 0.1 points (the most: −1.23)."
+        "1 of them by less than 0.1 points (the most: -1.23)."
     )
     rows = [line for line in text.splitlines() if re.match(r"\| \S+ \| \d+% \| 0\.\d{3} \| ", line)]
     assert len(rows) == len(cells)
-    assert "| no | −0.02 |" in rows[0] and "| no | −1.23 |" in rows[-1]
+    assert "| no | -0.02 |" in rows[0] and "| no | -1.23 |" in rows[-1]
     assert all("| yes | +1.00 |" in row for row in rows[1:-1])
 
     every = copy.deepcopy(out)
     for e in every["traces"].values():
         for g in e["goals"]["bhr"]:
             g["beats_online"] = True
-    assert _summary(render(every)) == f"At or above the best online peer in {len(cells)} of {len(cells)} cells."
+    n = len(cells)
+    assert _summary(render(every)) == f"At or above the best online peer in {n} of {n} cells."
