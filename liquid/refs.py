@@ -50,6 +50,34 @@ def check_slug(value: object, what: str) -> str:
     return value
 
 
+#: ``PUT /v1/objects/{ns}/{key}/vectors`` attaches embeddings to ``key``: no object is stored
+#: under a key with this ending (:func:`check_new_key`), so the path always means that.
+VECTORS_SUFFIX = "/vectors"
+
+
+def reserved_key_message(key: str) -> str:
+    base = key.removesuffix(VECTORS_SUFFIX)
+    return (
+        f"key {key!r} ends in {VECTORS_SUFFIX!r}, which no object may: "
+        f"PUT /v1/objects/<namespace>/{base}{VECTORS_SUFFIX} attaches embeddings to {base!r}"
+    )
+
+
+def check_new_key(key: object) -> str:
+    """:func:`check_key` for a key being written: also refuses a key ending in ``/vectors``.
+
+    >>> check_new_key("model/vectors")
+    Traceback (most recent call last):
+    ...
+    liquid.errors.InvalidInput: key 'model/vectors' ends in '/vectors', which no object may: \
+PUT /v1/objects/<namespace>/model/vectors attaches embeddings to 'model'
+    """
+    checked = check_key(key)
+    if checked.endswith(VECTORS_SUFFIX):
+        raise InvalidInput(reserved_key_message(checked), field="key")
+    return checked
+
+
 def check_key(key: object) -> str:
     """Return a valid object key, else raise InvalidInput saying what is wrong.
 

@@ -65,7 +65,7 @@ from liquid.hotcache import HotCache
 from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
 from liquid.purge import purge
 from liquid.redaction import PayloadRedaction
-from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_slug
+from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_new_key, check_slug
 from liquid.shm import ShmCache
 from liquid.stores.base import CHUNK_SIZE, Store, slice_stream
 from liquid.tenancy import Tenancy
@@ -565,7 +565,7 @@ class LiquidService:
         """
         check_slug(tenant, "tenant")
         check_slug(namespace, "namespace")
-        check_key(key)
+        check_new_key(key)
         check_header_text(content_type, "content_type")
         tag_map = dict(tags or {})
         for k, v in tag_map.items():

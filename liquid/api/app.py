@@ -149,8 +149,8 @@ def create_app(
     )
     app.state.liquid = ctx
     app.state.vectors = vectors
+    app.router.routes.extend(vector_lean_routes())  # first: PUT .../{key}/vectors is not an object's PUT
     app.router.routes.extend(lean_routes())
-    app.router.routes.extend(vector_lean_routes())
     app.include_router(vectors_router)
     app.include_router(router)
     app.include_router(stats_router)

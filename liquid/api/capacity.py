@@ -20,8 +20,18 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from liquid.api.problems import TYPE_UNAVAILABLE, problem
+from liquid.refs import VECTORS_SUFFIX
 
 UPLOADS, READS, OTHER = "uploads", "reads", "other"
+
+
+def is_object_upload(method: str, path: str) -> bool:
+    """``PUT /v1/objects/{ns}/{key}``: an object's bytes, not ``.../{key}/vectors`` (embeddings as JSON).
+
+    >>> is_object_upload("PUT", "/v1/objects/kb/doc"), is_object_upload("PUT", "/v1/objects/kb/doc/vectors")
+    (True, False)
+    """
+    return method == "PUT" and path.startswith("/v1/objects/") and not path.endswith(VECTORS_SUFFIX)
 
 
 def route_class(method: str, path: str) -> str | None:
@@ -34,9 +44,9 @@ def route_class(method: str, path: str) -> str | None:
     """
     if not path.startswith("/v1/"):
         return None
+    if is_object_upload(method, path):
+        return UPLOADS
     if path.startswith("/v1/objects/"):
-        if method == "PUT":
-            return UPLOADS
         if method in ("GET", "HEAD"):
             return READS
     elif path.startswith("/v1/refs/") and method in ("GET", "HEAD"):

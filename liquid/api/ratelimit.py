@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from liquid.api.capacity import is_object_upload
 from liquid.api.problems import PROBLEM_JSON, problem_body
 from liquid.errors import RateLimited
 
@@ -65,7 +66,7 @@ class TenantRateLimiter:
 
 
 class BodyLimitMiddleware:
-    """413 for request bodies over ``limit`` bytes, except object uploads (``PUT /v1/objects/...``)."""
+    """413 for request bodies over ``limit`` bytes, except object uploads (``PUT /v1/objects/{ns}/{key}``)."""
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
         self.app = app
@@ -120,7 +121,7 @@ class BodyLimitMiddleware:
 
     @staticmethod
     def _exempt(scope: Scope) -> bool:
-        return scope["method"] == "PUT" and str(scope["path"]).startswith("/v1/objects/")
+        return is_object_upload(scope["method"], str(scope["path"]))
 
     async def _refuse(self, scope: Scope, send: Send, detail: str) -> None:
         import json

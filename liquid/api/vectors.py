@@ -1,7 +1,9 @@
 """The vector routes: attach embeddings to an object version, and search them.
 
-Embeddings attach at ``PUT /v1/vectors/{namespace}/{key}``, not under ``/v1/objects/.../vectors``:
-a key may itself end in ``/vectors`` (the same reason versions live under ``/v1/versions``).
+Embeddings attach at ``PUT /v1/objects/{namespace}/{key}/vectors``, or at its twin
+``PUT /v1/vectors/{namespace}/{key}``. So that the first path always means the embeddings, no
+object may be stored under a key ending in ``/vectors`` (:func:`liquid.refs.check_new_key`); one
+stored before that rule is still read, listed and deleted as before.
 """
 
 from __future__ import annotations
@@ -9,18 +11,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
+import pydantic
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from liquid.api.models import AttachVectorsRequest, AttachVectorsResponse, SearchRequest, SearchResponse
 from liquid.api.routes import (
+    _NAMESPACE,
     ApiContext,
     Ctx,
     Key,
     LeanRoute,
     Namespace,
     Who,
+    _invalid,
+    _lean_caller,
     _object_ref,
     lean_call,
     run,
@@ -29,6 +36,7 @@ from liquid.api.routes import (
 )
 from liquid.errors import InvalidInput
 from liquid.limits import MAX_VERSION
+from liquid.refs import reserved_key_message
 from liquid.vectors import Embedding, VectorFilter
 from liquid.vectors.base import check_metric
 from liquid.vectors.search import VectorSearch
@@ -48,9 +56,16 @@ Vectors = Annotated[VectorSearch, Depends(vector_search)]
 
 
 @router.put(
-    "/v1/vectors/{namespace}/{key:path}",
+    "/v1/objects/{namespace}/{key:path}/vectors",
     response_model=AttachVectorsResponse,
     summary="Attach embeddings (whole object or chunks) to a version (the latest unless `version`)",
+    tags=["vectors"],
+    responses=_422,
+)
+@router.put(
+    "/v1/vectors/{namespace}/{key:path}",
+    response_model=AttachVectorsResponse,
+    summary="Attach embeddings: the same as `PUT /v1/objects/{namespace}/{key}/vectors`",
     tags=["vectors"],
     responses=_422,
 )
@@ -63,7 +78,19 @@ async def attach_vectors(
     body: AttachVectorsRequest,
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
-    ref = await _object_ref(c, who.tenant, namespace, key, version)
+    return await _attach(c, who.tenant, vs, namespace, key, body, version)
+
+
+async def _attach(
+    c: ApiContext,
+    tenant: str,
+    vs: VectorSearch,
+    namespace: str,
+    key: str,
+    body: AttachVectorsRequest,
+    version: int | None,
+) -> Response:
+    ref = await _object_ref(c, tenant, namespace, key, version)
     metric = check_metric(body.metric) if body.metric is not None else None
     embeddings = []
     for i, e in enumerate(body.embeddings):
@@ -71,7 +98,7 @@ async def attach_vectors(
             raise InvalidInput(f"embeddings[{i}].span must be two integers", field=f"embeddings[{i}].span")
         span = (e.span[0], e.span[1]) if e.span is not None else None
         embeddings.append(Embedding(e.vector, chunk_id=e.chunk_id or "", span=span))
-    count = await run(vs.attach, who.tenant, ref, embeddings, index=body.index, metric=metric)
+    count = await run(vs.attach, tenant, ref, embeddings, index=body.index, metric=metric)
     return JSONResponse({"uri": ref.uri, "count": count, "index": body.index or c.settings.vectors.default})
 
 
@@ -133,6 +160,44 @@ async def search_lean(request: Request) -> Response:
     return await _search(c, request.app.state.vectors, tenant, body)
 
 
+async def attach_under_object(request: Request) -> Response:
+    """``PUT /v1/objects/{namespace}/{key}/vectors``, matched before the object routes' ``PUT``.
+
+    Its FastAPI twin above documents it, but the lean object ``PUT`` would take the path first
+    (as a key ending in ``/vectors``), so this route sits ahead of it and does the twin's checks
+    in FastAPI's order. A body that is not JSON at all was most likely meant as an object's bytes:
+    it gets the reason such a key cannot be stored, rather than a JSON parser's complaint.
+    """
+    c, who = await _lean_caller(request)
+    errors, version = _invalid(request, (_NAMESPACE,), version=True)
+    if errors:
+        raise RequestValidationError(errors)
+    params = request.path_params
+    raw = await request.body()
+    try:
+        body = AttachVectorsRequest.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        found = exc.errors(include_url=False)
+        if any(e["type"] == "json_invalid" for e in found):
+            raise InvalidInput(
+                reserved_key_message(params["key"] + "/vectors")
+                + '; to attach embeddings, send JSON: {"embeddings": [{"vector": [...]}]}',
+                field="key",
+            ) from None
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in found]) from None
+    return await _attach(
+        c, who.tenant, request.app.state.vectors, params["namespace"], params["key"], body, version
+    )
+
+
 def lean_routes() -> list[Route]:
-    """Routes matched before the routers' (see :func:`liquid.api.app.create_app`)."""
-    return [LeanRoute("/v1/search", search_lean, methods=["POST"], include_in_schema=False)]
+    """Routes matched before the routers' and the object routes' (see :func:`liquid.api.app.create_app`)."""
+    return [
+        LeanRoute("/v1/search", search_lean, methods=["POST"], include_in_schema=False),
+        LeanRoute(
+            "/v1/objects/{namespace}/{key:path}/vectors",
+            attach_under_object,
+            methods=["PUT"],
+            include_in_schema=False,
+        ),
+    ]

@@ -341,7 +341,7 @@ class SearchHit:
 
 
 def vectors_path(namespace: str, key: str) -> str:
-    return f"/v1/vectors/{quote(namespace, safe='')}/{quote(key, safe='/')}"
+    return f"/v1/objects/{quote(namespace, safe='')}/{quote(key, safe='/')}/vectors"
 
 
 def embeddings_payload(

@@ -92,6 +92,10 @@ def test_request_bodies_are_bounded_but_uploads_are_not(
     assert streamed.status_code == 413, streamed.text
     upload = httpx.put(f"{limited_url}/v1/objects/ns/big", headers=h, content=b"x" * 4096)
     assert upload.status_code == 201, upload.text
+    # Embeddings attached under an object's path are JSON like any other body: bounded.
+    vectors = b'{"embeddings": [{"vector": [' + b",".join([b"0.5"] * 1000) + b"]}]}"
+    attach = httpx.put(f"{limited_url}/v1/objects/ns/big/vectors", headers=h, content=vectors)
+    assert attach.status_code == 413 and attach.json()["type"] == "liquid:too-large", attach.text
 
 
 def test_the_lean_ref_read_is_limited_too(

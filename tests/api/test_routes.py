@@ -177,7 +177,7 @@ def test_object_routes_are_served_lean_and_answer_as_their_fastapi_twins(
     first = next(
         r
         for r in ApiServer(api_service).app.router.routes
-        if getattr(r, "path", "").startswith("/v1/objects")
+        if getattr(r, "path", "").startswith("/v1/objects") and not r.path.endswith("/vectors")  # type: ignore[attr-defined]
     )
     assert getattr(first, "endpoint", None) is routes.put_lean  # matched before the twin
     twin = ApiServer(api_service)

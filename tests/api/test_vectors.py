@@ -13,6 +13,7 @@ import pytest
 from liquid.api.server import ApiServer
 from liquid.client import AsyncClient, Client
 from liquid.client.errors import DimensionMismatch
+from liquid.errors import InvalidInput
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
 from tests.problems import problem_of
@@ -39,7 +40,7 @@ def test_attach_then_search_returns_scored_refs_with_inline_values(
 ) -> None:
     for i in range(3):
         _put(http, auth, f"doc/{i}", f"body {i}".encode(), **{"X-Liquid-Tags": f"n={i}"})
-        r = http.put(f"/v1/vectors/kb/doc/{i}", json={"embeddings": [{"vector": E[i]}]}, headers=auth)
+        r = http.put(f"/v1/objects/kb/doc/{i}/vectors", json={"embeddings": [{"vector": E[i]}]}, headers=auth)
         assert r.status_code == 200 and r.json()["count"] == 1, r.text
     r = http.post("/v1/search", json={"vector": E[1], "k": 2, "namespace": "kb"}, headers=auth)
     assert r.status_code == 200, r.text
@@ -71,11 +72,11 @@ def test_another_tenant_sees_nothing_and_cannot_attach(
     http: httpx.Client, auth: dict[str, str], make_tenant: Callable[[], TenantKey]
 ) -> None:
     _put(http, auth, "secret")
-    assert http.put("/v1/vectors/kb/secret", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+    assert http.put("/v1/objects/kb/secret/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
     other = {"Authorization": f"Bearer {make_tenant().key}"}
     r = http.post("/v1/search", json={"vector": E[0], "k": 10, "namespace": "kb"}, headers=other)
     assert r.status_code == 200 and r.json()["results"] == []
-    r = http.put("/v1/vectors/kb/secret", json={"embeddings": [{"vector": E[0]}]}, headers=other)
+    r = http.put("/v1/objects/kb/secret/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=other)
     problem_of(r, 404, "liquid:not-found")
 
 
@@ -101,7 +102,7 @@ def test_bad_search_input_is_a_problem_not_a_5xx(
     http: httpx.Client, auth: dict[str, str], body: dict[str, Any], status: int, field: str | None
 ) -> None:
     _put(http, auth, "x")
-    assert http.put("/v1/vectors/kb/x", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+    assert http.put("/v1/objects/kb/x/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
     problem = problem_of(http.post("/v1/search", json=body, headers=auth), status)
     if field is not None:
         assert problem["field"] == field, problem
@@ -109,7 +110,7 @@ def test_bad_search_input_is_a_problem_not_a_5xx(
 
 def test_bad_vector_writes_are_problems_and_store_nothing(http: httpx.Client, auth: dict[str, str]) -> None:
     _put(http, auth, "x")
-    url = "/v1/vectors/kb/x"
+    url = "/v1/objects/kb/x/vectors"
     assert http.put(url, json={"embeddings": [{"vector": E[0]}]}, headers=auth).status_code == 200
     problem = problem_of(
         http.put(url, json={"embeddings": [{"vector": [1.0] * 5, "chunk_id": "b"}]}, headers=auth),
@@ -134,7 +135,9 @@ def test_bad_vector_writes_are_problems_and_store_nothing(http: httpx.Client, au
         else:
             r = http.put(url, json=bad, headers=auth)
         problem_of(r, 400)
-    problem_of(http.put("/v1/vectors/kb/missing", json={"embeddings": [{"vector": E[0]}]}, headers=auth), 404)
+    problem_of(
+        http.put("/v1/objects/kb/missing/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=auth), 404
+    )
     hits = http.post("/v1/search", json={"vector": E[0], "k": 10}, headers=auth).json()["results"]
     assert [(h["key"], h["chunk_id"]) for h in hits] == [("x", None)]
 
@@ -143,11 +146,13 @@ def test_delete_removes_vectors_from_search(http: httpx.Client, auth: dict[str, 
     _put(http, auth, "gone")
     _put(http, auth, "kept")
     for key in ("gone", "kept"):
-        http.put(f"/v1/vectors/kb/{key}", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+        http.put(f"/v1/objects/kb/{key}/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
     assert http.delete("/v1/objects/kb/gone", headers=auth).status_code == 200
     hits = http.post("/v1/search", json={"vector": E[0], "k": 10}, headers=auth).json()["results"]
     assert [h["key"] for h in hits] == ["kept"]
-    problem_of(http.put("/v1/vectors/kb/gone", json={"embeddings": [{"vector": E[0]}]}, headers=auth), 404)
+    problem_of(
+        http.put("/v1/objects/kb/gone/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=auth), 404
+    )
 
 
 def test_sync_and_async_clients_attach_and_search(
@@ -173,10 +178,52 @@ def test_sync_and_async_clients_attach_and_search(
     assert ahit.chunk_id == "mid" and ahit.score == pytest.approx(1.0)
 
 
-def test_a_key_ending_in_vectors_is_an_ordinary_object(http: httpx.Client, auth: dict[str, str]) -> None:
-    r = http.put("/v1/objects/kb/model/vectors", content=b"not embeddings", headers=auth)
-    assert r.status_code == 201, r.text
-    assert http.get("/v1/objects/kb/model/vectors", headers=auth).content == b"not embeddings"
+def test_no_object_is_stored_under_a_key_ending_in_vectors(
+    http: httpx.Client, auth: dict[str, str], api_service: LiquidService, tk: TenantKey
+) -> None:
+    _put(http, auth, "model", b"weights")
+    # Bytes meant as an object: refused with the reason, and no version of either key appears.
+    p = problem_of(http.put("/v1/objects/kb/model/vectors", content=b"not embeddings", headers=auth), 400)
+    assert p["field"] == "key" and "attaches embeddings to 'model'" in p["detail"], p
+    problem_of(http.get("/v1/objects/kb/model/vectors", headers=auth), 404)
+    assert [i["version"] for i in http.get("/v1/versions/kb/model", headers=auth).json()["items"]] == [1]
+    # JSON that is not embeddings: the model's own complaint, under body.
+    p = problem_of(http.put("/v1/objects/kb/model/vectors", json={"weights": [1]}, headers=auth), 400)
+    assert p["field"] == "embeddings", p
+    # The service refuses the key too, so the in-process client cannot store what HTTP could not name.
+    with pytest.raises(InvalidInput, match="ends in '/vectors'"):
+        api_service.put(tk.tenant, "kb", "model/vectors", b"x")
+    with pytest.raises(InvalidInput, match="ends in '/vectors'"):
+        Client.embedded(api_service, tk.tenant).put("kb", "deep/model/vectors", b"x")
+    # A key that merely contains the word is an ordinary object.
+    _put(http, auth, "vectors", b"top-level")
+    _put(http, auth, "vectors/readme", b"inside")
+    assert http.get("/v1/objects/kb/vectors/readme", headers=auth).content == b"inside"
+
+
+def test_both_attach_paths_reach_the_same_version(http: httpx.Client, auth: dict[str, str]) -> None:
+    _put(http, auth, "twin/a", b"a")
+    r = http.put("/v1/objects/kb/twin/a/vectors", json={"embeddings": [{"vector": E[0]}]}, headers=auth)
+    assert r.status_code == 200 and r.json()["uri"].endswith("/kb/twin/a@1"), r.text
+    r = http.put(
+        "/v1/vectors/kb/twin/a", json={"embeddings": [{"vector": E[1], "chunk_id": "c"}]}, headers=auth
+    )
+    assert r.status_code == 200 and r.json()["uri"].endswith("/kb/twin/a@1"), r.text
+    found = http.post("/v1/search", json={"vector": E[1], "k": 5, "namespace": "kb"}, headers=auth).json()
+    mine = [x for x in found["results"] if x["key"] == "twin/a"]
+    assert {x.get("chunk_id") or "" for x in mine} == {"", "c"}, found
+    # Unauthenticated, a bad namespace, a bad version: the same answers as every object route.
+    problem_of(http.put("/v1/objects/kb/twin/a/vectors", json={"embeddings": [{"vector": E[0]}]}), 401)
+    assert (
+        problem_of(http.put("/v1/objects/KB!/twin/a/vectors", json={"embeddings": []}, headers=auth), 400)[
+            "field"
+        ]
+        == problem_of(http.put("/v1/vectors/KB!/twin/a", json={"embeddings": []}, headers=auth), 400)["field"]
+    )
+    r = http.put(
+        "/v1/objects/kb/twin/a/vectors?version=0", json={"embeddings": [{"vector": E[0]}]}, headers=auth
+    )
+    assert problem_of(r, 400)["field"] == "version"
 
 
 def test_search_is_served_by_the_lean_route(api_service: LiquidService) -> None:
@@ -196,7 +243,7 @@ def test_lean_search_checks_keys_and_tenants_like_every_route(
     admin_key: str,
 ) -> None:
     _put(http, auth, "mine")
-    assert http.put("/v1/vectors/kb/mine", json={"embeddings": [{"vector": E[2]}]}, headers=auth)
+    assert http.put("/v1/objects/kb/mine/vectors", json={"embeddings": [{"vector": E[2]}]}, headers=auth)
     body = {"vector": E[2], "k": 5}
     problem_of(http.post("/v1/search", json=body), 401)
     problem_of(http.post("/v1/search", json=body, headers={"Authorization": "Bearer lq_nope"}), 401)
@@ -221,7 +268,7 @@ def test_search_waits_on_postgresql_in_the_event_loop(
 ) -> None:
     """The server's lifespan gave the catalog's pgvector index a pool on its loop: searches use it."""
     _put(http, auth, "looped")
-    assert http.put("/v1/vectors/kb/looped", json={"embeddings": [{"vector": E[3]}]}, headers=auth)
+    assert http.put("/v1/objects/kb/looped/vectors", json={"embeddings": [{"vector": E[3]}]}, headers=auth)
     index = api_server.app.state.vectors.index("catalog")
     pool = index._apool
     assert pool is not None
