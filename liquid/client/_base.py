@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
+from tenacity import wait_exponential, wait_random
+from tenacity.wait import wait_base
 
 from liquid.client import errors
 from liquid.errors import LiquidError
@@ -213,6 +217,43 @@ def check_response(response: httpx.Response) -> None:
     except (ValueError, UnicodeDecodeError):
         body = response.text
     raise errors.from_problem(response.status_code, body)
+
+
+def first_retry_wait() -> float:
+    """Seconds to wait before the second attempt of a call.
+
+    The clients make a call's first attempt without tenacity (its machinery costs ~30 µs a call, a
+    fortieth of a hot read) and only a transient failure goes on to it: this wait, then
+    :func:`retry_wait`'s schedule, so the waits run 50, 100, 200 ms... up to 2 s, each with up to
+    50 ms of jitter.
+    """
+    return 0.05 + random.uniform(0, 0.05)
+
+
+def retry_wait() -> wait_base:
+    """Tenacity's waits between the attempts after the second (see :func:`first_retry_wait`)."""
+    return wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.05)
+
+
+def json_request(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for httpx with a ``json=`` body encoded by orjson instead of httpx's ``json``.
+
+    A 384-float search vector takes ~10 µs to encode against ~150 µs through the standard
+    library, a tenth of a whole search. numpy scalars and arrays encode as numbers. A NaN or an
+    infinity encodes as ``null`` (JSON has neither), which the API refuses with a 422 naming
+    the element.
+    """
+    if "json" not in kwargs:
+        return kwargs
+    out = dict(kwargs)
+    out["content"] = orjson.dumps(out.pop("json"), option=orjson.OPT_SERIALIZE_NUMPY)
+    out["headers"] = {**(out.get("headers") or {}), "Content-Type": "application/json"}
+    return out
+
+
+def json_of(response: httpx.Response) -> Any:
+    """The response's JSON body (orjson: the answers to searches and batch resolves are the big ones)."""
+    return orjson.loads(response.content)
 
 
 def is_transient(exc: BaseException, *, idempotent: bool) -> bool:

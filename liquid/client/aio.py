@@ -10,9 +10,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import httpx
 import pyarrow as pa  # type: ignore[import-untyped]
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from liquid.client import _base as b
 from liquid.refs import RefInfo, ResultRef
@@ -80,9 +81,16 @@ class AsyncClient:
         await self.aclose()
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+        """``await fn()``, retried on transient failures up to ``retries`` times with backoff and jitter."""
+        try:
+            return await fn()  # the first attempt without tenacity's cost
+        except Exception as exc:
+            if self.retries < 1 or not b.is_transient(exc, idempotent=idempotent):
+                raise
+        await anyio.sleep(b.first_retry_wait())
         async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05),
+            stop=stop_after_attempt(self.retries),
+            wait=b.retry_wait(),
             retry=retry_if_exception(lambda e: b.is_transient(e, idempotent=idempotent)),
             reraise=True,
         ):
@@ -91,6 +99,8 @@ class AsyncClient:
         raise AssertionError("unreachable")
 
     async def _call(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
+        kwargs = b.json_request(kwargs)
+
         async def once() -> httpx.Response:
             response = await self.http.request(method, url, **kwargs)
             b.check_response(response)
@@ -263,14 +273,13 @@ class AsyncClient:
             ef_search=ef_search,
             index=index,
         )
-        response = await self._call("POST", "/v1/search", json=body)
-        return b.hits_from(response.json())
+        return b.hits_from(b.json_of(await self._call("POST", "/v1/search", json=body)))
 
     async def resolve_many(
         self, refs: Sequence[b.RefLike], *, inline: bool = True, facts: bool = False
     ) -> list[b.Resolved]:
         payload = b.resolve_payload(refs, inline=inline, facts=facts)
-        return b.resolved_from((await self._call("POST", "/v1/refs:resolve", json=payload)).json())
+        return b.resolved_from(b.json_of(await self._call("POST", "/v1/refs:resolve", json=payload)))
 
     async def list(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pyarrow as pa  # type: ignore[import-untyped]
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from liquid.client import _base as b
 from liquid.client import errors
@@ -142,10 +143,17 @@ class Client:
 
     # -------------------------------------------------------------- plumbing
 
-    def _retrying(self, fn: Callable[[], T], *, idempotent: bool, attempts: int | None = None) -> T:
+    def _retrying(self, fn: Callable[[], T], *, idempotent: bool) -> T:
+        """``fn()``, retried on transient failures up to ``retries`` times with backoff and jitter."""
+        try:
+            return fn()  # the first attempt without tenacity's cost
+        except Exception as exc:
+            if self.retries < 1 or not b.is_transient(exc, idempotent=idempotent):
+                raise
+        time.sleep(b.first_retry_wait())
         for attempt in Retrying(
-            stop=stop_after_attempt(self.retries + 1 if attempts is None else attempts),
-            wait=wait_exponential(multiplier=0.05, max=2.0) + wait_random(0, 0.05),
+            stop=stop_after_attempt(self.retries),
+            wait=b.retry_wait(),
             retry=retry_if_exception(lambda e: b.is_transient(e, idempotent=idempotent)),
             reraise=True,
         ):
@@ -154,13 +162,8 @@ class Client:
         raise AssertionError("unreachable")
 
     def _direct(self, fn: Callable[[], T], *, idempotent: bool = True) -> T:
-        """An in-process call, retried as its HTTP twin would be (a first try without tenacity's cost)."""
-        try:
-            return fn()
-        except errors.ApiError as exc:
-            if self.retries < 1 or not b.is_transient(exc, idempotent=idempotent):
-                raise
-        return self._retrying(fn, idempotent=idempotent, attempts=self.retries)
+        """An in-process call, retried as its HTTP twin would be."""
+        return self._retrying(fn, idempotent=idempotent)
 
     def _call(
         self,
@@ -170,6 +173,8 @@ class Client:
         idempotent: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
+        kwargs = b.json_request(kwargs)
+
         def once() -> httpx.Response:
             response = self.http.request(method, url, **kwargs)
             b.check_response(response)
@@ -475,8 +480,7 @@ class Client:
             ef_search=ef_search,
             index=index,
         )
-        response = self._call("POST", "/v1/search", json=body)
-        return b.hits_from(response.json())
+        return b.hits_from(b.json_of(self._call("POST", "/v1/search", json=body)))
 
     def resolve_many(
         self, refs: Sequence[b.RefLike], *, inline: bool = True, facts: bool = False
@@ -489,7 +493,7 @@ class Client:
             direct = self.direct
             return self._direct(lambda: direct.resolve_many(refs, inline=inline, facts=facts))
         payload = b.resolve_payload(refs, inline=inline, facts=facts)
-        return b.resolved_from(self._call("POST", "/v1/refs:resolve", json=payload).json())
+        return b.resolved_from(b.json_of(self._call("POST", "/v1/refs:resolve", json=payload)))
 
     def list(
         self,

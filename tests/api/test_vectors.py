@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from liquid.api.server import ApiServer
 from liquid.client import AsyncClient, Client
-from liquid.client.errors import DimensionMismatch
+from liquid.client.errors import BadRequest, DimensionMismatch
 from liquid.errors import InvalidInput
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
@@ -168,6 +169,14 @@ def test_sync_and_async_clients_attach_and_search(
     with pytest.raises(DimensionMismatch) as err:
         client.search([1.0] * 7, namespace="kb")
     assert err.value.status == 422 and err.value.field == "vector"
+    # numpy vectors go as they are (the client's JSON encoder writes numpy numbers).
+    (nhit,) = client.search(np.asarray(E[3], dtype=np.float32), k=1, namespace="kb")
+    assert nhit.chunk_id == "tail"
+    assert client.attach_vectors("kb", "c", [np.asarray(E[0], dtype=np.float32)]) == 1
+    # JSON has no NaN: the element goes as null and the API names it.
+    with pytest.raises(BadRequest) as bad:
+        client.search([1.0, math.nan, 0.0, 0.0], namespace="kb")
+    assert bad.value.status == 400 and "vector" in str(bad.value.field), bad.value
 
     async def main() -> list[Any]:
         async with AsyncClient(base_url, api_key=tk.key, retries=0) as lq:
