@@ -56,6 +56,12 @@ from liquid.refs import ResultRef
 
 log = logging.getLogger(__name__)
 
+#: Seconds after a search returned an object's value inline during which the next read of that
+#: version is the caller resolving the hit it already counted, not a read of its own.
+SEARCH_CLAIM_WINDOW = 600.0
+#: Inline search hits remembered for that (the oldest forgotten first).
+MAX_SEARCH_CLAIMS = 100_000
+
 # One call per push records every object's batch of reads.
 # KEYS: dirty set, set of minute hashes, then the push's distinct hourly hashes, then its
 # distinct minute hashes. The per-object hashes are named from ARGV[1] (their prefix) and each
@@ -419,7 +425,9 @@ class AccessTracker:
         self._drain_sha = client.script_load(_DRAIN)
         self._lock = threading.Lock()
         # Reads noted since the last push, as (ref, epoch seconds): the read path only appends.
-        self._reads: deque[tuple[ResultRef, float]] = deque()
+        self._reads: deque[tuple[ResultRef, float] | tuple[ResultRef, float, bool]] = deque()
+        # Inline search hits not yet resolved: uri -> when (only the pusher touches it).
+        self._claims: dict[str, float] = {}
         self.max_reads = 500_000
         self.dropped = 0
         # (uri, minute) -> [score, last read, reads, first counted, last counted, ref]; only the
@@ -496,6 +504,23 @@ class AccessTracker:
             batch = batch[: max(room, 0)]
         reads.extend(batch)
 
+    def note_search_hits(self, refs: Iterable[ResultRef], *, now: datetime | None = None) -> None:
+        """Count the versions a search returned with their values inline: each is read by the search.
+
+        The caller then has the value; if it resolves the ref anyway within
+        ``SEARCH_CLAIM_WINDOW``, that read is the same one and is not counted again ("a search hit
+        that the caller then resolves is one read, not two"). The claim lives in this process's
+        tracker, so a resolve served by another API process counts again.
+        """
+        when = self._when(now)
+        reads = self._reads
+        batch = [(ref, when, True) for ref in refs]
+        room = self.max_reads - len(reads)
+        if room < len(batch):
+            self.dropped += len(batch) - max(room, 0)
+            batch = batch[: max(room, 0)]
+        reads.extend(batch)
+
     def _fold(self) -> None:
         """Fold the queued reads into their object-minute entries (under the push lock).
 
@@ -504,12 +529,24 @@ class AccessTracker:
         fold into one decayed delta exactly as if sent one by one: :func:`count_read`'s
         arithmetic, written out, since a function call per read costs more than the sums.
         """
-        reads, pending = self._reads, self._pending
+        reads, pending, claims = self._reads, self._pending, self._claims
         half_life, correlation = self.half_life, self.correlation
         with self._lock:  # taken off the queue and counted at once, for ``noted``
             batch = [reads.popleft() for _ in range(len(reads))]
             self._folded += len(batch)
-        for ref, when in batch:
+        claimed = 0
+        for item in batch:
+            ref, when = item[0], item[1]
+            if len(item) > 2:  # an inline search hit: counted here, the caller's resolve of it not
+                claims.pop(ref.uri, None)  # re-inserted last: the oldest claim goes first
+                claims[ref.uri] = when
+                if len(claims) > MAX_SEARCH_CLAIMS:
+                    del claims[next(iter(claims))]
+            elif claims:
+                seen = claims.pop(ref.uri, None)
+                if seen is not None and 0.0 <= when - seen <= SEARCH_CLAIM_WINDOW:
+                    claimed += 1
+                    continue
             m = (ref.uri, int(when // 60))
             entry = pending.get(m)
             if entry is None:
@@ -523,6 +560,9 @@ class AccessTracker:
                 if when > entry[4]:
                     entry[4] = when
             entry[2] += 1
+        if claimed:
+            with self._lock:
+                self._folded -= claimed
 
     def record(self, ref: ResultRef, *, now: datetime | None = None) -> bool:
         """Count one read and push at once; False when Redis is down."""

@@ -383,7 +383,7 @@ class VectorSearch:
                 )
             )
         if self.access is not None:  # as _finish: one clock read for the search's inline hits
-            self.access.note_many(read)
+            self.access.note_search_hits(read)
         return out
 
     async def _ahits(
@@ -441,7 +441,7 @@ class VectorSearch:
     def _finish(self, tenant: str, hits: list[VectorHit]) -> list[SearchResult]:
         results = self._resolve(tenant, hits)
         if self.access is not None:  # one clock read for the search's inline hits
-            self.access.note_many(r.ref.ref for r in results if r.ref.inline is not None)
+            self.access.note_search_hits(r.ref.ref for r in results if r.ref.inline is not None)
         return results
 
     def _resolve(self, tenant: str, hits: list[VectorHit]) -> list[SearchResult]:

@@ -27,6 +27,12 @@ def test_a_search_hit_then_its_read_is_one_access(make_service: ServiceFactory, 
         assert [r.ref.ref for r in results] == [small, large]
         assert results[0].ref.inline == b"tiny value" and results[1].ref.inline is None
         svc.get(tenant, results[1].ref.ref)  # the caller resolves the hit that had no value
+        # The caller resolves the inline hit too, though it has the value: still the search's read.
+        svc.get(tenant, results[0].ref.ref)
+        # A second search, its hit resolved in a batch (after a push: the claim outlives one).
+        vs.search(tenant, [1.0, 0.0], k=1)
+        svc.access.push()
+        svc.resolve_many(tenant, [small], want=lambda i, facts: True)
     finally:
         vs.close()
     svc.access.flush(svc.engine)
@@ -40,7 +46,7 @@ def test_a_search_hit_then_its_read_is_one_access(make_service: ServiceFactory, 
                 {"t": tenant},
             ).all()
         )
-    assert hits == {"small": 1, "large": 1}
+    assert hits == {"small": 2, "large": 1}  # two searches, each with its resolve
 
 
 def test_the_apis_json_search_answers_and_counts_as_the_result_objects_do(
@@ -92,3 +98,41 @@ def test_the_apis_json_search_answers_and_counts_as_the_result_objects_do(
     assert "inline" not in found[1]["ref"] and found[1]["content_type"] == "text/plain"
     # One read per search: the inline hit (the other hits' reads come when their refs are resolved).
     assert noted[1] - noted[0] == noted[2] - noted[1] == 1
+
+
+def test_a_hit_resolved_twice_or_long_after_counts_the_later_reads(
+    make_service: ServiceFactory, tenant: str
+) -> None:
+    """Only the first read of an inline hit after its search is the search's; later ones are reads."""
+    from datetime import timedelta
+
+    from liquid.access import SEARCH_CLAIM_WINDOW
+
+    svc: LiquidService = make_service()
+    assert svc.access is not None
+    svc.access.flush(svc.engine)
+    a = svc.put(tenant, "kb", "a", b"a value").ref
+    b = svc.put(tenant, "kb", "b", b"b value").ref
+    vs = VectorSearch(svc.settings, engine=svc.engine, access=svc.access, clock=svc.clock)
+    try:
+        vs.attach(tenant, a, [Embedding([1.0, 0.0])])
+        vs.attach(tenant, b, [Embedding([0.0, 1.0])])
+        assert [r.ref.ref for r in vs.search(tenant, [1.0, 0.1], k=2)] == [a, b]
+        now = svc.clock()
+        svc.access.note(a, now=now)  # the hit resolved: the search's read
+        svc.access.note(a, now=now)  # and again: a read of its own
+        svc.access.note(b, now=now + timedelta(seconds=SEARCH_CLAIM_WINDOW + 60))  # long after: a read
+    finally:
+        vs.close()
+    svc.access.flush(svc.engine)
+    with svc.engine.connect() as conn:
+        hits = dict(
+            conn.execute(
+                text(
+                    "SELECT o.key, a.hits FROM access_stats a JOIN objects o ON o.id = a.object_id"
+                    " WHERE a.tenant_id = :t"
+                ),
+                {"t": tenant},
+            ).all()
+        )
+    assert hits == {"a": 2, "b": 2}
