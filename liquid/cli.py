@@ -37,10 +37,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from liquid.errors import InvalidInput, LiquidError
+from liquid.errors import InvalidInput, LiquidError, ObjectNotFound
 from liquid.limits import check_header_text
 from liquid.policy_cli import policy_app
-from liquid.refs import ResultRef
+from liquid.refs import ResultRef, check_slug
 from liquid.units import format_size, parse_duration
 
 if TYPE_CHECKING:
@@ -337,6 +337,8 @@ def search(
         namespace=namespace, tags=tags, content_type=content_type, classification=classification
     )
     with _runtime() as rt:
+        if not rt.service.tenancy.tenant_exists(check_slug(tenant, "tenant")):  # not "no results"
+            raise ObjectNotFound(f"tenant {tenant!r} does not exist", field="tenant")
         vs = VectorSearch(rt.service.settings, engine=rt.service.engine, clock=rt.service.clock)
         try:
             results = vs.search(tenant, query, k=k, where=where, ef_search=ef_search, index=index)
@@ -1030,7 +1032,6 @@ def events_tail(
     from liquid.events.history import EventQuery, RefFilter, tail
     from liquid.events.history import follow as follow_events
     from liquid.events.log import kinds_matching
-    from liquid.refs import check_slug
 
     try:
         kinds = kinds_matching(kind.split(",")) if kind else []
@@ -1077,7 +1078,6 @@ def events_replay(
 ) -> None:
     """Rebuild every object's state and placement from the event log alone; exit 1 on any divergence."""
     from liquid.events import replay
-    from liquid.refs import check_slug
 
     if not check:
         raise InvalidInput("replay only checks for now: run 'liquid events replay --check'", field="check")

@@ -99,7 +99,8 @@ async def _attach(
         span = (e.span[0], e.span[1]) if e.span is not None else None
         embeddings.append(Embedding(e.vector, chunk_id=e.chunk_id or "", span=span))
     count = await run(vs.attach, tenant, ref, embeddings, index=body.index, metric=metric)
-    return JSONResponse({"uri": ref.uri, "count": count, "index": body.index or c.settings.vectors.default})
+    index = body.index if body.index is not None else c.settings.vectors.default
+    return JSONResponse({"uri": ref.uri, "count": count, "index": index})
 
 
 @router.post(
@@ -120,7 +121,7 @@ async def _search(c: ApiContext, vs: VectorSearch, tenant: str, body: SearchRequ
             f"namespace {body.namespace!r} and filters.namespace {f.namespace!r} disagree", field="namespace"
         )
     where = VectorFilter(
-        namespace=body.namespace or f.namespace,
+        namespace=body.namespace if body.namespace is not None else f.namespace,  # "" is checked, not "all"
         tags=f.tags,
         content_type=f.content_type,
         classification=f.classification,
@@ -140,7 +141,7 @@ async def _search(c: ApiContext, vs: VectorSearch, tenant: str, body: SearchRequ
         )
         found = [r.to_json() for r in results]
     # orjson: ten results with their inline values and metadata, written several times faster.
-    answer = {"index": body.index or c.settings.vectors.default, "results": found}
+    answer = {"index": body.index if body.index is not None else c.settings.vectors.default, "results": found}
     return Response(orjson.dumps(answer), media_type="application/json")
 
 

@@ -133,6 +133,31 @@ class VectorIndex(Protocol):
 
 
 _FLOATS = {float}
+#: The largest float32: vectors are stored as float32 (pgvector, Qdrant), where a larger finite
+#: float becomes an infinity.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _in_range(values: Sequence[float]) -> bool:
+    """Every value finite and representable as float32 (in C: no Python loop)."""
+    return all(map(math.isfinite, values)) and (not values or max(map(abs, values)) <= FLOAT32_MAX)
+
+
+def check_direction(vector: Sequence[float], metric: str, where: str) -> None:
+    """Refuse an all-zero vector where ``metric`` is cosine: it has no direction, so no score.
+
+    pgvector would score it NaN (and sort it last), Qdrant 0.0; neither is an answer.
+
+    >>> check_direction([0.0, 0.0], "l2", "vector")
+    >>> check_direction([0.0, 0.0], "cosine", "vector")
+    Traceback (most recent call last):
+    ...
+    liquid.errors.InvalidInput: vector is all zeros: under the cosine metric it has no direction to compare
+    """
+    if metric == "cosine" and not any(vector):
+        raise InvalidInput(
+            f"{where} is all zeros: under the cosine metric it has no direction to compare", field=where
+        )
 
 
 def check_vector(vector: object, where: str, *, max_dims: int) -> list[float]:
@@ -146,7 +171,7 @@ def check_vector(vector: object, where: str, *, max_dims: int) -> list[float]:
     if not 1 <= len(vector) <= max_dims:
         raise InvalidInput(f"{where} must have 1 to {max_dims} numbers, got {len(vector)}", field=where)
     # JSON floats (an API body), the commonest case: one pass for the types, one for finiteness, in C.
-    if type(vector) is list and set(map(type, vector)) == _FLOATS and all(map(math.isfinite, vector)):
+    if type(vector) is list and set(map(type, vector)) == _FLOATS and _in_range(vector):
         return vector
     # Then floats and ints, also checked in C: map() over builtins, no Python loop.
     if not any(map(isinstance, vector, repeat(bool))) and all(map(isinstance, vector, repeat(int | float))):
@@ -154,7 +179,7 @@ def check_vector(vector: object, where: str, *, max_dims: int) -> list[float]:
             out = list(map(float, vector))
         except OverflowError:  # an int too large for a float
             out = []
-        if out and all(map(math.isfinite, out)):
+        if out and _in_range(out):
             return out
     for i, x in enumerate(vector):  # find and name the culprit
         try:
@@ -163,6 +188,11 @@ def check_vector(vector: object, where: str, *, max_dims: int) -> list[float]:
             value = math.nan
         if not math.isfinite(value):
             raise InvalidInput(f"{where}[{i}] must be a finite number, got {str(x)[:40]!r}", field=where)
+        if abs(value) > FLOAT32_MAX:
+            raise InvalidInput(
+                f"{where}[{i}] is {str(x)[:40]}, beyond float32's range (±3.4e38) that vectors are stored in",
+                field=where,
+            )
     raise AssertionError("unreachable: the fast path refused a vector the slow path accepts")
 
 

@@ -89,6 +89,7 @@ from liquid.vectors.base import (
     VectorRecord,
     VectorSpace,
     check_dims,
+    check_direction,
     check_metric,
 )
 
@@ -164,6 +165,8 @@ def _in_thread(fn: Callable[[], None]) -> None:
 
 def _score(metric: str, distance: float) -> float:
     """pgvector's distance as a higher-is-closer score (``<#>`` is the negated inner product)."""
+    if distance != distance:  # NaN: a zero vector stored before they were refused (check_direction)
+        return 0.0  # what Qdrant scores it
     if metric == "cosine":
         return 1.0 - distance
     return -distance
@@ -317,6 +320,7 @@ class PgVectorIndex:
                         conn, tenant, r.namespace, len(r.vector), metric
                     )
                 check_dims(space, len(r.vector), r.namespace, field=f"embeddings[{i}].vector")
+                check_direction(r.vector, space.metric, f"embeddings[{i}].vector")
                 rows.append(
                     {
                         "tenant_id": tenant,
@@ -743,6 +747,7 @@ class PgVectorIndex:
         self, tenant: str, vector: Sequence[float], *, k: int, where: VectorFilter, metric: str
     ) -> PgVectorQuery:
         """The statements for a query of ``metric`` (the searched space's, already looked up)."""
+        check_direction(vector, metric, "vector")
         dims = len(vector)
         op = OPS[metric][0]
         conds = [f"dims = {dims}", f"metric = '{metric}'", "tenant_id = %(tenant)s"]
@@ -776,17 +781,26 @@ class PgVectorIndex:
             f" AND dims = {dims}) AS metrics"
         )
 
+        live = (
+            "o.tenant_id = %(tenant)s AND o.state = 'live'"
+            " AND (o.expires_at IS NULL OR o.expires_at > %(now)s)"
+        )
+
         def statement(distance: str) -> str:
-            # The k nearest, then their objects (live, this tenant's) in the same round trip: the
-            # catalog is this database, so the liveness check and the refs' facts cost one join.
+            # The k nearest of the live objects, then those objects' facts, in one round trip (the
+            # catalog is this database). Liveness is tested inside the nearest-k scan, not after it:
+            # an expired object keeps its vectors until the sweep purges it, and taken after the
+            # LIMIT it would fill a slot that a live neighbour further down should have (with
+            # iterative scans on, HNSW goes on past the rows the test drops).
             return (
                 f"SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
                 f" o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
                 f" CASE WHEN o.size < %(inline)s THEN o.inline_data END AS inline_data{guard}"
                 f" FROM (SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
-                f" FROM object_vectors WHERE {filters} ORDER BY {distance} LIMIT %(k)s) v"
-                f" JOIN objects o ON o.id = v.object_id AND o.tenant_id = %(tenant)s AND o.state = 'live'"
-                f" AND (o.expires_at IS NULL OR o.expires_at > %(now)s)"
+                f" FROM object_vectors x WHERE {filters}"
+                f" AND EXISTS (SELECT 1 FROM objects o WHERE o.id = x.object_id AND {live})"
+                f" ORDER BY {distance} LIMIT %(k)s) v"
+                f" JOIN objects o ON o.id = v.object_id AND {live}"
                 f" ORDER BY v.distance"
             )
 

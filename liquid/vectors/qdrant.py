@@ -37,6 +37,7 @@ from liquid.vectors.base import (
     VectorRecord,
     VectorSpace,
     check_dims,
+    check_direction,
     check_metric,
 )
 
@@ -50,6 +51,18 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 _POINTS = uuid.UUID("5b1e0a4e-6c1f-4d0b-9d3e-7a51c0f3a9e1")
 _DISTANCE = {"cosine": models.Distance.COSINE, "l2": models.Distance.EUCLID, "ip": models.Distance.DOT}
 _METRIC = {v: k for k, v in _DISTANCE.items()}
+
+
+def tag_term(key: str, value: str) -> str:
+    """A tag as one payload string, ``key=value`` with ``%`` and ``=`` in the key percent-escaped.
+
+    Unambiguous: the first ``=`` ends the key, so ``{"a=b": "c"}`` and ``{"a": "b=c"}`` differ. A key
+    without either character (nearly all) is written as before the escaping.
+
+    >>> tag_term("a=b", "c"), tag_term("a", "b=c"), tag_term("team", "red")
+    ('a%3Db=c', 'a=b=c', 'team=red')
+    """
+    return key.replace("%", "%25").replace("=", "%3D") + "=" + value
 
 
 def _point_id(object_id: int, chunk_id: str) -> str:
@@ -141,17 +154,13 @@ class QdrantIndex:
 
     # ------------------------------------------------------------------ writes
 
-    def _fix_space(self, tenant: str, namespace: str, dims: int, metric: Metric | None) -> VectorSpace:
+    def _planned_space(
+        self, tenant: str, namespace: str, dims: int, metric: Metric | None
+    ) -> tuple[VectorSpace, bool]:
+        """The namespace's space, or the one its first write would fix; and whether it exists yet."""
         name = self._collection(tenant, namespace)
         if not self.client.collection_exists(name):
-            chosen = metric or self.settings.metric
-            self.client.create_collection(
-                name,
-                vectors_config=models.VectorParams(size=dims, distance=_DISTANCE[chosen]),
-                hnsw_config=models.HnswConfigDiff(
-                    m=self.settings.hnsw_m, ef_construct=self.settings.hnsw_ef_construction
-                ),
-            )
+            return VectorSpace(dims, metric or self.settings.metric), False
         space = self._space_of(name)
         if metric is not None and metric != space.metric:
             raise InvalidInput(
@@ -159,19 +168,33 @@ class QdrantIndex:
                 f" got {metric!r}",
                 field="metric",
             )
-        return space
+        return space, True
 
     def add(self, tenant: str, records: Sequence[VectorRecord], *, metric: Metric | None = None) -> int:
         if metric is not None:
             check_metric(metric)
         with self._serial():
-            spaces: dict[str, VectorSpace] = {}
-            # All checked before anything is written: no partial batch.
+            spaces: dict[str, tuple[VectorSpace, bool]] = {}
+            # All checked before anything is written (a new namespace's collection included): a
+            # refused batch leaves no points and fixes no dimension.
             for i, r in enumerate(records):
-                space = spaces.get(r.namespace)
-                if space is None:
-                    space = spaces[r.namespace] = self._fix_space(tenant, r.namespace, len(r.vector), metric)
+                planned = spaces.get(r.namespace)
+                if planned is None:
+                    planned = spaces[r.namespace] = self._planned_space(
+                        tenant, r.namespace, len(r.vector), metric
+                    )
+                space = planned[0]
                 check_dims(space, len(r.vector), r.namespace, field=f"embeddings[{i}].vector")
+                check_direction(r.vector, space.metric, f"embeddings[{i}].vector")
+            for namespace, (space, exists) in spaces.items():
+                if not exists:
+                    self.client.create_collection(
+                        self._collection(tenant, namespace),
+                        vectors_config=models.VectorParams(size=space.dims, distance=_DISTANCE[space.metric]),
+                        hnsw_config=models.HnswConfigDiff(
+                            m=self.settings.hnsw_m, ef_construct=self.settings.hnsw_ef_construction
+                        ),
+                    )
             by_ns: dict[str, list[models.PointStruct]] = {}
             for r in records:
                 by_ns.setdefault(r.namespace, []).append(
@@ -186,7 +209,7 @@ class QdrantIndex:
                             "version": r.version,
                             "chunk_id": r.chunk_id,
                             "span": list(r.span) if r.span else None,
-                            "tags": [f"{k}={v}" for k, v in sorted(r.tags.items())],
+                            "tags": [tag_term(k, v) for k, v in sorted(r.tags.items())],
                             "content_type": r.content_type,
                             "classification": r.classification,
                         },
@@ -232,7 +255,7 @@ class QdrantIndex:
             must.append(models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)))
         for tag_key, tag_value in sorted(where.tags.items()):
             must.append(
-                models.FieldCondition(key="tags", match=models.MatchValue(value=f"{tag_key}={tag_value}"))
+                models.FieldCondition(key="tags", match=models.MatchValue(value=tag_term(tag_key, tag_value)))
             )
         if where.content_type is not None:
             must.append(
@@ -272,6 +295,7 @@ class QdrantIndex:
                         field="namespace",
                     )
             for name, space in targets:
+                check_direction(vector, space.metric, "vector")
                 result = self.client.query_points(
                     name,
                     query=list(vector),

@@ -44,6 +44,9 @@ from liquid.vectors.base import (
 from liquid.vectors.pgvector import PgVectorIndex
 
 log = logging.getLogger(__name__)
+#: The most hits a search asks an external index for while dead postings (expired or deleted
+#: objects not yet swept) push live ones out of the top k (see :meth:`VectorSearch.search`).
+OVERFETCH_MAX = 10_000
 Clock = Callable[[], datetime]
 
 
@@ -168,7 +171,7 @@ class VectorSearch:
         Raises:
             InvalidInput: no index of that name is configured.
         """
-        name = name or self.vsettings.default
+        name = self.vsettings.default if name is None else name  # "" is no index's name, not the default
         found = self._indexes.get(name)
         if found is not None:
             return found
@@ -309,8 +312,19 @@ class VectorSearch:
         """
         where = where or VectorFilter()
         query = self._checked(vector, k=k, where=where, ef_search=ef_search)
-        hits = self.index(index).search(tenant, query, k=k, where=where, ef_search=ef_search)
-        return self._finish(tenant, hits)
+        target = self.index(index)
+        hits = target.search(tenant, query, k=k, where=where, ef_search=ef_search)
+        results = self._resolve(tenant, hits)
+        # pgvector tests liveness inside its scan; an index outside the catalog (Qdrant) cannot, and
+        # keeps an expired or deleted object's postings until they are purged and swept. When they
+        # took slots, ask again for more (4x each time, up to OVERFETCH_MAX) until k live hits come
+        # back or the index has no more to give.
+        fetch = k
+        while len(results) < k and len(hits) >= fetch and fetch < OVERFETCH_MAX:
+            fetch = min(fetch * 4, OVERFETCH_MAX)
+            hits = target.search(tenant, query, k=fetch, where=where, ef_search=ef_search)
+            results = self._resolve(tenant, hits)
+        return self._counted(results[:k])
 
     async def asearch(
         self,
@@ -398,7 +412,7 @@ class VectorSearch:
     ) -> list[VectorHit]:
         where = where or VectorFilter()
         query = self._checked(vector, k=k, where=where, ef_search=ef_search)
-        target = self._indexes.get(index or self.vsettings.default)
+        target = self._indexes.get(self.vsettings.default if index is None else index)
         if not isinstance(target, PgVectorIndex):
             raise RuntimeError(f"vector index {index!r} does not search on the event loop")
         return await target.asearch(tenant, query, k=k, where=where, ef_search=ef_search)
@@ -419,7 +433,7 @@ class VectorSearch:
 
     def on_loop(self, index: str | None = None) -> bool:
         """Whether :meth:`asearch` can search index ``index`` (the default when None) on this loop."""
-        target = self._indexes.get(index or self.vsettings.default)
+        target = self._indexes.get(self.vsettings.default if index is None else index)
         return isinstance(target, PgVectorIndex) and target.on_loop()
 
     def _checked(
@@ -439,7 +453,9 @@ class VectorSearch:
         return query
 
     def _finish(self, tenant: str, hits: list[VectorHit]) -> list[SearchResult]:
-        results = self._resolve(tenant, hits)
+        return self._counted(self._resolve(tenant, hits))
+
+    def _counted(self, results: list[SearchResult]) -> list[SearchResult]:
         if self.access is not None:  # one clock read for the search's inline hits
             self.access.note_search_hits(r.ref.ref for r in results if r.ref.inline is not None)
         return results

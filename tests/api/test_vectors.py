@@ -88,6 +88,11 @@ def test_another_tenant_sees_nothing_and_cannot_attach(
         ({"vector": "abc"}, 400, "vector"),
         ({"vector": [1, "x", 0, 0]}, 400, "vector"),
         ({"vector": [10**400, 0, 0, 0]}, 400, "vector"),
+        ({"vector": [1e39, 0, 0, 0]}, 400, "vector"),  # finite, but an infinity as float32
+        ({"vector": [0.0, 0.0, 0.0, 0.0]}, 400, "vector"),  # no direction under cosine
+        ({"vector": E[0], "namespace": ""}, 400, "namespace"),  # not "every namespace"
+        ({"vector": E[0], "filters": {"namespace": ""}}, 400, "namespace"),
+        ({"vector": E[0], "index": ""}, 400, "index"),  # not "the default index"
         ({"vector": E[0], "k": 0}, 400, "k"),
         ({"vector": E[0], "k": 100_000}, 400, "k"),
         ({"vector": E[0], "k": "ten"}, 400, "k"),
@@ -129,6 +134,9 @@ def test_bad_vector_writes_are_problems_and_store_nothing(http: httpx.Client, au
         {"embeddings": [{"vector": E[0], "chunk_id": "a"}, {"vector": E[1], "chunk_id": "a"}]},
         {"embeddings": [{"vector": E[0]}], "metric": "manhattan"},
         {"embeddings": [{"vector": E[0]}], "index": "nope"},
+        {"embeddings": [{"vector": E[0]}], "index": ""},
+        {"embeddings": [{"vector": [1e39, 0, 0, 0]}]},
+        {"embeddings": [{"vector": [0, 0, 0, 0]}]},
         {"embeddings": "no"},
     ):
         if isinstance(bad, str):

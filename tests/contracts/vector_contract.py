@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -297,8 +297,18 @@ class VectorContract:
 
     @pytest.mark.parametrize(
         "vector",
-        [[], [math.nan] * DIMS, [math.inf] * DIMS, ["1"] * DIMS, "abc", [True] * DIMS, [1.0] * 2001, None],
-        ids=["empty", "nan", "inf", "strings", "str", "bools", "too-long", "none"],
+        [
+            [],
+            [math.nan] * DIMS,
+            [math.inf] * DIMS,
+            [1e39] + [0.0] * (DIMS - 1),
+            ["1"] * DIMS,
+            "abc",
+            [True] * DIMS,
+            [1.0] * 2001,
+            None,
+        ],
+        ids=["empty", "nan", "inf", "float32-overflow", "strings", "str", "bools", "too-long", "none"],
     )
     def test_bad_vectors_are_refused_and_nothing_is_stored(
         self, rt: Runtime, vs: VectorSearch, tenant: str, vector: Any
@@ -309,6 +319,74 @@ class VectorContract:
         with pytest.raises(InvalidInput):
             vs.search(tenant, vector)
         assert vs.index().space(tenant, "kb") is None
+
+    def test_a_zero_vector_has_no_cosine_direction_but_is_a_point_under_l2(
+        self, rt: Runtime, vs: VectorSearch, tenant: str
+    ) -> None:
+        zero = [0.0] * DIMS
+        a = rt.service.put(tenant, "kb", "a", b"a").ref
+        with pytest.raises(InvalidInput, match="all zeros"):  # a first write: nothing fixed
+            vs.attach(tenant, a, [Embedding(zero)], metric="cosine")
+        assert vs.index().space(tenant, "kb") is None
+        with pytest.raises(InvalidInput, match="all zeros"):  # nor in a batch after a good one
+            vs.attach(tenant, a, [Embedding([1.0] * DIMS), Embedding(zero, chunk_id="z")], metric="cosine")
+        assert vs.index().space(tenant, "kb") is None
+        vs.attach(tenant, a, [Embedding([1.0] * DIMS)], metric="cosine")
+        with pytest.raises(InvalidInput, match="all zeros"):
+            vs.search(tenant, zero, where=VectorFilter(namespace="kb"))
+        with pytest.raises(InvalidInput, match="all zeros"):
+            vs.search(tenant, zero)
+        p = rt.service.put(tenant, "points", "origin", b"o").ref
+        vs.attach(tenant, p, [Embedding(zero)], metric="l2")
+        (hit,) = vs.search(tenant, [0.5] * DIMS, k=1, where=VectorFilter(namespace="points"))
+        assert hit.ref.ref == p and math.isclose(hit.score, -math.sqrt(DIMS * 0.25), rel_tol=1e-5)
+
+    def test_expired_and_deleted_objects_do_not_take_a_live_neighbours_place(
+        self, rt: Runtime, tenant: str
+    ) -> None:
+        """The nearest ones are dead (expired, or deleted and not yet swept out of an external
+        index): the k live ones behind them still come back."""
+        now = datetime.now(UTC)
+        clock = FakeClock(now)
+        vs = VectorSearch(rt.service.settings, engine=rt.service.engine, clock=clock)
+        try:
+            live = []
+            for i in range(12):  # dead ones nearest the query, the live ones behind them
+                v = [1.0] * DIMS
+                v[1] = 1.0 + i / 10
+                if i < 8:
+                    ref = rt.service.put(
+                        tenant, "kb", f"dead-{i}", b"d", expires_at=now + timedelta(minutes=5)
+                    ).ref
+                else:
+                    ref = rt.service.put(tenant, "kb", f"live-{i}", b"l").ref
+                    live.append(ref)
+                vs.attach(tenant, ref, [Embedding(v)])
+            gone = rt.service.put(tenant, "kb", "gone", b"g").ref
+            vs.attach(tenant, gone, [Embedding([1.0] * DIMS)])  # the nearest of all
+            rt.service.delete(tenant, gone)  # no sweep
+            clock.advance(minutes=10)  # past the expiry; nothing has purged the expired ones
+            for k in (1, 3, 20):
+                got = [r.ref.ref for r in vs.search(tenant, [1.0] * DIMS, k=k)]
+                assert got == live[:k], (k, got)
+        finally:
+            vs.close()
+
+    def test_a_tag_filter_matches_keys_and_values_exactly_whatever_they_contain(
+        self, rt: Runtime, vs: VectorSearch, tenant: str
+    ) -> None:
+        tagged = {
+            "k1": {"a=b": "c"},
+            "k2": {"a": "b=c"},
+            "k3": {"a%3Db": "c"},
+            "k4": {"a": "b", "x": "y"},
+        }
+        for key, tags in tagged.items():
+            ref = rt.service.put(tenant, "kb", key, b"t", tags=tags).ref
+            vs.attach(tenant, ref, [Embedding([1.0] * DIMS)])
+        for want, tags in tagged.items():
+            found = vs.search(tenant, [1.0] * DIMS, k=10, where=VectorFilter(tags=tags))
+            assert [r.ref.ref.key for r in found] == [want], (tags, found)
 
     def test_bad_chunks_and_batches_are_refused(self, rt: Runtime, vs: VectorSearch, tenant: str) -> None:
         ref = rt.service.put(tenant, "kb", "x", b"x").ref

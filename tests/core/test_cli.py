@@ -117,3 +117,9 @@ def test_attach_vectors_and_search(cli_env: dict[str, str], tmp_path: Path) -> N
     assert "1.0000" in table and "10B" in table  # the exact match's score; rich may wrap the long ref
     bad = CliRunner().invoke(app, ["search", "[1, 0]", "--tenant", tenant], env=cli_env)
     assert bad.exit_code != 0 and "dimensions" in str(bad.exception or bad.output)
+    for args, said in (
+        (["search", "[1e39, 0, 0]", "--tenant", tenant], "float32"),  # a clear error, not a traceback
+        (["search", "[1, 0, 0]", "--tenant", "no-such-tenant"], "does not exist"),  # not an empty table
+    ):
+        bad = CliRunner().invoke(app, args, env=cli_env)
+        assert bad.exit_code != 0 and said in str(bad.exception or bad.output), (args, bad.output)
