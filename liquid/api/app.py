@@ -163,6 +163,7 @@ def create_app(
 
     problems.install(app, catalog_retry_after=settings.resilience.catalog_retry_after)
     res = settings.resilience
+    app.add_middleware(problems.CrashMiddleware)  # first added: the innermost
     app.add_middleware(
         CapacityMiddleware,
         limits={UPLOADS: res.max_uploads, READS: res.max_reads, OTHER: res.max_other},

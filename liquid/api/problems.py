@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liquid.errors import LiquidError, RateLimited, StoreUnavailable
 
@@ -235,6 +236,39 @@ async def _internal(request: Request, exc: Exception) -> Response:
         f"internal error (incident {incident}); the server log has the details",
         instance=request.url.path,
     )
+
+
+class CrashMiddleware:
+    """Answer an unhandled error with the 500 problem here, and keep the connection.
+
+    Starlette's outermost middleware also answers it (with :func:`_internal`), but then re-raises,
+    and uvicorn, seeing an exception after a response began, logs it a second time and closes the
+    connection: a client's next request on that keep-alive connection fails with a reset. Added
+    as the innermost middleware, this answers first, so the others (metrics) see a 500 response.
+    An error after the response began cannot be answered and still goes up.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _internal(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI, *, catalog_retry_after: float = 2.0) -> None:

@@ -661,3 +661,33 @@ def test_put_with_raw_socket_bad_content_length(base_url: str, tk: TenantKey) ->
         answer = s.recv(65536)
     # a body shorter than declared never becomes an object (uvicorn or Liquid refuses it)
     assert not answer.startswith(b"HTTP/1.1 201")
+
+
+def test_an_unhandled_error_is_one_500_problem_and_the_connection_stays_open(
+    base_url: str, tk: TenantKey, api_service: LiquidService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug answers 500 ``liquid:internal`` with an incident id, and the keep-alive connection
+    serves the next request (uvicorn closes it when the app raises after answering)."""
+    import http.client
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api_service, "list", broken)
+    host, port = base_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Authorization": f"Bearer {tk.key}"}
+    try:
+        conn.request("GET", "/v1/objects/docs", headers=headers)
+        first = conn.getresponse()
+        body = json.loads(first.read())
+        assert first.status == 500 and body["type"] == "liquid:internal" and "incident" in body["detail"]
+        sock = conn.sock
+        monkeypatch.undo()
+        conn.request("GET", "/v1/objects/docs", headers=headers)  # on the same socket
+        second = conn.getresponse()
+        assert second.status == 200, second.read()
+        second.read()
+        assert conn.sock is sock
+    finally:
+        conn.close()
