@@ -119,6 +119,8 @@ class PgVectorQuery:
     sql: str
     #: The same question by a sequential scan: exact, and what a search falls back to.
     exact_sql: str
+    #: :attr:`exact_sql` when it came back short of ``k`` (it tests only the 4k nearest for liveness).
+    exact_all_sql: str
     #: How many vectors the searched set holds before metadata filters, counted up to ``:cap``.
     count_sql: str
     #: A uniform sample of those vectors (for the fallback's test).
@@ -567,6 +569,8 @@ class PgVectorIndex:
                 if not self._verdict(sample, chance, scores, k=k):
                     self.exact_fallbacks += 1
                     rows = await statement(q.exact_sql)
+                    if len(rows) < k:
+                        rows = await statement(q.exact_all_sql)
         return rows
 
     # ------------------------------------------------------------ shared by both
@@ -592,6 +596,8 @@ class PgVectorIndex:
             if not self.stands(conn, q, q.params["q"].to_numpy(), scores, k=k):
                 self.exact_fallbacks += 1
                 rows = cur.execute(q.exact_sql, q.params).fetchall()
+                if len(rows) < k:
+                    rows = cur.execute(q.exact_all_sql, q.params).fetchall()
         return rows
 
     def stands(
@@ -786,30 +792,46 @@ class PgVectorIndex:
             " AND (o.expires_at IS NULL OR o.expires_at > %(now)s)"
         )
 
-        def statement(distance: str) -> str:
-            # The k nearest of the live objects, then those objects' facts, in one round trip (the
-            # catalog is this database). Liveness is tested inside the nearest-k scan, not after it:
-            # an expired object keeps its vectors until the sweep purges it, and taken after the
-            # LIMIT it would fill a slot that a live neighbour further down should have (with
-            # iterative scans on, HNSW goes on past the rows the test drops).
-            return (
-                f"SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
-                f" o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
-                f" CASE WHEN o.size < %(inline)s THEN o.inline_data END AS inline_data{guard}"
-                f" FROM (SELECT object_id, chunk_id, span_start, span_end, {distance} AS distance"
-                f" FROM object_vectors x WHERE {filters}"
-                f" AND EXISTS (SELECT 1 FROM objects o WHERE o.id = x.object_id AND {live})"
-                f" ORDER BY {distance} LIMIT %(k)s) v"
-                f" JOIN objects o ON o.id = v.object_id AND {live}"
-                f" ORDER BY v.distance"
-            )
+        head = (
+            "SELECT v.object_id, v.chunk_id, v.span_start, v.span_end, v.distance, o.namespace, o.key,"
+            " o.version, o.size, o.sha256, o.content_type, o.tags, o.classification, o.created_at,"
+            f" CASE WHEN o.size < %(inline)s THEN o.inline_data END AS inline_data{guard}"
+        )
+        nearest = "SELECT object_id, chunk_id, span_start, span_end, {d} AS distance FROM object_vectors x"
+        alive = f"EXISTS (SELECT 1 FROM objects o WHERE o.id = {{v}}.object_id AND {live})"
+        facts = f" JOIN objects o ON o.id = v.object_id AND {live} ORDER BY v.distance"
+        # The k nearest of the live objects, then those objects' facts, in one round trip (the
+        # catalog is this database). Liveness counts before the k are taken: an expired object
+        # keeps its vectors until the sweep purges it, and dropped after the LIMIT it would take a
+        # slot that a live neighbour further down should have.
+        hnsw = f"embedding::vector({dims}) {op} CAST(%(q)s AS vector({dims}))"
+        exact = f"embedding {op} CAST(%(q)s AS vector)"
+        # The index's walk tests each row it yields (with iterative scans on, it walks on past the
+        # rows the test drops): a few index probes.
+        sql = (
+            f"{head} FROM ({nearest.format(d=hnsw)} WHERE {filters} AND {alive.format(v='x')}"
+            f" ORDER BY {hnsw} LIMIT %(k)s) v{facts}"
+        )
+        # A scan tested row by row would probe every row of the set before its sort (+50% at 30k).
+        # So the scan keeps its top-N sort of 4k rows and tests those; the rare answer short of k
+        # (a set that small, or that many dead rows among the nearest) is asked again by exact_all_sql.
+        exact_sql = (
+            f"{head} FROM ({nearest.format(d=exact)} WHERE {filters} ORDER BY {exact} LIMIT 4 * %(k)s) v"
+            f"{facts} LIMIT %(k)s"
+        )
+        # Every row sorted (a full sort: +18% at 30k), then tested in order until k are live.
+        exact_all_sql = (
+            f"{head} FROM (SELECT * FROM ({nearest.format(d=exact)} WHERE {filters} OFFSET 0) s"
+            f" WHERE {alive.format(v='s')} ORDER BY s.distance LIMIT %(k)s) v{facts}"
+        )
 
         return PgVectorQuery(
             # The HNSW index's own expression: the planner walks the index.
-            sql=statement(f"embedding::vector({dims}) {op} CAST(%(q)s AS vector({dims}))"),
+            sql=sql,
             # Without the typmod cast the expression is not the index's: a scan of the set (by the
             # tenant/namespace b-tree when the set is a small part of the table), then a sort.
-            exact_sql=statement(f"embedding {op} CAST(%(q)s AS vector)"),
+            exact_sql=exact_sql,
+            exact_all_sql=exact_all_sql,
             count_sql=f"SELECT count(*) FROM (SELECT 1 FROM object_vectors WHERE {base} LIMIT %(cap)s) s",
             # The cast outside the sort: only the sampled rows are converted.
             sample_sql=(

@@ -184,6 +184,30 @@ def test_fewer_hits_than_k_under_a_filter_are_checked_exactly(world: dict[str, A
     assert hits == [] and index.exact_fallbacks == 1
 
 
+def test_the_exact_answer_skips_dead_objects_however_many_are_nearest(world: dict[str, Any]) -> None:
+    """The exact scan tests the liveness of its 4k nearest; when dead ones (expired, not yet purged)
+    fill them, it is asked again over the whole set and still answers the k nearest live ones."""
+    index = _index(world)
+    tenant, data, row_of = world["tenant"], world["data"], world["row_of"]
+    oid_of = {i: oid for oid, i in row_of.items()}
+    q = _unit(world["rng"].standard_normal(DIMS)).astype(np.float32)
+    order = np.argsort(-(data @ q)).tolist()
+    dead = [oid_of[i] for i in order[:30]]  # more than 4k of the nearest
+    engine = world["rt"].service.engine
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE objects SET expires_at = now() - interval '1 hour' WHERE id = ANY(:ids)"),
+            {"ids": dead},
+        )
+    try:
+        hits = index.search(tenant, q.tolist(), k=5, where=VectorFilter(namespace="kb"))
+        assert index.exact_fallbacks == 1  # a random query: the sparse graph's answer does not stand
+        assert [row_of[h.object_id] for h in hits] == order[30:35]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE objects SET expires_at = NULL WHERE id = ANY(:ids)"), {"ids": dead})
+
+
 def test_an_old_sample_serves_while_a_new_one_is_read_off_the_request_path(world: dict[str, Any]) -> None:
     """A set's first search reads its sample; later ones use it, and one past its age hands the
     re-read to ``spawn`` (a background thread in production) and answers with the old sample."""
