@@ -131,7 +131,8 @@ class RefSigner:
 
     def verify(self, ref: ResultRef, sig: str, exp: int) -> None:
         """Raise Unauthorized unless ``sig`` signs ``ref`` until ``exp`` and ``exp`` is in the future."""
-        if not hmac.compare_digest(self._mac(ref.uri, exp), sig):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a 401).
+        if not hmac.compare_digest(self._mac(ref.uri, exp).encode(), sig.encode("utf-8", "surrogatepass")):
             raise Unauthorized("the ref signature does not match this ref and expiry", field="sig")
         if exp <= self.clock():
             raise Unauthorized(f"the signed ref expired at {exp} (Unix seconds)", field="exp")

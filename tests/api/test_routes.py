@@ -449,6 +449,10 @@ def test_signed_refs(http: httpx.Client, base_url: str, make_tenant: Callable[[]
     problem_of(anon.get(url, params={"sig": signed["sig"], "exp": signed["exp"] + 1}), 401)
     flipped = ("A" if signed["sig"][0] != "A" else "B") + signed["sig"][1:]
     problem_of(anon.get(url, params={"sig": flipped, "exp": signed["exp"]}), 401)
+    for odd in ("ü", "ünï"):  # not ASCII: still a wrong signature, not a 500 (no key needed)
+        assert problem_of(anon.get(url, params={"sig": odd, "exp": signed["exp"]}), 401)["field"] == "sig"
+    assert anon.get(url + "?sig=%FF&exp=" + str(signed["exp"])).status_code == 401
+    assert anon.head(url, params={"sig": "ü", "exp": signed["exp"]}).status_code == 401
     problem_of(anon.get(url, params={"sig": signed["sig"]}), 400)
     # a signature for one ref reads no other
     other_ref = put(http, "signed", "t", b"other")
