@@ -223,10 +223,33 @@ def to_instant(value: object) -> datetime:
         except ValueError:
             raise InvalidValue(f"{show(value)} is not a date", INSTANT_ALLOWED) from None
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return _in_range(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
     if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=UTC)
+        return _in_range(datetime.combine(value, time(0), tzinfo=UTC))
     raise InvalidValue(f"expected a date, got {show(value)}", INSTANT_ALLOWED)
+
+
+#: Instants a policy may name: every one converts to UTC and to a timestamp, and prints.
+MIN_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _in_range(value: datetime) -> datetime:
+    """``value``, if it lies from 0001-01-02 to 9999-12-31 UTC (an offset can push a date at the
+    calendar's edge past it, where conversions to UTC and to timestamps overflow).
+
+    >>> _in_range(datetime.fromisoformat("0001-01-01T00:00:00+14:00"))
+    Traceback (most recent call last):
+    ...
+    liquid.policy.models.InvalidValue: 0001-01-01T00:00:00+14:00 is outside the supported range; \
+allowed: a date from 0001-01-02 to 9999-12-31 (UTC)
+    """
+    if not MIN_INSTANT <= value <= MAX_INSTANT:
+        raise InvalidValue(
+            f"{value.isoformat()} is outside the supported range",
+            f"a date from {MIN_INSTANT.date()} to {MAX_INSTANT.date()} (UTC)",
+        )
+    return value
 
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
