@@ -594,6 +594,12 @@ class LiquidService:
                 f"object of {size_hint} bytes exceeds the maximum size of {self.settings.max_object_size}",
                 field="body",
             )
+        if ttl is not None and expires_at is not None:  # one would silently win over the other
+            raise InvalidInput(
+                "give a retention (ttl, X-Liquid-Retention) or an expiry (expires_at, X-Liquid-Expires-At),"
+                " not both",
+                field="expires_at",
+            )
         now = self.clock()
         started = time.perf_counter()
         if ttl is not None:

@@ -300,6 +300,11 @@ def test_put_metadata_is_stored(http: httpx.Client, api_service: LiquidService, 
     assert info.tags == {"a": "1", "b": "two words"}
     assert info.classification == "pii" and info.trace_id == "trace-9"
     assert info.expires_at is not None and info.expires_at.year == 2099
+    # A retention and an expiry together: refused, nothing stored (one used to win silently).
+    both = {"X-Liquid-Retention": "30d", "X-Liquid-Expires-At": "2099-01-01T00:00:00+00:00"}
+    r = http.put("/v1/objects/meta/both", content=b"x", headers=both)
+    assert problem_of(r, 400)["field"] == "X-Liquid-Expires-At"
+    problem_of(http.get("/v1/objects/meta/both"), 404)
 
 
 def test_inline_values_come_back_in_the_ref(http: httpx.Client) -> None:
