@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from liquid.api.auth import TENANT_HEADER, Authenticator, Caller, RefSigner, acting_tenant
+from liquid.api.auth import TENANT_HEADER, Authenticator, Caller, RefSigner, acting_tenant, bearer_key
 from liquid.api.metrics import ApiMetrics
 from liquid.api.models import (
     ExplainModel,
@@ -1396,12 +1396,9 @@ async def _principal_of(request: Request, c: ApiContext) -> Principal | None:
     """:func:`optional_principal` without the dependency machinery (same answers)."""
     if c.fixed_principal is not None:
         return c.fixed_principal
-    header = request.headers.get("authorization")
-    if header is None:
+    key = bearer_key(request.headers.get("authorization"))  # as lenient with spaces as HTTPBearer
+    if key is None:
         return None
-    scheme, _, key = header.partition(" ")
-    if not (scheme and key) or scheme.lower() != "bearer":
-        raise Unauthorized("use 'Authorization: Bearer lq_...'", field="Authorization")
     principal = await c.auth.authenticate(key)
     c.limiter.check(principal.tenant if principal.tenant is not None else f"admin:{principal.key_prefix}")
     return principal
