@@ -179,7 +179,7 @@ def put(
         if not sep:
             raise LiquidError(f"--tag {item!r} must look like key=value", field="tag")
         tags[k] = v
-    seconds = parse_duration(ttl) if ttl else None
+    seconds = _duration(ttl, "--ttl") if ttl else None
     check_header_text(content_type, "content_type")  # before opening anything
     with _runtime() as rt:
         if path == "-":
@@ -272,11 +272,12 @@ def ls(
     tenant: TenantOpt,
     prefix: Annotated[str, typer.Option(help="Key prefix.")] = "",
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Every live version.")] = False,
-    limit: Annotated[int, typer.Option(help="Rows per page.")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, help="Rows per page.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List live objects of NAMESPACE."""
     with _runtime() as rt:
+        _known_tenant(rt, tenant)
         page = rt.service.list(tenant, namespace, prefix=prefix, all_versions=all_versions, limit=limit)
     if as_json:
         for item in page.items:
@@ -296,9 +297,29 @@ def ls(
         err.print(f"more rows: next cursor {page.next_cursor}")
 
 
+def _known_tenant(rt: Any, tenant: str) -> None:
+    """A read of a tenant that does not exist is an error, not an empty answer (a typo shows)."""
+    if not rt.service.tenancy.tenant_exists(check_slug(tenant, "tenant")):
+        raise ObjectNotFound(f"tenant {tenant!r} does not exist", field="tenant")
+
+
+def _duration(value: str, option: str) -> float:
+    """Seconds from a duration option (``30d``, ``12h``), or a usage error naming the option."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
 def _vector_arg(text: str, what: str) -> Any:
     """JSON from the argument, from stdin (``-``) or from a file (``@path``)."""
-    source = sys.stdin.read() if text == "-" else Path(text[1:]).read_text() if text.startswith("@") else text
+    if text.startswith("@"):
+        try:
+            source = Path(text[1:]).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{what}: cannot read {text[1:]!r}: {exc}", field=what) from None
+    else:
+        source = sys.stdin.read() if text == "-" else text
     try:
         return json.loads(source)
     except json.JSONDecodeError as exc:
@@ -337,8 +358,7 @@ def search(
         namespace=namespace, tags=tags, content_type=content_type, classification=classification
     )
     with _runtime() as rt:
-        if not rt.service.tenancy.tenant_exists(check_slug(tenant, "tenant")):  # not "no results"
-            raise ObjectNotFound(f"tenant {tenant!r} does not exist", field="tenant")
+        _known_tenant(rt, tenant)
         vs = VectorSearch(rt.service.settings, engine=rt.service.engine, clock=rt.service.clock)
         try:
             results = vs.search(tenant, query, k=k, where=where, ef_search=ef_search, index=index)
@@ -674,7 +694,7 @@ def policy_rollback(
 
 
 @policy_app.command("history")
-def policy_history(limit: Annotated[int, typer.Option(help="Versions to show.")] = 20) -> None:
+def policy_history(limit: Annotated[int, typer.Option(min=1, help="Versions to show.")] = 20) -> None:
     """Applied policy versions, newest first."""
     from liquid.policy.store import history
 
@@ -758,7 +778,7 @@ def tier_status(
     with _runtime() as rt:
         counts = queue_counts(rt.service.engine)
         failed = recent_failures(
-            rt.service.engine, since=datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+            rt.service.engine, since=datetime.now(UTC) - timedelta(seconds=_duration(since, "--since"))
         )
     if output == "json":
         print(json.dumps({"queued": counts, "failed": failed}, indent=2, default=str))
@@ -847,7 +867,7 @@ def gc_cmd(
     from liquid.tiering.gc import reconcile_service
 
     with _runtime() as rt:
-        grace_s = parse_duration(grace) if grace else None
+        grace_s = _duration(grace, "--grace") if grace else None
         report = reconcile_service(rt.service, grace=grace_s, dry_run=dry_run)
     console.print_json(json.dumps(report.as_dict(), default=str))
     if report.missing:
@@ -1023,7 +1043,7 @@ def events_tail(
     ] = None,
     ref: Annotated[str | None, typer.Option(help="liquid://t/ns/key@3, or without @version for all.")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
-    limit: Annotated[int, typer.Option(help="How many of the latest events to show first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many of the latest events to show first.")] = 20,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
@@ -1073,7 +1093,7 @@ def events_replay(
         bool, typer.Option("--check", help="Compare the replayed state with the catalog (the only mode).")
     ] = False,
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant's objects.")] = None,
-    limit: Annotated[int, typer.Option(help="Divergences to list at most.")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, help="Divergences to list at most.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="The whole report as JSON.")] = False,
 ) -> None:
     """Rebuild every object's state and placement from the event log alone; exit 1 on any divergence."""
@@ -1237,7 +1257,7 @@ def up(
         if once:
             return
         console.print("running; Ctrl-C stops the API, the daemon, the dashboard and the embedded servers")
-        every = parse_duration(activity_every)
+        every = _duration(activity_every, "--activity-every")
         since = svc.clock()
 
         def activity() -> None:

@@ -120,6 +120,14 @@ def test_attach_vectors_and_search(cli_env: dict[str, str], tmp_path: Path) -> N
     for args, said in (
         (["search", "[1e39, 0, 0]", "--tenant", tenant], "float32"),  # a clear error, not a traceback
         (["search", "[1, 0, 0]", "--tenant", "no-such-tenant"], "does not exist"),  # not an empty table
+        (["ls", "kb", "--tenant", "no-such-tenant"], "does not exist"),
+        (["search", f"@{tmp_path / 'missing.json'}", "--tenant", tenant], "cannot read"),
+        (["attach-vectors", refs[0], f"@{tmp_path / 'missing.json'}"], "cannot read"),
+        (["put", "kb", "z", str(emb), "--tenant", tenant, "--ttl", "bogus"], "--ttl"),
+        (["put", "kb", "z", str(emb), "--tenant", tenant, "--ttl", "-5"], "--ttl"),
+        (["policy", "history", "--limit", "-1"], "--limit"),
     ):
         bad = CliRunner().invoke(app, args, env=cli_env)
-        assert bad.exit_code != 0 and said in str(bad.exception or bad.output), (args, bad.output)
+        shown = bad.output + str(bad.exception)
+        assert bad.exit_code != 0 and said in shown, (args, shown)
+        assert "Traceback" not in bad.output, (args, bad.output)
