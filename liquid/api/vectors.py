@@ -166,8 +166,9 @@ async def attach_under_object(request: Request) -> Response:
 
     Its FastAPI twin above documents it, but the lean object ``PUT`` would take the path first
     (as a key ending in ``/vectors``), so this route sits ahead of it and does the twin's checks
-    in FastAPI's order. A body that is not JSON at all was most likely meant as an object's bytes:
-    it gets the reason such a key cannot be stored, rather than a JSON parser's complaint.
+    in FastAPI's order. A body that is not JSON at all, and not declared JSON, was most likely
+    meant as an object's bytes: it gets the reason such a key cannot be stored, rather than a JSON
+    parser's complaint.
     """
     c, who = await _lean_caller(request)
     errors, version = _invalid(request, (_NAMESPACE,), version=True)
@@ -179,7 +180,8 @@ async def attach_under_object(request: Request) -> Response:
         body = AttachVectorsRequest.model_validate_json(raw)
     except pydantic.ValidationError as exc:
         found = exc.errors(include_url=False)
-        if any(e["type"] == "json_invalid" for e in found):
+        declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if declared != "application/json" and any(e["type"] == "json_invalid" for e in found):
             raise InvalidInput(
                 reserved_key_message(params["key"] + "/vectors")
                 + '; to attach embeddings, send JSON: {"embeddings": [{"vector": [...]}]}',

@@ -204,6 +204,10 @@ def test_no_object_is_stored_under_a_key_ending_in_vectors(
     assert p["field"] == "key" and "attaches embeddings to 'model'" in p["detail"], p
     problem_of(http.get("/v1/objects/kb/model/vectors", headers=auth), 404)
     assert [i["version"] for i in http.get("/v1/versions/kb/model", headers=auth).json()["items"]] == [1]
+    # Declared JSON but broken: the parser's complaint, under body.
+    broken = {**auth, "Content-Type": "application/json"}
+    p = problem_of(http.put("/v1/objects/kb/model/vectors", content=b"{not json", headers=broken), 400)
+    assert p["field"] == "body", p
     # JSON that is not embeddings: the model's own complaint, under body.
     p = problem_of(http.put("/v1/objects/kb/model/vectors", json={"weights": [1]}, headers=auth), 400)
     assert p["field"] == "embeddings", p
