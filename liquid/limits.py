@@ -16,7 +16,9 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from liquid.errors import InvalidInput
 
@@ -80,3 +82,36 @@ def check_header_text(value: str, field: str, *, limit: int = 255) -> str:
             f"{field} {value!r} contains U+{ord(bad):04X}; only printable ASCII is allowed", field=field
         )
     return value
+
+
+#: Retention scopes a put may name (the policy clock each starts; see the service's put).
+SCOPES = ("step", "execution", "workflow", "permanent")
+
+
+def check_tags(tags: Mapping[Any, Any] | None) -> dict[str, str]:
+    """The tags as a dict of text, or InvalidInput (field ``tags``): keys 1-128 and values 0-256
+    characters, no NUL, valid Unicode (a lone surrogate cannot be stored or sent).
+
+    >>> check_tags({"team": "red"})
+    {'team': 'red'}
+    >>> check_tags({"n": 1})
+    Traceback (most recent call last):
+    ...
+    liquid.errors.InvalidInput: tag 'n'=1: keys 1-128 and values 0-256 characters
+    """
+    tag_map = dict(tags or {})
+    for k, v in tag_map.items():
+        if (
+            not isinstance(k, str)
+            or not isinstance(v, str)
+            or not k
+            or len(k) > 128
+            or len(v) > 256
+            or "\x00" in k + v
+        ):
+            raise InvalidInput(f"tag {k!r}={v!r}: keys 1-128 and values 0-256 characters", field="tags")
+        try:
+            (k + v).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"tag {k!r}={v!r} is not valid Unicode text", field="tags") from None
+    return tag_map

@@ -62,7 +62,7 @@ from liquid.errors import (
 )
 from liquid.events import log as events
 from liquid.hotcache import HotCache
-from liquid.limits import MAX_VERSION, check_header_text, check_instant, expiry_from_ttl
+from liquid.limits import MAX_VERSION, SCOPES, check_header_text, check_instant, check_tags, expiry_from_ttl
 from liquid.purge import purge
 from liquid.redaction import PayloadRedaction
 from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_new_key, check_slug
@@ -76,7 +76,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 #: Lifetime scopes of objects, as a workflow engine's results have them.
-SCOPES = ("step", "execution", "workflow", "permanent")
 RefLike = ResultRef | RefInfo | str
 Body = bytes | bytearray | memoryview | Iterable[bytes] | IO[bytes]
 
@@ -567,17 +566,7 @@ class LiquidService:
         check_slug(namespace, "namespace")
         check_new_key(key)
         check_header_text(content_type, "content_type")
-        tag_map = dict(tags or {})
-        for k, v in tag_map.items():
-            if (
-                not isinstance(k, str)
-                or not isinstance(v, str)
-                or not k
-                or len(k) > 128
-                or len(v) > 256
-                or "\x00" in k + v
-            ):
-                raise InvalidInput(f"tag {k!r}={v!r}: keys 1-128 and values 0-256 characters", field="tags")
+        tag_map = check_tags(tags)
         if scope is not None and scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}", field="scope")
         if scope in ("step", "execution") and execution_id is None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,9 +23,9 @@ from tenacity import wait_exponential, wait_random
 from tenacity.wait import wait_base
 
 from liquid.client import errors
-from liquid.errors import LiquidError
-from liquid.limits import check_header_text
-from liquid.refs import RefInfo, ResultRef
+from liquid.errors import InvalidInput, LiquidError
+from liquid.limits import SCOPES, check_header_text, check_tags, expiry_from_ttl
+from liquid.refs import RefInfo, ResultRef, check_key, check_new_key, check_slug
 from liquid.shm import ShmReader, read_ipc
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -115,12 +117,48 @@ def sig_params(ref: Target) -> dict[str, str]:
     return {"sig": ref.sig, "exp": str(ref.exp)} if isinstance(ref, SignedRef) else {}
 
 
-def object_path(namespace: str, key: str) -> str:
-    return f"/v1/objects/{quote(namespace, safe='')}/{quote(key, safe='/')}"
+def _checked(check: Any, *args: Any) -> Any:
+    """``check(*args)``, its InvalidInput raised as the client's BadRequest (with the same field)."""
+    try:
+        return check(*args)
+    except InvalidInput as exc:
+        raise errors.from_core(exc) from None
+
+
+def _object_part(namespace: str, key: str, *, new: bool = False) -> str:
+    """``{namespace}/{key}`` for a URL path, both checked as the service checks them.
+
+    The key keeps its ``/`` separators, so a ``.``, ``..`` or empty segment would be folded by
+    httpx (``a/../b`` sent as ``b``, ``../other/k`` into namespace ``other``): refused here,
+    with the service's own error, before anything is sent.
+    """
+    _checked(check_slug, namespace, "namespace")
+    _checked(check_new_key if new else check_key, key)
+    return f"{quote(namespace, safe='')}/{quote(key, safe='/')}"
+
+
+def segment(value: str, field: str) -> str:
+    """One quoted URL path segment; refuses what httpx would fold (empty, ``.``, ``..``)."""
+    if not isinstance(value, str) or value in ("", ".", ".."):
+        raise errors.BadRequest(
+            f"{field} must be a non-empty name other than '.' or '..', got {value!r}", field=field
+        )
+    return quote(value, safe="")
+
+
+def namespace_path(namespace: str) -> str:
+    """``/v1/objects/{namespace}`` (the listing), the namespace checked as the service checks it."""
+    _checked(check_slug, namespace, "namespace")
+    return f"/v1/objects/{quote(namespace, safe='')}"
+
+
+def object_path(namespace: str, key: str, *, new: bool = False) -> str:
+    """``/v1/objects/{namespace}/{key}``; ``new`` for a put (a key ending in ``/vectors`` is refused)."""
+    return f"/v1/objects/{_object_part(namespace, key, new=new)}"
 
 
 def explain_path(namespace: str, key: str) -> str:
-    return f"/v1/explain/{namespace}/{quote(key, safe='/')}"
+    return f"/v1/explain/{_object_part(namespace, key)}"
 
 
 def finish_path(execution_id: str) -> str:
@@ -128,7 +166,54 @@ def finish_path(execution_id: str) -> str:
 
 
 def versions_path(namespace: str, key: str) -> str:
-    return f"/v1/versions/{quote(namespace, safe='')}/{quote(key, safe='/')}"
+    return f"/v1/versions/{_object_part(namespace, key)}"
+
+
+def header_text(value: object, field: str, limit: int = 256) -> str:
+    """A text sent in a header, else BadRequest naming ``field``.
+
+    First the service's own check (1-``limit`` characters, no control character, same message),
+    then :func:`wire_text`: what a header carries unchanged.
+    """
+    if not isinstance(value, str) or not value or len(value) > limit or any(ord(c) < 0x20 for c in value):
+        raise errors.BadRequest(f"{field} must be 1-{limit} printable characters, got {value!r}", field=field)
+    return wire_text(value, field)
+
+
+def wire_text(value: str, field: str) -> str:
+    """``value`` if an HTTP header carries it unchanged, else BadRequest naming ``field``.
+
+    Printable ASCII only: httpx cannot encode other text (nor h11 send DEL), and the server reads
+    header bytes as Latin-1, so UTF-8 would arrive as other characters. No leading or trailing
+    space either: h11 refuses to send it and a server would strip it.
+    """
+    bad = next((c for c in value if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise errors.BadRequest(
+            f"{field} {value!r} contains U+{ord(bad):04X}: over HTTP it is sent in a header, "
+            "which carries printable ASCII only",
+            field=field,
+        )
+    if value != value.strip(" "):
+        raise errors.BadRequest(
+            f"{field} {value!r} starts or ends with a space, which an HTTP header does not keep", field=field
+        )
+    return value
+
+
+def retention_text(ttl: timedelta | float) -> str:
+    """``X-Liquid-Retention`` for a ttl: plain decimal seconds (the header takes no exponent).
+
+    The digits are the float's shortest round-trip form, so the server reads the same number;
+    a ttl that no decimal can carry (not positive, not finite) is refused as the service would.
+    """
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+    if not (math.isfinite(seconds) and seconds > 0):
+        try:
+            expiry_from_ttl(datetime.now(UTC), seconds)
+        except InvalidInput as exc:
+            raise errors.BadRequest(exc.detail, field="X-Liquid-Retention") from None
+    return format(Decimal(repr(seconds)), "f")
 
 
 def put_headers(
@@ -144,27 +229,39 @@ def put_headers(
     execution_id: str | None,
     legal_hold: bool,
     scope: str | None = None,
+    wire: bool = True,
 ) -> dict[str, str]:
+    """``PUT``'s headers, refusing (BadRequest with the field) what the server would refuse or
+    read differently.
+
+    ``wire=False`` (in-process, nothing is sent) keeps only the checks that hold without HTTP:
+    the content type and the tags; the service checks the rest itself.
+    """
     # Refused here as the server would: a control character in a header cannot be sent or read back.
-    headers = {"Content-Type": check_header_text(content_type, "content_type")}
+    headers = {"Content-Type": _checked(check_header_text, content_type, "content_type")}
+    tag_map = _checked(check_tags, tags)
+    if not wire:
+        return headers
+    wire_text(content_type, "content_type")
+    if scope is not None and scope not in SCOPES:
+        raise errors.BadRequest(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}", field="scope")
     if size is not None:
         headers["Content-Length"] = str(size)
-    if tags:
-        headers["X-Liquid-Tags"] = urlencode(dict(tags))
-    if ttl is not None:
-        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
-        headers["X-Liquid-Retention"] = repr(seconds)
+    if tag_map:
+        headers["X-Liquid-Tags"] = urlencode(tag_map)
     if expires_at is not None:
         headers["X-Liquid-Expires-At"] = expires_at.isoformat()
-    for name, value in (
-        ("X-Liquid-Classification", classification),
-        ("X-Liquid-Trace-Id", trace_id),
-        ("X-Liquid-Correlation-Id", correlation_id),
-        ("X-Liquid-Execution-Id", execution_id),
-        ("X-Liquid-Scope", scope),
+    for name, field_, value in (
+        ("X-Liquid-Classification", "classification", classification),
+        ("X-Liquid-Trace-Id", "trace_id", trace_id),
+        ("X-Liquid-Correlation-Id", "correlation_id", correlation_id),
+        ("X-Liquid-Execution-Id", "execution_id", execution_id),
+        ("X-Liquid-Scope", "scope", scope),
     ):
         if value is not None:
-            headers[name] = value
+            headers[name] = header_text(value, field_)
+    if ttl is not None:  # after the texts, as the service checks them
+        headers["X-Liquid-Retention"] = retention_text(ttl)
     if legal_hold:
         headers["X-Liquid-Legal-Hold"] = "true"
     return headers
@@ -382,7 +479,7 @@ class SearchHit:
 
 
 def vectors_path(namespace: str, key: str) -> str:
-    return f"/v1/objects/{quote(namespace, safe='')}/{quote(key, safe='/')}/vectors"
+    return f"/v1/objects/{_object_part(namespace, key)}/vectors"
 
 
 def embeddings_payload(

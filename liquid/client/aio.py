@@ -133,6 +133,8 @@ class AsyncClient:
             content, size = b.body_parts(data)
             if not isinstance(content, bytes):
                 content = _aiter(content)
+        # The path first: the service checks the namespace and key before the options.
+        path = b.object_path(namespace, key, new=True)
         headers = b.put_headers(
             content_type=content_type,
             size=size,
@@ -146,9 +148,7 @@ class AsyncClient:
             legal_hold=legal_hold,
             scope=scope,
         )
-        response = await self._call(
-            "PUT", b.object_path(namespace, key), content=content, headers=headers, idempotent=False
-        )
+        response = await self._call("PUT", path, content=content, headers=headers, idempotent=False)
         return RefInfo.from_json(response.json())
 
     async def put_json(self, namespace: str, key: str, value: Any, **options: Any) -> RefInfo:
@@ -293,7 +293,7 @@ class AsyncClient:
         params: dict[str, Any] = {"prefix": prefix, "limit": limit, "all_versions": str(all_versions).lower()}
         if after is not None:
             params["after"] = after
-        data = (await self._call("GET", f"/v1/objects/{namespace}", params=params)).json()
+        data = (await self._call("GET", b.namespace_path(namespace), params=params)).json()
         return b.Page(items=data["items"], next_cursor=data["next_cursor"])
 
     async def versions(self, namespace: str, key: str, *, limit: int = 100) -> builtins.list[dict[str, Any]]:

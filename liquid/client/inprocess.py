@@ -122,7 +122,7 @@ class InProcess:
         scope: str | None,
     ) -> RefInfo:
         """``PUT /v1/objects/{namespace}/{key}``: the service's put, and the same shm copy for Arrow."""
-        # The client-side check HTTP does first (a header cannot carry control characters).
+        # The client-side checks HTTP does first that hold without HTTP (content type, tags).
         b.put_headers(
             content_type=content_type,
             size=None,
@@ -135,6 +135,7 @@ class InProcess:
             execution_id=execution_id,
             legal_hold=legal_hold,
             scope=scope,
+            wire=False,
         )
         content, size = b.body_parts(data)
         shm = self.ctx.shm

@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 import pyarrow as pa  # type: ignore[import-untyped]
@@ -228,6 +227,8 @@ class Client:
                 idempotent=False,
             )
         content, size = b.body_parts(data)
+        # The path first: the service checks the namespace and key before the options.
+        path = b.object_path(namespace, key, new=True)
         headers = b.put_headers(
             content_type=content_type,
             size=size,
@@ -242,9 +243,7 @@ class Client:
             scope=scope,
         )
         # Only bytes can be sent twice; a stream is retried only if it was never started.
-        response = self._call(
-            "PUT", b.object_path(namespace, key), content=content, headers=headers, idempotent=False
-        )
+        response = self._call("PUT", path, content=content, headers=headers, idempotent=False)
         return RefInfo.from_json(response.json())
 
     def put_json(self, namespace: str, key: str, value: Any, **options: Any) -> RefInfo:
@@ -307,7 +306,9 @@ class Client:
                 "limit": limit,
             }
         )
-        result: dict[str, Any] = self._call("GET", f"/v1/stats/{quote(name, safe='')}", params=params).json()
+        result: dict[str, Any] = self._call(
+            "GET", f"/v1/stats/{b.segment(name, 'name')}", params=params
+        ).json()
         return result
 
     def export_lag(self) -> list[dict[str, Any]]:
@@ -507,7 +508,7 @@ class Client:
         params: dict[str, Any] = {"prefix": prefix, "limit": limit, "all_versions": str(all_versions).lower()}
         if after is not None:
             params["after"] = after
-        data = self._call("GET", f"/v1/objects/{namespace}", params=params).json()
+        data = self._call("GET", b.namespace_path(namespace), params=params).json()
         return b.Page(items=data["items"], next_cursor=data["next_cursor"])
 
     def iter_objects(

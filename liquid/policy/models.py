@@ -37,13 +37,14 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from liquid.limits import SCOPES as LIMIT_SCOPES
 from liquid.policy.problems import Problem
 from liquid.units import parse_duration, parse_size
 
 API_VERSION = "liquid/v1"
 #: Tiers from hottest to coldest; rules must follow this order.
 TIERS: tuple[str, ...] = ("hot", "warm", "cold", "archive")
-SCOPES: tuple[str, ...] = ("step", "execution", "workflow", "permanent")
+SCOPES: tuple[str, ...] = LIMIT_SCOPES  # the scopes a put may name
 #: Scopes whose lifecycle clock starts when the execution that produced them finishes.
 EXECUTION_SCOPES = frozenset({"step", "execution", "workflow"})
 KINDS: tuple[str, ...] = ("TieringPolicy", "Budget", "CostModel")
