@@ -546,13 +546,25 @@ async def _delete(c: ApiContext, who: Caller, tenant: str, ref: ResultRef) -> Re
     return JSONResponse(info.to_json())
 
 
+def _utf8_header(value: str | None, header: str) -> str | None:
+    """A header's text as UTF-8, as the in-process client passes it (the server reads header bytes
+    as Latin-1, so ``geheim-ü`` sent as UTF-8 would be stored as ``geheim-Ã¼``); 400 if not UTF-8."""
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise InvalidInput(f"{header} is not UTF-8 text", field=header) from None
+
+
 def _put_options(
     tags: str | None, retention: str | None, expires_at: str | None, legal_hold: str | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if tags is not None:
         try:
-            pairs = parse_qsl(tags, keep_blank_values=True, strict_parsing=bool(tags))
+            # errors="strict": %FF is refused, not read as U+FFFD (two tags could collide).
+            pairs = parse_qsl(tags, keep_blank_values=True, strict_parsing=bool(tags), errors="strict")
         except ValueError:
             raise InvalidInput(
                 f"X-Liquid-Tags must be URL-encoded pairs like 'a=1&b=two', got {tags!r}",
@@ -711,6 +723,11 @@ async def _put(
 ) -> Response:
     """``PUT /v1/objects/{namespace}/{key}`` once its parameters are checked (both twins)."""
     ResultRef(who.tenant, namespace, key, 1)  # validate names before reading any body
+    x_liquid_tags = _utf8_header(x_liquid_tags, "X-Liquid-Tags")
+    x_liquid_classification = _utf8_header(x_liquid_classification, "X-Liquid-Classification")
+    x_liquid_trace_id = _utf8_header(x_liquid_trace_id, "X-Liquid-Trace-Id")
+    x_liquid_correlation_id = _utf8_header(x_liquid_correlation_id, "X-Liquid-Correlation-Id")
+    x_liquid_execution_id = _utf8_header(x_liquid_execution_id, "X-Liquid-Execution-Id")
     options = _put_options(x_liquid_tags, x_liquid_retention, x_liquid_expires_at, x_liquid_legal_hold)
     content_type = check_header_text(
         request.headers.get("content-type") or "application/octet-stream", "Content-Type"

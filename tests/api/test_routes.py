@@ -727,3 +727,31 @@ def test_lean_and_fastapi_routes_read_the_authorization_header_alike(
                 assert set(got.values()) == {401}, (header, got)
     finally:
         anon.close()
+
+
+def test_header_texts_are_utf8_as_the_in_process_client_passes_them(
+    http: httpx.Client, api_service: LiquidService, tk: TenantKey
+) -> None:
+    """Header bytes are UTF-8 text: stored as sent, not read as Latin-1; bytes that are not UTF-8,
+    and a %FF in the tags, are refused naming the header (nothing stored)."""
+    r = http.put(
+        "/v1/objects/utf/k",
+        content=b"v",
+        headers={
+            "X-Liquid-Classification": "geheim-ü".encode(),
+            "X-Liquid-Trace-Id": "trace-é".encode(),
+            "X-Liquid-Tags": b"sprache=deutsch&ort=k%C3%B6ln",
+        },
+    )
+    assert r.status_code == 201, r.text
+    info = api_service.head(tk.tenant, r.json()["uri"])
+    assert (info.classification, info.trace_id) == ("geheim-ü", "trace-é")
+    assert info.tags == {"sprache": "deutsch", "ort": "köln"}
+    for header, value in (
+        ("X-Liquid-Classification", b"bad-\xff"),
+        ("X-Liquid-Correlation-Id", b"\xc3"),
+        ("X-Liquid-Tags", b"a=%FF"),
+    ):
+        bad = http.put("/v1/objects/utf/bad", content=b"v", headers={header: value})
+        assert problem_of(bad, 400)["field"] == header, (header, bad.text)
+    problem_of(http.get("/v1/objects/utf/bad"), 404)
