@@ -755,3 +755,10 @@ def test_header_texts_are_utf8_as_the_in_process_client_passes_them(
         bad = http.put("/v1/objects/utf/bad", content=b"v", headers={header: value})
         assert problem_of(bad, 400)["field"] == header, (header, bad.text)
     problem_of(http.get("/v1/objects/utf/bad"), 404)
+
+
+def test_a_newline_in_a_key_is_a_bad_key_not_a_missing_route(http: httpx.Client) -> None:
+    for path in ("/v1/objects/nl/a%0Ab", "/v1/objects/nl/a%0D%0Ab", "/v1/objects/nl/end%0A"):
+        p = problem_of(http.put(path, content=b"x"), 400)
+        assert p["field"] == "key" and "control character" in p["detail"], (path, p)
+        assert problem_of(http.get(path), 400)["field"] == "key"
