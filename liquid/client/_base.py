@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import httpx
 import orjson
@@ -313,6 +313,13 @@ def check_response(response: httpx.Response) -> None:
         body: Any = response.json()
     except (ValueError, UnicodeDecodeError):
         body = response.text
+    if not body and response.request.method == "HEAD":
+        # A HEAD answer has no body to carry the problem: say at least what was asked.
+        what = unquote(response.request.url.path)
+        body = {
+            "detail": f"{response.reason_phrase or 'HTTP'} ({response.status_code}) for HEAD {what}",
+            "field": "ref" if response.status_code in (404, 410) else None,
+        }
     raise errors.from_problem(response.status_code, body)
 
 

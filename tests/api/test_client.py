@@ -222,3 +222,14 @@ def test_corrupted_transfer_is_detected() -> None:
 
     with Client("http://x", transport=httpx.MockTransport(handler)) as lq, pytest.raises(IntegrityError):
         lq.get("liquid://t/ns/k@1")
+
+
+def test_a_failed_head_over_http_still_says_what_was_asked(client: Client, tk: TenantKey) -> None:
+    """HEAD answers carry no body, so no problem detail: the error names the request instead of
+    a bare 'HTTP 404', and a missing version's field is the ref, as in process."""
+    with pytest.raises(NotFound) as err:
+        client.head(f"liquid://{tk.tenant}/kb/no-such-key@1")
+    assert err.value.field == "ref" and "HEAD /v1/refs/" in str(err.value) and "no-such-key" in str(err.value)
+    with pytest.raises(NotFound) as err:
+        client.latest("kb", "no-such-key")
+    assert err.value.field == "ref" and "HEAD /v1/objects/kb/no-such-key" in str(err.value)
