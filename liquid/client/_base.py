@@ -320,7 +320,13 @@ def check_response(response: httpx.Response) -> None:
             "detail": f"{response.reason_phrase or 'HTTP'} ({response.status_code}) for HEAD {what}",
             "field": "ref" if response.status_code in (404, 410) else None,
         }
-    raise errors.from_problem(response.status_code, body)
+    error = errors.from_problem(response.status_code, body)
+    if isinstance(error, errors.RateLimited):
+        try:
+            error.retry_after = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            error.retry_after = None
+    raise error
 
 
 def first_retry_wait() -> float:

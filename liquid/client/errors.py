@@ -68,6 +68,22 @@ class Conflict(ApiError, errors.Conflict):
     """409."""
 
 
+class MethodNotAllowed(ApiError):
+    """405: the route does not take this method."""
+
+    type = "liquid:method-not-allowed"
+    status = 405
+
+
+class RateLimited(ApiError):
+    """429: the tenant is over ``api.rate_limit``; retried for idempotent calls, and
+    ``retry_after`` says (in seconds) when the server said to come back."""
+
+    type = "liquid:rate-limited"
+    status = 429
+    retry_after: float | None = None
+
+
 class TooLarge(ApiError, errors.TooLarge):
     """413: the body exceeds the server's maximum object size."""
 
@@ -103,6 +119,8 @@ BY_TYPE: dict[str, type[ApiError]] = {
     "liquid:not-found": NotFound,
     "liquid:gone": Gone,
     "liquid:conflict": Conflict,
+    "liquid:method-not-allowed": MethodNotAllowed,
+    "liquid:rate-limited": RateLimited,
     "liquid:too-large": TooLarge,
     "liquid:range-not-satisfiable": RangeNotSatisfiable,
     "liquid:integrity": IntegrityError,
@@ -114,11 +132,13 @@ BY_STATUS: dict[int, type[ApiError]] = {
     401: Unauthorized,
     403: Forbidden,
     404: NotFound,
+    405: MethodNotAllowed,
     409: Conflict,
     410: Gone,
     413: TooLarge,
     416: RangeNotSatisfiable,
     422: DimensionMismatch,
+    429: RateLimited,
     502: IntegrityError,
     503: Unavailable,
 }

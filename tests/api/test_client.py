@@ -21,6 +21,7 @@ from liquid.client import (
     Gone,
     IntegrityError,
     InvalidRef,
+    MethodNotAllowed,
     NotFound,
     RangeNotSatisfiable,
     Unauthorized,
@@ -233,3 +234,9 @@ def test_a_failed_head_over_http_still_says_what_was_asked(client: Client, tk: T
     with pytest.raises(NotFound) as err:
         client.latest("kb", "no-such-key")
     assert err.value.field == "ref" and "HEAD /v1/objects/kb/no-such-key" in str(err.value)
+
+
+def test_a_method_the_route_does_not_take_is_its_own_error(client: Client) -> None:
+    with pytest.raises(MethodNotAllowed) as err:
+        client._call("PATCH", "/v1/objects/kb/k")
+    assert err.value.status == 405 and not isinstance(err.value, BadRequest)

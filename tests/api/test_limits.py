@@ -12,6 +12,8 @@ import pytest
 
 from liquid.api.ratelimit import BodyLimitMiddleware, TenantRateLimiter
 from liquid.api.server import ApiServer
+from liquid.client import Client
+from liquid.client import RateLimited as ClientRateLimited
 from liquid.errors import RateLimited
 from liquid.service import LiquidService
 from tests.api.conftest import TenantKey
@@ -74,6 +76,10 @@ def test_over_the_limit_is_a_fast_429_with_retry_after(
     listed = httpx.get(f"{limited_url}/v1/objects/ns", headers={"Authorization": f"Bearer {b.key}"})
     assert listed.status_code == 200  # another tenant is unaffected
     assert httpx.get(f"{limited_url}/v1/objects/ns", headers=ha).status_code == 429
+    # The client's exception says so, with the server's Retry-After.
+    with Client(limited_url, api_key=a.key, retries=0) as lq, pytest.raises(ClientRateLimited) as err:
+        lq.put("ns", "k", b"not stored")
+    assert err.value.status == 429 and err.value.retry_after is not None and err.value.retry_after >= 900
 
 
 def test_request_bodies_are_bounded_but_uploads_are_not(
