@@ -84,6 +84,27 @@ def check_header_text(value: str, field: str, *, limit: int = 255) -> str:
     return value
 
 
+def check_text(value: str | None, name: str, limit: int = 256) -> None:
+    """A stored id or label (classification, trace, correlation and execution ids): None, or 1 to
+    ``limit`` characters with no control character (C0, DEL or C1), else InvalidInput naming it.
+
+    >>> check_text("run-7", "trace_id")
+    >>> check_text("a\x85b", "trace_id")
+    Traceback (most recent call last):
+    ...
+    liquid.errors.InvalidInput: trace_id must be 1-256 printable characters, got 'a\x85b'
+    """
+    if value is None:
+        return
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > limit
+        or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
+    ):
+        raise InvalidInput(f"{name} must be 1-{limit} printable characters, got {value!r}", field=name)
+
+
 #: Retention scopes a put may name (the policy clock each starts; see the service's put).
 SCOPES = ("step", "execution", "workflow", "permanent")
 

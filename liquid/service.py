@@ -62,7 +62,15 @@ from liquid.errors import (
 )
 from liquid.events import log as events
 from liquid.hotcache import HotCache
-from liquid.limits import MAX_VERSION, SCOPES, check_header_text, check_instant, check_tags, expiry_from_ttl
+from liquid.limits import (
+    MAX_VERSION,
+    SCOPES,
+    check_header_text,
+    check_instant,
+    check_tags,
+    check_text,
+    expiry_from_ttl,
+)
 from liquid.purge import purge
 from liquid.redaction import PayloadRedaction
 from liquid.refs import MAX_KEY_BYTES, RefInfo, ResultRef, check_key, check_new_key, check_slug
@@ -577,7 +585,7 @@ class LiquidService:
             ("correlation_id", correlation_id),
             ("execution_id", execution_id),
         ):
-            _check_text(value, name)
+            check_text(value, name)
         if size_hint is not None and size_hint > self.settings.max_object_size:
             raise TooLarge(
                 f"object of {size_hint} bytes exceeds the maximum size of {self.settings.max_object_size}",
@@ -769,7 +777,7 @@ class LiquidService:
         Idempotent: finishing again keeps the first time. Returns the recorded finish time.
         """
         check_slug(tenant, "tenant")
-        _check_text(execution_id, "execution_id")
+        check_text(execution_id, "execution_id")
         when = check_instant(at or self.clock(), "at")
         with self.engine.begin() as conn:
             row = conn.execute(
@@ -1485,13 +1493,6 @@ class LiquidService:
             end=hi,
             chunks=iter([data[lo:hi]] if hi > lo else []),
         )
-
-
-def _check_text(value: str | None, name: str, limit: int = 256) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value or len(value) > limit or any(ord(c) < 0x20 for c in value):
-        raise InvalidInput(f"{name} must be 1-{limit} printable characters, got {value!r}", field=name)
 
 
 def _json(value: Any) -> str:

@@ -601,6 +601,12 @@ _HEADER_OF = {
     "expires_at": "X-Liquid-Expires-At",
     "ttl": "X-Liquid-Retention",
     "content_type": "Content-Type",
+    "tags": "X-Liquid-Tags",
+    "classification": "X-Liquid-Classification",
+    "trace_id": "X-Liquid-Trace-Id",
+    "correlation_id": "X-Liquid-Correlation-Id",
+    "execution_id": "X-Liquid-Execution-Id",
+    "scope": "X-Liquid-Scope",
 }
 
 

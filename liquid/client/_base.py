@@ -24,7 +24,7 @@ from tenacity.wait import wait_base
 
 from liquid.client import errors
 from liquid.errors import InvalidInput, LiquidError
-from liquid.limits import SCOPES, check_header_text, check_tags, expiry_from_ttl
+from liquid.limits import SCOPES, check_header_text, check_tags, check_text, expiry_from_ttl
 from liquid.refs import RefInfo, ResultRef, check_key, check_new_key, check_slug
 from liquid.shm import ShmReader, read_ipc
 
@@ -125,6 +125,15 @@ def _checked(check: Any, *args: Any) -> Any:
         raise errors.from_core(exc) from None
 
 
+def _renamed(check: Any, field: str, *args: Any) -> Any:
+    """:func:`_checked`, its error's field renamed to ``field`` (a header's name)."""
+    try:
+        return check(*args)
+    except InvalidInput as exc:
+        exc.field = field
+        raise errors.from_core(exc) from None
+
+
 def _object_part(namespace: str, key: str, *, new: bool = False) -> str:
     """``{namespace}/{key}`` for a URL path, both checked as the service checks them.
 
@@ -169,15 +178,15 @@ def versions_path(namespace: str, key: str) -> str:
     return f"/v1/versions/{_object_part(namespace, key)}"
 
 
-def header_text(value: object, field: str, limit: int = 256) -> str:
-    """A text sent in a header, else BadRequest naming ``field``.
+def header_text(value: object, field: str, header: str, limit: int = 256) -> str:
+    """A text sent in ``header``, else BadRequest naming the header (as the server does).
 
-    First the service's own check (1-``limit`` characters, no control character, same message),
-    then :func:`wire_text`: what a header carries unchanged.
+    First the service's own check of ``field`` (1-``limit`` characters, no control character, same
+    message), then :func:`wire_text`: what a header carries unchanged.
     """
-    if not isinstance(value, str) or not value or len(value) > limit or any(ord(c) < 0x20 for c in value):
-        raise errors.BadRequest(f"{field} must be 1-{limit} printable characters, got {value!r}", field=field)
-    return wire_text(value, field)
+    _renamed(check_text, header, value, field, limit)
+    assert isinstance(value, str)
+    return wire_text(value, header)
 
 
 def wire_text(value: str, field: str) -> str:
@@ -238,13 +247,16 @@ def put_headers(
     the content type and the tags; the service checks the rest itself.
     """
     # Refused here as the server would: a control character in a header cannot be sent or read back.
-    headers = {"Content-Type": _checked(check_header_text, content_type, "content_type")}
-    tag_map = _checked(check_tags, tags)
+    # Errors name the header, as the server (and the in-process client, which answers as it) does.
+    headers = {"Content-Type": _checked(check_header_text, content_type, "Content-Type")}
+    tag_map = _renamed(check_tags, "X-Liquid-Tags", tags)
     if not wire:
         return headers
-    wire_text(content_type, "content_type")
+    wire_text(content_type, "Content-Type")
     if scope is not None and scope not in SCOPES:
-        raise errors.BadRequest(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}", field="scope")
+        raise errors.BadRequest(
+            f"scope must be one of {', '.join(SCOPES)}, got {scope!r}", field="X-Liquid-Scope"
+        )
     if size is not None:
         headers["Content-Length"] = str(size)
     if tag_map:
@@ -259,7 +271,7 @@ def put_headers(
         ("X-Liquid-Scope", "scope", scope),
     ):
         if value is not None:
-            headers[name] = header_text(value, field_)
+            headers[name] = header_text(value, field_, name)
     if ttl is not None:  # after the texts, as the service checks them
         headers["X-Liquid-Retention"] = retention_text(ttl)
     if legal_hold:
