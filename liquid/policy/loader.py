@@ -222,9 +222,14 @@ class _Builder:
             return self.constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             problem = getattr(exc, "problem", None) or str(exc)
-            self._error(
-                _mark(node), path, f"cannot read this value: {problem}", "plain YAML values (no !tags)", built
+            # A scalar YAML reads as a date (2020-13-45) but the calendar refuses: say what a date is.
+            dated = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp"
+            allowed = (
+                "a real calendar date (2027-01-31) or date-time (2027-01-31T00:00:00Z)"
+                if dated
+                else "plain YAML values (no !tags)"
             )
+            self._error(_mark(node), path, f"cannot read this value: {problem}", allowed, built)
             return None
 
 
