@@ -53,34 +53,28 @@ def refused(call: Callable[[], Any], field: str) -> BadRequest:
 # ------------------------------------------------------------ B3: namespace and key in the path
 
 
-@pytest.mark.parametrize("key", BAD_KEYS)
-def test_a_bad_key_never_leaves_the_client(
-    client: Client, embedded: Client, sent: tuple[Client, list[httpx.Request]], key: str
+@pytest.mark.parametrize(
+    ("namespace", "key", "field"),
+    [*(("cl", key, "key") for key in BAD_KEYS), *((ns, "k", "namespace") for ns in BAD_NAMESPACES)],
+)
+def test_a_bad_name_never_leaves_the_client(
+    client: Client,
+    embedded: Client,
+    sent: tuple[Client, list[httpx.Request]],
+    namespace: str,
+    key: str,
+    field: str,
 ) -> None:
     unsent, requests = sent
     for lq in (client, embedded, unsent):
-        refused(lambda lq=lq: lq.put("cl", key, b"x"), "key")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.latest("cl", key), "key")  # type: ignore[misc]
+        refused(lambda lq=lq: lq.put(namespace, key, b"x"), field)  # type: ignore[misc]
+        refused(lambda lq=lq: lq.latest(namespace, key), field)  # type: ignore[misc]
     for lq in (client, unsent):
-        refused(lambda lq=lq: lq.versions("cl", key), "key")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.explain("cl", key), "key")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.attach_vectors("cl", key, [[1.0, 0.0]]), "key")  # type: ignore[misc]
-    assert requests == []
-
-
-@pytest.mark.parametrize("namespace", BAD_NAMESPACES)
-def test_a_bad_namespace_never_leaves_the_client(
-    client: Client, embedded: Client, sent: tuple[Client, list[httpx.Request]], namespace: str
-) -> None:
-    unsent, requests = sent
-    for lq in (client, embedded, unsent):
-        refused(lambda lq=lq: lq.put(namespace, "k", b"x"), "namespace")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.latest(namespace, "k"), "namespace")  # type: ignore[misc]
-    for lq in (client, unsent):
-        refused(lambda lq=lq: lq.versions(namespace, "k"), "namespace")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.explain(namespace, "k"), "namespace")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.attach_vectors(namespace, "k", [[1.0]]), "namespace")  # type: ignore[misc]
-        refused(lambda lq=lq: lq.list(namespace), "namespace")  # type: ignore[misc]
+        refused(lambda lq=lq: lq.versions(namespace, key), field)  # type: ignore[misc]
+        refused(lambda lq=lq: lq.explain(namespace, key), field)  # type: ignore[misc]
+        refused(lambda lq=lq: lq.attach_vectors(namespace, key, [[1.0, 0.0]]), field)  # type: ignore[misc]
+        if field == "namespace":
+            refused(lambda lq=lq: lq.list(namespace), field)  # type: ignore[misc]
     assert requests == []
 
 

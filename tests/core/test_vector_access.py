@@ -13,6 +13,21 @@ from liquid.vectors.search import VectorSearch
 from tests.core.conftest import ServiceFactory
 
 
+def _hits_by_key(svc: LiquidService, tenant: str) -> dict[str, int]:
+    """The tenant's counted reads per key, once the tracker has flushed them to the catalog."""
+    assert svc.access is not None
+    svc.access.flush(svc.engine)
+    with svc.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT o.key, a.hits FROM access_stats a JOIN objects o ON o.id = a.object_id"
+                " WHERE a.tenant_id = :t"
+            ),
+            {"t": tenant},
+        ).all()
+    return {key: int(n) for key, n in rows}
+
+
 def test_a_search_hit_then_its_read_is_one_access(make_service: ServiceFactory, tenant: str) -> None:
     svc: LiquidService = make_service()
     assert svc.access is not None
@@ -35,17 +50,7 @@ def test_a_search_hit_then_its_read_is_one_access(make_service: ServiceFactory, 
         svc.resolve_many(tenant, [small], want=lambda i, facts: True)
     finally:
         vs.close()
-    svc.access.flush(svc.engine)
-    with svc.engine.connect() as conn:
-        hits = dict(
-            conn.execute(
-                text(
-                    "SELECT o.key, a.hits FROM access_stats a JOIN objects o ON o.id = a.object_id"
-                    " WHERE a.tenant_id = :t"
-                ),
-                {"t": tenant},
-            ).all()
-        )
+    hits = _hits_by_key(svc, tenant)
     assert hits == {"small": 2, "large": 1}  # two searches, each with its resolve
 
 
@@ -124,15 +129,5 @@ def test_a_hit_resolved_twice_or_long_after_counts_the_later_reads(
         svc.access.note(b, now=now + timedelta(seconds=SEARCH_CLAIM_WINDOW + 60))  # long after: a read
     finally:
         vs.close()
-    svc.access.flush(svc.engine)
-    with svc.engine.connect() as conn:
-        hits = dict(
-            conn.execute(
-                text(
-                    "SELECT o.key, a.hits FROM access_stats a JOIN objects o ON o.id = a.object_id"
-                    " WHERE a.tenant_id = :t"
-                ),
-                {"t": tenant},
-            ).all()
-        )
+    hits = _hits_by_key(svc, tenant)
     assert hits == {"a": 2, "b": 2}
