@@ -8,10 +8,12 @@ names.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from liquid.api.routes import Ctx, run
 from liquid.api.stats import Who
@@ -21,6 +23,19 @@ from liquid.events.log import kinds_matching
 from liquid.refs import check_slug
 
 router = APIRouter(prefix="/v1", tags=["events"])
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_only(value: object) -> object:
+    """Refuse a number where an ISO 8601 time is asked: pydantic would read it as Unix seconds."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError(f"expected an ISO 8601 time (2026-12-01T00:00:00Z), got the number {value!r}")
+    return value
+
+
+#: A time in a query: ISO 8601 only (the schema says a date-time string).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 @router.get("/events", summary="Events, newest first, filtered by tenant, kind, ref and time")
@@ -35,8 +50,8 @@ async def list_events(
     ref: Annotated[
         str | None, Query(description="A ref (`liquid://t/ns/key@3`), or one without `@version` for all.")
     ] = None,
-    start: Annotated[datetime | None, Query(alias="from", description="From (ISO 8601, inclusive).")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="To (ISO 8601, exclusive).")] = None,
+    start: Annotated[IsoTime | None, Query(alias="from", description="From (ISO 8601, inclusive).")] = None,
+    end: Annotated[IsoTime | None, Query(alias="to", description="To (ISO 8601, exclusive).")] = None,
     order: Annotated[Order, Query(description="`desc` (newest first) or `asc`.")] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Events per page.")] = 100,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
