@@ -496,9 +496,12 @@ class AccessTracker:
     def note_many(self, refs: Iterable[ResultRef], *, now: datetime | None = None) -> None:
         """:meth:`note` of several reads at one time (a batch resolve): one clock read, one extend."""
         when = self._when(now)
+        self._queue([(ref, when) for ref in refs])
+
+    def _queue(self, batch: list[Any]) -> None:
+        """Queue reads in one extend; past ``max_reads`` queued, the rest are dropped and counted."""
         reads = self._reads
         room = self.max_reads - len(reads)
-        batch = [(ref, when) for ref in refs]
         if room < len(batch):
             self.dropped += len(batch) - max(room, 0)
             batch = batch[: max(room, 0)]
@@ -513,13 +516,7 @@ class AccessTracker:
         tracker, so a resolve served by another API process counts again.
         """
         when = self._when(now)
-        reads = self._reads
-        batch = [(ref, when, True) for ref in refs]
-        room = self.max_reads - len(reads)
-        if room < len(batch):
-            self.dropped += len(batch) - max(room, 0)
-            batch = batch[: max(room, 0)]
-        reads.extend(batch)
+        self._queue([(ref, when, True) for ref in refs])
 
     def _fold(self) -> None:
         """Fold the queued reads into their object-minute entries (under the push lock).

@@ -495,14 +495,10 @@ def policy_simulate(
     from liquid.policy.loader import load_policies
     from liquid.policy.store import active_policies
     from liquid.tiering.simulate import render, simulate, window
-    from liquid.units import parse_duration
 
     if output not in ("text", "json"):
         raise typer.BadParameter("use text or json", param_hint="--output")
-    try:
-        span = parse_duration(since)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from exc
+    span = _duration(since, "--since")
     if span <= 0:
         raise typer.BadParameter("must be longer than 0", param_hint="--since")
     proposed = load_policies(files)

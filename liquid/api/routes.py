@@ -1409,10 +1409,13 @@ async def lean_call(request: Request, model: type[B]) -> tuple[ApiContext, str, 
     try:
         body = model.model_validate_json(await request.body())
     except pydantic.ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
+        raise body_error(exc) from None
     return c, who.tenant, body
+
+
+def body_error(exc: pydantic.ValidationError) -> RequestValidationError:
+    """A model's errors on a request body as FastAPI raises them (located under ``body``)."""
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)])
 
 
 async def _principal_of(request: Request, c: ApiContext) -> Principal | None:

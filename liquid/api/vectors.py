@@ -29,6 +29,7 @@ from liquid.api.routes import (
     _invalid,
     _lean_caller,
     _object_ref,
+    body_error,
     lean_call,
     run,
     utf8_path,
@@ -179,15 +180,14 @@ async def attach_under_object(request: Request) -> Response:
     try:
         body = AttachVectorsRequest.model_validate_json(raw)
     except pydantic.ValidationError as exc:
-        found = exc.errors(include_url=False)
         declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if declared != "application/json" and any(e["type"] == "json_invalid" for e in found):
+        if declared != "application/json" and any(e["type"] == "json_invalid" for e in exc.errors()):
             raise InvalidInput(
                 reserved_key_message(params["key"] + "/vectors")
                 + '; to attach embeddings, send JSON: {"embeddings": [{"vector": [...]}]}',
                 field="key",
             ) from None
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in found]) from None
+        raise body_error(exc) from None
     return await _attach(
         c, who.tenant, request.app.state.vectors, params["namespace"], params["key"], body, version
     )

@@ -117,20 +117,14 @@ def sig_params(ref: Target) -> dict[str, str]:
     return {"sig": ref.sig, "exp": str(ref.exp)} if isinstance(ref, SignedRef) else {}
 
 
-def _checked(check: Any, *args: Any) -> Any:
-    """``check(*args)``, its InvalidInput raised as the client's BadRequest (with the same field)."""
+def _checked(check: Any, *args: Any, field: str | None = None) -> Any:
+    """``check(*args)``, its InvalidInput raised as the client's BadRequest (its field renamed to
+    ``field``, a header's name, when given)."""
     try:
         return check(*args)
     except InvalidInput as exc:
-        raise errors.from_core(exc) from None
-
-
-def _renamed(check: Any, field: str, *args: Any) -> Any:
-    """:func:`_checked`, its error's field renamed to ``field`` (a header's name)."""
-    try:
-        return check(*args)
-    except InvalidInput as exc:
-        exc.field = field
+        if field is not None:
+            exc.field = field
         raise errors.from_core(exc) from None
 
 
@@ -184,7 +178,7 @@ def header_text(value: object, field: str, header: str, limit: int = 256) -> str
     First the service's own check of ``field`` (1-``limit`` characters, no control character, same
     message), then :func:`wire_text`: what a header carries unchanged.
     """
-    _renamed(check_text, header, value, field, limit)
+    _checked(check_text, value, field, limit, field=header)
     assert isinstance(value, str)
     return wire_text(value, header)
 
@@ -249,7 +243,7 @@ def put_headers(
     # Refused here as the server would: a control character in a header cannot be sent or read back.
     # Errors name the header, as the server (and the in-process client, which answers as it) does.
     headers = {"Content-Type": _checked(check_header_text, content_type, "Content-Type")}
-    tag_map = _renamed(check_tags, "X-Liquid-Tags", tags)
+    tag_map = _checked(check_tags, tags, field="X-Liquid-Tags")
     if not wire:
         return headers
     wire_text(content_type, "Content-Type")
@@ -362,7 +356,7 @@ def json_request(kwargs: dict[str, Any]) -> dict[str, Any]:
 
     A 384-float search vector takes ~10 µs to encode against ~150 µs through the standard
     library, a tenth of a whole search. numpy scalars and arrays encode as numbers. A NaN or an
-    infinity encodes as ``null`` (JSON has neither), which the API refuses with a 422 naming
+    infinity encodes as ``null`` (JSON has neither), which the API refuses with a 400 naming
     the element.
     """
     if "json" not in kwargs:
