@@ -78,6 +78,18 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 SMALL_BODY = 256 * 1024
 
 
+def _decimal_version(value: object) -> object:
+    """A version in a query string is written in decimal digits: pydantic's lax ``int`` also reads
+    ``1.0`` and `` 1`` as 1 and ``1_0`` as 10, which would serve a version the caller never named."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("a version is a whole number written in decimal digits, e.g. 3")
+    return value
+
+
+#: The ``version`` query parameter of the object routes.
+VersionQuery = Annotated[int | None, pydantic.BeforeValidator(_decimal_version), Query(ge=1, le=MAX_VERSION)]
+
+
 @dataclass
 class ApiContext:
     """Everything the routes need; one per app (``app.state.liquid``)."""
@@ -825,7 +837,7 @@ async def get_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: VersionQuery = None,
     range: Annotated[str | None, Header(description="One `bytes=` range.")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -852,7 +864,7 @@ async def head_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: VersionQuery = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     return await _head_object(request, c, who, namespace, key, version)
@@ -877,7 +889,7 @@ async def delete_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: VersionQuery = None,
 ) -> Response:
     return await _delete_object(request, c, who, namespace, key, version)
 
@@ -991,7 +1003,7 @@ async def explain_object(
     who: Who,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: VersionQuery = None,
 ) -> Response:
     ref = await _object_ref(c, who.tenant, namespace, key, version)
 
@@ -1290,7 +1302,9 @@ _PUT_CHECKS = (
 _PATTERNS = {
     p: pydantic.TypeAdapter(Annotated[str, pydantic.StringConstraints(pattern=p)]) for *_, p in _PUT_CHECKS
 }
-_VERSION = pydantic.TypeAdapter(Annotated[int | None, pydantic.Field(ge=1, le=MAX_VERSION)])
+_VERSION = pydantic.TypeAdapter(
+    Annotated[int | None, pydantic.BeforeValidator(_decimal_version), pydantic.Field(ge=1, le=MAX_VERSION)]
+)
 
 
 async def _lean_caller(request: Request) -> tuple[ApiContext, Caller]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import orjson
 import pydantic
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,6 +25,7 @@ from liquid.api.routes import (
     Key,
     LeanRoute,
     Namespace,
+    VersionQuery,
     Who,
     _invalid,
     _lean_caller,
@@ -36,7 +37,6 @@ from liquid.api.routes import (
     within_deadline,
 )
 from liquid.errors import InvalidInput
-from liquid.limits import MAX_VERSION
 from liquid.refs import reserved_key_message
 from liquid.vectors import Embedding, VectorFilter
 from liquid.vectors.base import check_metric
@@ -77,7 +77,7 @@ async def attach_vectors(
     namespace: Namespace,
     key: Key,
     body: AttachVectorsRequest,
-    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+    version: VersionQuery = None,
 ) -> Response:
     return await _attach(c, who.tenant, vs, namespace, key, body, version)
 

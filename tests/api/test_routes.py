@@ -248,6 +248,8 @@ def test_object_routes_are_served_lean_and_answer_as_their_fastapi_twins(
             ("/v1/objects/ns/read?version=x", auth),
             ("/v1/objects/ns/read?version=", auth),
             ("/v1/objects/ns/read?version=0", auth),
+            ("/v1/objects/ns/read?version=1_0", auth),
+            ("/v1/objects/ns/read?version=1.0", auth),
             ("/v1/objects/ns/read?version=99999999999", auth),
             ("/v1/objects/Bad/read?version=0", auth),
             ("/v1/objects/ns/missing", auth),
@@ -311,6 +313,25 @@ def test_inline_values_come_back_in_the_ref(http: httpx.Client) -> None:
     ref = put(http, "small", "x.json", b'{"a":1}', **{"Content-Type": "application/json"})
     assert ref["inline"] == "eyJhIjoxfQ=="
     assert http.get(ref_url("", ref["uri"])).json() == {"a": 1}
+
+
+def test_a_version_is_read_only_from_decimal_digits(http: httpx.Client) -> None:
+    # pydantic's lax int read "1_0" as version 10 and "1.0" or " 1" as 1: a typo served a
+    # version the caller never named. The delete and the vectors attach take the same parameter.
+    for i in range(10):
+        put(http, "digits", "k", f"v{i + 1}".encode())
+    assert http.get("/v1/objects/digits/k", params={"version": "10"}).content == b"v10"
+    for bad in ("1_0", "1.0", " 1", "+1", "1e1", "٣"):
+        for method in ("GET", "HEAD", "DELETE"):
+            r = http.request(method, "/v1/objects/digits/k", params={"version": bad})
+            assert r.status_code == 400, (method, bad, r.status_code)
+        detail = http.get("/v1/objects/digits/k", params={"version": bad}).json()["detail"]
+        assert "version" in detail and "decimal digits" in detail, detail
+        r = http.put(
+            "/v1/objects/digits/k/vectors", params={"version": bad}, json={"embeddings": [{"vector": [1.0]}]}
+        )
+        assert r.status_code == 400 and "decimal digits" in r.json()["detail"], (bad, r.text)
+    assert [i["version"] for i in http.get("/v1/versions/digits/k").json()["items"]][:1] == [10]
 
 
 def test_get_latest_versions_and_list(http: httpx.Client) -> None:
