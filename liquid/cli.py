@@ -503,6 +503,8 @@ def policy_simulate(
         raise typer.BadParameter("must be longer than 0", param_hint="--since")
     proposed = load_policies(files)
     with _runtime() as rt:
+        if tenant is not None:
+            _known_tenant(rt, tenant)  # else an unknown name replays nothing and reports zeros
         applied = active_policies(rt.service.engine)
         start, end = window(span, rt.service.clock())
         with console.status("replaying recorded reads through the engine…"):
