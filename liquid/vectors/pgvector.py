@@ -833,10 +833,14 @@ class PgVectorIndex:
             exact_sql=exact_sql,
             exact_all_sql=exact_all_sql,
             count_sql=f"SELECT count(*) FROM (SELECT 1 FROM object_vectors WHERE {base} LIMIT %(cap)s) s",
-            # The cast outside the sort: only the sampled rows are converted.
+            # The cast outside the sort: only the sampled rows are converted. The order is a hash
+            # of the row's id, not random(): every process (every API replica) then draws the same
+            # sample of the same set, and so takes the same fallback decisions and gives the same
+            # answers; with random() two processes could answer one query one with the graph's
+            # hits, one with the exact scan's.
             sample_sql=(
                 f"SELECT embedding::real[] AS v FROM (SELECT embedding FROM object_vectors"
-                f" WHERE {base} ORDER BY random() LIMIT {SAMPLE_SIZE}) s"
+                f" WHERE {base} ORDER BY hashint8extended(id, 0), id LIMIT {SAMPLE_SIZE}) s"
             ),
             params=params,
             metric=metric,
