@@ -15,8 +15,6 @@ from typer.testing import CliRunner
 
 from liquid.cli import app
 
-DEMO_POLICY = Path(__file__).resolve().parents[2] / "policies" / "demo.yaml"
-
 
 @pytest.fixture
 def cli_env(base_settings: dict[str, Any], runtime: object) -> dict[str, str]:
@@ -123,8 +121,6 @@ def test_attach_vectors_and_search(cli_env: dict[str, str], tmp_path: Path) -> N
         (["search", "[1e39, 0, 0]", "--tenant", tenant], "float32"),  # a clear error, not a traceback
         (["search", "[1, 0, 0]", "--tenant", "no-such-tenant"], "does not exist"),  # not an empty table
         (["ls", "kb", "--tenant", "no-such-tenant"], "does not exist"),
-        # A what-if of nobody's reads is an error, not a report of zeros.
-        (["policy", "simulate", str(DEMO_POLICY), "--tenant", "no-such-tenant"], "does not exist"),
         (["search", f"@{tmp_path / 'missing.json'}", "--tenant", tenant], "cannot read"),
         (["attach-vectors", refs[0], f"@{tmp_path / 'missing.json'}"], "cannot read"),
         (["put", "kb", "z", str(emb), "--tenant", tenant, "--ttl", "bogus"], "--ttl"),

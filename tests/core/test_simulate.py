@@ -167,13 +167,13 @@ def test_simulate_predicts_the_hit_ratio_and_moves_the_daemon_then_produces(
 
 
 def test_the_cli_reports_both_policy_sets_and_refuses_a_bad_window(
-    make_service: ServiceFactory, tmp_path: object, base_settings: dict
+    tenant: str, tmp_path: object, base_settings: dict
 ) -> None:
     import json
     from pathlib import Path
 
     path = Path(str(tmp_path)) / "p.yaml"
-    path.write_text(_policy("nobody-here"))
+    path.write_text(_policy(tenant))
     env = {
         "LIQUID_CATALOG_URL": base_settings["catalog_url"],
         "LIQUID_STORES": json.dumps(base_settings["stores"]),
@@ -181,11 +181,12 @@ def test_the_cli_reports_both_policy_sets_and_refuses_a_bad_window(
     bad = CliRunner().invoke(app, ["policy", "simulate", str(path), "--since", "soon"], env=env)
     assert bad.exit_code != 0 and "--since" in bad.output
     out = CliRunner().invoke(
-        app,
-        ["policy", "simulate", str(path), "--since", "1h", "--tenant", "nobody-here", "-o", "json"],
-        env=env,
+        app, ["policy", "simulate", str(path), "--since", "1h", "--tenant", tenant, "-o", "json"], env=env
     )
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
-    assert report["reads"] == 0 and report["tenant"] == "nobody-here"
+    assert report["reads"] == 0 and report["tenant"] == tenant  # a tenant with no reads yet
     assert "proposed" in report["runs"]
+    # A tenant that does not exist is a typo, not a what-if of zeros.
+    typo = CliRunner().invoke(app, ["policy", "simulate", str(path), "--tenant", "nobody-here"], env=env)
+    assert typo.exit_code != 0 and "does not exist" in str(typo.exception), typo.output
