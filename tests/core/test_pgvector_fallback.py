@@ -95,8 +95,20 @@ def world(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
             ],
             metric="cosine",
         )
-    yield {"rt": rt, "tenant": tenant, "data": data, "centres": centres, "row_of": row_of, "rng": rng}
-    rt.close()
+    # The HNSW graph is shared by every test's vectors. A vacuum repairs it where other tests
+    # deleted theirs, and an autovacuum doing so while these tests compare two searches of the
+    # same query changed the answer between them (seen in full-suite runs only): vacuum now, and
+    # no autovacuum of the table until these tests are done.
+    url = rt.service.engine.url.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        conn.execute("ALTER TABLE object_vectors SET (autovacuum_enabled = off)")
+        conn.execute("VACUUM object_vectors")
+    try:
+        yield {"rt": rt, "tenant": tenant, "data": data, "centres": centres, "row_of": row_of, "rng": rng}
+    finally:
+        with psycopg.connect(conninfo(url), autocommit=True) as conn:
+            conn.execute("ALTER TABLE object_vectors RESET (autovacuum_enabled)")
+        rt.close()
 
 
 def _index(world: dict[str, Any], **changes: Any) -> PgVectorIndex:
