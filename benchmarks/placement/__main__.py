@@ -390,6 +390,13 @@ def render(out: dict[str, Any]) -> str:
             f"{NEAR * 100:g} points (the most: {_points(min(below))})."
             if below
             else "."
+        )
+        + (
+            " Whether any online policy does better than the best peer in those cells (16 online"
+            " policies, and LRFU at its best half-life in hindsight): `placement-frontier.md`"
+            " (`python -m benchmarks.placement.frontier`)."
+            if below
+            else ""
         ),
         "",
         "Hot fills: copies written to the hot tier, each charged a read of the home (the "

@@ -38,7 +38,9 @@ def test_the_goals_say_how_far_below_the_best_peer_each_cell_is() -> None:
     text = render(out)
     assert _summary(text) == (
         f"At or above the best online peer in {len(cells) - 2} of {len(cells)} cells; below it in 2, "
-        "1 of them by less than 0.1 points (the most: -1.23)."
+        "1 of them by less than 0.1 points (the most: -1.23). Whether any online policy does better "
+        "than the best peer in those cells (16 online policies, and LRFU at its best half-life in "
+        "hindsight): `placement-frontier.md` (`python -m benchmarks.placement.frontier`)."
     )
     rows = [line for line in text.splitlines() if re.match(r"\| \S+ \| \d+% \| 0\.\d{3} \| ", line)]
     assert len(rows) == len(cells)
