@@ -450,7 +450,11 @@ class AdaptiveHalfLife:
         #   grid 22, mean 0.5391, worst 0.86 (workflow 1%; zipf0.7-drift20%-30d 10% lost 1.3
         #   points); held-out 35, mean 0.4797, worst 0.68.
         # - starting at the shortest half-life (LRU's order) instead of H0: grid 19, mean 0.5386.
-        # - planner.adaptive_sample 0.25 instead of 0.125: grid 20, mean 0.5390.
+        # - planner.adaptive_sample 0.25 instead of 0.125: grid 20, mean 0.5390. Every object
+        #   (1.0), so no sampling noise at all: zipf0.8-drift5%-30d at 5% went from 0.3191 to
+        #   0.3224 (an 8-hour half-life, which the eighth-size sample ranked below a 2.7-hour one),
+        #   but 9 of the grid's first 12 cells served less (zipf1.1-drift20%-30d 1%: 0.590 to
+        #   0.586): what is left between the simulations and the real tier is not their noise.
         # With the half-life held at its shortest the tier serves LRU's bytes to within 6e-5 (its
         # copies' headers count against the budget): where LRU is the best peer, no half-life
         # here beats it, and where ARC is (zipf1.2-drift20%-30d 5%: 0.821) the best fixed one
