@@ -456,9 +456,10 @@ class AdaptiveHalfLife:
         #   but 9 of the grid's first 12 cells served less (zipf1.1-drift20%-30d 1%: 0.590 to
         #   0.586): what is left between the simulations and the real tier is not their noise.
         # With the half-life held at its shortest the tier serves LRU's bytes to within 6e-5 (its
-        # copies' headers count against the budget): where LRU is the best peer, no half-life
-        # here beats it, and where ARC is (zipf1.2-drift20%-30d 5%: 0.821) the best fixed one
-        # serves 0.820.
+        # copies' headers count against the budget). Of the grid's cells where LRU is the best
+        # peer and Liquid falls short, 6 are where nothing online beats LRU by 0.1 points (16
+        # policies, and LRFU at its best half-life in hindsight: placement-frontier.md); in 3 a
+        # half-life chosen in hindsight would by 0.24 to 0.39 points, which the choice misses.
         if best == now or hits[best] <= hits[now] * (1 + self.margin):
             return False
         self.sticky, self.current = divmod(best, n)
